@@ -1,0 +1,78 @@
+// Normalized configuration: what the loader (config/load.ts) produces after validation and
+// defaults. Every other module of the engine consumes these types, never raw YAML.
+
+export type Layout = 'linear' | 'raid0' | 'raid1' | 'raid10' | 'raid5' | 'raid6';
+export type QueueOrder = 'fifo' | 'lifo' | 'priority';
+export type ElementCache = 'writeback' | 'none';
+export type ElementKind = 'local' | 'nbd' | 'iscsi';
+
+export interface ListenAddress {
+  readonly host: string;
+  readonly port: number;
+}
+
+/** A parsed element URI. Secrets are never part of this object's printable form. */
+export type ElementLocation =
+  | { readonly kind: 'local'; readonly path: string }
+  | { readonly kind: 'nbd'; readonly uri: string; readonly tls: boolean; readonly host?: string; readonly port?: number; readonly socketPath?: string; readonly exportName: string }
+  | { readonly kind: 'iscsi'; readonly uri: string; readonly host: string; readonly port: number; readonly targetIqn: string; readonly lun: number; readonly user?: string };
+
+export interface ElementConfig {
+  readonly name: string;
+  /** The URI as written by the user, with any secret masked. */
+  readonly uri: string;
+  readonly location: ElementLocation;
+  readonly cache: ElementCache;
+  readonly timeoutMs: number;
+  readonly secretFile?: string;
+  /** Create a sparse local file of this size (bytes, data area) if it does not exist. */
+  readonly createSizeBytes?: number;
+}
+
+export interface VolumeConfig {
+  readonly name: string;
+  readonly layout: Layout;
+  /** Element names, in role order (role 0 first). */
+  readonly elements: readonly string[];
+  readonly chunkKiB: number;
+  readonly order: QueueOrder;
+  readonly boot: boolean;
+  /** Caps the volume's size; absent = the layout's full capacity. */
+  readonly sizeBytes?: number;
+}
+
+export interface PoolsConfig {
+  /** Top driver threads. The top driver lives where the sockets are (main thread). */
+  readonly top: number;
+  /** Middle driver threads; 0 runs the middle stage inline on the top thread. */
+  readonly middle: number;
+  readonly bottom: number;
+}
+
+export interface QueueConfig {
+  /** Request descriptors in the shared ring (power of two). */
+  readonly depth: number;
+  /** Data slab slots and their size; requests larger than one slot are split. */
+  readonly slots: number;
+  readonly slotKiB: number;
+}
+
+export interface TlsConfig {
+  readonly cert?: string;
+  readonly key?: string;
+  readonly ca?: string;
+  readonly require: boolean;
+}
+
+export interface EngineConfig {
+  readonly dataDir: string;
+  /** Where the config came from, for error messages; absent for inline/embedded configs. */
+  readonly sourcePath?: string;
+  readonly nbd: { readonly listen: ListenAddress; readonly tls?: TlsConfig; readonly allow: readonly string[] };
+  readonly api: { readonly listen: ListenAddress };
+  readonly pools: PoolsConfig;
+  readonly queue: QueueConfig;
+  readonly cache: { readonly readMiB: number };
+  readonly elements: readonly ElementConfig[];
+  readonly volumes: readonly VolumeConfig[];
+}
