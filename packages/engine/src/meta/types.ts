@@ -1,0 +1,31 @@
+// What assembly (meta/assemble.ts) hands to the data path: a volume whose elements have been
+// identified by their superblocks. The data path never reads superblocks itself.
+import type { ElementConfig, VolumeConfig } from '../config/types.js';
+
+/** Bytes reserved at the start of every element for superblock + (later) bitmap/journal. */
+export const DATA_OFFSET_BYTES = 4 * 1024 * 1024;
+export const SUPERBLOCK_BYTES = 4096;
+
+export type ElementState = 'active' | 'failed' | 'spare' | 'rebuilding' | 'stale';
+
+export interface AssembledElement {
+  readonly config: ElementConfig;
+  /** Role in the array: 0..n-1, the position in VolumeConfig.elements. */
+  readonly role: number;
+  readonly state: ElementState;
+  /** Usable bytes after DATA_OFFSET_BYTES. */
+  readonly dataSizeBytes: number;
+  /** Local path (file or block device) when the element is local. */
+  readonly path?: string;
+  /** Why the element is not active, for status and logs. */
+  readonly reason?: string;
+}
+
+export interface AssembledVolume {
+  readonly config: VolumeConfig;
+  readonly arrayUuid: string;
+  readonly sizeBytes: number;
+  readonly dataOffsetBytes: number;
+  readonly eventCount: number;
+  readonly elements: readonly AssembledElement[];
+}
