@@ -1,0 +1,56 @@
+//! Errors that name their errno, so JS can branch on `err.code` (e.g. EOPNOTSUPP -> zero-fill).
+
+/// Result whose error `status` is the errno name; napi throws it as a JS Error with that `code`.
+pub type SysResult<T> = napi::Result<T, String>;
+
+/// The symbolic name of an errno value; the short list covers what open/fallocate/ioctl return.
+pub fn errno_name(errno: i32) -> String {
+    let name = match errno {
+        libc::EPERM => "EPERM",
+        libc::ENOENT => "ENOENT",
+        libc::EINTR => "EINTR",
+        libc::EIO => "EIO",
+        libc::ENXIO => "ENXIO",
+        libc::EBADF => "EBADF",
+        libc::EAGAIN => "EAGAIN",
+        libc::ENOMEM => "ENOMEM",
+        libc::EACCES => "EACCES",
+        libc::EFAULT => "EFAULT",
+        libc::EBUSY => "EBUSY",
+        libc::EEXIST => "EEXIST",
+        libc::ENODEV => "ENODEV",
+        libc::ENOTDIR => "ENOTDIR",
+        libc::EISDIR => "EISDIR",
+        libc::EINVAL => "EINVAL",
+        libc::ENFILE => "ENFILE",
+        libc::EMFILE => "EMFILE",
+        libc::ENOTTY => "ENOTTY",
+        libc::ETXTBSY => "ETXTBSY",
+        libc::EFBIG => "EFBIG",
+        libc::ENOSPC => "ENOSPC",
+        libc::ESPIPE => "ESPIPE",
+        libc::EROFS => "EROFS",
+        libc::ENAMETOOLONG => "ENAMETOOLONG",
+        libc::ENOSYS => "ENOSYS",
+        libc::ELOOP => "ELOOP",
+        libc::EOVERFLOW => "EOVERFLOW",
+        libc::EOPNOTSUPP => "EOPNOTSUPP", // == ENOTSUP on Linux
+        libc::EDQUOT => "EDQUOT",
+        _ => return format!("E{errno}"),
+    };
+    name.to_string()
+}
+
+/// The calling thread's last errno as a JS-bound error: "EINVAL: fallocate(...) failed (Invalid argument)".
+pub fn last_os_error(what: &str) -> napi::Error<String> {
+    let err = std::io::Error::last_os_error();
+    let errno = err.raw_os_error().unwrap_or(0);
+    let name = errno_name(errno);
+    let reason = format!("{name}: {what} failed ({err})");
+    napi::Error::new(name, reason)
+}
+
+/// Bad arguments from JS (negative offsets, NaN): rejected before any syscall.
+pub fn invalid_arg(what: &str) -> napi::Error<String> {
+    napi::Error::new("EINVAL".to_string(), format!("EINVAL: {what}"))
+}

@@ -1,0 +1,49 @@
+//! Real addresses of JS memory, so the engine can place O_DIRECT slots on aligned boundaries.
+
+use napi::bindgen_prelude::{BigInt, Unknown};
+use napi::{sys, JsValue};
+use napi_derive::napi;
+
+use crate::errors::{invalid_arg, SysResult};
+
+/// Address of the first byte of a typed array (any kind, over an ArrayBuffer or a
+/// SharedArrayBuffer). BigInt because a 57-bit address space exceeds f64's 53 bits.
+///
+/// Raw `napi_get_typedarray_info` rather than napi-rs's `Uint8Array` wrapper: the wrapper
+/// would take a reference and (for some element types) copy semantics we do not want, and
+/// the raw call is what Node itself documents for SAB-backed views.
+#[napi]
+pub fn buffer_address(view: Unknown) -> SysResult<BigInt> {
+    let raw = view.value();
+    let mut is_typed = false;
+    // SAFETY: env and value come from the current callback scope and are valid for its duration.
+    let status = unsafe { sys::napi_is_typedarray(raw.env, raw.value, &mut is_typed) };
+    if status != sys::Status::napi_ok || !is_typed {
+        return Err(invalid_arg("bufferAddress expects a typed array (e.g. Uint8Array)"));
+    }
+    let mut kind: sys::napi_typedarray_type = 0;
+    let mut length: usize = 0;
+    let mut data: *mut std::ffi::c_void = std::ptr::null_mut();
+    let mut buffer: sys::napi_value = std::ptr::null_mut();
+    let mut byte_offset: usize = 0;
+    // SAFETY: all out-pointers point to live locals; `data` already includes byte_offset.
+    let status = unsafe {
+        sys::napi_get_typedarray_info(
+            raw.env,
+            raw.value,
+            &mut kind,
+            &mut length,
+            &mut data,
+            &mut buffer,
+            &mut byte_offset,
+        )
+    };
+    if status != sys::Status::napi_ok {
+        return Err(invalid_arg("napi_get_typedarray_info failed"));
+    }
+    // A zero-length view over a detached buffer reports NULL; say so rather than return 0.
+    if data.is_null() {
+        return Err(invalid_arg("typed array has no backing memory (detached or empty)"));
+    }
+    Ok(BigInt::from(data as usize as u64))
+}
