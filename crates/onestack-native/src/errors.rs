@@ -46,11 +46,27 @@ pub fn last_os_error(what: &str) -> napi::Error<String> {
     let err = std::io::Error::last_os_error();
     let errno = err.raw_os_error().unwrap_or(0);
     let name = errno_name(errno);
-    let reason = format!("{name}: {what} failed ({err})");
+    // std's text ends in " (os error N)"; the name already says it.
+    let text = err.to_string();
+    let text = text.split(" (os error").next().unwrap_or(&text);
+    let reason = format!("{name}: {what} failed ({text})");
     napi::Error::new(name, reason)
 }
 
 /// Bad arguments from JS (negative offsets, NaN): rejected before any syscall.
 pub fn invalid_arg(what: &str) -> napi::Error<String> {
     napi::Error::new("EINVAL".to_string(), format!("EINVAL: {what}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_errnos_js_branches_on() {
+        assert_eq!(errno_name(libc::EOPNOTSUPP), "EOPNOTSUPP");
+        assert_eq!(errno_name(libc::ENOTSUP), "EOPNOTSUPP"); // same value on Linux
+        assert_eq!(errno_name(libc::EINVAL), "EINVAL");
+        assert_eq!(errno_name(4242), "E4242");
+    }
 }

@@ -1,1 +1,8 @@
-export {};
+// @onestack/native: Linux I/O primitives (O_DIRECT, fallocate, block-device size) through the
+// napi-rs addon in crates/onestack-native, with pure-JS fallbacks when it is not built.
+export type { NativeBackend, NativeInfo } from './loader.js';
+export { nativeInfo } from './loader.js';
+export { addressMod4096, probeAddressMod4096 } from './address.js';
+export type { OpenFileOptions } from './file.js';
+export { openFile, punchHole, zeroRange } from './file.js';
+export { deviceSizeBytes, isBlockDevice } from './device.js';

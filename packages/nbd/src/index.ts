@@ -1,1 +1,13 @@
-export {};
+// @onestack/nbd: the NBD protocol. Server side today; the codecs serve a client as well.
+
+export * from './backend.js';
+export * from './constants.js';
+export { NbdProtocolError, type NbdProtocolErrorCode, type Decoded } from './errors.js';
+export { ByteAccumulator } from './codec/accumulator.js';
+export * from './codec/handshake.js';
+export * from './codec/transmission.js';
+export { createNbdServer, type NbdServer, type NbdServerOptions } from './server/server.js';
+export type { LogFn } from './server/connection.js';
+export { ServerHandshake, transmissionFlagsFor, type HandshakeConfig, type HandshakeStep, type TransmissionSetup } from './server/handshake.js';
+export { checkRequest } from './server/validate.js';
+export { createMemoryExport, createMemoryProvider, type MemoryExport, type MemoryExportOptions } from './memory.js';

@@ -16,6 +16,12 @@
 // instead of `a < b`: any two live positions are within `capacity` (≤ 2^30) of each other, so
 // the 32-bit difference is exact even when one side has wrapped and the other has not.
 // `pos & mask` is the cell index for negative positions too (two's complement, mask < 2^31).
+//
+// Not strictly lock-free at the edges: a producer preempted between claiming a position and
+// publishing its cell makes consumers see "empty" (-1) although later cells are full, and a
+// consumer preempted mid-pop makes producers see "full" (false) even if the ring is nearly
+// empty. Both are transient; the stalled thread finishes its operation and then rings its
+// Doorbell, so callers treat -1/false as "sleep on the doorbell and retry", never as final.
 import { assert, assertRegion, CAS_RETRY_MAX, isPowerOfTwo, QueueError } from './assert.js';
 
 const ENQ = 0;

@@ -27,6 +27,8 @@ export interface ElementConfig {
   readonly secretFile?: string;
   /** Create a sparse local file of this size (bytes, data area) if it does not exist. */
   readonly createSizeBytes?: number;
+  /** CHAP secret given in the URI (USER%SECRET@). Non-enumerable: never serialized or printed. */
+  readonly secret?: string;
 }
 
 export interface VolumeConfig {

@@ -19,6 +19,8 @@ export interface AssembledElement {
   readonly path?: string;
   /** Why the element is not active, for status and logs. */
   readonly reason?: string;
+  /** The element's own UUID from its superblock (absent for a blank, stale element). */
+  readonly elementUuid?: string;
 }
 
 export interface AssembledVolume {
@@ -28,4 +30,6 @@ export interface AssembledVolume {
   readonly dataOffsetBytes: number;
   readonly eventCount: number;
   readonly elements: readonly AssembledElement[];
+  /** When the array was created (ms since the epoch), from the superblocks. */
+  readonly createdMs?: number;
 }

@@ -1,0 +1,111 @@
+// fetch-based client of the daemon's JSON API, used by every CLI command except `serve`.
+// Every request has a timeout; failures become CliErrors that say what to do next.
+import type { ElementStatus, EngineStatus, VolumeStatus } from '@onestack/engine';
+import { CliError } from '../errors.js';
+import { formatHostPort, type HostPort } from '../args.js';
+
+export const API_PREFIX = '/api/v1';
+
+export interface ClientOptions {
+  readonly api: HostPort;
+  readonly token?: string;
+  readonly timeoutMs?: number;
+  /** Where the token was looked for, for the hint when the daemon answers 401. */
+  readonly tokenSource?: string;
+}
+
+export interface CreateVolumeBody {
+  name: string; layout: string; elements: string[]; chunkKiB?: number; sizeBytes?: number; order?: string;
+}
+export interface AddElementBody { uri: string; name?: string; cache?: string }
+
+interface ErrorBody { error?: unknown; where?: unknown; hint?: unknown }
+
+const TIMEOUT_MS_DEFAULT = 10_000;
+
+export class ApiClient {
+  readonly #options: ClientOptions;
+  readonly #base: string;
+
+  constructor(options: ClientOptions) {
+    this.#options = options;
+    this.#base = `http://${formatHostPort(options.api)}${API_PREFIX}`;
+  }
+
+  status(): Promise<EngineStatus> { return this.#request('GET', '/status') as Promise<EngineStatus>; }
+  volumes(): Promise<VolumeStatus[]> { return this.#request('GET', '/volumes') as Promise<VolumeStatus[]>; }
+  elements(): Promise<ElementStatus[]> { return this.#request('GET', '/elements') as Promise<ElementStatus[]>; }
+  createVolume(body: CreateVolumeBody): Promise<VolumeStatus> {
+    return this.#request('POST', '/volumes', body) as Promise<VolumeStatus>;
+  }
+  async deleteVolume(name: string): Promise<void> { await this.#request('DELETE', `/volumes/${encodeURIComponent(name)}`); }
+  addElement(body: AddElementBody): Promise<ElementStatus> {
+    return this.#request('POST', '/elements', body) as Promise<ElementStatus>;
+  }
+  async removeElement(name: string): Promise<void> { await this.#request('DELETE', `/elements/${encodeURIComponent(name)}`); }
+  failElement(name: string): Promise<ElementStatus> {
+    return this.#request('POST', `/elements/${encodeURIComponent(name)}/fail`) as Promise<ElementStatus>;
+  }
+
+  async #request(method: string, path: string, body?: unknown): Promise<unknown> {
+    const headers: Record<string, string> = { accept: 'application/json' };
+    if (this.#options.token !== undefined) headers['authorization'] = `Bearer ${this.#options.token}`;
+    if (body !== undefined) headers['content-type'] = 'application/json';
+    const timeoutMs = this.#options.timeoutMs ?? TIMEOUT_MS_DEFAULT;
+    let response: Response;
+    try {
+      response = await fetch(this.#base + path, {
+        method, headers, body: body === undefined ? null : JSON.stringify(body), signal: AbortSignal.timeout(timeoutMs),
+      });
+    } catch (err) {
+      throw this.#unreachable(err, timeoutMs);
+    }
+    const text = await response.text();
+    if (response.ok) return text === '' ? undefined : parseJson(text, path);
+    throw this.#httpError(method, path, response.status, text);
+  }
+
+  #unreachable(err: unknown, timeoutMs: number): CliError {
+    const where = formatHostPort(this.#options.api);
+    const name = err instanceof Error ? err.name : '';
+    if (name === 'TimeoutError' || name === 'AbortError') {
+      return new CliError(1, `the daemon at ${where} did not answer within ${timeoutMs} ms`, 'timeout',
+        'is it overloaded or stuck? check its log (stderr of onestack serve)');
+    }
+    return new CliError(1, `cannot reach the daemon at ${where}`, causeCode(err), 'start it with: onestack serve');
+  }
+
+  #httpError(method: string, path: string, status: number, text: string): CliError {
+    if (status === 401) {
+      const source = this.#options.tokenSource ?? 'ONESTACK_TOKEN or <data dir>/api-token';
+      const what = this.#options.token === undefined ? 'no API token' : 'the daemon rejected the API token';
+      return new CliError(1, what, source, 'pass the daemon\'s --data-dir, or set ONESTACK_TOKEN to the contents of its api-token file');
+    }
+    let body: ErrorBody = {};
+    try { body = JSON.parse(text) as ErrorBody; } catch { /* not JSON: fall back to the status line */ }
+    const message = typeof body.error === 'string' ? body.error : `${method} ${path} failed with HTTP ${status}`;
+    const where = typeof body.where === 'string' ? body.where : `HTTP ${status}`;
+    const hint = typeof body.hint === 'string' ? body.hint : undefined;
+    // 400 means the request itself was wrong: a usage error, like a bad flag.
+    return new CliError(status === 400 ? 2 : 1, message, where, hint);
+  }
+}
+
+function parseJson(text: string, path: string): unknown {
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    throw new CliError(1, 'the daemon sent a response that is not JSON', path, 'is something else listening on that port?');
+  }
+}
+
+/** fetch wraps the socket error: TypeError('fetch failed', { cause: { code: 'ECONNREFUSED' } }). */
+function causeCode(err: unknown): string {
+  let current: unknown = err;
+  for (let depth = 0; depth < 4 && current instanceof Error; depth++) {
+    const code = (current as NodeJS.ErrnoException).code;
+    if (typeof code === 'string' && code !== '') return code;
+    current = current.cause;
+  }
+  return err instanceof Error ? err.message : String(err);
+}

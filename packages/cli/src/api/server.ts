@@ -1,0 +1,221 @@
+// The daemon's HTTP server (node:http): JSON API under /api/v1 with a Bearer token, the
+// server-rendered page at /, SSE events and Prometheus metrics. Control plane only: nothing
+// here touches volume data.
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { ApiEngine, Log } from './engine-port.js';
+import { EventHub } from './events.js';
+import {
+  HttpError, TokenCheck, readJsonBody, sendError, sendJson, sendNoContent, sendText, toHttpError,
+} from './http.js';
+import { METRICS_CONTENT_TYPE, renderMetrics } from './metrics.js';
+import { renderPage, renderUnauthorizedPage } from './page.js';
+import { checkAddElement, checkCreateVolume, checkName } from './validate.js';
+
+export interface ApiServerOptions {
+  readonly engine: ApiEngine;
+  readonly token: string;
+  readonly log?: Log;
+  readonly version?: string;
+  readonly sseClientsMax?: number;
+}
+
+export interface ApiServer {
+  readonly host: string;
+  readonly port: number;
+  close(timeoutMs?: number): Promise<void>;
+}
+
+const PREFIX = '/api/v1';
+const MUTATIONS_PENDING_MAX = 32;
+const HTML = 'text/html; charset=utf-8';
+const PAGE_CSP = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+/** Starts listening; rejects with the listen error (EADDRINUSE, EACCES, ...) as is. */
+export async function startApiServer(options: ApiServerOptions, listen: { host: string; port: number }): Promise<ApiServer> {
+  const log: Log = options.log ?? (() => undefined);
+  const handler = new ApiHandler(options, log);
+  const server = createServer({ requestTimeout: 30_000, headersTimeout: 10_000 }, (req, res) => { handler.handle(req, res); });
+  server.maxHeadersCount = 64;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ host: listen.host, port: listen.port, exclusive: true }, () => { server.off('error', reject); resolve(); });
+  });
+  server.on('error', (err) => { log('error', `API server: ${err.message}`); });
+  const address = server.address() as AddressInfo;
+  return { host: address.address, port: address.port, close: (timeoutMs = 3000) => closeServer(server, handler, timeoutMs) };
+}
+
+async function closeServer(server: Server, handler: ApiHandler, timeoutMs: number): Promise<void> {
+  handler.events.close();
+  const closed = new Promise<void>((resolve) => { server.close(() => { resolve(); }); });
+  server.closeIdleConnections();
+  const timer = setTimeout(() => { server.closeAllConnections(); }, timeoutMs);
+  await closed;
+  clearTimeout(timer);
+}
+
+class ApiHandler {
+  readonly events: EventHub;
+  readonly #engine: ApiEngine;
+  readonly #tokens: TokenCheck;
+  readonly #log: Log;
+  readonly #version: string;
+  #mutations: Promise<unknown> = Promise.resolve();
+  #mutationsPending = 0;
+
+  constructor(options: ApiServerOptions, log: Log) {
+    this.#engine = options.engine;
+    this.#tokens = new TokenCheck(options.token);
+    this.#log = log;
+    this.#version = options.version ?? 'unknown';
+    this.events = new EventHub(options.engine, log, options.sseClientsMax);
+  }
+
+  handle(req: IncomingMessage, res: ServerResponse): void {
+    this.#route(req, res).catch((err: unknown) => {
+      const httpError = toHttpError(err);
+      // Never log the URL's query: the GUI URL carries the token.
+      if (httpError.status >= 500) this.#log('error', `${req.method ?? '?'} ${pathOf(req)}: ${err instanceof Error ? err.stack ?? err.message : String(err)}`);
+      if (!res.headersSent) sendError(res, httpError);
+      else res.destroy();
+    });
+  }
+
+  async #route(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    const method = req.method ?? 'GET';
+    if (url.pathname === '/' || url.pathname === '/index.html') {
+      if (method !== 'GET' && method !== 'HEAD') throw methodNotAllowed(['GET']);
+      // The GUI URL is the only place a token may ride in the query; nothing else is set (no cookie).
+      if (!this.#tokens.matches(url.searchParams.get('token') ?? undefined) && !this.#tokens.matchesRequest(req)) {
+        sendText(res, 401, HTML, renderUnauthorizedPage(), { 'content-security-policy': PAGE_CSP });
+        return;
+      }
+      sendText(res, 200, HTML, renderPage(this.#engine.status(), this.#version), { 'content-security-policy': PAGE_CSP });
+      return;
+    }
+    if (url.pathname !== PREFIX && !url.pathname.startsWith(PREFIX + '/')) {
+      throw new HttpError(404, 'not-found', `no such page: ${url.pathname}`, url.pathname, `the API lives under ${PREFIX}`);
+    }
+    if (!this.#tokens.matchesRequest(req)) {
+      sendError(res, new HttpError(401, 'unauthorized', 'missing or wrong API token', 'Authorization',
+        'send Authorization: Bearer TOKEN with the token from <data dir>/api-token'), { 'www-authenticate': 'Bearer realm="onestack"' });
+      return;
+    }
+    await this.#api(req, res, method, segments(url.pathname.slice(PREFIX.length)));
+  }
+
+  async #api(req: IncomingMessage, res: ServerResponse, method: string, parts: readonly string[]): Promise<void> {
+    const [collection, name, action, extra] = parts;
+    if (extra !== undefined) throw notFound(parts);
+    if (collection === 'status' && name === undefined) return this.#get(method, res, () => this.#engine.status());
+    if (collection === 'metrics' && name === undefined) {
+      if (method !== 'GET') throw methodNotAllowed(['GET']);
+      return sendText(res, 200, METRICS_CONTENT_TYPE, renderMetrics(this.#engine.status()));
+    }
+    if (collection === 'events' && name === undefined) {
+      if (method !== 'GET') throw methodNotAllowed(['GET']);
+      return this.events.attach(req, res);
+    }
+    if (collection === 'volumes') return this.#volumes(req, res, method, name, action);
+    if (collection === 'elements') return this.#elements(req, res, method, name, action);
+    throw notFound(parts);
+  }
+
+  async #volumes(req: IncomingMessage, res: ServerResponse, method: string, name?: string, action?: string): Promise<void> {
+    if (name === undefined) {
+      if (method === 'GET') return sendJson(res, 200, this.#engine.status().volumes);
+      if (method !== 'POST') throw methodNotAllowed(['GET', 'POST']);
+      const spec = checkCreateVolume(await readJsonBody(req));
+      await this.#mutate(() => this.#engine.createVolume(spec));
+      return sendJson(res, 201, this.#volume(spec.name));
+    }
+    checkName(name, 'volume');
+    if (action === 'replace') {
+      if (method !== 'POST') throw methodNotAllowed(['POST']);
+      throw new HttpError(501, 'not-implemented', 'replacing an element arrives with issue 5', `volumes/${name}/replace`,
+        'until then: fail the old element; the volume keeps running degraded');
+    }
+    if (action !== undefined) throw notFound(['volumes', name, action]);
+    if (method === 'GET') return sendJson(res, 200, this.#volume(name));
+    if (method !== 'DELETE') throw methodNotAllowed(['GET', 'DELETE']);
+    await this.#mutate(() => this.#engine.deleteVolume(name));
+    return sendNoContent(res);
+  }
+
+  async #elements(req: IncomingMessage, res: ServerResponse, method: string, name?: string, action?: string): Promise<void> {
+    if (name === undefined) {
+      if (method === 'GET') return sendJson(res, 200, this.#engine.status().elements);
+      if (method !== 'POST') throw methodNotAllowed(['GET', 'POST']);
+      const spec = checkAddElement(await readJsonBody(req));
+      const element = await this.#mutate(() => this.#engine.addElement(spec));
+      return sendJson(res, 201, element);
+    }
+    checkName(name, 'element');
+    if (action === 'fail') {
+      if (method !== 'POST') throw methodNotAllowed(['POST']);
+      await this.#mutate(() => this.#engine.failElement(name));
+      return sendJson(res, 200, this.#element(name));
+    }
+    if (action !== undefined) throw notFound(['elements', name, action]);
+    if (method === 'GET') return sendJson(res, 200, this.#element(name));
+    if (method !== 'DELETE') throw methodNotAllowed(['GET', 'DELETE']);
+    await this.#mutate(() => this.#engine.removeElement(name));
+    return sendNoContent(res);
+  }
+
+  #get(method: string, res: ServerResponse, body: () => unknown): void {
+    if (method !== 'GET') throw methodNotAllowed(['GET']);
+    sendJson(res, 200, body());
+  }
+
+  #volume(name: string): unknown {
+    const volume = this.#engine.status().volumes.find((v) => v.name === name);
+    if (volume === undefined) throw new HttpError(404, 'not-found', `no volume named ${name}`, `volumes/${name}`, 'list them with GET /api/v1/volumes');
+    return volume;
+  }
+
+  #element(name: string): unknown {
+    const element = this.#engine.status().elements.find((e) => e.name === name);
+    if (element === undefined) throw new HttpError(404, 'not-found', `no element named ${name}`, `elements/${name}`, 'list them with GET /api/v1/elements');
+    return element;
+  }
+
+  /** Changes run one at a time, in arrival order, with a bounded backlog. */
+  async #mutate<T>(change: () => Promise<T>): Promise<T> {
+    if (this.#mutationsPending >= MUTATIONS_PENDING_MAX) {
+      throw new HttpError(503, 'busy', `too many changes pending (${MUTATIONS_PENDING_MAX})`, 'api', 'retry in a moment');
+    }
+    this.#mutationsPending++;
+    const result = this.#mutations.then(change);
+    this.#mutations = result.catch(() => undefined);
+    try {
+      return await result;
+    } finally {
+      this.#mutationsPending--;
+    }
+  }
+}
+
+function segments(path: string): string[] {
+  const parts = path.split('/').filter((p) => p !== '');
+  try {
+    return parts.map((p) => decodeURIComponent(p));
+  } catch {
+    throw new HttpError(400, 'invalid', 'bad percent-encoding in the path', 'path');
+  }
+}
+
+function pathOf(req: IncomingMessage): string {
+  return (req.url ?? '/').split('?')[0] ?? '/';
+}
+
+function notFound(parts: readonly string[]): HttpError {
+  return new HttpError(404, 'not-found', `no such route: ${PREFIX}/${parts.join('/')}`, 'path',
+    'routes: status, volumes[/NAME], elements[/NAME[/fail]], events, metrics');
+}
+
+function methodNotAllowed(allowed: readonly string[]): HttpError {
+  return new HttpError(405, 'invalid', `method not allowed (use ${allowed.join(' or ')})`, 'method');
+}

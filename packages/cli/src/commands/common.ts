@@ -1,0 +1,52 @@
+// Options and set-up shared by the commands that talk to the daemon over the API.
+import { readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { ApiClient } from '../api/client.js';
+import { parseHostPort, type OptionSpecs, type ParsedArgs } from '../args.js';
+import { CliError } from '../errors.js';
+import type { CliIo } from '../io.js';
+
+export const API_DEFAULT = '127.0.0.1:9090';
+export const DATA_DIR_DEFAULT = './data';
+const TOKEN_BYTES_MAX = 4096;
+
+export const CLIENT_OPTIONS: OptionSpecs = {
+  api: { type: 'string' },
+  'data-dir': { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+};
+
+export function dataDirOf(values: ParsedArgs['values'], io: CliIo): string {
+  const flag = values['data-dir'];
+  if (typeof flag === 'string') return flag;
+  const env = io.env['ONESTACK_DATA_DIR'];
+  return env !== undefined && env !== '' ? env : DATA_DIR_DEFAULT;
+}
+
+/** The client for --api, with the token from ONESTACK_TOKEN or the data dir's api-token. */
+export function clientFor(values: ParsedArgs['values'], io: CliIo): ApiClient {
+  const apiText = typeof values['api'] === 'string' ? values['api'] : API_DEFAULT;
+  const api = parseHostPort(apiText, '--api', false);
+  const envToken = io.env['ONESTACK_TOKEN'];
+  if (envToken !== undefined && envToken.trim() !== '') {
+    return new ApiClient({ api, token: envToken.trim(), tokenSource: 'ONESTACK_TOKEN' });
+  }
+  const path = resolve(join(dataDirOf(values, io), 'api-token'));
+  const token = readToken(path);
+  // No token: still ask, so "daemon not running" is reported before "no token".
+  return token === undefined ? new ApiClient({ api, tokenSource: path }) : new ApiClient({ api, token, tokenSource: path });
+}
+
+function readToken(path: string): string | undefined {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
+    throw new CliError(1, `cannot read the API token`, `${path}: ${code ?? 'error'}`, 'run as the user that runs onestack serve, or set ONESTACK_TOKEN');
+  }
+  const token = text.trim();
+  if (token === '' || token.length > TOKEN_BYTES_MAX) return undefined;
+  return token;
+}

@@ -1,0 +1,63 @@
+// `onestack element list | add URI [--name N] [--cache C] | remove N | fail N | replace OLD NEW`
+import type { AddElementBody } from '../api/client.js';
+import { parseChoice, parseCommandArgs } from '../args.js';
+import { usageError, type ExitCode } from '../errors.js';
+import { HELP, NOT_YET } from '../help.js';
+import type { CliIo } from '../io.js';
+import { formatBytes, renderElementList } from '../render.js';
+import { CLIENT_OPTIONS, clientFor } from './common.js';
+import { expectPositionals, unknownSubcommand } from './volume.js';
+
+const SUBCOMMANDS = ['list', 'add', 'remove', 'fail', 'replace'];
+import { CACHES } from '../api/validate.js';
+
+export async function elementCommand(argv: readonly string[], io: CliIo): Promise<ExitCode> {
+  const sub = argv[0];
+  if (sub === undefined || sub === '--help' || sub === '-h' || sub === 'help') {
+    (sub === undefined ? io.stderr : io.stdout)(HELP['element'] ?? '');
+    return sub === undefined ? 2 : 0;
+  }
+  const rest = argv.slice(1);
+  switch (sub) {
+    case 'list': {
+      const args = parseCommandArgs('element list', rest, { ...CLIENT_OPTIONS, json: { type: 'boolean' } });
+      if (args.values['help'] === true) { io.stdout(HELP['element'] ?? ''); return 0; }
+      expectPositionals('element list', args, 0);
+      const elements = await clientFor(args.values, io).elements();
+      io.stdout(args.values['json'] === true ? JSON.stringify(elements, null, 2) + '\n' : renderElementList(elements));
+      return 0;
+    }
+    case 'add': {
+      const args = parseCommandArgs('element add', rest, { ...CLIENT_OPTIONS, name: { type: 'string' }, cache: { type: 'string' } });
+      if (args.values['help'] === true) { io.stdout(HELP['element'] ?? ''); return 0; }
+      const uri = expectPositionals('element add', args, 1)[0] ?? '';
+      if (uri.trim() === '') throw usageError('element add needs a URI', 'element add');
+      const body: AddElementBody = { uri };
+      if (typeof args.values['name'] === 'string') body.name = args.values['name'];
+      if (typeof args.values['cache'] === 'string') body.cache = parseChoice(args.values['cache'], '--cache', CACHES);
+      const element = await clientFor(args.values, io).addElement(body);
+      io.stdout(`added element ${element.name}: ${element.kind}, ${formatBytes(element.sizeBytes)}, ${element.state}, ${element.uri}\n`);
+      return 0;
+    }
+    case 'remove':
+    case 'fail': {
+      const command = `element ${sub}`;
+      const args = parseCommandArgs(command, rest, CLIENT_OPTIONS);
+      if (args.values['help'] === true) { io.stdout(HELP['element'] ?? ''); return 0; }
+      const name = expectPositionals(command, args, 1)[0] ?? '';
+      const client = clientFor(args.values, io);
+      if (sub === 'remove') {
+        await client.removeElement(name);
+        io.stdout(`removed element ${name}\n`);
+      } else {
+        const element = await client.failElement(name);
+        io.stdout(`marked element ${element.name} failed (state ${element.state}${element.volume === null ? '' : `, volume ${element.volume}`})\n`);
+      }
+      return 0;
+    }
+    case 'replace':
+      throw usageError(`onestack element replace is not yet available (${NOT_YET['element replace'] ?? 'a later issue'})`, 'element replace');
+    default:
+      throw unknownSubcommand('element', sub, SUBCOMMANDS);
+  }
+}

@@ -1,0 +1,90 @@
+// `onestack volume list | create NAME --layout L --element E... | delete NAME`
+import type { CreateVolumeBody } from '../api/client.js';
+import { helpHint, parseChoice, parseCommandArgs, parsePositiveInt, parseSize, closest, type OptionSpecs, type ParsedArgs } from '../args.js';
+import { usageError, type ExitCode } from '../errors.js';
+import { HELP } from '../help.js';
+import type { CliIo } from '../io.js';
+import { formatBytes, renderVolumeList } from '../render.js';
+import { LAYOUTS, ORDERS } from '../api/validate.js';
+import { CLIENT_OPTIONS, clientFor } from './common.js';
+
+const CHUNK_KIB_MAX = 1024 * 1024;
+const ELEMENTS_MAX = 256;
+const SUBCOMMANDS = ['list', 'create', 'delete'];
+
+const CREATE_OPTIONS: OptionSpecs = {
+  ...CLIENT_OPTIONS,
+  layout: { type: 'string' }, element: { type: 'string', multiple: true, greedy: true },
+  'chunk-kib': { type: 'string' }, size: { type: 'string' }, order: { type: 'string' },
+};
+
+export async function volumeCommand(argv: readonly string[], io: CliIo): Promise<ExitCode> {
+  const sub = argv[0];
+  if (sub === undefined || sub === '--help' || sub === '-h' || sub === 'help') {
+    (sub === undefined ? io.stderr : io.stdout)(HELP['volume'] ?? '');
+    return sub === undefined ? 2 : 0;
+  }
+  const rest = argv.slice(1);
+  switch (sub) {
+    case 'list': {
+      const args = parseCommandArgs('volume list', rest, { ...CLIENT_OPTIONS, json: { type: 'boolean' } });
+      if (args.values['help'] === true) { io.stdout(HELP['volume'] ?? ''); return 0; }
+      expectPositionals('volume list', args, 0);
+      const volumes = await clientFor(args.values, io).volumes();
+      io.stdout(args.values['json'] === true ? JSON.stringify(volumes, null, 2) + '\n' : renderVolumeList(volumes));
+      return 0;
+    }
+    case 'create': {
+      const args = parseCommandArgs('volume create', rest, CREATE_OPTIONS);
+      if (args.values['help'] === true) { io.stdout(HELP['volume'] ?? ''); return 0; }
+      const body = createBody(args);
+      const volume = await clientFor(args.values, io).createVolume(body);
+      io.stdout(`created volume ${volume.name}: ${volume.layout}, ${formatBytes(volume.sizeBytes)}, ${volume.state}, ` +
+        `elements ${volume.elements.map((e) => e.name).join(', ')}\n`);
+      return 0;
+    }
+    case 'delete': {
+      const args = parseCommandArgs('volume delete', rest, CLIENT_OPTIONS);
+      if (args.values['help'] === true) { io.stdout(HELP['volume'] ?? ''); return 0; }
+      const name = expectPositionals('volume delete', args, 1)[0] ?? '';
+      await clientFor(args.values, io).deleteVolume(name);
+      io.stdout(`deleted volume ${name}\n`);
+      return 0;
+    }
+    default:
+      throw unknownSubcommand('volume', sub, SUBCOMMANDS);
+  }
+}
+
+/** Validates `volume create` locally so typos fail fast, before the daemon is asked. */
+export function createBody(args: ParsedArgs): CreateVolumeBody {
+  const v = args.values;
+  const elementFlags = Array.isArray(v['element']) ? v['element'] : [];
+  const named = args.positionals;
+  if (named.length === 0) throw usageError('volume create needs a NAME', 'volume create', 'onestack volume create NAME --layout L --element E...');
+  if (named.length > 1) throw usageError(`unexpected argument "${named[1]}"`, 'volume create', helpHint('volume create'));
+  if (typeof v['layout'] !== 'string') throw usageError('volume create needs --layout', 'volume create', `one of: ${LAYOUTS.join(', ')}`);
+  const elements = elementFlags.flatMap((e) => e.split(',')).map((e) => e.trim()).filter((e) => e !== '');
+  if (elements.length === 0) throw usageError('volume create needs --element', 'volume create', 'name the elements in role order: --element d0 --element d1');
+  if (elements.length > ELEMENTS_MAX) throw usageError(`too many elements (${elements.length}, at most ${ELEMENTS_MAX})`, '--element');
+  const duplicate = elements.find((e, i) => elements.indexOf(e) !== i);
+  if (duplicate !== undefined) throw usageError(`element ${duplicate} named twice`, '--element');
+  const body: CreateVolumeBody = { name: named[0] ?? '', layout: parseChoice(v['layout'], '--layout', LAYOUTS), elements };
+  if (typeof v['chunk-kib'] === 'string') body.chunkKiB = parsePositiveInt(v['chunk-kib'], '--chunk-kib', CHUNK_KIB_MAX);
+  if (typeof v['size'] === 'string') body.sizeBytes = parseSize(v['size'], '--size');
+  if (typeof v['order'] === 'string') body.order = parseChoice(v['order'], '--order', ORDERS);
+  return body;
+}
+
+export function expectPositionals(command: string, args: ParsedArgs, count: number): readonly string[] {
+  const p = args.positionals;
+  if (p.length < count) throw usageError(`${command} needs ${count === 1 ? 'an argument' : `${count} arguments`}`, command, helpHint(command));
+  if (p.length > count) throw usageError(`unexpected argument "${p[count]}"`, command, helpHint(command));
+  return p;
+}
+
+export function unknownSubcommand(command: string, sub: string, known: readonly string[]): Error {
+  const guess = closest(sub, known);
+  const hint = guess === undefined ? `one of: ${known.join(', ')}` : `did you mean: onestack ${command} ${guess}?`;
+  return usageError(`unknown command "${command} ${sub}"`, command, hint);
+}

@@ -1,0 +1,98 @@
+// Help texts, one per command. Kept next to each other so they read as one manual.
+
+export const TOP_HELP = `onestack - one storage stack for local and network disks
+
+usage: onestack COMMAND [OPTIONS]
+
+commands:
+  serve      run the daemon: NBD exports plus the JSON API and GUI
+  status     volumes, layout, state, % rebuilt, elements, IOPS (like /proc/mdstat)
+  volume     list | create | delete volumes
+  element    list | add | remove | fail elements (disks)
+  discover   list exports of an NBD server or iSCSI targets   (not yet available)
+  bench      measure a volume or URI                           (not yet available)
+  init       interactive configuration wizard                  (not yet available)
+
+Commands other than serve talk to the running daemon over its API (--api HOST:PORT, default
+127.0.0.1:9090); the token comes from ONESTACK_TOKEN or <data dir>/api-token.
+Exit status: 0 ok, 1 runtime failure, 2 usage or configuration error.
+
+Run "onestack COMMAND --help" for a command's options.
+`;
+
+const CLIENT_OPTIONS = `  --api HOST:PORT     the daemon's API address (default 127.0.0.1:9090)
+  --data-dir DIR      the daemon's data dir, to read its api-token (default $ONESTACK_DATA_DIR or ./data)
+  -h, --help          this help
+environment: ONESTACK_TOKEN (API token; wins over the data dir's api-token), ONESTACK_DATA_DIR`;
+
+export const HELP: Readonly<Record<string, string>> = {
+  serve: `usage: onestack serve [--config FILE] [--data-dir DIR] [--nbd HOST:PORT] [--api HOST:PORT]
+
+Runs the daemon in the foreground: assembles the volumes, exports them over NBD (export name =
+volume name; the empty name is the boot volume) and serves the JSON API and GUI. Without
+--config it uses the embedded default: a raid1 volume "default" over two sparse 1 GiB images in
+the data dir. Prints "onestack: ready" once everything listens. Ctrl-C (or SIGTERM) flushes and
+stops cleanly; a second Ctrl-C stops at once (exit 1).
+
+The banner on stdout carries the GUI URL with the API token; log lines go to stderr and never
+carry the token.
+
+options:
+  --config FILE       onestack.yaml (or JSON)
+  --data-dir DIR      data dir (default: the config's dataDir, else $ONESTACK_DATA_DIR, else ./data)
+  --nbd HOST:PORT     NBD listen address (default 127.0.0.1:10809; port 0 picks a free port)
+  --api HOST:PORT     API/GUI listen address (default 127.0.0.1:9090; port 0 picks a free port)
+  -h, --help          this help
+`,
+  status: `usage: onestack status [--json] [--watch [--count N]]
+
+Shows every volume like /proc/mdstat: name, state, layout, size, [n/m] [UU] element map,
+% rebuilt while rebuilding, op counters, then each element with its state.
+
+options:
+  --json              the status object (same shape as GET /api/v1/status)
+  --watch             redraw every second with IOPS, until Ctrl-C
+  --count N           with --watch: stop after N frames
+${CLIENT_OPTIONS}
+`,
+  volume: `usage: onestack volume list [--json]
+       onestack volume create NAME --layout L --element E... [--chunk-kib N] [--size BYTES]
+                                   [--order fifo|lifo|priority]
+       onestack volume delete NAME
+
+  --layout L          linear, raid0, raid1, raid10, raid5 or raid6
+  --element E...      element names in role order: repeat the flag, separate with commas, or
+                      list them after one flag (--element d0 d1)
+  --chunk-kib N       stripe chunk in KiB (default: the engine's, 64)
+  --size BYTES        cap the volume's size (suffixes K, M, G, T are powers of 1024)
+  --order O           request order: fifo (default), lifo or priority
+  --json              (list) print JSON
+${CLIENT_OPTIONS}
+
+example: onestack volume create vol1 --layout raid1 --element d2 --element d3
+`,
+  element: `usage: onestack element list [--json]
+       onestack element add URI [--name N] [--cache writeback|none]
+       onestack element remove N
+       onestack element fail N
+       onestack element replace OLD NEW      (not yet available: issue 5)
+
+URI: file:PATH or a bare path, nbd://HOST[:PORT]/EXPORT, nbds://..., nbd+unix:///EXPORT?socket=PATH,
+iscsi://[USER@]HOST[:PORT]/TARGET-IQN/LUN
+
+  --name N            element name (default: chosen by the engine)
+  --cache C           local elements: writeback (page cache, default) or none (O_DIRECT)
+  --json              (list) print JSON
+${CLIENT_OPTIONS}
+
+example: onestack element add file:/var/lib/onestack/disk2.img --name d2 --cache none
+`,
+};
+
+/** Commands the SPEC names that arrive later: a clear error rather than a stub. */
+export const NOT_YET: Readonly<Record<string, string>> = {
+  discover: 'arrives in a later issue',
+  bench: 'arrives in a later issue',
+  init: 'arrives in a later issue',
+  'element replace': 'arrives with issue 5',
+};

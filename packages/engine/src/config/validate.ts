@@ -1,0 +1,167 @@
+// Normalizers: raw (parsed YAML/JSON) values in, validated config types out. Each throws an
+// EngineError('config') naming the field path; the loader adds FILE:LINE:COL.
+import { isIP } from 'node:net';
+import * as path from 'node:path';
+import type { ElementCache, ElementConfig, Layout, ListenAddress, PoolsConfig, QueueConfig, QueueOrder, TlsConfig, VolumeConfig } from './types.js';
+import { configError, didYouMean, show } from './errors.js';
+import { join, readBool, readEnum, readInt, readList, readMap, readName, readSizeBytes, readString } from './fields.js';
+import { parseElementUri, parseListen } from './uri.js';
+
+export const LAYOUTS: readonly Layout[] = ['linear', 'raid0', 'raid1', 'raid10', 'raid5', 'raid6'];
+export const ORDERS: readonly QueueOrder[] = ['fifo', 'lifo', 'priority'];
+export const CACHES: readonly ElementCache[] = ['writeback', 'none'];
+export const MAX_ELEMENTS = 256;
+export const MAX_VOLUMES = 64;
+export const MAX_ELEMENTS_PER_VOLUME = 64;
+export const DEFAULT_TIMEOUT_MS = 5000;
+export const DEFAULT_CHUNK_KIB = 64;
+export const DEFAULT_POOLS: PoolsConfig = { top: 1, middle: 1, bottom: 2 };
+export const DEFAULT_QUEUE: QueueConfig = { depth: 1024, slots: 256, slotKiB: 256 };
+
+/** Fewest elements each layout needs, and whether the count must be even. */
+const LAYOUT_MIN: Readonly<Record<Layout, number>> = { linear: 1, raid0: 2, raid1: 2, raid10: 4, raid5: 3, raid6: 4 };
+
+/** Checks an element count against a layout; returns an error message or undefined. */
+export function layoutCountProblem(layout: Layout, count: number): string | undefined {
+  const min = LAYOUT_MIN[layout];
+  if (count < min) return `${layout} needs at least ${min} element${min === 1 ? '' : 's'}, got ${count}`;
+  if (layout === 'raid10' && count % 2 !== 0) return `raid10 needs an even number of elements, got ${count}`;
+  if (count > MAX_ELEMENTS_PER_VOLUME) return `at most ${MAX_ELEMENTS_PER_VOLUME} elements per volume, got ${count}`;
+  return undefined;
+}
+
+const ELEMENT_KEYS = ['name', 'uri', 'cache', 'timeoutMs', 'secretFile', 'createSizeBytes'];
+
+export function normalizeElement(raw: unknown, field: string, baseDir: string): ElementConfig {
+  const map = readMap(raw, field, ELEMENT_KEYS);
+  if (map.name === undefined) throw configError(join(field, 'name'), 'missing (every element needs a name)');
+  if (map.uri === undefined) throw configError(join(field, 'uri'), 'missing (like file:./data/disk0.img or nbd://HOST:PORT/EXPORT)');
+  const name = readName(map.name, join(field, 'name'));
+  const parsed = parseElementUri(readString(map.uri, join(field, 'uri')), join(field, 'uri'), baseDir);
+  const kind = parsed.location.kind;
+  const cache = map.cache === undefined ? 'writeback' : readEnum(map.cache, join(field, 'cache'), 'cache mode', CACHES);
+  const timeoutMs = map.timeoutMs === undefined ? DEFAULT_TIMEOUT_MS : readInt(map.timeoutMs, join(field, 'timeoutMs'), 1, 3_600_000);
+  let secretFile: string | undefined;
+  if (map.secretFile !== undefined) {
+    if (kind !== 'iscsi') throw configError(join(field, 'secretFile'), 'secretFile is for iscsi:// elements only');
+    secretFile = path.resolve(baseDir, readString(map.secretFile, join(field, 'secretFile')));
+  }
+  let createSizeBytes: number | undefined;
+  if (map.createSizeBytes !== undefined) {
+    if (kind !== 'local') throw configError(join(field, 'createSizeBytes'), 'createSizeBytes is for local elements only');
+    createSizeBytes = readSizeBytes(map.createSizeBytes, join(field, 'createSizeBytes'), 1024 * 1024);
+  }
+  const element: ElementConfig = {
+    name, uri: parsed.maskedUri, location: parsed.location, cache, timeoutMs,
+    ...(secretFile !== undefined ? { secretFile } : {}),
+    ...(createSizeBytes !== undefined ? { createSizeBytes } : {}),
+  };
+  // Non-enumerable: JSON.stringify, spreads and status output never carry the secret.
+  if (parsed.secret !== undefined) Object.defineProperty(element, 'secret', { value: parsed.secret, enumerable: false });
+  return element;
+}
+
+const VOLUME_KEYS = ['name', 'layout', 'elements', 'chunkKiB', 'order', 'boot', 'sizeBytes'];
+
+export function normalizeVolume(raw: unknown, field: string, elementNames: ReadonlySet<string>): VolumeConfig {
+  const map = readMap(raw, field, VOLUME_KEYS);
+  if (map.name === undefined) throw configError(join(field, 'name'), 'missing (every volume needs a name)');
+  const name = readName(map.name, join(field, 'name'));
+  if (map.layout === undefined) throw configError(join(field, 'layout'), `missing (one of ${LAYOUTS.join(', ')})`);
+  const layout = readEnum(map.layout, join(field, 'layout'), 'layout', LAYOUTS);
+  if (map.elements === undefined) throw configError(join(field, 'elements'), 'missing (a list of element names)');
+  const list = readList(map.elements, join(field, 'elements'), MAX_ELEMENTS_PER_VOLUME);
+  const elements: string[] = [];
+  list.forEach((item, i) => {
+    const itemField = `${join(field, 'elements')}[${i}]`;
+    const elementName = readString(item, itemField, 64);
+    if (!elementNames.has(elementName)) {
+      const guess = didYouMean(elementName, [...elementNames]);
+      throw configError(itemField, `unknown element ${show(elementName)}${guess !== undefined ? ` (did you mean "${guess}"?)` : ''}`,
+        'list the element under `elements:` first, then refer to it by name');
+    }
+    if (elements.includes(elementName)) throw configError(itemField, `element ${show(elementName)} is listed twice`);
+    elements.push(elementName);
+  });
+  const problem = layoutCountProblem(layout, elements.length);
+  if (problem !== undefined) throw configError(join(field, 'elements'), problem);
+  const chunkKiB = map.chunkKiB === undefined ? DEFAULT_CHUNK_KIB : readInt(map.chunkKiB, join(field, 'chunkKiB'), 4, 16384);
+  if ((chunkKiB & (chunkKiB - 1)) !== 0) throw configError(join(field, 'chunkKiB'), `${chunkKiB} is not a power of two`, 'like 64, 128 or 512');
+  const order = map.order === undefined ? 'fifo' : readEnum(map.order, join(field, 'order'), 'order', ORDERS);
+  const boot = map.boot === undefined ? false : readBool(map.boot, join(field, 'boot'));
+  const sizeBytes = map.sizeBytes === undefined ? undefined : readSizeBytes(map.sizeBytes, join(field, 'sizeBytes'), 4096);
+  return { name, layout, elements, chunkKiB, order, boot, ...(sizeBytes !== undefined ? { sizeBytes } : {}) };
+}
+
+export function normalizePools(raw: unknown, field: string): PoolsConfig {
+  if (raw === undefined) return DEFAULT_POOLS;
+  const map = readMap(raw, field, ['top', 'middle', 'bottom']);
+  return {
+    top: map.top === undefined ? DEFAULT_POOLS.top : readInt(map.top, join(field, 'top'), 1, 64),
+    middle: map.middle === undefined ? DEFAULT_POOLS.middle : readInt(map.middle, join(field, 'middle'), 1, 64),
+    bottom: map.bottom === undefined ? DEFAULT_POOLS.bottom : readInt(map.bottom, join(field, 'bottom'), 1, 64),
+  };
+}
+
+export function normalizeQueue(raw: unknown, field: string): QueueConfig {
+  if (raw === undefined) return DEFAULT_QUEUE;
+  const map = readMap(raw, field, ['depth', 'slots', 'slotKiB']);
+  const depth = map.depth === undefined ? DEFAULT_QUEUE.depth : readInt(map.depth, join(field, 'depth'), 64, 65536);
+  if ((depth & (depth - 1)) !== 0) throw configError(join(field, 'depth'), `${depth} is not a power of two`, 'like 256, 1024 or 4096');
+  const slots = map.slots === undefined ? DEFAULT_QUEUE.slots : readInt(map.slots, join(field, 'slots'), 1, 65536);
+  const slotKiB = map.slotKiB === undefined ? DEFAULT_QUEUE.slotKiB : readInt(map.slotKiB, join(field, 'slotKiB'), 4, 16384);
+  if (slotKiB % 4 !== 0) throw configError(join(field, 'slotKiB'), `${slotKiB} is not a multiple of 4`);
+  if (slots * slotKiB > 4 * 1024 * 1024) {
+    throw configError(field, `slots × slotKiB is ${slots * slotKiB} KiB; at most 4 GiB of buffers`, 'lower queue.slots or queue.slotKiB');
+  }
+  return { depth, slots, slotKiB };
+}
+
+function normalizeTls(raw: unknown, field: string, baseDir: string): TlsConfig {
+  const map = readMap(raw, field, ['cert', 'key', 'ca', 'require']);
+  const file = (key: string): string | undefined =>
+    map[key] === undefined ? undefined : path.resolve(baseDir, readString(map[key], join(field, key)));
+  const cert = file('cert');
+  const key = file('key');
+  const ca = file('ca');
+  if ((cert === undefined) !== (key === undefined)) {
+    throw configError(join(field, cert === undefined ? 'cert' : 'key'), 'TLS needs both cert and key');
+  }
+  const require = map.require === undefined ? false : readBool(map.require, join(field, 'require'));
+  if (require && cert === undefined) throw configError(join(field, 'require'), 'require: true needs cert and key');
+  return { ...(cert !== undefined ? { cert } : {}), ...(key !== undefined ? { key } : {}), ...(ca !== undefined ? { ca } : {}), require };
+}
+
+function normalizeCidr(raw: unknown, field: string): string {
+  const text = readString(raw, field, 64);
+  const [address = '', prefix] = text.split('/');
+  const family = isIP(address);
+  const maxPrefix = family === 4 ? 32 : 128;
+  if (family === 0 || (prefix !== undefined && (!/^\d{1,3}$/.test(prefix) || Number(prefix) > maxPrefix))) {
+    throw configError(field, `invalid address or CIDR ${show(text)}`, 'like 127.0.0.1/32 or ::1/128');
+  }
+  return text;
+}
+
+export interface NbdSection { readonly listen: ListenAddress; readonly tls?: TlsConfig; readonly allow: readonly string[] }
+
+export function normalizeNbd(raw: unknown, field: string, baseDir: string, defaultListen: ListenAddress): NbdSection {
+  if (raw === undefined) return { listen: defaultListen, allow: [] };
+  const map = readMap(raw, field, ['listen', 'tls', 'allow']);
+  const listen = map.listen === undefined ? defaultListen : parseListen(readString(map.listen, join(field, 'listen')), join(field, 'listen'));
+  const tls = map.tls === undefined ? undefined : normalizeTls(map.tls, join(field, 'tls'), baseDir);
+  const allow = map.allow === undefined ? [] : readList(map.allow, join(field, 'allow'), 256).map((item, i) => normalizeCidr(item, `${join(field, 'allow')}[${i}]`));
+  return { listen, allow, ...(tls !== undefined ? { tls } : {}) };
+}
+
+export function normalizeApi(raw: unknown, field: string, defaultListen: ListenAddress): { listen: ListenAddress } {
+  if (raw === undefined) return { listen: defaultListen };
+  const map = readMap(raw, field, ['listen']);
+  return { listen: map.listen === undefined ? defaultListen : parseListen(readString(map.listen, join(field, 'listen')), join(field, 'listen')) };
+}
+
+export function normalizeCache(raw: unknown, field: string): { readMiB: number } {
+  if (raw === undefined) return { readMiB: 64 };
+  const map = readMap(raw, field, ['readMiB']);
+  return { readMiB: map.readMiB === undefined ? 64 : readInt(map.readMiB, join(field, 'readMiB'), 0, 1024 * 1024) };
+}

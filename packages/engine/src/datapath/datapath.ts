@@ -1,0 +1,270 @@
+// DataPath: owns the shared memory, the worker pools, the TOP driver and the per-volume I/O
+// objects. The control plane (engine) hands it a topology; it never reads superblocks itself.
+import * as fs from 'node:fs';
+import { addressMod4096, probeAddressMod4096 } from '@onestack/native';
+import { createQueue, type SubmissionQueue } from '@onestack/queue';
+import { EngineError, type PoolStatus } from '../api-types.js';
+import type { PoolsConfig, QueueConfig } from '../config/types.js';
+import type { ElementState } from '../meta/types.js';
+import { SUPPORTED_LAYOUTS, volumeCapacityBytes } from './map.js';
+import { StagePool, type StageKind } from './pools.js';
+import { attach, createShared, H, type SharedViews } from './shared-layout.js';
+import { Top } from './top.js';
+import { decodeState, encodeState, type TopologyElement, type TopologyMessage, type TopologyVolume } from './topology.js';
+import { VolumeIoImpl, type VolumeBinding, type VolumeIo } from './volume-io.js';
+import { SlotPool } from './waiters.js';
+
+export type { TopologyElement, TopologyVolume } from './topology.js';
+
+export interface DataPathOptions {
+  readonly pools: PoolsConfig;
+  readonly queue: QueueConfig;
+  /** A directory on the data disk, for the slab alignment probe when the addon cannot tell directly. */
+  readonly probeDir: string;
+  readonly maxVolumes?: number;
+  readonly maxElements?: number;
+  /** Bound of each back-pressure FIFO (descriptors, slots). */
+  readonly waitersMax?: number;
+  readonly ackTimeoutMs?: number;
+  readonly closeTimeoutMs?: number;
+}
+
+const DRAIN_POLL_MS = 5;
+
+export class DataPath {
+  private readonly volumeIos = new Map<number, VolumeIoImpl>();
+  private readonly queues: (SubmissionQueue | undefined)[] = [];
+  private volumes: readonly TopologyVolume[] = [];
+  private elements: readonly TopologyElement[] = [];
+  private generation = 0;
+  private serial: Promise<void> = Promise.resolve();
+  private closing: Promise<void> | null = null;
+  private openErrors = new Map<number, string>();
+
+  private constructor(
+    private readonly v: SharedViews,
+    private readonly top: Top,
+    private readonly slots: SlotPool,
+    private readonly middle: StagePool,
+    private readonly bottom: StagePool,
+    private readonly opts: DataPathOptions,
+  ) {}
+
+  static async start(opts: DataPathOptions): Promise<DataPath> {
+    const { depth, slots, slotKiB } = opts.queue;
+    if (!(Number.isInteger(depth) && depth >= 1 && (depth & (depth - 1)) === 0)) throw new EngineError('config', `queue.depth ${depth} must be a power of two`, 'queue.depth');
+    if (!(Number.isInteger(slotKiB) && slotKiB >= 4 && slotKiB % 4 === 0)) throw new EngineError('config', `queue.slotKiB ${slotKiB} must be a positive multiple of 4`, 'queue.slotKiB');
+    if (!(Number.isInteger(slots) && slots >= 1)) throw new EngineError('config', `queue.slots ${slots} must be a positive integer`, 'queue.slots');
+    const handles = createShared(
+      { parents: depth, subs: 4 * depth, maxVolumes: opts.maxVolumes ?? 64, maxElements: opts.maxElements ?? 256, slots, slotBytes: slotKiB * 1024 },
+      (data) => probeMisalignment(data, opts.probeDir),
+    );
+    const v = attach(handles);
+    const waitersMax = opts.waitersMax ?? 65536;
+    const top = new Top(v, waitersMax);
+    let dp: DataPath | undefined;
+    const onExit = (kind: StageKind, err: unknown): void => {
+      if (dp?.closing !== null && dp?.closing !== undefined) return;
+      top.fail('EIO', `${kind} worker stopped unexpectedly: ${err === null ? 'returned' : String(err)}`);
+    };
+    // pools.middle = 0 asks for the middle stage inline on the top thread; not built yet, so one thread runs it.
+    const middle = StagePool.start('middle', Math.max(1, opts.pools.middle), handles, onExit);
+    const bottom = StagePool.start('bottom', opts.pools.bottom, handles, onExit);
+    dp = new DataPath(v, top, new SlotPool(slots, waitersMax), middle, bottom, opts);
+    try {
+      await dp.broadcast([], []); // proves every loop runs before anyone submits
+    } catch (err) {
+      await dp.close();
+      throw err;
+    }
+    return dp;
+  }
+
+  /** Address of the data slab modulo 4096, or null (then O_DIRECT elements are refused). */
+  get slabMisalignmentBytes(): number | null {
+    return this.v.params.misalignmentBytes;
+  }
+
+  setTopology(volumes: readonly TopologyVolume[], elements: readonly TopologyElement[]): Promise<void> {
+    if (this.closing !== null) return Promise.reject(new EngineError('closed', 'data path is closed'));
+    try {
+      this.validate(volumes, elements);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    const run = this.serial.then(() => this.applyTopology(volumes, elements));
+    this.serial = run.catch(() => undefined);
+    return run;
+  }
+
+  volumeIo(index: number): VolumeIo {
+    const io = this.volumeIos.get(index);
+    if (io === undefined) throw new EngineError('not-found', `no volume is bound at index ${index}`);
+    return io;
+  }
+
+  elementState(index: number): ElementState {
+    return decodeState(Atomics.load(this.v.elemState, this.elementIndex(index)));
+  }
+
+  elementErrors(index: number): number {
+    return Atomics.load(this.v.elemErrors, this.elementIndex(index));
+  }
+
+  /** Why a bottom worker could not open the element (last topology), if it could not. */
+  elementOpenError(index: number): string | undefined {
+    return this.openErrors.get(index);
+  }
+
+  setElementState(index: number, s: ElementState): void {
+    Atomics.store(this.v.elemState, this.elementIndex(index), encodeState(s));
+  }
+
+  poolStatus(): { top: PoolStatus; middle: PoolStatus; bottom: PoolStatus } {
+    let middleDepth = 0;
+    for (const q of this.queues) if (q !== undefined) middleDepth += q.size();
+    return {
+      top: { threads: 1, queueDepth: this.top.waiting + this.slots.waiting },
+      middle: { threads: this.middle.threads, queueDepth: middleDepth },
+      bottom: { threads: this.bottom.threads, queueDepth: this.v.bottom.size() },
+    };
+  }
+
+  queueStatus(): { depth: number; inFlight: number; slots: number; slotKiB: number } {
+    const p = this.v.params;
+    return { depth: p.parents, inFlight: this.top.outstanding, slots: p.slots, slotKiB: p.slotBytes / 1024 };
+  }
+
+  /** Stops accepting, waits (bounded) for in-flight requests, stops the loops (they close their fds). */
+  close(): Promise<void> {
+    this.closing ??= this.shutdown();
+    return this.closing;
+  }
+
+  private async shutdown(): Promise<void> {
+    const timeoutMs = this.opts.closeTimeoutMs ?? 10_000;
+    this.top.close('data path is closing');
+    this.slots.close('data path is closing');
+    await waitUntil(() => this.top.outstanding === 0, timeoutMs);
+    Atomics.store(this.v.header, H.STOP, 1);
+    for (const bell of [this.v.middleBell, this.v.bottomBell, this.v.subFreedBell, this.v.completionBell]) bell.ring(Infinity);
+    await Promise.all([this.middle.stop(timeoutMs), this.bottom.stop(timeoutMs)]);
+    // Whatever the loops left behind can no longer complete: settle it rather than hang.
+    this.top.fail('ESHUTDOWN', 'data path closed before the request completed');
+  }
+
+  private elementIndex(index: number): number {
+    if (!(Number.isInteger(index) && index >= 0 && index < this.v.params.maxElements)) {
+      throw new EngineError('invalid', `element index ${index} outside [0, ${this.v.params.maxElements})`);
+    }
+    return index;
+  }
+
+  private validate(volumes: readonly TopologyVolume[], elements: readonly TopologyElement[]): void {
+    const p = this.v.params;
+    const byIndex = new Map<number, TopologyElement>();
+    for (const e of elements) {
+      this.elementIndex(e.index);
+      if (byIndex.has(e.index)) throw new EngineError('invalid', `element index ${e.index} appears twice`, e.name);
+      byIndex.set(e.index, e);
+      if (e.direct && p.misalignmentBytes === null) {
+        throw new EngineError('invalid', `element ${e.name} asks for O_DIRECT, but the data slab's memory alignment is unknown (native addon unavailable)`, e.name, 'build the native addon or set cache: writeback');
+      }
+    }
+    const seen = new Set<number>();
+    for (const vol of volumes) {
+      if (!(Number.isInteger(vol.index) && vol.index >= 0 && vol.index < p.maxVolumes) || seen.has(vol.index)) {
+        throw new EngineError('invalid', `volume index ${vol.index} is out of range or used twice`, vol.name);
+      }
+      seen.add(vol.index);
+      if (!SUPPORTED_LAYOUTS.includes(vol.layout)) throw new EngineError('invalid', `layout ${vol.layout} is not supported by the data path yet`, vol.name);
+      const els = vol.elements.map((i) => byIndex.get(i));
+      if (els.length === 0 || els.some((e) => e === undefined)) throw new EngineError('invalid', `volume ${vol.name} names an element missing from the topology`, vol.name);
+      const direct = els.some((e) => e!.direct);
+      if (vol.layout === 'raid0' && !(Number.isSafeInteger(vol.chunkBytes) && vol.chunkBytes > 0 && vol.chunkBytes % (direct ? 4096 : 512) === 0)) {
+        throw new EngineError('invalid', `volume ${vol.name}: chunk ${vol.chunkBytes} bytes must be a positive multiple of ${direct ? 4096 : 512}`, vol.name);
+      }
+      const cap = volumeCapacityBytes(vol.layout, els.map((e) => e!.dataSizeBytes), vol.chunkBytes);
+      if (!(Number.isSafeInteger(vol.sizeBytes) && vol.sizeBytes >= 0 && vol.sizeBytes <= cap)) {
+        throw new EngineError('invalid', `volume ${vol.name}: size ${vol.sizeBytes} exceeds the layout's capacity ${cap}`, vol.name);
+      }
+    }
+  }
+
+  private async applyTopology(volumes: readonly TopologyVolume[], elements: readonly TopologyElement[]): Promise<void> {
+    const next = new Map(volumes.map((vol) => [vol.index, vol]));
+    const changed = this.volumes.filter((old) => {
+      const now = next.get(old.index);
+      return now === undefined || now.name !== old.name || now.order !== old.order;
+    });
+    if (changed.length > 0) {
+      for (const old of changed) {
+        this.top.unbindVolume(old.index);
+        this.volumeIos.delete(old.index);
+      }
+      const timeoutMs = this.opts.closeTimeoutMs ?? 10_000;
+      const drained = await waitUntil(() => changed.every((old) => this.top.volumeOutstanding(old.index) === 0), timeoutMs);
+      if (!drained) throw new EngineError('conflict', `volumes ${changed.map((c) => c.name).join(', ')} still have requests in flight after ${timeoutMs} ms`);
+      const keep = this.volumes.filter((old) => !changed.includes(old));
+      await this.broadcast(keep, this.elements);
+      for (const old of changed) this.queues[old.index] = undefined;
+      this.volumes = keep;
+    }
+    const prevElements = new Map(this.elements.map((e) => [e.index, e]));
+    for (const e of elements) {
+      const prev = prevElements.get(e.index);
+      // A live element keeps its live state (the data path may have failed it); use setElementState to change it.
+      if (prev === undefined || prev.name !== e.name || prev.path !== e.path || prev.direct !== e.direct || prev.kind !== e.kind) this.setElementState(e.index, e.state);
+    }
+    for (const vol of volumes) {
+      // Formatted here, on the main thread, while no worker has the slot in its topology.
+      this.queues[vol.index] ??= createQueue(vol.order, this.v.control, this.v.volumeQueueOffset(vol.index), this.v.params.parents, true);
+    }
+    const acks = await this.broadcast(volumes, elements);
+    this.openErrors = new Map(acks.flatMap((a) => (a.openErrors ?? []).map((x) => [x.index, x.reason] as [number, string])));
+    this.volumes = volumes;
+    this.elements = elements;
+    const byIndex = new Map(elements.map((e) => [e.index, e]));
+    for (const vol of volumes) {
+      const binding: VolumeBinding = { index: vol.index, name: vol.name, sizeBytes: vol.sizeBytes, direct: vol.elements.some((i) => byIndex.get(i)?.direct === true) };
+      this.top.bindVolume(vol.index, vol.layout, vol.elements.length, this.queues[vol.index]!);
+      const io = this.volumeIos.get(vol.index);
+      if (io === undefined) this.volumeIos.set(vol.index, new VolumeIoImpl(binding, this.top, this.slots, this.v.slab));
+      else io.rebind(binding);
+    }
+  }
+
+  /** Posts a topology to every loop, then bumps the generation word and wakes sleepers; waits for all acks. */
+  private async broadcast(volumes: readonly TopologyVolume[], elements: readonly TopologyElement[]) {
+    const generation = ++this.generation;
+    const msg: TopologyMessage = { type: 'topology', generation, volumes, elements };
+    this.middle.post(msg);
+    this.bottom.post(msg);
+    Atomics.store(this.v.header, H.GENERATION, generation);
+    this.v.middleBell.ring(Infinity);
+    this.v.bottomBell.ring(Infinity);
+    const timeoutMs = this.opts.ackTimeoutMs ?? 10_000;
+    const [m, b] = await Promise.all([this.middle.acks(generation, timeoutMs), this.bottom.acks(generation, timeoutMs)]);
+    return [...m, ...b];
+  }
+}
+
+function probeMisalignment(data: SharedArrayBuffer, probeDir: string): number | null {
+  try {
+    const direct = addressMod4096(new Uint8Array(data));
+    if (direct !== null) return direct;
+    fs.mkdirSync(probeDir, { recursive: true });
+    return probeAddressMod4096(data, probeDir);
+  } catch {
+    return null;
+  }
+}
+
+async function waitUntil(cond: () => boolean, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() >= deadline) return false;
+    await new Promise((r) => setTimeout(r, DRAIN_POLL_MS));
+  }
+  return true;
+}

@@ -1,0 +1,60 @@
+// Errno values carried in descriptor RESULT words (as -errno) and on rejected promises.
+// Linux numbers, so a RESULT word reads the same in a debugger as in strace.
+
+export type DataPathErrno = 'EPERM' | 'EIO' | 'ENOMEM' | 'EINVAL' | 'ENOSPC' | 'EOVERFLOW' | 'ENOTSUP' | 'ESHUTDOWN';
+
+const CODES: Readonly<Record<DataPathErrno, number>> = {
+  EPERM: 1,
+  EIO: 5,
+  ENOMEM: 12,
+  EINVAL: 22,
+  ENOSPC: 28,
+  EOVERFLOW: 75,
+  ENOTSUP: 95,
+  ESHUTDOWN: 108,
+};
+
+const NAMES = new Map<number, DataPathErrno>(Object.entries(CODES).map(([name, code]) => [code, name as DataPathErrno]));
+
+export function errnoCode(name: DataPathErrno): number {
+  return CODES[name];
+}
+
+/** Unknown numbers read as EIO: the caller must see a failure, never a success. */
+export function errnoName(code: number): DataPathErrno {
+  return NAMES.get(Math.abs(code)) ?? 'EIO';
+}
+
+/** Maps a Node fs error (err.code) onto the errno set the NBD protocol can carry. */
+export function errnoFromError(err: unknown): DataPathErrno {
+  const code = typeof err === 'object' && err !== null && 'code' in err ? String((err as { code: unknown }).code) : '';
+  switch (code) {
+    case 'EINVAL':
+      return 'EINVAL';
+    case 'ENOSPC':
+    case 'EDQUOT':
+    case 'EFBIG':
+      return 'ENOSPC';
+    case 'EPERM':
+    case 'EACCES':
+    case 'EROFS':
+      return 'EPERM';
+    case 'ENOMEM':
+      return 'ENOMEM';
+    case 'EOPNOTSUPP':
+    case 'ENOTSUP':
+      return 'ENOTSUP';
+    default:
+      return 'EIO';
+  }
+}
+
+/** The error every data-path promise rejects with. */
+export class DataPathError extends Error {
+  readonly errno: DataPathErrno;
+  constructor(errno: DataPathErrno, message: string) {
+    super(message);
+    this.name = 'DataPathError';
+    this.errno = errno;
+  }
+}

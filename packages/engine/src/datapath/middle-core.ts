@@ -1,0 +1,190 @@
+// The middle stage without its thread: turns a parent descriptor into sub-descriptors on the
+// bottom ring. Used by the middle worker loop (which blocks while sub-descriptors run out).
+//
+// PENDING starts at 1 (a guard held by the middle stage), grows by one before each sub is
+// pushed and loses the guard after the last push. So a parent never completes early, and the
+// middle stage may push subs as it gets them instead of needing all of them at once — with a
+// bounded sub pool and arbitrarily wide requests that is what rules out deadlock.
+import { createQueue, D, DESC_WORDS, DescStatus, Op, type SubmissionQueue } from '@onestack/queue';
+import { errnoCode } from './errno.js';
+import { failParent, releaseParent } from './complete.js';
+import { mapLinear, mapRaid0, mapRaid0Coalesced, mapRaid1, pickReadLeg, type Extent, type VolumeGeometry } from './map.js';
+import type { SharedViews } from './shared-layout.js';
+import { FLAG_MIRRORED, STATE_ACTIVE, type TopologyMessage, type TopologyVolume } from './topology.js';
+
+const EIO = errnoCode('EIO');
+const EINVAL = errnoCode('EINVAL');
+
+interface BoundVolume {
+  readonly spec: TopologyVolume;
+  readonly geom: VolumeGeometry;
+  readonly queue: SubmissionQueue;
+}
+
+export interface Plan {
+  readonly parent: number;
+  readonly extents: readonly Extent[];
+  readonly roles: readonly number[];
+  next: number;
+}
+
+export class MiddleCore {
+  private volumes: (BoundVolume | undefined)[] = [];
+  private bound: BoundVolume[] = [];
+  private rotation = 0;
+  private nextVolume = 0;
+
+  constructor(private readonly v: SharedViews) {}
+
+  /** Attaches the volume queues named by the topology (the main thread initialised them). */
+  apply(msg: TopologyMessage): void {
+    const byIndex = new Map(msg.elements.map((e) => [e.index, e]));
+    const volumes: (BoundVolume | undefined)[] = [];
+    for (const spec of msg.volumes) {
+      const elements = spec.elements.map((i) => {
+        const e = byIndex.get(i);
+        if (e === undefined) throw new Error(`volume ${spec.name}: element index ${i} not in topology`);
+        return { dataOffsetBytes: e.dataOffsetBytes, dataSizeBytes: e.dataSizeBytes };
+      });
+      const old = this.volumes[spec.index];
+      const queue = old !== undefined && old.spec.order === spec.order ? old.queue : createQueue(spec.order, this.v.control, this.v.volumeQueueOffset(spec.index), this.v.params.parents, false);
+      volumes[spec.index] = { spec, queue, geom: { layout: spec.layout, chunkBytes: spec.chunkBytes, sizeBytes: spec.sizeBytes, elements } };
+    }
+    this.volumes = volumes;
+    this.bound = volumes.filter((x): x is BoundVolume => x !== undefined);
+  }
+
+  /** Round-robin over bound volumes; -1 when every queue is empty. */
+  popParent(): number {
+    const n = this.bound.length;
+    for (let i = 0; i < n; i++) {
+      const vol = this.bound[(this.nextVolume + i) % n]!;
+      const parent = vol.queue.tryPop();
+      if (parent >= 0) {
+        this.nextVolume = (this.nextVolume + i + 1) % n;
+        return parent;
+      }
+    }
+    return -1;
+  }
+
+  queued(): number {
+    let total = 0;
+    for (const vol of this.bound) total += vol.queue.size();
+    return total;
+  }
+
+  /** Maps a parent. Returns null when the parent was failed outright (already finalised or not). */
+  plan(parent: number): Plan | null {
+    const w = this.v.words;
+    const pb = parent * DESC_WORDS;
+    Atomics.store(w, pb + D.PENDING, 1); // the guard, see the file comment
+    w[pb + D.STATUS] = DescStatus.RUNNING;
+    try {
+      const vol = this.volumes[w[pb + D.TARGET]!];
+      if (vol === undefined) return this.reject(parent, EIO);
+      const roles = vol.spec.elements;
+      const extents = vol.spec.layout === 'raid1' ? this.planMirror(parent, vol) : this.planStriped(parent, vol);
+      if (extents === null) return this.reject(parent, EIO);
+      return { parent, extents, roles, next: 0 };
+    } catch {
+      // Bad geometry or range (a bug upstream): fail this request, keep serving the others.
+      return this.reject(parent, EINVAL);
+    }
+  }
+
+  private planStriped(parent: number, vol: BoundVolume): Extent[] | null {
+    const w = this.v.words;
+    const pb = parent * DESC_WORDS;
+    const op = w[pb + D.OP]!;
+    const off = this.v.table.getOffset(parent);
+    const len = w[pb + D.LENGTH]!;
+    let extents: Extent[];
+    if (op === Op.FLUSH) extents = vol.geom.elements.map((_, role) => ({ role, elementOffsetBytes: 0, lengthBytes: 0, bufferOffsetBytes: -1 }));
+    else if (vol.spec.layout === 'linear') extents = mapLinear(vol.geom, off, len);
+    else if (vol.spec.layout !== 'raid0') return null;
+    else if (op === Op.READ || op === Op.WRITE) extents = mapRaid0(vol.geom, off, len);
+    else extents = mapRaid0Coalesced(vol.geom, off, len);
+    // No redundancy: an element the control plane took out fails the request before any I/O.
+    for (const x of extents) if (Atomics.load(this.v.elemState, vol.spec.elements[x.role]!) !== STATE_ACTIVE) return null;
+    return extents;
+  }
+
+  private planMirror(parent: number, vol: BoundVolume): Extent[] | null {
+    const w = this.v.words;
+    const pb = parent * DESC_WORDS;
+    const op = w[pb + D.OP]!;
+    const active: number[] = [];
+    vol.spec.elements.forEach((el, role) => {
+      if (Atomics.load(this.v.elemState, el) === STATE_ACTIVE) active.push(role);
+    });
+    if (active.length === 0) return null;
+    let legs = active;
+    if (op === Op.READ || op === Op.CACHE) {
+      const q = (role: number): number => Atomics.load(this.v.elemQueued, vol.spec.elements[role]!);
+      legs = [pickReadLeg(active, q, this.rotation++ & 0x3fffffff)];
+    }
+    const off = op === Op.FLUSH ? 0 : this.v.table.getOffset(parent);
+    const len = op === Op.FLUSH ? 0 : w[pb + D.LENGTH]!;
+    w[pb + D.FLAGS] = w[pb + D.FLAGS]! | FLAG_MIRRORED;
+    w[pb + D.SPARE] = legs.length;
+    Atomics.store(w, pb + D.AUX, 0);
+    const extents = mapRaid1(vol.geom, legs, off, len);
+    return op === Op.FLUSH ? extents.map((x) => ({ ...x, elementOffsetBytes: 0, bufferOffsetBytes: -1 })) : extents;
+  }
+
+  private reject(parent: number, errno: number): null {
+    failParent(this.v, parent, -1, errno);
+    if (releaseParent(this.v, parent)) this.completedAny = true;
+    return null;
+  }
+
+  /** Set when a parent was finalised here; the loop rings the completion doorbell and clears it. */
+  completedAny = false;
+
+  /** Gives up on the rest of a plan (shutdown): the subs already pushed still complete it. */
+  abandon(plan: Plan, errno: number): void {
+    failParent(this.v, plan.parent, -1, errno);
+    plan.next = plan.extents.length;
+    if (releaseParent(this.v, plan.parent)) this.completedAny = true;
+  }
+
+  /**
+   * Pushes as many subs as the pool gives. Returns the number pushed; `plan.next` says where to
+   * resume. When the last one is pushed the guard is dropped.
+   */
+  push(plan: Plan): number {
+    const v = this.v;
+    const w = v.words;
+    const pb = plan.parent * DESC_WORDS;
+    let pushed = 0;
+    while (plan.next < plan.extents.length) {
+      const idx = v.subPool.tryAlloc();
+      if (idx < 0) return pushed;
+      const sub = v.params.parents + idx;
+      const x = plan.extents[plan.next]!;
+      const element = plan.roles[x.role]!;
+      const sb = sub * DESC_WORDS;
+      v.table.reset(sub);
+      w[sb + D.ID_HI] = w[pb + D.ID_HI]!;
+      w[sb + D.ID_LO] = w[pb + D.ID_LO]!;
+      v.table.setOffset(sub, x.elementOffsetBytes);
+      w[sb + D.LENGTH] = x.lengthBytes;
+      w[sb + D.SLOT] = x.bufferOffsetBytes < 0 ? -1 : w[pb + D.SLOT]!;
+      w[sb + D.SLOT_OFFSET] = x.bufferOffsetBytes < 0 ? 0 : w[pb + D.SLOT_OFFSET]! + x.bufferOffsetBytes;
+      w[sb + D.FLAGS] = w[pb + D.FLAGS]!;
+      w[sb + D.OP] = w[pb + D.OP]!;
+      w[sb + D.TARGET] = element;
+      w[sb + D.PARENT] = plan.parent;
+      w[sb + D.STATUS] = DescStatus.QUEUED;
+      Atomics.add(w, pb + D.PENDING, 1);
+      Atomics.add(v.elemQueued, element, 1);
+      // Cannot fail: the ring has room for every sub-descriptor at once.
+      if (!v.bottom.tryPush(sub)) throw new Error(`bottom ring full pushing sub ${sub}`);
+      plan.next++;
+      pushed++;
+    }
+    if (releaseParent(v, plan.parent)) this.completedAny = true;
+    return pushed;
+  }
+}

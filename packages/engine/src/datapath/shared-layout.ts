@@ -1,0 +1,174 @@
+// The data path's shared memory: one control SAB (descriptors, pools, queues, doorbells,
+// element words) and one data slab SAB, both allocated once at start-up. `createShared` runs on
+// the main thread; `attach` rebuilds the same views in a worker from the handles alone.
+import {
+  alignUp,
+  DescriptorTable,
+  Doorbell,
+  IndexPool,
+  queueBytes,
+  Ring,
+  Slab,
+  type QueuePolicy,
+} from '@onestack/queue';
+
+export const HEADER_WORDS = 16;
+/** Header word indices. */
+export const H = { STOP: 0, GENERATION: 1, MAGIC: 2 } as const;
+const LAYOUT_MAGIC = 0x4f4e4453; // 'ONDS'
+const REGION_ALIGN = 64;
+
+export interface LayoutParams {
+  /** Parent descriptors = queue.depth (power of two). */
+  readonly parents: number;
+  /** Sub-descriptors = 4 × depth. */
+  readonly subs: number;
+  readonly maxVolumes: number;
+  readonly maxElements: number;
+  readonly slots: number;
+  readonly slotBytes: number;
+  /** Address of the data SAB's byte 0 modulo 4096; null when unknown (O_DIRECT refused). */
+  readonly misalignmentBytes: number | null;
+}
+
+export interface SharedHandles {
+  readonly control: SharedArrayBuffer;
+  readonly data: SharedArrayBuffer;
+  readonly params: LayoutParams;
+}
+
+interface Offsets {
+  readonly table: number;
+  readonly parentPool: number;
+  readonly subPool: number;
+  readonly volumeQueues: number;
+  readonly volumeQueueBytes: number;
+  readonly bottom: number;
+  readonly completion: number;
+  readonly bells: number;
+  readonly elemState: number;
+  readonly elemErrors: number;
+  readonly elemQueued: number;
+  readonly total: number;
+}
+
+/** Region size for one volume slot: the largest policy, so any order fits when the slot is rebound. */
+export function volumeQueueBytes(capacity: number): number {
+  const policies: QueuePolicy[] = ['fifo', 'lifo', 'priority'];
+  return alignUp(Math.max(...policies.map((p) => queueBytes(p, capacity))), REGION_ALIGN);
+}
+
+function offsets(p: LayoutParams): Offsets {
+  let at = HEADER_WORDS * 4;
+  const take = (bytes: number): number => {
+    const start = alignUp(at, REGION_ALIGN);
+    at = start + bytes;
+    return start;
+  };
+  const table = take(DescriptorTable.bytesFor(p.parents + p.subs));
+  const parentPool = take(IndexPool.bytesFor(p.parents));
+  const subPool = take(IndexPool.bytesFor(p.subs));
+  const vqBytes = volumeQueueBytes(p.parents);
+  const volumeQueues = take(vqBytes * p.maxVolumes);
+  const bottom = take(Ring.bytesFor(p.subs));
+  const completion = take(Ring.bytesFor(p.parents));
+  const bells = take(Doorbell.BYTES * 4);
+  const elemState = take(p.maxElements * 4);
+  const elemErrors = take(p.maxElements * 4);
+  const elemQueued = take(p.maxElements * 4);
+  return { table, parentPool, subPool, volumeQueues, volumeQueueBytes: vqBytes, bottom, completion, bells, elemState, elemErrors, elemQueued, total: alignUp(at, REGION_ALIGN) };
+}
+
+export interface SharedViews {
+  readonly params: LayoutParams;
+  readonly control: SharedArrayBuffer;
+  readonly header: Int32Array;
+  /** Parents are descriptors [0, parents); sub i of the sub pool is descriptor parents + i. */
+  readonly table: DescriptorTable;
+  readonly words: Int32Array;
+  readonly parentPool: IndexPool;
+  readonly subPool: IndexPool;
+  readonly bottom: Ring;
+  readonly completion: Ring;
+  readonly middleBell: Doorbell;
+  readonly bottomBell: Doorbell;
+  readonly completionBell: Doorbell;
+  readonly subFreedBell: Doorbell;
+  readonly elemState: Int32Array;
+  readonly elemErrors: Int32Array;
+  /** Subs queued or running per element (raid1 least-queued read choice). */
+  readonly elemQueued: Int32Array;
+  readonly slab: Slab;
+  /** A slot that is never handed out and stays zero: the source of zero writes (aligned for O_DIRECT). */
+  readonly zeroSlot: number;
+  readonly volumeQueueOffset: (volumeIndex: number) => number;
+}
+
+function checkParams(p: LayoutParams): void {
+  const pow2 = (n: number): boolean => Number.isInteger(n) && n > 0 && (n & (n - 1)) === 0;
+  if (!pow2(p.parents) || !pow2(p.subs)) throw new Error(`queue depth ${p.parents} must be a power of two`);
+  if (!(p.maxVolumes > 0 && p.maxVolumes <= 4096 && p.maxElements > 0)) throw new Error('maxVolumes/maxElements out of range');
+  if (!(p.slots > 0 && p.slotBytes > 0 && p.slotBytes % 4096 === 0)) throw new Error(`slot size ${p.slotBytes} must be a positive multiple of 4096`);
+}
+
+/**
+ * Allocates and formats both SABs. `probe` learns the data SAB's address modulo 4096 (native
+ * addon); it returns null when unknown.
+ */
+export function createShared(params: Omit<LayoutParams, 'misalignmentBytes'>, probe: (data: SharedArrayBuffer) => number | null): SharedHandles {
+  checkParams({ ...params, misalignmentBytes: 0 });
+  const o = offsets({ ...params, misalignmentBytes: 0 });
+  const control = new SharedArrayBuffer(o.total);
+  const data = new SharedArrayBuffer(Slab.sabBytesFor(params.slots + 1, params.slotBytes));
+  const misalignmentBytes = probe(data);
+  const full: LayoutParams = { ...params, misalignmentBytes };
+  const table = new DescriptorTable(control, o.table, params.parents + params.subs);
+  table.resetAll();
+  new IndexPool(control, o.parentPool, params.parents, true);
+  new IndexPool(control, o.subPool, params.subs, true);
+  new Ring(control, o.bottom, params.subs, true);
+  new Ring(control, o.completion, params.parents, true);
+  for (let i = 0; i < 4; i++) new Doorbell(control, o.bells + i * Doorbell.BYTES, true);
+  const header = new Int32Array(control, 0, HEADER_WORDS);
+  Atomics.store(header, H.MAGIC, LAYOUT_MAGIC);
+  return { control, data, params: full };
+}
+
+/** Rebuilds the views over SABs created by createShared (any thread). */
+export function attach(handles: SharedHandles): SharedViews {
+  const p = handles.params;
+  checkParams(p);
+  const o = offsets(p);
+  const c = handles.control;
+  if (c.byteLength !== o.total) throw new Error(`control SAB is ${c.byteLength} bytes, layout needs ${o.total}`);
+  const header = new Int32Array(c, 0, HEADER_WORDS);
+  if (Atomics.load(header, H.MAGIC) !== LAYOUT_MAGIC) throw new Error('control SAB was not formatted by createShared');
+  const table = new DescriptorTable(c, o.table, p.parents + p.subs);
+  const bell = (i: number): Doorbell => new Doorbell(c, o.bells + i * Doorbell.BYTES, false);
+  return {
+    params: p,
+    control: c,
+    header,
+    table,
+    words: table.words,
+    parentPool: new IndexPool(c, o.parentPool, p.parents, false),
+    subPool: new IndexPool(c, o.subPool, p.subs, false),
+    bottom: new Ring(c, o.bottom, p.subs, false),
+    completion: new Ring(c, o.completion, p.parents, false),
+    middleBell: bell(0),
+    bottomBell: bell(1),
+    completionBell: bell(2),
+    subFreedBell: bell(3),
+    elemState: new Int32Array(c, o.elemState, p.maxElements),
+    elemErrors: new Int32Array(c, o.elemErrors, p.maxElements),
+    elemQueued: new Int32Array(c, o.elemQueued, p.maxElements),
+    slab: new Slab(handles.data, p.slots + 1, p.slotBytes, p.misalignmentBytes ?? 0),
+    zeroSlot: p.slots,
+    volumeQueueOffset: (volumeIndex: number): number => {
+      if (!(Number.isInteger(volumeIndex) && volumeIndex >= 0 && volumeIndex < p.maxVolumes)) {
+        throw new Error(`volume index ${volumeIndex} outside [0, ${p.maxVolumes})`);
+      }
+      return o.volumeQueues + volumeIndex * o.volumeQueueBytes;
+    },
+  };
+}

@@ -1,0 +1,221 @@
+// TOP driver (main thread): gives each request a parent descriptor and a 64-bit ID, queues it
+// on its volume's middle queue and settles its promise when the completion ring hands it back.
+// One Atomics.waitAsync is armed on the completion doorbell only while requests are outstanding.
+import { D, DESC_WORDS, DescStatus, Op, requestIdHi, requestIdLo, SEQUENCE_MODULUS, type OpCode, type RequestClass, type SubmissionQueue } from '@onestack/queue';
+import type { Layout } from '../config/types.js';
+import { DataPathError, errnoCode, errnoName, type DataPathErrno } from './errno.js';
+import type { SharedViews } from './shared-layout.js';
+import { BoundedFifo } from './waiters.js';
+
+const EIO = -errnoCode('EIO');
+/** A sleeping main thread still re-checks this often (a lost wakeup would cost at most this). */
+const COMPLETION_SLEEP_MS = 1000;
+
+interface Pending {
+  readonly volumeIndex: number;
+  readonly op: OpCode;
+  readonly offsetBytes: number;
+  readonly lengthBytes: number;
+  readonly flags: number;
+  readonly slot: number;
+  readonly cls: RequestClass;
+  /** raid1 reads: how many more legs may be tried after a leg failure. */
+  readonly retries: number;
+  readonly resolve: () => void;
+  readonly reject: (err: Error) => void;
+}
+
+interface TopVolume {
+  readonly layout: Layout;
+  readonly legs: number;
+  readonly queue: SubmissionQueue;
+}
+
+type ParentWaiter = { resolve: (parent: number) => void; reject: (err: Error) => void };
+
+export class Top {
+  private readonly pending: (Pending | undefined)[];
+  private readonly volumes: (TopVolume | undefined)[] = [];
+  private readonly perVolume: number[] = [];
+  private readonly parentWaiters: BoundedFifo<ParentWaiter>;
+  private sequence = 0;
+  private outstandingCount = 0;
+  private armed = false;
+  private ringScheduled = false;
+  private closedReason: string | null = null;
+
+  constructor(
+    private readonly v: SharedViews,
+    waitersMax: number,
+  ) {
+    this.pending = new Array<Pending | undefined>(v.params.parents);
+    this.parentWaiters = new BoundedFifo(waitersMax);
+  }
+
+  bindVolume(index: number, layout: Layout, legs: number, queue: SubmissionQueue): void {
+    this.volumes[index] = { layout, legs, queue };
+    this.perVolume[index] ??= 0;
+  }
+
+  unbindVolume(index: number): void {
+    this.volumes[index] = undefined;
+  }
+
+  get outstanding(): number {
+    return this.outstandingCount;
+  }
+
+  get waiting(): number {
+    return this.parentWaiters.size;
+  }
+
+  volumeOutstanding(index: number): number {
+    return this.perVolume[index] ?? 0;
+  }
+
+  submit(volumeIndex: number, op: OpCode, offsetBytes: number, lengthBytes: number, flags: number, slot: number, cls: RequestClass): Promise<void> {
+    const vol = this.volumes[volumeIndex];
+    const retries = vol !== undefined && vol.layout === 'raid1' && (op === Op.READ || op === Op.CACHE) ? vol.legs - 1 : 0;
+    return new Promise<void>((resolve, reject) => {
+      this.start({ volumeIndex, op, offsetBytes, lengthBytes, flags, slot, cls, retries, resolve, reject });
+    });
+  }
+
+  private start(p: Pending): void {
+    if (this.closedReason !== null) return p.reject(new DataPathError('ESHUTDOWN', this.closedReason));
+    if (this.volumes[p.volumeIndex] === undefined) return p.reject(new DataPathError('EINVAL', `volume index ${p.volumeIndex} is not bound`));
+    const parent = this.v.parentPool.tryAlloc();
+    if (parent >= 0 && this.parentWaiters.size === 0) return this.issue(parent, p);
+    if (parent >= 0) this.v.parentPool.free(parent); // older waiters go first
+    const queued = this.parentWaiters.push({ resolve: (idx) => this.issue(idx, p), reject: p.reject });
+    if (!queued) p.reject(new DataPathError('ENOMEM', `more than ${this.parentWaiters.capacity} requests wait for a descriptor`));
+  }
+
+  private issue(parent: number, p: Pending): void {
+    const vol = this.volumes[p.volumeIndex];
+    if (vol === undefined || this.closedReason !== null) {
+      this.freeParent(parent);
+      return p.reject(new DataPathError(vol === undefined ? 'EINVAL' : 'ESHUTDOWN', this.closedReason ?? `volume index ${p.volumeIndex} is not bound`));
+    }
+    const t = this.v.table;
+    const w = this.v.words;
+    const b = parent * DESC_WORDS;
+    const seq = this.sequence;
+    this.sequence = (this.sequence + 1) % SEQUENCE_MODULUS;
+    t.reset(parent);
+    w[b + D.ID_HI] = requestIdHi(p.cls, p.op, p.volumeIndex, seq) | 0;
+    w[b + D.ID_LO] = requestIdLo(seq) | 0;
+    t.setOffset(parent, p.offsetBytes);
+    w[b + D.LENGTH] = p.lengthBytes;
+    w[b + D.SLOT] = p.slot;
+    w[b + D.SLOT_OFFSET] = 0;
+    w[b + D.FLAGS] = p.flags;
+    w[b + D.STATUS] = DescStatus.QUEUED;
+    w[b + D.TARGET] = p.volumeIndex;
+    w[b + D.OP] = p.op;
+    this.pending[parent] = p;
+    this.outstandingCount++;
+    this.perVolume[p.volumeIndex] = (this.perVolume[p.volumeIndex] ?? 0) + 1;
+    // Level 3 is served first by the priority policy; other policies ignore it.
+    const priority = p.op === Op.CACHE ? 0 : p.cls === 'remote' ? 2 : 1;
+    // Cannot fail: a queue holds at most `parents` entries and has room for all of them.
+    if (!vol.queue.tryPush(parent, priority)) throw new Error(`volume queue ${p.volumeIndex} full pushing parent ${parent}`);
+    this.scheduleRing();
+    this.arm();
+  }
+
+  /** One middle doorbell per burst of submissions in the same tick, not one per request. */
+  private scheduleRing(): void {
+    if (this.ringScheduled) return;
+    this.ringScheduled = true;
+    queueMicrotask(() => {
+      this.ringScheduled = false;
+      this.v.middleBell.ring();
+    });
+  }
+
+  private arm(): void {
+    if (this.armed || this.outstandingCount === 0) return;
+    const bell = this.v.completionBell;
+    const ticket = bell.prepareSleep();
+    if (this.v.completion.size() > 0) {
+      bell.cancelSleep();
+      this.armed = true;
+      queueMicrotask(() => {
+        this.armed = false;
+        this.drain();
+      });
+      return;
+    }
+    this.armed = true;
+    bell.sleepAsync(ticket, COMPLETION_SLEEP_MS).then(
+      () => {
+        this.armed = false;
+        this.drain();
+      },
+      (err: unknown) => {
+        this.armed = false;
+        this.fail('EIO', `completion wait failed: ${String(err)}`);
+      },
+    );
+  }
+
+  /** Drains the completion ring completely (bounded by the parent count), then re-arms. */
+  private drain(): void {
+    for (let i = 0; i < this.v.params.parents; i++) {
+      const parent = this.v.completion.tryPop();
+      if (parent < 0) break;
+      this.complete(parent);
+    }
+    this.arm();
+  }
+
+  private complete(parent: number): void {
+    const w = this.v.words;
+    const b = parent * DESC_WORDS;
+    const result = w[b + D.RESULT]!;
+    const failedLegs = w[b + D.AUX]!;
+    const p = this.pending[parent];
+    this.pending[parent] = undefined;
+    if (p === undefined) throw new Error(`completion for parent ${parent} that is not outstanding`);
+    this.outstandingCount--;
+    this.perVolume[p.volumeIndex]!--;
+    this.freeParent(parent);
+    if (result === 0) return p.resolve();
+    if (result === EIO && failedLegs > 0 && p.retries > 0 && this.closedReason === null) {
+      // The leg is marked failed now, so the middle stage picks another one.
+      return this.start({ ...p, retries: p.retries - 1 });
+    }
+    const errno: DataPathErrno = errnoName(result);
+    p.reject(new DataPathError(errno, `${opName(p.op)} volume #${p.volumeIndex} [${p.offsetBytes}, +${p.lengthBytes}): ${errno}`));
+  }
+
+  private freeParent(parent: number): void {
+    this.v.table.reset(parent);
+    const next = this.parentWaiters.shift();
+    if (next !== undefined) return next.resolve(parent); // hand over directly: FIFO, no race
+    this.v.parentPool.free(parent);
+  }
+
+  /** Stops accepting requests; those already issued still complete. */
+  close(reason: string): void {
+    this.closedReason ??= reason;
+    for (let w = this.parentWaiters.shift(); w !== undefined; w = this.parentWaiters.shift()) w.reject(new DataPathError('ESHUTDOWN', reason));
+  }
+
+  /** Fatal: the workers are gone. Settles every outstanding request so nothing hangs. */
+  fail(errno: DataPathErrno, reason: string): void {
+    this.close(reason);
+    this.pending.forEach((p, parent) => {
+      if (p === undefined) return;
+      this.pending[parent] = undefined;
+      this.outstandingCount--;
+      this.perVolume[p.volumeIndex]!--;
+      p.reject(new DataPathError(errno, reason));
+    });
+  }
+}
+
+function opName(op: OpCode): string {
+  return Object.entries(Op).find(([, code]) => code === op)?.[0] ?? `op${op}`;
+}

@@ -1,0 +1,62 @@
+// What the control plane tells the data path about volumes and elements, and the messages that
+// carry it to the workers. Plain data: it crosses MessagePorts by structured clone.
+import type { ElementKind, Layout, QueueOrder } from '../config/types.js';
+import type { ElementState } from '../meta/types.js';
+
+export interface TopologyVolume {
+  readonly index: number;
+  readonly name: string;
+  readonly layout: Layout;
+  readonly chunkBytes: number;
+  readonly sizeBytes: number;
+  readonly order: QueueOrder;
+  /** Element indices by role (role 0 first). */
+  readonly elements: readonly number[];
+}
+
+export interface TopologyElement {
+  readonly index: number;
+  readonly name: string;
+  readonly kind: ElementKind;
+  readonly path?: string;
+  readonly direct: boolean;
+  readonly dataOffsetBytes: number;
+  readonly dataSizeBytes: number;
+  readonly state: ElementState;
+}
+
+export interface TopologyMessage {
+  readonly type: 'topology';
+  readonly generation: number;
+  readonly volumes: readonly TopologyVolume[];
+  readonly elements: readonly TopologyElement[];
+}
+
+export interface AckMessage {
+  readonly type: 'ack';
+  readonly generation: number;
+  /** Per-element open failures seen by a bottom worker (element index → reason). */
+  readonly openErrors?: readonly { readonly index: number; readonly reason: string }[];
+}
+
+/** Element state words in the control SAB. */
+const STATES: readonly ElementState[] = ['active', 'failed', 'spare', 'rebuilding', 'stale'];
+
+export function encodeState(state: ElementState): number {
+  const code = STATES.indexOf(state);
+  if (code < 0) throw new Error(`unknown element state ${String(state)}`);
+  return code;
+}
+
+export function decodeState(code: number): ElementState {
+  return STATES[code] ?? 'failed';
+}
+
+export const STATE_ACTIVE = 0;
+export const STATE_FAILED = 1;
+
+/** Engine-private parent flag (above the queue package's FUA/NO_HOLE bits): subs are mirror legs. */
+export const FLAG_MIRRORED = 1 << 8;
+
+/** Direct-I/O alignment (O_DIRECT on Linux needs logical-block alignment; 4096 covers 4Kn disks). */
+export const DIRECT_ALIGN_BYTES = 4096;

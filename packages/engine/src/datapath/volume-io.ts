@@ -1,0 +1,214 @@
+// The per-volume I/O API: range checks, splitting into slot-sized pieces, slot back-pressure,
+// copying (embedding API) or zero-copy slot views (NBD), and per-volume counters.
+import { DescFlags, Op, type OpCode, type RequestClass, type Slab } from '@onestack/queue';
+import type { NbdReadResult, NbdWriteBuffer } from '@onestack/nbd';
+import { DataPathError, type DataPathErrno } from './errno.js';
+import type { Top } from './top.js';
+import { DIRECT_ALIGN_BYTES } from './topology.js';
+import type { SlotPool } from './waiters.js';
+
+export interface VolumeStats {
+  readOps: number;
+  writeOps: number;
+  readBytes: number;
+  writeBytes: number;
+  errors: number;
+}
+
+export interface VolumeIo {
+  readonly sizeBytes: number;
+  read(offsetBytes: number, lengthBytes: number, cls?: RequestClass): Promise<Uint8Array>;
+  write(offsetBytes: number, data: Uint8Array, opts?: { fua?: boolean }, cls?: RequestClass): Promise<void>;
+  readSlots(offsetBytes: number, lengthBytes: number, cls?: RequestClass): Promise<NbdReadResult>;
+  acquireWriteBuffer(lengthBytes: number): Promise<NbdWriteBuffer>;
+  writeBuffer(offsetBytes: number, buf: NbdWriteBuffer, opts: { fua: boolean }, cls?: RequestClass): Promise<void>;
+  flush(): Promise<void>;
+  trim(off: number, len: number, opts?: { fua?: boolean }): Promise<void>;
+  writeZeroes(off: number, len: number, opts?: { fua?: boolean; noHole?: boolean }): Promise<void>;
+  cache(off: number, len: number): Promise<void>;
+  stats(): VolumeStats;
+}
+
+/** Ops without data are cut into pieces of at most this (LENGTH is an int32; keeps one sub bounded). */
+const NODATA_PIECE_BYTES = 256 * 1024 * 1024;
+
+export interface VolumeBinding {
+  readonly index: number;
+  readonly name: string;
+  readonly sizeBytes: number;
+  /** Any element opened with O_DIRECT: data ops must be 4096-aligned. */
+  readonly direct: boolean;
+}
+
+export class VolumeIoImpl implements VolumeIo {
+  private readonly counters: VolumeStats = { readOps: 0, writeOps: 0, readBytes: 0, writeBytes: 0, errors: 0 };
+  private readonly writeBuffers = new WeakMap<NbdWriteBuffer, number[]>();
+
+  constructor(
+    private b: VolumeBinding,
+    private readonly top: Top,
+    private readonly slots: SlotPool,
+    private readonly slab: Slab,
+  ) {}
+
+  /** The control plane changed the volume's size or elements; counters carry on. */
+  rebind(b: VolumeBinding): void {
+    if (b.index !== this.b.index) throw new Error(`rebind: volume index ${b.index} is not ${this.b.index}`);
+    this.b = b;
+  }
+
+  get sizeBytes(): number {
+    return this.b.sizeBytes;
+  }
+
+  stats(): VolumeStats {
+    return { ...this.counters };
+  }
+
+  async read(offsetBytes: number, lengthBytes: number, cls: RequestClass = 'local'): Promise<Uint8Array> {
+    this.check(offsetBytes, lengthBytes, 'EINVAL', true);
+    const out = new Uint8Array(lengthBytes);
+    await this.count('read', lengthBytes, this.pieces(offsetBytes, lengthBytes, this.slab.slotBytes, async (off, len, at) => {
+      const [slot] = await this.slots.acquire(1);
+      try {
+        await this.top.submit(this.b.index, Op.READ, off, len, 0, slot!, cls);
+        out.set(this.slab.view(slot!, 0, len), at);
+      } finally {
+        this.slots.release([slot!]);
+      }
+    }));
+    return out;
+  }
+
+  async write(offsetBytes: number, data: Uint8Array, opts: { fua?: boolean } = {}, cls: RequestClass = 'local'): Promise<void> {
+    this.check(offsetBytes, data.length, 'ENOSPC', true);
+    const flags = opts.fua === true ? DescFlags.FUA : 0;
+    await this.count('write', data.length, this.pieces(offsetBytes, data.length, this.slab.slotBytes, async (off, len, at) => {
+      const [slot] = await this.slots.acquire(1);
+      try {
+        this.slab.view(slot!, 0, len).set(data.subarray(at, at + len));
+        await this.top.submit(this.b.index, Op.WRITE, off, len, flags, slot!, cls);
+      } finally {
+        this.slots.release([slot!]);
+      }
+    }));
+  }
+
+  async readSlots(offsetBytes: number, lengthBytes: number, cls: RequestClass = 'remote'): Promise<NbdReadResult> {
+    this.check(offsetBytes, lengthBytes, 'EINVAL', true);
+    const slots = lengthBytes === 0 ? [] : await this.slots.acquire(Math.ceil(lengthBytes / this.slab.slotBytes));
+    const chunks = slots.map((s, i) => this.slab.view(s, 0, Math.min(this.slab.slotBytes, lengthBytes - i * this.slab.slotBytes)));
+    try {
+      await this.count('read', lengthBytes, settleAll(chunks.map((c, i) => this.top.submit(this.b.index, Op.READ, offsetBytes + i * this.slab.slotBytes, c.length, 0, slots[i]!, cls))));
+    } catch (err) {
+      this.slots.release(slots);
+      throw err;
+    }
+    return { chunks, release: once(() => this.slots.release(slots)) };
+  }
+
+  async acquireWriteBuffer(lengthBytes: number): Promise<NbdWriteBuffer> {
+    if (!(Number.isSafeInteger(lengthBytes) && lengthBytes >= 0)) throw new DataPathError('EINVAL', `write length ${lengthBytes} is not a non-negative integer`);
+    const slots = lengthBytes === 0 ? [] : await this.slots.acquire(Math.ceil(lengthBytes / this.slab.slotBytes));
+    const chunks = slots.map((s, i) => this.slab.view(s, 0, Math.min(this.slab.slotBytes, lengthBytes - i * this.slab.slotBytes)));
+    const buf: NbdWriteBuffer = {
+      chunks,
+      release: once(() => {
+        this.writeBuffers.delete(buf);
+        this.slots.release(slots);
+      }),
+    };
+    this.writeBuffers.set(buf, slots);
+    return buf;
+  }
+
+  async writeBuffer(offsetBytes: number, buf: NbdWriteBuffer, opts: { fua: boolean }, cls: RequestClass = 'remote'): Promise<void> {
+    try {
+      const slots = this.writeBuffers.get(buf);
+      if (slots === undefined) throw new DataPathError('EINVAL', 'write buffer was not acquired from this volume or was already released');
+      const lengthBytes = buf.chunks.reduce((a, c) => a + c.length, 0);
+      this.check(offsetBytes, lengthBytes, 'ENOSPC', true);
+      const flags = opts.fua ? DescFlags.FUA : 0;
+      const sb = this.slab.slotBytes;
+      await this.count('write', lengthBytes, settleAll(buf.chunks.map((c, i) => this.top.submit(this.b.index, Op.WRITE, offsetBytes + i * sb, c.length, flags, slots[i]!, cls))));
+    } finally {
+      buf.release();
+    }
+  }
+
+  flush(): Promise<void> {
+    return this.count('other', 0, this.top.submit(this.b.index, Op.FLUSH, 0, 0, 0, -1, 'local'));
+  }
+
+  trim(off: number, len: number, opts: { fua?: boolean } = {}): Promise<void> {
+    return this.noData(Op.TRIM, off, len, opts.fua === true ? DescFlags.FUA : 0);
+  }
+
+  writeZeroes(off: number, len: number, opts: { fua?: boolean; noHole?: boolean } = {}): Promise<void> {
+    const flags = (opts.fua === true ? DescFlags.FUA : 0) | (opts.noHole === true ? DescFlags.NO_HOLE : 0);
+    return this.noData(Op.WRITE_ZEROES, off, len, flags);
+  }
+
+  cache(off: number, len: number): Promise<void> {
+    return this.noData(Op.CACHE, off, len, 0);
+  }
+
+  private noData(op: OpCode, off: number, len: number, flags: number): Promise<void> {
+    try {
+      this.check(off, len, op === Op.CACHE ? 'EINVAL' : 'ENOSPC', op === Op.WRITE_ZEROES);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return this.count('other', 0, this.pieces(off, len, NODATA_PIECE_BYTES, (o, l) => this.top.submit(this.b.index, op, o, l, flags, -1, 'local')));
+  }
+
+  /** Bad input gets a clear error before anything is queued. */
+  private check(off: number, len: number, pastEnd: DataPathErrno, alignForDirect: boolean): void {
+    if (!(Number.isSafeInteger(off) && off >= 0 && Number.isSafeInteger(len) && len >= 0)) {
+      throw new DataPathError('EINVAL', `${this.b.name}: range [${off}, +${len}) is not a pair of non-negative integers`);
+    }
+    if (off + len > this.b.sizeBytes) throw new DataPathError(pastEnd, `${this.b.name}: range [${off}, +${len}) ends past the volume size ${this.b.sizeBytes}`);
+    if (alignForDirect && this.b.direct && (off % DIRECT_ALIGN_BYTES !== 0 || len % DIRECT_ALIGN_BYTES !== 0)) {
+      throw new DataPathError('EINVAL', `${this.b.name}: has O_DIRECT elements, offset and length must be multiples of ${DIRECT_ALIGN_BYTES}`);
+    }
+  }
+
+  /** Runs `fn` on each piece concurrently; settles after all of them (no piece is left running). */
+  private async pieces(off: number, len: number, pieceBytes: number, fn: (off: number, len: number, at: number) => Promise<void>): Promise<void> {
+    const all: Promise<void>[] = [];
+    for (let at = 0; at < len; at += pieceBytes) all.push(fn(off + at, Math.min(pieceBytes, len - at), at));
+    await settleAll(all);
+  }
+
+  private async count(kind: 'read' | 'write' | 'other', bytes: number, work: Promise<unknown>): Promise<void> {
+    try {
+      await work;
+    } catch (err) {
+      this.counters.errors++;
+      throw err;
+    }
+    if (kind === 'read') {
+      this.counters.readOps++;
+      this.counters.readBytes += bytes;
+    } else if (kind === 'write') {
+      this.counters.writeOps++;
+      this.counters.writeBytes += bytes;
+    }
+  }
+}
+
+/** Like Promise.all, but waits for every promise: a slot is reused only when nothing touches it. */
+async function settleAll(all: readonly Promise<unknown>[]): Promise<void> {
+  const results = await Promise.allSettled(all);
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed !== undefined) throw failed.reason;
+}
+
+function once(fn: () => void): () => void {
+  let done = false;
+  return () => {
+    if (done) return;
+    done = true;
+    fn();
+  };
+}

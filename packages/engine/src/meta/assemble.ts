@@ -1,0 +1,237 @@
+// Assembly: identify a volume's elements by their superblocks, create a new array on blank
+// elements, or reassemble an existing one (marking lagging legs stale). Refuses, touching
+// nothing, whenever an element belongs to something else.
+import { randomUUID } from 'node:crypto';
+import * as fs from 'node:fs/promises';
+import { EngineError } from '../api-types.js';
+import type { ElementConfig, VolumeConfig } from '../config/types.js';
+import { layoutCountProblem } from '../config/validate.js';
+import { localSizeBytes } from './device.js';
+import { createSparseFile, readSuperblockFile, writeSuperblockFile, type ReadSuperblock } from './element-io.js';
+import { isRedundant, layoutCapacityBytes, layoutSurvives } from './layout.js';
+import { encodeSuperblock, SuperblockError, type Superblock } from './superblock.js';
+import { DATA_OFFSET_BYTES, type AssembledElement, type AssembledVolume, type ElementState } from './types.js';
+
+export const MIN_ELEMENT_DATA_BYTES = 1024 * 1024;
+export const REMOTE_NOT_YET = 'remote elements (nbd/iscsi) arrive in issue 4';
+
+interface Probe {
+  readonly config: ElementConfig;
+  readonly role: number;
+  readonly path: string;
+  readonly sizeBytes: number;
+  readonly sb: ReadSuperblock;
+}
+
+export interface AssembleOptions {
+  /** Allow creating missing files (createSizeBytes) and a new array on all-blank elements. */
+  readonly create: boolean;
+}
+
+function isSuperblock(sb: ReadSuperblock): sb is Superblock {
+  return !(sb instanceof SuperblockError) && !('kind' in sb);
+}
+
+function resolveElements(volume: VolumeConfig, elements: ReadonlyMap<string, ElementConfig>): ElementConfig[] {
+  const problem = layoutCountProblem(volume.layout, volume.elements.length);
+  if (problem !== undefined) throw new EngineError('invalid', `volume ${volume.name}: ${problem}`, `volume ${volume.name}`);
+  return volume.elements.map((name) => {
+    const config = elements.get(name);
+    if (config === undefined) throw new EngineError('not-found', `volume ${volume.name}: element ${name} is not defined`, `element ${name}`, 'add the element first');
+    if (config.location.kind !== 'local') throw new EngineError('invalid', REMOTE_NOT_YET, `element ${name} (${config.uri})`, 'use local files or block devices for now');
+    return config;
+  });
+}
+
+async function probeElement(config: ElementConfig, role: number, create: boolean): Promise<Probe> {
+  if (config.location.kind !== 'local') throw new EngineError('invalid', REMOTE_NOT_YET, `element ${config.name}`);
+  const file = config.location.path;
+  const exists = await fs.stat(file).then(() => true, (err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT') return false;
+    throw new EngineError('io', `element ${config.name}: cannot stat ${file}: ${err.message}`, file);
+  });
+  if (!exists) {
+    if (!create || config.createSizeBytes === undefined) {
+      throw new EngineError('not-found', `element ${config.name}: file not found: ${file}`, file,
+        'create the file or device, or give the element createSizeBytes so onestack creates a sparse file');
+    }
+    await createSparseFile(file, DATA_OFFSET_BYTES + config.createSizeBytes).catch((err: Error) => {
+      throw new EngineError('io', `element ${config.name}: cannot create ${file}: ${err.message}`, file);
+    });
+  }
+  let sizeBytes: number;
+  let sb: ReadSuperblock;
+  try {
+    sizeBytes = await localSizeBytes(file);
+    sb = await readSuperblockFile(file);
+  } catch (err) {
+    throw new EngineError('io', `element ${config.name}: cannot open ${file}: ${(err as Error).message}`, file, 'it must be a regular file or a block device you may read and write');
+  }
+  if (sizeBytes < DATA_OFFSET_BYTES + MIN_ELEMENT_DATA_BYTES) {
+    throw new EngineError('invalid', `element ${config.name}: ${file} is ${sizeBytes} bytes; at least ${DATA_OFFSET_BYTES + MIN_ELEMENT_DATA_BYTES} needed (4 MiB header + 1 MiB data)`, file);
+  }
+  return { config, role, path: file, sizeBytes, sb };
+}
+
+/** Refuses elements that hold another volume's superblock or non-onestack data. */
+function refuseForeign(volume: VolumeConfig, probes: readonly Probe[]): void {
+  for (const p of probes) {
+    if (p.sb instanceof SuperblockError && p.sb.kind === 'bad-magic') {
+      throw new EngineError('conflict', `element ${p.config.name}: ${p.path} holds data that is not a onestack superblock; refusing to overwrite it`, p.path,
+        `if its data is disposable, zero its first 4 KiB: dd if=/dev/zero of=${p.path} bs=4096 count=1 conv=notrunc`);
+    }
+    if (isSuperblock(p.sb) && p.sb.volumeName !== volume.name) {
+      throw new EngineError('conflict', `element ${p.config.name} belongs to volume "${p.sb.volumeName}" (array ${p.sb.arrayUuid}); refusing to use it for volume "${volume.name}"`, p.path,
+        `delete volume "${p.sb.volumeName}" first, or use another element`);
+    }
+  }
+}
+
+function chunkRound(bytes: number, chunkBytes: number): number {
+  return Math.floor(bytes / chunkBytes) * chunkBytes;
+}
+
+function superblockFor(vol: Omit<AssembledVolume, 'elements'>, element: AssembledElement, flags: { clean: boolean; needsRebuild: boolean }): Uint8Array {
+  return encodeSuperblock({
+    arrayUuid: vol.arrayUuid, elementUuid: element.elementUuid ?? randomUUID(), volumeName: vol.config.name, layout: vol.config.layout,
+    chunkBytes: vol.config.chunkKiB * 1024, role: element.role, count: vol.config.elements.length,
+    dataOffsetBytes: vol.dataOffsetBytes, dataSizeBytes: element.dataSizeBytes, volumeSizeBytes: vol.sizeBytes,
+    eventCount: vol.eventCount, createdMs: vol.createdMs ?? Date.now(), bitmapOffsetBytes: 0, bitmapSizeBytes: 0, ...flags,
+  });
+}
+
+async function writeAll(vol: AssembledVolume, targets: readonly AssembledElement[], flags: { clean: boolean; needsRebuild: boolean }): Promise<void> {
+  for (const element of targets) {
+    if (element.path === undefined) continue;
+    try {
+      await writeSuperblockFile(element.path, superblockFor(vol, element, flags));
+    } catch (err) {
+      throw new EngineError('io', `element ${element.config.name}: cannot write its superblock: ${(err as Error).message}`, element.path);
+    }
+  }
+}
+
+async function createArray(volume: VolumeConfig, probes: readonly Probe[], opts: AssembleOptions): Promise<AssembledVolume> {
+  const damaged = probes.find((p) => p.sb instanceof SuperblockError);
+  if (damaged !== undefined) {
+    throw new EngineError('conflict', `element ${damaged.config.name}: unreadable superblock (${(damaged.sb as SuperblockError).message}); refusing to create a new array over it`, damaged.path,
+      `if it holds nothing you need, zero its first 4 KiB: dd if=/dev/zero of=${damaged.path} bs=4096 count=1 conv=notrunc`);
+  }
+  if (!opts.create) throw new EngineError('invalid', `volume ${volume.name}: its elements have no superblocks`, `volume ${volume.name}`, 'create the volume first');
+  const chunkBytes = volume.chunkKiB * 1024;
+  const own = probes.map((p) => chunkRound(p.sizeBytes - DATA_OFFSET_BYTES, chunkBytes));
+  const tiny = own.findIndex((bytes) => bytes === 0);
+  if (tiny >= 0) throw new EngineError('invalid', `element ${probes[tiny]?.config.name}: smaller than one ${volume.chunkKiB} KiB chunk`, probes[tiny]?.path);
+  const legBytes = volume.layout === 'linear' ? own : own.map(() => Math.min(...own));
+  const capacity = layoutCapacityBytes(volume.layout, legBytes, chunkBytes);
+  if (volume.sizeBytes !== undefined && volume.sizeBytes > capacity) {
+    throw new EngineError('invalid', `volume ${volume.name}: sizeBytes ${volume.sizeBytes} exceeds what its elements hold (${capacity} bytes as ${volume.layout})`, `volume ${volume.name}`, 'use larger elements or a smaller size');
+  }
+  const vol: AssembledVolume = {
+    config: volume, arrayUuid: randomUUID(), sizeBytes: volume.sizeBytes ?? capacity, dataOffsetBytes: DATA_OFFSET_BYTES, eventCount: 1, createdMs: Date.now(),
+    elements: probes.map((p, i) => ({ config: p.config, role: p.role, state: 'active' as const, dataSizeBytes: legBytes[i] ?? 0, path: p.path, elementUuid: randomUUID() })),
+  };
+  await writeAll(vol, vol.elements, { clean: true, needsRebuild: false });
+  return vol;
+}
+
+/** The freshest up-to-date superblock: highest event counter among those not marked for rebuild. */
+function reference(volume: VolumeConfig, members: readonly Probe[]): Superblock {
+  let best: Superblock | undefined;
+  for (const p of members) {
+    const sb = p.sb as Superblock;
+    if (!sb.needsRebuild && (best === undefined || sb.eventCount > best.eventCount)) best = sb;
+  }
+  if (best === undefined) {
+    throw new EngineError('invalid', `volume ${volume.name}: no element is up to date (all need a rebuild)`, `volume ${volume.name}`, 'restore an element that holds the current data');
+  }
+  return best;
+}
+
+function checkMember(volume: VolumeConfig, p: Probe, ref: Superblock): void {
+  const sb = p.sb as Superblock;
+  const where = p.path;
+  if (sb.arrayUuid !== ref.arrayUuid) {
+    throw new EngineError('conflict', `element ${p.config.name} belongs to another array of volume "${volume.name}" (${sb.arrayUuid}, not ${ref.arrayUuid})`, where, 'use the elements of one array only');
+  }
+  const configured = `${volume.layout}, ${volume.elements.length} elements, ${volume.chunkKiB} KiB chunks`;
+  const onDisk = `${sb.layout}, ${sb.count} elements, ${sb.chunkBytes / 1024} KiB chunks`;
+  if (configured !== onDisk) {
+    throw new EngineError('conflict', `volume ${volume.name}: element ${p.config.name} says ${onDisk}; the config says ${configured}`, where,
+      'an existing volume cannot change its layout: restore the config, or delete the volume and create it again');
+  }
+  if (sb.role !== p.role) {
+    throw new EngineError('conflict', `volume ${volume.name}: element ${p.config.name} is role ${sb.role} of the array but listed at position ${p.role}`, where, 'list the elements in their original order');
+  }
+  if (sb.dataOffsetBytes !== DATA_OFFSET_BYTES || p.sizeBytes < sb.dataOffsetBytes + sb.dataSizeBytes) {
+    throw new EngineError('invalid', `element ${p.config.name}: ${p.sizeBytes} bytes, smaller than its superblock says (${sb.dataOffsetBytes + sb.dataSizeBytes})`, where, 'was the file truncated?');
+  }
+}
+
+/** State of one element given the reference superblock: active or stale with a reason. */
+function memberState(layout: VolumeConfig['layout'], p: Probe, ref: Superblock): { state: ElementState; reason?: string } {
+  if (p.sb instanceof SuperblockError) return { state: 'stale', reason: `unreadable superblock (${p.sb.kind}); needs rebuild` };
+  if (!isSuperblock(p.sb)) return { state: 'stale', reason: 'blank superblock (new or replaced element); needs rebuild' };
+  if (p.sb.needsRebuild) return { state: 'stale', reason: 'marked for rebuild' };
+  if (p.sb.eventCount < ref.eventCount && isRedundant(layout)) return { state: 'stale', reason: `event counter ${p.sb.eventCount} < ${ref.eventCount}` };
+  return { state: 'active' };
+}
+
+async function reassemble(volume: VolumeConfig, probes: readonly Probe[]): Promise<AssembledVolume> {
+  const members = probes.filter((p) => isSuperblock(p.sb));
+  const ref = reference(volume, members);
+  for (const p of members) checkMember(volume, p, ref);
+  if (volume.sizeBytes !== undefined && volume.sizeBytes !== ref.volumeSizeBytes) {
+    throw new EngineError('conflict', `volume ${volume.name} is ${ref.volumeSizeBytes} bytes on its elements; the config asks for ${volume.sizeBytes}`, `volume ${volume.name}`, 'resizing is not supported yet: restore sizeBytes or remove it');
+  }
+  const legBytes = Math.min(...members.map((p) => (p.sb as Superblock).dataSizeBytes));
+  const elements: AssembledElement[] = probes.map((p) => {
+    const { state, reason } = memberState(volume.layout, p, ref);
+    if (state !== 'active' && !isRedundant(volume.layout)) {
+      throw new EngineError('invalid', `volume ${volume.name} (${volume.layout}) cannot be assembled: element ${p.config.name}: ${reason}`, p.path, 'a non-redundant volume needs every element intact');
+    }
+    if (state !== 'active' && p.sizeBytes - DATA_OFFSET_BYTES < legBytes) {
+      throw new EngineError('invalid', `element ${p.config.name}: too small to rejoin volume ${volume.name} (needs ${legBytes} data bytes)`, p.path);
+    }
+    const own = isSuperblock(p.sb) ? p.sb : undefined;
+    return { config: p.config, role: p.role, state, dataSizeBytes: own?.dataSizeBytes ?? legBytes, path: p.path,
+      elementUuid: own?.elementUuid ?? randomUUID(), ...(reason !== undefined ? { reason } : {}) };
+  });
+  if (!layoutSurvives(volume.layout, elements.map((e) => e.state))) {
+    throw new EngineError('invalid', `volume ${volume.name}: too many stale elements to assemble ${volume.layout}`, `volume ${volume.name}`);
+  }
+  const vol: AssembledVolume = { config: volume, arrayUuid: ref.arrayUuid, sizeBytes: ref.volumeSizeBytes, dataOffsetBytes: DATA_OFFSET_BYTES, eventCount: ref.eventCount, createdMs: ref.createdMs, elements };
+  // A stale leg is marked so it can never pass for up to date later (e.g. if the good leg vanishes).
+  const unmarked = elements.filter((e, i) => e.state === 'stale' && !(isSuperblock(probes[i]!.sb) && (probes[i]!.sb as Superblock).needsRebuild));
+  await writeAll(vol, unmarked, { clean: false, needsRebuild: true });
+  return vol;
+}
+
+/** Identifies the elements of `volume` by their superblocks; creates the array if all are blank. */
+export async function assembleVolume(volume: VolumeConfig, elements: ReadonlyMap<string, ElementConfig>, opts: AssembleOptions): Promise<AssembledVolume> {
+  const configs = resolveElements(volume, elements);
+  const probes: Probe[] = [];
+  for (const [role, config] of configs.entries()) probes.push(await probeElement(config, role, opts.create));
+  refuseForeign(volume, probes);
+  if (!probes.some((p) => isSuperblock(p.sb))) return createArray(volume, probes, opts);
+  return reassemble(volume, probes);
+}
+
+/** Bumps the event counter and rewrites the superblocks of active elements (open: dirty, close: clean). */
+export async function markClean(vol: AssembledVolume, clean: boolean): Promise<AssembledVolume> {
+  const next: AssembledVolume = { ...vol, eventCount: vol.eventCount + 1 };
+  await writeAll(next, next.elements.filter((e) => e.state === 'active'), { clean, needsRebuild: false });
+  return next;
+}
+
+/** Marks one element as needing a rebuild (best effort: a failed element may not be writable). */
+export async function markNeedsRebuild(vol: AssembledVolume, role: number): Promise<boolean> {
+  const element = vol.elements.find((e) => e.role === role);
+  if (element === undefined) return false;
+  try {
+    await writeAll(vol, [element], { clean: false, needsRebuild: true });
+    return true;
+  } catch {
+    return false;
+  }
+}

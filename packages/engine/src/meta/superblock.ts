@@ -1,0 +1,194 @@
+// Pure codec for the 4096-byte superblock at offset 0 of every element. Little-endian layout:
+//   0 magic "ONESTACK" | 8 version u32 | 12 superblock bytes u32 | 16 array UUID [16]
+//  32 volume name length u32 | 36 volume name [64] UTF-8 | 100 layout u32 | 104 chunk bytes u32
+// 108 role u32 | 112 element count u32 | 116 flags u32 (bit 0 = clean, bit 1 = needs rebuild)
+// 120 data offset u64 | 128 data size u64 | 136 volume size u64 | 144 event counter u64
+// 152 created ms u64 | 160 bitmap offset u64 | 168 bitmap size u64 | 176 element UUID [16]
+// 192..4092 reserved (zero) | 4092 CRC32C of bytes 0..4092 u32
+// decodeSuperblock never throws anything but SuperblockError, whatever the input (it is fuzzed).
+import type { Layout } from '../config/types.js';
+import { SUPERBLOCK_BYTES } from './types.js';
+
+export const SUPERBLOCK_MAGIC = 'ONESTACK';
+export const SUPERBLOCK_VERSION = 1;
+export const VOLUME_NAME_MAX_BYTES = 64;
+const CRC_OFFSET = SUPERBLOCK_BYTES - 4;
+const LAYOUT_CODES: readonly Layout[] = ['linear', 'raid0', 'raid1', 'raid10', 'raid5', 'raid6'];
+const FLAG_CLEAN = 1;
+// Set on a leg that missed writes: it never counts as up to date again until rebuilt.
+const FLAG_NEEDS_REBUILD = 2;
+const MAX_COUNT = 255;
+
+export interface Superblock {
+  readonly version: number;
+  /** Canonical lower-case UUID text (8-4-4-4-12). */
+  readonly arrayUuid: string;
+  readonly elementUuid: string;
+  readonly volumeName: string;
+  readonly layout: Layout;
+  readonly chunkBytes: number;
+  readonly role: number;
+  readonly count: number;
+  readonly dataOffsetBytes: number;
+  readonly dataSizeBytes: number;
+  readonly volumeSizeBytes: number;
+  readonly eventCount: number;
+  readonly clean: boolean;
+  readonly needsRebuild: boolean;
+  readonly createdMs: number;
+  readonly bitmapOffsetBytes: number;
+  readonly bitmapSizeBytes: number;
+}
+
+export type SuperblockErrorKind = 'bad-magic' | 'bad-checksum' | 'bad-version' | 'truncated' | 'invalid-field';
+
+export class SuperblockError extends Error {
+  readonly kind: SuperblockErrorKind;
+  constructor(kind: SuperblockErrorKind, message: string) {
+    super(message);
+    this.name = 'SuperblockError';
+    this.kind = kind;
+  }
+}
+
+const CRC_TABLE = ((): Uint32Array => {
+  const table = new Uint32Array(256);
+  for (let n = 0; n < 256; n++) {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0x82f63b78 ^ (c >>> 1) : c >>> 1;
+    table[n] = c >>> 0;
+  }
+  return table;
+})();
+
+/** CRC32C (Castagnoli), as in iSCSI and ext4: crc32c("123456789") = 0xe3069283. */
+export function crc32c(bytes: Uint8Array, seed = 0): number {
+  let crc = ~seed >>> 0;
+  for (let i = 0; i < bytes.length; i++) crc = (CRC_TABLE[(crc ^ (bytes[i] ?? 0)) & 0xff] ?? 0) ^ (crc >>> 8);
+  return ~crc >>> 0;
+}
+
+function invalid(message: string): SuperblockError {
+  return new SuperblockError('invalid-field', message);
+}
+
+function uuidToBytes(uuid: string, what: string): Uint8Array {
+  const hex = uuid.replace(/-/g, '');
+  if (!/^[0-9a-fA-F]{32}$/.test(hex) || uuid.length !== 36) throw invalid(`${what} is not a UUID: ${JSON.stringify(uuid.slice(0, 40))}`);
+  return Uint8Array.from({ length: 16 }, (_, i) => parseInt(hex.slice(i * 2, i * 2 + 2), 16));
+}
+
+function bytesToUuid(bytes: Uint8Array): string {
+  const hex = Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}
+
+function isPowerOfTwo(n: number): boolean {
+  return Number.isInteger(n) && n > 0 && (n & (n - 1)) === 0;
+}
+
+/** The checks shared by encode (before writing) and decode (after reading). */
+function checkFields(sb: Omit<Superblock, 'version'>): void {
+  const u64 = (n: number): boolean => Number.isSafeInteger(n) && n >= 0;
+  if (!LAYOUT_CODES.includes(sb.layout)) throw invalid(`unknown layout ${JSON.stringify(String(sb.layout))}`);
+  if (!isPowerOfTwo(sb.chunkBytes) || sb.chunkBytes < 4096 || sb.chunkBytes > 2 ** 30) throw invalid(`bad chunk size ${sb.chunkBytes}`);
+  if (!Number.isInteger(sb.count) || sb.count < 1 || sb.count > MAX_COUNT) throw invalid(`bad element count ${sb.count}`);
+  if (!Number.isInteger(sb.role) || sb.role < 0 || sb.role >= sb.count) throw invalid(`bad role ${sb.role} of ${sb.count}`);
+  if (!u64(sb.dataOffsetBytes) || sb.dataOffsetBytes < SUPERBLOCK_BYTES || sb.dataOffsetBytes % 4096 !== 0) throw invalid(`bad data offset ${sb.dataOffsetBytes}`);
+  for (const [name, value] of [['data size', sb.dataSizeBytes], ['volume size', sb.volumeSizeBytes], ['event counter', sb.eventCount],
+    ['created time', sb.createdMs], ['bitmap offset', sb.bitmapOffsetBytes], ['bitmap size', sb.bitmapSizeBytes]] as const) {
+    if (!u64(value)) throw invalid(`bad ${name} ${value}`);
+  }
+  if (sb.volumeName.length === 0) throw invalid('empty volume name');
+}
+
+export function encodeSuperblock(sb: Omit<Superblock, 'version'> & { readonly version?: number }): Uint8Array {
+  checkFields(sb);
+  const name = new TextEncoder().encode(sb.volumeName);
+  if (name.length > VOLUME_NAME_MAX_BYTES) throw invalid(`volume name longer than ${VOLUME_NAME_MAX_BYTES} bytes`);
+  const bytes = new Uint8Array(SUPERBLOCK_BYTES);
+  const view = new DataView(bytes.buffer);
+  bytes.set(new TextEncoder().encode(SUPERBLOCK_MAGIC), 0);
+  view.setUint32(8, SUPERBLOCK_VERSION, true);
+  view.setUint32(12, SUPERBLOCK_BYTES, true);
+  bytes.set(uuidToBytes(sb.arrayUuid, 'array UUID'), 16);
+  view.setUint32(32, name.length, true);
+  bytes.set(name, 36);
+  view.setUint32(100, LAYOUT_CODES.indexOf(sb.layout), true);
+  view.setUint32(104, sb.chunkBytes, true);
+  view.setUint32(108, sb.role, true);
+  view.setUint32(112, sb.count, true);
+  view.setUint32(116, (sb.clean ? FLAG_CLEAN : 0) | (sb.needsRebuild ? FLAG_NEEDS_REBUILD : 0), true);
+  const u64s = [sb.dataOffsetBytes, sb.dataSizeBytes, sb.volumeSizeBytes, sb.eventCount, sb.createdMs, sb.bitmapOffsetBytes, sb.bitmapSizeBytes];
+  u64s.forEach((value, i) => view.setBigUint64(120 + i * 8, BigInt(value), true));
+  bytes.set(uuidToBytes(sb.elementUuid, 'element UUID'), 176);
+  view.setUint32(CRC_OFFSET, crc32c(bytes.subarray(0, CRC_OFFSET)), true);
+  return bytes;
+}
+
+function readU64(view: DataView, offset: number, what: string): number {
+  const value = view.getBigUint64(offset, true);
+  if (value > BigInt(Number.MAX_SAFE_INTEGER)) throw invalid(`${what} too large`);
+  return Number(value);
+}
+
+function decodeChecked(bytes: Uint8Array): Superblock | { kind: 'blank' } {
+  if (!(bytes instanceof Uint8Array)) throw new SuperblockError('truncated', 'not a byte array');
+  if (bytes.length < SUPERBLOCK_BYTES) throw new SuperblockError('truncated', `superblock needs ${SUPERBLOCK_BYTES} bytes, got ${bytes.length}`);
+  const block = bytes.subarray(0, SUPERBLOCK_BYTES);
+  if (block.every((b) => b === 0)) return { kind: 'blank' };
+  const view = new DataView(block.buffer, block.byteOffset, SUPERBLOCK_BYTES);
+  const magic = String.fromCharCode(...block.subarray(0, 8));
+  if (magic !== SUPERBLOCK_MAGIC) throw new SuperblockError('bad-magic', 'not a onestack superblock');
+  const version = view.getUint32(8, true);
+  if (version !== SUPERBLOCK_VERSION) throw new SuperblockError('bad-version', `superblock version ${version} (this build reads ${SUPERBLOCK_VERSION})`);
+  const stored = view.getUint32(CRC_OFFSET, true);
+  const computed = crc32c(block.subarray(0, CRC_OFFSET));
+  if (stored !== computed) throw new SuperblockError('bad-checksum', `superblock checksum ${stored.toString(16)} != ${computed.toString(16)}`);
+  if (view.getUint32(12, true) !== SUPERBLOCK_BYTES) throw invalid('bad superblock size');
+  const nameBytes = view.getUint32(32, true);
+  if (nameBytes > VOLUME_NAME_MAX_BYTES) throw invalid(`volume name length ${nameBytes}`);
+  let volumeName: string;
+  try {
+    volumeName = new TextDecoder('utf-8', { fatal: true }).decode(block.subarray(36, 36 + nameBytes));
+  } catch {
+    throw invalid('volume name is not UTF-8');
+  }
+  const layout = LAYOUT_CODES[view.getUint32(100, true)];
+  if (layout === undefined) throw invalid(`unknown layout code ${view.getUint32(100, true)}`);
+  const flags = view.getUint32(116, true);
+  if ((flags & ~(FLAG_CLEAN | FLAG_NEEDS_REBUILD)) !== 0) throw invalid(`unknown flags ${flags.toString(16)}`);
+  const sb: Superblock = {
+    version, volumeName, layout,
+    arrayUuid: bytesToUuid(block.subarray(16, 32)),
+    elementUuid: bytesToUuid(block.subarray(176, 192)),
+    chunkBytes: view.getUint32(104, true),
+    role: view.getUint32(108, true),
+    count: view.getUint32(112, true),
+    clean: (flags & FLAG_CLEAN) !== 0,
+    needsRebuild: (flags & FLAG_NEEDS_REBUILD) !== 0,
+    dataOffsetBytes: readU64(view, 120, 'data offset'),
+    dataSizeBytes: readU64(view, 128, 'data size'),
+    volumeSizeBytes: readU64(view, 136, 'volume size'),
+    eventCount: readU64(view, 144, 'event counter'),
+    createdMs: readU64(view, 152, 'created time'),
+    bitmapOffsetBytes: readU64(view, 160, 'bitmap offset'),
+    bitmapSizeBytes: readU64(view, 168, 'bitmap size'),
+  };
+  checkFields(sb);
+  return sb;
+}
+
+/** Decodes the first 4096 bytes; all-zero = blank. Throws only SuperblockError. */
+export function decodeSuperblock(bytes: Uint8Array): Superblock | { kind: 'blank' } {
+  try {
+    return decodeChecked(bytes);
+  } catch (err) {
+    if (err instanceof SuperblockError) throw err;
+    throw invalid(`undecodable superblock: ${String((err as Error)?.message ?? err)}`);
+  }
+}
+
+export function isBlank(sb: Superblock | { kind: 'blank' }): sb is { kind: 'blank' } {
+  return 'kind' in sb;
+}

@@ -1,0 +1,136 @@
+// Runtime-created elements and volumes, persisted in DATA_DIR/onestack-state.json so that a
+// restart with the same data dir serves the same volumes. Written atomically (tmp, fsync,
+// rename, fsync dir). The config file wins on name clashes.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { EngineError } from '../api-types.js';
+import type { ElementConfig, EngineConfig, VolumeConfig } from '../config/types.js';
+import { normalizeElement, normalizeVolume } from '../config/validate.js';
+
+export const STATE_FILE = 'onestack-state.json';
+const STATE_VERSION = 1;
+const MAX_STATE_BYTES = 4 * 1024 * 1024;
+
+export interface PersistedElement {
+  readonly name: string;
+  readonly uri: string;
+  readonly cache: string;
+  readonly timeoutMs: number;
+  readonly createSizeBytes?: number;
+  readonly secretFile?: string;
+}
+
+export interface PersistedVolume {
+  readonly name: string;
+  readonly layout: string;
+  readonly elements: readonly string[];
+  readonly chunkKiB: number;
+  readonly order: string;
+  readonly boot: boolean;
+  readonly sizeBytes?: number;
+}
+
+export interface PersistedState {
+  readonly elements: readonly ElementConfig[];
+  readonly volumes: readonly VolumeConfig[];
+}
+
+export const EMPTY_STATE: PersistedState = { elements: [], volumes: [] };
+
+function persistElement(e: ElementConfig): PersistedElement {
+  // Local paths are stored absolute so the state does not depend on the daemon's cwd.
+  const uri = e.location.kind === 'local' ? `file:${e.location.path}` : e.uri;
+  return { name: e.name, uri, cache: e.cache, timeoutMs: e.timeoutMs,
+    ...(e.createSizeBytes !== undefined ? { createSizeBytes: e.createSizeBytes } : {}), ...(e.secretFile !== undefined ? { secretFile: e.secretFile } : {}) };
+}
+
+function persistVolume(v: VolumeConfig): PersistedVolume {
+  return { name: v.name, layout: v.layout, elements: v.elements, chunkKiB: v.chunkKiB, order: v.order, boot: v.boot, ...(v.sizeBytes !== undefined ? { sizeBytes: v.sizeBytes } : {}) };
+}
+
+/** Reads the state file; missing = empty. A damaged file is a clear error, never silently dropped. */
+export function readStateFile(dataDir: string): PersistedState {
+  const file = path.join(dataDir, STATE_FILE);
+  let raw: unknown;
+  try {
+    if (fs.statSync(file).size > MAX_STATE_BYTES) throw new Error('file too large');
+    raw = JSON.parse(fs.readFileSync(file, 'utf8'));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return EMPTY_STATE;
+    throw new EngineError('config', `cannot read the runtime state: ${(err as Error).message}`, file, 'fix or move the file away (its volumes will then not be served)');
+  }
+  try {
+    const map = (raw ?? {}) as { version?: unknown; elements?: unknown; volumes?: unknown };
+    if (map.version !== STATE_VERSION) throw new Error(`unsupported version ${JSON.stringify(map.version)}`);
+    const rawElements = Array.isArray(map.elements) ? map.elements.slice(0, 256) : [];
+    const elements = rawElements.map((item, i) => normalizeElement(item, `elements[${i}]`, dataDir));
+    const names = new Set(elements.map((e) => e.name));
+    const rawVolumes = Array.isArray(map.volumes) ? map.volumes.slice(0, 64) : [];
+    return { elements, volumes: rawVolumes.map((item, i) => normalizeVolume(item, `volumes[${i}]`, names)) };
+  } catch (err) {
+    throw new EngineError('config', `invalid runtime state: ${(err as Error).message}`, file, 'fix or move the file away (its volumes will then not be served)');
+  }
+}
+
+/** Writes the state atomically: temp file, fsync, rename, fsync of the directory. */
+export function writeStateFile(dataDir: string, state: PersistedState): void {
+  const file = path.join(dataDir, STATE_FILE);
+  const tmp = `${file}.tmp-${process.pid}`;
+  const body = JSON.stringify({ version: STATE_VERSION, elements: state.elements.map(persistElement), volumes: state.volumes.map(persistVolume) }, null, 2);
+  const fd = fs.openSync(tmp, 'w', 0o600);
+  try {
+    fs.writeSync(fd, `${body}\n`);
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  fs.renameSync(tmp, file);
+  const dirFd = fs.openSync(dataDir, 'r');
+  try {
+    fs.fsyncSync(dirFd);
+  } finally {
+    fs.closeSync(dirFd);
+  }
+}
+
+export interface MergedConfig {
+  readonly config: EngineConfig;
+  /** The parts that came from the state file (and are written back to it on change). */
+  readonly runtime: PersistedState;
+}
+
+/** Adds the state's elements and volumes to the config; the config wins every clash (with a warning). */
+export function mergeState(config: EngineConfig, state: PersistedState, warn: (msg: string) => void): MergedConfig {
+  const configNames = new Set(config.elements.map((e) => e.name));
+  const configPaths = new Set(config.elements.flatMap((e) => (e.location.kind === 'local' ? [e.location.path] : [])));
+  const dropped = new Set<string>();
+  const elements = state.elements.filter((e) => {
+    const clash = configNames.has(e.name) ? `name "${e.name}"` : e.location.kind === 'local' && configPaths.has(e.location.path) ? `file ${e.location.path}` : undefined;
+    if (clash === undefined) return true;
+    warn(`runtime element ${e.name} ignored: the config defines the same ${clash}`);
+    dropped.add(e.name);
+    return false;
+  });
+  const used = new Set(config.volumes.flatMap((v) => v.elements));
+  const volumeNames = new Set(config.volumes.map((v) => v.name));
+  let hasBoot = config.volumes.some((v) => v.boot);
+  const volumes: VolumeConfig[] = [];
+  for (const v of state.volumes) {
+    const problem = volumeNames.has(v.name) ? 'the config defines a volume of that name'
+      : v.elements.some((e) => dropped.has(e)) ? 'one of its elements clashes with the config'
+        : v.elements.some((e) => used.has(e)) ? 'one of its elements is used by a config volume' : undefined;
+    if (problem !== undefined) {
+      warn(`runtime volume ${v.name} ignored: ${problem}`);
+      continue;
+    }
+    const boot = v.boot && !hasBoot;
+    if (v.boot && !boot) warn(`runtime volume ${v.name} is no longer the boot volume: the config names one`);
+    hasBoot ||= boot;
+    v.elements.forEach((e) => used.add(e));
+    volumes.push({ ...v, boot });
+  }
+  return {
+    config: { ...config, elements: [...config.elements, ...elements], volumes: [...config.volumes, ...volumes] },
+    runtime: { elements, volumes },
+  };
+}

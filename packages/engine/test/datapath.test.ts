@@ -1,0 +1,344 @@
+// DataPath end to end with real element files: placement per layout, back-pressure, failures,
+// shutdown. Workers are .js files, so this imports the BUILT dist (run tsc -b packages/engine first).
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Layout } from '../src/config/types.js';
+import { DATA_OFFSET_BYTES } from '../src/meta/types.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DataPath, type TopologyElement, type TopologyVolume } from '../dist/datapath/datapath.js';
+import { raid0Locate } from '../dist/datapath/map.js';
+import { nbdExportFor } from '../dist/nbd-adapter.js';
+
+const MiB = 1024 * 1024;
+const KiB = 1024;
+const FILE_BYTES = 64 * MiB;
+const DATA_BYTES = FILE_BYTES - DATA_OFFSET_BYTES;
+
+function tempDir(): string {
+  const root = fileURLToPath(new URL('../../../.tmp/', import.meta.url));
+  fs.mkdirSync(root, { recursive: true });
+  return fs.mkdtempSync(path.join(root, 'datapath-'));
+}
+
+function sparseFiles(dir: string, count: number, bytes = FILE_BYTES): string[] {
+  return Array.from({ length: count }, (_, i) => {
+    const p = path.join(dir, `e${i}.img`);
+    fs.writeFileSync(p, '');
+    fs.truncateSync(p, bytes);
+    return p;
+  });
+}
+
+function elementsFor(paths: readonly string[], opts: { direct?: boolean; dataBytes?: readonly number[] } = {}): TopologyElement[] {
+  return paths.map((p, i) => ({
+    index: i,
+    name: `e${i}`,
+    kind: 'local',
+    path: p,
+    direct: opts.direct ?? false,
+    dataOffsetBytes: DATA_OFFSET_BYTES,
+    dataSizeBytes: opts.dataBytes?.[i] ?? DATA_BYTES,
+    state: 'active',
+  }));
+}
+
+function volume(index: number, layout: Layout, elements: readonly number[], sizeBytes: number, chunkBytes = 64 * KiB): TopologyVolume {
+  return { index, name: `v${index}`, layout, chunkBytes, sizeBytes, order: 'fifo', elements };
+}
+
+function pattern(length: number, seed: number): Uint8Array {
+  const out = new Uint8Array(length);
+  let x = (seed * 2654435761) >>> 0 || 1;
+  for (let i = 0; i < length; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    out[i] = x & 255;
+  }
+  return out;
+}
+
+function readFileRange(p: string, offsetBytes: number, lengthBytes: number): Uint8Array {
+  const fd = fs.openSync(p, 'r');
+  try {
+    const out = new Uint8Array(lengthBytes);
+    const n = fs.readSync(fd, out, 0, lengthBytes, offsetBytes);
+    out.fill(0, n);
+    return out;
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return Buffer.compare(Buffer.from(a.buffer, a.byteOffset, a.length), Buffer.from(b.buffer, b.byteOffset, b.length)) === 0;
+}
+
+/** Rejects if `p` does not settle within `ms` (a hang is a failure, never a stuck test). */
+function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    p.finally(() => clearTimeout(timer)),
+    new Promise<T>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`${what} did not settle within ${ms} ms`)), ms);
+    }),
+  ]);
+}
+
+type Started = { dp: DataPath; dir: string; paths: string[] };
+
+async function startWith(layout: Layout, count: number, opts: { depth?: number; slots?: number; slotKiB?: number; bottom?: number; bad?: readonly number[]; direct?: boolean } = {}): Promise<Started> {
+  const dir = tempDir();
+  const paths = sparseFiles(dir, count);
+  for (const i of opts.bad ?? []) {
+    // A directory where the element file should be: open fails in every bottom worker.
+    fs.rmSync(paths[i]!);
+    fs.mkdirSync(paths[i]!);
+  }
+  const dp = await DataPath.start({
+    pools: { top: 1, middle: 1, bottom: opts.bottom ?? 2 },
+    queue: { depth: opts.depth ?? 64, slots: opts.slots ?? 16, slotKiB: opts.slotKiB ?? 256 },
+    probeDir: dir,
+  });
+  const els = elementsFor(paths, { direct: opts.direct ?? false });
+  const sizes = els.map((e) => e.dataSizeBytes);
+  const size = layout === 'linear' ? sizes.reduce((a, b) => a + b, 0) : layout === 'raid0' ? count * DATA_BYTES : DATA_BYTES;
+  await dp.setTopology([volume(0, layout, els.map((e) => e.index), size)], els);
+  return { dp, dir, paths };
+}
+
+async function stop(s: Started | undefined): Promise<void> {
+  if (s === undefined) return;
+  await s.dp.close();
+  fs.rmSync(s.dir, { recursive: true, force: true });
+}
+
+describe('raid0', () => {
+  let s: Started;
+  beforeAll(async () => {
+    s = await startWith('raid0', 3);
+  });
+  afterAll(() => stop(s));
+
+  it('puts chunk k on element k % n at row floor(k / n), after the data offset', async () => {
+    const io = s.dp.volumeIo(0);
+    const chunk = 64 * KiB;
+    const data = pattern(10 * chunk + 777, 1); // crosses slots (256 KiB) and chunks, unaligned end
+    const off = 5 * chunk + 100;
+    await io.write(off, data);
+    const g = { layout: 'raid0' as const, chunkBytes: chunk, sizeBytes: io.sizeBytes, elements: elementsFor(s.paths) };
+    for (let at = 0; at < data.length; ) {
+      const len = Math.min(data.length - at, chunk - ((off + at) % chunk));
+      const loc = raid0Locate(g, off + at);
+      expect(loc.elementOffsetBytes).toBeGreaterThanOrEqual(DATA_OFFSET_BYTES);
+      expect(equalBytes(readFileRange(s.paths[loc.role]!, loc.elementOffsetBytes, len), data.subarray(at, at + len))).toBe(true);
+      at += len;
+    }
+    expect(equalBytes(await io.read(off, data.length), data)).toBe(true);
+    expect(io.stats()).toMatchObject({ writeOps: 1, readOps: 1, writeBytes: data.length, readBytes: data.length, errors: 0 });
+  });
+
+  it('checks ranges before submission: read past the end EINVAL, write past the end ENOSPC', async () => {
+    const io = s.dp.volumeIo(0);
+    await expect(io.read(io.sizeBytes - 10, 20)).rejects.toMatchObject({ errno: 'EINVAL' });
+    await expect(io.write(io.sizeBytes - 10, new Uint8Array(20))).rejects.toMatchObject({ errno: 'ENOSPC' });
+    await expect(io.read(-1, 20)).rejects.toMatchObject({ errno: 'EINVAL' });
+    expect(s.dp.queueStatus().inFlight).toBe(0);
+  });
+
+  it('trims and writes zeroes across elements, flushes every element', async () => {
+    const io = s.dp.volumeIo(0);
+    const off = 3 * MiB + 4096;
+    await io.write(off, pattern(MiB, 2));
+    await io.writeZeroes(off + 4096, MiB - 8192, { noHole: true });
+    const back = await io.read(off, MiB);
+    expect(equalBytes(back.subarray(4096, MiB - 4096), new Uint8Array(MiB - 8192))).toBe(true);
+    expect(equalBytes(back.subarray(0, 4096), pattern(MiB, 2).subarray(0, 4096))).toBe(true);
+    await io.writeZeroes(off, MiB, { fua: true });
+    expect(equalBytes(await io.read(off, MiB), new Uint8Array(MiB))).toBe(true);
+    await io.trim(0, io.sizeBytes);
+    await io.flush();
+    await io.cache(0, 8 * MiB);
+  });
+
+  it('serves NBD through zero-copy slot views', async () => {
+    const io = s.dp.volumeIo(0);
+    const exp = nbdExportFor(io, { name: 'v0', direct: false, layout: 'raid0', chunkBytes: 64 * KiB, canMultiConn: true });
+    expect(exp.blockSize).toEqual({ minimumBytes: 1, preferredBytes: 64 * KiB, maximumBytes: 32 * MiB });
+    const data = pattern(600 * KiB, 3);
+    const buf = await exp.acquireWriteBuffer(data.length);
+    expect(buf.chunks.map((c) => c.length)).toEqual([256 * KiB, 256 * KiB, 88 * KiB]);
+    let at = 0;
+    for (const c of buf.chunks) {
+      c.set(data.subarray(at, at + c.length));
+      at += c.length;
+    }
+    await exp.write(MiB, buf, { fua: false });
+    const r = await exp.read(MiB, data.length);
+    expect(equalBytes(Buffer.concat(r.chunks), data)).toBe(true);
+    r.release();
+    await expect(exp.read(exp.sizeBytes, 1)).rejects.toMatchObject({ name: 'NbdError', errno: 'EINVAL' });
+  });
+});
+
+describe('raid1', () => {
+  let s: Started;
+  beforeAll(async () => {
+    s = await startWith('raid1', 2);
+  });
+  afterAll(() => stop(s));
+
+  it('keeps both legs identical after writes, zeroes and trims', async () => {
+    const io = s.dp.volumeIo(0);
+    const writes = Array.from({ length: 40 }, (_, i) => io.write((i * 997 * 4096 + i * 13) % (io.sizeBytes - MiB), pattern(64 * KiB + i, i), { fua: i % 7 === 0 }));
+    await Promise.all(writes);
+    await io.writeZeroes(8 * MiB, 2 * MiB);
+    await io.trim(20 * MiB, MiB);
+    await io.flush();
+    for (let off = 0; off < FILE_BYTES; off += 8 * MiB) {
+      expect(equalBytes(readFileRange(s.paths[0]!, off, 8 * MiB), readFileRange(s.paths[1]!, off, 8 * MiB))).toBe(true);
+    }
+    const data = pattern(300 * KiB, 99);
+    await io.write(5 * MiB + 3, data);
+    for (let i = 0; i < 4; i++) expect(equalBytes(await io.read(5 * MiB + 3, data.length), data)).toBe(true); // both legs serve reads
+    expect(equalBytes(readFileRange(s.paths[1]!, DATA_OFFSET_BYTES + 5 * MiB + 3, data.length), data)).toBe(true);
+  });
+});
+
+describe('linear', () => {
+  it('splits a write that crosses the element boundary', async () => {
+    const dir = tempDir();
+    const paths = sparseFiles(dir, 2);
+    const dp = await DataPath.start({ pools: { top: 1, middle: 1, bottom: 1 }, queue: { depth: 16, slots: 8, slotKiB: 128 }, probeDir: dir });
+    try {
+      const els = elementsFor(paths, { dataBytes: [10 * MiB, DATA_BYTES] });
+      await dp.setTopology([volume(0, 'linear', [0, 1], 10 * MiB + DATA_BYTES)], els);
+      const io = dp.volumeIo(0);
+      const data = pattern(200 * KiB, 5);
+      await io.write(10 * MiB - 50 * KiB, data);
+      expect(equalBytes(readFileRange(paths[0]!, DATA_OFFSET_BYTES + 10 * MiB - 50 * KiB, 50 * KiB), data.subarray(0, 50 * KiB))).toBe(true);
+      expect(equalBytes(readFileRange(paths[1]!, DATA_OFFSET_BYTES, 150 * KiB), data.subarray(50 * KiB))).toBe(true);
+      expect(equalBytes(await io.read(10 * MiB - 50 * KiB, data.length), data)).toBe(true);
+      await expect(dp.volumeIo(0).read(io.sizeBytes, 1)).rejects.toMatchObject({ errno: 'EINVAL' });
+    } finally {
+      await dp.close();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('back-pressure', () => {
+  it('completes 200 concurrent requests with 4 descriptors and 2 slots', async () => {
+    const s = await startWith('raid0', 2, { depth: 4, slots: 2, slotKiB: 64, bottom: 1 });
+    try {
+      const io = s.dp.volumeIo(0);
+      const ops = Array.from({ length: 200 }, (_, i) => io.write(i * 100 * KiB, pattern(100 * KiB, i)));
+      await within(Promise.all(ops), 60_000, '200 writes');
+      const reads = Array.from({ length: 200 }, (_, i) => io.read(i * 100 * KiB, 100 * KiB));
+      const got = await within(Promise.all(reads), 60_000, '200 reads');
+      got.forEach((g, i) => expect(equalBytes(g, pattern(100 * KiB, i))).toBe(true));
+      expect(s.dp.queueStatus()).toEqual({ depth: 4, inFlight: 0, slots: 2, slotKiB: 64 });
+      expect(s.dp.poolStatus()).toMatchObject({ middle: { threads: 1, queueDepth: 0 }, bottom: { threads: 1, queueDepth: 0 } });
+    } finally {
+      await stop(s);
+    }
+  });
+});
+
+describe('failures', () => {
+  it('raid1: a leg that cannot be opened is failed, reads retry on the other leg, writes succeed', async () => {
+    const s = await startWith('raid1', 2, { bad: [1] });
+    try {
+      expect(s.dp.elementOpenError(1)).toMatch(/EISDIR|directory/i);
+      const io = s.dp.volumeIo(0);
+      // Reads first: round-robin sends one to the bad leg, which fails and is retried on leg 0.
+      const reads = await within(Promise.all(Array.from({ length: 8 }, (_, i) => io.read(i * 4096, 4096))), 30_000, 'reads');
+      reads.forEach((r) => expect(equalBytes(r, new Uint8Array(4096))).toBe(true));
+      expect(s.dp.elementState(1)).toBe('failed');
+      expect(s.dp.elementErrors(1)).toBeGreaterThan(0);
+      expect(s.dp.elementState(0)).toBe('active');
+      const data = pattern(128 * KiB, 7);
+      await io.write(MiB, data);
+      expect(equalBytes(readFileRange(s.paths[0]!, DATA_OFFSET_BYTES + MiB, data.length), data)).toBe(true);
+      expect(equalBytes(await io.read(MiB, data.length), data)).toBe(true);
+      await io.flush();
+    } finally {
+      await stop(s);
+    }
+  });
+
+  it('raid1: writes fail with EIO once every leg has failed', async () => {
+    const s = await startWith('raid1', 2, { bad: [0, 1] });
+    try {
+      const io = s.dp.volumeIo(0);
+      await expect(within(io.write(0, pattern(4096, 1)), 30_000, 'write')).rejects.toMatchObject({ errno: 'EIO' });
+      expect([s.dp.elementState(0), s.dp.elementState(1)]).toEqual(['failed', 'failed']);
+      await expect(within(io.read(0, 4096), 30_000, 'read')).rejects.toMatchObject({ errno: 'EIO' });
+    } finally {
+      await stop(s);
+    }
+  });
+
+  it('raid0: an element failure fails the request with EIO and nothing hangs', async () => {
+    const s = await startWith('raid0', 2, { bad: [1] });
+    try {
+      const io = s.dp.volumeIo(0);
+      await io.write(0, pattern(4096, 1)); // chunk 0 lives on the good element
+      await expect(within(io.write(0, pattern(256 * KiB, 2)), 30_000, 'write')).rejects.toMatchObject({ errno: 'EIO' });
+      await expect(within(io.read(64 * KiB, 4096), 30_000, 'read')).rejects.toMatchObject({ errno: 'EIO' });
+      const many = await within(Promise.allSettled(Array.from({ length: 100 }, (_, i) => io.read(i * 64 * KiB, 4096))), 30_000, 'reads');
+      expect(many.filter((r) => r.status === 'rejected').length).toBe(50);
+      expect(s.dp.elementErrors(1)).toBeGreaterThan(0);
+      expect(io.stats().errors).toBeGreaterThan(0);
+      expect(s.dp.queueStatus().inFlight).toBe(0);
+      // The control plane takes the element out: requests touching it fail before any I/O.
+      s.dp.setElementState(1, 'failed');
+      await expect(io.read(64 * KiB, 4096)).rejects.toMatchObject({ errno: 'EIO' });
+      expect(s.dp.elementState(1)).toBe('failed');
+    } finally {
+      await stop(s);
+    }
+  });
+
+  it('close() with requests in flight is bounded and settles every request', async () => {
+    const s = await startWith('raid1', 2, { depth: 8, slots: 4, slotKiB: 64 });
+    const io = s.dp.volumeIo(0);
+    const ops = Array.from({ length: 300 }, (_, i) => io.write(i * 64 * KiB, pattern(64 * KiB, i)));
+    const settled = Promise.allSettled(ops);
+    const started = Date.now();
+    await within(s.dp.close(), 30_000, 'close');
+    const results = await within(settled, 5_000, 'requests after close');
+    expect(Date.now() - started).toBeLessThan(30_000);
+    for (const r of results) if (r.status === 'rejected') expect((r.reason as { errno: string }).errno).toBe('ESHUTDOWN');
+    await expect(io.read(0, 4096)).rejects.toMatchObject({ errno: 'ESHUTDOWN' });
+    await expect(s.dp.setTopology([], [])).rejects.toThrow(/closed/);
+    fs.rmSync(s.dir, { recursive: true, force: true });
+  });
+});
+
+describe('O_DIRECT', () => {
+  it('serves aligned I/O on direct elements and refuses unaligned I/O with EINVAL', async (ctx) => {
+    const s = await startWith('raid1', 2, { direct: false });
+    try {
+      if (s.dp.slabMisalignmentBytes === null) ctx.skip(); // needs the native addon or an O_DIRECT-capable probe dir
+      const els = elementsFor(s.paths, { direct: true });
+      await s.dp.setTopology([volume(0, 'raid1', [0, 1], DATA_BYTES)], els);
+      expect(s.dp.elementOpenError(0)).toBeUndefined();
+      const io = s.dp.volumeIo(0);
+      const data = pattern(512 * KiB, 11);
+      await io.write(MiB, data, { fua: true });
+      expect(equalBytes(await io.read(MiB, data.length), data)).toBe(true);
+      expect(equalBytes(readFileRange(s.paths[1]!, DATA_OFFSET_BYTES + MiB, data.length), data)).toBe(true);
+      await expect(io.read(MiB + 512, 4096)).rejects.toMatchObject({ errno: 'EINVAL' });
+      await io.writeZeroes(MiB, 64 * KiB);
+      expect(equalBytes(await io.read(MiB, 64 * KiB), new Uint8Array(64 * KiB))).toBe(true);
+      const exp = nbdExportFor(io, { name: 'd', direct: true, layout: 'raid1', chunkBytes: 0, canMultiConn: true });
+      expect(exp.blockSize.minimumBytes).toBe(4096);
+      expect(s.dp.elementState(0)).toBe('active');
+      expect(s.dp.elementState(1)).toBe('active');
+    } finally {
+      await stop(s);
+    }
+  });
+});

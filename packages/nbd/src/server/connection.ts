@@ -1,0 +1,398 @@
+// One client connection: drives the handshake machine, then the request loop. Requests are
+// parsed from a bounded accumulator, validated, and handed to the backend; replies leave in
+// completion order through ReplySender. Nothing thrown here may escape to the event loop.
+
+import type { Socket } from 'node:net';
+import { type NbdExport, NbdError, type NbdReadResult, type NbdWriteBuffer } from '../backend.js';
+import { ByteAccumulator } from '../codec/accumulator.js';
+import { encodeGreeting } from '../codec/handshake.js';
+import { type NbdRequest, decodeRequest } from '../codec/transmission.js';
+import { Cmd, CmdFlag, Errno, Size } from '../constants.js';
+import { SERVER_HANDSHAKE_FLAGS, ServerHandshake, type HandshakeConfig } from './handshake.js';
+import { ReplySender } from './replies.js';
+import { checkRequest } from './validate.js';
+
+export type LogFn = (level: 'info' | 'warn' | 'error', msg: string) => void;
+
+export interface ConnectionConfig {
+  readonly id: number;
+  readonly handshake: HandshakeConfig;
+  readonly handshakeTimeoutMs: number;
+  readonly inFlightMax: number;
+  /** Oversized writes up to this are read and dropped (EOVERFLOW); beyond it the connection closes. */
+  readonly writeDiscardMaxBytes: number;
+  readonly log: LogFn;
+}
+
+type Phase = 'handshake' | 'header' | 'acquiring' | 'payload' | 'discard' | 'disconnecting' | 'closing' | 'closed';
+
+/** A write whose payload is still arriving (or being skipped). */
+interface PendingWrite {
+  readonly slot: number;
+  readonly req: NbdRequest;
+  buffer: NbdWriteBuffer | undefined;
+  acquiring: boolean;
+  chunkIndex: number;
+  chunkOffset: number;
+  remainingBytes: number;
+  errno: number;
+}
+
+// Stop reading once this much waits unparsed (e.g. while the backend finds write-buffer space).
+const PAUSE_ABOVE_BYTES = 256 * 1024;
+// Hard bound: PAUSE_ABOVE_BYTES plus the socket's in-flight chunks, with a wide margin.
+const ACCUMULATOR_CAPACITY_BYTES = 16 * 1024 * 1024;
+const PUMP_STEPS_MAX = 65536;
+
+export class NbdConnection {
+  private readonly acc: ByteAccumulator;
+  private readonly handshake: ServerHandshake;
+  private phase: Phase = 'handshake';
+  private exp: NbdExport | undefined;
+  private structuredReplies = false;
+  private replies: ReplySender | undefined;
+  private pending: PendingWrite | undefined;
+  private pausedForSlots = false;
+  private pumping = false;
+  private backendErrors = 0;
+  private handshakeTimer: NodeJS.Timeout | undefined;
+  private resolveDrained!: () => void;
+  /** Settles once the socket is closed and no request is left at the backend. */
+  readonly drained: Promise<void> = new Promise((resolve) => { this.resolveDrained = resolve; });
+
+  constructor(private readonly socket: Socket, private readonly config: ConnectionConfig) {
+    if (!(config.inFlightMax > 0) || !(config.handshakeTimeoutMs > 0)) throw new RangeError('bad connection config');
+    this.acc = new ByteAccumulator(ACCUMULATOR_CAPACITY_BYTES);
+    this.handshake = new ServerHandshake(config.handshake);
+    socket.setNoDelay(true);
+    // A TLS upgrade will re-attach these same listeners to the TLSSocket.
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('error', (err) => this.config.log('info', `${this.tag()}: socket error: ${err.message}`));
+    socket.on('close', () => this.onClose());
+    this.handshakeTimer = setTimeout(() => this.onHandshakeTimeout(), config.handshakeTimeoutMs);
+    socket.write(encodeGreeting(SERVER_HANDSHAKE_FLAGS));
+  }
+
+  /** Server shutdown: hard disconnect; in-flight backend work still settles and is released. */
+  destroy(): void {
+    this.socket.destroy();
+  }
+
+  private tag(): string {
+    return `nbd connection ${this.config.id}`;
+  }
+
+  private onData(chunk: Buffer): void {
+    try {
+      if (this.phase === 'closed' || this.phase === 'closing' || this.phase === 'disconnecting') return;
+      this.acc.push(chunk);
+      this.pump();
+      if (this.acc.length > PAUSE_ABOVE_BYTES && this.phase === 'acquiring') this.socket.pause();
+    } catch (err) {
+      this.fatal(`internal error: ${(err as Error).message}`, 'error');
+    }
+  }
+
+  private pump(): void {
+    if (this.pumping) return; // re-entered from a synchronous slot release; the outer loop continues
+    this.pumping = true;
+    try {
+      let steps = 0;
+      while (steps < PUMP_STEPS_MAX && this.step()) steps += 1;
+      if (steps === PUMP_STEPS_MAX) setImmediate(() => this.pump());
+    } finally {
+      this.pumping = false;
+    }
+  }
+
+  /** One unit of progress; false when waiting for bytes, a slot, or the backend. */
+  private step(): boolean {
+    switch (this.phase) {
+      case 'handshake': return this.stepHandshake();
+      case 'header': return this.stepHeader();
+      case 'payload': return this.stepPayload();
+      case 'discard': return this.stepDiscard();
+      default: return false;
+    }
+  }
+
+  private stepHandshake(): boolean {
+    const step = this.handshake.advance(this.acc);
+    for (const bytes of this.handshake.output.splice(0)) this.socket.write(bytes);
+    switch (step.kind) {
+      case 'need-more':
+        return false;
+      case 'close':
+      case 'starttls': // unreachable until TLS lands: the machine only returns it in a TLS mode
+        this.config.log(step.kind === 'close' ? step.level : 'warn', `${this.tag()}: handshake ended: ${step.kind === 'close' ? step.reason : 'starttls'}`);
+        this.phase = 'closing';
+        this.socket.destroySoon(); // flush the last replies (e.g. ABORT's ack), then close
+        return false;
+      case 'transmission': {
+        clearTimeout(this.handshakeTimer);
+        this.exp = step.setup.export;
+        this.structuredReplies = step.setup.structuredReplies;
+        this.replies = new ReplySender(this.socket, this.config.inFlightMax, this.structuredReplies, () => this.onSlotFree());
+        this.phase = 'header';
+        this.config.log('info', `${this.tag()}: export ${JSON.stringify(this.exp.name)} (structured replies ${this.structuredReplies ? 'on' : 'off'})`);
+        return true;
+      }
+    }
+  }
+
+  private stepHeader(): boolean {
+    if (this.acc.length < Size.REQUEST) return false;
+    const replies = this.replies as ReplySender;
+    const slot = replies.acquire();
+    if (slot < 0) {
+      this.pausedForSlots = true;
+      this.socket.pause();
+      return false;
+    }
+    const decoded = decodeRequest(this.acc.peek(Size.REQUEST));
+    if (decoded.kind !== 'value') {
+      replies.drop(slot);
+      this.fatal(decoded.kind === 'error' ? decoded.error.message : 'short request header', 'warn');
+      return false;
+    }
+    this.acc.consume(Size.REQUEST);
+    const req = decoded.value;
+    if (req.type === Cmd.DISC) {
+      replies.drop(slot);
+      this.disconnect();
+      return false;
+    }
+    if (req.type === Cmd.WRITE) return this.startWrite(slot, req);
+    const errno = checkRequest(req, this.exp as NbdExport, this.structuredReplies);
+    if (errno !== 0) replies.sendError(slot, req.cookieHi, req.cookieLo, errno);
+    else this.dispatch(slot, req);
+    return true;
+  }
+
+  private startWrite(slot: number, req: NbdRequest): boolean {
+    const exp = this.exp as NbdExport;
+    const len = req.lengthBytes;
+    if (len > exp.blockSize.maximumBytes && len > this.config.writeDiscardMaxBytes) {
+      (this.replies as ReplySender).drop(slot);
+      this.fatal(`write of ${len} bytes is too large to skip; closing`, 'warn');
+      return false;
+    }
+    const errno = checkRequest(req, exp, this.structuredReplies);
+    const pending: PendingWrite = { slot, req, buffer: undefined, acquiring: errno === 0, chunkIndex: 0, chunkOffset: 0, remainingBytes: len, errno };
+    this.pending = pending;
+    if (errno !== 0) {
+      this.phase = 'discard'; // the payload still has to be read to stay in sync
+      return true;
+    }
+    this.phase = 'acquiring';
+    invoke(() => exp.acquireWriteBuffer(len)).then(
+      (buffer) => this.onWriteBuffer(pending, buffer),
+      (err: unknown) => this.onWriteBufferFailed(pending, err),
+    );
+    return false;
+  }
+
+  private onWriteBuffer(pending: PendingWrite, buffer: NbdWriteBuffer): void {
+    pending.acquiring = false;
+    if (this.phase === 'closed') {
+      buffer.release();
+      this.finishPending(pending);
+      return;
+    }
+    let totalBytes = 0;
+    for (const chunk of buffer.chunks) totalBytes += chunk.length;
+    if (totalBytes !== pending.req.lengthBytes) {
+      buffer.release();
+      this.onWriteBufferFailed(pending, new Error(`write buffer holds ${totalBytes} bytes, wanted ${pending.req.lengthBytes}`));
+      return;
+    }
+    pending.buffer = buffer;
+    this.phase = 'payload';
+    this.resumeAfterWait();
+  }
+
+  private onWriteBufferFailed(pending: PendingWrite, err: unknown): void {
+    pending.acquiring = false;
+    if (this.phase === 'closed') {
+      this.finishPending(pending);
+      return;
+    }
+    pending.errno = this.errnoOf(err);
+    this.phase = 'discard';
+    this.resumeAfterWait();
+  }
+
+  private resumeAfterWait(): void {
+    try {
+      this.pump();
+      if (!this.pausedForSlots && this.phase !== 'acquiring' && this.socket.isPaused()) this.socket.resume();
+    } catch (err) {
+      this.fatal(`internal error: ${(err as Error).message}`, 'error');
+    }
+  }
+
+  private stepPayload(): boolean {
+    const pending = this.pending as PendingWrite;
+    const buffer = pending.buffer as NbdWriteBuffer;
+    if (pending.remainingBytes > 0) {
+      if (this.acc.length === 0) return false;
+      const chunk = buffer.chunks[pending.chunkIndex] as Uint8Array;
+      const end = Math.min(chunk.length, pending.chunkOffset + pending.remainingBytes);
+      const copied = this.acc.copyTo(chunk.subarray(pending.chunkOffset, end));
+      pending.chunkOffset += copied;
+      pending.remainingBytes -= copied;
+      if (pending.chunkOffset === chunk.length) {
+        pending.chunkIndex += 1;
+        pending.chunkOffset = 0;
+      }
+      if (pending.remainingBytes > 0) return true;
+    }
+    this.pending = undefined;
+    pending.buffer = undefined;
+    this.phase = 'header';
+    const req = pending.req;
+    const fua = (req.flags & CmdFlag.FUA) !== 0;
+    const exp = this.exp as NbdExport;
+    this.settle(pending.slot, req, invoke(() => exp.write(req.offsetBytes, buffer, { fua })));
+    return true;
+  }
+
+  private stepDiscard(): boolean {
+    const pending = this.pending as PendingWrite;
+    if (pending.remainingBytes > 0) {
+      const n = Math.min(this.acc.length, pending.remainingBytes);
+      if (n === 0) return false;
+      this.acc.consume(n);
+      pending.remainingBytes -= n;
+      if (pending.remainingBytes > 0) return true;
+    }
+    this.pending = undefined;
+    this.phase = 'header';
+    (this.replies as ReplySender).sendError(pending.slot, pending.req.cookieHi, pending.req.cookieLo, pending.errno);
+    return true;
+  }
+
+  private dispatch(slot: number, req: NbdRequest): void {
+    const exp = this.exp as NbdExport;
+    const fua = (req.flags & CmdFlag.FUA) !== 0;
+    const off = req.offsetBytes;
+    const len = req.lengthBytes;
+    switch (req.type) {
+      case Cmd.READ:
+        invoke(() => exp.read(off, len)).then(
+          (result) => this.onRead(slot, req, result),
+          (err: unknown) => this.onFailed(slot, req, err),
+        );
+        return;
+      case Cmd.FLUSH: return this.settle(slot, req, invoke(() => exp.flush()));
+      case Cmd.TRIM: return this.settle(slot, req, invoke(() => exp.trim(off, len, { fua })));
+      case Cmd.WRITE_ZEROES: {
+        const noHole = (req.flags & CmdFlag.NO_HOLE) !== 0;
+        return this.settle(slot, req, invoke(() => exp.writeZeroes(off, len, { fua, noHole })));
+      }
+      case Cmd.CACHE: return this.settle(slot, req, invoke(() => exp.cache(off, len)));
+      default: throw new Error(`dispatch of unchecked command ${req.type}`);
+    }
+  }
+
+  private settle(slot: number, req: NbdRequest, done: Promise<void>): void {
+    done.then(
+      () => (this.replies as ReplySender).sendDone(slot, req.cookieHi, req.cookieLo),
+      (err: unknown) => this.onFailed(slot, req, err),
+    );
+  }
+
+  private onRead(slot: number, req: NbdRequest, result: NbdReadResult): void {
+    let totalBytes = 0;
+    for (const chunk of result.chunks) totalBytes += chunk.length;
+    if (totalBytes !== req.lengthBytes) {
+      result.release();
+      this.onFailed(slot, req, new Error(`backend read returned ${totalBytes} bytes, wanted ${req.lengthBytes}`));
+      return;
+    }
+    (this.replies as ReplySender).sendRead(slot, req.cookieHi, req.cookieLo, req.offsetBytes, result, totalBytes);
+  }
+
+  private onFailed(slot: number, req: NbdRequest, err: unknown): void {
+    (this.replies as ReplySender).sendError(slot, req.cookieHi, req.cookieLo, this.errnoOf(err));
+  }
+
+  /** NbdError carries its errno; anything else is a backend bug or I/O failure: EIO, logged once. */
+  private errnoOf(err: unknown): number {
+    if (err instanceof NbdError) return Errno[err.errno] ?? Errno.EIO;
+    this.backendErrors += 1;
+    if (this.backendErrors === 1) {
+      const message = err instanceof Error ? err.message : String(err);
+      this.config.log('error', `${this.tag()}: backend error, replying EIO (further ones not logged): ${message}`);
+    }
+    return Errno.EIO;
+  }
+
+  private onSlotFree(): void {
+    const replies = this.replies as ReplySender;
+    if (this.phase === 'closed') {
+      this.checkDrained();
+    } else if (this.phase === 'disconnecting') {
+      if (replies.inFlight === 0) this.socket.destroySoon();
+    } else if (this.pausedForSlots) {
+      this.pausedForSlots = false;
+      this.resumeAfterWait();
+    }
+  }
+
+  /** NBD_CMD_DISC: read nothing more, let in-flight requests finish, then close. */
+  private disconnect(): void {
+    this.phase = 'disconnecting';
+    this.socket.pause();
+    this.acc.clear();
+    this.config.log('info', `${this.tag()}: client disconnected`);
+    if ((this.replies as ReplySender).inFlight === 0) this.socket.destroySoon();
+  }
+
+  private fatal(reason: string, level: 'warn' | 'error'): void {
+    this.config.log(level, `${this.tag()}: closing: ${reason}`);
+    if (this.phase !== 'closed') this.phase = 'closing';
+    this.socket.destroy();
+  }
+
+  private onHandshakeTimeout(): void {
+    if (this.phase !== 'handshake') return;
+    this.config.log('info', `${this.tag()}: handshake timed out`);
+    this.phase = 'closing';
+    this.socket.destroy();
+  }
+
+  private onClose(): void {
+    this.phase = 'closed';
+    clearTimeout(this.handshakeTimer);
+    this.acc.clear();
+    const pending = this.pending;
+    // A write buffer held for a payload that will never arrive goes back now; one still being
+    // acquired goes back when the acquisition settles (onWriteBuffer sees 'closed').
+    if (pending !== undefined && !pending.acquiring) {
+      pending.buffer?.release();
+      pending.buffer = undefined;
+      this.finishPending(pending);
+    }
+    this.replies?.releaseSent();
+    this.checkDrained();
+  }
+
+  private finishPending(pending: PendingWrite): void {
+    if (this.pending === pending) this.pending = undefined;
+    (this.replies as ReplySender).drop(pending.slot);
+  }
+
+  private checkDrained(): void {
+    if (this.phase === 'closed' && (this.replies?.inFlight ?? 0) === 0) this.resolveDrained();
+  }
+}
+
+/** Runs a backend call so that a synchronous throw becomes a rejection. */
+function invoke<T>(call: () => Promise<T>): Promise<T> {
+  try {
+    return call();
+  } catch (err) {
+    return Promise.reject(err);
+  }
+}

@@ -1,0 +1,171 @@
+// Option haggling as a socket-free state machine: the connection feeds it bytes and writes
+// whatever it queues in `output`. The outcome says what to do next: wait, close, enter
+// transmission, or (once TLS lands) upgrade the socket and keep feeding the same machine.
+
+import type { NbdExport, NbdExportProvider } from '../backend.js';
+import { ByteAccumulator } from '../codec/accumulator.js';
+import { view } from '../codec/bytes.js';
+import {
+  type NbdOption, decodeClientFlags, decodeOption, decodeOptionHeader, encodeExportNameReply, encodeInfoBlockSize,
+  encodeInfoExport, encodeInfoString, encodeOptionError, encodeOptionReply, encodeServerEntry,
+} from '../codec/handshake.js';
+import { ClientFlag, Info, Opt, Rep, Size, TransmissionFlag } from '../constants.js';
+
+export interface HandshakeConfig {
+  readonly provider: NbdExportProvider;
+  readonly optionDataMaxBytes: number;
+  /** Bounds the haggling loop; a client needs a handful of options. */
+  readonly optionsMax: number;
+  /** 'none' until TLS lands: STARTTLS then gets ERR_UNSUP. A TLS mode would ACK and return 'starttls'. */
+  readonly tls: 'none';
+}
+
+export interface TransmissionSetup {
+  readonly export: NbdExport;
+  readonly structuredReplies: boolean;
+  readonly transmissionFlags: number;
+}
+
+export type HandshakeStep =
+  | { readonly kind: 'need-more' }
+  | { readonly kind: 'close'; readonly reason: string; readonly level: 'info' | 'warn' }
+  | { readonly kind: 'transmission'; readonly setup: TransmissionSetup }
+  | { readonly kind: 'starttls' };
+
+/** Handshake flags we advertise: fixed newstyle, and no 124 zero bytes if the client agrees. */
+export const SERVER_HANDSHAKE_FLAGS = 0b11;
+
+export function transmissionFlagsFor(exp: NbdExport, structuredReplies: boolean): number {
+  let flags: number = TransmissionFlag.HAS_FLAGS;
+  if (exp.readOnly) flags |= TransmissionFlag.READ_ONLY;
+  if (exp.canFlush) flags |= TransmissionFlag.SEND_FLUSH;
+  if (exp.canFua && !exp.readOnly) flags |= TransmissionFlag.SEND_FUA;
+  if (exp.canTrim && !exp.readOnly) flags |= TransmissionFlag.SEND_TRIM;
+  if (exp.canWriteZeroes && !exp.readOnly) flags |= TransmissionFlag.SEND_WRITE_ZEROES;
+  // Reads always go out as one chunk, so "don't fragment" is free once chunks exist at all.
+  if (structuredReplies) flags |= TransmissionFlag.SEND_DF;
+  if (exp.canMultiConn) flags |= TransmissionFlag.CAN_MULTI_CONN;
+  if (exp.canCache) flags |= TransmissionFlag.SEND_CACHE;
+  return flags;
+}
+
+export class ServerHandshake {
+  /** Bytes to send, in order; the driver drains it after every advance(). */
+  readonly output: Uint8Array[] = [];
+  private phase: 'client-flags' | 'options' | 'done' = 'client-flags';
+  private noZeroes = false;
+  private structuredReplies = false;
+  private optionsSeen = 0;
+
+  constructor(private readonly config: HandshakeConfig) {
+    if (config.optionsMax <= 0 || config.optionDataMaxBytes < Size.OPTION_HEADER) throw new RangeError('bad handshake config');
+  }
+
+  /** Consumes as many whole messages from `acc` as it can. */
+  advance(acc: ByteAccumulator): HandshakeStep {
+    if (this.phase === 'done') throw new Error('handshake already finished');
+    if (this.phase === 'client-flags') {
+      const flags = decodeClientFlags(acc.peek(Math.min(acc.length, Size.CLIENT_FLAGS)), ClientFlag.FIXED_NEWSTYLE | ClientFlag.NO_ZEROES);
+      if (flags.kind === 'need') return { kind: 'need-more' };
+      if (flags.kind === 'error') return this.finish({ kind: 'close', reason: flags.error.message, level: 'warn' });
+      acc.consume(flags.consumedBytes);
+      this.noZeroes = (flags.value & ClientFlag.NO_ZEROES) !== 0;
+      this.phase = 'options';
+    }
+    // Bounded by optionsMax over the connection's lifetime.
+    while (this.optionsSeen < this.config.optionsMax) {
+      const header = decodeOptionHeader(acc.peek(Math.min(acc.length, Size.OPTION_HEADER)), this.config.optionDataMaxBytes);
+      if (header.kind === 'need') return { kind: 'need-more' };
+      if (header.kind === 'error') {
+        if (header.error.code === 'option-too-large') {
+          // Reply so the client learns why, then close: skipping an unbounded payload is not worth it.
+          const option = view(acc.peek(Size.OPTION_HEADER)).getUint32(8);
+          this.output.push(encodeOptionError(option, Rep.ERR_TOO_BIG, 'option data too large'));
+        }
+        return this.finish({ kind: 'close', reason: header.error.message, level: 'warn' });
+      }
+      const totalBytes = Size.OPTION_HEADER + header.value.dataBytes;
+      if (acc.length < totalBytes) return { kind: 'need-more' };
+      const decoded = decodeOption(acc.peek(totalBytes), this.config.optionDataMaxBytes);
+      if (decoded.kind !== 'value') throw new Error('option decode disagrees with its header');
+      acc.consume(decoded.consumedBytes);
+      this.optionsSeen += 1;
+      const step = this.handle(decoded.value);
+      if (step !== undefined) return step.kind === 'starttls' ? step : this.finish(step);
+    }
+    return this.finish({ kind: 'close', reason: `more than ${this.config.optionsMax} options`, level: 'warn' });
+  }
+
+  private finish(step: HandshakeStep): HandshakeStep {
+    this.phase = 'done';
+    return step;
+  }
+
+  /** Answers one option; returns a step only when haggling ends. */
+  private handle(option: NbdOption): HandshakeStep | undefined {
+    switch (option.type) {
+      case 'export-name':
+        return this.exportName(option.name);
+      case 'abort':
+        this.output.push(encodeOptionReply(Opt.ABORT, Rep.ACK));
+        return { kind: 'close', reason: 'client sent NBD_OPT_ABORT', level: 'info' };
+      case 'list':
+        for (const entry of this.config.provider.list()) this.output.push(encodeServerEntry(Opt.LIST, entry.name, entry.description));
+        this.output.push(encodeOptionReply(Opt.LIST, Rep.ACK));
+        return undefined;
+      case 'starttls':
+        this.output.push(encodeOptionError(Opt.STARTTLS, Rep.ERR_UNSUP, 'TLS is not configured on this server'));
+        return undefined;
+      case 'structured-reply':
+        this.structuredReplies = true;
+        this.output.push(encodeOptionReply(Opt.STRUCTURED_REPLY, Rep.ACK));
+        return undefined;
+      case 'info':
+      case 'go':
+        return this.infoOrGo(option.type, option.name, option.infoRequests);
+      case 'invalid':
+        if (option.option === Opt.EXPORT_NAME) return { kind: 'close', reason: option.reason, level: 'warn' };
+        this.output.push(encodeOptionError(option.option, Rep.ERR_INVALID, option.reason));
+        return undefined;
+      case 'unsupported':
+        this.output.push(encodeOptionError(option.option, Rep.ERR_UNSUP, `option ${option.option} is not supported`));
+        return undefined;
+    }
+  }
+
+  private exportName(name: string): HandshakeStep {
+    const exp = this.config.provider.open(name);
+    // EXPORT_NAME cannot carry an error: the spec says to drop the connection.
+    if (exp === undefined) return { kind: 'close', reason: `NBD_OPT_EXPORT_NAME for unknown export ${JSON.stringify(name)}`, level: 'info' };
+    const transmissionFlags = transmissionFlagsFor(exp, this.structuredReplies);
+    this.output.push(encodeExportNameReply(exp.sizeBytes, transmissionFlags, this.noZeroes));
+    return { kind: 'transmission', setup: { export: exp, structuredReplies: this.structuredReplies, transmissionFlags } };
+  }
+
+  private infoOrGo(kind: 'info' | 'go', name: string, infoRequests: readonly number[]): HandshakeStep | undefined {
+    const option = kind === 'go' ? Opt.GO : Opt.INFO;
+    const exp = this.config.provider.open(name);
+    if (exp === undefined) {
+      this.output.push(encodeOptionError(option, Rep.ERR_UNKNOWN, `unknown export ${JSON.stringify(name)}`));
+      return undefined;
+    }
+    const wantsBlockSize = infoRequests.includes(Info.BLOCK_SIZE);
+    if (!wantsBlockSize && exp.blockSize.minimumBytes > 1 && kind === 'go') {
+      this.output.push(encodeOptionError(option, Rep.ERR_BLOCK_SIZE_REQD, 'this export needs block size negotiation'));
+      return undefined;
+    }
+    const transmissionFlags = transmissionFlagsFor(exp, this.structuredReplies);
+    this.output.push(encodeInfoExport(option, exp.sizeBytes, transmissionFlags));
+    if (infoRequests.includes(Info.NAME)) this.output.push(encodeInfoString(option, Info.NAME, exp.name));
+    if (infoRequests.includes(Info.DESCRIPTION) && exp.description !== undefined) {
+      this.output.push(encodeInfoString(option, Info.DESCRIPTION, exp.description));
+    }
+    if (wantsBlockSize) {
+      const bs = exp.blockSize;
+      this.output.push(encodeInfoBlockSize(option, bs.minimumBytes, bs.preferredBytes, bs.maximumBytes));
+    }
+    this.output.push(encodeOptionReply(option, Rep.ACK));
+    if (kind === 'info') return undefined;
+    return { kind: 'transmission', setup: { export: exp, structuredReplies: this.structuredReplies, transmissionFlags } };
+  }
+}

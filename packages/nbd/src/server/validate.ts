@@ -1,0 +1,45 @@
+// Request checks before anything reaches the backend, as a pure function so they can be tested
+// without a socket. Errors follow proto.md and nbdkit: writes past the end are ENOSPC, other
+// out-of-range requests EINVAL; payload-sized commands above the maximum block size EOVERFLOW.
+
+import type { NbdExport } from '../backend.js';
+import type { NbdRequest } from '../codec/transmission.js';
+import { Cmd, CmdFlag, Errno } from '../constants.js';
+
+/** 0 when the request may go to the backend, else the errno to reply with. */
+export function checkRequest(req: NbdRequest, exp: NbdExport, structuredReplies: boolean): number {
+  const len = req.lengthBytes;
+  switch (req.type) {
+    case Cmd.READ:
+      if ((req.flags & CmdFlag.DF) !== 0 && !structuredReplies) return Errno.EINVAL;
+      if (len > exp.blockSize.maximumBytes) return Errno.EOVERFLOW;
+      return inRange(req, exp) ? 0 : Errno.EINVAL;
+    case Cmd.WRITE:
+      if (exp.readOnly) return Errno.EPERM;
+      if (len > exp.blockSize.maximumBytes) return Errno.EOVERFLOW;
+      return inRange(req, exp) ? 0 : Errno.ENOSPC;
+    case Cmd.FLUSH:
+      return exp.canFlush ? 0 : Errno.EINVAL;
+    case Cmd.TRIM:
+      if (exp.readOnly) return Errno.EPERM;
+      if (!exp.canTrim) return Errno.EINVAL;
+      return inRange(req, exp) ? 0 : Errno.EINVAL;
+    case Cmd.WRITE_ZEROES:
+      if (exp.readOnly) return Errno.EPERM;
+      if (!exp.canWriteZeroes) return Errno.EINVAL;
+      // We never advertise fast zero; the spec says fail such a request quickly with ENOTSUP.
+      if ((req.flags & CmdFlag.FAST_ZERO) !== 0) return Errno.ENOTSUP;
+      return inRange(req, exp) ? 0 : Errno.ENOSPC;
+    case Cmd.CACHE:
+      if (!exp.canCache) return Errno.EINVAL;
+      return inRange(req, exp) ? 0 : Errno.EINVAL;
+    default:
+      // BLOCK_STATUS without a negotiated meta context, and unknown commands.
+      return Errno.EINVAL;
+  }
+}
+
+/** Nonzero length, fully inside the export (trim/zero/cache may exceed the max block size). */
+function inRange(req: NbdRequest, exp: NbdExport): boolean {
+  return req.lengthBytes > 0 && req.offsetBytes <= exp.sizeBytes && req.offsetBytes + req.lengthBytes <= exp.sizeBytes;
+}

@@ -1,0 +1,86 @@
+// The real onestack daemon (`node packages/cli/dist/main.js serve`) on free loopback ports:
+// started per test file, ready when it prints `onestack: ready`, stopped with SIGTERM (SIGKILL
+// after a grace period).
+import type { ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { freePort, hasExited, spawnTracked, stopChild, waitExit } from './proc.js';
+
+export const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
+export const CLI_MAIN = path.join(REPO_ROOT, 'packages/cli/dist/main.js');
+const READY_LINE = /onestack: ready/;
+const OUTPUT_CHARS_MAX = 256 * 1024;
+
+export interface DaemonOptions {
+  readonly dataDir: string;
+  readonly configPath?: string;
+  /** Reuse ports (restart tests); fresh free ports otherwise. */
+  readonly nbdPort?: number;
+  readonly apiPort?: number;
+  readonly readyTimeoutMs?: number;
+  readonly env?: NodeJS.ProcessEnv;
+}
+
+export function cliBuilt(): boolean {
+  return existsSync(CLI_MAIN);
+}
+
+export class Daemon {
+  private out = '';
+  private err = '';
+
+  private constructor(
+    readonly child: ChildProcess,
+    readonly nbdPort: number,
+    readonly apiPort: number,
+    readonly dataDir: string,
+  ) {
+    child.stdout?.setEncoding('utf8').on('data', (s: string) => { this.out = (this.out + s).slice(-OUTPUT_CHARS_MAX); });
+    child.stderr?.setEncoding('utf8').on('data', (s: string) => { this.err = (this.err + s).slice(-OUTPUT_CHARS_MAX); });
+  }
+
+  static async start(opts: DaemonOptions): Promise<Daemon> {
+    if (!cliBuilt()) throw new Error(`daemon not built: ${CLI_MAIN} is missing (run \`pnpm run build\`)`);
+    const nbdPort = opts.nbdPort ?? (await freePort());
+    const apiPort = opts.apiPort ?? (await freePort());
+    const args = [CLI_MAIN, 'serve', '--data-dir', opts.dataDir, '--nbd', `127.0.0.1:${nbdPort}`, '--api', `127.0.0.1:${apiPort}`];
+    if (opts.configPath !== undefined) args.push('--config', opts.configPath);
+    const child = spawnTracked(process.execPath, args, { env: { ...process.env, ...opts.env }, cwd: REPO_ROOT });
+    const d = new Daemon(child, nbdPort, apiPort, opts.dataDir);
+    await d.waitReady(opts.readyTimeoutMs ?? 30_000);
+    return d;
+  }
+
+  /** nbd://127.0.0.1:PORT/NAME */
+  uri(volume = 'default'): string {
+    return `nbd://127.0.0.1:${this.nbdPort}/${volume}`;
+  }
+
+  get stdout(): string { return this.out; }
+  get stderr(): string { return this.err; }
+  get alive(): boolean { return !hasExited(this.child); }
+
+  /** Output tail for assertion messages. */
+  logs(): string {
+    return `--- daemon stdout\n${this.out.slice(-3000)}\n--- daemon stderr\n${this.err.slice(-3000)}`;
+  }
+
+  private async waitReady(timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      if (READY_LINE.test(this.out)) return;
+      if (hasExited(this.child)) {
+        throw new Error(`daemon exited (${String(this.child.exitCode ?? this.child.signalCode)}) before \`onestack: ready\`\n${this.logs()}`);
+      }
+      await waitExit(this.child, 50);
+    }
+    await stopChild(this.child, 2_000);
+    throw new Error(`daemon printed no \`onestack: ready\` within ${timeoutMs} ms\n${this.logs()}`);
+  }
+
+  /** SIGTERM; SIGKILL after graceMs. */
+  stop(graceMs = 15_000): Promise<{ code: number | null; signal: string | null; killed: boolean }> {
+    return stopChild(this.child, graceMs);
+  }
+}
