@@ -13,30 +13,31 @@ interface BadConfig {
   readonly text: (img: string) => string;
   /** Must appear in the error: the field (or the offending value). */
   readonly field: RegExp;
-  /** 1-based line of the mistake, for YAML. */
-  readonly line?: number;
+  /** 1-based line(s) where the mistake may be reported, for YAML. */
+  readonly line?: number | readonly number[];
 }
 
 const good = (img: string): string[] => [
   'elements:',
   `  - { name: d0, uri: "file:${img}" }`,
+  `  - { name: d1, uri: "file:${img}1" }`,
   'volumes:',
 ];
 
 const cases: readonly BadConfig[] = [
-  { title: 'unknown layout', file: 'layout.yaml', field: /layout|raid9/, line: 4,
+  { title: 'unknown layout', file: 'layout.yaml', field: /layout|raid9/, line: 5,
     text: (img) => [...good(img), '  - { name: v, layout: raid9, elements: [d0] }'].join('\n') },
-  { title: 'volume names an element that does not exist', file: 'element.yaml', field: /elements|nope/, line: 4,
+  { title: 'volume names an element that does not exist', file: 'element.yaml', field: /elements|nope/, line: 5,
     text: (img) => [...good(img), '  - { name: v, layout: linear, elements: [d0, nope] }'].join('\n') },
-  { title: 'chunkKiB is not a positive number', file: 'chunk.yaml', field: /chunkKiB/, line: 7,
-    text: (img) => [...good(img), '  - name: v', '    layout: raid0', '    elements: [d0]', '    chunkKiB: -64'].join('\n') },
+  { title: 'chunkKiB is not a positive number', file: 'chunk.yaml', field: /chunkKiB/, line: 8,
+    text: (img) => [...good(img), '  - name: v', '    layout: raid0', '    elements: [d0, d1]', '    chunkKiB: -64'].join('\n') },
   { title: 'bad listen address', file: 'listen.yaml', field: /listen|nbd/, line: 1,
     text: (img) => ['nbd: { listen: "not-an-address" }', ...good(img), '  - { name: v, layout: linear, elements: [d0] }'].join('\n') },
   { title: 'element without a uri', file: 'uri.yaml', field: /uri/, line: 2,
     text: () => ['elements:', '  - { name: d0 }', 'volumes:', '  - { name: v, layout: linear, elements: [d0] }'].join('\n') },
-  { title: 'unknown key (typo)', file: 'typo.yaml', field: /volumez/, line: 3,
-    text: (img) => [...good(img).slice(0, 2), 'volumez:', '  - { name: v, layout: linear, elements: [d0] }'].join('\n') },
-  { title: 'YAML syntax error', file: 'syntax.yaml', field: /yaml|syntax|parse|indent|map|flow|collection/i, line: 4,
+  { title: 'unknown key (typo)', file: 'typo.yaml', field: /volumez/, line: 4,
+    text: (img) => [...good(img).slice(0, 3), 'volumez:', '  - { name: v, layout: linear, elements: [d0] }'].join('\n') },
+  { title: 'YAML syntax error', file: 'syntax.yaml', field: /yaml|syntax|parse|indent|map|flow|collection/i, line: [5, 6],
     text: (img) => [...good(img), '  - { name: v, layout: linear, elements: [d0'].join('\n') },
   { title: 'JSON config with a wrong type', file: 'config.json', field: /layout/,
     text: (img) => JSON.stringify({ elements: [{ name: 'd0', uri: `file:${img}` }], volumes: [{ name: 'v', layout: 42, elements: ['d0'] }] }, null, 2) },
@@ -49,6 +50,7 @@ describe('config errors', () => {
     dir = tempDir('config');
     img = path.join(dir, 'd0.img');
     await sparseFile(img, 64 * 1024 * 1024);
+    await sparseFile(`${img}1`, 64 * 1024 * 1024);
   });
   afterAll(() => { if (dir !== '') removeDir(dir); });
 
@@ -66,7 +68,9 @@ describe('config errors', () => {
       expect(line, out).toBeDefined();
       expect(line, 'the error names the field').toMatch(c.field);
       if (c.line !== undefined) {
-        expect(line, `the error names line ${c.line}`).toMatch(new RegExp(`(line\\s*${c.line}\\b|:${c.line}(:\\d+)?\\b)`));
+        const lines = typeof c.line === 'number' ? [c.line] : c.line;
+        const at = lines.join('|');
+        expect(line, `the error names line ${at}`).toMatch(new RegExp(`(line\\s*(${at})\\b|:(${at})(:\\d+)?\\b)`));
       }
       expect(out).not.toMatch(/onestack: ready/);
       expect(out, 'no stack trace for a user error').not.toMatch(/\n\s+at .+\(.+:\d+:\d+\)/);

@@ -13,7 +13,7 @@ import type { CliIo } from './io.js';
 import { formatBytes } from './render.js';
 
 const SHUTDOWN_MS_MAX = 15_000;
-const API_CLOSE_MS = 3_000;
+const API_CLOSE_MS = 1_000;
 
 interface Running { engine?: Engine; nbd?: { close(): Promise<void> }; api?: ApiServer }
 

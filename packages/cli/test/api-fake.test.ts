@@ -22,7 +22,7 @@ beforeAll(async () => {
   server = await startApiServer({ engine, token: TOKEN, version: 'test', sseClientsMax: 2 }, { host: '127.0.0.1', port: 0 });
   base = `http://127.0.0.1:${server.port}`;
 });
-afterAll(async () => { const t = Date.now(); await server.close(); console.log("CLOSE", Date.now() - t); });
+afterAll(async () => { await server.close(); });
 
 describe('API server (fake engine)', () => {
   it('answers 401 without a token or with a wrong one, and takes ?token= only on /', async () => {
@@ -80,7 +80,9 @@ describe('API server (fake engine)', () => {
     expect(replace.status).toBe(501);
     expect((await replace.json() as { error: string }).error).toContain('issue 5');
     expect((await api('GET', '/nothing')).status).toBe(404);
-    expect((await api('PUT', '/volumes')).status).toBe(405);
+    const wrongMethod = await api('PUT', '/volumes');
+    expect(wrongMethod.status).toBe(405);
+    expect(wrongMethod.headers.get('allow')).toBe('GET, POST');
   });
 
   it('serves Prometheus metrics', async () => {

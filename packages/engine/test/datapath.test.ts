@@ -88,7 +88,7 @@ function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
 
 type Started = { dp: DataPath; dir: string; paths: string[] };
 
-async function startWith(layout: Layout, count: number, opts: { depth?: number; slots?: number; slotKiB?: number; bottom?: number; bad?: readonly number[]; direct?: boolean } = {}): Promise<Started> {
+async function startWith(layout: Layout, count: number, opts: { depth?: number; slots?: number; slotKiB?: number; middle?: number; bottom?: number; bad?: readonly number[]; direct?: boolean; chunkBytes?: number } = {}): Promise<Started> {
   const dir = tempDir();
   const paths = sparseFiles(dir, count);
   for (const i of opts.bad ?? []) {
@@ -97,14 +97,14 @@ async function startWith(layout: Layout, count: number, opts: { depth?: number; 
     fs.mkdirSync(paths[i]!);
   }
   const dp = await DataPath.start({
-    pools: { top: 1, middle: 1, bottom: opts.bottom ?? 2 },
+    pools: { top: 1, middle: opts.middle ?? 1, bottom: opts.bottom ?? 2 },
     queue: { depth: opts.depth ?? 64, slots: opts.slots ?? 16, slotKiB: opts.slotKiB ?? 256 },
     probeDir: dir,
   });
   const els = elementsFor(paths, { direct: opts.direct ?? false });
   const sizes = els.map((e) => e.dataSizeBytes);
   const size = layout === 'linear' ? sizes.reduce((a, b) => a + b, 0) : layout === 'raid0' ? count * DATA_BYTES : DATA_BYTES;
-  await dp.setTopology([volume(0, layout, els.map((e) => e.index), size)], els);
+  await dp.setTopology([volume(0, layout, els.map((e) => e.index), size, opts.chunkBytes)], els);
   return { dp, dir, paths };
 }
 
@@ -240,6 +240,39 @@ describe('back-pressure', () => {
       got.forEach((g, i) => expect(equalBytes(g, pattern(100 * KiB, i))).toBe(true));
       expect(s.dp.queueStatus()).toEqual({ depth: 4, inFlight: 0, slots: 2, slotKiB: 64 });
       expect(s.dp.poolStatus()).toMatchObject({ middle: { threads: 1, queueDepth: 0 }, bottom: { threads: 1, queueDepth: 0 } });
+    } finally {
+      await stop(s);
+    }
+  });
+});
+
+describe('inline middle stage (pools.middle = 0)', () => {
+  it('maps on the main thread; wide requests wait for sub-descriptors without deadlock', async () => {
+    // depth 4 → 16 sub-descriptors; 64 KiB slots over 4 KiB chunks → 16-17 subs per request.
+    const s = await startWith('raid0', 3, { depth: 4, slots: 3, slotKiB: 64, middle: 0, bottom: 2, chunkBytes: 4 * KiB });
+    try {
+      const io = s.dp.volumeIo(0);
+      const ops = Array.from({ length: 200 }, (_, i) => io.write(i * 60 * KiB + 512, pattern(60 * KiB, i)));
+      await within(Promise.all(ops), 60_000, '200 writes');
+      const got = await within(Promise.all(Array.from({ length: 200 }, (_, i) => io.read(i * 60 * KiB + 512, 60 * KiB))), 60_000, '200 reads');
+      got.forEach((g, i) => expect(equalBytes(g, pattern(60 * KiB, i))).toBe(true));
+      const g = { layout: 'raid0' as const, chunkBytes: 4 * KiB, sizeBytes: io.sizeBytes, elements: elementsFor(s.paths) };
+      const loc = raid0Locate(g, 7 * 60 * KiB + 512);
+      expect(equalBytes(readFileRange(s.paths[loc.role]!, loc.elementOffsetBytes, 100), pattern(60 * KiB, 7).subarray(0, 100))).toBe(true);
+      expect(s.dp.poolStatus().middle).toEqual({ threads: 0, queueDepth: 0 });
+    } finally {
+      await stop(s);
+    }
+  });
+
+  it('raid1 leg failure and read retry work inline too', async () => {
+    const s = await startWith('raid1', 2, { middle: 0, bad: [0] });
+    try {
+      const io = s.dp.volumeIo(0);
+      await within(Promise.all(Array.from({ length: 8 }, (_, i) => io.read(i * 4096, 4096))), 30_000, 'reads');
+      await io.write(0, pattern(8192, 3));
+      expect(s.dp.elementState(0)).toBe('failed');
+      expect(equalBytes(readFileRange(s.paths[1]!, DATA_OFFSET_BYTES, 8192), pattern(8192, 3))).toBe(true);
     } finally {
       await stop(s);
     }

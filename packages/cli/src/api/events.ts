@@ -41,7 +41,7 @@ export class EventHub {
     this.#clients.add(res);
     if (this.#clients.size === 1) this.#start();
     const drop = (): void => { this.#remove(res); };
-    req.on('close', drop);
+    res.on('close', drop);
     res.on('error', drop);
     this.#send(res, 'status', this.#statusJson());
   }

@@ -12,6 +12,8 @@ export class HttpError extends Error {
   readonly code: string;
   readonly where?: string;
   readonly hint?: string;
+  /** Extra response headers, e.g. Allow on a 405. */
+  headers: Record<string, string> = {};
   constructor(status: number, code: string, message: string, where?: string, hint?: string) {
     super(message);
     this.name = 'HttpError';
@@ -67,7 +69,7 @@ export function sendError(res: ServerResponse, err: HttpError, extra: Record<str
   if (err.where !== undefined) body['where'] = err.where;
   if (err.hint !== undefined) body['hint'] = err.hint;
   const text = JSON.stringify(body);
-  res.writeHead(err.status, { ...COMMON_HEADERS, ...extra, 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text) });
+  res.writeHead(err.status, { ...COMMON_HEADERS, ...err.headers, ...extra, 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text) });
   res.end(text);
 }
 

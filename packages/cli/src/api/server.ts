@@ -23,6 +23,7 @@ export interface ApiServerOptions {
 export interface ApiServer {
   readonly host: string;
   readonly port: number;
+  /** Stops listening, ends event streams, and after `timeoutMs` (default 1000) drops what is left. */
   close(timeoutMs?: number): Promise<void>;
 }
 
@@ -43,13 +44,15 @@ export async function startApiServer(options: ApiServerOptions, listen: { host: 
   });
   server.on('error', (err) => { log('error', `API server: ${err.message}`); });
   const address = server.address() as AddressInfo;
-  return { host: address.address, port: address.port, close: (timeoutMs = 3000) => closeServer(server, handler, timeoutMs) };
+  return { host: address.address, port: address.port, close: (timeoutMs = 1000) => closeServer(server, handler, timeoutMs) };
 }
 
 async function closeServer(server: Server, handler: ApiHandler, timeoutMs: number): Promise<void> {
   handler.events.close();
   const closed = new Promise<void>((resolve) => { server.close(() => { resolve(); }); });
   server.closeIdleConnections();
+  // Clients may hold pre-opened sockets that never carry a request and so never count as idle:
+  // after a short grace, close whatever is left. Requests here are short control-plane calls.
   const timer = setTimeout(() => { server.closeAllConnections(); }, timeoutMs);
   await closed;
   clearTimeout(timer);
@@ -217,5 +220,7 @@ function notFound(parts: readonly string[]): HttpError {
 }
 
 function methodNotAllowed(allowed: readonly string[]): HttpError {
-  return new HttpError(405, 'invalid', `method not allowed (use ${allowed.join(' or ')})`, 'method');
+  const err = new HttpError(405, 'invalid', `method not allowed (use ${allowed.join(' or ')})`, 'method');
+  err.headers = { allow: allowed.join(', ') };
+  return err;
 }

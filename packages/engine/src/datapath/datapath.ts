@@ -7,6 +7,7 @@ import { EngineError, type PoolStatus } from '../api-types.js';
 import type { PoolsConfig, QueueConfig } from '../config/types.js';
 import type { ElementState } from '../meta/types.js';
 import { SUPPORTED_LAYOUTS, volumeCapacityBytes } from './map.js';
+import { MiddleCore } from './middle-core.js';
 import { StagePool, type StageKind } from './pools.js';
 import { attach, createShared, H, type SharedViews } from './shared-layout.js';
 import { Top } from './top.js';
@@ -45,9 +46,11 @@ export class DataPath {
     private readonly v: SharedViews,
     private readonly top: Top,
     private readonly slots: SlotPool,
-    private readonly middle: StagePool,
+    /** null when pools.middle = 0: the middle stage then runs inline in `top`. */
+    private readonly middle: StagePool | null,
     private readonly bottom: StagePool,
     private readonly opts: DataPathOptions,
+    private readonly inlineCore: MiddleCore | null,
   ) {}
 
   static async start(opts: DataPathOptions): Promise<DataPath> {
@@ -67,10 +70,12 @@ export class DataPath {
       if (dp?.closing !== null && dp?.closing !== undefined) return;
       top.fail('EIO', `${kind} worker stopped unexpectedly: ${err === null ? 'returned' : String(err)}`);
     };
-    // pools.middle = 0 asks for the middle stage inline on the top thread; not built yet, so one thread runs it.
-    const middle = StagePool.start('middle', Math.max(1, opts.pools.middle), handles, onExit);
+    // pools.middle = 0: no middle threads, one hop less (CALIBRATION.md); the top thread maps.
+    const inlineCore = opts.pools.middle === 0 ? new MiddleCore(v) : null;
+    if (inlineCore !== null) top.setInlineMiddle(inlineCore);
+    const middle = inlineCore === null ? StagePool.start('middle', opts.pools.middle, handles, onExit) : null;
     const bottom = StagePool.start('bottom', opts.pools.bottom, handles, onExit);
-    dp = new DataPath(v, top, new SlotPool(slots, waitersMax), middle, bottom, opts);
+    dp = new DataPath(v, top, new SlotPool(slots, waitersMax), middle, bottom, opts, inlineCore);
     try {
       await dp.broadcast([], []); // proves every loop runs before anyone submits
     } catch (err) {
@@ -125,7 +130,7 @@ export class DataPath {
     for (const q of this.queues) if (q !== undefined) middleDepth += q.size();
     return {
       top: { threads: 1, queueDepth: this.top.waiting + this.slots.waiting },
-      middle: { threads: this.middle.threads, queueDepth: middleDepth },
+      middle: { threads: this.middle?.threads ?? 0, queueDepth: middleDepth + this.top.stalledCount },
       bottom: { threads: this.bottom.threads, queueDepth: this.v.bottom.size() },
     };
   }
@@ -148,7 +153,7 @@ export class DataPath {
     await waitUntil(() => this.top.outstanding === 0, timeoutMs);
     Atomics.store(this.v.header, H.STOP, 1);
     for (const bell of [this.v.middleBell, this.v.bottomBell, this.v.subFreedBell, this.v.completionBell]) bell.ring(Infinity);
-    await Promise.all([this.middle.stop(timeoutMs), this.bottom.stop(timeoutMs)]);
+    await Promise.all([this.middle?.stop(timeoutMs), this.bottom.stop(timeoutMs)]);
     // Whatever the loops left behind can no longer complete: settle it rather than hang.
     this.top.fail('ESHUTDOWN', 'data path closed before the request completed');
   }
@@ -238,13 +243,14 @@ export class DataPath {
   private async broadcast(volumes: readonly TopologyVolume[], elements: readonly TopologyElement[]) {
     const generation = ++this.generation;
     const msg: TopologyMessage = { type: 'topology', generation, volumes, elements };
-    this.middle.post(msg);
+    this.middle?.post(msg);
+    this.inlineCore?.apply(msg);
     this.bottom.post(msg);
     Atomics.store(this.v.header, H.GENERATION, generation);
     this.v.middleBell.ring(Infinity);
     this.v.bottomBell.ring(Infinity);
     const timeoutMs = this.opts.ackTimeoutMs ?? 10_000;
-    const [m, b] = await Promise.all([this.middle.acks(generation, timeoutMs), this.bottom.acks(generation, timeoutMs)]);
+    const [m, b] = await Promise.all([this.middle?.acks(generation, timeoutMs) ?? [], this.bottom.acks(generation, timeoutMs)]);
     return [...m, ...b];
   }
 }

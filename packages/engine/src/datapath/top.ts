@@ -5,11 +5,14 @@ import { D, DESC_WORDS, DescStatus, Op, requestIdHi, requestIdLo, SEQUENCE_MODUL
 import type { Layout } from '../config/types.js';
 import { DataPathError, errnoCode, errnoName, type DataPathErrno } from './errno.js';
 import type { SharedViews } from './shared-layout.js';
+import type { MiddleCore, Plan } from './middle-core.js';
 import { BoundedFifo } from './waiters.js';
 
 const EIO = -errnoCode('EIO');
 /** A sleeping main thread still re-checks this often (a lost wakeup would cost at most this). */
 const COMPLETION_SLEEP_MS = 1000;
+/** Inline middle stage waiting for sub-descriptors: re-check at least this often. */
+const SUB_WAIT_MS = 100;
 
 interface Pending {
   readonly volumeIndex: number;
@@ -42,6 +45,12 @@ export class Top {
   private outstandingCount = 0;
   private armed = false;
   private ringScheduled = false;
+  /** pools.middle = 0: the middle stage runs here, on the main thread. */
+  private inline: MiddleCore | null = null;
+  /** Inline plans waiting for sub-descriptors, in order (at most one per parent). */
+  private readonly stalled: Plan[] = [];
+  private subWaitArmed = false;
+  private subsToWake = 0;
   private closedReason: string | null = null;
 
   constructor(
@@ -116,6 +125,7 @@ export class Top {
     this.pending[parent] = p;
     this.outstandingCount++;
     this.perVolume[p.volumeIndex] = (this.perVolume[p.volumeIndex] ?? 0) + 1;
+    if (this.inline !== null) return this.dispatchInline(this.inline, parent);
     // Level 3 is served first by the priority policy; other policies ignore it.
     const priority = p.op === Op.CACHE ? 0 : p.cls === 'remote' ? 2 : 1;
     // Cannot fail: a queue holds at most `parents` entries and has room for all of them.
@@ -124,13 +134,63 @@ export class Top {
     this.arm();
   }
 
+  /** Runs the middle stage on this thread instead of a pool (the calibration's "logical stage"). */
+  setInlineMiddle(core: MiddleCore): void {
+    this.inline = core;
+  }
+
+  get stalledCount(): number {
+    return this.stalled.length;
+  }
+
+  private dispatchInline(core: MiddleCore, parent: number): void {
+    const plan = core.plan(parent);
+    if (plan !== null) this.stalled.push(plan); // order kept: a new plan queues behind stalled ones
+    this.resumeInline();
+    this.arm();
+  }
+
+  private resumeInline(): void {
+    const core = this.inline!;
+    while (this.stalled.length > 0) {
+      const plan = this.stalled[0]!;
+      this.subsToWake += core.push(plan);
+      if (plan.next < plan.extents.length) break;
+      this.stalled.shift();
+    }
+    if (this.subsToWake > 0) this.scheduleRing();
+    if (this.stalled.length > 0) this.waitForSubs();
+  }
+
+  /** Async twin of the middle worker's blocking wait: no thread stalls while subs are short. */
+  private waitForSubs(): void {
+    if (this.subWaitArmed) return;
+    this.subWaitArmed = true;
+    const bell = this.v.subFreedBell;
+    const ticket = bell.prepareSleep();
+    const resume = (): void => {
+      this.subWaitArmed = false;
+      if (this.stalled.length > 0) this.resumeInline();
+      this.arm();
+    };
+    if (this.v.subPool.available() > 0) {
+      bell.cancelSleep();
+      queueMicrotask(resume);
+      return;
+    }
+    bell.sleepAsync(ticket, SUB_WAIT_MS).then(resume, (err: unknown) => this.fail('EIO', `sub-descriptor wait failed: ${String(err)}`));
+  }
+
   /** One middle doorbell per burst of submissions in the same tick, not one per request. */
   private scheduleRing(): void {
     if (this.ringScheduled) return;
     this.ringScheduled = true;
     queueMicrotask(() => {
       this.ringScheduled = false;
-      this.v.middleBell.ring();
+      if (this.inline === null) return this.v.middleBell.ring();
+      const wake = this.subsToWake;
+      this.subsToWake = 0;
+      if (wake > 0) this.v.bottomBell.ring(wake);
     });
   }
 
@@ -206,6 +266,7 @@ export class Top {
   /** Fatal: the workers are gone. Settles every outstanding request so nothing hangs. */
   fail(errno: DataPathErrno, reason: string): void {
     this.close(reason);
+    this.stalled.length = 0;
     this.pending.forEach((p, parent) => {
       if (p === undefined) return;
       this.pending[parent] = undefined;

@@ -1,0 +1,413 @@
+// The embedding API: opens a configuration, assembles its volumes from their superblocks,
+// starts the data path and serves volumes. Control operations run one at a time.
+import { EventEmitter } from 'node:events';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { nativeInfo } from '@onestack/native';
+import { EngineError, type ElementStatus, type EngineStatus, type VolumeStatus } from './api-types.js';
+import { loadConfig, type ConfigSource } from './config/load.js';
+import type { ElementCache, ElementConfig, EngineConfig, Layout, QueueOrder } from './config/types.js';
+import { defaultElementName } from './config/uri.js';
+import { normalizeElement, normalizeVolume } from './config/validate.js';
+import { DataPath } from './datapath/datapath.js';
+import { SUPPORTED_LAYOUTS } from './datapath/map.js';
+import { assembleVolume, markClean, markNeedsRebuild } from './meta/assemble.js';
+import { localSizeBytes } from './meta/device.js';
+import { wipeSuperblocks } from './meta/element-io.js';
+import { layoutSurvives } from './meta/layout.js';
+import { DATA_OFFSET_BYTES, type AssembledVolume, type ElementState } from './meta/types.js';
+import { ensureDataDir } from './state/data-dir.js';
+import { elementStatus, MAX_ELEMENT_SLOTS, MAX_VOLUME_SLOTS, Registry, volumeState, type ElementEntry, type LiveView } from './state/registry.js';
+import { mergeState, readStateFile, writeStateFile } from './state/state-file.js';
+import { Volume } from './volume.js';
+
+export type LogFn = (level: 'info' | 'warn' | 'error', msg: string) => void;
+
+export interface EngineOpenOptions {
+  /** A YAML/JSON file; without it and without `config` the embedded default is used. */
+  configPath?: string;
+  /** An inline config object (same shape as the file); relative paths resolve against the cwd. */
+  config?: unknown;
+  dataDir?: string;
+  nbdListen?: string;
+  apiListen?: string;
+  log?: LogFn;
+}
+
+export interface CreateVolumeSpec {
+  name: string;
+  layout: Layout;
+  /** Element names or URIs (a URI adds an element named after the file). */
+  elements: readonly string[];
+  chunkKiB?: number;
+  /** Creates missing local files with this many data bytes each. */
+  sizeBytes?: number;
+  order?: QueueOrder;
+}
+
+export interface AddElementSpec { uri: string; name?: string; cache?: ElementCache }
+
+const defaultLog: LogFn = (level, msg) => {
+  if (level !== 'info') console.error(`onestack: ${level}: ${msg}`);
+};
+
+/** Config errors of run-time requests are plain invalid requests (exit status is the CLI's business). */
+function asInvalid(err: unknown): unknown {
+  if (err instanceof EngineError && err.code === 'config') return new EngineError('invalid', err.message, err.where, err.hint);
+  return err;
+}
+
+function checkLayout(layout: Layout, name: string): void {
+  if (!SUPPORTED_LAYOUTS.includes(layout)) {
+    throw new EngineError('invalid', `volume ${name}: layout ${layout} is not served yet (supported: ${SUPPORTED_LAYOUTS.join(', ')})`, `volume ${name}`, 'use linear, raid0 or raid1 for now');
+  }
+}
+
+async function dataBytesOf(config: ElementConfig): Promise<number> {
+  if (config.location.kind !== 'local') return 0;
+  try {
+    return Math.max(0, (await localSizeBytes(config.location.path)) - DATA_OFFSET_BYTES);
+  } catch {
+    return 0;
+  }
+}
+
+export class Engine {
+  readonly events = new EventEmitter();
+  private readonly registry = new Registry();
+  private control: Promise<unknown> = Promise.resolve();
+  private closing: Promise<void> | null = null;
+  private readonly closers = new Set<() => Promise<void>>();
+
+  private constructor(
+    private readonly base: EngineConfig,
+    private readonly dataPath: DataPath,
+    private readonly log: LogFn,
+  ) {}
+
+  static async open(opts: EngineOpenOptions = {}): Promise<Engine> {
+    const log = opts.log ?? defaultLog;
+    const overrides = {
+      ...(opts.dataDir !== undefined ? { dataDir: opts.dataDir } : {}),
+      ...(opts.nbdListen !== undefined ? { nbdListen: opts.nbdListen } : {}),
+      ...(opts.apiListen !== undefined ? { apiListen: opts.apiListen } : {}),
+    };
+    const source: ConfigSource = opts.configPath !== undefined ? { path: opts.configPath }
+      : opts.config !== undefined ? { object: opts.config } : { embeddedDefault: true };
+    const loaded = loadConfig(source, overrides);
+    ensureDataDir(loaded.dataDir);
+    const merged = mergeState(loaded, readStateFile(loaded.dataDir), (msg) => log('warn', msg));
+    const runtimeElements = new Set(merged.runtime.elements.map((e) => e.name));
+    const runtimeVolumes = new Set(merged.runtime.volumes.map((v) => v.name));
+    for (const v of merged.config.volumes) checkLayout(v.layout, v.name);
+    // Assemble before any thread starts: a refused element fails the open with nothing running.
+    const byName = new Map(merged.config.elements.map((e) => [e.name, e]));
+    const assembled: AssembledVolume[] = [];
+    for (const v of merged.config.volumes) assembled.push(await assembleVolume(v, byName, { create: true }));
+    const dataPath = await DataPath.start({ pools: loaded.pools, queue: loaded.queue, probeDir: loaded.dataDir, maxVolumes: MAX_VOLUME_SLOTS, maxElements: MAX_ELEMENT_SLOTS });
+    const engine = new Engine(loaded, dataPath, log);
+    try {
+      for (const e of merged.config.elements) engine.registry.addElement(e, runtimeElements.has(e.name), await dataBytesOf(e));
+      for (const vol of assembled) engine.bind(vol, runtimeVolumes.has(vol.config.name));
+      await engine.applyTopology();
+      for (const entry of engine.registry.volumes.values()) entry.assembled = await markClean(entry.assembled, false);
+    } catch (err) {
+      await engine.close().catch(() => undefined);
+      throw err;
+    }
+    for (const entry of engine.registry.volumes.values()) {
+      const stale = entry.assembled.elements.filter((e) => e.state !== 'active');
+      for (const e of stale) log('warn', `volume ${entry.assembled.config.name}: element ${e.config.name} is ${e.state}: ${e.reason ?? ''}`);
+    }
+    log('info', `engine open: ${engine.registry.volumes.size} volume(s), data dir ${loaded.dataDir}`);
+    return engine;
+  }
+
+  /** The effective configuration: the loaded config plus run-time elements and volumes. */
+  get config(): EngineConfig {
+    return {
+      ...this.base,
+      elements: [...this.registry.elements.values()].map((e) => e.config),
+      volumes: [...this.registry.volumes.values()].map((v) => v.assembled.config),
+    };
+  }
+
+  volume(name: string): Volume {
+    this.checkOpen();
+    const entry = this.registry.volumes.get(name);
+    if (entry === undefined) throw new EngineError('not-found', `no volume named ${name}`, `volume ${name}`, 'list volumes with `onestack volume list`');
+    return entry.handle;
+  }
+
+  volumes(): readonly Volume[] {
+    return [...this.registry.volumes.values()].map((v) => v.handle);
+  }
+
+  bootVolume(): Volume | undefined {
+    const entries = [...this.registry.volumes.values()];
+    return (entries.find((v) => v.assembled.config.boot) ?? this.registry.volumes.get('default'))?.handle;
+  }
+
+  status(): EngineStatus {
+    this.checkOpen();
+    const live = this.liveView();
+    const volumes = [...this.registry.volumes.values()].map((v): VolumeStatus => {
+      const elements = v.assembled.config.elements.map((name) => elementStatus(this.registry, this.registry.element(name), live));
+      const { config } = v.assembled;
+      return {
+        name: config.name, layout: config.layout, sizeBytes: v.assembled.sizeBytes, chunkKiB: config.chunkKiB, order: config.order, boot: config.boot,
+        state: volumeState(config.layout, elements.map((e) => e.state)), rebuild: null, elements, stats: v.handle.io.stats(),
+      };
+    });
+    const native = nativeInfo();
+    return {
+      volumes,
+      elements: [...this.registry.elements.values()].map((e) => elementStatus(this.registry, e, live)),
+      pools: this.dataPath.poolStatus(),
+      queue: this.dataPath.queueStatus(),
+      native: { backend: native.backend, ...(native.reason !== undefined ? { reason: native.reason } : {}) },
+      dataDir: this.base.dataDir,
+    };
+  }
+
+  createVolume(spec: CreateVolumeSpec): Promise<Volume> {
+    return this.exclusive(async () => {
+      if (this.registry.volumes.has(spec.name)) throw new EngineError('conflict', `volume ${spec.name} already exists`, `volume ${spec.name}`);
+      const added: string[] = [];
+      try {
+        const names = await this.resolveElements(spec, added);
+        const raw = { name: spec.name, layout: spec.layout, elements: names, ...(spec.chunkKiB !== undefined ? { chunkKiB: spec.chunkKiB } : {}), ...(spec.order !== undefined ? { order: spec.order } : {}) };
+        let config;
+        try {
+          config = normalizeVolume(raw, 'volume', new Set(this.registry.elements.keys()));
+        } catch (err) {
+          throw asInvalid(err);
+        }
+        checkLayout(config.layout, config.name);
+        for (const name of config.elements) {
+          const owner = this.registry.ownerOf(name);
+          if (owner !== undefined) throw new EngineError('conflict', `element ${name} is already used by volume ${owner.assembled.config.name}`, `element ${name}`);
+        }
+        const elementConfigs = new Map([...this.registry.elements.values()].map((e) => [e.config.name, e.config]));
+        const vol = await assembleVolume(config, elementConfigs, { create: true });
+        for (const name of added) this.registry.element(name).dataSizeBytes = await dataBytesOf(this.registry.element(name).config);
+        const entry = this.bind(await markClean(vol, false), true);
+        try {
+          await this.applyTopology();
+        } catch (err) {
+          this.registry.volumes.delete(config.name);
+          entry.handle.detach();
+          throw err;
+        }
+        this.persist();
+        this.changed();
+        return entry.handle;
+      } catch (err) {
+        for (const name of added) this.registry.elements.delete(name);
+        throw err;
+      }
+    });
+  }
+
+  deleteVolume(name: string): Promise<void> {
+    return this.exclusive(async () => {
+      const entry = this.registry.volumes.get(name);
+      if (entry === undefined) throw new EngineError('not-found', `no volume named ${name}`, `volume ${name}`);
+      await entry.handle.flush().catch((err: Error) => this.log('warn', `volume ${name}: flush before delete failed: ${err.message}`));
+      entry.handle.detach();
+      this.registry.volumes.delete(name);
+      await this.applyTopology();
+      await wipeSuperblocks(entry.assembled.elements.flatMap((e) => (e.path !== undefined ? [e.path] : [])));
+      if (!entry.runtime) this.log('warn', `volume ${name} is defined in the config file: it will be created again (empty) at the next start unless removed there`);
+      this.persist();
+      this.changed();
+    });
+  }
+
+  addElement(spec: AddElementSpec): Promise<ElementStatus> {
+    return this.exclusive(async () => {
+      const entry = await this.newElement(spec.uri, spec.name, spec.cache);
+      try {
+        await this.applyTopology();
+      } catch (err) {
+        this.registry.elements.delete(entry.config.name);
+        throw err;
+      }
+      this.persist();
+      this.changed();
+      return elementStatus(this.registry, entry, this.liveView());
+    });
+  }
+
+  removeElement(name: string): Promise<void> {
+    return this.exclusive(async () => {
+      const entry = this.registry.element(name);
+      const owner = this.registry.ownerOf(name);
+      if (owner !== undefined) throw new EngineError('conflict', `element ${name} is used by volume ${owner.assembled.config.name}`, `element ${name}`, 'delete the volume first (or replace the element)');
+      this.registry.elements.delete(name);
+      await this.applyTopology();
+      if (!entry.runtime) this.log('warn', `element ${name} is defined in the config file: it comes back at the next start unless removed there`);
+      this.persist();
+      this.changed();
+    });
+  }
+
+  failElement(name: string): Promise<void> {
+    return this.exclusive(async () => {
+      const entry = this.registry.element(name);
+      const owner = this.registry.ownerOf(name);
+      if (owner !== undefined) {
+        const live = this.liveView();
+        const states = owner.assembled.config.elements.map((n): ElementState => (n === name ? 'failed' : live.state(this.registry.element(n))));
+        if (!layoutSurvives(owner.assembled.config.layout, states)) {
+          throw new EngineError('conflict', `failing element ${name} would leave volume ${owner.assembled.config.name} without its data`, `element ${name}`, 'add and rebuild another element first');
+        }
+        owner.assembled = { ...owner.assembled, elements: owner.assembled.elements.map((e) => (e.config.name === name ? { ...e, state: 'failed', reason: 'failed by request' } : e)) };
+        const role = owner.assembled.config.elements.indexOf(name);
+        if (!(await markNeedsRebuild(owner.assembled, role))) this.log('warn', `element ${name}: could not mark its superblock for rebuild`);
+      } else {
+        entry.idleState = 'failed';
+      }
+      if (entry.config.location.kind === 'local') this.dataPath.setElementState(entry.index, 'failed');
+      this.log('warn', `element ${name} failed by request`);
+      this.changed();
+    });
+  }
+
+  /** @internal Registers something to close before the engine (NBD exports). */
+  onClose(closer: () => Promise<void>): () => void {
+    this.closers.add(closer);
+    return () => this.closers.delete(closer);
+  }
+
+  /** Closes exports, flushes every volume, marks superblocks clean and stops the data path. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      await this.control.catch(() => undefined);
+      for (const closer of [...this.closers]) await closer().catch((err: Error) => this.log('warn', `closing an export: ${err.message}`));
+      for (const entry of this.registry.volumes.values()) {
+        const name = entry.assembled.config.name;
+        try {
+          await entry.handle.flush();
+          entry.handle.detach();
+          entry.assembled = await markClean(this.withLiveStates(entry.assembled), true);
+        } catch (err) {
+          this.log('error', `volume ${name}: not marked clean: ${(err as Error).message}`);
+        }
+        entry.handle.detach();
+      }
+      await this.dataPath.close();
+      this.log('info', 'engine closed');
+    })();
+    return this.closing;
+  }
+
+  private checkOpen(): void {
+    if (this.closing !== null) throw new EngineError('closed', 'the engine is closed');
+  }
+
+  private exclusive<T>(work: () => Promise<T>): Promise<T> {
+    if (this.closing !== null) return Promise.reject(new EngineError('closed', 'the engine is closed'));
+    const run = this.control.then(work);
+    this.control = run.catch(() => undefined);
+    return run;
+  }
+
+  private bind(vol: AssembledVolume, runtime: boolean): { handle: Volume } {
+    const index = this.registry.volumeIndex();
+    const dataPath = this.dataPath;
+    const handle = new Volume(vol.config.name, vol.config.layout, vol.sizeBytes, () => dataPath.volumeIo(index));
+    const entry = { index, assembled: vol, handle, runtime };
+    this.registry.volumes.set(vol.config.name, entry);
+    return entry;
+  }
+
+  private async applyTopology(): Promise<void> {
+    const { volumes, elements } = this.registry.topology();
+    await this.dataPath.setTopology(volumes, elements);
+  }
+
+  private liveView(): LiveView {
+    return {
+      state: (e: ElementEntry): ElementState => (e.config.location.kind === 'local' ? this.dataPath.elementState(e.index) : e.idleState),
+      errors: (e: ElementEntry): number => (e.config.location.kind === 'local' ? this.dataPath.elementErrors(e.index) : 0),
+    };
+  }
+
+  /** The assembled volume with element states as the data path sees them now (it may have failed legs). */
+  private withLiveStates(vol: AssembledVolume): AssembledVolume {
+    const live = this.liveView();
+    return { ...vol, elements: vol.elements.map((e) => {
+      const state = live.state(this.registry.element(e.config.name));
+      return state === e.state ? e : { ...e, state, reason: e.reason ?? `${state} while running` };
+    }) };
+  }
+
+  private async resolveElements(spec: CreateVolumeSpec, added: string[]): Promise<string[]> {
+    const names: string[] = [];
+    for (const item of spec.elements.slice(0, 64)) {
+      if (this.registry.elements.has(item)) {
+        names.push(item);
+        continue;
+      }
+      if (!/[/:.]/.test(item)) throw new EngineError('not-found', `no element named ${item}`, `element ${item}`, 'add it first, or give a URI or path');
+      const entry = await this.newElement(item, undefined, undefined, spec.sizeBytes);
+      added.push(entry.config.name);
+      names.push(entry.config.name);
+    }
+    return names;
+  }
+
+  /** Validates and registers a run-time element (not yet in the data path's topology). */
+  private async newElement(uri: string, name: string | undefined, cache: ElementCache | undefined, createSizeBytes?: number): Promise<ElementEntry> {
+    let config: ElementConfig;
+    try {
+      const probe = normalizeElement({ name: 'probe', uri }, 'element', this.base.dataDir);
+      const finalName = name ?? this.uniqueName(defaultElementName(probe.location));
+      const exists = probe.location.kind === 'local' && fs.existsSync(probe.location.path);
+      config = normalizeElement({
+        name: finalName, uri, ...(cache !== undefined ? { cache } : {}),
+        ...(createSizeBytes !== undefined && probe.location.kind === 'local' && !exists ? { createSizeBytes } : {}),
+      }, 'element', this.base.dataDir);
+    } catch (err) {
+      throw asInvalid(err);
+    }
+    const location = config.location;
+    if (location.kind === 'local') {
+      for (const e of this.registry.elements.values()) {
+        if (e.config.location.kind === 'local' && path.resolve(e.config.location.path) === location.path) {
+          throw new EngineError('conflict', `element ${e.config.name} already uses ${location.path}`, `element ${config.name}`);
+        }
+      }
+      if (config.createSizeBytes === undefined && !fs.existsSync(location.path)) {
+        throw new EngineError('not-found', `element ${config.name}: file not found: ${location.path}`, location.path, 'create it first, or give a size so onestack creates a sparse file');
+      }
+    }
+    return this.registry.addElement(config, true, await dataBytesOf(config));
+  }
+
+  private uniqueName(base: string): string {
+    if (!this.registry.elements.has(base)) return base;
+    for (let i = 1; i < MAX_ELEMENT_SLOTS + 1; i++) if (!this.registry.elements.has(`${base}-${i}`)) return `${base}-${i}`;
+    throw new EngineError('conflict', `no free element name like ${base}`);
+  }
+
+  private persist(): void {
+    const elements = [...this.registry.elements.values()].filter((e) => e.runtime).map((e) => e.config);
+    const volumes = [...this.registry.volumes.values()].filter((v) => v.runtime).map((v) => v.assembled.config);
+    try {
+      writeStateFile(this.base.dataDir, { elements, volumes });
+    } catch (err) {
+      this.log('error', `cannot save the runtime state in ${this.base.dataDir}: ${(err as Error).message}`);
+      throw new EngineError('io', `cannot save the runtime state: ${(err as Error).message}`, this.base.dataDir);
+    }
+  }
+
+  private changed(): void {
+    try {
+      this.events.emit('change', this.status());
+    } catch (err) {
+      this.log('warn', `status after a change: ${(err as Error).message}`);
+    }
+  }
+}

@@ -1,0 +1,69 @@
+// Serves the engine's volumes over NBD: export name = volume name, '' = the boot volume.
+import { createNbdServer, type NbdExport, type NbdExportInfo, type NbdExportProvider } from '@onestack/nbd';
+import type { Engine, LogFn } from './engine.js';
+import { nbdExportFor } from './nbd-adapter.js';
+import type { Volume } from './volume.js';
+
+export interface NbdExportHandle {
+  readonly host: string;
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+export interface NbdExportOptions {
+  log?: LogFn;
+  /** Connections beyond this are refused. Default 64. */
+  maxConnections?: number;
+}
+
+function describe(volume: Volume): string {
+  return `onestack ${volume.layout} volume, ${volume.sizeBytes} bytes`;
+}
+
+function exportOf(engine: Engine, volume: Volume): NbdExport {
+  const config = engine.config;
+  const volumeConfig = config.volumes.find((v) => v.name === volume.name);
+  const members = new Set(volumeConfig?.elements ?? []);
+  const direct = config.elements.some((e) => members.has(e.name) && e.cache === 'none');
+  // Every connection goes through the same data path, and flush reaches every element: multi-conn is safe.
+  return nbdExportFor(volume.io, {
+    name: volume.name, description: describe(volume), direct, layout: volume.layout,
+    chunkBytes: (volumeConfig?.chunkKiB ?? 64) * 1024, canMultiConn: true,
+  });
+}
+
+function providerFor(engine: Engine): NbdExportProvider {
+  return {
+    list(): readonly NbdExportInfo[] {
+      return engine.volumes().filter((v) => v.open).map((v) => ({ name: v.name, description: describe(v) }));
+    },
+    open(name: string): NbdExport | undefined {
+      try {
+        const volume = name === '' ? engine.bootVolume() : engine.volume(name);
+        return volume === undefined || !volume.open ? undefined : exportOf(engine, volume);
+      } catch {
+        return undefined; // unknown or closed: the server answers NBD_REP_ERR_UNKNOWN
+      }
+    },
+  };
+}
+
+/** Starts an NBD server over the engine's volumes (default address: config nbd.listen). engine.close() closes it too. */
+export async function startNbdExport(engine: Engine, listen?: { host: string; port: number }, opts: NbdExportOptions = {}): Promise<NbdExportHandle> {
+  const address = listen ?? engine.config.nbd.listen;
+  const server = createNbdServer(providerFor(engine), {
+    ...(opts.log !== undefined ? { log: opts.log } : {}),
+    ...(opts.maxConnections !== undefined ? { maxConnections: opts.maxConnections } : {}),
+  });
+  const bound = await server.listen(address.host, address.port);
+  let closing: Promise<void> | null = null;
+  const close = (): Promise<void> => {
+    closing ??= (async () => {
+      unregister();
+      await server.close();
+    })();
+    return closing;
+  };
+  const unregister = engine.onClose(close);
+  return { host: bound.host, port: bound.port, close };
+}

@@ -1,0 +1,106 @@
+// The engine's in-memory registry: elements and volumes with their stable data-path slots
+// (volume index < 64, element index < 256; a freed slot is reused), the topology handed to
+// the data path, and the status shapes built from it. Control plane only.
+import type { ElementStatus, VolumeState } from '../api-types.js';
+import { EngineError } from '../api-types.js';
+import type { ElementConfig } from '../config/types.js';
+import type { TopologyElement, TopologyVolume } from '../datapath/topology.js';
+import { volumeHealth } from '../meta/layout.js';
+import { DATA_OFFSET_BYTES, type AssembledVolume, type ElementState } from '../meta/types.js';
+import type { Volume } from '../volume.js';
+
+export const MAX_VOLUME_SLOTS = 64;
+export const MAX_ELEMENT_SLOTS = 256;
+
+export interface ElementEntry {
+  readonly index: number;
+  readonly config: ElementConfig;
+  /** Created at run time (persisted in the state file) rather than by the config. */
+  readonly runtime: boolean;
+  /** Usable bytes after the header area (0 when unknown, e.g. remote). */
+  dataSizeBytes: number;
+  /** State while not part of a volume (spare, or failed by request). */
+  idleState: ElementState;
+}
+
+export interface VolumeEntry {
+  readonly index: number;
+  assembled: AssembledVolume;
+  readonly handle: Volume;
+  readonly runtime: boolean;
+}
+
+/** Lowest free slot below `max`. */
+export function freeSlot(used: Iterable<number>, max: number, what: string): number {
+  const taken = new Set(used);
+  for (let i = 0; i < max; i++) if (!taken.has(i)) return i;
+  throw new EngineError('conflict', `no free ${what} slot (at most ${max})`, what, `delete a ${what} first`);
+}
+
+export class Registry {
+  readonly elements = new Map<string, ElementEntry>();
+  readonly volumes = new Map<string, VolumeEntry>();
+
+  addElement(config: ElementConfig, runtime: boolean, dataSizeBytes: number): ElementEntry {
+    if (this.elements.has(config.name)) throw new EngineError('conflict', `element ${config.name} already exists`, `element ${config.name}`);
+    const entry: ElementEntry = { index: freeSlot([...this.elements.values()].map((e) => e.index), MAX_ELEMENT_SLOTS, 'element'), config, runtime, dataSizeBytes, idleState: 'spare' };
+    this.elements.set(config.name, entry);
+    return entry;
+  }
+
+  element(name: string): ElementEntry {
+    const entry = this.elements.get(name);
+    if (entry === undefined) throw new EngineError('not-found', `no element named ${name}`, `element ${name}`, 'list elements with `onestack element list`');
+    return entry;
+  }
+
+  volumeIndex(): number {
+    return freeSlot([...this.volumes.values()].map((v) => v.index), MAX_VOLUME_SLOTS, 'volume');
+  }
+
+  /** The volume using element `name`, if any. */
+  ownerOf(name: string): VolumeEntry | undefined {
+    for (const v of this.volumes.values()) if (v.assembled.config.elements.includes(name)) return v;
+    return undefined;
+  }
+
+  topology(): { volumes: TopologyVolume[]; elements: TopologyElement[] } {
+    const roleState = new Map<string, { state: ElementState; dataSizeBytes: number }>();
+    for (const v of this.volumes.values()) for (const e of v.assembled.elements) roleState.set(e.config.name, { state: e.state, dataSizeBytes: e.dataSizeBytes });
+    const elements: TopologyElement[] = [];
+    for (const e of this.elements.values()) {
+      if (e.config.location.kind !== 'local') continue; // remote elements arrive in issue 4
+      const member = roleState.get(e.config.name);
+      elements.push({
+        index: e.index, name: e.config.name, kind: 'local', path: e.config.location.path, direct: e.config.cache === 'none',
+        dataOffsetBytes: DATA_OFFSET_BYTES, dataSizeBytes: member?.dataSizeBytes ?? e.dataSizeBytes, state: member?.state ?? e.idleState,
+      });
+    }
+    const volumes = [...this.volumes.values()].map((v): TopologyVolume => ({
+      index: v.index, name: v.assembled.config.name, layout: v.assembled.config.layout, chunkBytes: v.assembled.config.chunkKiB * 1024,
+      sizeBytes: v.assembled.sizeBytes, order: v.assembled.config.order,
+      elements: v.assembled.config.elements.map((name) => this.element(name).index),
+    }));
+    return { volumes, elements };
+  }
+}
+
+export interface LiveView {
+  state(entry: ElementEntry): ElementState;
+  errors(entry: ElementEntry): number;
+}
+
+export function elementStatus(registry: Registry, entry: ElementEntry, live: LiveView): ElementStatus {
+  const owner = registry.ownerOf(entry.config.name);
+  const role = owner?.assembled.config.elements.indexOf(entry.config.name);
+  return {
+    name: entry.config.name, kind: entry.config.location.kind, uri: entry.config.uri, state: live.state(entry),
+    sizeBytes: entry.dataSizeBytes, volume: owner?.assembled.config.name ?? null, role: role ?? null, errors: live.errors(entry),
+  };
+}
+
+export function volumeState(layout: AssembledVolume['config']['layout'], states: readonly ElementState[]): VolumeState {
+  const health = volumeHealth(layout, states);
+  if (health !== 'failed' && states.includes('rebuilding')) return 'rebuilding';
+  return health;
+}
