@@ -9,6 +9,19 @@ export COREPACK_ENABLE_DOWNLOAD_PROMPT=0
 
 log() { printf 'test.sh: %s\n' "$*" >&2; }
 
+# If set-up fails before vitest reports, still end with the summary line CI looks for.
+step="start"
+summary_printed=0
+on_exit() {
+  local rc=$?
+  if [ "$summary_printed" -eq 0 ]; then
+    log "failed during: $step (exit $rc)"
+    echo "0 passed, 1 failed, 0 skipped"
+  fi
+  exit "$rc"
+}
+trap on_exit EXIT
+
 # Root runs apt directly; anyone else needs sudo that works without a prompt (CI has no stdin).
 as_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"
@@ -49,17 +62,23 @@ ensure_pnpm() {
   fi
 }
 
+step="installing Debian packages"
 # Test-only peers (PEERS.md): NBD clients/servers, qemu, fio, FUSE, ext4 and loop tools, iSCSI.
 install_debs ca-certificates nbdkit libnbd-bin python3-libnbd qemu-utils fio fuse3 e2fsprogs \
   util-linux mount tgt libiscsi-bin
+step="installing node/pnpm"
 ensure_node
 ensure_pnpm
 
+step="pnpm install --frozen-lockfile"
 pnpm install --frozen-lockfile --config.confirmModulesPurge=false
 # The native addon is optional: without a Rust toolchain the engine falls back to pure JS.
 pnpm --filter @onestack/native run build:native || log "native addon not built: using the pure JS fallback"
+step="pnpm run build"
 pnpm run build
+step="pnpm exec tsc -p bench"
 pnpm exec tsc -p bench
+step="vitest"
 
 mkdir -p .tmp
 report=.tmp/vitest.json
@@ -90,4 +109,5 @@ const skipped = (r.numPendingTests ?? 0) + (r.numTodoTests ?? 0);
 console.log(`${passed} passed, ${failed} failed, ${skipped} skipped`);
 process.exit(failed > 0 || passed === 0 || Number(vitestRc) !== 0 ? 1 : 0);
 JS
+summary_printed=1
 exit "$summary_rc"

@@ -24,7 +24,8 @@ function scatteredRanges(sizeBytes: number): Range[] {
     { offset: Math.floor(sizeBytes / 2 / MiB) * MiB + 1 * MiB + 7 * 4096, length: 4096, pattern: 0x88 },
     { offset: sizeBytes - 64 * KiB, length: 64 * KiB, pattern: 0x99 }, // the very end
   ];
-  return r.sort((a, b) => a.offset - b.offset);
+  // raid1 is one element long: the linear boundary range does not exist there.
+  return r.filter((x) => x.offset + x.length <= sizeBytes).sort((a, b) => a.offset - b.offset);
 }
 
 /** Zero gaps between the written ranges (a stray write would show up here). */
@@ -56,7 +57,7 @@ describe('qemu-io patterns on linear, raid0 and raid1', () => {
     it(`${volume}: write -P at scattered offsets, read -P back on a new connection, gaps stay zero`, async () => {
       const uri = fx.daemon.uri(volume);
       const size = await exportSize(uri);
-      expect(size).toBeGreaterThan(ELEMENT_DATA_BYTES);
+      expect(size).toBeGreaterThanOrEqual(ELEMENT_DATA_BYTES);
       const ranges = scatteredRanges(size);
       const writes = ranges.map((x) => `write${x.how === 'fua' ? ' -f' : ''} -P ${hex(x.pattern)} ${x.offset} ${x.length}`);
       const w = await qemuIo(uri, [...writes, 'flush']);

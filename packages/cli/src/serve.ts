@@ -123,7 +123,7 @@ function banner(engine: Engine, nbd: HostPort, api: HostPort, token: string): st
   const lines = [
     `onestack ${cliVersion()} (engine ${engineVersion()}, node ${process.version}, io backend: ${io})`,
     `data dir: ${status.dataDir}`,
-    `volumes:  ${status.volumes.length === 0 ? 'none (create one with: onestack volume create)' : ''}`,
+    status.volumes.length === 0 ? 'volumes:  none yet (create one with: onestack volume create)' : 'volumes:',
     ...status.volumes.map((v) => `  ${v.name}: ${v.layout}, ${formatBytes(v.sizeBytes)}, ${v.state}${v.boot ? ', boot' : ''}  ${nbdBase}/${encodeURIComponent(v.name)}`),
     `NBD:  ${nbdBase}/${boot === undefined ? '' : encodeURIComponent(boot.name)}`,
     `API:  ${guiBase}/api/v1  (Authorization: Bearer <token in ${join(status.dataDir, 'api-token')}>)`,

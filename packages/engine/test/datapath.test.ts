@@ -206,6 +206,29 @@ describe('raid1', () => {
   });
 });
 
+describe('topology', () => {
+  it('rebinds a volume slot with another queue order and keeps serving; rejects bad topologies clearly', async () => {
+    const s = await startWith('raid1', 2);
+    try {
+      const els = elementsFor(s.paths);
+      for (const order of ['lifo', 'priority', 'fifo'] as const) {
+        await s.dp.setTopology([{ ...volume(0, 'raid1', [0, 1], DATA_BYTES), order }], els);
+        const io = s.dp.volumeIo(0);
+        const data = pattern(100 * KiB, order.length);
+        await Promise.all(Array.from({ length: 20 }, (_, i) => io.write(i * 100 * KiB, data)));
+        expect(equalBytes(await io.read(19 * 100 * KiB, data.length), data)).toBe(true);
+      }
+      await expect(s.dp.setTopology([volume(0, 'raid5', [0, 1], MiB)], els)).rejects.toThrow(/not supported/);
+      await expect(s.dp.setTopology([volume(0, 'raid1', [0, 1], DATA_BYTES + 1)], els)).rejects.toThrow(/capacity/);
+      await expect(s.dp.setTopology([volume(0, 'raid1', [0, 7], MiB)], els)).rejects.toThrow(/missing/);
+      await s.dp.setTopology([], els);
+      expect(() => s.dp.volumeIo(0)).toThrow(/no volume/);
+    } finally {
+      await stop(s);
+    }
+  });
+});
+
 describe('linear', () => {
   it('splits a write that crosses the element boundary', async () => {
     const dir = tempDir();

@@ -2,9 +2,10 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { Engine, EngineError, readStateFile } from '../src/index.js';
-import { readSuperblockFile } from '../src/meta/element-io.js';
-import { DATA_OFFSET_BYTES } from '../src/meta/types.js';
+// Workers are .js files, so this imports the BUILT dist (run tsc -b packages/engine first).
+import { Engine, EngineError, readStateFile } from '../dist/index.js';
+import { readSuperblockFile } from '../dist/meta/element-io.js';
+import { DATA_OFFSET_BYTES } from '../dist/meta/types.js';
 
 const MiB = 1024 * 1024;
 const quiet = (): void => {};

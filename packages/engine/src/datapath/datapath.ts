@@ -58,6 +58,9 @@ export class DataPath {
     if (!(Number.isInteger(depth) && depth >= 1 && (depth & (depth - 1)) === 0)) throw new EngineError('config', `queue.depth ${depth} must be a power of two`, 'queue.depth');
     if (!(Number.isInteger(slotKiB) && slotKiB >= 4 && slotKiB % 4 === 0)) throw new EngineError('config', `queue.slotKiB ${slotKiB} must be a positive multiple of 4`, 'queue.slotKiB');
     if (!(Number.isInteger(slots) && slots >= 1)) throw new EngineError('config', `queue.slots ${slots} must be a positive integer`, 'queue.slots');
+    const { middle: middleThreads, bottom: bottomThreads } = opts.pools;
+    if (!(Number.isInteger(middleThreads) && middleThreads >= 0 && middleThreads <= 64)) throw new EngineError('config', `pools.middle ${middleThreads} must be in [0, 64]`, 'pools.middle');
+    if (!(Number.isInteger(bottomThreads) && bottomThreads >= 1 && bottomThreads <= 64)) throw new EngineError('config', `pools.bottom ${bottomThreads} must be in [1, 64]`, 'pools.bottom');
     const handles = createShared(
       { parents: depth, subs: 4 * depth, maxVolumes: opts.maxVolumes ?? 64, maxElements: opts.maxElements ?? 256, slots, slotBytes: slotKiB * 1024 },
       (data) => probeMisalignment(data, opts.probeDir),
