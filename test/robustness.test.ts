@@ -86,6 +86,36 @@ describe('robustness against misbehaving clients', () => {
     await stillServes();
   });
 
+  it('unknown command type: EINVAL; unknown command flag: EINVAL or ignored; connection kept', async () => {
+    const { conn } = await openExport(fx.daemon.nbdPort, 'default');
+    track(conn);
+    await conn.write(request(99, 51n, 0n, 0));
+    const a = await readSimpleReply(conn);
+    expect(a.cookie).toBe(51n);
+    expect(a.error).toBe(ERRNO.EINVAL);
+    await conn.write(request(CMD.READ, 52n, 0n, 4096, 0x8000));
+    const b = await readSimpleReply(conn, 4096);
+    // proto.md: the server SHOULD refuse unknown flags with EINVAL; ignoring them is tolerated.
+    expect([0, ERRNO.EINVAL]).toContain(b.error);
+    expect(b.cookie).toBe(52n);
+    await connectionUsable(conn, 53n);
+    await stillServes();
+  });
+
+  it('NBD_OPT_EXPORT_NAME of an unknown export: connection closed; NBD_OPT_ABORT: acknowledged and closed', async () => {
+    const c = track(await RawConn.connect(fx.daemon.nbdPort));
+    await handshake(c);
+    await c.write(option(OPT.EXPORT_NAME, Buffer.from('no-such-volume')));
+    expect(await c.waitClosed(5_000)).toBe(true);
+    const d = track(await RawConn.connect(fx.daemon.nbdPort));
+    await handshake(d);
+    await d.write(option(OPT.ABORT));
+    const r = await readOptReply(d).catch(() => null); // the spec lets the server close without the ACK
+    if (r !== null) expect(r.type).toBe(REP.ACK);
+    expect(await d.waitClosed(5_000)).toBe(true);
+    await stillServes();
+  });
+
   it('oversized option length (4 GiB - 1, no payload): error reply or close within 5 s, daemon fine', async () => {
     const c = track(await RawConn.connect(fx.daemon.nbdPort));
     await handshake(c);

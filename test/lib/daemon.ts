@@ -79,8 +79,14 @@ export class Daemon {
     throw new Error(`daemon printed no \`onestack: ready\` within ${timeoutMs} ms\n${this.logs()}`);
   }
 
-  /** SIGTERM; SIGKILL after graceMs. */
-  stop(graceMs = 15_000): Promise<{ code: number | null; signal: string | null; killed: boolean }> {
-    return stopChild(this.child, graceMs);
+  /** SIGTERM (or `signal`, e.g. SIGINT for Ctrl-C); SIGKILL after graceMs. */
+  stop(graceMs = 15_000, signal: NodeJS.Signals = 'SIGTERM'): Promise<{ code: number | null; signal: string | null; killed: boolean }> {
+    return stopChild(this.child, graceMs, signal);
+  }
+
+  /** SIGKILL at once: a crash, nothing flushed by the daemon itself. */
+  async crash(): Promise<void> {
+    if (this.alive) this.child.kill('SIGKILL');
+    await waitExit(this.child, 10_000);
   }
 }

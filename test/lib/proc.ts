@@ -122,10 +122,10 @@ export function waitExit(child: ChildProcess, timeoutMs: number): Promise<{ code
   });
 }
 
-/** SIGTERM, then SIGKILL after graceMs. Returns how it ended. */
-export async function stopChild(child: ChildProcess, graceMs = 15_000): Promise<{ code: number | null; signal: string | null; killed: boolean }> {
+/** SIGTERM (or `signal`), then SIGKILL after graceMs. Returns how it ended. */
+export async function stopChild(child: ChildProcess, graceMs = 15_000, signal: NodeJS.Signals = 'SIGTERM'): Promise<{ code: number | null; signal: string | null; killed: boolean }> {
   if (hasExited(child)) return { code: child.exitCode, signal: child.signalCode, killed: false };
-  if (child.pid !== undefined) child.kill('SIGTERM');
+  if (child.pid !== undefined) child.kill(signal);
   const first = await waitExit(child, graceMs);
   if (first !== null) return { ...first, killed: false };
   child.kill('SIGKILL');

@@ -1,23 +1,20 @@
 // The embedding API: opens a configuration, assembles its volumes from their superblocks,
 // starts the data path and serves volumes. Control operations run one at a time.
 import { EventEmitter } from 'node:events';
-import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { nativeInfo } from '@onestack/native';
 import { EngineError, type ElementStatus, type EngineStatus, type VolumeStatus } from './api-types.js';
 import { loadConfig, type ConfigSource } from './config/load.js';
-import type { ElementCache, ElementConfig, EngineConfig, Layout, QueueOrder } from './config/types.js';
-import { defaultElementName } from './config/uri.js';
-import { normalizeElement, normalizeVolume } from './config/validate.js';
+import type { ElementCache, EngineConfig, Layout, QueueOrder } from './config/types.js';
+import { normalizeVolume } from './config/validate.js';
 import { DataPath } from './datapath/datapath.js';
 import { SUPPORTED_LAYOUTS } from './datapath/map.js';
 import { assembleVolume, markClean, markNeedsRebuild } from './meta/assemble.js';
-import { localSizeBytes } from './meta/device.js';
 import { wipeSuperblocks } from './meta/element-io.js';
 import { layoutSurvives } from './meta/layout.js';
-import { DATA_OFFSET_BYTES, type AssembledVolume, type ElementState } from './meta/types.js';
+import type { AssembledVolume, ElementState } from './meta/types.js';
 import { ensureDataDir } from './state/data-dir.js';
 import { elementStatus, MAX_ELEMENT_SLOTS, MAX_VOLUME_SLOTS, Registry, volumeState, type ElementEntry, type LiveView } from './state/registry.js';
+import { asInvalid, dataBytesOf, runtimeElementConfig } from './state/runtime-element.js';
 import { mergeState, readStateFile, writeStateFile } from './state/state-file.js';
 import { Volume } from './volume.js';
 
@@ -51,24 +48,9 @@ const defaultLog: LogFn = (level, msg) => {
   if (level !== 'info') console.error(`onestack: ${level}: ${msg}`);
 };
 
-/** Config errors of run-time requests are plain invalid requests (exit status is the CLI's business). */
-function asInvalid(err: unknown): unknown {
-  if (err instanceof EngineError && err.code === 'config') return new EngineError('invalid', err.message, err.where, err.hint);
-  return err;
-}
-
 function checkLayout(layout: Layout, name: string): void {
   if (!SUPPORTED_LAYOUTS.includes(layout)) {
     throw new EngineError('invalid', `volume ${name}: layout ${layout} is not served yet (supported: ${SUPPORTED_LAYOUTS.join(', ')})`, `volume ${name}`, 'use linear, raid0 or raid1 for now');
-  }
-}
-
-async function dataBytesOf(config: ElementConfig): Promise<number> {
-  if (config.location.kind !== 'local') return 0;
-  try {
-    return Math.max(0, (await localSizeBytes(config.location.path)) - DATA_OFFSET_BYTES);
-  } catch {
-    return 0;
   }
 }
 
@@ -116,6 +98,9 @@ export class Engine {
       throw err;
     }
     for (const entry of engine.registry.volumes.values()) {
+      if (entry.assembled.wasClean === false) {
+        log('warn', `volume ${entry.assembled.config.name} was not closed cleanly: writes in flight at the crash may differ between legs (resync arrives with rebuild)`);
+      }
       const stale = entry.assembled.elements.filter((e) => e.state !== 'active');
       for (const e of stale) log('warn', `volume ${entry.assembled.config.name}: element ${e.config.name} is ${e.state}: ${e.reason ?? ''}`);
     }
@@ -360,36 +345,9 @@ export class Engine {
 
   /** Validates and registers a run-time element (not yet in the data path's topology). */
   private async newElement(uri: string, name: string | undefined, cache: ElementCache | undefined, createSizeBytes?: number): Promise<ElementEntry> {
-    let config: ElementConfig;
-    try {
-      const probe = normalizeElement({ name: 'probe', uri }, 'element', this.base.dataDir);
-      const finalName = name ?? this.uniqueName(defaultElementName(probe.location));
-      const exists = probe.location.kind === 'local' && fs.existsSync(probe.location.path);
-      config = normalizeElement({
-        name: finalName, uri, ...(cache !== undefined ? { cache } : {}),
-        ...(createSizeBytes !== undefined && probe.location.kind === 'local' && !exists ? { createSizeBytes } : {}),
-      }, 'element', this.base.dataDir);
-    } catch (err) {
-      throw asInvalid(err);
-    }
-    const location = config.location;
-    if (location.kind === 'local') {
-      for (const e of this.registry.elements.values()) {
-        if (e.config.location.kind === 'local' && path.resolve(e.config.location.path) === location.path) {
-          throw new EngineError('conflict', `element ${e.config.name} already uses ${location.path}`, `element ${config.name}`);
-        }
-      }
-      if (config.createSizeBytes === undefined && !fs.existsSync(location.path)) {
-        throw new EngineError('not-found', `element ${config.name}: file not found: ${location.path}`, location.path, 'create it first, or give a size so onestack creates a sparse file');
-      }
-    }
+    const spec = { uri, ...(name !== undefined ? { name } : {}), ...(cache !== undefined ? { cache } : {}), ...(createSizeBytes !== undefined ? { createSizeBytes } : {}) };
+    const config = runtimeElementConfig(this.registry, spec, this.base.dataDir);
     return this.registry.addElement(config, true, await dataBytesOf(config));
-  }
-
-  private uniqueName(base: string): string {
-    if (!this.registry.elements.has(base)) return base;
-    for (let i = 1; i < MAX_ELEMENT_SLOTS + 1; i++) if (!this.registry.elements.has(`${base}-${i}`)) return `${base}-${i}`;
-    throw new EngineError('conflict', `no free element name like ${base}`);
   }
 
   private persist(): void {

@@ -65,6 +65,8 @@ describe('assembleVolume', () => {
     const again = await assembleVolume(vol, els, { create: false });
     expect(again.arrayUuid).toBe(fresh.arrayUuid);
     expect(again.eventCount).toBe(2);
+    expect(again.wasClean).toBe(false); // marked dirty at open and never closed
+    expect(fresh.wasClean).toBe(true);
     expect(again.elements.every((e) => e.state === 'active')).toBe(true);
   });
 

@@ -1,19 +1,40 @@
+import { execFile, execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 // Workers are .js files, so this imports the BUILT dist (run tsc -b packages/engine first).
-import { Engine, EngineError, readStateFile } from '../dist/index.js';
+import { Engine, EngineError, readStateFile, startNbdExport } from '../dist/index.js';
 import { readSuperblockFile } from '../dist/meta/element-io.js';
 import { DATA_OFFSET_BYTES } from '../dist/meta/types.js';
 
 const MiB = 1024 * 1024;
+const hasNbdinfo = ((): boolean => {
+  try {
+    execFileSync('nbdinfo', ['--version'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+})();
+
+function nbdinfo(args: readonly string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile('nbdinfo', [...args], { timeout: 20_000 }, (err, stdout) => (err ? reject(err) : resolve(stdout)));
+  });
+}
 const quiet = (): void => {};
 let dir: string;
 beforeEach(() => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'onestack-engine-'));
 });
 afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+/** Byte comparison without deep-equality cost (vitest's toEqual is slow on large arrays). */
+function expectBytes(actual: Uint8Array, expected: Uint8Array): void {
+  expect(actual.length).toBe(expected.length);
+  expect(Buffer.compare(actual, expected)).toBe(0);
+}
 
 function pattern(length: number, seed: number): Uint8Array {
   const bytes = new Uint8Array(length);
@@ -32,7 +53,7 @@ describe('Engine', () => {
     await vol.write(1 * MiB, data, { fua: true });
     await vol.write(1024 ** 3 - 4096, pattern(4096, 9));
     await vol.flush();
-    expect(await vol.read(1 * MiB, data.length)).toEqual(data);
+    expectBytes(await vol.read(1 * MiB, data.length), data);
     const status = engine.status();
     expect(status.volumes[0]).toMatchObject({ name: 'default', layout: 'raid1', sizeBytes: 1024 ** 3, state: 'optimal', rebuild: null });
     expect(status.volumes[0]?.elements.map((e) => [e.name, e.kind, e.state, e.role])).toEqual([['d0', 'local', 'active', 0], ['d1', 'local', 'active', 1]]);
@@ -47,15 +68,15 @@ describe('Engine', () => {
 
     const again = await Engine.open({ dataDir: dir, log: quiet });
     const vol2 = again.volume('default');
-    expect(await vol2.read(1 * MiB, data.length)).toEqual(data);
-    expect(await vol2.read(1024 ** 3 - 4096, 4096)).toEqual(pattern(4096, 9));
+    expectBytes(await vol2.read(1 * MiB, data.length), data);
+    expectBytes(await vol2.read(1024 ** 3 - 4096, 4096), pattern(4096, 9));
     // Both legs hold the data (raid1): each file has it right after the header area.
     for (const disk of ['disk0.img', 'disk1.img']) {
       const fd = fs.openSync(path.join(dir, disk), 'r');
       const buf = Buffer.alloc(data.length);
       fs.readSync(fd, buf, 0, data.length, DATA_OFFSET_BYTES + 1 * MiB);
       fs.closeSync(fd);
-      expect(new Uint8Array(buf)).toEqual(data);
+      expectBytes(new Uint8Array(buf), data);
     }
     await again.close();
   });
@@ -86,7 +107,7 @@ describe('Engine', () => {
     await engine.close();
 
     const again = await Engine.open({ config, log: quiet });
-    expect(await again.volume('fast').read(3 * MiB, 65536)).toEqual(pattern(65536, 1));
+    expectBytes(await again.volume('fast').read(3 * MiB, 65536), pattern(65536, 1));
     expect(again.status().elements.map((e) => e.name)).toEqual(['a', 'b', 'c', 'r0']);
     await again.deleteVolume('fast');
     expect(() => again.volume('fast')).toThrow(EngineError);
@@ -106,8 +127,23 @@ describe('Engine', () => {
     await engine.close();
     const again = await Engine.open({ dataDir: dir, log: quiet });
     expect(again.status().volumes[0]?.elements.map((e) => e.state)).toEqual(['active', 'stale']);
-    expect(await again.volume('default').read(0, 4096)).toEqual(pattern(4096, 3));
+    expectBytes(await again.volume('default').read(0, 4096), pattern(4096, 3));
     await again.close();
+  });
+
+  // Needs nbdinfo (Debian package libnbd-bin, installed by scripts/test.sh) as the real peer.
+  it.skipIf(!hasNbdinfo)('exports volumes over NBD by name, and the boot volume under the empty name', async () => {
+    const engine = await Engine.open({ dataDir: dir, log: quiet });
+    await engine.createVolume({ name: 'lin', layout: 'linear', elements: [path.join(dir, 'l.img')], sizeBytes: 8 * MiB });
+    const nbd = await startNbdExport(engine, { host: '127.0.0.1', port: 0 });
+    const list = JSON.parse(await nbdinfo(['--list', '--json', `nbd://127.0.0.1:${nbd.port}`])) as { exports: { 'export-name': string; 'export-size': number }[] };
+    expect(list.exports.map((e) => [e['export-name'], e['export-size']])).toEqual([['default', 1024 ** 3], ['lin', 8 * MiB]]);
+    const boot = JSON.parse(await nbdinfo(['--json', `nbd://127.0.0.1:${nbd.port}`])) as { exports: { 'export-size': number }[] };
+    expect(boot.exports[0]?.['export-size']).toBe(1024 ** 3);
+    await expect(nbdinfo([`nbd://127.0.0.1:${nbd.port}/nope`])).rejects.toThrow();
+    await engine.close(); // closes the export too
+    await nbd.close();
+    await expect(nbdinfo([`nbd://127.0.0.1:${nbd.port}/default`])).rejects.toThrow();
   });
 
   it('refuses a config error before starting anything', async () => {

@@ -128,7 +128,7 @@ async function createArray(volume: VolumeConfig, probes: readonly Probe[], opts:
     throw new EngineError('invalid', `volume ${volume.name}: sizeBytes ${volume.sizeBytes} exceeds what its elements hold (${capacity} bytes as ${volume.layout})`, `volume ${volume.name}`, 'use larger elements or a smaller size');
   }
   const vol: AssembledVolume = {
-    config: volume, arrayUuid: randomUUID(), sizeBytes: volume.sizeBytes ?? capacity, dataOffsetBytes: DATA_OFFSET_BYTES, eventCount: 1, createdMs: Date.now(),
+    config: volume, arrayUuid: randomUUID(), sizeBytes: volume.sizeBytes ?? capacity, dataOffsetBytes: DATA_OFFSET_BYTES, eventCount: 1, createdMs: Date.now(), wasClean: true,
     elements: probes.map((p, i) => ({ config: p.config, role: p.role, state: 'active' as const, dataSizeBytes: legBytes[i] ?? 0, path: p.path, elementUuid: randomUUID() })),
   };
   await writeAll(vol, vol.elements, { clean: true, needsRebuild: false });
@@ -200,7 +200,7 @@ async function reassemble(volume: VolumeConfig, probes: readonly Probe[]): Promi
   if (!layoutSurvives(volume.layout, elements.map((e) => e.state))) {
     throw new EngineError('invalid', `volume ${volume.name}: too many stale elements to assemble ${volume.layout}`, `volume ${volume.name}`);
   }
-  const vol: AssembledVolume = { config: volume, arrayUuid: ref.arrayUuid, sizeBytes: ref.volumeSizeBytes, dataOffsetBytes: DATA_OFFSET_BYTES, eventCount: ref.eventCount, createdMs: ref.createdMs, elements };
+  const vol: AssembledVolume = { config: volume, arrayUuid: ref.arrayUuid, sizeBytes: ref.volumeSizeBytes, dataOffsetBytes: DATA_OFFSET_BYTES, eventCount: ref.eventCount, createdMs: ref.createdMs, wasClean: ref.clean, elements };
   // A stale leg is marked so it can never pass for up to date later (e.g. if the good leg vanishes).
   const unmarked = elements.filter((e, i) => e.state === 'stale' && !(isSuperblock(probes[i]!.sb) && (probes[i]!.sb as Superblock).needsRebuild));
   await writeAll(vol, unmarked, { clean: false, needsRebuild: true });

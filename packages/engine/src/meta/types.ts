@@ -32,4 +32,6 @@ export interface AssembledVolume {
   readonly elements: readonly AssembledElement[];
   /** When the array was created (ms since the epoch), from the superblocks. */
   readonly createdMs?: number;
+  /** False when the superblocks say the volume was not closed cleanly (writes may have been in flight). */
+  readonly wasClean?: boolean;
 }
