@@ -1,9 +1,11 @@
 // Acceptance: `nbdinfo` shows the right size and flags; `nbdinfo --list` lists the volumes.
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { DEFAULT_API_PORT, DEFAULT_NBD_PORT, Daemon } from './lib/daemon.js';
 import { useDaemon } from './lib/fixture.js';
-import { GiB, MiB } from './lib/files.js';
+import { GiB, MiB, removeDir, tempDir } from './lib/files.js';
 import { nbdinfo } from './lib/peers.js';
-import { run } from './lib/proc.js';
+import { portFree, run } from './lib/proc.js';
 
 describe('embedded default (no config)', () => {
   const fx = useDaemon('nbdinfo-default');
@@ -76,5 +78,25 @@ describe('configured volumes', () => {
   it('the empty export name is the boot volume', async () => {
     const info = await nbdinfo(`nbd://127.0.0.1:${fx.daemon.nbdPort}`);
     expect(info.exports[0]?.['export-size']).toBe(dataBytes);
+  });
+});
+
+describe('SPEC defaults: no --nbd / --api', () => {
+  it('`nbdinfo nbd://127.0.0.1:10809/default` as written in issue 3; banner prints the GUI URL with a token', async (ctx) => {
+    const busy = [];
+    for (const p of [DEFAULT_NBD_PORT, DEFAULT_API_PORT]) if (!(await portFree(p))) busy.push(p);
+    ctx.skip(busy.length > 0, `127.0.0.1 port(s) ${busy.join(', ')} already in use (another onestack?); free them to run this`);
+    const dir = tempDir('defaults');
+    const daemon = await Daemon.start({ dataDir: path.join(dir, 'data'), defaultPorts: true });
+    try {
+      const info = await nbdinfo('nbd://127.0.0.1:10809/default');
+      expect(info.exports[0]?.['export-size']).toBe(1 * GiB);
+      expect(daemon.stdout).toMatch(/http:\/\/127\.0\.0\.1:9090\/\S*[?&]token=\S{16,}/);
+      const res = await fetch('http://127.0.0.1:9090/api/v1/status');
+      expect(res.status).toBe(401);
+    } finally {
+      await daemon.stop();
+      removeDir(dir);
+    }
   });
 });

@@ -10,6 +10,8 @@ import { freePort, hasExited, spawnTracked, stopChild, waitExit } from './proc.j
 export const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export const CLI_MAIN = path.join(REPO_ROOT, 'packages/cli/dist/main.js');
 const READY_LINE = /onestack: ready/;
+export const DEFAULT_NBD_PORT = 10809;
+export const DEFAULT_API_PORT = 9090;
 const OUTPUT_CHARS_MAX = 256 * 1024;
 
 export interface DaemonOptions {
@@ -19,6 +21,8 @@ export interface DaemonOptions {
   readonly nbdPort?: number;
   readonly apiPort?: number;
   readonly readyTimeoutMs?: number;
+  /** Pass no --nbd/--api: the daemon must pick SPEC's defaults 127.0.0.1:10809 and :9090. */
+  readonly defaultPorts?: boolean;
   readonly env?: NodeJS.ProcessEnv;
 }
 
@@ -42,9 +46,11 @@ export class Daemon {
 
   static async start(opts: DaemonOptions): Promise<Daemon> {
     if (!cliBuilt()) throw new Error(`daemon not built: ${CLI_MAIN} is missing (run \`pnpm run build\`)`);
-    const nbdPort = opts.nbdPort ?? (await freePort());
-    const apiPort = opts.apiPort ?? (await freePort());
-    const args = [CLI_MAIN, 'serve', '--data-dir', opts.dataDir, '--nbd', `127.0.0.1:${nbdPort}`, '--api', `127.0.0.1:${apiPort}`];
+    const defaults = opts.defaultPorts === true;
+    const nbdPort = defaults ? DEFAULT_NBD_PORT : opts.nbdPort ?? (await freePort());
+    const apiPort = defaults ? DEFAULT_API_PORT : opts.apiPort ?? (await freePort());
+    const args = [CLI_MAIN, 'serve', '--data-dir', opts.dataDir];
+    if (!defaults) args.push('--nbd', `127.0.0.1:${nbdPort}`, '--api', `127.0.0.1:${apiPort}`);
     if (opts.configPath !== undefined) args.push('--config', opts.configPath);
     const child = spawnTracked(process.execPath, args, { env: { ...process.env, ...opts.env }, cwd: REPO_ROOT });
     const d = new Daemon(child, nbdPort, apiPort, opts.dataDir);

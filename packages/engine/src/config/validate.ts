@@ -97,10 +97,20 @@ export function normalizePools(raw: unknown, field: string): PoolsConfig {
   if (raw === undefined) return DEFAULT_POOLS;
   const map = readMap(raw, field, ['top', 'middle', 'bottom']);
   return {
-    top: map.top === undefined ? DEFAULT_POOLS.top : readInt(map.top, join(field, 'top'), 1, 64),
-    middle: map.middle === undefined ? DEFAULT_POOLS.middle : readInt(map.middle, join(field, 'middle'), 1, 64),
+    top: map.top === undefined ? DEFAULT_POOLS.top : readTopThreads(map.top, join(field, 'top')),
+    middle: map.middle === undefined ? DEFAULT_POOLS.middle : readInt(map.middle, join(field, 'middle'), 0, 64),
     bottom: map.bottom === undefined ? DEFAULT_POOLS.bottom : readInt(map.bottom, join(field, 'bottom'), 1, 64),
   };
+}
+
+// The top driver runs on the thread that owns the sockets: Node cannot hand a socket to a worker
+// thread, and CALIBRATION.md measured worker-owned sockets 20-30% slower. So exactly one.
+function readTopThreads(raw: unknown, field: string): number {
+  const top = readInt(raw, field, 1, 64);
+  if (top !== 1) {
+    throw configError(field, `${top} top threads: the top driver runs on the one thread that owns the sockets`, 'use top: 1; add middle or bottom threads instead');
+  }
+  return top;
 }
 
 export function normalizeQueue(raw: unknown, field: string): QueueConfig {
