@@ -4,9 +4,6 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
-export DEBIAN_FRONTEND=noninteractive
-export COREPACK_ENABLE_DOWNLOAD_PROMPT=0
-
 log() { printf 'test.sh: %s\n' "$*" >&2; }
 
 # If set-up fails before vitest reports, still end with the summary line CI looks for.
@@ -22,45 +19,8 @@ on_exit() {
 }
 trap on_exit EXIT
 
-# Root runs apt directly; anyone else needs sudo that works without a prompt (CI has no stdin).
-as_root() {
-  if [ "$(id -u)" -eq 0 ]; then "$@"
-  elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then sudo -n "$@"
-  else log "cannot run as root: $*"; return 1
-  fi
-}
-
-# Installs only what is missing; `apt-get update` at most once. An installed qemu-utils (maybe
-# from backports) is never replaced, see ../shared/PEERS.md.
-apt_updated=0
-install_debs() {
-  local missing=() pkg
-  for pkg in "$@"; do
-    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
-  done
-  [ "${#missing[@]}" -eq 0 ] && return 0
-  log "installing Debian packages: ${missing[*]}"
-  if [ "$apt_updated" -eq 0 ]; then as_root apt-get update -q; apt_updated=1; fi
-  as_root apt-get install -y -q --no-install-recommends "${missing[@]}"
-}
-
-ensure_node() {
-  if ! command -v node >/dev/null 2>&1; then install_debs nodejs npm; fi
-  local major
-  major="$(node -p 'process.versions.node.split(".")[0]')"
-  if [ "$major" -lt 20 ]; then
-    log "Node $(node --version) is too old: onestack needs Node 20.19 or newer (https://nodejs.org)"
-    exit 1
-  fi
-}
-
-ensure_pnpm() {
-  command -v pnpm >/dev/null 2>&1 && return 0
-  log "installing pnpm"
-  if command -v npm >/dev/null 2>&1; then as_root npm i -g pnpm@9 >/dev/null
-  else corepack enable && corepack prepare pnpm@9.15.9 --activate
-  fi
-}
+# shellcheck source=lib/setup.sh
+. scripts/lib/setup.sh
 
 step="installing Debian packages"
 # Test-only peers (PEERS.md): NBD clients/servers, qemu, fio, FUSE, ext4 and loop tools, iSCSI.
@@ -70,12 +30,8 @@ step="installing node/pnpm"
 ensure_node
 ensure_pnpm
 
-step="pnpm install --frozen-lockfile"
-pnpm install --frozen-lockfile --config.confirmModulesPurge=false
-# The native addon is optional: without a Rust toolchain the engine falls back to pure JS.
-pnpm --filter @onestack/native run build:native || log "native addon not built: using the pure JS fallback"
-step="pnpm run build"
-pnpm run build
+step="pnpm install and build"
+build_project
 step="pnpm exec tsc -p bench"
 pnpm exec tsc -p bench
 step="vitest"

@@ -1,18 +1,10 @@
 // Errno values carried in descriptor RESULT words (as -errno) and on rejected promises.
 // Linux numbers, so a RESULT word reads the same in a debugger as in strace.
+import { Errno, type NbdErrno } from '@onestack/nbd';
 
-export type DataPathErrno = 'EPERM' | 'EIO' | 'ENOMEM' | 'EINVAL' | 'ENOSPC' | 'EOVERFLOW' | 'ENOTSUP' | 'ESHUTDOWN';
-
-const CODES: Readonly<Record<DataPathErrno, number>> = {
-  EPERM: 1,
-  EIO: 5,
-  ENOMEM: 12,
-  EINVAL: 22,
-  ENOSPC: 28,
-  EOVERFLOW: 75,
-  ENOTSUP: 95,
-  ESHUTDOWN: 108,
-};
+// The data path's errno set is exactly what the NBD protocol can carry, with the same numbers.
+export type DataPathErrno = NbdErrno;
+const CODES: Readonly<Record<DataPathErrno, number>> = Errno;
 
 const NAMES = new Map<number, DataPathErrno>(Object.entries(CODES).map(([name, code]) => [code, name as DataPathErrno]));
 
