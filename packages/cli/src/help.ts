@@ -51,7 +51,7 @@ Shows every volume like /proc/mdstat: name, state, layout, size, [n/m] [UU] elem
 
 options:
   --json              the status object (same shape as GET /api/v1/status)
-  --watch             redraw every second with IOPS, until Ctrl-C
+  --watch             redraw every second with IOPS, until Ctrl-C (with --json: one object a line)
   --count N           with --watch: stop after N frames
 ${CLIENT_OPTIONS}
 `,

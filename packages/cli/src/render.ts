@@ -68,8 +68,8 @@ export function renderVolume(volume: VolumeStatus, iops: Iops | undefined): stri
     lines.push(`      ${progressBar(volume.rebuild.percent)}  rebuild = ${volume.rebuild.percent.toFixed(1)}%`);
   }
   const s = volume.stats;
-  const rate = iops === undefined ? '' : `  iops: read ${iops.read.toFixed(0)}/s write ${iops.write.toFixed(0)}/s;`;
-  lines.push(`     ${rate} ops: read ${s.readOps} write ${s.writeOps}; bytes: read ${formatBytes(s.readBytes)} write ${formatBytes(s.writeBytes)}; errors ${s.errors}`);
+  const rate = iops === undefined ? '' : `iops: read ${iops.read.toFixed(0)}/s write ${iops.write.toFixed(0)}/s; `;
+  lines.push(`      ${rate}ops: read ${s.readOps} write ${s.writeOps}; bytes: read ${formatBytes(s.readBytes)} write ${formatBytes(s.writeBytes)}; errors ${s.errors}`);
   const width = Math.max(0, ...volume.elements.map((e) => e.name.length));
   for (const e of volume.elements) lines.push(elementLine(e, width));
   return lines;

@@ -72,7 +72,13 @@ export class ApiClient {
       return new CliError(1, `the daemon at ${where} did not answer within ${timeoutMs} ms`, 'timeout',
         'is it overloaded or stuck? check its log (stderr of onestack serve)');
     }
-    return new CliError(1, `cannot reach the daemon at ${where}`, causeCode(err), 'start it with: onestack serve');
+    const cause = causeCode(err);
+    if (cause === 'bad port') {
+      // fetch refuses the Fetch standard's "bad ports" (1, 6000, 6665-6669, ...) before connecting.
+      return new CliError(2, `fetch refuses to connect to port ${this.#options.api.port}`, 'bad port',
+        'serve the API on another port (the default is 9090) and pass that to --api');
+    }
+    return new CliError(1, `cannot reach the daemon at ${where}`, cause, 'start it with: onestack serve');
   }
 
   #httpError(method: string, path: string, status: number, text: string): CliError {
@@ -99,13 +105,18 @@ function parseJson(text: string, path: string): unknown {
   }
 }
 
-/** fetch wraps the socket error: TypeError('fetch failed', { cause: { code: 'ECONNREFUSED' } }). */
+/**
+ * fetch wraps the socket error: TypeError('fetch failed', { cause: { code: 'ECONNREFUSED' } }).
+ * The first errno code on the cause chain, else the innermost message.
+ */
 function causeCode(err: unknown): string {
   let current: unknown = err;
+  let message = err instanceof Error ? err.message : String(err);
   for (let depth = 0; depth < 4 && current instanceof Error; depth++) {
     const code = (current as NodeJS.ErrnoException).code;
     if (typeof code === 'string' && code !== '') return code;
+    message = current.message;
     current = current.cause;
   }
-  return err instanceof Error ? err.message : String(err);
+  return message;
 }

@@ -1,0 +1,67 @@
+// Pure tests of the status text: mdstat-like lines, element map, rebuild bar, IOPS from samples.
+import { describe, expect, it } from 'vitest';
+import type { EngineStatus, VolumeStatus } from '@onestack/engine';
+import { iopsBetween, renderStatus, renderVolumeList, sampleOps } from '../src/render.js';
+import { renderMetrics, escapeLabel } from '../src/api/metrics.js';
+import { escapeHtml } from '../src/api/page.js';
+
+function volume(over: Partial<VolumeStatus> = {}): VolumeStatus {
+  return {
+    name: 'v0', layout: 'raid1', sizeBytes: 2 ** 30, chunkKiB: 64, order: 'fifo', boot: true, state: 'rebuilding', rebuild: { percent: 42 },
+    elements: [
+      { name: 'd0', kind: 'local', uri: 'file:/a', state: 'active', sizeBytes: 2 ** 30, volume: 'v0', role: 0, errors: 0 },
+      { name: 'r1', kind: 'nbd', uri: 'nbd://h/x', state: 'rebuilding', sizeBytes: 2 ** 30, volume: 'v0', role: 1, errors: 2 },
+    ],
+    stats: { readOps: 100, writeOps: 10, readBytes: 409600, writeBytes: 40960, errors: 0 },
+    ...over,
+  };
+}
+
+function status(volumes: VolumeStatus[]): EngineStatus {
+  const pool = { threads: 1, queueDepth: 0 };
+  return {
+    volumes, elements: [...volumes.flatMap((v) => v.elements), { name: 's9', kind: 'local', uri: 'file:/s', state: 'spare', sizeBytes: 2 ** 20, volume: null, role: null, errors: 0 }],
+    pools: { top: pool, middle: pool, bottom: { threads: 2, queueDepth: 4 } }, queue: { depth: 1024, inFlight: 1, slots: 256, slotKiB: 256 },
+    native: { backend: 'js', reason: 'no addon' }, dataDir: '/d',
+  };
+}
+
+describe('renderStatus', () => {
+  it('draws volumes like /proc/mdstat', () => {
+    const text = renderStatus(status([volume()]));
+    expect(text).toContain('v0 : rebuilding raid1 d0[0] r1[1]\n');
+    expect(text).toContain('1.00 GiB (1073741824 bytes) chunk 64K [2/1] [U_]  boot, order fifo');
+    expect(text).toMatch(/\[=======>\.{12}\]  rebuild = 42\.0%/);
+    expect(text).toMatch(/r1\[1\] +nbd +rebuilding .* nbd:\/\/h\/x  errors 2/);
+    expect(text).toContain('unused elements:');
+    expect(text).toContain('bottom 2 threads (queued 4)');
+    expect(text).not.toContain('iops');
+  });
+
+  it('turns two samples into IOPS, never negative', () => {
+    const before = sampleOps(status([volume()]), 1000);
+    const after = sampleOps(status([volume({ stats: { readOps: 300, writeOps: 20, readBytes: 0, writeBytes: 0, errors: 0 } })]), 3000);
+    expect(iopsBetween(before, after, 'v0')).toEqual({ read: 100, write: 5 });
+    expect(iopsBetween(after, before, 'v0')).toBeUndefined(); // time went backwards
+    expect(iopsBetween(undefined, after, 'v0')).toBeUndefined();
+    const restarted = sampleOps(status([volume({ stats: { readOps: 0, writeOps: 0, readBytes: 0, writeBytes: 0, errors: 0 } })]), 4000);
+    expect(iopsBetween(after, restarted, 'v0')).toEqual({ read: 0, write: 0 });
+    expect(renderStatus(status([volume()]), before, after)).toContain('iops: read 100/s write 5/s; ops: read 100');
+  });
+
+  it('says so when there are no volumes, and lists volumes as a table', () => {
+    expect(renderStatus(status([]))).toMatch(/^no volumes/);
+    expect(renderVolumeList([volume()])).toBe('NAME  LAYOUT  STATE       SIZE      REBUILT  ELEMENTS\nv0    raid1   rebuilding  1.00 GiB  42.0%    d0,r1\n');
+  });
+});
+
+describe('escaping', () => {
+  it('escapes Prometheus label values and HTML', () => {
+    expect(escapeLabel('a"b\\c\nd')).toBe('a\\"b\\\\c\\nd');
+    expect(escapeHtml('<b a="1">&\'')).toBe('&#60;b a=&#34;1&#34;&#62;&#38;&#39;');
+    const text = renderMetrics(status([volume()]));
+    expect(text).toContain('onestack_volume_rebuild_percent{volume="v0"} 42');
+    expect(text).toContain('onestack_volume_state{volume="v0",state="rebuilding"} 1');
+    expect(text).toContain('onestack_element_errors_total{element="r1",kind="nbd",volume="v0"} 2');
+  });
+});
