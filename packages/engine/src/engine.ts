@@ -177,6 +177,9 @@ export class Engine {
         const vol = await assembleVolume(config, elementConfigs, { create: true });
         for (const name of added) this.registry.element(name).dataSizeBytes = await dataBytesOf(this.registry.element(name).config);
         const entry = this.bind(await markClean(vol, false), true);
+        // The data path keeps the live state of elements it already knows (so a failed leg is
+        // never revived by a topology change); an element joining a volume takes its assembled state.
+        for (const e of vol.elements) if (e.config.location.kind === 'local') this.dataPath.setElementState(this.registry.element(e.config.name).index, e.state);
         try {
           await this.applyTopology();
         } catch (err) {
@@ -202,6 +205,10 @@ export class Engine {
       entry.handle.detach();
       this.registry.volumes.delete(name);
       await this.applyTopology();
+      for (const e of entry.assembled.elements) {
+        const element = this.registry.elements.get(e.config.name);
+        if (element !== undefined && e.config.location.kind === 'local') this.dataPath.setElementState(element.index, element.idleState);
+      }
       await wipeSuperblocks(entry.assembled.elements.flatMap((e) => (e.path !== undefined ? [e.path] : [])));
       if (!entry.runtime) this.log('warn', `volume ${name} is defined in the config file: it will be created again (empty) at the next start unless removed there`);
       this.persist();

@@ -118,6 +118,24 @@ describe('Engine', () => {
     await again.close();
   });
 
+  it('serves a volume built from elements added earlier (spare → active → spare)', async () => {
+    const engine = await Engine.open({ config: { dataDir: dir, nbd: { listen: '127.0.0.1:0' } }, log: quiet });
+    for (const name of ['e2', 'e3']) {
+      const file = path.join(dir, `${name}.img`);
+      fs.writeFileSync(file, '');
+      fs.truncateSync(file, DATA_OFFSET_BYTES + 8 * MiB);
+      expect(await engine.addElement({ uri: `file:${file}`, name })).toMatchObject({ state: 'spare' });
+    }
+    const vol = await engine.createVolume({ name: 'm', layout: 'raid1', elements: ['e2', 'e3'] });
+    expect(engine.status().elements.map((e) => [e.name, e.state])).toEqual([['e2', 'active'], ['e3', 'active']]);
+    await vol.write(MiB, pattern(8192, 3));
+    await vol.flush();
+    expectBytes(await vol.read(MiB, 8192), pattern(8192, 3));
+    await engine.deleteVolume('m');
+    expect(engine.status().elements.map((e) => [e.name, e.state])).toEqual([['e2', 'spare'], ['e3', 'spare']]);
+    await engine.close();
+  });
+
   it('fails an element: the volume degrades, the leg comes back stale', async () => {
     const engine = await Engine.open({ dataDir: dir, log: quiet });
     await engine.failElement('d1');

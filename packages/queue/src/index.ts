@@ -19,6 +19,6 @@ export { DESC_WORDS, DESC_BYTES, D, DescStatus, DescFlags, DescriptorTable } fro
 export { Ring, RING_CAPACITY_MAX } from './ring.js';
 export { LifoStack, LIFO_CAPACITY_MAX } from './lifo.js';
 export { PriorityQueue, PRIORITY_LEVELS_MAX } from './priority.js';
-export { type QueuePolicy, PRIORITY_LEVELS, type SubmissionQueue, queueBytes, createQueue } from './queue.js';
+export { type QueuePolicy, PRIORITY_LEVELS, type SubmissionQueue, type Pushable, queueBytes, createQueue, pushSure } from './queue.js';
 export { Doorbell, type SleepResult } from './doorbell.js';
 export { Slab, IndexPool, alignUp, PAGE_BYTES } from './slab.js';

@@ -68,3 +68,27 @@ export function createQueue(policy: QueuePolicy, sab: SharedArrayBuffer, byteOff
 function badPolicy(policy: never): Error {
   assert(false, `unknown queue policy ${String(policy)} (expected 'fifo', 'lifo' or 'priority')`);
 }
+
+/** Anything with tryPush: Ring, LifoStack, a SubmissionQueue. */
+export interface Pushable {
+  tryPush(value: number, priority?: number): boolean;
+}
+
+const PAUSE_CELL = new Int32Array(new SharedArrayBuffer(4));
+
+/**
+ * Pushes where the caller KNOWS there is logical room (the queue is sized for every descriptor
+ * that exists). A Vyukov ring can still refuse for a moment while a consumer is paused between
+ * claiming a cell and releasing it, so retry with short sleeps; give up (false) only after
+ * `timeoutMs`, which means a consumer thread is stuck, not that the queue is full.
+ */
+export function pushSure(q: Pushable, value: number, priority: number | undefined, timeoutMs: number): boolean {
+  if (q.tryPush(value, priority)) return true;
+  const deadline = Date.now() + timeoutMs;
+  for (let attempt = 1; Date.now() < deadline; attempt++) {
+    // 0.05 ms, doubling to 1 ms: the paused thread is runnable and needs only a few µs.
+    Atomics.wait(PAUSE_CELL, 0, 0, Math.min(1, 0.05 * 2 ** Math.min(attempt, 5)));
+    if (q.tryPush(value, priority)) return true;
+  }
+  return false;
+}

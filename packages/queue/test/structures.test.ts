@@ -7,6 +7,7 @@ import {
   LifoStack,
   PRIORITY_LEVELS,
   PriorityQueue,
+  pushSure,
   queueBytes,
   QueueError,
   Ring,
@@ -167,5 +168,19 @@ describe('DescriptorTable', () => {
     expect(table.words[table.base(1) + D.PARENT]).toBe(-1);
     expect(() => table.base(4)).toThrow(QueueError);
     expect(() => table.setOffset(0, -1)).toThrow(QueueError);
+  });
+});
+
+describe('pushSure', () => {
+  it('pushes at once when there is room, gives up after the timeout when the ring stays full', () => {
+    const sab = new SharedArrayBuffer(Ring.bytesFor(4));
+    const ring = new Ring(sab, 0, 4, true);
+    for (let i = 0; i < 4; i++) expect(pushSure(ring, i, undefined, 10)).toBe(true);
+    const t0 = Date.now();
+    expect(pushSure(ring, 9, undefined, 30)).toBe(false);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(25);
+    expect(ring.tryPop()).toBe(0);
+    expect(pushSure(ring, 9, undefined, 30)).toBe(true);
+    expect([ring.tryPop(), ring.tryPop(), ring.tryPop(), ring.tryPop()]).toEqual([1, 2, 3, 9]);
   });
 });

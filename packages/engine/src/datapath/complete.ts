@@ -1,9 +1,9 @@
 // Completion bookkeeping shared by the middle and bottom stages: a sub finishes, its parent's
 // PENDING count drops, and whoever brings it to zero finalises the parent and hands it to the
 // main thread through the completion ring.
-import { D, DESC_WORDS, DescStatus } from '@onestack/queue';
+import { D, DESC_WORDS, DescStatus, pushSure } from '@onestack/queue';
 import { errnoCode } from './errno.js';
-import type { SharedViews } from './shared-layout.js';
+import { PUSH_TIMEOUT_MS, type SharedViews } from './shared-layout.js';
 import { FLAG_MIRRORED, STATE_FAILED } from './topology.js';
 
 const EIO = errnoCode('EIO');
@@ -42,7 +42,7 @@ export function releaseParent(v: SharedViews, parent: number): boolean {
   }
   Atomics.store(w, pb + D.STATUS, DescStatus.DONE);
   // Cannot fail: the ring holds every parent index at most once and has room for all of them.
-  if (!v.completion.tryPush(parent)) throw new Error(`completion ring full pushing parent ${parent}`);
+  if (!pushSure(v.completion, parent, undefined, PUSH_TIMEOUT_MS)) throw new Error(`completion ring refused parent ${parent} for ${PUSH_TIMEOUT_MS} ms`);
   return true;
 }
 

@@ -5,11 +5,11 @@
 // pushed and loses the guard after the last push. So a parent never completes early, and the
 // middle stage may push subs as it gets them instead of needing all of them at once — with a
 // bounded sub pool and arbitrarily wide requests that is what rules out deadlock.
-import { createQueue, D, DESC_WORDS, DescStatus, Op, type SubmissionQueue } from '@onestack/queue';
+import { createQueue, D, DESC_WORDS, DescStatus, Op, type SubmissionQueue, pushSure } from '@onestack/queue';
 import { errnoCode } from './errno.js';
 import { failParent, releaseParent } from './complete.js';
 import { mapLinear, mapRaid0, mapRaid0Coalesced, mapRaid1, pickReadLeg, type Extent, type VolumeGeometry } from './map.js';
-import type { SharedViews } from './shared-layout.js';
+import { PUSH_TIMEOUT_MS, type SharedViews } from './shared-layout.js';
 import { FLAG_MIRRORED, STATE_ACTIVE, type TopologyMessage, type TopologyVolume } from './topology.js';
 
 const EIO = errnoCode('EIO');
@@ -179,8 +179,8 @@ export class MiddleCore {
       w[sb + D.STATUS] = DescStatus.QUEUED;
       Atomics.add(w, pb + D.PENDING, 1);
       Atomics.add(v.elemQueued, element, 1);
-      // Cannot fail: the ring has room for every sub-descriptor at once.
-      if (!v.bottom.tryPush(sub)) throw new Error(`bottom ring full pushing sub ${sub}`);
+      // The ring has room for every sub-descriptor; only a stuck consumer makes this fail.
+      if (!pushSure(v.bottom, sub, undefined, PUSH_TIMEOUT_MS)) throw new Error(`bottom ring refused sub ${sub} for ${PUSH_TIMEOUT_MS} ms`);
       plan.next++;
       pushed++;
     }

@@ -58,6 +58,17 @@ export function volumeQueueBytes(capacity: number): number {
   return alignUp(Math.max(...policies.map((p) => queueBytes(p, capacity))), REGION_ALIGN);
 }
 
+/** A push that the sizing guarantees may wait this long for a paused consumer before it is a bug. */
+export const PUSH_TIMEOUT_MS = 5000;
+
+/**
+ * Rings hold descriptor indices, so `items` bounds what they ever carry. Twice that much room
+ * makes a transient refusal (a consumer paused mid-pop, see queue/ring.ts) rare; pushSure covers the rest.
+ */
+function ringCapacity(items: number): number {
+  return 2 * items;
+}
+
 function offsets(p: LayoutParams): Offsets {
   let at = HEADER_WORDS * 4;
   const take = (bytes: number): number => {
@@ -70,8 +81,8 @@ function offsets(p: LayoutParams): Offsets {
   const subPool = take(IndexPool.bytesFor(p.subs));
   const vqBytes = volumeQueueBytes(p.parents);
   const volumeQueues = take(vqBytes * p.maxVolumes);
-  const bottom = take(Ring.bytesFor(p.subs));
-  const completion = take(Ring.bytesFor(p.parents));
+  const bottom = take(Ring.bytesFor(ringCapacity(p.subs)));
+  const completion = take(Ring.bytesFor(ringCapacity(p.parents)));
   const bells = take(Doorbell.BYTES * 4);
   const elemState = take(p.maxElements * 4);
   const elemErrors = take(p.maxElements * 4);
@@ -126,8 +137,8 @@ export function createShared(params: Omit<LayoutParams, 'misalignmentBytes'>, pr
   table.resetAll();
   new IndexPool(control, o.parentPool, params.parents, true);
   new IndexPool(control, o.subPool, params.subs, true);
-  new Ring(control, o.bottom, params.subs, true);
-  new Ring(control, o.completion, params.parents, true);
+  new Ring(control, o.bottom, ringCapacity(params.subs), true);
+  new Ring(control, o.completion, ringCapacity(params.parents), true);
   for (let i = 0; i < 4; i++) new Doorbell(control, o.bells + i * Doorbell.BYTES, true);
   const header = new Int32Array(control, 0, HEADER_WORDS);
   Atomics.store(header, H.MAGIC, LAYOUT_MAGIC);
@@ -153,8 +164,8 @@ export function attach(handles: SharedHandles): SharedViews {
     words: table.words,
     parentPool: new IndexPool(c, o.parentPool, p.parents, false),
     subPool: new IndexPool(c, o.subPool, p.subs, false),
-    bottom: new Ring(c, o.bottom, p.subs, false),
-    completion: new Ring(c, o.completion, p.parents, false),
+    bottom: new Ring(c, o.bottom, ringCapacity(p.subs), false),
+    completion: new Ring(c, o.completion, ringCapacity(p.parents), false),
     middleBell: bell(0),
     bottomBell: bell(1),
     completionBell: bell(2),

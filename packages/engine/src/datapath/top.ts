@@ -1,10 +1,10 @@
 // TOP driver (main thread): gives each request a parent descriptor and a 64-bit ID, queues it
 // on its volume's middle queue and settles its promise when the completion ring hands it back.
 // One Atomics.waitAsync is armed on the completion doorbell only while requests are outstanding.
-import { D, DESC_WORDS, DescStatus, Op, requestIdHi, requestIdLo, SEQUENCE_MODULUS, type OpCode, type RequestClass, type SubmissionQueue } from '@onestack/queue';
+import { D, DESC_WORDS, DescStatus, Op, requestIdHi, requestIdLo, SEQUENCE_MODULUS, type OpCode, type RequestClass, type SubmissionQueue, pushSure } from '@onestack/queue';
 import type { Layout } from '../config/types.js';
 import { DataPathError, errnoCode, errnoName, type DataPathErrno } from './errno.js';
-import type { SharedViews } from './shared-layout.js';
+import { PUSH_TIMEOUT_MS, type SharedViews } from './shared-layout.js';
 import type { MiddleCore, Plan } from './middle-core.js';
 import { BoundedFifo } from './waiters.js';
 
@@ -129,7 +129,7 @@ export class Top {
     // Level 3 is served first by the priority policy; other policies ignore it.
     const priority = p.op === Op.CACHE ? 0 : p.cls === 'remote' ? 2 : 1;
     // Cannot fail: a queue holds at most `parents` entries and has room for all of them.
-    if (!vol.queue.tryPush(parent, priority)) throw new Error(`volume queue ${p.volumeIndex} full pushing parent ${parent}`);
+    if (!pushSure(vol.queue, parent, priority, PUSH_TIMEOUT_MS)) throw new Error(`volume queue ${p.volumeIndex} refused parent ${parent} for ${PUSH_TIMEOUT_MS} ms`);
     this.scheduleRing();
     this.arm();
   }
