@@ -1,6 +1,6 @@
 // Serves a volume over NBD: maps the data path's VolumeIo onto @onestack/nbd's NbdExport.
 // Reads and writes go through zero-copy slab views; failures become NbdError with the errno.
-import { NbdError, type NbdErrno, type NbdExport, type NbdReadResult, type NbdWriteBuffer } from '@onestack/nbd';
+import { NbdError, type NbdExport, type NbdReadResult, type NbdWriteBuffer } from '@onestack/nbd';
 import type { Layout } from './config/types.js';
 import type { VolumeIo } from './datapath/volume-io.js';
 
@@ -14,15 +14,13 @@ export interface NbdExportMeta {
   readonly canMultiConn: boolean;
 }
 
-const NBD_ERRNOS: readonly NbdErrno[] = ['EPERM', 'EIO', 'ENOMEM', 'EINVAL', 'ENOSPC', 'EOVERFLOW', 'ENOTSUP', 'ESHUTDOWN'];
 const MAXIMUM_BLOCK_BYTES = 32 * 1024 * 1024;
 const PREFERRED_BLOCK_BYTES = 4096;
 
 function toNbdError(err: unknown): NbdError {
+  // Data-path failures already are NbdErrors; anything else (engine closed, a bug) reads as EIO.
   if (err instanceof NbdError) return err;
-  const errno = typeof err === 'object' && err !== null && 'errno' in err ? (err as { errno: unknown }).errno : undefined;
-  const known = typeof errno === 'string' && (NBD_ERRNOS as readonly string[]).includes(errno) ? (errno as NbdErrno) : 'EIO';
-  return new NbdError(known, err instanceof Error ? err.message : String(err));
+  return new NbdError('EIO', err instanceof Error ? err.message : String(err));
 }
 
 async function wrap<T>(work: () => Promise<T>): Promise<T> {

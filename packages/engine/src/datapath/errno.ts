@@ -1,6 +1,6 @@
 // Errno values carried in descriptor RESULT words (as -errno) and on rejected promises.
 // Linux numbers, so a RESULT word reads the same in a debugger as in strace.
-import { Errno, type NbdErrno } from '@onestack/nbd';
+import { Errno, NbdError, type NbdErrno } from '@onestack/nbd';
 
 // The data path's errno set is exactly what the NBD protocol can carry, with the same numbers.
 export type DataPathErrno = NbdErrno;
@@ -41,12 +41,13 @@ export function errnoFromError(err: unknown): DataPathErrno {
   }
 }
 
-/** The error every data-path promise rejects with. */
-export class DataPathError extends Error {
-  readonly errno: DataPathErrno;
+/**
+ * The error every data-path promise rejects with. It IS an NbdError (same errno set), so the
+ * NBD export passes it to clients as it is.
+ */
+export class DataPathError extends NbdError {
   constructor(errno: DataPathErrno, message: string) {
-    super(message);
+    super(errno, message);
     this.name = 'DataPathError';
-    this.errno = errno;
   }
 }
