@@ -209,6 +209,27 @@ describe('raid1', () => {
   });
 });
 
+describe('trim without hole punching', () => {
+  it('zeroes instead, so a trimmed range reads as zeroes on every leg', async () => {
+    // Workers started with ONESTACK_NATIVE=off have no addon: punchHole/zeroRange report
+    // "unsupported" and the bottom stage must write zeroes itself.
+    const saved = process.env.ONESTACK_NATIVE;
+    process.env.ONESTACK_NATIVE = 'off';
+    let st: Started | undefined;
+    try {
+      st = await startWith('raid1', 2);
+      const io = st.dp.volumeIo(0);
+      await io.write(2 * MiB, pattern(256 * KiB, 5));
+      await io.trim(2 * MiB, 256 * KiB);
+      for (const p of st.paths) expect(equalBytes(readFileRange(p, DATA_OFFSET_BYTES + 2 * MiB, 256 * KiB), new Uint8Array(256 * KiB))).toBe(true);
+    } finally {
+      if (saved === undefined) delete process.env.ONESTACK_NATIVE;
+      else process.env.ONESTACK_NATIVE = saved;
+      await stop(st);
+    }
+  });
+});
+
 describe('topology', () => {
   it('rebinds a volume slot with another queue order and keeps serving; rejects bad topologies clearly', async () => {
     const s = await startWith('raid1', 2);

@@ -88,6 +88,7 @@ function writeZeroes(fd: number, zeros: Uint8Array, position: number, lengthByte
   }
 }
 
+/** WRITE_ZEROES (and TRIM): punch, else zero the range in the file system, else write zeroes. */
 function zeroOut(h: ElementHandle, r: SubRequest, s: Scratch): void {
   const { offsetBytes: off, lengthBytes: len } = r;
   if (len === 0) return;
@@ -127,9 +128,8 @@ export function runSub(h: ElementHandle, r: SubRequest, s: Scratch): void {
       fs.fdatasyncSync(h.fd);
       return;
     case Op.TRIM:
-      // Unsupported punch = no-op: no leg changes, so mirror legs stay identical.
-      if (r.lengthBytes > 0) punchHole(h.fd, r.offsetBytes, r.lengthBytes);
-      break;
+    // TRIM punches a hole; where that is unsupported it zeroes instead, so that mirror legs on
+    // different file systems or devices still read the same after a trim.
     case Op.WRITE_ZEROES:
       zeroOut(h, r, s);
       break;
