@@ -54,12 +54,16 @@ function checkLayout(layout: Layout, name: string): void {
   }
 }
 
+/** How often the control plane looks for legs the data path failed (to record them in superblocks). */
+const FAILURE_WATCH_MS = 250;
+
 export class Engine {
   readonly events = new EventEmitter();
   private readonly registry = new Registry();
   private control: Promise<unknown> = Promise.resolve();
   private closing: Promise<void> | null = null;
   private readonly closers = new Set<() => Promise<void>>();
+  private failureWatch: NodeJS.Timeout | null = null;
 
   private constructor(
     private readonly base: EngineConfig,
@@ -104,6 +108,7 @@ export class Engine {
       const stale = entry.assembled.elements.filter((e) => e.state !== 'active');
       for (const e of stale) log('warn', `volume ${entry.assembled.config.name}: element ${e.config.name} is ${e.state}: ${e.reason ?? ''}`);
     }
+    engine.failureWatch = setInterval(() => engine.recordFailures(), FAILURE_WATCH_MS).unref();
     log('info', `engine open: ${engine.registry.volumes.size} volume(s), data dir ${loaded.dataDir}`);
     return engine;
   }
@@ -275,6 +280,7 @@ export class Engine {
   /** Closes exports, flushes every volume, marks superblocks clean and stops the data path. */
   close(): Promise<void> {
     this.closing ??= (async () => {
+      if (this.failureWatch !== null) clearInterval(this.failureWatch);
       await this.control.catch(() => undefined);
       for (const closer of [...this.closers]) await closer().catch((err: Error) => this.log('warn', `closing an export: ${err.message}`));
       for (const entry of this.registry.volumes.values()) {
@@ -292,6 +298,25 @@ export class Engine {
       this.log('info', 'engine closed');
     })();
     return this.closing;
+  }
+
+  /**
+   * A mirror leg that the data path failed (I/O error) must not be trusted after a crash: bump
+   * the event counter on the surviving legs at once, so reassembly sees the failed leg as stale.
+   */
+  private recordFailures(): void {
+    if (this.closing !== null) return;
+    const live = this.liveView();
+    for (const entry of this.registry.volumes.values()) {
+      const newlyFailed = entry.assembled.elements.filter((e) => e.state === 'active' && live.state(this.registry.element(e.config.name)) === 'failed');
+      if (newlyFailed.length === 0) continue;
+      void this.exclusive(async () => {
+        if (this.closing !== null) return;
+        entry.assembled = await markClean(this.withLiveStates(entry.assembled), false);
+        for (const e of newlyFailed) this.log('warn', `volume ${entry.assembled.config.name}: element ${e.config.name} failed (I/O error); volume continues without it`);
+        this.changed();
+      }).catch((err: Error) => this.log('error', `volume ${entry.assembled.config.name}: could not record a failed element: ${err.message}`));
+    }
   }
 
   private checkOpen(): void {
