@@ -76,7 +76,10 @@ export function contractSuite(backend: Backend): void {
       if (shmDir === null) return ctx.skip('no tmpfs at /dev/shm');
       const sab = new SharedArrayBuffer(1 << 20);
       const probed = native.probeAddressMod4096(sab, shmDir);
-      if (probed !== null) expect(probed).toBe(native.addressMod4096(new Uint8Array(sab)));
+      // Both answers come from heuristics without the addon (the /proc/self/mem scan can miss,
+      // seen once in ~10 runs: it then says null, never a wrong number); when both answer, they agree.
+      const located = native.addressMod4096(new Uint8Array(sab));
+      if (probed !== null && located !== null) expect(probed).toBe(located);
       expect(readdirSync(shmDir)).toEqual([]);
     });
   });
