@@ -4,6 +4,8 @@ import { join, resolve } from 'node:path';
 import { ApiClient } from '../api/client.js';
 import { parseHostPort, type OptionSpecs, type ParsedArgs } from '../args.js';
 import { CliError } from '../errors.js';
+import type { ExitCode } from '../errors.js';
+import { HELP } from '../help.js';
 import type { CliIo } from '../io.js';
 
 export const API_DEFAULT = '127.0.0.1:9090';
@@ -49,4 +51,18 @@ function readToken(path: string): string | undefined {
   const token = text.trim();
   if (token === '' || token.length > TOKEN_BYTES_MAX) return undefined;
   return token;
+}
+
+/** False for no subcommand or a request for help: then call groupHelp. */
+export function isSubcommand(sub: string | undefined): sub is string {
+  return sub !== undefined && sub !== '--help' && sub !== '-h' && sub !== 'help';
+}
+
+/**
+ * `onestack GROUP` alone prints the group's help to stderr (exit 2, it is a usage error);
+ * `help`, `--help` or `-h` print it to stdout (exit 0).
+ */
+export function groupHelp(group: string, sub: string | undefined, io: CliIo): ExitCode {
+  (sub === undefined ? io.stderr : io.stdout)(HELP[group] ?? '');
+  return sub === undefined ? 2 : 0;
 }

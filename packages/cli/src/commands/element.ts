@@ -5,7 +5,7 @@ import { usageError, type ExitCode } from '../errors.js';
 import { HELP, NOT_YET } from '../help.js';
 import type { CliIo } from '../io.js';
 import { formatBytes, renderElementList } from '../render.js';
-import { CLIENT_OPTIONS, clientFor } from './common.js';
+import { CLIENT_OPTIONS, clientFor, groupHelp, isSubcommand } from './common.js';
 import { expectPositionals, unknownSubcommand } from './volume.js';
 
 const SUBCOMMANDS = ['list', 'add', 'remove', 'fail', 'replace'];
@@ -13,10 +13,7 @@ import { CACHES } from '../api/validate.js';
 
 export async function elementCommand(argv: readonly string[], io: CliIo): Promise<ExitCode> {
   const sub = argv[0];
-  if (sub === undefined || sub === '--help' || sub === '-h' || sub === 'help') {
-    (sub === undefined ? io.stderr : io.stdout)(HELP['element'] ?? '');
-    return sub === undefined ? 2 : 0;
-  }
+  if (!isSubcommand(sub)) return groupHelp('element', sub, io);
   const rest = argv.slice(1);
   switch (sub) {
     case 'list': {

@@ -6,7 +6,7 @@ import { HELP } from '../help.js';
 import type { CliIo } from '../io.js';
 import { formatBytes, renderVolumeList } from '../render.js';
 import { LAYOUTS, ORDERS } from '../api/validate.js';
-import { CLIENT_OPTIONS, clientFor } from './common.js';
+import { CLIENT_OPTIONS, clientFor, groupHelp, isSubcommand } from './common.js';
 
 const CHUNK_KIB_MAX = 1024 * 1024;
 const ELEMENTS_MAX = 256;
@@ -20,10 +20,7 @@ const CREATE_OPTIONS: OptionSpecs = {
 
 export async function volumeCommand(argv: readonly string[], io: CliIo): Promise<ExitCode> {
   const sub = argv[0];
-  if (sub === undefined || sub === '--help' || sub === '-h' || sub === 'help') {
-    (sub === undefined ? io.stderr : io.stdout)(HELP['volume'] ?? '');
-    return sub === undefined ? 2 : 0;
-  }
+  if (!isSubcommand(sub)) return groupHelp('volume', sub, io);
   const rest = argv.slice(1);
   switch (sub) {
     case 'list': {
