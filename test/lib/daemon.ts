@@ -2,7 +2,7 @@
 // started per test file, ready when it prints `onestack: ready`, stopped with SIGTERM (SIGKILL
 // after a grace period).
 import type { ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort, hasExited, spawnTracked, stopChild, waitExit } from './proc.js';
@@ -24,6 +24,11 @@ export interface DaemonOptions {
   /** Pass no --nbd/--api: the daemon must pick SPEC's defaults 127.0.0.1:10809 and :9090. */
   readonly defaultPorts?: boolean;
   readonly env?: NodeJS.ProcessEnv;
+}
+
+export interface DaemonStatus {
+  readonly volumes: readonly { name: string; layout: string; state: string; elements: readonly { name: string; kind: string; state: string; errors: number }[] }[];
+  readonly elements: readonly { name: string; kind: string; state: string; errors: number; uri: string }[];
 }
 
 export function cliBuilt(): boolean {
@@ -61,6 +66,14 @@ export class Daemon {
   /** nbd://127.0.0.1:PORT/NAME */
   uri(volume = 'default'): string {
     return `nbd://127.0.0.1:${this.nbdPort}/${volume}`;
+  }
+
+  /** GET /api/v1/status with the data dir's token (the shape of `onestack status --json`). */
+  async status(): Promise<DaemonStatus> {
+    const token = readFileSync(path.join(this.dataDir, 'api-token'), 'utf8').trim();
+    const res = await fetch(`http://127.0.0.1:${this.apiPort}/api/v1/status`, { headers: { authorization: `Bearer ${token}` } });
+    if (!res.ok) throw new Error(`GET /api/v1/status: ${res.status} ${await res.text()}`);
+    return (await res.json()) as DaemonStatus;
   }
 
   get stdout(): string { return this.out; }

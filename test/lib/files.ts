@@ -84,14 +84,23 @@ export async function firstDifference(a: string, b: string, offsetBytes: number,
   } finally { await fa.close(); await fb.close(); }
 }
 
-export interface ElementSpec {
+export interface LocalElementSpec {
   readonly name: string;
   readonly sizeBytes: number;
 }
 
+/** A remote element: its URI and any extra element keys, written as YAML flow values. */
+export interface RemoteElementSpec {
+  readonly name: string;
+  readonly uri: string;
+  readonly options?: Readonly<Record<string, string | number>>;
+}
+
+export type ElementSpec = LocalElementSpec | RemoteElementSpec;
+
 export interface VolumeSpec {
   readonly name: string;
-  readonly layout: 'linear' | 'raid0' | 'raid1';
+  readonly layout: 'linear' | 'raid0' | 'raid1' | 'raid10';
   readonly elements: readonly string[];
   readonly chunkKiB?: number;
   readonly boot?: boolean;
@@ -107,16 +116,21 @@ export interface WrittenConfig {
  * Writes `onestack.yaml` in `dir` (format of ../shared/SPEC.md) with `file:` elements over
  * sparse images it creates there. Ports and the data dir come from the command line.
  */
-export async function writeConfig(dir: string, elements: readonly ElementSpec[], volumes: readonly VolumeSpec[]): Promise<WrittenConfig> {
+export async function writeConfig(dir: string, elements: readonly ElementSpec[], volumes: readonly VolumeSpec[], extraLines: readonly string[] = []): Promise<WrittenConfig> {
   const images = new Map<string, string>();
   const lines = ['# written by test/lib/files.ts', 'elements:'];
   for (const e of elements) {
+    if ('uri' in e) {
+      const extra = Object.entries(e.options ?? {}).map(([k, v]) => `, ${k}: ${JSON.stringify(v)}`).join('');
+      lines.push(`  - { name: ${e.name}, uri: ${JSON.stringify(e.uri)}${extra} }`);
+      continue;
+    }
     const img = path.join(dir, `${e.name}.img`);
     await sparseFile(img, e.sizeBytes);
     images.set(e.name, img);
     lines.push(`  - { name: ${e.name}, uri: "file:${img}", cache: writeback }`);
   }
-  lines.push('volumes:');
+  lines.push(...extraLines, 'volumes:');
   for (const v of volumes) {
     const chunk = v.chunkKiB === undefined ? '' : `, chunkKiB: ${v.chunkKiB}`;
     const boot = v.boot === true ? ', boot: true' : '';

@@ -37,7 +37,7 @@ export interface PoolStatus {
 export interface EngineStatus {
   readonly volumes: readonly VolumeStatus[];
   readonly elements: readonly ElementStatus[];
-  readonly pools: { readonly top: PoolStatus; readonly middle: PoolStatus; readonly bottom: PoolStatus };
+  readonly pools: { readonly top: PoolStatus; readonly middle: PoolStatus; readonly bottom: PoolStatus; readonly remote: PoolStatus };
   readonly queue: { readonly depth: number; readonly inFlight: number; readonly slots: number; readonly slotKiB: number };
   readonly native: { readonly backend: 'native' | 'js'; readonly reason?: string };
   readonly dataDir: string;

@@ -14,7 +14,7 @@ import { layoutSurvives } from './meta/layout.js';
 import type { AssembledVolume, ElementState } from './meta/types.js';
 import { ensureDataDir } from './state/data-dir.js';
 import { elementStatus, MAX_ELEMENT_SLOTS, MAX_VOLUME_SLOTS, Registry, volumeState, type ElementEntry, type LiveView } from './state/registry.js';
-import { asInvalid, dataBytesOf, runtimeElementConfig } from './state/runtime-element.js';
+import { asInvalid, dataBytesOf, remoteSpecOf, runtimeElementConfig } from './state/runtime-element.js';
 import { mergeState, readStateFile, writeStateFile } from './state/state-file.js';
 import { Volume } from './volume.js';
 
@@ -93,7 +93,7 @@ export class Engine {
     const dataPath = await DataPath.start({ pools: loaded.pools, queue: loaded.queue, probeDir: loaded.dataDir, maxVolumes: MAX_VOLUME_SLOTS, maxElements: MAX_ELEMENT_SLOTS });
     const engine = new Engine(loaded, dataPath, log);
     try {
-      for (const e of merged.config.elements) engine.registry.addElement(e, runtimeElements.has(e.name), await dataBytesOf(e));
+      for (const e of merged.config.elements) engine.registry.addElement(e, runtimeElements.has(e.name), await dataBytesOf(e), await remoteSpecOf(e));
       for (const vol of assembled) engine.bind(vol, runtimeVolumes.has(vol.config.name));
       await engine.applyTopology();
       for (const entry of engine.registry.volumes.values()) entry.assembled = await markClean(entry.assembled, false);
@@ -184,7 +184,7 @@ export class Engine {
         const entry = this.bind(await markClean(vol, false), true);
         // The data path keeps the live state of elements it already knows (so a failed leg is
         // never revived by a topology change); an element joining a volume takes its assembled state.
-        for (const e of vol.elements) if (e.config.location.kind === 'local') this.dataPath.setElementState(this.registry.element(e.config.name).index, e.state);
+        for (const e of vol.elements) this.dataPath.setElementState(this.registry.element(e.config.name).index, e.state);
         try {
           await this.applyTopology();
         } catch (err) {
@@ -212,9 +212,10 @@ export class Engine {
       await this.applyTopology();
       for (const e of entry.assembled.elements) {
         const element = this.registry.elements.get(e.config.name);
-        if (element !== undefined && e.config.location.kind === 'local') this.dataPath.setElementState(element.index, element.idleState);
+        if (element !== undefined) this.dataPath.setElementState(element.index, element.idleState);
       }
-      await wipeSuperblocks(entry.assembled.elements.flatMap((e) => (e.path !== undefined ? [e.path] : [])));
+      await wipeSuperblocks(entry.assembled.elements.filter((e) => e.state !== 'failed' || e.config.location.kind === 'local').map((e) => e.config))
+        .catch((err: Error) => this.log('warn', `volume ${name}: ${err.message}`));
       if (!entry.runtime) this.log('warn', `volume ${name} is defined in the config file: it will be created again (empty) at the next start unless removed there`);
       this.persist();
       this.changed();
@@ -265,7 +266,7 @@ export class Engine {
       } else {
         entry.idleState = 'failed';
       }
-      if (entry.config.location.kind === 'local') this.dataPath.setElementState(entry.index, 'failed');
+      this.dataPath.setElementState(entry.index, 'failed');
       this.log('warn', `element ${name} failed by request`);
       this.changed();
     });
@@ -346,8 +347,8 @@ export class Engine {
 
   private liveView(): LiveView {
     return {
-      state: (e: ElementEntry): ElementState => (e.config.location.kind === 'local' ? this.dataPath.elementState(e.index) : e.idleState),
-      errors: (e: ElementEntry): number => (e.config.location.kind === 'local' ? this.dataPath.elementErrors(e.index) : 0),
+      state: (e: ElementEntry): ElementState => this.dataPath.elementState(e.index),
+      errors: (e: ElementEntry): number => this.dataPath.elementErrors(e.index),
     };
   }
 
@@ -379,7 +380,13 @@ export class Engine {
   private async newElement(uri: string, name: string | undefined, cache: ElementCache | undefined, createSizeBytes?: number): Promise<ElementEntry> {
     const spec = { uri, ...(name !== undefined ? { name } : {}), ...(cache !== undefined ? { cache } : {}), ...(createSizeBytes !== undefined ? { createSizeBytes } : {}) };
     const config = runtimeElementConfig(this.registry, spec, this.base.dataDir);
-    return this.registry.addElement(config, true, await dataBytesOf(config));
+    const remote = await remoteSpecOf(config);
+    const dataSizeBytes = await dataBytesOf(config);
+    if (remote !== undefined && dataSizeBytes === 0) {
+      // Reachability is checked now, so a wrong URI or password is a clear error, not a failed leg later.
+      throw new EngineError('io', `element ${config.name}: cannot reach ${config.uri} or it is smaller than 5 MiB`, config.uri, 'check the URI, that the remote is up and the credentials');
+    }
+    return this.registry.addElement(config, true, dataSizeBytes, remote);
   }
 
   private persist(): void {

@@ -8,7 +8,7 @@ export { parseElementUri, parseListen, maskUri, defaultElementName, type ParsedE
 export { DATA_OFFSET_BYTES, SUPERBLOCK_BYTES } from './meta/types.js';
 export type { AssembledElement, AssembledVolume, ElementState } from './meta/types.js';
 export { crc32c, decodeSuperblock, encodeSuperblock, SuperblockError, type Superblock, type SuperblockErrorKind } from './meta/superblock.js';
-export { assembleVolume, markClean, REMOTE_NOT_YET } from './meta/assemble.js';
+export { assembleVolume, markClean } from './meta/assemble.js';
 export { wipeSuperblocks } from './meta/element-io.js';
 export { layoutCapacityBytes, layoutSurvives } from './meta/layout.js';
 export { ensureDataDir, ensureApiToken, readApiToken, API_TOKEN_FILE } from './state/data-dir.js';
@@ -16,3 +16,5 @@ export { readStateFile, writeStateFile, mergeState, STATE_FILE } from './state/s
 export { Engine, type AddElementSpec, type CreateVolumeSpec, type EngineOpenOptions, type LogFn } from './engine.js';
 export { Volume } from './volume.js';
 export { startNbdExport, type NbdExportHandle, type NbdExportOptions } from './nbd-export.js';
+export { discover, type DiscoverOptions, type DiscoverResult, type DiscoveredItem } from './remote/discover.js';
+export type { RemoteSpec } from './remote/spec.js';

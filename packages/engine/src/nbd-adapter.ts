@@ -7,8 +7,6 @@ import type { VolumeIo } from './datapath/volume-io.js';
 export interface NbdExportMeta {
   readonly name: string;
   readonly description?: string;
-  /** Any element opened with O_DIRECT: the minimum block size becomes 4096. */
-  readonly direct: boolean;
   readonly layout: Layout;
   readonly chunkBytes: number;
   readonly canMultiConn: boolean;
@@ -51,7 +49,7 @@ export function nbdExportFor(io: VolumeIo, meta: NbdExportMeta): NbdExport {
     canWriteZeroes: true,
     canCache: true,
     canMultiConn: meta.canMultiConn,
-    blockSize: { minimumBytes: meta.direct ? 4096 : 1, preferredBytes: preferredBytes(meta), maximumBytes: MAXIMUM_BLOCK_BYTES },
+    blockSize: { minimumBytes: io.alignBytes, preferredBytes: preferredBytes(meta), maximumBytes: MAXIMUM_BLOCK_BYTES },
     read: (offsetBytes: number, lengthBytes: number): Promise<NbdReadResult> => wrap(() => io.readSlots(offsetBytes, lengthBytes, 'remote')),
     acquireWriteBuffer: (lengthBytes: number): Promise<NbdWriteBuffer> => wrap(() => io.acquireWriteBuffer(lengthBytes)),
     write: (offsetBytes: number, buffer: NbdWriteBuffer, flags: { fua: boolean }): Promise<void> => wrap(() => io.writeBuffer(offsetBytes, buffer, flags, 'remote')),

@@ -23,11 +23,9 @@ function describe(volume: Volume): string {
 function exportOf(engine: Engine, volume: Volume): NbdExport {
   const config = engine.config;
   const volumeConfig = config.volumes.find((v) => v.name === volume.name);
-  const members = new Set(volumeConfig?.elements ?? []);
-  const direct = config.elements.some((e) => members.has(e.name) && e.cache === 'none');
   // Every connection goes through the same data path, and flush reaches every element: multi-conn is safe.
   return nbdExportFor(volume.io, {
-    name: volume.name, description: describe(volume), direct, layout: volume.layout,
+    name: volume.name, description: describe(volume), layout: volume.layout,
     chunkBytes: (volumeConfig?.chunkKiB ?? 64) * 1024, canMultiConn: true,
   });
 }

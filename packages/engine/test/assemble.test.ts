@@ -101,12 +101,12 @@ describe('assembleVolume', () => {
   it('treats a blank mirror leg as stale but refuses a blank stripe member', async () => {
     const els = elements(['d0', 'd1', 's0', 's1']);
     await assembleVolume(volume('m', 'raid1', ['d0', 'd1']), els, { create: true });
-    await wipeSuperblocks([path.join(dir, 'd1.img'), path.join(dir, 'absent.img')]);
+    await wipeSuperblocks([els.get('d1')!, normalizeElement({ name: 'absent', uri: path.join(dir, 'absent.img') }, 'absent', dir)]);
     const degraded = await assembleVolume(volume('m', 'raid1', ['d0', 'd1']), els, { create: true });
     expect(degraded.elements[1]).toMatchObject({ state: 'stale', reason: expect.stringMatching(/^blank superblock/) });
 
     await assembleVolume(volume('s', 'raid0', ['s0', 's1']), els, { create: true });
-    await wipeSuperblocks([path.join(dir, 's1.img')]);
+    await wipeSuperblocks([els.get('s1')!]);
     const err = await refusal(assembleVolume(volume('s', 'raid0', ['s0', 's1']), els, { create: true }));
     expect(err.message).toMatch(/volume s \(raid0\) cannot be assembled: element s1: blank superblock/);
   });
@@ -126,10 +126,11 @@ describe('assembleVolume', () => {
     expect(missing.message).toBe(`element x: file not found: ${path.join(dir, 'x.img')}`);
     expect(missing.where).toBe(path.join(dir, 'x.img'));
 
-    const remote = new Map([['r', normalizeElement({ name: 'r', uri: 'nbd://127.0.0.1/e' }, 'r', dir)]]);
+    // Port 1 refuses connections: a new array needs every element, and says which one it could not reach.
+    const remote = new Map([['r', normalizeElement({ name: 'r', uri: 'nbd://127.0.0.1:1/e', timeoutMs: 2000 }, 'r', dir)]]);
     const err = await refusal(assembleVolume(volume('v', 'linear', ['r']), remote, { create: true }));
-    expect(err.message).toBe('remote elements (nbd/iscsi) arrive in issue 4');
-    expect(err.code).toBe('invalid');
+    expect(err.message).toMatch(/^element r: cannot reach nbd:\/\/127\.0\.0\.1:1\/e: /);
+    expect(err.code).toBe('io');
 
     fs.writeFileSync(path.join(dir, 'tiny.img'), Buffer.alloc(DATA_OFFSET_BYTES));
     const tiny = await refusal(assembleVolume(volume('v', 'linear', ['tiny']), elements(['tiny'], null), { create: true }));

@@ -55,7 +55,7 @@ describe('loadConfig from a file', () => {
     expect(config.dataDir).toBe(path.join(dir, 'data'));
     expect(config.sourcePath).toBe(path.join(dir, 'good.yaml'));
     expect(config.queue).toEqual({ depth: 1024, slots: 256, slotKiB: 256 });
-    expect(config.pools).toEqual({ top: 1, middle: 1, bottom: 2 });
+    expect(config.pools).toEqual({ top: 1, middle: 1, bottom: 2, remote: 1 });
     expect(config.elements[0]).toMatchObject({ name: 'd0', cache: 'writeback', timeoutMs: 5000, location: { kind: 'local', path: path.join(dir, 'data/disk0.img') } });
     expect(config.elements[1]).toMatchObject({ cache: 'none', createSizeBytes: 1024 ** 3 });
     expect(config.elements[2]).toMatchObject({ timeoutMs: 3000, location: { kind: 'nbd', host: '127.0.0.1', port: 10810, exportName: 'disk', tls: false } });
@@ -182,7 +182,7 @@ describe('inline objects and the embedded default', () => {
     const config = embeddedDefaultConfig('/var/lib/onestack');
     expect(config.nbd.listen).toEqual({ host: '127.0.0.1', port: 10809 });
     expect(config.api.listen).toEqual({ host: '127.0.0.1', port: 9090 });
-    expect(config.pools).toEqual({ top: 1, middle: 1, bottom: 2 });
+    expect(config.pools).toEqual({ top: 1, middle: 1, bottom: 2, remote: 1 });
     expect(config.volumes).toEqual([{ name: 'default', layout: 'raid1', elements: ['d0', 'd1'], chunkKiB: 64, order: 'fifo', boot: true }]);
     expect(config.elements.map((e) => [e.name, e.uri, e.createSizeBytes])).toEqual([
       ['d0', 'file:/var/lib/onestack/disk0.img', 1024 ** 3],

@@ -38,6 +38,7 @@ function elementsFor(paths: readonly string[], opts: { direct?: boolean; dataByt
     kind: 'local',
     path: p,
     direct: opts.direct ?? false,
+    blockSizeBytes: 1,
     dataOffsetBytes: DATA_OFFSET_BYTES,
     dataSizeBytes: opts.dataBytes?.[i] ?? DATA_BYTES,
     state: 'active',
@@ -98,7 +99,7 @@ async function startWith(layout: Layout, count: number, opts: { depth?: number; 
     fs.mkdirSync(paths[i]!);
   }
   const dp = await DataPath.start({
-    pools: { top: 1, middle: opts.middle ?? 1, bottom: opts.bottom ?? 2 },
+    pools: { top: 1, middle: opts.middle ?? 1, bottom: opts.bottom ?? 2, remote: 1 },
     queue: { depth: opts.depth ?? 64, slots: opts.slots ?? 16, slotKiB: opts.slotKiB ?? 256 },
     probeDir: dir,
   });
@@ -165,7 +166,7 @@ describe('raid0', () => {
 
   it('serves NBD through zero-copy slot views', async () => {
     const io = s.dp.volumeIo(0);
-    const exp = nbdExportFor(io, { name: 'v0', direct: false, layout: 'raid0', chunkBytes: 64 * KiB, canMultiConn: true });
+    const exp = nbdExportFor(io, { name: 'v0', layout: 'raid0', chunkBytes: 64 * KiB, canMultiConn: true });
     expect(exp.blockSize).toEqual({ minimumBytes: 1, preferredBytes: 64 * KiB, maximumBytes: 32 * MiB });
     const data = pattern(600 * KiB, 3);
     const buf = await exp.acquireWriteBuffer(data.length);
@@ -257,7 +258,7 @@ describe('linear', () => {
   it('splits a write that crosses the element boundary', async () => {
     const dir = tempDir();
     const paths = sparseFiles(dir, 2);
-    const dp = await DataPath.start({ pools: { top: 1, middle: 1, bottom: 1 }, queue: { depth: 16, slots: 8, slotKiB: 128 }, probeDir: dir });
+    const dp = await DataPath.start({ pools: { top: 1, middle: 1, bottom: 1, remote: 1 }, queue: { depth: 16, slots: 8, slotKiB: 128 }, probeDir: dir });
     try {
       const els = elementsFor(paths, { dataBytes: [10 * MiB, DATA_BYTES] });
       await dp.setTopology([volume(0, 'linear', [0, 1], 10 * MiB + DATA_BYTES)], els);
@@ -413,7 +414,7 @@ describe('O_DIRECT', () => {
       await expect(io.read(MiB + 512, 4096)).rejects.toMatchObject({ errno: 'EINVAL' });
       await io.writeZeroes(MiB, 64 * KiB);
       expect(equalBytes(await io.read(MiB, 64 * KiB), new Uint8Array(64 * KiB))).toBe(true);
-      const exp = nbdExportFor(io, { name: 'd', direct: true, layout: 'raid1', chunkBytes: 0, canMultiConn: true });
+      const exp = nbdExportFor(io, { name: 'd', layout: 'raid1', chunkBytes: 0, canMultiConn: true });
       expect(exp.blockSize.minimumBytes).toBe(4096);
       expect(s.dp.elementState(0)).toBe('active');
       expect(s.dp.elementState(1)).toBe('active');

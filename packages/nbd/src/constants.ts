@@ -105,3 +105,14 @@ export const Size = {
 export const STRING_MAX_BYTES = 4096;
 /** Option payloads larger than this are refused; the largest legal one is far smaller. */
 export const OPTION_DATA_MAX_BYTES = 64 * 1024;
+
+// ---- client side ----------------------------------------------------------------------------
+
+/** Second magic of oldstyle negotiation ("cliserv"): the client recognises it only to refuse it. */
+export const CLISERV_MAGIC = 0x00420281861253n;
+/** IANA port for NBD. */
+export const NBD_DEFAULT_PORT = 10809;
+/** Structured reply types with bit 15 set are errors, also types this code does not know. */
+export const REPLY_TYPE_ERROR_BIT = 0x8000;
+/** Spec: a server with no block size constraints accepts payloads up to 32 MiB. */
+export const DEFAULT_MAX_PAYLOAD_BYTES = 32 * 1024 * 1024;

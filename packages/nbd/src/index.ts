@@ -11,3 +11,5 @@ export type { LogFn } from './server/connection.js';
 export { ServerHandshake, transmissionFlagsFor, type HandshakeConfig, type HandshakeStep, type TransmissionSetup } from './server/handshake.js';
 export { checkRequest } from './server/validate.js';
 export { createMemoryExport, createMemoryProvider, type MemoryExport, type MemoryExportOptions } from './memory.js';
+export { type NbdServerTlsOptions } from './server/tls.js';
+export type { TlsMode } from './server/handshake.js';

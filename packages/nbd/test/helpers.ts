@@ -75,6 +75,11 @@ export class RawClient {
     }));
   }
 
+  /** A client over an already connected socket (e.g. the TLS socket after STARTTLS). */
+  static adopt(socket: Socket): RawClient {
+    return new RawClient(socket);
+  }
+
   static open(port: number): Promise<RawClient> {
     return new Promise((resolve, reject) => {
       const socket = connect(port, '127.0.0.1', () => resolve(new RawClient(socket)));

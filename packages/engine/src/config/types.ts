@@ -29,6 +29,21 @@ export interface ElementConfig {
   readonly createSizeBytes?: number;
   /** CHAP secret given in the URI (USER%SECRET@). Non-enumerable: never serialized or printed. */
   readonly secret?: string;
+  /** nbds:// only: PEM files (absolute paths) for CA verification and an optional client certificate. */
+  readonly tls?: ElementTlsConfig;
+  /** nbd only: connections per remote worker when the server allows multi-conn (default 1). */
+  readonly connections?: number;
+  /** iscsi only, mutual CHAP: the target's user name and the file holding its secret. */
+  readonly targetUser?: string;
+  readonly targetSecretFile?: string;
+  /** iscsi only: header/data digest we offer first (default none). */
+  readonly digest?: 'none' | 'crc32c';
+}
+
+export interface ElementTlsConfig {
+  readonly ca?: string;
+  readonly cert?: string;
+  readonly key?: string;
 }
 
 export interface VolumeConfig {
@@ -49,6 +64,8 @@ export interface PoolsConfig {
   /** Middle driver threads; 0 runs the middle stage inline on the top thread. */
   readonly middle: number;
   readonly bottom: number;
+  /** Remote bottom threads (async socket loops for nbd/iscsi elements); element i is served by thread i % remote. */
+  readonly remote: number;
 }
 
 export interface QueueConfig {

@@ -15,7 +15,10 @@ export const MAX_VOLUMES = 64;
 export const MAX_ELEMENTS_PER_VOLUME = 64;
 export const DEFAULT_TIMEOUT_MS = 5000;
 export const DEFAULT_CHUNK_KIB = 64;
-export const DEFAULT_POOLS: PoolsConfig = { top: 1, middle: 1, bottom: 2 };
+export const DEFAULT_POOLS: PoolsConfig = { top: 1, middle: 1, bottom: 2, remote: 1 };
+/** Remote threads each own a ring in the shared layout, so their number is bounded at start-up. */
+export const REMOTE_THREADS_MAX = 8;
+export const DIGESTS = ['none', 'crc32c'] as const;
 export const DEFAULT_QUEUE: QueueConfig = { depth: 1024, slots: 256, slotKiB: 256 };
 
 /** Fewest elements each layout needs, and whether the count must be even. */
@@ -30,7 +33,33 @@ export function layoutCountProblem(layout: Layout, count: number): string | unde
   return undefined;
 }
 
-const ELEMENT_KEYS = ['name', 'uri', 'cache', 'timeoutMs', 'secretFile', 'createSizeBytes'];
+const ELEMENT_KEYS = ['name', 'uri', 'cache', 'timeoutMs', 'secretFile', 'createSizeBytes', 'tls', 'connections', 'targetUser', 'targetSecretFile', 'digest'];
+
+/** Options that only some element kinds take: nbd (tls, connections) and iscsi (mutual CHAP, digest). */
+function remoteOptions(map: Readonly<Record<string, unknown>>, field: string, kind: ElementConfig['location']['kind'], tlsUri: boolean, baseDir: string): Partial<ElementConfig> {
+  const only = (key: string, want: string, ok: boolean): void => {
+    if (map[key] !== undefined && !ok) throw configError(join(field, key), `${key} is for ${want} elements only`);
+  };
+  only('tls', 'nbds://', kind === 'nbd' && tlsUri);
+  only('connections', 'nbd://', kind === 'nbd');
+  only('targetUser', 'iscsi://', kind === 'iscsi');
+  only('targetSecretFile', 'iscsi://', kind === 'iscsi');
+  only('digest', 'iscsi://', kind === 'iscsi');
+  const out: { -readonly [K in keyof ElementConfig]?: ElementConfig[K] } = {};
+  if (map.tls !== undefined) {
+    const tls = readMap(map.tls, join(field, 'tls'), ['ca', 'cert', 'key']);
+    const file = (key: string): string | undefined => (tls[key] === undefined ? undefined : path.resolve(baseDir, readString(tls[key], join(join(field, 'tls'), key))));
+    const [ca, cert, key] = [file('ca'), file('cert'), file('key')];
+    if ((cert === undefined) !== (key === undefined)) throw configError(join(field, 'tls'), 'a client certificate needs both cert and key');
+    out.tls = { ...(ca !== undefined ? { ca } : {}), ...(cert !== undefined ? { cert } : {}), ...(key !== undefined ? { key } : {}) };
+  }
+  if (map.connections !== undefined) out.connections = readInt(map.connections, join(field, 'connections'), 1, 16);
+  if (map.targetUser !== undefined) out.targetUser = readString(map.targetUser, join(field, 'targetUser'), 255);
+  if (map.targetSecretFile !== undefined) out.targetSecretFile = path.resolve(baseDir, readString(map.targetSecretFile, join(field, 'targetSecretFile')));
+  if ((out.targetUser === undefined) !== (out.targetSecretFile === undefined)) throw configError(join(field, 'targetUser'), 'mutual CHAP needs both targetUser and targetSecretFile');
+  if (map.digest !== undefined) out.digest = readEnum(map.digest, join(field, 'digest'), 'digest', DIGESTS);
+  return out;
+}
 
 export function normalizeElement(raw: unknown, field: string, baseDir: string): ElementConfig {
   const map = readMap(raw, field, ELEMENT_KEYS);
@@ -55,6 +84,7 @@ export function normalizeElement(raw: unknown, field: string, baseDir: string): 
     name, uri: parsed.maskedUri, location: parsed.location, cache, timeoutMs,
     ...(secretFile !== undefined ? { secretFile } : {}),
     ...(createSizeBytes !== undefined ? { createSizeBytes } : {}),
+    ...remoteOptions(map, field, kind, parsed.location.kind === 'nbd' && parsed.location.tls, baseDir),
   };
   // Non-enumerable: JSON.stringify, spreads and status output never carry the secret.
   if (parsed.secret !== undefined) Object.defineProperty(element, 'secret', { value: parsed.secret, enumerable: false });
@@ -95,11 +125,12 @@ export function normalizeVolume(raw: unknown, field: string, elementNames: Reado
 
 export function normalizePools(raw: unknown, field: string): PoolsConfig {
   if (raw === undefined) return DEFAULT_POOLS;
-  const map = readMap(raw, field, ['top', 'middle', 'bottom']);
+  const map = readMap(raw, field, ['top', 'middle', 'bottom', 'remote']);
   return {
     top: map.top === undefined ? DEFAULT_POOLS.top : readTopThreads(map.top, join(field, 'top')),
     middle: map.middle === undefined ? DEFAULT_POOLS.middle : readInt(map.middle, join(field, 'middle'), 0, 64),
     bottom: map.bottom === undefined ? DEFAULT_POOLS.bottom : readInt(map.bottom, join(field, 'bottom'), 1, 64),
+    remote: map.remote === undefined ? DEFAULT_POOLS.remote : readInt(map.remote, join(field, 'remote'), 1, REMOTE_THREADS_MAX),
   };
 }
 

@@ -11,7 +11,7 @@ import { MiddleCore } from './middle-core.js';
 import { StagePool, type StageKind } from './pools.js';
 import { attach, createShared, H, type SharedViews } from './shared-layout.js';
 import { Top } from './top.js';
-import { decodeState, encodeState, type TopologyElement, type TopologyMessage, type TopologyVolume } from './topology.js';
+import { decodeState, DIRECT_ALIGN_BYTES, encodeState, type TopologyElement, type TopologyMessage, type TopologyVolume } from './topology.js';
 import { VolumeIoImpl, type VolumeBinding, type VolumeIo } from './volume-io.js';
 import { SlotPool } from './waiters.js';
 
@@ -49,6 +49,8 @@ export class DataPath {
     /** null when pools.middle = 0: the middle stage then runs inline in `top`. */
     private readonly middle: StagePool | null,
     private readonly bottom: StagePool,
+    /** Async loops for nbd/iscsi elements (pools.remote threads). */
+    private readonly remote: StagePool,
     private readonly opts: DataPathOptions,
     private readonly inlineCore: MiddleCore | null,
   ) {}
@@ -58,11 +60,12 @@ export class DataPath {
     if (!(Number.isInteger(depth) && depth >= 1 && (depth & (depth - 1)) === 0)) throw new EngineError('config', `queue.depth ${depth} must be a power of two`, 'queue.depth');
     if (!(Number.isInteger(slotKiB) && slotKiB >= 4 && slotKiB % 4 === 0)) throw new EngineError('config', `queue.slotKiB ${slotKiB} must be a positive multiple of 4`, 'queue.slotKiB');
     if (!(Number.isInteger(slots) && slots >= 1)) throw new EngineError('config', `queue.slots ${slots} must be a positive integer`, 'queue.slots');
-    const { middle: middleThreads, bottom: bottomThreads } = opts.pools;
+    const { middle: middleThreads, bottom: bottomThreads, remote: remoteThreads } = opts.pools;
+    if (!(Number.isInteger(remoteThreads) && remoteThreads >= 1 && remoteThreads <= 8)) throw new EngineError('config', `pools.remote ${remoteThreads} must be in [1, 8]`, 'pools.remote');
     if (!(Number.isInteger(middleThreads) && middleThreads >= 0 && middleThreads <= 64)) throw new EngineError('config', `pools.middle ${middleThreads} must be in [0, 64]`, 'pools.middle');
     if (!(Number.isInteger(bottomThreads) && bottomThreads >= 1 && bottomThreads <= 64)) throw new EngineError('config', `pools.bottom ${bottomThreads} must be in [1, 64]`, 'pools.bottom');
     const handles = createShared(
-      { parents: depth, subs: 4 * depth, maxVolumes: opts.maxVolumes ?? 64, maxElements: opts.maxElements ?? 256, slots, slotBytes: slotKiB * 1024 },
+      { parents: depth, subs: 4 * depth, maxVolumes: opts.maxVolumes ?? 64, maxElements: opts.maxElements ?? 256, slots, slotBytes: slotKiB * 1024, remoteRings: remoteThreads },
       (data) => probeMisalignment(data, opts.probeDir),
     );
     const v = attach(handles);
@@ -78,7 +81,8 @@ export class DataPath {
     if (inlineCore !== null) top.setInlineMiddle(inlineCore);
     const middle = inlineCore === null ? StagePool.start('middle', opts.pools.middle, handles, onExit) : null;
     const bottom = StagePool.start('bottom', opts.pools.bottom, handles, onExit);
-    dp = new DataPath(v, top, new SlotPool(slots, waitersMax), middle, bottom, opts, inlineCore);
+    const remote = StagePool.start('remote', remoteThreads, handles, onExit);
+    dp = new DataPath(v, top, new SlotPool(slots, waitersMax), middle, bottom, remote, opts, inlineCore);
     try {
       await dp.broadcast([], []); // proves every loop runs before anyone submits
     } catch (err) {
@@ -128,13 +132,14 @@ export class DataPath {
     Atomics.store(this.v.elemState, this.elementIndex(index), encodeState(s));
   }
 
-  poolStatus(): { top: PoolStatus; middle: PoolStatus; bottom: PoolStatus } {
+  poolStatus(): { top: PoolStatus; middle: PoolStatus; bottom: PoolStatus; remote: PoolStatus } {
     let middleDepth = 0;
     for (const q of this.queues) if (q !== undefined) middleDepth += q.size();
     return {
       top: { threads: 1, queueDepth: this.top.waiting + this.slots.waiting },
       middle: { threads: this.middle?.threads ?? 0, queueDepth: middleDepth + this.top.stalledCount },
       bottom: { threads: this.bottom.threads, queueDepth: this.v.bottom.size() },
+      remote: { threads: this.remote.threads, queueDepth: this.v.remote.reduce((sum, r) => sum + r.size(), 0) },
     };
   }
 
@@ -155,8 +160,8 @@ export class DataPath {
     this.slots.close('data path is closing');
     await waitUntil(() => this.top.outstanding === 0, timeoutMs);
     Atomics.store(this.v.header, H.STOP, 1);
-    for (const bell of [this.v.middleBell, this.v.bottomBell, this.v.subFreedBell, this.v.completionBell]) bell.ring(Infinity);
-    await Promise.all([this.middle?.stop(timeoutMs), this.bottom.stop(timeoutMs)]);
+    for (const bell of [this.v.middleBell, this.v.bottomBell, this.v.subFreedBell, this.v.completionBell, ...this.v.remoteBells]) bell.ring(Infinity);
+    await Promise.all([this.middle?.stop(timeoutMs), this.bottom.stop(timeoutMs), this.remote.stop(timeoutMs)]);
     // Whatever the loops left behind can no longer complete: settle it rather than hang.
     this.top.fail('ESHUTDOWN', 'data path closed before the request completed');
   }
@@ -234,7 +239,7 @@ export class DataPath {
     this.elements = elements;
     const byIndex = new Map(elements.map((e) => [e.index, e]));
     for (const vol of volumes) {
-      const binding: VolumeBinding = { index: vol.index, name: vol.name, sizeBytes: vol.sizeBytes, direct: vol.elements.some((i) => byIndex.get(i)?.direct === true) };
+      const binding: VolumeBinding = { index: vol.index, name: vol.name, sizeBytes: vol.sizeBytes, ...volumeAlignment(vol.elements.map((i) => byIndex.get(i)!)) };
       this.top.bindVolume(vol.index, vol.layout, vol.elements.length, this.queues[vol.index]!);
       const io = this.volumeIos.get(vol.index);
       if (io === undefined) this.volumeIos.set(vol.index, new VolumeIoImpl(binding, this.top, this.slots, this.v.slab));
@@ -249,13 +254,22 @@ export class DataPath {
     this.middle?.post(msg);
     this.inlineCore?.apply(msg);
     this.bottom.post(msg);
+    this.remote.post(msg);
     Atomics.store(this.v.header, H.GENERATION, generation);
     this.v.middleBell.ring(Infinity);
     this.v.bottomBell.ring(Infinity);
+    for (const bell of this.v.remoteBells) bell.ring(Infinity);
     const timeoutMs = this.opts.ackTimeoutMs ?? 10_000;
-    const [m, b] = await Promise.all([this.middle?.acks(generation, timeoutMs) ?? [], this.bottom.acks(generation, timeoutMs)]);
-    return [...m, ...b];
+    const [m, b, r] = await Promise.all([this.middle?.acks(generation, timeoutMs) ?? [], this.bottom.acks(generation, timeoutMs), this.remote.acks(generation, timeoutMs)]);
+    return [...m, ...b, ...r];
   }
+}
+
+/** What a volume's elements require of request alignment (see VolumeBinding). */
+function volumeAlignment(elements: readonly TopologyElement[]): { alignBytes: number; trimAlignBytes: number } {
+  const remote = Math.max(1, ...elements.map((e) => (e.kind === 'local' ? 1 : e.blockSizeBytes)));
+  const direct = elements.some((e) => e.direct) ? DIRECT_ALIGN_BYTES : 1;
+  return { alignBytes: Math.max(remote, direct), trimAlignBytes: remote };
 }
 
 function probeMisalignment(data: SharedArrayBuffer, probeDir: string): number | null {

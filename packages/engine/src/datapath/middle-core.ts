@@ -10,7 +10,7 @@ import { errnoCode } from './errno.js';
 import { failParent, releaseParent } from './complete.js';
 import { mapLinear, mapRaid0, mapRaid0Coalesced, mapRaid1, pickReadLeg, type Extent, type VolumeGeometry } from './map.js';
 import { PUSH_TIMEOUT_MS, type SharedViews } from './shared-layout.js';
-import { FLAG_MIRRORED, STATE_ACTIVE, type TopologyMessage, type TopologyVolume } from './topology.js';
+import { FLAG_MIRRORED, ID_CLASS_REMOTE, STATE_ACTIVE, type TopologyMessage, type TopologyVolume } from './topology.js';
 
 const EIO = errnoCode('EIO');
 const EINVAL = errnoCode('EINVAL');
@@ -33,12 +33,29 @@ export class MiddleCore {
   private bound: BoundVolume[] = [];
   private rotation = 0;
   private nextVolume = 0;
+  /** Per element index: -1 = local (bottom ring), k = remote ring k. */
+  private routes = new Int32Array(0);
+  /** Subs pushed since the last ringBells(), per destination: [bottom, remote 0, remote 1, ...]. */
+  private readonly unrung: Int32Array;
 
-  constructor(private readonly v: SharedViews) {}
+  constructor(private readonly v: SharedViews) {
+    this.unrung = new Int32Array(1 + v.remote.length);
+  }
+
+  /** Wakes each stage that got subs since the last call (one doorbell per batch, CALIBRATION.md). */
+  ringBells(): void {
+    const u = this.unrung;
+    if (u[0]! > 0) this.v.bottomBell.ring(u[0]!);
+    for (let k = 1; k < u.length; k++) if (u[k]! > 0) this.v.remoteBells[k - 1]!.ring(u[k]!);
+    u.fill(0);
+  }
 
   /** Attaches the volume queues named by the topology (the main thread initialised them). */
   apply(msg: TopologyMessage): void {
     const byIndex = new Map(msg.elements.map((e) => [e.index, e]));
+    const routes = new Int32Array(this.v.params.maxElements).fill(-1);
+    for (const e of msg.elements) if (e.kind !== 'local') routes[e.index] = e.index % this.v.remote.length;
+    this.routes = routes;
     const volumes: (BoundVolume | undefined)[] = [];
     for (const spec of msg.volumes) {
       const elements = spec.elements.map((i) => {
@@ -166,7 +183,9 @@ export class MiddleCore {
       const element = plan.roles[x.role]!;
       const sb = sub * DESC_WORDS;
       v.table.reset(sub);
-      w[sb + D.ID_HI] = w[pb + D.ID_HI]!;
+      const route = this.routes[element] ?? -1;
+      // A sub's class bit says where its element is (the parent's says where the request came from).
+      w[sb + D.ID_HI] = route < 0 ? w[pb + D.ID_HI]! & ~ID_CLASS_REMOTE : w[pb + D.ID_HI]! | ID_CLASS_REMOTE;
       w[sb + D.ID_LO] = w[pb + D.ID_LO]!;
       v.table.setOffset(sub, x.elementOffsetBytes);
       w[sb + D.LENGTH] = x.lengthBytes;
@@ -180,7 +199,9 @@ export class MiddleCore {
       Atomics.add(w, pb + D.PENDING, 1);
       Atomics.add(v.elemQueued, element, 1);
       // The ring has room for every sub-descriptor; only a stuck consumer makes this fail.
-      if (!pushSure(v.bottom, sub, undefined, PUSH_TIMEOUT_MS)) throw new Error(`bottom ring refused sub ${sub} for ${PUSH_TIMEOUT_MS} ms`);
+      const ring = route < 0 ? v.bottom : v.remote[route]!;
+      if (!pushSure(ring, sub, undefined, PUSH_TIMEOUT_MS)) throw new Error(`${route < 0 ? 'bottom' : `remote ${route}`} ring refused sub ${sub} for ${PUSH_TIMEOUT_MS} ms`);
+      this.unrung[route + 1]!++;
       plan.next++;
       pushed++;
     }

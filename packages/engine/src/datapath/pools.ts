@@ -6,7 +6,7 @@ import { Piscina } from 'piscina';
 import type { SharedHandles } from './shared-layout.js';
 import type { AckMessage, TopologyMessage } from './topology.js';
 
-export type StageKind = 'middle' | 'bottom';
+export type StageKind = 'middle' | 'bottom' | 'remote';
 
 /** Piscina's idle timeout only matters for threads without tasks; ours never idle out. */
 const IDLE_TIMEOUT_MS = 24 * 3600 * 1000;

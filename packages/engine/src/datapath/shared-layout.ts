@@ -17,6 +17,8 @@ export const HEADER_WORDS = 16;
 export const H = { STOP: 0, GENERATION: 1, MAGIC: 2 } as const;
 const LAYOUT_MAGIC = 0x4f4e4453; // 'ONDS'
 const REGION_ALIGN = 64;
+/** middle, bottom, completion, sub-freed; the remote loops' bells follow. */
+const BELLS_FIXED = 4;
 
 export interface LayoutParams {
   /** Parent descriptors = queue.depth (power of two). */
@@ -27,6 +29,8 @@ export interface LayoutParams {
   readonly maxElements: number;
   readonly slots: number;
   readonly slotBytes: number;
+  /** Remote bottom loops (pools.remote); each has its own ring and doorbell. */
+  readonly remoteRings: number;
   /** Address of the data SAB's byte 0 modulo 4096; null when unknown (O_DIRECT refused). */
   readonly misalignmentBytes: number | null;
 }
@@ -45,6 +49,7 @@ interface Offsets {
   readonly volumeQueueBytes: number;
   readonly bottom: number;
   readonly completion: number;
+  readonly remote: number;
   readonly bells: number;
   readonly elemState: number;
   readonly elemErrors: number;
@@ -69,6 +74,11 @@ function ringCapacity(items: number): number {
   return 2 * items;
 }
 
+/** One remote ring's region, padded so the next one starts on its own cache line. */
+function remoteRingBytes(subs: number): number {
+  return alignUp(Ring.bytesFor(ringCapacity(subs)), REGION_ALIGN);
+}
+
 function offsets(p: LayoutParams): Offsets {
   let at = HEADER_WORDS * 4;
   const take = (bytes: number): number => {
@@ -83,11 +93,12 @@ function offsets(p: LayoutParams): Offsets {
   const volumeQueues = take(vqBytes * p.maxVolumes);
   const bottom = take(Ring.bytesFor(ringCapacity(p.subs)));
   const completion = take(Ring.bytesFor(ringCapacity(p.parents)));
-  const bells = take(Doorbell.BYTES * 4);
+  const remote = take(remoteRingBytes(p.subs) * p.remoteRings);
+  const bells = take(Doorbell.BYTES * (BELLS_FIXED + p.remoteRings));
   const elemState = take(p.maxElements * 4);
   const elemErrors = take(p.maxElements * 4);
   const elemQueued = take(p.maxElements * 4);
-  return { table, parentPool, subPool, volumeQueues, volumeQueueBytes: vqBytes, bottom, completion, bells, elemState, elemErrors, elemQueued, total: alignUp(at, REGION_ALIGN) };
+  return { table, parentPool, subPool, volumeQueues, volumeQueueBytes: vqBytes, bottom, completion, remote, bells, elemState, elemErrors, elemQueued, total: alignUp(at, REGION_ALIGN) };
 }
 
 export interface SharedViews {
@@ -101,6 +112,9 @@ export interface SharedViews {
   readonly subPool: IndexPool;
   readonly bottom: Ring;
   readonly completion: Ring;
+  /** Ring k carries the subs of remote elements served by remote loop k (element index % remoteRings). */
+  readonly remote: readonly Ring[];
+  readonly remoteBells: readonly Doorbell[];
   readonly middleBell: Doorbell;
   readonly bottomBell: Doorbell;
   readonly completionBell: Doorbell;
@@ -119,6 +133,7 @@ function checkParams(p: LayoutParams): void {
   const pow2 = (n: number): boolean => Number.isInteger(n) && n > 0 && (n & (n - 1)) === 0;
   if (!pow2(p.parents) || !pow2(p.subs)) throw new Error(`queue depth ${p.parents} must be a power of two`);
   if (!(p.maxVolumes > 0 && p.maxVolumes <= 4096 && p.maxElements > 0)) throw new Error('maxVolumes/maxElements out of range');
+  if (!(Number.isInteger(p.remoteRings) && p.remoteRings >= 1 && p.remoteRings <= 8)) throw new Error(`remote rings ${p.remoteRings} outside [1, 8]`);
   if (!(p.slots > 0 && p.slotBytes > 0 && p.slotBytes % 4096 === 0)) throw new Error(`slot size ${p.slotBytes} must be a positive multiple of 4096`);
 }
 
@@ -139,7 +154,8 @@ export function createShared(params: Omit<LayoutParams, 'misalignmentBytes'>, pr
   new IndexPool(control, o.subPool, params.subs, true);
   new Ring(control, o.bottom, ringCapacity(params.subs), true);
   new Ring(control, o.completion, ringCapacity(params.parents), true);
-  for (let i = 0; i < 4; i++) new Doorbell(control, o.bells + i * Doorbell.BYTES, true);
+  for (let k = 0; k < params.remoteRings; k++) new Ring(control, o.remote + k * remoteRingBytes(params.subs), ringCapacity(params.subs), true);
+  for (let i = 0; i < BELLS_FIXED + params.remoteRings; i++) new Doorbell(control, o.bells + i * Doorbell.BYTES, true);
   const header = new Int32Array(control, 0, HEADER_WORDS);
   Atomics.store(header, H.MAGIC, LAYOUT_MAGIC);
   return { control, data, params: full };
@@ -166,6 +182,8 @@ export function attach(handles: SharedHandles): SharedViews {
     subPool: new IndexPool(c, o.subPool, p.subs, false),
     bottom: new Ring(c, o.bottom, ringCapacity(p.subs), false),
     completion: new Ring(c, o.completion, ringCapacity(p.parents), false),
+    remote: Array.from({ length: p.remoteRings }, (_, k) => new Ring(c, o.remote + k * remoteRingBytes(p.subs), ringCapacity(p.subs), false)),
+    remoteBells: Array.from({ length: p.remoteRings }, (_, k) => bell(BELLS_FIXED + k)),
     middleBell: bell(0),
     bottomBell: bell(1),
     completionBell: bell(2),

@@ -188,9 +188,8 @@ export class Top {
     queueMicrotask(() => {
       this.ringScheduled = false;
       if (this.inline === null) return this.v.middleBell.ring();
-      const wake = this.subsToWake;
       this.subsToWake = 0;
-      if (wake > 0) this.v.bottomBell.ring(wake);
+      this.inline.ringBells();
     });
   }
 

@@ -2,6 +2,7 @@
 // carry it to the workers. Plain data: it crosses MessagePorts by structured clone.
 import type { ElementKind, Layout, QueueOrder } from '../config/types.js';
 import type { ElementState } from '../meta/types.js';
+import type { RemoteSpec } from '../remote/spec.js';
 
 export interface TopologyVolume {
   readonly index: number;
@@ -23,6 +24,10 @@ export interface TopologyElement {
   readonly dataOffsetBytes: number;
   readonly dataSizeBytes: number;
   readonly state: ElementState;
+  /** Smallest I/O unit the element accepts (remote block size); 1 for local elements. */
+  readonly blockSizeBytes: number;
+  /** nbd/iscsi: how the remote loop connects (secrets included: never log this object). */
+  readonly remote?: RemoteSpec;
 }
 
 export interface TopologyMessage {
@@ -57,6 +62,9 @@ export const STATE_FAILED = 1;
 
 /** Engine-private parent flag (above the queue package's FUA/NO_HOLE bits): subs are mirror legs. */
 export const FLAG_MIRRORED = 1 << 8;
+
+/** Bit 31 of a descriptor's ID_HI word: the request class (1 = remote). On a sub it says where the element is. */
+export const ID_CLASS_REMOTE = 0x8000_0000 | 0;
 
 /** Direct-I/O alignment (O_DIRECT on Linux needs logical-block alignment; 4096 covers 4Kn disks). */
 export const DIRECT_ALIGN_BYTES = 4096;

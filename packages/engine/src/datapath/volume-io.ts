@@ -4,7 +4,6 @@ import { DescFlags, Op, type OpCode, type RequestClass, type Slab } from '@onest
 import type { NbdReadResult, NbdWriteBuffer } from '@onestack/nbd';
 import { DataPathError, type DataPathErrno } from './errno.js';
 import type { Top } from './top.js';
-import { DIRECT_ALIGN_BYTES } from './topology.js';
 import type { SlotPool } from './waiters.js';
 
 export interface VolumeStats {
@@ -17,6 +16,8 @@ export interface VolumeStats {
 
 export interface VolumeIo {
   readonly sizeBytes: number;
+  /** Offsets and lengths of data requests must be multiples of this (the NBD minimum block size). */
+  readonly alignBytes: number;
   read(offsetBytes: number, lengthBytes: number, cls?: RequestClass): Promise<Uint8Array>;
   write(offsetBytes: number, data: Uint8Array, opts?: { fua?: boolean }, cls?: RequestClass): Promise<void>;
   readSlots(offsetBytes: number, lengthBytes: number, cls?: RequestClass): Promise<NbdReadResult>;
@@ -36,8 +37,10 @@ export interface VolumeBinding {
   readonly index: number;
   readonly name: string;
   readonly sizeBytes: number;
-  /** Any element opened with O_DIRECT: data ops must be 4096-aligned. */
-  readonly direct: boolean;
+  /** Data ops (and WRITE_ZEROES) must be multiples of this: 4096 with O_DIRECT elements, else the largest remote block size, else 1. */
+  readonly alignBytes: number;
+  /** TRIM must be a multiple of this: the largest remote block size (a remote leg zeroes whole blocks). */
+  readonly trimAlignBytes: number;
 }
 
 export class VolumeIoImpl implements VolumeIo {
@@ -61,12 +64,16 @@ export class VolumeIoImpl implements VolumeIo {
     return this.b.sizeBytes;
   }
 
+  get alignBytes(): number {
+    return this.b.alignBytes;
+  }
+
   stats(): VolumeStats {
     return { ...this.counters };
   }
 
   async read(offsetBytes: number, lengthBytes: number, cls: RequestClass = 'local'): Promise<Uint8Array> {
-    this.check(offsetBytes, lengthBytes, 'EINVAL', true);
+    this.check(offsetBytes, lengthBytes, 'EINVAL', this.b.alignBytes);
     const out = new Uint8Array(lengthBytes);
     await this.count('read', lengthBytes, this.pieces(offsetBytes, lengthBytes, this.slab.slotBytes, async (off, len, at) => {
       const [slot] = await this.slots.acquire(1);
@@ -81,7 +88,7 @@ export class VolumeIoImpl implements VolumeIo {
   }
 
   async write(offsetBytes: number, data: Uint8Array, opts: { fua?: boolean } = {}, cls: RequestClass = 'local'): Promise<void> {
-    this.check(offsetBytes, data.length, 'ENOSPC', true);
+    this.check(offsetBytes, data.length, 'ENOSPC', this.b.alignBytes);
     const flags = opts.fua === true ? DescFlags.FUA : 0;
     await this.count('write', data.length, this.pieces(offsetBytes, data.length, this.slab.slotBytes, async (off, len, at) => {
       const [slot] = await this.slots.acquire(1);
@@ -95,7 +102,7 @@ export class VolumeIoImpl implements VolumeIo {
   }
 
   async readSlots(offsetBytes: number, lengthBytes: number, cls: RequestClass = 'remote'): Promise<NbdReadResult> {
-    this.check(offsetBytes, lengthBytes, 'EINVAL', true);
+    this.check(offsetBytes, lengthBytes, 'EINVAL', this.b.alignBytes);
     const slots = lengthBytes === 0 ? [] : await this.slots.acquire(Math.ceil(lengthBytes / this.slab.slotBytes));
     const chunks = slots.map((s, i) => this.slab.view(s, 0, Math.min(this.slab.slotBytes, lengthBytes - i * this.slab.slotBytes)));
     try {
@@ -127,7 +134,7 @@ export class VolumeIoImpl implements VolumeIo {
       const slots = this.writeBuffers.get(buf);
       if (slots === undefined) throw new DataPathError('EINVAL', 'write buffer was not acquired from this volume or was already released');
       const lengthBytes = buf.chunks.reduce((a, c) => a + c.length, 0);
-      this.check(offsetBytes, lengthBytes, 'ENOSPC', true);
+      this.check(offsetBytes, lengthBytes, 'ENOSPC', this.b.alignBytes);
       const flags = opts.fua ? DescFlags.FUA : 0;
       const sb = this.slab.slotBytes;
       await this.count('write', lengthBytes, settleAll(buf.chunks.map((c, i) => this.top.submit(this.b.index, Op.WRITE, offsetBytes + i * sb, c.length, flags, slots[i]!, cls))));
@@ -155,7 +162,7 @@ export class VolumeIoImpl implements VolumeIo {
 
   private noData(op: OpCode, off: number, len: number, flags: number): Promise<void> {
     try {
-      this.check(off, len, op === Op.CACHE ? 'EINVAL' : 'ENOSPC', op === Op.WRITE_ZEROES);
+      this.check(off, len, op === Op.CACHE ? 'EINVAL' : 'ENOSPC', op === Op.WRITE_ZEROES ? this.b.alignBytes : op === Op.TRIM ? this.b.trimAlignBytes : 1);
     } catch (err) {
       return Promise.reject(err);
     }
@@ -163,13 +170,13 @@ export class VolumeIoImpl implements VolumeIo {
   }
 
   /** Bad input gets a clear error before anything is queued. */
-  private check(off: number, len: number, pastEnd: DataPathErrno, alignForDirect: boolean): void {
+  private check(off: number, len: number, pastEnd: DataPathErrno, alignBytes: number): void {
     if (!(Number.isSafeInteger(off) && off >= 0 && Number.isSafeInteger(len) && len >= 0)) {
       throw new DataPathError('EINVAL', `${this.b.name}: range [${off}, +${len}) is not a pair of non-negative integers`);
     }
     if (off + len > this.b.sizeBytes) throw new DataPathError(pastEnd, `${this.b.name}: range [${off}, +${len}) ends past the volume size ${this.b.sizeBytes}`);
-    if (alignForDirect && this.b.direct && (off % DIRECT_ALIGN_BYTES !== 0 || len % DIRECT_ALIGN_BYTES !== 0)) {
-      throw new DataPathError('EINVAL', `${this.b.name}: has O_DIRECT elements, offset and length must be multiples of ${DIRECT_ALIGN_BYTES}`);
+    if (alignBytes > 1 && (off % alignBytes !== 0 || len % alignBytes !== 0)) {
+      throw new DataPathError('EINVAL', `${this.b.name}: offset and length must be multiples of ${alignBytes} bytes (its elements' block size)`);
     }
   }
 

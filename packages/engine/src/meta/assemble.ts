@@ -7,13 +7,13 @@ import { EngineError } from '../api-types.js';
 import type { ElementConfig, VolumeConfig } from '../config/types.js';
 import { layoutCountProblem } from '../config/validate.js';
 import { localSizeBytes } from './device.js';
-import { createSparseFile, readSuperblockFile, writeSuperblockFile, type ReadSuperblock } from './element-io.js';
+import { createSparseFile, readSuperblockFile, writeSuperblockOf, type ReadSuperblock } from './element-io.js';
+import { probeRemote } from './remote-io.js';
 import { isRedundant, layoutCapacityBytes, layoutSurvives } from './layout.js';
 import { encodeSuperblock, SuperblockError, type Superblock } from './superblock.js';
 import { DATA_OFFSET_BYTES, type AssembledElement, type AssembledVolume, type ElementState } from './types.js';
 
 export const MIN_ELEMENT_DATA_BYTES = 1024 * 1024;
-export const REMOTE_NOT_YET = 'remote elements (nbd/iscsi) arrive in issue 4';
 
 interface Probe {
   readonly config: ElementConfig;
@@ -21,6 +21,10 @@ interface Probe {
   readonly path: string;
   readonly sizeBytes: number;
   readonly sb: ReadSuperblock;
+  /** Smallest I/O unit the element takes (iSCSI logical block, NBD minimum block size); 1 for local. */
+  readonly blockSizeBytes: number;
+  /** Set when a remote element could not be reached: it joins a redundant array as failed. */
+  readonly unreachable?: string;
 }
 
 export interface AssembleOptions {
@@ -38,13 +42,26 @@ function resolveElements(volume: VolumeConfig, elements: ReadonlyMap<string, Ele
   return volume.elements.map((name) => {
     const config = elements.get(name);
     if (config === undefined) throw new EngineError('not-found', `volume ${volume.name}: element ${name} is not defined`, `element ${name}`, 'add the element first');
-    if (config.location.kind !== 'local') throw new EngineError('invalid', REMOTE_NOT_YET, `element ${name} (${config.uri})`, 'use local files or block devices for now');
     return config;
   });
 }
 
+async function probeRemoteElement(config: ElementConfig, role: number): Promise<Probe> {
+  try {
+    const { info, sb } = await probeRemote(config);
+    if (info.sizeBytes < DATA_OFFSET_BYTES + MIN_ELEMENT_DATA_BYTES) {
+      throw new EngineError('invalid', `element ${config.name}: ${config.uri} is ${info.sizeBytes} bytes; at least ${DATA_OFFSET_BYTES + MIN_ELEMENT_DATA_BYTES} needed (4 MiB header + 1 MiB data)`, config.uri);
+    }
+    if (info.readOnly) throw new EngineError('invalid', `element ${config.name}: ${config.uri} is read-only`, config.uri, 'export it writable');
+    return { config, role, path: config.uri, sizeBytes: info.sizeBytes, sb, blockSizeBytes: info.blockSizeBytes };
+  } catch (err) {
+    if (err instanceof EngineError && err.code !== 'io') throw err;
+    return { config, role, path: config.uri, sizeBytes: 0, sb: { kind: 'blank' }, blockSizeBytes: 1, unreachable: (err as Error).message };
+  }
+}
+
 async function probeElement(config: ElementConfig, role: number, create: boolean): Promise<Probe> {
-  if (config.location.kind !== 'local') throw new EngineError('invalid', REMOTE_NOT_YET, `element ${config.name}`);
+  if (config.location.kind !== 'local') return probeRemoteElement(config, role);
   const file = config.location.path;
   const exists = await fs.stat(file).then(() => true, (err: NodeJS.ErrnoException) => {
     if (err.code === 'ENOENT') return false;
@@ -70,7 +87,7 @@ async function probeElement(config: ElementConfig, role: number, create: boolean
   if (sizeBytes < DATA_OFFSET_BYTES + MIN_ELEMENT_DATA_BYTES) {
     throw new EngineError('invalid', `element ${config.name}: ${file} is ${sizeBytes} bytes; at least ${DATA_OFFSET_BYTES + MIN_ELEMENT_DATA_BYTES} needed (4 MiB header + 1 MiB data)`, file);
   }
-  return { config, role, path: file, sizeBytes, sb };
+  return { config, role, path: file, sizeBytes, sb, blockSizeBytes: 1 };
 }
 
 /** Refuses elements that hold another volume's superblock or non-onestack data. */
@@ -102,16 +119,17 @@ function superblockFor(vol: Omit<AssembledVolume, 'elements'>, element: Assemble
 
 async function writeAll(vol: AssembledVolume, targets: readonly AssembledElement[], flags: { clean: boolean; needsRebuild: boolean }): Promise<void> {
   for (const element of targets) {
-    if (element.path === undefined) continue;
     try {
-      await writeSuperblockFile(element.path, superblockFor(vol, element, flags));
+      await writeSuperblockOf(element.config, superblockFor(vol, element, flags));
     } catch (err) {
-      throw new EngineError('io', `element ${element.config.name}: cannot write its superblock: ${(err as Error).message}`, element.path);
+      throw new EngineError('io', `element ${element.config.name}: cannot write its superblock: ${(err as Error).message}`, element.path ?? element.config.uri);
     }
   }
 }
 
 async function createArray(volume: VolumeConfig, probes: readonly Probe[], opts: AssembleOptions): Promise<AssembledVolume> {
+  const gone = probes.find((p) => p.unreachable !== undefined);
+  if (gone !== undefined) throw new EngineError('io', gone.unreachable!, gone.path, 'a new array needs every element reachable');
   const damaged = probes.find((p) => p.sb instanceof SuperblockError);
   if (damaged !== undefined) {
     throw new EngineError('conflict', `element ${damaged.config.name}: unreadable superblock (${(damaged.sb as SuperblockError).message}); refusing to create a new array over it`, damaged.path,
@@ -129,7 +147,7 @@ async function createArray(volume: VolumeConfig, probes: readonly Probe[], opts:
   }
   const vol: AssembledVolume = {
     config: volume, arrayUuid: randomUUID(), sizeBytes: volume.sizeBytes ?? capacity, dataOffsetBytes: DATA_OFFSET_BYTES, eventCount: 1, createdMs: Date.now(), wasClean: true,
-    elements: probes.map((p, i) => ({ config: p.config, role: p.role, state: 'active' as const, dataSizeBytes: legBytes[i] ?? 0, path: p.path, elementUuid: randomUUID() })),
+    elements: probes.map((p, i) => ({ config: p.config, role: p.role, state: 'active' as const, dataSizeBytes: legBytes[i] ?? 0, path: p.path, elementUuid: randomUUID(), blockSizeBytes: p.blockSizeBytes })),
   };
   await writeAll(vol, vol.elements, { clean: true, needsRebuild: false });
   return vol;
@@ -170,6 +188,7 @@ function checkMember(volume: VolumeConfig, p: Probe, ref: Superblock): void {
 
 /** State of one element given the reference superblock: active or stale with a reason. */
 function memberState(layout: VolumeConfig['layout'], p: Probe, ref: Superblock): { state: ElementState; reason?: string } {
+  if (p.unreachable !== undefined) return { state: 'failed', reason: `unreachable at start-up: ${p.unreachable}` };
   if (p.sb instanceof SuperblockError) return { state: 'stale', reason: `unreadable superblock (${p.sb.kind}); needs rebuild` };
   if (!isSuperblock(p.sb)) return { state: 'stale', reason: 'blank superblock (new or replaced element); needs rebuild' };
   if (p.sb.needsRebuild) return { state: 'stale', reason: 'marked for rebuild' };
@@ -190,12 +209,12 @@ async function reassemble(volume: VolumeConfig, probes: readonly Probe[]): Promi
     if (state !== 'active' && !isRedundant(volume.layout)) {
       throw new EngineError('invalid', `volume ${volume.name} (${volume.layout}) cannot be assembled: element ${p.config.name}: ${reason}`, p.path, 'a non-redundant volume needs every element intact');
     }
-    if (state !== 'active' && p.sizeBytes - DATA_OFFSET_BYTES < legBytes) {
+    if (state === 'stale' && p.sizeBytes - DATA_OFFSET_BYTES < legBytes) {
       throw new EngineError('invalid', `element ${p.config.name}: too small to rejoin volume ${volume.name} (needs ${legBytes} data bytes)`, p.path);
     }
     const own = isSuperblock(p.sb) ? p.sb : undefined;
     return { config: p.config, role: p.role, state, dataSizeBytes: own?.dataSizeBytes ?? legBytes, path: p.path,
-      elementUuid: own?.elementUuid ?? randomUUID(), ...(reason !== undefined ? { reason } : {}) };
+      elementUuid: own?.elementUuid ?? randomUUID(), blockSizeBytes: p.blockSizeBytes, ...(reason !== undefined ? { reason } : {}) };
   });
   if (!layoutSurvives(volume.layout, elements.map((e) => e.state))) {
     throw new EngineError('invalid', `volume ${volume.name}: too many stale elements to assemble ${volume.layout}`, `volume ${volume.name}`);

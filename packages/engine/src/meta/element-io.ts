@@ -1,8 +1,11 @@
-// Superblock I/O on local elements: read, write + fsync, wipe, and sparse file creation.
+// Superblock I/O on local elements: read, write + fsync, wipe, and sparse file creation
+// (remote elements go through remote-io.ts; writeSuperblockOf picks by kind).
 // Control plane only (start-up, create, delete, close); the data path never calls these.
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { EngineError } from '../api-types.js';
+import type { ElementConfig } from '../config/types.js';
+import { writeRemoteSuperblock } from './remote-io.js';
 import { decodeSuperblock, SuperblockError, type Superblock } from './superblock.js';
 import { SUPERBLOCK_BYTES } from './types.js';
 
@@ -49,15 +52,21 @@ export async function createSparseFile(file: string, sizeBytes: number): Promise
   }
 }
 
-/** Zeroes the superblock of each existing file (volume delete); files and data stay. */
-export async function wipeSuperblocks(paths: readonly string[]): Promise<void> {
+/** Writes (and flushes) an element's superblock, local or remote. */
+export async function writeSuperblockOf(config: ElementConfig, bytes: Uint8Array): Promise<void> {
+  if (config.location.kind === 'local') return writeSuperblockFile(config.location.path, bytes);
+  return writeRemoteSuperblock(config, bytes);
+}
+
+/** Zeroes the superblock of each element that still exists (volume delete); the data stays. */
+export async function wipeSuperblocks(elements: readonly ElementConfig[]): Promise<void> {
   const zero = new Uint8Array(SUPERBLOCK_BYTES);
-  for (const file of paths) {
+  for (const config of elements) {
     try {
-      await writeSuperblockFile(file, zero);
+      await writeSuperblockOf(config, zero);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
-      throw new EngineError('io', `cannot wipe the superblock of ${file}: ${(err as Error).message}`, file);
+      throw new EngineError('io', `cannot wipe the superblock of element ${config.name}: ${(err as Error).message}`, config.uri);
     }
   }
 }

@@ -15,12 +15,14 @@ export interface AssembledElement {
   readonly state: ElementState;
   /** Usable bytes after DATA_OFFSET_BYTES. */
   readonly dataSizeBytes: number;
-  /** Local path (file or block device) when the element is local. */
+  /** Local path (file or block device), or the masked URI of a remote element (for messages). */
   readonly path?: string;
   /** Why the element is not active, for status and logs. */
   readonly reason?: string;
   /** The element's own UUID from its superblock (absent for a blank, stale element). */
   readonly elementUuid?: string;
+  /** Smallest I/O unit the element accepts (remote block size); 1 when any byte range works. */
+  readonly blockSizeBytes?: number;
 }
 
 export interface AssembledVolume {

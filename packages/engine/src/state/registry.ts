@@ -7,6 +7,7 @@ import type { ElementConfig } from '../config/types.js';
 import type { TopologyElement, TopologyVolume } from '../datapath/topology.js';
 import { volumeHealth } from '../meta/layout.js';
 import { DATA_OFFSET_BYTES, type AssembledVolume, type ElementState } from '../meta/types.js';
+import type { RemoteSpec } from '../remote/spec.js';
 import type { Volume } from '../volume.js';
 
 export const MAX_VOLUME_SLOTS = 64;
@@ -21,6 +22,8 @@ export interface ElementEntry {
   dataSizeBytes: number;
   /** State while not part of a volume (spare, or failed by request). */
   idleState: ElementState;
+  /** nbd/iscsi: how the remote loops connect (holds secrets: never log or serialise it). */
+  readonly remote?: RemoteSpec;
 }
 
 export interface VolumeEntry {
@@ -41,9 +44,11 @@ export class Registry {
   readonly elements = new Map<string, ElementEntry>();
   readonly volumes = new Map<string, VolumeEntry>();
 
-  addElement(config: ElementConfig, runtime: boolean, dataSizeBytes: number): ElementEntry {
+  addElement(config: ElementConfig, runtime: boolean, dataSizeBytes: number, remote?: RemoteSpec): ElementEntry {
     if (this.elements.has(config.name)) throw new EngineError('conflict', `element ${config.name} already exists`, `element ${config.name}`);
-    const entry: ElementEntry = { index: freeSlot([...this.elements.values()].map((e) => e.index), MAX_ELEMENT_SLOTS, 'element'), config, runtime, dataSizeBytes, idleState: 'spare' };
+    if ((remote !== undefined) !== (config.location.kind !== 'local')) throw new Error(`element ${config.name}: remote spec ${remote === undefined ? 'missing' : 'given for a local element'}`);
+    const index = freeSlot([...this.elements.values()].map((e) => e.index), MAX_ELEMENT_SLOTS, 'element');
+    const entry: ElementEntry = { index, config, runtime, dataSizeBytes, idleState: 'spare', ...(remote !== undefined ? { remote } : {}) };
     this.elements.set(config.name, entry);
     return entry;
   }
@@ -65,15 +70,19 @@ export class Registry {
   }
 
   topology(): { volumes: TopologyVolume[]; elements: TopologyElement[] } {
-    const roleState = new Map<string, { state: ElementState; dataSizeBytes: number }>();
-    for (const v of this.volumes.values()) for (const e of v.assembled.elements) roleState.set(e.config.name, { state: e.state, dataSizeBytes: e.dataSizeBytes });
+    const roleState = new Map<string, { state: ElementState; dataSizeBytes: number; blockSizeBytes: number }>();
+    for (const v of this.volumes.values()) {
+      for (const e of v.assembled.elements) roleState.set(e.config.name, { state: e.state, dataSizeBytes: e.dataSizeBytes, blockSizeBytes: e.blockSizeBytes ?? 1 });
+    }
     const elements: TopologyElement[] = [];
     for (const e of this.elements.values()) {
-      if (e.config.location.kind !== 'local') continue; // remote elements arrive in issue 4
       const member = roleState.get(e.config.name);
+      const loc = e.config.location;
       elements.push({
-        index: e.index, name: e.config.name, kind: 'local', path: e.config.location.path, direct: e.config.cache === 'none',
+        index: e.index, name: e.config.name, kind: loc.kind, direct: loc.kind === 'local' && e.config.cache === 'none',
         dataOffsetBytes: DATA_OFFSET_BYTES, dataSizeBytes: member?.dataSizeBytes ?? e.dataSizeBytes, state: member?.state ?? e.idleState,
+        blockSizeBytes: member?.blockSizeBytes ?? 1,
+        ...(loc.kind === 'local' ? { path: loc.path } : {}), ...(e.remote !== undefined ? { remote: e.remote } : {}),
       });
     }
     const volumes = [...this.volumes.values()].map((v): TopologyVolume => ({

@@ -6,6 +6,8 @@ import type { ElementCache, ElementConfig } from '../config/types.js';
 import { defaultElementName } from '../config/uri.js';
 import { normalizeElement } from '../config/validate.js';
 import { localSizeBytes } from '../meta/device.js';
+import { withRemote } from '../meta/remote-io.js';
+import { remoteSpecFor, type RemoteSpec } from '../remote/spec.js';
 import { DATA_OFFSET_BYTES } from '../meta/types.js';
 import { MAX_ELEMENT_SLOTS, type Registry } from './registry.js';
 
@@ -23,14 +25,19 @@ export function asInvalid(err: unknown): unknown {
   return err;
 }
 
-/** Usable bytes of a local element after the header area; 0 if unknown (remote, missing). */
+/** Usable bytes of an element after the header area; 0 if unknown (missing, unreachable). */
 export async function dataBytesOf(config: ElementConfig): Promise<number> {
-  if (config.location.kind !== 'local') return 0;
   try {
-    return Math.max(0, (await localSizeBytes(config.location.path)) - DATA_OFFSET_BYTES);
+    const total = config.location.kind === 'local' ? await localSizeBytes(config.location.path) : await withRemote(config, async (dev) => dev.info.sizeBytes);
+    return Math.max(0, total - DATA_OFFSET_BYTES);
   } catch {
     return 0;
   }
+}
+
+/** A remote element's connection spec (secrets and PEM files read now); undefined for local ones. */
+export async function remoteSpecOf(config: ElementConfig): Promise<RemoteSpec | undefined> {
+  return config.location.kind === 'local' ? undefined : remoteSpecFor(config);
 }
 
 function uniqueName(registry: Registry, base: string): string {

@@ -8,6 +8,7 @@ import { attach, type SharedViews } from '../datapath/shared-layout.js';
 import type { TopologyMessage } from '../datapath/topology.js';
 import { ControlChannel, type LoopTask } from './control.js';
 import { closeElement, openElement, runSub, type ElementHandle, type Scratch } from './element-io.js';
+import { TRACE_IDS, traceSub } from './trace.js';
 
 const BATCH_MAX = 32;
 const CACHE_SCRATCH_BYTES = 256 * 1024;
@@ -24,9 +25,10 @@ class BottomLoop {
     const next: (ElementHandle | undefined)[] = [];
     const openErrors: { index: number; reason: string }[] = [];
     for (const e of msg.elements) {
+      if (e.kind !== 'local') continue; // remote elements belong to the remote loops
       const h = openElement(e, this.handles[e.index]);
       next[e.index] = h;
-      if (h.fd < 0 && e.kind === 'local') openErrors.push({ index: e.index, reason: h.reason ?? 'not open' });
+      if (h.fd < 0) openErrors.push({ index: e.index, reason: h.reason ?? 'not open' });
     }
     // Close what the new topology no longer names (or reopened under another path/mode).
     this.handles.forEach((h, i) => {
@@ -50,6 +52,7 @@ class BottomLoop {
       const op = w[sb + D.OP]!;
       const lengthBytes = w[sb + D.LENGTH]!;
       const slot = w[sb + D.SLOT]!;
+      if (TRACE_IDS) traceSub('bottom', w, sub, v.table.getOffset(sub));
       const view = slot >= 0 ? v.slab.view(slot, w[sb + D.SLOT_OFFSET]!, lengthBytes) : null;
       runSub(h, { op, flags: w[sb + D.FLAGS]!, offsetBytes: v.table.getOffset(sub), lengthBytes, view }, this.scratch);
     } catch (err) {

@@ -17,11 +17,7 @@ export default function middleLoop(task: LoopTask): string {
   const v = attach(task.handles);
   const core = new MiddleCore(v);
   const control = new ControlChannel(v, task.port);
-  let subsSinceRing = 0;
-  const ringBottom = (): void => {
-    if (subsSinceRing > 0) v.bottomBell.ring(subsSinceRing);
-    subsSinceRing = 0;
-  };
+  const ringBottom = (): void => core.ringBells();
   const ringCompletion = (): void => {
     if (core.completedAny) v.completionBell.ring();
     core.completedAny = false;
@@ -30,7 +26,6 @@ export default function middleLoop(task: LoopTask): string {
     let waitedMs = 0;
     for (;;) {
       const n = core.push(plan);
-      subsSinceRing += n;
       if (plan.next >= plan.extents.length) return;
       if (n > 0) waitedMs = 0;
       if (control.stopRequested()) return core.abandon(plan, ESHUTDOWN);

@@ -1,15 +1,18 @@
-// One client connection: drives the handshake machine, then the request loop. Requests are
-// parsed from a bounded accumulator, validated, and handed to the backend; replies leave in
-// completion order through ReplySender. Nothing thrown here may escape to the event loop.
+// One client connection: drives the handshake machine (upgrading the socket to TLS on STARTTLS),
+// then the request loop. Requests are parsed from a bounded accumulator, validated, and handed to
+// the backend (dispatch.ts); replies leave in completion order through ReplySender. Nothing thrown
+// here may escape to the event loop.
 
 import type { Socket } from 'node:net';
-import { type NbdExport, NbdError, type NbdReadResult, type NbdWriteBuffer } from '../backend.js';
+import type { NbdExport, NbdWriteBuffer } from '../backend.js';
 import { ByteAccumulator } from '../codec/accumulator.js';
 import { encodeGreeting } from '../codec/handshake.js';
 import { type NbdRequest, decodeRequest } from '../codec/transmission.js';
-import { Cmd, CmdFlag, Errno, Size } from '../constants.js';
+import { Cmd, Size } from '../constants.js';
+import { BackendDispatcher, invoke } from './dispatch.js';
 import { SERVER_HANDSHAKE_FLAGS, ServerHandshake, type HandshakeConfig } from './handshake.js';
 import { ReplySender } from './replies.js';
+import { type ServerTls, upgradeToTls } from './tls.js';
 import { checkRequest } from './validate.js';
 
 export type LogFn = (level: 'info' | 'warn' | 'error', msg: string) => void;
@@ -22,9 +25,12 @@ export interface ConnectionConfig {
   /** Oversized writes up to this are read and dropped (EOVERFLOW); beyond it the connection closes. */
   readonly writeDiscardMaxBytes: number;
   readonly log: LogFn;
+  /** Present when STARTTLS is offered (handshake.tls is not 'none'). */
+  readonly tls?: ServerTls;
 }
 
-type Phase = 'handshake' | 'header' | 'acquiring' | 'payload' | 'discard' | 'disconnecting' | 'closing' | 'closed';
+// 'tls': STARTTLS was ACKed and the TLS handshake runs; nothing is parsed until it passes.
+type Phase = 'handshake' | 'tls' | 'header' | 'acquiring' | 'payload' | 'discard' | 'disconnecting' | 'closing' | 'closed';
 
 /** A write whose payload is still arriving (or being skipped). */
 interface PendingWrite {
@@ -54,21 +60,29 @@ export class NbdConnection {
   private pending: PendingWrite | undefined;
   private pausedForSlots = false;
   private pumping = false;
-  private backendErrors = 0;
+  private backend: BackendDispatcher | undefined;
   private handshakeTimer: NodeJS.Timeout | undefined;
+  /** The accepted socket, or after STARTTLS the TLS socket over it. */
+  private socket: Socket;
+  private readonly listeners = {
+    data: (chunk: Buffer): void => this.onData(chunk),
+    error: (err: Error): void => this.config.log(this.phase === 'tls' ? 'warn' : 'info',
+      `${this.tag()}: ${this.phase === 'tls' ? 'TLS handshake failed' : 'socket error'}: ${describeError(err)}`),
+    close: (): void => this.onClose(),
+  };
   private resolveDrained!: () => void;
   /** Settles once the socket is closed and no request is left at the backend. */
   readonly drained: Promise<void> = new Promise((resolve) => { this.resolveDrained = resolve; });
 
-  constructor(private readonly socket: Socket, private readonly config: ConnectionConfig) {
+  constructor(socket: Socket, private readonly config: ConnectionConfig) {
     if (!(config.inFlightMax > 0) || !(config.handshakeTimeoutMs > 0)) throw new RangeError('bad connection config');
+    if ((config.tls === undefined) !== (config.handshake.tls === 'none')) throw new RangeError('tls material and handshake mode disagree');
     this.acc = new ByteAccumulator(ACCUMULATOR_CAPACITY_BYTES);
     this.handshake = new ServerHandshake(config.handshake);
+    this.socket = socket;
     socket.setNoDelay(true);
-    // A TLS upgrade will re-attach these same listeners to the TLSSocket.
-    socket.on('data', (chunk: Buffer) => this.onData(chunk));
-    socket.on('error', (err) => this.config.log('info', `${this.tag()}: socket error: ${err.message}`));
-    socket.on('close', () => this.onClose());
+    this.attach(socket);
+    // Runs on across a TLS upgrade: a client stalling in the TLS handshake is dropped as well.
     this.handshakeTimer = setTimeout(() => this.onHandshakeTimeout(), config.handshakeTimeoutMs);
     socket.write(encodeGreeting(SERVER_HANDSHAKE_FLAGS));
   }
@@ -76,6 +90,36 @@ export class NbdConnection {
   /** Server shutdown: hard disconnect; in-flight backend work still settles and is released. */
   destroy(): void {
     this.socket.destroy();
+  }
+
+  private attach(socket: Socket): void {
+    socket.on('data', this.listeners.data).on('error', this.listeners.error).on('close', this.listeners.close);
+  }
+
+  /** STARTTLS was ACKed: from here on every byte goes through TLS, in both directions. */
+  private startTls(): void {
+    const tls = this.config.tls;
+    const raw = this.socket;
+    // The machine closes on bytes behind STARTTLS; bytes still buffered here would bypass TLS.
+    if (tls === undefined || this.acc.length !== 0 || raw.readableLength !== 0) throw new Error('STARTTLS with plaintext bytes pending');
+    raw.off('data', this.listeners.data).off('error', this.listeners.error).off('close', this.listeners.close);
+    this.phase = 'tls';
+    try {
+      this.socket = upgradeToTls(raw, tls, {
+        onSecure: (summary) => {
+          if (this.phase !== 'tls') return;
+          this.config.log('info', `${this.tag()}: TLS established (${summary})`);
+          this.phase = 'handshake';
+          this.resumeAfterWait(); // the client's next option may have come with its last TLS flight
+        },
+        onRefused: (reason) => {
+          this.config.log('warn', `${this.tag()}: closing: ${reason}`);
+          this.phase = 'closing';
+        },
+      });
+    } finally {
+      this.attach(this.socket); // the TLS socket, or the raw one again if wrapping threw (fatal() closes it)
+    }
   }
 
   private tag(): string {
@@ -122,9 +166,11 @@ export class NbdConnection {
     switch (step.kind) {
       case 'need-more':
         return false;
+      case 'starttls':
+        this.startTls();
+        return false;
       case 'close':
-      case 'starttls': // unreachable until TLS lands: the machine only returns it in a TLS mode
-        this.config.log(step.kind === 'close' ? step.level : 'warn', `${this.tag()}: handshake ended: ${step.kind === 'close' ? step.reason : 'starttls'}`);
+        this.config.log(step.level, `${this.tag()}: handshake ended: ${step.reason}`);
         this.phase = 'closing';
         this.socket.destroySoon(); // flush the last replies (e.g. ABORT's ack), then close
         return false;
@@ -133,6 +179,8 @@ export class NbdConnection {
         this.exp = step.setup.export;
         this.structuredReplies = step.setup.structuredReplies;
         this.replies = new ReplySender(this.socket, this.config.inFlightMax, this.structuredReplies, () => this.onSlotFree());
+        this.backend = new BackendDispatcher(this.exp, this.replies,
+          (message) => this.config.log('error', `${this.tag()}: backend error, replying EIO (further ones not logged): ${message}`));
         this.phase = 'header';
         this.config.log('info', `${this.tag()}: export ${JSON.stringify(this.exp.name)} (structured replies ${this.structuredReplies ? 'on' : 'off'})`);
         return true;
@@ -165,7 +213,7 @@ export class NbdConnection {
     if (req.type === Cmd.WRITE) return this.startWrite(slot, req);
     const errno = checkRequest(req, this.exp as NbdExport, this.structuredReplies);
     if (errno !== 0) replies.sendError(slot, req.cookieHi, req.cookieLo, errno);
-    else this.dispatch(slot, req);
+    else (this.backend as BackendDispatcher).dispatch(slot, req);
     return true;
   }
 
@@ -217,7 +265,7 @@ export class NbdConnection {
       this.finishPending(pending);
       return;
     }
-    pending.errno = this.errnoOf(err);
+    pending.errno = (this.backend as BackendDispatcher).errnoOf(err);
     this.phase = 'discard';
     this.resumeAfterWait();
   }
@@ -250,10 +298,7 @@ export class NbdConnection {
     this.pending = undefined;
     pending.buffer = undefined;
     this.phase = 'header';
-    const req = pending.req;
-    const fua = (req.flags & CmdFlag.FUA) !== 0;
-    const exp = this.exp as NbdExport;
-    this.settle(pending.slot, req, invoke(() => exp.write(req.offsetBytes, buffer, { fua })));
+    (this.backend as BackendDispatcher).write(pending.slot, pending.req, buffer);
     return true;
   }
 
@@ -270,62 +315,6 @@ export class NbdConnection {
     this.phase = 'header';
     (this.replies as ReplySender).sendError(pending.slot, pending.req.cookieHi, pending.req.cookieLo, pending.errno);
     return true;
-  }
-
-  private dispatch(slot: number, req: NbdRequest): void {
-    const exp = this.exp as NbdExport;
-    const fua = (req.flags & CmdFlag.FUA) !== 0;
-    const off = req.offsetBytes;
-    const len = req.lengthBytes;
-    switch (req.type) {
-      case Cmd.READ:
-        invoke(() => exp.read(off, len)).then(
-          (result) => this.onRead(slot, req, result),
-          (err: unknown) => this.onFailed(slot, req, err),
-        );
-        return;
-      case Cmd.FLUSH: return this.settle(slot, req, invoke(() => exp.flush()));
-      case Cmd.TRIM: return this.settle(slot, req, invoke(() => exp.trim(off, len, { fua })));
-      case Cmd.WRITE_ZEROES: {
-        const noHole = (req.flags & CmdFlag.NO_HOLE) !== 0;
-        return this.settle(slot, req, invoke(() => exp.writeZeroes(off, len, { fua, noHole })));
-      }
-      case Cmd.CACHE: return this.settle(slot, req, invoke(() => exp.cache(off, len)));
-      default: throw new Error(`dispatch of unchecked command ${req.type}`);
-    }
-  }
-
-  private settle(slot: number, req: NbdRequest, done: Promise<void>): void {
-    done.then(
-      () => (this.replies as ReplySender).sendDone(slot, req.cookieHi, req.cookieLo),
-      (err: unknown) => this.onFailed(slot, req, err),
-    );
-  }
-
-  private onRead(slot: number, req: NbdRequest, result: NbdReadResult): void {
-    let totalBytes = 0;
-    for (const chunk of result.chunks) totalBytes += chunk.length;
-    if (totalBytes !== req.lengthBytes) {
-      result.release();
-      this.onFailed(slot, req, new Error(`backend read returned ${totalBytes} bytes, wanted ${req.lengthBytes}`));
-      return;
-    }
-    (this.replies as ReplySender).sendRead(slot, req.cookieHi, req.cookieLo, req.offsetBytes, result, totalBytes);
-  }
-
-  private onFailed(slot: number, req: NbdRequest, err: unknown): void {
-    (this.replies as ReplySender).sendError(slot, req.cookieHi, req.cookieLo, this.errnoOf(err));
-  }
-
-  /** NbdError carries its errno; anything else is a backend bug or I/O failure: EIO, logged once. */
-  private errnoOf(err: unknown): number {
-    if (err instanceof NbdError) return Errno[err.errno] ?? Errno.EIO;
-    this.backendErrors += 1;
-    if (this.backendErrors === 1) {
-      const message = err instanceof Error ? err.message : String(err);
-      this.config.log('error', `${this.tag()}: backend error, replying EIO (further ones not logged): ${message}`);
-    }
-    return Errno.EIO;
   }
 
   private onSlotFree(): void {
@@ -356,7 +345,7 @@ export class NbdConnection {
   }
 
   private onHandshakeTimeout(): void {
-    if (this.phase !== 'handshake') return;
+    if (this.phase !== 'handshake' && this.phase !== 'tls') return;
     this.config.log('info', `${this.tag()}: handshake timed out`);
     this.phase = 'closing';
     this.socket.destroy();
@@ -388,11 +377,9 @@ export class NbdConnection {
   }
 }
 
-/** Runs a backend call so that a synchronous throw becomes a rejection. */
-function invoke<T>(call: () => Promise<T>): Promise<T> {
-  try {
-    return call();
-  } catch (err) {
-    return Promise.reject(err);
-  }
+/** One short line: OpenSSL's messages carry a pointer and a source path we do not need. */
+function describeError(err: Error): string {
+  const { reason, code } = err as Error & { reason?: unknown; code?: unknown };
+  if (typeof reason !== 'string') return (err.message.split('\n')[0] ?? '').trim();
+  return typeof code === 'string' ? `${reason} (${code})` : reason;
 }

@@ -1,6 +1,6 @@
 // Option haggling as a socket-free state machine: the connection feeds it bytes and writes
 // whatever it queues in `output`. The outcome says what to do next: wait, close, enter
-// transmission, or (once TLS lands) upgrade the socket and keep feeding the same machine.
+// transmission, or upgrade the socket to TLS (STARTTLS) and keep feeding the same machine.
 
 import type { NbdExport, NbdExportProvider } from '../backend.js';
 import { ByteAccumulator } from '../codec/accumulator.js';
@@ -16,9 +16,15 @@ export interface HandshakeConfig {
   readonly optionDataMaxBytes: number;
   /** Bounds the haggling loop; a client needs a handful of options. */
   readonly optionsMax: number;
-  /** 'none' until TLS lands: STARTTLS then gets ERR_UNSUP. A TLS mode would ACK and return 'starttls'. */
-  readonly tls: 'none';
+  /**
+   * proto.md's server modes. 'none' (NOTLS): STARTTLS gets ERR_UNSUP. 'optional' (SELECTIVETLS,
+   * no export TLS-only): STARTTLS is ACKed, everything works either way. 'required' (FORCEDTLS):
+   * before STARTTLS every option but ABORT gets ERR_TLS_REQD, and EXPORT_NAME closes.
+   */
+  readonly tls: TlsMode;
 }
+
+export type TlsMode = 'none' | 'optional' | 'required';
 
 export interface TransmissionSetup {
   readonly export: NbdExport;
@@ -56,6 +62,7 @@ export class ServerHandshake {
   private noZeroes = false;
   private structuredReplies = false;
   private optionsSeen = 0;
+  private tlsActive = false;
 
   constructor(private readonly config: HandshakeConfig) {
     if (config.optionsMax <= 0 || config.optionDataMaxBytes < Size.OPTION_HEADER) throw new RangeError('bad handshake config');
@@ -69,6 +76,10 @@ export class ServerHandshake {
       if (flags.kind === 'need') return { kind: 'need-more' };
       if (flags.kind === 'error') return this.finish({ kind: 'close', reason: flags.error.message, level: 'warn' });
       acc.consume(flags.consumedBytes);
+      // proto.md: TLS needs fixed newstyle; without it the server must not offer TLS at all.
+      if (this.config.tls === 'required' && (flags.value & ClientFlag.FIXED_NEWSTYLE) === 0) {
+        return this.finish({ kind: 'close', reason: 'client lacks fixed newstyle, and TLS is required', level: 'warn' });
+      }
       this.noZeroes = (flags.value & ClientFlag.NO_ZEROES) !== 0;
       this.phase = 'options';
     }
@@ -90,7 +101,8 @@ export class ServerHandshake {
       if (decoded.kind !== 'value') throw new Error('option decode disagrees with its header');
       acc.consume(decoded.consumedBytes);
       this.optionsSeen += 1;
-      const step = this.handle(decoded.value);
+      const option = decoded.value;
+      const step = this.waitsForTls(option) ? this.refuseBeforeTls(option) : this.handle(option, acc);
       if (step !== undefined) return step.kind === 'starttls' ? step : this.finish(step);
     }
     return this.finish({ kind: 'close', reason: `more than ${this.config.optionsMax} options`, level: 'warn' });
@@ -101,8 +113,47 @@ export class ServerHandshake {
     return step;
   }
 
+  /** Whether TLS was started (STARTTLS answered with ACK); the driver then owes a TLS socket. */
+  get tls(): boolean {
+    return this.tlsActive;
+  }
+
+  /** FORCEDTLS before the upgrade: only STARTTLS and ABORT get through. */
+  private waitsForTls(option: NbdOption): boolean {
+    if (this.config.tls !== 'required' || this.tlsActive) return false;
+    return option.type !== 'abort' && option.type !== 'starttls' && !(option.type === 'invalid' && option.option === Opt.STARTTLS);
+  }
+
+  private refuseBeforeTls(option: NbdOption): HandshakeStep | undefined {
+    // EXPORT_NAME cannot carry an error, so the spec says to end the session.
+    if (option.type === 'export-name' || (option.type === 'invalid' && option.option === Opt.EXPORT_NAME)) {
+      return { kind: 'close', reason: 'NBD_OPT_EXPORT_NAME before NBD_OPT_STARTTLS, and TLS is required', level: 'warn' };
+    }
+    this.output.push(encodeOptionError(optionCode(option), Rep.ERR_TLS_REQD, 'TLS is required: send NBD_OPT_STARTTLS first'));
+    return undefined;
+  }
+
+  private startTls(acc: ByteAccumulator): HandshakeStep | undefined {
+    if (this.config.tls === 'none') {
+      this.output.push(encodeOptionError(Opt.STARTTLS, Rep.ERR_UNSUP, 'TLS is not configured on this server'));
+      return undefined;
+    }
+    if (this.tlsActive) {
+      this.output.push(encodeOptionError(Opt.STARTTLS, Rep.ERR_INVALID, 'TLS is already active'));
+      return undefined;
+    }
+    // Bytes behind STARTTLS came in plaintext before our reply; reading them after the upgrade
+    // would let a man in the middle inject options into the protected session (nbdkit CVE-2021-3716).
+    if (acc.length > 0) return { kind: 'close', reason: 'data sent after NBD_OPT_STARTTLS before its reply', level: 'warn' };
+    this.output.push(encodeOptionReply(Opt.STARTTLS, Rep.ACK));
+    this.tlsActive = true;
+    // Nothing negotiated in plaintext survives the upgrade (as nbdkit and qemu-nbd do).
+    this.structuredReplies = false;
+    return { kind: 'starttls' };
+  }
+
   /** Answers one option; returns a step only when haggling ends. */
-  private handle(option: NbdOption): HandshakeStep | undefined {
+  private handle(option: NbdOption, acc: ByteAccumulator): HandshakeStep | undefined {
     switch (option.type) {
       case 'export-name':
         return this.exportName(option.name);
@@ -114,8 +165,7 @@ export class ServerHandshake {
         this.output.push(encodeOptionReply(Opt.LIST, Rep.ACK));
         return undefined;
       case 'starttls':
-        this.output.push(encodeOptionError(Opt.STARTTLS, Rep.ERR_UNSUP, 'TLS is not configured on this server'));
-        return undefined;
+        return this.startTls(acc);
       case 'structured-reply':
         this.structuredReplies = true;
         this.output.push(encodeOptionReply(Opt.STRUCTURED_REPLY, Rep.ACK));
@@ -167,5 +217,20 @@ export class ServerHandshake {
     this.output.push(encodeOptionReply(option, Rep.ACK));
     if (kind === 'info') return undefined;
     return { kind: 'transmission', setup: { export: exp, structuredReplies: this.structuredReplies, transmissionFlags } };
+  }
+}
+
+/** The wire number of a decoded option, for error replies. */
+function optionCode(option: NbdOption): number {
+  switch (option.type) {
+    case 'export-name': return Opt.EXPORT_NAME;
+    case 'abort': return Opt.ABORT;
+    case 'list': return Opt.LIST;
+    case 'starttls': return Opt.STARTTLS;
+    case 'info': return Opt.INFO;
+    case 'go': return Opt.GO;
+    case 'structured-reply': return Opt.STRUCTURED_REPLY;
+    case 'invalid':
+    case 'unsupported': return option.option;
   }
 }

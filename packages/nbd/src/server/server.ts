@@ -5,6 +5,7 @@ import { type Server, type Socket, createServer } from 'node:net';
 import type { NbdExportProvider } from '../backend.js';
 import { OPTION_DATA_MAX_BYTES } from '../constants.js';
 import { type LogFn, NbdConnection } from './connection.js';
+import { type NbdServerTlsOptions, prepareServerTls } from './tls.js';
 
 export interface NbdServerOptions {
   /** Connections beyond this are closed on accept. Default 64. */
@@ -13,6 +14,8 @@ export interface NbdServerOptions {
   handshakeTimeoutMs?: number;
   /** Requests in flight per connection; the socket is not read while at the cap. Default 64. */
   inFlightMax?: number;
+  /** Offer NBD_OPT_STARTTLS (see NbdServerTlsOptions.require for FORCEDTLS). Absent: no TLS. */
+  tls?: NbdServerTlsOptions;
   log?: LogFn;
 }
 
@@ -20,6 +23,8 @@ export interface NbdServer {
   listen(host: string, port: number): Promise<{ host: string; port: number }>;
   close(): Promise<void>;
   readonly connectionCount: number;
+  /** 'none' without TLS material, else whether clients must upgrade before anything else. */
+  readonly tls: 'none' | 'optional' | 'required';
 }
 
 const WRITE_DISCARD_MAX_BYTES = 64 * 1024 * 1024;
@@ -31,6 +36,9 @@ export function createNbdServer(provider: NbdExportProvider, options: NbdServerO
   const inFlightMax = options.inFlightMax ?? 64;
   const log: LogFn = options.log ?? (() => {});
   if (!(maxConnections > 0 && handshakeTimeoutMs > 0 && inFlightMax > 0)) throw new RangeError('NbdServerOptions must be positive');
+  // Built once: a bad certificate or key fails here, at start-up, not on the first client.
+  const tls = options.tls === undefined ? undefined : prepareServerTls(options.tls);
+  const tlsMode = tls?.mode ?? 'none';
 
   const connections = new Set<NbdConnection>();
   let nextId = 1;
@@ -46,11 +54,12 @@ export function createNbdServer(provider: NbdExportProvider, options: NbdServerO
     }
     const connection = new NbdConnection(socket, {
       id: nextId++,
-      handshake: { provider, optionDataMaxBytes: OPTION_DATA_MAX_BYTES, optionsMax: OPTIONS_MAX, tls: 'none' },
+      handshake: { provider, optionDataMaxBytes: OPTION_DATA_MAX_BYTES, optionsMax: OPTIONS_MAX, tls: tlsMode },
       handshakeTimeoutMs,
       inFlightMax,
       writeDiscardMaxBytes: WRITE_DISCARD_MAX_BYTES,
       log,
+      ...(tls !== undefined ? { tls } : {}),
     });
     connections.add(connection);
     void connection.drained.then(() => connections.delete(connection));
@@ -60,6 +69,8 @@ export function createNbdServer(provider: NbdExportProvider, options: NbdServerO
     get connectionCount(): number {
       return connections.size;
     },
+
+    tls: tlsMode,
 
     listen(host: string, port: number): Promise<{ host: string; port: number }> {
       if (listener !== undefined) return Promise.reject(new Error('NbdServer is already listening'));
@@ -72,7 +83,7 @@ export function createNbdServer(provider: NbdExportProvider, options: NbdServerO
           server.on('error', (err) => log('error', `nbd: listener error: ${err.message}`));
           const address = server.address();
           if (address === null || typeof address === 'string') return reject(new Error('unexpected listen address'));
-          log('info', `nbd: listening on ${address.address}:${address.port}`);
+          log('info', `nbd: listening on ${address.address}:${address.port} (tls: ${tlsMode === 'none' ? 'off' : tlsMode})`);
           resolve({ host: address.address, port: address.port });
         });
       });

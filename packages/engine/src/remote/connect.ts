@@ -1,0 +1,61 @@
+// Opens a remote element through our own protocol clients (@onestack/nbd, @onestack/iscsi).
+// Both expose the same block-device shape, so the rest of the engine sees one RemoteDevice.
+import { NbdClient } from '@onestack/nbd';
+import { IscsiClient } from '@onestack/iscsi';
+import { DataPathError, type DataPathErrno } from '../datapath/errno.js';
+import type { RemoteSpec } from './spec.js';
+
+export interface RemoteDeviceInfo {
+  readonly sizeBytes: number;
+  readonly blockSizeBytes: number;
+  readonly maxRequestBytes: number;
+  readonly readOnly: boolean;
+  readonly canFlush: boolean;
+  readonly canFua: boolean;
+  readonly canTrim: boolean;
+  readonly canWriteZeroes: boolean;
+  readonly canMultiConn: boolean;
+}
+
+/** The block-device face both protocol clients present. */
+export interface RemoteDevice {
+  readonly info: RemoteDeviceInfo;
+  readonly connected: boolean;
+  read(offsetBytes: number, into: Uint8Array): Promise<void>;
+  write(offsetBytes: number, data: Uint8Array, flags?: { fua?: boolean }): Promise<void>;
+  flush(): Promise<void>;
+  trim(offsetBytes: number, lengthBytes: number, flags?: { fua?: boolean }): Promise<void>;
+  writeZeroes(offsetBytes: number, lengthBytes: number, flags?: { fua?: boolean; noHole?: boolean }): Promise<void>;
+  close(): Promise<void>;
+}
+
+export type LogLine = (line: string) => void;
+
+export async function connectRemote(spec: RemoteSpec, log?: LogLine): Promise<RemoteDevice> {
+  const logOpt = log !== undefined ? { log: (line: string) => log(`${spec.where}: ${line}`) } : {};
+  if (spec.kind === 'nbd') {
+    return NbdClient.connect({
+      exportName: spec.exportName, timeoutMs: spec.timeoutMs, connections: spec.connections,
+      ...(spec.host !== undefined ? { host: spec.host } : {}), ...(spec.port !== undefined ? { port: spec.port } : {}),
+      ...(spec.socketPath !== undefined ? { socketPath: spec.socketPath } : {}), ...(spec.tls !== undefined ? { tls: spec.tls } : {}), ...logOpt,
+    });
+  }
+  return IscsiClient.connect({
+    host: spec.host, port: spec.port, targetIqn: spec.targetIqn, lun: spec.lun, timeoutMs: spec.timeoutMs,
+    digests: { header: spec.digest, data: spec.digest }, ...(spec.chap !== undefined ? { chap: spec.chap } : {}), ...logOpt,
+  });
+}
+
+const PASS_THROUGH: ReadonlySet<string> = new Set<DataPathErrno>(['EPERM', 'EIO', 'ENOMEM', 'EINVAL', 'ENOSPC', 'EOVERFLOW', 'ENOTSUP', 'ESHUTDOWN']);
+
+/** A remote failure as the data path's errno: transport trouble (timeouts, resets, refusals) is EIO. */
+export function remoteErrno(err: unknown): DataPathErrno {
+  const code = typeof err === 'object' && err !== null && 'code' in err ? String((err as { code: unknown }).code) : '';
+  return PASS_THROUGH.has(code) ? (code as DataPathErrno) : 'EIO';
+}
+
+/** One clear line for logs and errors: the client's own message already names the remote. */
+export function remoteError(err: unknown, where: string): DataPathError {
+  const message = err instanceof Error ? err.message : String(err);
+  return new DataPathError(remoteErrno(err), message.includes(where) ? message : `${where}: ${message}`);
+}

@@ -1,0 +1,126 @@
+// REMOTE bottom loop: like the bottom loop, but its elements are sockets (our NBD client and
+// iSCSI initiator), so it is asynchronous. It drains its ring in batches, starts each sub on the
+// element's link without waiting, and when idle sleeps with Atomics.waitAsync so socket events
+// keep flowing. Element k is served by loop k % pools.remote, so one element's requests (and its
+// FLUSH) all go down the same connections: one channel per thread, as in SPDK.
+import { D, DESC_WORDS, DescStatus } from '@onestack/queue';
+import { finishSub } from '../datapath/complete.js';
+import { DataPathError, errnoCode } from '../datapath/errno.js';
+import { attach, type SharedViews } from '../datapath/shared-layout.js';
+import type { TopologyMessage } from '../datapath/topology.js';
+import { ControlChannel, IDLE_SLEEP_MS, type LoopTask } from './control.js';
+import { RemoteLink } from './remote-link.js';
+import { TRACE_IDS, traceSub } from './trace.js';
+
+const BATCH_MAX = 64;
+const EIO = errnoCode('EIO');
+
+class RemoteLoop {
+  private links: (RemoteLink | undefined)[] = [];
+  private completedAny = false;
+  private ringScheduled = false;
+  inFlight = 0;
+
+  constructor(
+    private readonly v: SharedViews,
+    private readonly loopId: number,
+  ) {}
+
+  apply(msg: TopologyMessage): { openErrors: { index: number; reason: string }[] } {
+    const next: (RemoteLink | undefined)[] = [];
+    const ringCount = this.v.remote.length;
+    for (const e of msg.elements) {
+      if (e.remote === undefined || e.index % ringCount !== this.loopId) continue;
+      const old = this.links[e.index];
+      next[e.index] = old !== undefined && old.sameAs(e.remote) ? old : new RemoteLink(e.remote, (line) => log(this.loopId, line));
+    }
+    this.links.forEach((link, i) => {
+      if (link !== undefined && next[i] !== link) void link.close();
+    });
+    this.links = next;
+    return { openErrors: [] }; // links connect on first use; failures surface as I/O errors
+  }
+
+  start(sub: number): void {
+    const v = this.v;
+    const w = v.words;
+    const sb = sub * DESC_WORDS;
+    w[sb + D.STATUS] = DescStatus.RUNNING;
+    const element = w[sb + D.TARGET]!;
+    const op = w[sb + D.OP]!;
+    const lengthBytes = w[sb + D.LENGTH]!;
+    const slot = w[sb + D.SLOT]!;
+    const offsetBytes = v.table.getOffset(sub);
+    if (TRACE_IDS) traceSub(`remote[${this.loopId}]`, w, sub, offsetBytes);
+    const link = this.links[element];
+    this.inFlight++;
+    const done = (errno: number): void => {
+      this.inFlight--;
+      if (finishSub(v, sub, errno)) this.completedAny = true;
+      this.scheduleRing();
+    };
+    if (link === undefined) return done(EIO);
+    const view = slot >= 0 ? v.slab.view(slot, w[sb + D.SLOT_OFFSET]!, lengthBytes) : null;
+    link.run({ op, flags: w[sb + D.FLAGS]!, offsetBytes, lengthBytes, view }).then(
+      () => done(0),
+      (err: unknown) => done(errnoCode(err instanceof DataPathError ? err.errno : 'EIO')),
+    );
+  }
+
+  /** One completion doorbell for all subs that finished in the same turn of the event loop. */
+  private scheduleRing(): void {
+    if (this.ringScheduled) return;
+    this.ringScheduled = true;
+    queueMicrotask(() => {
+      this.ringScheduled = false;
+      if (this.completedAny) this.v.completionBell.ring();
+      this.completedAny = false;
+    });
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.links.map((l) => l?.close()));
+    this.links = [];
+  }
+}
+
+function log(loopId: number, line: string): void {
+  process.stderr.write(`onestack: remote[${loopId}]: ${line}\n`);
+}
+
+const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+export default async function remoteLoop(task: LoopTask): Promise<string> {
+  const v = attach(task.handles);
+  const ring = v.remote[task.workerId];
+  const bell = v.remoteBells[task.workerId];
+  if (ring === undefined || bell === undefined) throw new Error(`remote loop ${task.workerId}: no ring (pools.remote = ${v.remote.length})`);
+  const loop = new RemoteLoop(v, task.workerId);
+  const control = new ControlChannel(v, task.port);
+  try {
+    while (!control.stopRequested()) {
+      control.poll((msg) => loop.apply(msg));
+      let n = 0;
+      for (; n < BATCH_MAX; n++) {
+        const sub = ring.tryPop();
+        if (sub < 0) break;
+        loop.start(sub);
+      }
+      if (n > 0) {
+        await turn(); // let the sockets send and receive before the next batch
+        continue;
+      }
+      const ticket = bell.prepareSleep();
+      if (ring.size() > 0 || control.stopRequested() || control.changed()) {
+        bell.cancelSleep();
+        await turn();
+        continue;
+      }
+      await bell.sleepAsync(ticket, IDLE_SLEEP_MS);
+    }
+  } finally {
+    await loop.close();
+    control.close();
+  }
+  return 'stopped';
+}

@@ -1,0 +1,104 @@
+// Acceptance (issue 4): remote legs that die, stall or restart. raid1 goes on from the local leg
+// without an error reaching the NBD client and `status` names the failed element; a target that
+// restarts within timeoutMs is reconnected to and nothing fails.
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Daemon } from './lib/daemon.js';
+import { DATA_OFFSET_BYTES, MiB, firstDifference, removeDir, sparseFile, tempDir, writeConfig, type ElementSpec, type VolumeSpec } from './lib/files.js';
+import { fio, qemuIo, qemuIoFailed } from './lib/peers.js';
+import { explain, missingTools, sleep } from './lib/proc.js';
+import { startNbdkit, startTgtd, type NbdkitPeer, type TgtdPeer } from './lib/remotes.js';
+
+const ELEMENT_BYTES = DATA_OFFSET_BYTES + 128 * MiB;
+const missing = missingTools(['nbdkit', 'tgtd', 'tgtadm', 'fio', 'qemu-io']);
+
+interface Rig {
+  readonly dir: string;
+  readonly daemon: Daemon;
+}
+
+async function startRig(dir: string, elements: readonly ElementSpec[], volumes: readonly VolumeSpec[]): Promise<Rig> {
+  const { configPath } = await writeConfig(dir, elements, volumes);
+  return { dir, daemon: await Daemon.start({ dataDir: path.join(dir, 'data'), configPath }) };
+}
+
+function fioVerifyArgs(uri: string): string[] {
+  return ['--name=verify', '--ioengine=nbd', `--uri=${uri}`, '--rw=randwrite', '--bs=4k', '--iodepth=16', '--size=48m',
+    '--verify=crc32c', '--do_verify=1', '--verify_fatal=1', '--verify_dump=0'];
+}
+
+async function elementState(d: Daemon, name: string): Promise<{ state: string; volume: string }> {
+  const status = await d.status();
+  const vol = status.volumes.find((v) => v.elements.some((e) => e.name === name));
+  return { state: status.elements.find((e) => e.name === name)?.state ?? 'absent', volume: vol?.state ?? 'absent' };
+}
+
+describe.skipIf(missing !== null)(`remote leg faults on raid1${missing !== null ? ` (skipped: ${missing})` : ''}`, () => {
+  let dir = '';
+  let rig: Rig | null = null;
+  let nbdkit: NbdkitPeer | null = null;
+  let slow: NbdkitPeer | null = null;
+  let tgtd: TgtdPeer | null = null;
+  const file = (name: string): string => path.join(dir, `${name}.img`);
+
+  beforeAll(async () => {
+    dir = tempDir('faults');
+    for (const name of ['kill', 'slow', 'lun']) await sparseFile(file(name), ELEMENT_BYTES);
+    nbdkit = await startNbdkit(['file', file('kill')]);
+    // Writes stall 3 s on this one; its element times out after 1 s.
+    slow = await startNbdkit(['--filter=delay', 'file', file('slow'), 'wdelay=3']);
+    tgtd = await startTgtd({ backingFiles: [file('lun')] });
+    rig = await startRig(dir, [
+      { name: 'a0', sizeBytes: ELEMENT_BYTES }, { name: 'b0', sizeBytes: ELEMENT_BYTES }, { name: 'c0', sizeBytes: ELEMENT_BYTES },
+      { name: 'rkill', uri: `nbd://127.0.0.1:${nbdkit.port}/`, options: { timeoutMs: 2000 } },
+      { name: 'rslow', uri: `nbd://127.0.0.1:${slow.port}/`, options: { timeoutMs: 1000 } },
+      { name: 'rlun', uri: tgtd.uri(), options: { timeoutMs: 30_000 } },
+    ], [
+      { name: 'killed', layout: 'raid1', elements: ['a0', 'rkill'] },
+      { name: 'stalled', layout: 'raid1', elements: ['b0', 'rslow'] },
+      { name: 'restarted', layout: 'raid1', elements: ['c0', 'rlun'] },
+    ]);
+  }, 120_000);
+
+  afterAll(async () => {
+    await rig?.daemon.stop();
+    for (const peer of [nbdkit, slow, tgtd]) await peer?.stop();
+    if (dir !== '') removeDir(dir);
+  });
+
+  it('nbdkit killed with SIGKILL during a fio verify run: fio finishes clean, status says degraded', async () => {
+    const run = fio(fioVerifyArgs(rig!.daemon.uri('killed')), dir);
+    await sleep(1500);
+    await nbdkit!.stop('SIGKILL');
+    const { result, jobs } = await run;
+    expect(result.code, explain(result)).toBe(0);
+    expect(jobs[0]?.error, explain(result)).toBe(0);
+    expect(jobs[0]?.read.io_bytes, 'the verify pass read the data back').toBeGreaterThan(0);
+    expect(await elementState(rig!.daemon, 'rkill')).toEqual({ state: 'failed', volume: 'degraded' });
+    expect(rig!.daemon.alive).toBe(true);
+  }, 180_000);
+
+  it('a remote that stalls beyond timeoutMs is marked failed; the write completes from the local leg, no hang', async () => {
+    const started = Date.now();
+    const r = await qemuIo(rig!.daemon.uri('stalled'), ['write -P 0x33 0 64k', 'read -P 0x33 0 64k'], 30_000);
+    expect(qemuIoFailed(r), explain(r)).toBe(false);
+    expect(Date.now() - started, 'bounded by timeoutMs (1 s) plus slack, not by the 3 s stall').toBeLessThan(2900);
+    expect(await elementState(rig!.daemon, 'rslow')).toEqual({ state: 'failed', volume: 'degraded' });
+  }, 60_000);
+
+  it('tgtd killed and restarted mid-run: the initiator logs in again, fio verifies, nothing failed', async () => {
+    const run = fio(fioVerifyArgs(rig!.daemon.uri('restarted')), dir);
+    await sleep(1500);
+    const port = tgtd!.port;
+    await tgtd!.stop('SIGKILL');
+    await sleep(500);
+    tgtd = await startTgtd({ backingFiles: [file('lun')], port });
+    const { result, jobs } = await run;
+    expect(result.code, explain(result)).toBe(0);
+    expect(jobs[0]?.error, explain(result)).toBe(0);
+    expect(await elementState(rig!.daemon, 'rlun')).toEqual({ state: 'active', volume: 'optimal' });
+    const at = await firstDifference(file('c0'), file('lun'), DATA_OFFSET_BYTES, 48 * MiB);
+    expect(at, `legs differ at ${at}`).toBe(-1);
+  }, 180_000);
+});
