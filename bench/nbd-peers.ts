@@ -1,7 +1,8 @@
 // One command, one run, the same image file(s): fio's nbd engine against qemu-nbd (cache=none and
-// writeback), nbdkit's file plugin, a qemu-storage-daemon quorum and the onestack daemon (linear and
-// raid1), for 4k randread QD32, 1M seq read QD8, 4k randwrite QD32 and 1M seq write QD8. Prints a
-// table with onestack's ratio to the best peer and keeps the JSON in bench/results/.
+// writeback), nbdkit's file plugin, qemu-storage-daemon quorums (two files; a file + nbdkit) and
+// the onestack daemon (linear, raid1, raid1 of a file + nbdkit), for 4k randread QD32, 1M seq read
+// QD8, 4k randwrite QD32 and 1M seq write QD8. Prints a table with onestack's ratio to the best
+// peer and to its like-for-like peer, and keeps the JSON in bench/results/.
 // Build: pnpm exec tsc -p bench    Run: pnpm bench [--seconds N | --quick] (see bench/README.md)
 import { randomFillSync } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
@@ -11,9 +12,9 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { WORKLOADS, runFio, type Workload } from './lib/fio.js';
-import { cpuSeconds, killAll, runCommand, stopServer, version, type Server } from './lib/proc.js';
+import { cpuSeconds, killAll, runCommand, stopServer, version } from './lib/proc.js';
 import { ratios, table, type Cell } from './lib/report.js';
-import { SYSTEMS, type StartContext, type SystemDef } from './lib/systems.js';
+import { SYSTEMS, type Running, type StartContext, type SystemDef } from './lib/systems.js';
 
 const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const RESULTS_DIR = path.join(REPO_ROOT, 'bench', 'results');
@@ -61,20 +62,31 @@ async function clearHeader(file: string): Promise<void> {
   try { await fh.write(Buffer.alloc(HEADER_BYTES), 0, HEADER_BYTES, 0); } finally { await fh.close(); }
 }
 
+/** user + system CPU seconds of the system: its server plus helpers of its own (a remote leg's nbdkit). */
+function systemCpuSeconds(running: Running, ticks: number): number {
+  return [running.server, ...(running.aux ?? [])].reduce((sum, s) => sum + cpuSeconds(s.child.pid, ticks), 0);
+}
+
+/** The server first (it is their client), then its helpers. */
+async function stopSystem(running: Running): Promise<void> {
+  await stopServer(running.server);
+  for (const s of running.aux ?? []) await stopServer(s);
+}
+
 async function benchSystem(sys: SystemDef, ctx: StartContext, workloads: readonly Workload[], seconds: number, ticks: number): Promise<Cell[]> {
   const cells: Cell[] = [];
-  if (sys.onestack) for (const img of sys.id.endsWith('raid1') ? ctx.images : [ctx.images[0]]) await clearHeader(img);
+  if (sys.onestack) for (const img of ctx.images.slice(0, sys.onestackImages ?? 1)) await clearHeader(img);
   progress(`starting ${sys.label}`);
-  let server: Server | null = null;
+  let running: Running | null = null;
   try {
-    const running = await sys.start(ctx);
-    server = running.server;
-    progress(`${sys.id} ready at ${running.uri} (pid ${String(server.child.pid)})`);
+    running = await sys.start(ctx);
+    const aux = (running.aux ?? []).map((s) => `, ${s.name} pid ${String(s.child.pid)}`).join('');
+    progress(`${sys.id} ready at ${running.uri} (pid ${String(running.server.child.pid)}${aux})`);
     for (const w of workloads) {
       try {
-        const cpu0 = cpuSeconds(server.child.pid, ticks);
+        const cpu0 = systemCpuSeconds(running, ticks);
         const f = await runFio(running.uri, w, seconds, ctx.workDir);
-        const cpuUs = (cpuSeconds(server.child.pid, ticks) - cpu0) * 1e6;
+        const cpuUs = (systemCpuSeconds(running, ticks) - cpu0) * 1e6;
         cells.push({ system: sys.id, workload: w.id, figures: f, serverCpuUsPerOp: f.ops > 0 ? cpuUs / f.ops : Number.NaN });
         progress(`${sys.id} ${w.title}: ${f.iops.toFixed(0)} IOPS, ${f.mibps.toFixed(0)} MiB/s, mean latency ${f.latMeanUs.toFixed(0)} µs`);
       } catch (e) {
@@ -86,7 +98,7 @@ async function benchSystem(sys: SystemDef, ctx: StartContext, workloads: readonl
     for (const w of workloads) cells.push({ system: sys.id, workload: w.id, error: String(e) });
     progress(`${sys.id}: could not start: ${String(e).split('\n').slice(0, 6).join(' | ')}`);
   } finally {
-    if (server !== null) await stopServer(server);
+    if (running !== null) await stopSystem(running);
   }
   return cells;
 }
@@ -134,7 +146,7 @@ async function main(): Promise<number> {
 
     const host = {
       cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model ?? '', kernel: os.release(), node: process.version,
-      fio: await version('fio'), qemuNbd: await version('qemu-nbd'), nbdkit: await version('nbdkit'),
+      fio: await version('fio'), qemuNbd: await version('qemu-nbd'), nbdkit: await version('nbdkit'), qsd: await version('qemu-storage-daemon'),
       commit: (await runCommand('git', ['-C', REPO_ROOT, 'rev-parse', '--short', 'HEAD'], 5_000)).stdout.trim(),
     };
     mkdirSync(RESULTS_DIR, { recursive: true });

@@ -1,7 +1,6 @@
 // Acceptance (issue 4): remote legs that die, stall or restart. raid1 goes on from the local leg
 // without an error reaching the NBD client and `status` names the failed element; a target that
 // restarts within timeoutMs is reconnected to and nothing fails.
-import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Daemon } from './lib/daemon.js';

@@ -65,6 +65,11 @@ export interface TgtdOptions {
   readonly backingFiles: readonly string[];
   readonly iqn?: string;
   readonly chap?: { readonly user: string; readonly secret: string };
+  /**
+   * Also demand CHAP in discovery (SendTargets) sessions. tgt lets anyone discover by default;
+   * an account bound without --tid is the discovery account.
+   */
+  readonly discoveryChap?: boolean;
   readonly port?: number;
   /** tgtd's control port (-C), so several tgtd never share a management socket. */
   readonly controlPort?: number;
@@ -98,6 +103,7 @@ export async function startTgtd(opts: TgtdOptions): Promise<TgtdPeer> {
   if (opts.chap !== undefined) {
     await tgtadm(control, ['--op', 'new', '--mode', 'account', '--user', opts.chap.user, '--password', opts.chap.secret]);
     await tgtadm(control, ['--op', 'bind', '--mode', 'account', '--tid', '1', '--user', opts.chap.user]);
+    if (opts.discoveryChap === true) await tgtadm(control, ['--op', 'bind', '--mode', 'account', '--user', opts.chap.user]);
   }
   return {
     port, child, iqn,

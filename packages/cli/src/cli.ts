@@ -4,6 +4,7 @@ import { closest } from './args.js';
 import { statusCommand } from './commands/status.js';
 import { elementCommand } from './commands/element.js';
 import { volumeCommand } from './commands/volume.js';
+import { discoverCommand } from './commands/discover.js';
 import { formatError, toCliError, usageError, type ExitCode } from './errors.js';
 import { NOT_YET, TOP_HELP } from './help.js';
 import type { CliIo } from './io.js';
@@ -17,6 +18,7 @@ const COMMANDS: Readonly<Record<string, Command>> = {
   status: statusCommand,
   volume: volumeCommand,
   element: elementCommand,
+  discover: discoverCommand,
 };
 
 export async function run(argv: readonly string[], io: CliIo): Promise<ExitCode> {

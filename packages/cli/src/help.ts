@@ -9,7 +9,7 @@ commands:
   status     volumes, layout, state, % rebuilt, elements, IOPS (like /proc/mdstat)
   volume     list | create | delete volumes
   element    list | add | remove | fail elements (disks)
-  discover   list exports of an NBD server or iSCSI targets   (not yet available)
+  discover   list the exports of an NBD server or the targets of an iSCSI portal
   bench      measure a volume or URI                           (not yet available)
   init       interactive configuration wizard                  (not yet available)
 
@@ -71,6 +71,32 @@ ${CLIENT_OPTIONS}
 
 example: onestack volume create vol1 --layout raid1 --element d2 --element d3
 `,
+  discover: `usage: onestack discover URI [--secret-file FILE] [--tls-ca FILE] [--tls-cert FILE] [--tls-key FILE]
+                         [--json] [--local]
+
+Lists what a remote offers before it becomes an element: an NBD server's exports (NBD_OPT_LIST)
+or an iSCSI portal's targets (a SendTargets discovery session), each with the element URI to give
+"onestack element add". By default the daemon asks (it is what will connect later); --local asks
+from this process and needs no daemon.
+
+URI: nbd://HOST[:PORT], nbds://HOST[:PORT] (TLS), nbd+unix:///?socket=PATH,
+iscsi://[USER@]HOST[:PORT] (USER: the CHAP user; the secret comes from --secret-file)
+
+  --secret-file FILE  iSCSI CHAP secret: the first line of FILE. Secrets are never taken on the
+                      command line (they would show in ps and shell history), not even in the URI
+  --tls-ca FILE       nbds: CA certificate (PEM) to check the server against
+  --tls-cert FILE     nbds: client certificate (PEM), with --tls-key
+  --tls-key FILE      nbds: client key (PEM)
+  --json              the result as JSON: { kind, where, items: [{ name, uri, description }] }
+  --local             ask from this process instead of through the daemon
+${CLIENT_OPTIONS}
+
+exit status: 0 listed (maybe nothing), 1 the remote could not be asked (unreachable, refused,
+authentication failed), 2 a bad URI or option.
+
+example: onestack discover nbd://127.0.0.1:10810
+         onestack discover iscsi://alice@192.0.2.7 --secret-file /etc/onestack/chap.secret
+`,
   element: `usage: onestack element list [--json]
        onestack element add URI [--name N] [--cache writeback|none]
        onestack element remove N
@@ -91,7 +117,6 @@ example: onestack element add file:/var/lib/onestack/disk2.img --name d2 --cache
 
 /** Commands the SPEC names that arrive later: a clear error rather than a stub. */
 export const NOT_YET: Readonly<Record<string, string>> = {
-  discover: 'arrives in a later issue',
   bench: 'arrives in a later issue',
   init: 'arrives in a later issue',
   'element replace': 'arrives with issue 5',

@@ -95,6 +95,7 @@ export function renderStatus(status: EngineStatus, previous?: OpSample, current?
   const q = status.queue;
   lines.push(`queue: depth ${q.depth}, in flight ${q.inFlight}, slots ${q.slots} x ${q.slotKiB} KiB; io backend: ${status.native.backend}` +
     (status.native.reason === undefined ? '' : ` (${status.native.reason})`));
+  if (status.nbd !== undefined) lines.push(`nbd tls: ${status.nbd.tls}`);
   return lines.join('\n') + '\n';
 }
 
@@ -112,7 +113,7 @@ export function renderElementList(elements: readonly ElementStatus[]): string {
   return table(['NAME', 'KIND', 'STATE', 'SIZE', 'VOLUME', 'ERRORS', 'URI'], rows);
 }
 
-function table(header: readonly string[], rows: readonly (readonly string[])[]): string {
+export function table(header: readonly string[], rows: readonly (readonly string[])[]): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   const line = (cells: readonly string[]): string =>
     cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i] ?? 0))).join('  ');

@@ -2,7 +2,7 @@
 // the banner and `onestack: ready`; on SIGINT/SIGTERM close everything within a bounded time.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Engine } from '@onestack/engine';
+import type { Engine, NbdTlsMode } from '@onestack/engine';
 import { startApiServer, type ApiServer } from './api/server.js';
 import type { Log, LogLevel } from './api/engine-port.js';
 import { formatHostPort, helpHint, parseCommandArgs, parseHostPort, type HostPort } from './args.js';
@@ -47,15 +47,15 @@ export async function serveCommand(argv: readonly string[], io: CliIo): Promise<
     const engine = running.engine;
     const nbdAt = { ...engine.config.nbd.listen };
     running.nbd = await startNbdExport(engine, nbdAt, { log: logger.log }).catch((err: unknown) => { throw listenError(err, 'NBD', '--nbd', nbdAt); });
-    const nbd = running.nbd as unknown as HostPort;
+    const nbd = running.nbd as unknown as HostPort & { tls: NbdTlsMode };
     const token = ensureApiToken(engine.config.dataDir);
     logger.redact(token);
     const apiAt = { ...engine.config.api.listen };
     running.api = await startApiServer({ engine, token, log: logger.log, version: cliVersion() }, apiAt)
       .catch((err: unknown) => { throw listenError(err, 'API', '--api', apiAt); });
-    io.stdout(banner(engine, { host: nbd.host, port: nbd.port }, running.api, token));
+    io.stdout(banner(engine, { host: nbd.host, port: nbd.port, tls: nbd.tls }, running.api, token));
     io.stdout('onestack: ready\n');
-    logger.log('info', `serving: NBD on ${formatHostPort(nbd)}, API on ${formatHostPort(running.api)}`);
+    logger.log('info', `serving: NBD on ${formatHostPort(nbd)} (tls: ${nbd.tls}), API on ${formatHostPort(running.api)}`);
   } catch (err) {
     await closeAll(running, logger);
     signals.dispose();
@@ -114,9 +114,10 @@ function urlHost(host: string): string {
   return host.includes(':') ? `[${host}]` : host;
 }
 
-function banner(engine: Engine, nbd: HostPort, api: HostPort, token: string): string {
+function banner(engine: Engine, nbd: HostPort & { tls: NbdTlsMode }, api: HostPort, token: string): string {
   const status = engine.status();
-  const nbdBase = `nbd://${urlHost(nbd.host)}:${nbd.port}`;
+  // nbds:// makes libnbd insist on TLS; only then would a plain nbd:// URI be refused.
+  const nbdBase = `${nbd.tls === 'required' ? 'nbds' : 'nbd'}://${urlHost(nbd.host)}:${nbd.port}`;
   const guiBase = `http://${urlHost(api.host)}:${api.port}`;
   const boot = status.volumes.find((v) => v.boot) ?? status.volumes.find((v) => v.name === 'default') ?? status.volumes[0];
   const io = status.native.backend + (status.native.reason === undefined ? '' : ` (${status.native.reason})`);
@@ -125,7 +126,7 @@ function banner(engine: Engine, nbd: HostPort, api: HostPort, token: string): st
     `data dir: ${status.dataDir}`,
     status.volumes.length === 0 ? 'volumes:  none yet (create one with: onestack volume create)' : 'volumes:',
     ...status.volumes.map((v) => `  ${v.name}: ${v.layout}, ${formatBytes(v.sizeBytes)}, ${v.state}${v.boot ? ', boot' : ''}  ${nbdBase}/${encodeURIComponent(v.name)}`),
-    `NBD:  ${nbdBase}/${boot === undefined ? '' : encodeURIComponent(boot.name)}`,
+    `NBD:  ${nbdBase}/${boot === undefined ? '' : encodeURIComponent(boot.name)}  (tls: ${nbd.tls})`,
     `API:  ${guiBase}/api/v1  (Authorization: Bearer <token in ${join(status.dataDir, 'api-token')}>)`,
     'To open the GUI, copy and paste this URL into a browser:',
     `GUI:  ${guiBase}/?token=${token}`,

@@ -1,7 +1,7 @@
 // An in-memory stand-in for the Engine's control plane, used in addition to (never instead of)
 // the real Engine: it lets the API tests reach states (rebuilding, many events) on demand.
 import { EventEmitter } from 'node:events';
-import type { ElementStatus, EngineStatus, VolumeStatus } from '@onestack/engine';
+import type { DiscoverOptions, DiscoverResult, ElementStatus, EngineStatus, VolumeStatus } from '@onestack/engine';
 import type { ApiEngine } from '../src/api/engine-port.js';
 import type { AddElementSpec, CreateVolumeSpec } from '../src/api/validate.js';
 
@@ -60,6 +60,19 @@ export class FakeEngine implements ApiEngine {
 
   async removeElement(name: string): Promise<void> {
     if (!this.elements.delete(name)) throw engineError('not-found', `no element ${name}`, name);
+  }
+
+  /** The last discover call, to check what reached the engine (secret split out of the URI). */
+  lastDiscover: { uri: string; opts: DiscoverOptions } | undefined;
+
+  /** nbd://fake-*: a canned listing; iscsi://...:1/: unreachable, echoing the secret (a careless peer). */
+  async discover(uri: string, opts: DiscoverOptions): Promise<DiscoverResult> {
+    this.lastDiscover = { uri, opts };
+    if (uri.startsWith('nbd://fake')) {
+      return { kind: 'nbd', where: uri, items: [{ name: 'disk', uri: `${uri}/disk`, description: 'a disk' }, { name: '', uri: `${uri}/` }] };
+    }
+    if (uri.startsWith('iscsi://')) throw engineError('io', `discover ${uri}: login refused for secret ${opts.secret ?? '-'}`, uri);
+    throw engineError('invalid', `cannot discover ${uri}: unknown scheme`, 'uri');
   }
 
   async failElement(name: string): Promise<void> {

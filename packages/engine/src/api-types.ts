@@ -41,6 +41,8 @@ export interface EngineStatus {
   readonly queue: { readonly depth: number; readonly inFlight: number; readonly slots: number; readonly slotKiB: number };
   readonly native: { readonly backend: 'native' | 'js'; readonly reason?: string };
   readonly dataDir: string;
+  /** NBD TLS as configured (nbd.tls): required, optional or off. Never any key material. */
+  readonly nbd?: { readonly tls: 'required' | 'optional' | 'off' };
 }
 
 export type EngineErrorCode = 'config' | 'not-found' | 'conflict' | 'invalid' | 'io' | 'closed';

@@ -11,11 +11,13 @@ import { SUPPORTED_LAYOUTS } from './datapath/map.js';
 import { assembleVolume, markClean, markNeedsRebuild } from './meta/assemble.js';
 import { wipeSuperblocks } from './meta/element-io.js';
 import { layoutSurvives } from './meta/layout.js';
+import { nbdTlsMode } from './nbd-tls.js';
 import type { AssembledVolume, ElementState } from './meta/types.js';
 import { ensureDataDir } from './state/data-dir.js';
 import { elementStatus, MAX_ELEMENT_SLOTS, MAX_VOLUME_SLOTS, Registry, volumeState, type ElementEntry, type LiveView } from './state/registry.js';
 import { asInvalid, dataBytesOf, remoteSpecOf, runtimeElementConfig } from './state/runtime-element.js';
 import { mergeState, readStateFile, writeStateFile } from './state/state-file.js';
+import { discover as discoverRemote, type DiscoverOptions, type DiscoverResult } from './remote/discover.js';
 import { Volume } from './volume.js';
 
 export type LogFn = (level: 'info' | 'warn' | 'error', msg: string) => void;
@@ -50,7 +52,7 @@ const defaultLog: LogFn = (level, msg) => {
 
 function checkLayout(layout: Layout, name: string): void {
   if (!SUPPORTED_LAYOUTS.includes(layout)) {
-    throw new EngineError('invalid', `volume ${name}: layout ${layout} is not served yet (supported: ${SUPPORTED_LAYOUTS.join(', ')})`, `volume ${name}`, 'use linear, raid0 or raid1 for now');
+    throw new EngineError('invalid', `volume ${name}: layout ${layout} is not served yet (supported: ${SUPPORTED_LAYOUTS.join(', ')})`, `volume ${name}`, `use one of ${SUPPORTED_LAYOUTS.join(', ')} for now`);
   }
 }
 
@@ -157,6 +159,7 @@ export class Engine {
       queue: this.dataPath.queueStatus(),
       native: { backend: native.backend, ...(native.reason !== undefined ? { reason: native.reason } : {}) },
       dataDir: this.base.dataDir,
+      nbd: { tls: nbdTlsMode(this.base.nbd.tls) },
     };
   }
 
@@ -270,6 +273,15 @@ export class Engine {
       this.log('warn', `element ${name} failed by request`);
       this.changed();
     });
+  }
+
+  /**
+   * What an NBD server or iSCSI portal offers (`onestack discover`). Touches no volume, so it
+   * does not wait behind control operations.
+   */
+  async discover(uri: string, opts: DiscoverOptions = {}): Promise<DiscoverResult> {
+    this.checkOpen();
+    return discoverRemote(uri, opts);
   }
 
   /** @internal Registers something to close before the engine (NBD exports). */

@@ -16,5 +16,6 @@ export { readStateFile, writeStateFile, mergeState, STATE_FILE } from './state/s
 export { Engine, type AddElementSpec, type CreateVolumeSpec, type EngineOpenOptions, type LogFn } from './engine.js';
 export { Volume } from './volume.js';
 export { startNbdExport, type NbdExportHandle, type NbdExportOptions } from './nbd-export.js';
+export { nbdTlsMode, type NbdTlsMode } from './nbd-tls.js';
 export { discover, type DiscoverOptions, type DiscoverResult, type DiscoveredItem } from './remote/discover.js';
 export type { RemoteSpec } from './remote/spec.js';

@@ -2,11 +2,14 @@
 import { createNbdServer, type NbdExport, type NbdExportInfo, type NbdExportProvider } from '@onestack/nbd';
 import type { Engine, LogFn } from './engine.js';
 import { nbdExportFor } from './nbd-adapter.js';
+import { loadNbdTls, nbdTlsMode, nbdTlsSetupError, type NbdTlsMode } from './nbd-tls.js';
 import type { Volume } from './volume.js';
 
 export interface NbdExportHandle {
   readonly host: string;
   readonly port: number;
+  /** From config nbd.tls: whether clients must, may or cannot use TLS (STARTTLS). */
+  readonly tls: NbdTlsMode;
   close(): Promise<void>;
 }
 
@@ -49,10 +52,18 @@ function providerFor(engine: Engine): NbdExportProvider {
 /** Starts an NBD server over the engine's volumes (default address: config nbd.listen). engine.close() closes it too. */
 export async function startNbdExport(engine: Engine, listen?: { host: string; port: number }, opts: NbdExportOptions = {}): Promise<NbdExportHandle> {
   const address = listen ?? engine.config.nbd.listen;
-  const server = createNbdServer(providerFor(engine), {
-    ...(opts.log !== undefined ? { log: opts.log } : {}),
-    ...(opts.maxConnections !== undefined ? { maxConnections: opts.maxConnections } : {}),
-  });
+  // Read and checked before listening: a bad cert or key is a config error at start, not per client.
+  const tls = loadNbdTls(engine.config);
+  let server: ReturnType<typeof createNbdServer>;
+  try {
+    server = createNbdServer(providerFor(engine), {
+      ...(opts.log !== undefined ? { log: opts.log } : {}),
+      ...(opts.maxConnections !== undefined ? { maxConnections: opts.maxConnections } : {}),
+      ...(tls !== undefined ? { tls } : {}),
+    });
+  } catch (err) {
+    throw tls === undefined ? err : nbdTlsSetupError(engine.config, err);
+  }
   const bound = await server.listen(address.host, address.port);
   let closing: Promise<void> | null = null;
   const close = (): Promise<void> => {
@@ -63,5 +74,5 @@ export async function startNbdExport(engine: Engine, listen?: { host: string; po
     return closing;
   };
   const unregister = engine.onClose(close);
-  return { host: bound.host, port: bound.port, close };
+  return { host: bound.host, port: bound.port, tls: nbdTlsMode(engine.config.nbd.tls), close };
 }

@@ -159,8 +159,13 @@ describe('loadConfig from a file', () => {
 
   it('validates TLS and allow lists', () => {
     const ok = loadConfig({ object: { nbd: { tls: { cert: 'c.pem', key: 'k.pem', require: true }, allow: ['127.0.0.1/32', '::1'] } }, baseDir: dir });
-    expect(ok.nbd.tls).toEqual({ cert: path.join(dir, 'c.pem'), key: path.join(dir, 'k.pem'), require: true });
+    expect(ok.nbd.tls).toEqual({ cert: path.join(dir, 'c.pem'), key: path.join(dir, 'k.pem'), require: true, verifyClient: false });
     expect(() => loadConfig({ object: { nbd: { tls: { cert: 'c.pem' } } } })).toThrow(/nbd\.tls\.key: TLS needs both cert and key/);
+    expect(() => loadConfig({ object: { nbd: { tls: { require: true } } } })).toThrow(/nbd\.tls\.require: require: true needs cert and key/);
+    expect(() => loadConfig({ object: { nbd: { tls: { cert: 'c.pem', key: 'k.pem', verifyClient: true } } } })).toThrow(/nbd\.tls\.verifyClient: .*needs cert, key and ca/);
+    expect(() => loadConfig({ object: { nbd: { tls: { cert: 'c.pem', key: 'k.pem', verifyClient: 'yes' } } } })).toThrow(/nbd\.tls\.verifyClient: expected true or false/);
+    const verify = loadConfig({ object: { nbd: { tls: { cert: 'c.pem', key: 'k.pem', ca: 'ca.pem', verifyClient: true } } }, baseDir: dir });
+    expect(verify.nbd.tls).toMatchObject({ ca: path.join(dir, 'ca.pem'), require: false, verifyClient: true });
     expect(() => loadConfig({ object: { nbd: { allow: ['10.0.0.0/33'] } } })).toThrow(/nbd\.allow\[0\]: invalid address or CIDR/);
   });
 });

@@ -1,6 +1,6 @@
 // fetch-based client of the daemon's JSON API, used by every CLI command except `serve`.
 // Every request has a timeout; failures become CliErrors that say what to do next.
-import type { ElementStatus, EngineStatus, VolumeStatus } from '@onestack/engine';
+import type { DiscoverResult, ElementStatus, EngineStatus, VolumeStatus } from '@onestack/engine';
 import { CliError } from '../errors.js';
 import { formatHostPort, type HostPort } from '../args.js';
 
@@ -18,6 +18,9 @@ export interface CreateVolumeBody {
   name: string; layout: string; elements: string[]; chunkKiB?: number; sizeBytes?: number; order?: string;
 }
 export interface AddElementBody { uri: string; name?: string; cache?: string }
+export interface DiscoverBody {
+  uri: string; secret?: string; secretFile?: string; tls?: { ca?: string; cert?: string; key?: string };
+}
 
 interface ErrorBody { error?: unknown; where?: unknown; hint?: unknown }
 
@@ -45,6 +48,10 @@ export class ApiClient {
   async removeElement(name: string): Promise<void> { await this.#request('DELETE', `/elements/${encodeURIComponent(name)}`); }
   failElement(name: string): Promise<ElementStatus> {
     return this.#request('POST', `/elements/${encodeURIComponent(name)}/fail`) as Promise<ElementStatus>;
+  }
+
+  discover(body: DiscoverBody): Promise<DiscoverResult> {
+    return this.#request('POST', '/discover', body) as Promise<DiscoverResult>;
   }
 
   async #request(method: string, path: string, body?: unknown): Promise<unknown> {

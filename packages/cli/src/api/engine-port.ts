@@ -1,7 +1,7 @@
 // The part of the Engine the API server uses. A structural interface, so the server can be
 // tested against the real Engine and reasoned about without the whole class.
 import type { EventEmitter } from 'node:events';
-import type { ElementStatus, EngineStatus } from '@onestack/engine';
+import type { DiscoverOptions, DiscoverResult, ElementStatus, EngineStatus } from '@onestack/engine';
 import type { AddElementSpec, CreateVolumeSpec } from './validate.js';
 
 export interface ApiEngine {
@@ -11,6 +11,8 @@ export interface ApiEngine {
   addElement(spec: AddElementSpec): Promise<ElementStatus>;
   removeElement(name: string): Promise<void>;
   failElement(name: string): Promise<void>;
+  /** What an NBD server or iSCSI portal offers; `uri` carries no secret (opts.secret does). */
+  discover(uri: string, opts: DiscoverOptions): Promise<DiscoverResult>;
   /** Emits 'change' whenever volumes or elements change state. */
   readonly events: EventEmitter;
 }

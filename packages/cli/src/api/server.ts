@@ -10,7 +10,9 @@ import {
 } from './http.js';
 import { METRICS_CONTENT_TYPE, renderMetrics } from './metrics.js';
 import { renderPage, renderUnauthorizedPage } from './page.js';
-import { checkAddElement, checkCreateVolume, checkName } from './validate.js';
+import { checkAddElement, checkCreateVolume, checkDiscover, checkName, type DiscoverSpec } from './validate.js';
+import { redact } from '../uri-secret.js';
+import { isEngineError } from '../errors.js';
 
 export interface ApiServerOptions {
   readonly engine: ApiEngine;
@@ -29,6 +31,8 @@ export interface ApiServer {
 
 const PREFIX = '/api/v1';
 const MUTATIONS_PENDING_MAX = 32;
+/** Each discovery holds a socket to a remote for up to its timeout: bound them. */
+const DISCOVERIES_MAX = 8;
 const HTML = 'text/html; charset=utf-8';
 const PAGE_CSP = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
@@ -66,6 +70,7 @@ class ApiHandler {
   readonly #version: string;
   #mutations: Promise<unknown> = Promise.resolve();
   #mutationsPending = 0;
+  #discoveries = 0;
 
   constructor(options: ApiServerOptions, log: Log) {
     this.#engine = options.engine;
@@ -123,6 +128,7 @@ class ApiHandler {
     }
     if (collection === 'volumes') return this.#volumes(req, res, method, name, action);
     if (collection === 'elements') return this.#elements(req, res, method, name, action);
+    if (collection === 'discover' && name === undefined) return this.#discover(req, res, method);
     throw notFound(parts);
   }
 
@@ -166,6 +172,35 @@ class ApiHandler {
     if (method !== 'DELETE') throw methodNotAllowed(['GET', 'DELETE']);
     await this.#mutate(() => this.#engine.removeElement(name));
     return sendNoContent(res);
+  }
+
+  /** Read-only, so it does not queue behind changes; the secret never comes back, even in errors. */
+  async #discover(req: IncomingMessage, res: ServerResponse, method: string): Promise<void> {
+    if (method !== 'POST') throw methodNotAllowed(['POST']);
+    const spec = checkDiscover(await readJsonBody(req));
+    if (this.#discoveries >= DISCOVERIES_MAX) {
+      throw new HttpError(503, 'busy', `too many discoveries running (${DISCOVERIES_MAX})`, 'api', 'retry in a moment');
+    }
+    this.#discoveries++;
+    try {
+      const { uri, ...opts } = spec;
+      return sendJson(res, 200, await this.#engine.discover(uri, opts));
+    } catch (err) {
+      throw this.#redacted(err, spec);
+    } finally {
+      this.#discoveries--;
+    }
+  }
+
+  #redacted(err: unknown, spec: DiscoverSpec): HttpError {
+    const clean = (text: string | undefined): string | undefined => (text === undefined ? undefined : redact(text, spec.secret));
+    if (err instanceof HttpError || isEngineError(err)) {
+      const h = toHttpError(err);
+      return new HttpError(h.status, h.code, clean(h.message) ?? '', clean(h.where), clean(h.hint));
+    }
+    // Logged here, redacted, because the generic handler would log the raw stack.
+    this.#log('error', `POST ${PREFIX}/discover: ${clean(err instanceof Error ? err.stack ?? err.message : String(err)) ?? ''}`);
+    return toHttpError(new Error('internal'));
   }
 
   #get(method: string, res: ServerResponse, body: () => unknown): void {
@@ -216,7 +251,7 @@ function pathOf(req: IncomingMessage): string {
 
 function notFound(parts: readonly string[]): HttpError {
   return new HttpError(404, 'not-found', `no such route: ${PREFIX}/${parts.join('/')}`, 'path',
-    'routes: status, volumes[/NAME], elements[/NAME[/fail]], events, metrics');
+    'routes: status, volumes[/NAME], elements[/NAME[/fail]], discover, events, metrics');
 }
 
 function methodNotAllowed(allowed: readonly string[]): HttpError {

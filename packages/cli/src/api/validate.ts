@@ -1,6 +1,7 @@
 // Validation of API request bodies. Each failure names the field (where) and what would be
 // accepted (hint), so a client can fix its request without reading the source.
 import { badRequest } from './http.js';
+import { splitInlineSecret } from '../uri-secret.js';
 
 export const LAYOUTS = ['linear', 'raid0', 'raid1', 'raid10', 'raid5', 'raid6'] as const;
 export const ORDERS = ['fifo', 'lifo', 'priority'] as const;
@@ -14,11 +15,17 @@ const NAME_HINT = '1 to 64 characters: letters, digits, . _ -, starting with a l
 const ELEMENTS_MAX = 256;
 const URI_CHARS_MAX = 4096;
 const CHUNK_KIB_MAX = 1024 * 1024;
+const PATH_CHARS_MAX = 4096;
+const SECRET_CHARS_MAX = 1024;
+const DISCOVER_SCHEMES_RE = /^(nbds?(\+unix)?|iscsi):\/\//i;
 
 export interface CreateVolumeSpec {
   name: string; layout: LayoutName; elements: string[]; chunkKiB?: number; sizeBytes?: number; order?: OrderName;
 }
 export interface AddElementSpec { uri: string; name?: string; cache?: CacheName }
+export interface DiscoverTlsFiles { ca?: string; cert?: string; key?: string }
+/** A discover request with any inline secret moved out of `uri` into `secret`. */
+export interface DiscoverSpec { uri: string; secret?: string; secretFile?: string; tls?: DiscoverTlsFiles }
 
 function objectBody(body: unknown, allowed: readonly string[]): Record<string, unknown> {
   if (typeof body !== 'object' || body === null || Array.isArray(body)) {
@@ -77,5 +84,56 @@ export function checkAddElement(body: unknown): AddElementSpec {
   const spec: AddElementSpec = { uri };
   if (b['name'] !== undefined) spec.name = checkName(b['name'], 'name');
   if (b['cache'] !== undefined) spec.cache = checkChoice(b['cache'], 'cache', CACHES);
+  return spec;
+}
+
+function checkPath(value: unknown, field: string): string {
+  if (typeof value !== 'string' || value === '' || value.length > PATH_CHARS_MAX || value.includes('\0')) {
+    throw badRequest(`${field} must be a file path`, field, 'an absolute path the daemon can read');
+  }
+  return value;
+}
+
+function checkTls(value: unknown): DiscoverTlsFiles {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw badRequest('tls must be an object of PEM file paths', 'tls', 'fields: ca, cert, key');
+  }
+  const t = value as Record<string, unknown>;
+  const unknown = Object.keys(t).find((k) => !['ca', 'cert', 'key'].includes(k));
+  if (unknown !== undefined) throw badRequest(`unknown field "tls.${unknown}"`, `tls.${unknown}`, 'fields: ca, cert, key');
+  if ((t['cert'] === undefined) !== (t['key'] === undefined)) throw badRequest('tls.cert and tls.key go together', 'tls', 'give both or neither');
+  const tls: DiscoverTlsFiles = {};
+  for (const k of ['ca', 'cert', 'key'] as const) if (t[k] !== undefined) tls[k] = checkPath(t[k], `tls.${k}`);
+  return tls;
+}
+
+/** Never echoes a secret: errors name the field, not its value. */
+export function checkDiscover(body: unknown): DiscoverSpec {
+  const b = objectBody(body, ['uri', 'secret', 'secretFile', 'tls']);
+  const raw = b['uri'];
+  if (typeof raw !== 'string' || raw.length > URI_CHARS_MAX || /[\0\r\n]/.test(raw) || !DISCOVER_SCHEMES_RE.test(raw)) {
+    throw badRequest('uri must be an NBD or iSCSI URI', 'uri', 'nbd://HOST[:PORT], nbds://HOST[:PORT], nbd+unix:///?socket=PATH or iscsi://[USER@]HOST[:PORT]');
+  }
+  const split = splitInlineSecret(raw);
+  const secretGiven = [split.secret, b['secret'], b['secretFile']].filter((s) => s !== undefined).length;
+  if (secretGiven > 1) throw badRequest('give the secret once: in the URI, secret or secretFile', 'secret');
+  const spec: DiscoverSpec = { uri: split.uri };
+  const secret = split.secret ?? b['secret'];
+  if (secret !== undefined) {
+    if (typeof secret !== 'string' || secret === '' || secret.length > SECRET_CHARS_MAX || /[\0\r\n]/.test(secret)) {
+      throw badRequest(`secret must be a string of 1 to ${SECRET_CHARS_MAX} characters on one line`, 'secret');
+    }
+    spec.secret = secret;
+  }
+  if (b['secretFile'] !== undefined) spec.secretFile = checkPath(b['secretFile'], 'secretFile');
+  const scheme = raw.slice(0, raw.indexOf(':')).toLowerCase();
+  if (spec.secret !== undefined || spec.secretFile !== undefined) {
+    if (scheme !== 'iscsi') throw badRequest('a CHAP secret only applies to iscsi:// URIs', 'secret');
+    if (split.user === '') throw badRequest('a CHAP secret needs a user in the URI', 'uri', 'iscsi://USER@HOST[:PORT]');
+  }
+  if (b['tls'] !== undefined) {
+    if (!scheme.startsWith('nbds')) throw badRequest('tls only applies to nbds:// URIs', 'tls', 'write nbds://HOST[:PORT]');
+    spec.tls = checkTls(b['tls']);
+  }
   return spec;
 }

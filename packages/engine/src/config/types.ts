@@ -76,11 +76,15 @@ export interface QueueConfig {
   readonly slotKiB: number;
 }
 
+/** nbd.tls: PEM file paths (absolute), read when the NBD export starts, never kept in the config. */
 export interface TlsConfig {
   readonly cert?: string;
   readonly key?: string;
   readonly ca?: string;
+  /** Refuse every option but STARTTLS/ABORT before the upgrade (proto.md's FORCEDTLS). */
   readonly require: boolean;
+  /** Clients must present a certificate signed by `ca`. */
+  readonly verifyClient: boolean;
 }
 
 export interface EngineConfig {

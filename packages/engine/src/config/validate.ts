@@ -159,7 +159,7 @@ export function normalizeQueue(raw: unknown, field: string): QueueConfig {
 }
 
 function normalizeTls(raw: unknown, field: string, baseDir: string): TlsConfig {
-  const map = readMap(raw, field, ['cert', 'key', 'ca', 'require']);
+  const map = readMap(raw, field, ['cert', 'key', 'ca', 'require', 'verifyClient']);
   const file = (key: string): string | undefined =>
     map[key] === undefined ? undefined : path.resolve(baseDir, readString(map[key], join(field, key)));
   const cert = file('cert');
@@ -170,7 +170,11 @@ function normalizeTls(raw: unknown, field: string, baseDir: string): TlsConfig {
   }
   const require = map.require === undefined ? false : readBool(map.require, join(field, 'require'));
   if (require && cert === undefined) throw configError(join(field, 'require'), 'require: true needs cert and key');
-  return { ...(cert !== undefined ? { cert } : {}), ...(key !== undefined ? { key } : {}), ...(ca !== undefined ? { ca } : {}), require };
+  const verifyClient = map.verifyClient === undefined ? false : readBool(map.verifyClient, join(field, 'verifyClient'));
+  if (verifyClient && (cert === undefined || ca === undefined)) {
+    throw configError(join(field, 'verifyClient'), 'verifyClient: true needs cert, key and ca (the CA that signs client certificates)');
+  }
+  return { ...(cert !== undefined ? { cert } : {}), ...(key !== undefined ? { key } : {}), ...(ca !== undefined ? { ca } : {}), require, verifyClient };
 }
 
 function normalizeCidr(raw: unknown, field: string): string {

@@ -4,10 +4,20 @@
 import { D, DESC_WORDS, DescStatus, pushSure } from '@onestack/queue';
 import { errnoCode } from './errno.js';
 import { PUSH_TIMEOUT_MS, type SharedViews } from './shared-layout.js';
-import { FLAG_MIRRORED, STATE_FAILED } from './topology.js';
+import { FLAG_MIRRORED, STATE_ACTIVE, STATE_FAILED } from './topology.js';
 
 const EIO = errnoCode('EIO');
 const EINVAL = errnoCode('EINVAL');
+
+/**
+ * Sub word that names the leg's mirror partner for the per-pair rule (raid10 writes, trims,
+ * zeroes, flushes). The middle stage fills it; PEER_NONE leaves the parent to the counting rule.
+ */
+export const SUB_PEER = D.AUX;
+/** No per-pair rule for this sub (raid1, reads, non-mirrored layouts). */
+export const PEER_NONE = -1;
+/** The partner was not active when the request was planned, so it got no copy: this leg alone holds it. */
+export const PEER_UNWRITTEN = -2;
 
 /** Records a failure on a parent. Mirror legs that fail for a device reason are marked failed. */
 export function failParent(v: SharedViews, parent: number, element: number, errno: number): void {
@@ -25,6 +35,25 @@ export function failParent(v: SharedViews, parent: number, element: number, errn
 }
 
 /**
+ * The per-pair rule, run when a raid10 leg's sub ends (after failParent marked a failing leg):
+ * the request fails unless some leg of the pair holds its data and is still active. A leg that
+ * ends not active (failed here or by anyone else) counts as not holding it; then the partner
+ * must be active, and must have been written (PEER_UNWRITTEN otherwise).
+ *
+ * Exact without a lock: each ending leg stores its own state (failParent) before loading its
+ * partner's, all seq_cst. When both legs end not active, the later of the two in that total
+ * order sees the other's state, so at least one of them fails the request. A partner that is
+ * active when loaded either finished its own sub while active (it holds the data) or is still
+ * running, and then applies this rule itself when it ends.
+ */
+function checkPair(v: SharedViews, parent: number, element: number, peer: number): void {
+  if (Atomics.load(v.elemState, element) === STATE_ACTIVE) return;
+  if (peer === PEER_UNWRITTEN || Atomics.load(v.elemState, peer) !== STATE_ACTIVE) {
+    Atomics.compareExchange(v.words, parent * DESC_WORDS + D.RESULT, 0, -EIO);
+  }
+}
+
+/**
  * Drops one reference on `parent`. Returns true when this call finalised it (pushed it onto the
  * completion ring); the caller then rings the completion doorbell once per batch.
  */
@@ -36,9 +65,12 @@ export function releaseParent(v: SharedViews, parent: number): boolean {
     if (before < 1) throw new Error(`parent ${parent}: PENDING went below zero`);
     return false;
   }
-  if ((w[pb + D.FLAGS]! & FLAG_MIRRORED) !== 0) {
+  // The counting rule: SPARE = failed legs that fail the request (raid1 writes: every leg
+  // written; mirrored reads: 1). SPARE = 0: the per-pair rule (checkPair) decides instead.
+  const spare = w[pb + D.SPARE]!;
+  if ((w[pb + D.FLAGS]! & FLAG_MIRRORED) !== 0 && spare > 0) {
     const failedLegs = Atomics.load(w, pb + D.AUX);
-    if (failedLegs >= w[pb + D.SPARE]!) Atomics.compareExchange(w, pb + D.RESULT, 0, -EIO);
+    if (failedLegs >= spare) Atomics.compareExchange(w, pb + D.RESULT, 0, -EIO);
   }
   Atomics.store(w, pb + D.STATUS, DescStatus.DONE);
   // Cannot fail: the ring holds every parent index at most once and has room for all of them.
@@ -52,7 +84,10 @@ export function finishSub(v: SharedViews, sub: number, errno: number): boolean {
   const sb = sub * DESC_WORDS;
   const parent = w[sb + D.PARENT]!;
   const element = w[sb + D.TARGET]!;
+  const peer = w[sb + SUB_PEER]!;
+  if (peer < PEER_UNWRITTEN || peer >= v.params.maxElements) throw new Error(`sub ${sub}: peer word ${peer} is not an element`);
   if (errno !== 0) failParent(v, parent, element, errno);
+  if (peer !== PEER_NONE && element >= 0) checkPair(v, parent, element, peer);
   if (element >= 0) Atomics.sub(v.elemQueued, element, 1);
   v.table.reset(sub);
   v.subPool.free(sub - v.params.parents);

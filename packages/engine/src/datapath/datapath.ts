@@ -194,7 +194,8 @@ export class DataPath {
       const els = vol.elements.map((i) => byIndex.get(i));
       if (els.length === 0 || els.some((e) => e === undefined)) throw new EngineError('invalid', `volume ${vol.name} names an element missing from the topology`, vol.name);
       const direct = els.some((e) => e!.direct);
-      if (vol.layout === 'raid0' && !(Number.isSafeInteger(vol.chunkBytes) && vol.chunkBytes > 0 && vol.chunkBytes % (direct ? 4096 : 512) === 0)) {
+      if (vol.layout === 'raid10' && (els.length < 4 || els.length % 2 !== 0)) throw new EngineError('invalid', `volume ${vol.name}: raid10 needs an even number of elements, at least 4 (got ${els.length})`, vol.name);
+      if ((vol.layout === 'raid0' || vol.layout === 'raid10') && !(Number.isSafeInteger(vol.chunkBytes) && vol.chunkBytes > 0 && vol.chunkBytes % (direct ? 4096 : 512) === 0)) {
         throw new EngineError('invalid', `volume ${vol.name}: chunk ${vol.chunkBytes} bytes must be a positive multiple of ${direct ? 4096 : 512}`, vol.name);
       }
       const cap = volumeCapacityBytes(vol.layout, els.map((e) => e!.dataSizeBytes), vol.chunkBytes);

@@ -25,15 +25,19 @@ export interface Extent {
   readonly bufferOffsetBytes: number;
 }
 
-export const SUPPORTED_LAYOUTS: readonly Layout[] = ['linear', 'raid0', 'raid1'];
+export const SUPPORTED_LAYOUTS: readonly Layout[] = ['linear', 'raid0', 'raid1', 'raid10'];
 
-function checkRange(offsetBytes: number, lengthBytes: number, sizeBytes: number): void {
+export function checkRange(offsetBytes: number, lengthBytes: number, sizeBytes: number): void {
   if (!(Number.isSafeInteger(offsetBytes) && offsetBytes >= 0 && Number.isSafeInteger(lengthBytes) && lengthBytes >= 0)) {
     throw new RangeError(`range [${offsetBytes}, +${lengthBytes}) is not a pair of non-negative integers`);
   }
   if (offsetBytes + lengthBytes > sizeBytes) {
     throw new RangeError(`range [${offsetBytes}, +${lengthBytes}) ends past the volume size ${sizeBytes}`);
   }
+}
+
+function checkChunk(layout: Layout, chunkBytes: number): void {
+  if (!(Number.isSafeInteger(chunkBytes) && chunkBytes > 0)) throw new RangeError(`${layout} chunk ${chunkBytes} must be a positive integer`);
 }
 
 /** Usable bytes of a volume built from elements with these data sizes (by role). */
@@ -45,10 +49,15 @@ export function volumeCapacityBytes(layout: Layout, elementDataSizes: readonly n
     case 'linear':
       return elementDataSizes.reduce((a, b) => a + b, 0);
     case 'raid0':
-      if (!(Number.isSafeInteger(chunkBytes) && chunkBytes > 0)) throw new RangeError(`raid0 chunk ${chunkBytes} must be a positive integer`);
+      checkChunk(layout, chunkBytes);
       return n * Math.floor(min / chunkBytes) * chunkBytes;
     case 'raid1':
       return min;
+    case 'raid10':
+      // Near-2: n/2 mirror pairs striped like raid0, so every leg is cut to the same whole chunks.
+      checkChunk(layout, chunkBytes);
+      if (n < 4 || n % 2 !== 0) throw new RangeError(`raid10 needs an even number of elements, at least 4 (got ${n})`);
+      return (n / 2) * Math.floor(min / chunkBytes) * chunkBytes;
     default:
       throw new RangeError(`layout ${layout} is not supported by the data path yet (supported: ${SUPPORTED_LAYOUTS.join(', ')})`);
   }
@@ -75,57 +84,79 @@ export function mapLinear(g: VolumeGeometry, offsetBytes: number, lengthBytes: n
   return out;
 }
 
-/** Where volume byte `offsetBytes` of a raid0 volume lives: chunk k is on element k % n at row floor(k / n). */
-export function raid0Locate(g: VolumeGeometry, offsetBytes: number): { role: number; elementOffsetBytes: number } {
-  const n = g.elements.length;
-  const chunk = Math.floor(offsetBytes / g.chunkBytes);
-  const role = chunk % n;
-  const row = Math.floor(chunk / n);
-  return { role, elementOffsetBytes: g.elements[role]!.dataOffsetBytes + row * g.chunkBytes + (offsetBytes % g.chunkBytes) };
+/**
+ * One piece of a striped range, before it is placed on an element: `column` is the raid0 element
+ * or the raid10 pair; `columnOffsetBytes` is relative to the column's data area.
+ */
+export interface ColumnExtent {
+  readonly column: number;
+  readonly columnOffsetBytes: number;
+  readonly lengthBytes: number;
+  readonly bufferOffsetBytes: number;
 }
 
-/** raid0, one extent per chunk touched (data ops: the buffer is interleaved across elements). */
-export function mapRaid0(g: VolumeGeometry, offsetBytes: number, lengthBytes: number): Extent[] {
-  checkRange(offsetBytes, lengthBytes, g.sizeBytes);
-  const out: Extent[] = [];
+/** Stripe arithmetic shared by raid0 and raid10: chunk k lives in column k % width at row floor(k / width). */
+export function stripeLocate(chunkBytes: number, width: number, offsetBytes: number): { column: number; columnOffsetBytes: number } {
+  const chunk = Math.floor(offsetBytes / chunkBytes);
+  return { column: chunk % width, columnOffsetBytes: Math.floor(chunk / width) * chunkBytes + (offsetBytes % chunkBytes) };
+}
+
+/** One piece per chunk touched (data ops: the buffer is interleaved across columns). */
+export function stripeSplit(chunkBytes: number, width: number, offsetBytes: number, lengthBytes: number): ColumnExtent[] {
+  const out: ColumnExtent[] = [];
   const end = offsetBytes + lengthBytes;
   for (let at = offsetBytes; at < end; ) {
-    const len = Math.min(end, (Math.floor(at / g.chunkBytes) + 1) * g.chunkBytes) - at;
-    const loc = raid0Locate(g, at);
-    out.push({ role: loc.role, elementOffsetBytes: loc.elementOffsetBytes, lengthBytes: len, bufferOffsetBytes: at - offsetBytes });
+    const len = Math.min(end, (Math.floor(at / chunkBytes) + 1) * chunkBytes) - at;
+    const loc = stripeLocate(chunkBytes, width, at);
+    out.push({ column: loc.column, columnOffsetBytes: loc.columnOffsetBytes, lengthBytes: len, bufferOffsetBytes: at - offsetBytes });
     at += len;
   }
   return out;
 }
 
 /**
- * raid0 for ops without data (trim, zeroes, cache): the chunks a range touches on one element are
- * contiguous there (rows follow each other), so each element gets at most one extent.
- * bufferOffsetBytes is -1: there is no buffer.
+ * For ops without data (trim, zeroes, cache): the chunks a range touches in one column are
+ * contiguous there (rows follow each other), so each column gets at most one piece, in column
+ * order. bufferOffsetBytes is -1: there is no buffer.
  */
+export function stripeCoalesced(chunkBytes: number, width: number, offsetBytes: number, lengthBytes: number): ColumnExtent[] {
+  const byColumn: (ColumnExtent | undefined)[] = new Array(width).fill(undefined);
+  const end = offsetBytes + lengthBytes;
+  // Only the first `width` chunks and the last one decide each column's [start, end): O(width) not O(len).
+  const firstChunk = Math.floor(offsetBytes / chunkBytes);
+  const lastChunk = lengthBytes === 0 ? firstChunk - 1 : Math.floor((end - 1) / chunkBytes);
+  for (let k = firstChunk; k <= lastChunk && k < firstChunk + width; k++) {
+    const from = Math.max(offsetBytes, k * chunkBytes);
+    // The last chunk of this column in range: k + m*width <= lastChunk.
+    const lastK = k + Math.floor((lastChunk - k) / width) * width;
+    const to = Math.min(end, (lastK + 1) * chunkBytes);
+    const a = stripeLocate(chunkBytes, width, from);
+    const b = stripeLocate(chunkBytes, width, to - 1).columnOffsetBytes + 1;
+    byColumn[a.column] = { column: a.column, columnOffsetBytes: a.columnOffsetBytes, lengthBytes: b - a.columnOffsetBytes, bufferOffsetBytes: -1 };
+  }
+  return byColumn.filter((x): x is ColumnExtent => x !== undefined);
+}
+
+/** Where volume byte `offsetBytes` of a raid0 volume lives: chunk k is on element k % n at row floor(k / n). */
+export function raid0Locate(g: VolumeGeometry, offsetBytes: number): { role: number; elementOffsetBytes: number } {
+  const loc = stripeLocate(g.chunkBytes, g.elements.length, offsetBytes);
+  return { role: loc.column, elementOffsetBytes: g.elements[loc.column]!.dataOffsetBytes + loc.columnOffsetBytes };
+}
+
+function onRaid0Element(g: VolumeGeometry, x: ColumnExtent): Extent {
+  return { role: x.column, elementOffsetBytes: g.elements[x.column]!.dataOffsetBytes + x.columnOffsetBytes, lengthBytes: x.lengthBytes, bufferOffsetBytes: x.bufferOffsetBytes };
+}
+
+/** raid0, one extent per chunk touched (data ops: the buffer is interleaved across elements). */
+export function mapRaid0(g: VolumeGeometry, offsetBytes: number, lengthBytes: number): Extent[] {
+  checkRange(offsetBytes, lengthBytes, g.sizeBytes);
+  return stripeSplit(g.chunkBytes, g.elements.length, offsetBytes, lengthBytes).map((x) => onRaid0Element(g, x));
+}
+
+/** raid0 for ops without data (trim, zeroes, cache): at most one extent per element, see stripeCoalesced. */
 export function mapRaid0Coalesced(g: VolumeGeometry, offsetBytes: number, lengthBytes: number): Extent[] {
   checkRange(offsetBytes, lengthBytes, g.sizeBytes);
-  const n = g.elements.length;
-  const firstByRole: ({ start: number; end: number } | undefined)[] = new Array(n).fill(undefined);
-  const end = offsetBytes + lengthBytes;
-  // Only the first n chunks and the last one decide each element's [start, end): O(n) not O(len).
-  const firstChunk = Math.floor(offsetBytes / g.chunkBytes);
-  const lastChunk = lengthBytes === 0 ? firstChunk - 1 : Math.floor((end - 1) / g.chunkBytes);
-  for (let k = firstChunk; k <= lastChunk && k < firstChunk + n; k++) {
-    const from = Math.max(offsetBytes, k * g.chunkBytes);
-    const role = k % n;
-    // The last chunk of this role in range: k + m*n <= lastChunk.
-    const lastK = k + Math.floor((lastChunk - k) / n) * n;
-    const to = Math.min(end, (lastK + 1) * g.chunkBytes);
-    const a = raid0Locate(g, from).elementOffsetBytes;
-    const b = raid0Locate(g, to - 1).elementOffsetBytes + 1;
-    firstByRole[role] = { start: a, end: b };
-  }
-  const out: Extent[] = [];
-  firstByRole.forEach((r, role) => {
-    if (r !== undefined) out.push({ role, elementOffsetBytes: r.start, lengthBytes: r.end - r.start, bufferOffsetBytes: -1 });
-  });
-  return out;
+  return stripeCoalesced(g.chunkBytes, g.elements.length, offsetBytes, lengthBytes).map((x) => onRaid0Element(g, x));
 }
 
 /** raid1: the same range on each given leg (roles). */

@@ -7,8 +7,9 @@
 // bounded sub pool and arbitrarily wide requests that is what rules out deadlock.
 import { createQueue, D, DESC_WORDS, DescStatus, Op, type SubmissionQueue, pushSure } from '@onestack/queue';
 import { errnoCode } from './errno.js';
-import { failParent, releaseParent } from './complete.js';
+import { failParent, PEER_NONE, releaseParent, SUB_PEER } from './complete.js';
 import { mapLinear, mapRaid0, mapRaid0Coalesced, mapRaid1, pickReadLeg, type Extent, type VolumeGeometry } from './map.js';
+import { planPaired } from './plan-raid10.js';
 import { PUSH_TIMEOUT_MS, type SharedViews } from './shared-layout.js';
 import { FLAG_MIRRORED, ID_CLASS_REMOTE, STATE_ACTIVE, type TopologyMessage, type TopologyVolume } from './topology.js';
 
@@ -25,6 +26,8 @@ export interface Plan {
   readonly parent: number;
   readonly extents: readonly Extent[];
   readonly roles: readonly number[];
+  /** Per role: the sub's SUB_PEER word (raid10 writes), or null for PEER_NONE on every sub. */
+  readonly peers: Int32Array | null;
   next: number;
 }
 
@@ -101,9 +104,14 @@ export class MiddleCore {
       const vol = this.volumes[w[pb + D.TARGET]!];
       if (vol === undefined) return this.reject(parent, EIO);
       const roles = vol.spec.elements;
+      if (vol.spec.layout === 'raid10') {
+        const paired = planPaired(this.v, parent, vol.spec, vol.geom, this.rotation++ & 0x3fffffff);
+        if (paired === null) return this.reject(parent, EIO);
+        return { parent, extents: paired.extents, roles, peers: paired.peers, next: 0 };
+      }
       const extents = vol.spec.layout === 'raid1' ? this.planMirror(parent, vol) : this.planStriped(parent, vol);
       if (extents === null) return this.reject(parent, EIO);
-      return { parent, extents, roles, next: 0 };
+      return { parent, extents, roles, peers: null, next: 0 };
     } catch {
       // Bad geometry or range (a bug upstream): fail this request, keep serving the others.
       return this.reject(parent, EINVAL);
@@ -183,6 +191,7 @@ export class MiddleCore {
       const element = plan.roles[x.role]!;
       const sb = sub * DESC_WORDS;
       v.table.reset(sub);
+      w[sb + SUB_PEER] = plan.peers === null ? PEER_NONE : plan.peers[x.role]!;
       const route = this.routes[element] ?? -1;
       // A sub's class bit says where its element is (the parent's says where the request came from).
       w[sb + D.ID_HI] = route < 0 ? w[pb + D.ID_HI]! & ~ID_CLASS_REMOTE : w[pb + D.ID_HI]! | ID_CLASS_REMOTE;

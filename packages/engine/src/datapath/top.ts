@@ -84,7 +84,7 @@ export class Top {
 
   submit(volumeIndex: number, op: OpCode, offsetBytes: number, lengthBytes: number, flags: number, slot: number, cls: RequestClass): Promise<void> {
     const vol = this.volumes[volumeIndex];
-    const retries = vol !== undefined && vol.layout === 'raid1' && (op === Op.READ || op === Op.CACHE) ? vol.legs - 1 : 0;
+    const retries = op === Op.READ || op === Op.CACHE ? readRetries(vol) : 0;
     return new Promise<void>((resolve, reject) => {
       this.start({ volumeIndex, op, offsetBytes, lengthBytes, flags, slot, cls, retries, resolve, reject });
     });
@@ -274,6 +274,17 @@ export class Top {
       p.reject(new DataPathError(errno, reason));
     });
   }
+}
+
+/**
+ * Mirrored reads retry after a leg fails (it is marked failed, so the next plan avoids it). Each
+ * retry that can still succeed follows at least one newly failed leg: raid1 has legs - 1 to
+ * spare; raid10 at most n/2 (one more and some pair has no leg left: the planner refuses).
+ */
+function readRetries(vol: TopVolume | undefined): number {
+  if (vol?.layout === 'raid1') return vol.legs - 1;
+  if (vol?.layout === 'raid10') return vol.legs / 2;
+  return 0;
 }
 
 function opName(op: OpCode): string {

@@ -65,6 +65,14 @@ export type InitiatorPdu = NopOut | ScsiCommand | LoginRequest | TextRequest | D
 export type TargetPdu = NopIn | ScsiResponse | LoginResponse | TextResponse | DataIn | LogoutResponse | R2T | AsyncMessage | Reject;
 export type Pdu = InitiatorPdu | TargetPdu;
 
+export function isInitiatorPdu(pdu: Pdu): pdu is InitiatorPdu {
+  return pdu.opcode < 0x20;
+}
+
+export function isTargetPdu(pdu: Pdu): pdu is TargetPdu {
+  return pdu.opcode >= 0x20;
+}
+
 /** Bytes of padding that follow `length` bytes of data segment to reach a 4-byte boundary. */
 export function padBytes(length: number): number {
   return (4 - (length & 3)) & 3;
@@ -100,13 +108,15 @@ export function encodeBhs(pdu: Pdu): Uint8Array {
   const ahsWords = pdu.totalAhsWords ?? 0;
   if (pdu.dataSegmentLength < 0 || pdu.dataSegmentLength > DATA_SEGMENT_BYTES_MAX) throw new IscsiProtocolError('bad-field', `DataSegmentLength ${pdu.dataSegmentLength} does not fit 24 bits`);
   if (ahsWords < 0 || ahsWords > 255) throw new IscsiProtocolError('bad-field', `TotalAHSLength ${ahsWords} does not fit a byte`);
-  b[0] = pdu.opcode;
+  // The I bit: immediate delivery. Login requests always carry it.
+  const immediate = pdu.opcode === Opcode.LoginRequest || ('immediate' in pdu && pdu.immediate);
+  b[0] = pdu.opcode | (immediate ? 0x40 : 0);
   b[4] = ahsWords;
   b[5] = (pdu.dataSegmentLength >>> 16) & 0xff;
   b[6] = (pdu.dataSegmentLength >>> 8) & 0xff;
   b[7] = pdu.dataSegmentLength & 0xff;
   v.setUint32(16, u32(pdu.itt, 'ITT'));
-  if (pdu.opcode < 0x20) encodeInitiator(pdu, b, v);
+  if (isInitiatorPdu(pdu)) encodeInitiator(pdu, b, v);
   else encodeTarget(pdu, b, v);
   return b;
 }
@@ -114,24 +124,22 @@ export function encodeBhs(pdu: Pdu): Uint8Array {
 function encodeInitiator(pdu: InitiatorPdu, b: Uint8Array, v: DataView): void {
   switch (pdu.opcode) {
     case Opcode.NopOut:
-      b[0] |= pdu.immediate ? 0x40 : 0; b[1] = 0x80; encodeLun(pdu.lun, b, 8);
+      b[1] = 0x80; encodeLun(pdu.lun, b, 8);
       v.setUint32(20, u32(pdu.ttt, 'TTT')); v.setUint32(24, pdu.cmdSN >>> 0); v.setUint32(28, pdu.expStatSN >>> 0);
       return;
     case Opcode.ScsiCommand:
       if (pdu.cdb.length > 16) throw new IscsiProtocolError('bad-field', `CDB of ${pdu.cdb.length} bytes needs an AHS; at most 16 supported`);
-      b[0] |= pdu.immediate ? 0x40 : 0;
       b[1] = (pdu.final ? 0x80 : 0) | (pdu.read ? 0x40 : 0) | (pdu.write ? 0x20 : 0) | (pdu.attr & 0x07);
       encodeLun(pdu.lun, b, 8); v.setUint32(20, u32(pdu.expectedDataTransferLength, 'ExpectedDataTransferLength'));
       v.setUint32(24, pdu.cmdSN >>> 0); v.setUint32(28, pdu.expStatSN >>> 0); b.set(pdu.cdb, 32);
       return;
     case Opcode.LoginRequest:
-      b[0] |= 0x40; // login requests are always immediate
       b[1] = (pdu.transit ? 0x80 : 0) | (pdu.cont ? 0x40 : 0) | ((pdu.csg & 3) << 2) | (pdu.nsg & 3);
       b[2] = pdu.versionMax; b[3] = pdu.versionMin; encodeIsid(pdu.isid, b); v.setUint16(14, pdu.tsih);
       v.setUint16(20, pdu.cid); v.setUint32(24, pdu.cmdSN >>> 0); v.setUint32(28, pdu.expStatSN >>> 0);
       return;
     case Opcode.TextRequest:
-      b[0] |= pdu.immediate ? 0x40 : 0; b[1] = (pdu.final ? 0x80 : 0) | (pdu.cont ? 0x40 : 0); encodeLun(pdu.lun, b, 8);
+      b[1] = (pdu.final ? 0x80 : 0) | (pdu.cont ? 0x40 : 0); encodeLun(pdu.lun, b, 8);
       v.setUint32(20, u32(pdu.ttt, 'TTT')); v.setUint32(24, pdu.cmdSN >>> 0); v.setUint32(28, pdu.expStatSN >>> 0);
       return;
     case Opcode.DataOut:
@@ -139,7 +147,7 @@ function encodeInitiator(pdu: InitiatorPdu, b: Uint8Array, v: DataView): void {
       v.setUint32(28, pdu.expStatSN >>> 0); v.setUint32(36, pdu.dataSN >>> 0); v.setUint32(40, u32(pdu.bufferOffset, 'BufferOffset'));
       return;
     case Opcode.LogoutRequest:
-      b[0] |= pdu.immediate ? 0x40 : 0; b[1] = 0x80 | (pdu.reason & 0x7f); v.setUint16(20, pdu.cid);
+      b[1] = 0x80 | (pdu.reason & 0x7f); v.setUint16(20, pdu.cid);
       v.setUint32(24, pdu.cmdSN >>> 0); v.setUint32(28, pdu.expStatSN >>> 0);
       return;
   }

@@ -62,7 +62,7 @@ export function socketError(err: unknown, phase: string, where: string): RemoteE
     case 'EADDRNOTAVAIL':
     case 'ENOTFOUND':
     case 'EAI_AGAIN':
-      return remoteError('ECONNREFUSED', `cannot connect ${phase}: ${reason}`, where);
+      return remoteError('ECONNREFUSED', `cannot connect: ${reason}`, where);
     case 'ETIMEDOUT':
       return remoteError('ETIMEDOUT', `timed out ${phase}`, where);
     default:
@@ -77,7 +77,7 @@ export function optionError(replyType: number, serverMessage: string, what: stri
     case Rep.ERR_TLS_REQD:
       return remoteError('ETLS', `the server requires TLS (use nbds://) [${said}]`, where);
     case Rep.ERR_UNKNOWN:
-      return remoteError('ENOENT', `${what}: export not found [${said}]`, where);
+      return remoteError('ENOENT', `${what} not found [${said}]`, where);
     case Rep.ERR_POLICY:
       return remoteError('EPERM', `${what}: refused by server policy [${said}]`, where);
     case Rep.ERR_SHUTDOWN:

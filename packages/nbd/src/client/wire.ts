@@ -38,8 +38,12 @@ export class Wire {
     this.acc.push(chunk);
     this.wake?.();
   };
-  private readonly onError = (err: Error): void => this.fail(socketError(err, this.phase, this.where));
-  private readonly onClose = (): void => this.fail(remoteError('ECONNRESET', `the server closed the connection ${this.phase}`, this.where));
+  private readonly onError = (err: Error): void => {
+    this.fail(socketError(err, this.phase, this.where));
+  };
+  private readonly onClose = (): void => {
+    this.fail(remoteError('ECONNRESET', `the server closed the connection ${this.phase}`, this.where));
+  };
   private readonly onConnect = (): void => {
     this.connected = true;
     this.wake?.();
@@ -61,7 +65,9 @@ export class Wire {
       wire.fail(remoteError('ETIMEDOUT', `timed out after ${opts.timeoutMs} ms ${wire.phase}`, where));
     }, opts.timeoutMs);
     if (signal !== undefined) {
-      const onAbort = (): void => wire.fail(remoteError('ESHUTDOWN', 'the client was closed while connecting', where));
+      const onAbort = (): void => {
+        wire.fail(remoteError('ESHUTDOWN', 'the client was closed while connecting', where));
+      };
       if (signal.aborted) onAbort();
       signal.addEventListener('abort', onAbort, { once: true });
       wire.unlisten = () => signal.removeEventListener('abort', onAbort);

@@ -113,11 +113,6 @@ export class ServerHandshake {
     return step;
   }
 
-  /** Whether TLS was started (STARTTLS answered with ACK); the driver then owes a TLS socket. */
-  get tls(): boolean {
-    return this.tlsActive;
-  }
-
   /** FORCEDTLS before the upgrade: only STARTTLS and ABORT get through. */
   private waitsForTls(option: NbdOption): boolean {
     if (this.config.tls !== 'required' || this.tlsActive) return false;
