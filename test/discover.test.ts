@@ -1,11 +1,12 @@
 // `onestack discover URI` against real peers: nbdkit's file plugin with dir= (NBD_OPT_LIST lists
-// its files), the onestack daemon itself (lists its volumes), tgtd (SendTargets lists the target
+// its files; also over TLS), the onestack daemon itself (lists its volumes), tgtd (SendTargets lists the target
 // IQN), tgtd demanding CHAP in discovery (right and wrong secret). Listings are cross-checked with
 // independent clients (nbdinfo --list, iscsi-ls). Some calls go through the daemon's API, some
 // run in-process (--local). No secret may appear in any output.
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { makeTestPki, type TestPki } from './lib/certs.js';
 import { CLI_MAIN, Daemon } from './lib/daemon.js';
 import { MiB, removeDir, sparseFile, tempDir } from './lib/files.js';
 import { explain, freePort, missingTools, run, runOk, type RunResult } from './lib/proc.js';
@@ -13,13 +14,15 @@ import { startNbdkit, startTgtd, type NbdkitPeer, type TgtdPeer } from './lib/re
 
 const CHAP = { user: 'alice', secret: 'discover-chap-secret-42' };
 const WRONG = 'not-the-right-secret-99';
-const missing = missingTools(['nbdkit', 'nbdinfo', 'tgtd', 'tgtadm', 'iscsi-ls']);
+const missing = missingTools(['nbdkit', 'nbdinfo', 'tgtd', 'tgtadm', 'iscsi-ls', 'openssl']);
 
 interface Listing { kind: string; where: string; items: { name: string; uri: string; description?: string }[] }
 
 describe.skipIf(missing !== null)(`onestack discover${missing !== null ? ` (skipped: ${missing})` : ''}`, () => {
   let dir = '';
   let nbdkit: NbdkitPeer | null = null;
+  let nbdkitTls: NbdkitPeer | null = null;
+  let pki: TestPki | null = null;
   let tgtd: TgtdPeer | null = null;
   let tgtdChap: TgtdPeer | null = null;
   let daemon: Daemon | null = null;
@@ -54,6 +57,8 @@ describe.skipIf(missing !== null)(`onestack discover${missing !== null ? ` (skip
     writeFileSync(wrongFile, `${WRONG}\n`, { mode: 0o600 });
     // nbdkit's file plugin with dir= serves every file of the directory under its own name.
     nbdkit = await startNbdkit(['file', `dir=${exportsDir}`]);
+    pki = await makeTestPki(path.join(dir, 'pki'));
+    nbdkitTls = await startNbdkit(['--tls=require', `--tls-certificates=${pki.dir}`, 'file', `dir=${exportsDir}`]);
     tgtd = await startTgtd({ backingFiles: [path.join(dir, 'lun.img')], iqn: 'iqn.2026-11.dev.onestack.test:open' });
     tgtdChap = await startTgtd({ backingFiles: [path.join(dir, 'lun.img')], iqn: 'iqn.2026-11.dev.onestack.test:chap', chap: CHAP, discoveryChap: true });
     daemon = await Daemon.start({ dataDir: path.join(dir, 'data') });
@@ -62,6 +67,7 @@ describe.skipIf(missing !== null)(`onestack discover${missing !== null ? ` (skip
   afterAll(async () => {
     await daemon?.stop();
     await nbdkit?.stop();
+    await nbdkitTls?.stop();
     await tgtd?.stop();
     await tgtdChap?.stop();
     if (dir !== '') removeDir(dir);
@@ -87,6 +93,21 @@ describe.skipIf(missing !== null)(`onestack discover${missing !== null ? ` (skip
       '--api', `127.0.0.1:${daemon!.apiPort}`, '--data-dir', daemon!.dataDir], { timeoutMs: 30_000 });
     expect(add.code, explain(add)).toBe(0);
     expect(add.stdout).toContain('added element found-a: nbd');
+  });
+
+  it('nbds://: lists over TLS checked against --tls-ca; another CA or plain nbd:// is exit 1', async () => {
+    const port = nbdkitTls!.port;
+    for (const api of [false, true]) {
+      const got = await listing([`nbds://127.0.0.1:${port}`, '--tls-ca', pki!.caCert, ...(api ? [] : ['--local'])], api);
+      expect(got.items.map((i) => i.uri).sort()).toEqual([`nbds://127.0.0.1:${port}/a.img`, `nbds://127.0.0.1:${port}/b.img`]);
+    }
+    const otherCa = await onestack([`nbds://127.0.0.1:${port}`, '--tls-ca', pki!.otherCaCert, '--local']);
+    expect(otherCa.code, explain(otherCa)).toBe(1);
+    expect(otherCa.stderr).toMatch(/^onestack: error: discover nbds:\/\/127\.0\.0\.1:\d+: .*(certificate|TLS)/i);
+    const plain = await onestack([`nbd://127.0.0.1:${port}`, '--local']);
+    expect(plain.code, explain(plain)).toBe(1);
+    expect(plain.stderr).toMatch(/^onestack: error: discover nbd:\/\/127\.0\.0\.1:\d+: .*TLS/i);
+    for (const r of [otherCa, plain]) expect(r.stdout + r.stderr).not.toContain('PRIVATE KEY');
   });
 
   it("lists the daemon's own volumes, in-process and through its API", async () => {

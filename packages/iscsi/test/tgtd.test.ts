@@ -56,6 +56,8 @@ function readBacking(t: TgtdTarget, offset: number, length: number): Uint8Array 
 }
 
 const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
+/** Byte equality without vitest's element-by-element deep equal (slow on big arrays). */
+const same = (a: Uint8Array, b: Uint8Array): boolean => Buffer.compare(Buffer.from(a.buffer, a.byteOffset, a.byteLength), Buffer.from(b.buffer, b.byteOffset, b.byteLength)) === 0;
 const pattern = (length: number, seed: number): Uint8Array => Uint8Array.from({ length }, (_, i) => (i * 7 + seed * 13 + (i >> 9)) & 0xff);
 
 describe.skipIf(skip !== null)('against tgtd', () => {
@@ -86,13 +88,13 @@ describe.skipIf(skip !== null)('against tgtd', () => {
     await c.flush();
     for (const [i, at] of spots.entries()) {
       const want = pattern(i === 1 ? 1536 : 4096, i);
-      expect(readBacking(OPEN, at, want.length)).toEqual(want);
+      expect(same(readBacking(OPEN, at, want.length), want)).toBe(true);
       const got = new Uint8Array(want.length);
       await c.read(at, got);
-      expect(got).toEqual(want);
+      expect(same(got, want)).toBe(true);
     }
     await c.write(8 * MiB, pattern(4096, 9), { fua: true });
-    expect(readBacking(OPEN, 8 * MiB, 4096)).toEqual(pattern(4096, 9));
+    expect(same(readBacking(OPEN, 8 * MiB, 4096), pattern(4096, 9))).toBe(true);
   });
 
   it('reads into and writes from SharedArrayBuffer views', async () => {
@@ -103,7 +105,7 @@ describe.skipIf(skip !== null)('against tgtd', () => {
     await c.write(10 * MiB, src);
     const dst = new Uint8Array(sab, 2 * 65536, 65536);
     await c.read(10 * MiB, dst);
-    expect(dst).toEqual(pattern(65536, 3));
+    expect(same(dst, pattern(65536, 3))).toBe(true);
   });
 
   it('refuses unaligned and out-of-range requests with clear errors, and keeps working', async () => {
@@ -131,9 +133,9 @@ describe.skipIf(skip !== null)('against tgtd', () => {
     const base = 44 * MiB;
     await Promise.all(Array.from({ length: 256 }, (_, i) => c.write(base + i * 4096, pattern(4096, i))));
     const reads = await Promise.all(Array.from({ length: 256 }, async (_, i) => { const b = new Uint8Array(4096); await c.read(base + i * 4096, b); return b; }));
-    reads.forEach((b, i) => expect(b).toEqual(pattern(4096, i)));
+    expect(reads.filter((b, i) => !same(b, pattern(4096, i))).length).toBe(0);
     await c.flush();
-    expect(readBacking(OPEN, base + 255 * 4096, 4096)).toEqual(pattern(4096, 255));
+    expect(same(readBacking(OPEN, base, 256 * 4096), Buffer.concat(Array.from({ length: 256 }, (_, i) => pattern(4096, i))))).toBe(true);
   });
 
   it('trims with UNMAP on a thin LUN: reads return zeroes and the file gets holes', async () => {
@@ -173,7 +175,7 @@ describe.skipIf(skip !== null)('against tgtd', () => {
     await c.write(4096, pattern(4096, 1));
     const b = new Uint8Array(4096);
     await c.read(4096, b);
-    expect(b).toEqual(pattern(4096, 1));
+    expect(same(b, pattern(4096, 1))).toBe(true);
   });
 
   it('fails with EAUTH and no secret in the message for a wrong secret or missing credentials', async () => {
@@ -224,9 +226,10 @@ describe.skipIf(skip !== null)('against tgtd', () => {
 
   it('close() rejects what is still pending with ESHUTDOWN and later calls likewise', async () => {
     const c = await IscsiClient.connect(options(OPEN));
-    const pending = Array.from({ length: 32 }, (_, i) => c.read(i * MiB, new Uint8Array(MiB)));
+    const settled = Promise.allSettled(Array.from({ length: 32 }, (_, i) => c.read(i * MiB, new Uint8Array(MiB))));
     await c.close();
-    const results = await Promise.allSettled(pending);
+    const results = await settled;
+    expect(results.some((r) => r.status === 'rejected')).toBe(true);
     for (const r of results) if (r.status === 'rejected') expect(r.reason).toMatchObject({ code: 'ESHUTDOWN' });
     expect(c.connected).toBe(false);
     expect((await failure(c.read(0, new Uint8Array(512)))).code).toBe('ESHUTDOWN');
@@ -239,7 +242,8 @@ describe.skipIf(skip !== null)('against tgtd', () => {
   });
 
   it('agrees with libiscsi (iscsi-ls, iscsi-inq, iscsi-readcapacity16) about the same targets', async () => {
-    const ls = await run('iscsi-ls', ['-s', `iscsi://127.0.0.1:${tgtd.port}`], { timeoutMs: 20_000 });
+    // Without -s: with -s, iscsi-ls stops at the first target it cannot log in to (the CHAP ones).
+    const ls = await run('iscsi-ls', [`iscsi://127.0.0.1:${tgtd.port}`], { timeoutMs: 20_000 });
     expect(ls.code, ls.stderr).toBe(0);
     const listed = [...ls.stdout.matchAll(/Target:(\S+) Portal:/g)].map((m) => m[1]).sort();
     const found = await discoverIscsiTargets({ host: '127.0.0.1', port: tgtd.port, timeoutMs: 5000 });
