@@ -45,8 +45,8 @@ describe.skipIf(missing !== null)(`remote leg faults on raid1${missing !== null 
     dir = tempDir('faults');
     for (const name of ['kill', 'slow', 'lun']) await sparseFile(file(name), ELEMENT_BYTES);
     nbdkit = await startNbdkit(['file', file('kill')]);
-    // Writes stall 3 s on this one; its element times out after 1 s.
-    slow = await startNbdkit(['--filter=delay', 'file', file('slow'), 'wdelay=3']);
+    // Healthy while the array is created; the test restarts it with writes delayed 3 s.
+    slow = await startNbdkit(['file', file('slow')]);
     tgtd = await startTgtd({ backingFiles: [file('lun')] });
     rig = await startRig(dir, [
       { name: 'a0', sizeBytes: ELEMENT_BYTES }, { name: 'b0', sizeBytes: ELEMENT_BYTES }, { name: 'c0', sizeBytes: ELEMENT_BYTES },
@@ -79,6 +79,9 @@ describe.skipIf(missing !== null)(`remote leg faults on raid1${missing !== null 
   }, 180_000);
 
   it('a remote that stalls beyond timeoutMs is marked failed; the write completes from the local leg, no hang', async () => {
+    const port = slow!.port;
+    await slow!.stop();
+    slow = await startNbdkit(['--filter=delay', 'file', file('slow'), 'wdelay=3'], port);
     const started = Date.now();
     const r = await qemuIo(rig!.daemon.uri('stalled'), ['write -P 0x33 0 64k', 'read -P 0x33 0 64k'], 30_000);
     expect(qemuIoFailed(r), explain(r)).toBe(false);
