@@ -93,7 +93,7 @@ export interface LocalElementSpec {
 export interface RemoteElementSpec {
   readonly name: string;
   readonly uri: string;
-  readonly options?: Readonly<Record<string, string | number>>;
+  readonly options?: Readonly<Record<string, unknown>>;
 }
 
 export type ElementSpec = LocalElementSpec | RemoteElementSpec;
