@@ -1,6 +1,7 @@
 // Acceptance (issue 4): remote legs that die, stall or restart. raid1 goes on from the local leg
 // without an error reaching the NBD client and `status` names the failed element; a target that
 // restarts within timeoutMs is reconnected to and nothing fails.
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Daemon } from './lib/daemon.js';
@@ -39,17 +40,20 @@ describe.skipIf(missing !== null)(`remote leg faults on raid1${missing !== null 
   let nbdkit: NbdkitPeer | null = null;
   let slow: NbdkitPeer | null = null;
   let tgtd: TgtdPeer | null = null;
+  let logged: NbdkitPeer | null = null;
   const file = (name: string): string => path.join(dir, `${name}.img`);
 
   beforeAll(async () => {
     dir = tempDir('faults');
-    for (const name of ['kill', 'slow', 'lun']) await sparseFile(file(name), ELEMENT_BYTES);
+    for (const name of ['kill', 'slow', 'lun', 'logged']) await sparseFile(file(name), ELEMENT_BYTES);
+    logged = await startNbdkit(['--filter=log', 'file', file('logged'), `logfile=${path.join(dir, 'nbdkit.log')}`]);
     nbdkit = await startNbdkit(['file', file('kill')]);
     // Healthy while the array is created; the test restarts it with writes delayed 3 s.
     slow = await startNbdkit(['file', file('slow')]);
     tgtd = await startTgtd({ backingFiles: [file('lun')] });
     rig = await startRig(dir, [
-      { name: 'a0', sizeBytes: ELEMENT_BYTES }, { name: 'b0', sizeBytes: ELEMENT_BYTES }, { name: 'c0', sizeBytes: ELEMENT_BYTES },
+      { name: 'a0', sizeBytes: ELEMENT_BYTES }, { name: 'b0', sizeBytes: ELEMENT_BYTES }, { name: 'c0', sizeBytes: ELEMENT_BYTES }, { name: 'd0', sizeBytes: ELEMENT_BYTES },
+      { name: 'rlog', uri: `nbd://127.0.0.1:${logged.port}/`, options: { timeoutMs: 5000 } },
       { name: 'rkill', uri: `nbd://127.0.0.1:${nbdkit.port}/`, options: { timeoutMs: 2000 } },
       { name: 'rslow', uri: `nbd://127.0.0.1:${slow.port}/`, options: { timeoutMs: 1000 } },
       { name: 'rlun', uri: tgtd.uri(), options: { timeoutMs: 30_000 } },
@@ -57,14 +61,36 @@ describe.skipIf(missing !== null)(`remote leg faults on raid1${missing !== null 
       { name: 'killed', layout: 'raid1', elements: ['a0', 'rkill'] },
       { name: 'stalled', layout: 'raid1', elements: ['b0', 'rslow'] },
       { name: 'restarted', layout: 'raid1', elements: ['c0', 'rlun'] },
+      { name: 'ordered', layout: 'raid1', elements: ['d0', 'rlog'] },
     ]);
   }, 120_000);
 
   afterAll(async () => {
     await rig?.daemon.stop();
-    for (const peer of [nbdkit, slow, tgtd]) await peer?.stop();
+    for (const peer of [nbdkit, slow, tgtd, logged]) await peer?.stop();
     if (dir !== '') removeDir(dir);
   });
+
+  it('writes reach the remote leg before the FLUSH that follows them, and FUA is passed on (nbdkit log filter)', async () => {
+    const r = await qemuIo(rig!.daemon.uri('ordered'), ['write -P 1 0 64k', 'flush', 'write -f -P 2 64k 64k', 'write -P 3 128k 64k', 'flush']);
+    expect(qemuIoFailed(r), explain(r)).toBe(false);
+    const log = readFileSync(path.join(dir, 'nbdkit.log'), 'utf8').split('\n');
+    // Element offsets: volume data starts 4 MiB into the element.
+    const at = (re: RegExp): number => log.findIndex((l) => re.test(l));
+    const writeReturn = (hexOffset: string): number => {
+      const id = /Write id=(\d+) offset=0x/.exec(log.find((l) => l.includes(`Write id=`) && l.includes(`offset=0x${hexOffset} `)) ?? '')?.[1];
+      expect(id, `no write at 0x${hexOffset} in the nbdkit log`).toBeDefined();
+      return at(new RegExp(`\\.\\.\\.Write id=${id} return=0`));
+    };
+    const firstData = at(/Write id=\d+ offset=0x400000 /);
+    const flushes = log.map((l, i) => (/ Flush id=\d+ \.\.\./.test(l) && i > firstData ? i : -1)).filter((i) => i >= 0);
+    expect(flushes.length, log.join('\n')).toBeGreaterThanOrEqual(2);
+    expect(writeReturn('400000')).toBeLessThan(flushes[0]!);
+    expect(writeReturn('410000')).toBeLessThan(flushes[1]!);
+    expect(writeReturn('420000')).toBeLessThan(flushes[1]!);
+    // qemu-io (cache=writethrough) asks FUA on every write; the remote leg must see it on each.
+    expect(log.filter((l) => /Write id=\d+ offset=0x4[0-2]0000 /.test(l)).map((l) => /fua=(\d)/.exec(l)?.[1])).toEqual(['1', '1', '1']);
+  }, 60_000);
 
   it('nbdkit killed with SIGKILL during a fio verify run: fio finishes clean, status says degraded', async () => {
     const run = fio(fioVerifyArgs(rig!.daemon.uri('killed')), dir);

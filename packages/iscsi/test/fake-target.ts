@@ -47,6 +47,7 @@ export async function createFakeTarget(diskBytes: number, behaviour: Partial<Fak
 
   const server: Server = createServer((sock) => {
     sockets.add(sock);
+    sock.setNoDelay(true);
     sock.on('close', () => sockets.delete(sock));
     sock.on('error', () => undefined);
     let statSN = 100;

@@ -11,13 +11,19 @@ const EINVAL = errnoCode('EINVAL');
 
 /**
  * Sub word that names the leg's mirror partner for the per-pair rule (raid10 writes, trims,
- * zeroes, flushes). The middle stage fills it; PEER_NONE leaves the parent to the counting rule.
+ * zeroes, flushes); the middle stage fills it. Values: PEER_NONE (0, what a reset sub holds, so
+ * a sub nobody marked never takes the rule), PEER_UNWRITTEN, or peerWord(partner element).
  */
 export const SUB_PEER = D.AUX;
-/** No per-pair rule for this sub (raid1, reads, non-mirrored layouts). */
-export const PEER_NONE = -1;
+/** No per-pair rule for this sub (raid1, reads, non-mirrored layouts): the counting rule or none. */
+export const PEER_NONE = 0;
 /** The partner was not active when the request was planned, so it got no copy: this leg alone holds it. */
-export const PEER_UNWRITTEN = -2;
+export const PEER_UNWRITTEN = -1;
+
+/** The SUB_PEER value naming `element` as the partner that got the same copy. */
+export function peerWord(element: number): number {
+  return element + 1;
+}
 
 /** Records a failure on a parent. Mirror legs that fail for a device reason are marked failed. */
 export function failParent(v: SharedViews, parent: number, element: number, errno: number): void {
@@ -48,9 +54,9 @@ export function failParent(v: SharedViews, parent: number, element: number, errn
  */
 function checkPair(v: SharedViews, parent: number, element: number, peer: number): void {
   if (Atomics.load(v.elemState, element) === STATE_ACTIVE) return;
-  if (peer === PEER_UNWRITTEN || Atomics.load(v.elemState, peer) !== STATE_ACTIVE) {
-    Atomics.compareExchange(v.words, parent * DESC_WORDS + D.RESULT, 0, -EIO);
-  }
+  // peer - 1 undoes peerWord.
+  const partnerHolds = peer !== PEER_UNWRITTEN && Atomics.load(v.elemState, peer - 1) === STATE_ACTIVE;
+  if (!partnerHolds) Atomics.compareExchange(v.words, parent * DESC_WORDS + D.RESULT, 0, -EIO);
 }
 
 /**
@@ -85,7 +91,7 @@ export function finishSub(v: SharedViews, sub: number, errno: number): boolean {
   const parent = w[sb + D.PARENT]!;
   const element = w[sb + D.TARGET]!;
   const peer = w[sb + SUB_PEER]!;
-  if (peer < PEER_UNWRITTEN || peer >= v.params.maxElements) throw new Error(`sub ${sub}: peer word ${peer} is not an element`);
+  if (peer < PEER_UNWRITTEN || peer > v.params.maxElements) throw new Error(`sub ${sub}: peer word ${peer} names no element`);
   if (errno !== 0) failParent(v, parent, element, errno);
   if (peer !== PEER_NONE && element >= 0) checkPair(v, parent, element, peer);
   if (element >= 0) Atomics.sub(v.elemQueued, element, 1);

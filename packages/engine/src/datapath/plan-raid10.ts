@@ -2,7 +2,7 @@
 // sub must check when it ends (the per-pair rule in complete.ts). Runs in a middle worker or
 // inline on the main thread; reads element states, writes only the parent's descriptor.
 import { D, DESC_WORDS, Op } from '@onestack/queue';
-import { PEER_UNWRITTEN } from './complete.js';
+import { PEER_UNWRITTEN, peerWord } from './complete.js';
 import { pickReadLeg, type ColumnExtent, type Extent, type VolumeGeometry } from './map.js';
 import { mapRaid10Pairs, mapRaid10PairsCoalesced, raid10Leg, raid10Pairs } from './map-raid10.js';
 import type { SharedViews } from './shared-layout.js';
@@ -51,7 +51,7 @@ export function planPaired(v: SharedViews, parent: number, spec: TopologyVolume,
   w[pb + D.SPARE] = read ? 1 : 0;
   Atomics.store(w, pb + D.AUX, 0);
   if (read) return { extents, peers: null };
-  const peers = Int32Array.from(spec.elements, (_, role) => (active[role ^ 1] ? spec.elements[role ^ 1]! : PEER_UNWRITTEN));
+  const peers = Int32Array.from(spec.elements, (_, role) => (active[role ^ 1] ? peerWord(spec.elements[role ^ 1]!) : PEER_UNWRITTEN));
   return { extents, peers };
 }
 
