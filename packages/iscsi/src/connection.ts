@@ -29,6 +29,7 @@ export class IscsiConnection {
   private drainPending = false;
   lastReceiveAt = Date.now();
 
+  /** `label` starts every message: the portal, or the session's "iSCSI host:port iqn lun N". */
   private constructor(private readonly socket: Socket, readonly portal: string) {
     this.reassembler = new PduReassembler(
       { dataSegmentBytesMax: LOGIN_SEGMENT_BYTES_MAX, digests: this.digests, sink: (bhs) => this.handlers?.sink(bhs) ?? null },
@@ -40,9 +41,9 @@ export class IscsiConnection {
     socket.on('close', () => this.fail(new RemoteError('ECONNRESET', `${portal}: connection closed by the target`)));
   }
 
-  /** TCP connect bounded by timeoutMs; rejects with a RemoteError naming the portal. */
-  static connect(host: string, port: number, timeoutMs: number): Promise<IscsiConnection> {
-    const portal = `${host.includes(':') ? `[${host}]` : host}:${port}`;
+  /** TCP connect bounded by timeoutMs; rejects with a RemoteError starting with `label` (default host:port). */
+  static connect(host: string, port: number, timeoutMs: number, label?: string): Promise<IscsiConnection> {
+    const portal = label ?? `${host.includes(':') ? `[${host}]` : host}:${port}`;
     return new Promise((resolve, reject) => {
       const socket = createConnection({ host, port });
       const timer = setTimeout(() => {

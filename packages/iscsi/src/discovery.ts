@@ -31,7 +31,7 @@ export async function discoverIscsiTargets(opts: DiscoveryOptions): Promise<Disc
   validateCommon(opts.host, port, opts.timeoutMs);
   const deadlineAt = Date.now() + opts.timeoutMs;
   const portal = `${opts.host}:${port}`;
-  const conn = await IscsiConnection.connect(opts.host, port, opts.timeoutMs);
+  const conn = await IscsiConnection.connect(opts.host, port, opts.timeoutMs, `iSCSI ${portal} discovery`);
   try {
     const isid = new Uint8Array(randomBytes(6));
     isid[0] = 0x80;

@@ -110,8 +110,8 @@ export class IscsiSession {
     for (const t of this.tasks.allActive()) this.finish(t, new RemoteError('ESHUTDOWN', `${this.where}: ${t.request.describe}: session closed`));
     this.attempt?.destroy(new RemoteError('ESHUTDOWN', `${this.where}: session closed`));
     const conn = this.conn;
-    this.conn = null;
-    if (conn === null || conn.closed) return;
+    if (conn === null || conn.closed) { this.conn = null; return; }
+    // this.conn stays set until the Logout Response (or the deadline), so onPdu still reads it.
     const waitMs = Math.min(this.cfg.timeoutMs, 2000);
     await new Promise<void>((resolve) => {
       const timer = setTimeout(resolve, waitMs);
@@ -120,6 +120,7 @@ export class IscsiSession {
       conn.send({ opcode: Opcode.LogoutRequest, immediate: true, reason: 0, itt: LOGOUT_ITT, cid: 0, cmdSN: this.cmdSN, expStatSN: this.expStatSN, dataSegmentLength: 0 });
     });
     this.logoutDone = null;
+    this.conn = null;
     conn.end(200);
     this.events.closed();
   }
@@ -128,7 +129,7 @@ export class IscsiSession {
 
   private async establish(reconnect: boolean): Promise<void> {
     const deadlineAt = Date.now() + this.cfg.timeoutMs;
-    const conn = await IscsiConnection.connect(this.cfg.host, this.cfg.port, this.cfg.timeoutMs);
+    const conn = await IscsiConnection.connect(this.cfg.host, this.cfg.port, this.cfg.timeoutMs, this.where);
     this.attempt = conn;
     try {
       if (this.closed) throw new RemoteError('ESHUTDOWN', `${this.where}: session closed`);
@@ -367,6 +368,7 @@ function isidRandom(): Uint8Array {
   return r;
 }
 
+/** Back-off sleep; unref'd so a session with nothing pending never holds the process open. */
 function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
+  return new Promise((resolve) => setTimeout(resolve, ms).unref());
 }
