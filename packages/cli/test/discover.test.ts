@@ -116,6 +116,11 @@ describe('POST /api/v1/discover', () => {
       expect(json['where'], JSON.stringify(body)).toBe(where);
       expect(JSON.stringify(json)).not.toContain(SECRET);
     }
+    const broken = await fetch(`http://127.0.0.1:${server.port}/api/v1/discover`, {
+      method: 'POST', headers: { authorization: `Bearer ${TOKEN}` }, body: SECRET, signal: AbortSignal.timeout(5000),
+    });
+    expect(broken.status).toBe(400);
+    expect(await broken.text()).not.toContain(SECRET);
     const get = await fetch(`http://127.0.0.1:${server.port}/api/v1/discover`, { headers: { authorization: `Bearer ${TOKEN}` } });
     expect(get.status).toBe(405);
   });

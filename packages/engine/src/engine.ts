@@ -95,7 +95,12 @@ export class Engine {
     const dataPath = await DataPath.start({ pools: loaded.pools, queue: loaded.queue, probeDir: loaded.dataDir, maxVolumes: MAX_VOLUME_SLOTS, maxElements: MAX_ELEMENT_SLOTS });
     const engine = new Engine(loaded, dataPath, log);
     try {
-      for (const e of merged.config.elements) engine.registry.addElement(e, runtimeElements.has(e.name), await dataBytesOf(e), await remoteSpecOf(e));
+      // Remote members were just probed by assembly: no second connection (and no second timeout).
+      const legBytes = new Map(assembled.flatMap((v) => v.elements.map((e) => [e.config.name, e.dataSizeBytes] as const)));
+      for (const e of merged.config.elements) {
+        const known = e.location.kind !== 'local' ? legBytes.get(e.name) : undefined;
+        engine.registry.addElement(e, runtimeElements.has(e.name), known ?? (await dataBytesOf(e)), await remoteSpecOf(e));
+      }
       for (const vol of assembled) engine.bind(vol, runtimeVolumes.has(vol.config.name));
       await engine.applyTopology();
       for (const entry of engine.registry.volumes.values()) entry.assembled = await markClean(entry.assembled, false);

@@ -151,6 +151,10 @@ export class IscsiConnection {
     });
   }
 
+  setRecvSegmentBytesMax(bytes: number): void {
+    this.reassembler.setDataSegmentBytesMax(bytes);
+  }
+
   /** Switches digests and the receive bound for full feature phase, then lets held bytes through. */
   startFullFeature(digests: Digests, recvSegmentBytesMax: number): void {
     this.digests = digests;

@@ -38,6 +38,8 @@ const KEEPALIVE_TICK_MS = 1000;
 /** Socket backlog above which new commands wait (Data-Out for R2Ts is always sent). */
 const WRITE_BACKLOG_BYTES_MAX = 16 * 1024 * 1024;
 const PROBE_ATTEMPTS_MAX = 4;
+/** Tolerance above our declared MaxRecvDataSegmentLength before a segment is a protocol error. */
+const RECV_SEGMENT_SLACK_BYTES = 4096;
 
 const serialLe = (a: number, b: number): boolean => ((b - a) | 0) >= 0;
 const serialGt = (a: number, b: number): boolean => ((a - b) | 0) > 0;
@@ -142,7 +144,9 @@ export class IscsiSession {
       this.cmdSN = outcome.expCmdSN;
       this.maxCmdSN = outcome.maxCmdSN;
       this.expStatSN = (outcome.statSN + 1) >>> 0;
-      if (this.discardScratch.length < outcome.params.maxRecvDataSegmentLength) this.discardScratch = new Uint8Array(outcome.params.maxRecvDataSegmentLength);
+      const recvMax = outcome.params.maxRecvDataSegmentLength + RECV_SEGMENT_SLACK_BYTES;
+      conn.setRecvSegmentBytesMax(recvMax);
+      if (this.discardScratch.length < recvMax) this.discardScratch = new Uint8Array(recvMax);
       this.events.loggedIn(outcome.params, reconnect);
       conn.attach({ onPdu: (p) => this.onPdu(conn, p), sink: (bhs) => this.sink(bhs) });
       conn.onClose((err) => this.onConnectionLost(conn, err));

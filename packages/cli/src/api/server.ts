@@ -177,7 +177,11 @@ class ApiHandler {
   /** Read-only, so it does not queue behind changes; the secret never comes back, even in errors. */
   async #discover(req: IncomingMessage, res: ServerResponse, method: string): Promise<void> {
     if (method !== 'POST') throw methodNotAllowed(['POST']);
-    const spec = checkDiscover(await readJsonBody(req));
+    // JSON.parse may quote the text it choked on, and this body may hold a secret.
+    const body = await readJsonBody(req).catch((err: unknown) => {
+      throw err instanceof HttpError && err.status === 400 ? new HttpError(400, 'invalid', 'request body is not valid JSON', 'body', err.hint) : err;
+    });
+    const spec = checkDiscover(body);
     if (this.#discoveries >= DISCOVERIES_MAX) {
       throw new HttpError(503, 'busy', `too many discoveries running (${DISCOVERIES_MAX})`, 'api', 'retry in a moment');
     }

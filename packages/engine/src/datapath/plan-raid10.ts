@@ -29,6 +29,7 @@ export function planPaired(v: SharedViews, parent: number, spec: TopologyVolume,
   // One snapshot per request: every decision below (legs, peers) agrees with the same states.
   const active = spec.elements.map((el) => Atomics.load(v.elemState, el) === STATE_ACTIVE);
   const read = op === Op.READ || op === Op.CACHE;
+  const queued = (role: number): number => Atomics.load(v.elemQueued, spec.elements[role]!);
   const pieces = op === Op.FLUSH ? everyPair(pairs) : piecesOf(v, parent, g, op);
   const extents: Extent[] = [];
   for (const x of pieces) {
@@ -36,10 +37,9 @@ export function planPaired(v: SharedViews, parent: number, spec: TopologyVolume,
     const b = a + 1;
     if (!active[a] && !active[b]) return null;
     if (read) {
-      const q = (role: number): number => Atomics.load(v.elemQueued, spec.elements[role]!);
       // Ties alternate by row, so one long read takes turns on both legs of each pair.
       const row = Math.floor(x.columnOffsetBytes / g.chunkBytes);
-      const leg = active[a] && active[b] ? pickReadLeg([a, b], q, rotation + row) : active[a] ? a : b;
+      const leg = active[a] && active[b] ? pickReadLeg([a, b], queued, rotation + row) : active[a] ? a : b;
       extents.push(raid10Leg(g, x, leg));
       continue;
     }
