@@ -5,10 +5,10 @@
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Daemon } from './lib/daemon.js';
+import { CLI_MAIN, Daemon, REPO_ROOT } from './lib/daemon.js';
 import { DATA_OFFSET_BYTES, MiB, firstDifference, randomFile, removeDir, sha256Range, sparseFile, tempDir, writeConfig } from './lib/files.js';
 import { nbdcopy, qemuIo, qemuIoFailed } from './lib/peers.js';
-import { explain, missingTools } from './lib/proc.js';
+import { explain, missingTools, run } from './lib/proc.js';
 import { startNbdkit, startTgtd, type NbdkitPeer, type TgtdPeer } from './lib/remotes.js';
 
 const COPY_BYTES = 256 * MiB;
@@ -77,6 +77,33 @@ describe.skipIf(missing !== null)(`mixed local + remote volumes${missing !== nul
     { volume: 'miscsi', pairs: [['l1', 'i0']], legBytes: COPY_BYTES },
     { volume: 'r10', pairs: [['l2', 'n1'], ['l3', 'i1']], legBytes: COPY_BYTES / 2 },
   ];
+
+  it('element add nbd:// at run time (a wrong export refused), volume create over it, and a restart reassembles it from the state file', async () => {
+    for (const name of ['n2']) await sparseFile(file(name), DATA_OFFSET_BYTES + 16 * MiB);
+    const cli = (args: readonly string[]) => run(process.execPath, [CLI_MAIN, ...args, '--api', `127.0.0.1:${daemon!.apiPort}`],
+      { timeoutMs: 30_000, cwd: REPO_ROOT, env: { ...process.env, ONESTACK_DATA_DIR: daemon!.dataDir } });
+    const added = await cli(['element', 'add', `nbd://127.0.0.1:${nbdkit!.port}/n2.img`, '--name', 'rn2']);
+    expect(added.code, explain(added)).toBe(0);
+    expect(added.stdout).toMatch(/added element rn2: nbd, 16(\.0+)? MiB, spare/);
+    const wrong = await cli(['element', 'add', `nbd://127.0.0.1:${nbdkit!.port}/no-such-export`, '--name', 'bad']);
+    expect(wrong.code, explain(wrong)).toBe(1);
+    expect(wrong.stderr).toMatch(/onestack: error: .*cannot reach nbd:\/\/127\.0\.0\.1:\d+\/no-such-export/);
+    await sparseFile(file('late0'), DATA_OFFSET_BYTES + 8 * MiB);
+    const local = await cli(['element', 'add', `file:${file('late0')}`, '--name', 'late0']);
+    expect(local.code, explain(local)).toBe(0);
+    const created = await cli(['volume', 'create', 'late', '--layout', 'raid1', '--element', 'rn2', '--element', 'late0']);
+    expect(created.code, explain(created)).toBe(0);
+    const w = await qemuIo(daemon!.uri('late'), ['write -P 0x6c 0 1m']);
+    expect(qemuIoFailed(w), explain(w)).toBe(false);
+    const { dataDir, nbdPort, apiPort } = daemon!;
+    await daemon!.stop();
+    daemon = await Daemon.start({ dataDir, configPath: path.join(dir, 'onestack.yaml'), nbdPort, apiPort });
+    const r = await qemuIo(daemon.uri('late'), ['read -P 0x6c 0 1m']);
+    expect(qemuIoFailed(r), explain(r)).toBe(false);
+    const late = (await daemon.status()).volumes.find((v) => v.name === 'late');
+    expect(late?.state).toBe('optimal');
+    expect(late?.elements.map((e) => `${e.name}:${e.kind}`)).toEqual(['rn2:nbd', 'late0:local']);
+  }, 120_000);
 
   for (const c of cases) {
     it(`${c.volume}: 256 MiB nbdcopy round trip has equal sha256, and mirror legs are identical`, async () => {

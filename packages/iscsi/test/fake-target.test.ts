@@ -97,6 +97,15 @@ describe('session against a fake target', () => {
     expect(f.stats.logins).toBe(2); // the stuck task was cleared by logging in again
   });
 
+  it('pings an idle target and, with no answer, declares the connection dead and logs in again', async () => {
+    const { f, c } = await setup({ ignorePings: true }, { timeoutMs: 1000 });
+    // Idle for 5 s, then a NOP-Out; 1 s (timeoutMs) without an answer ends the connection.
+    await until(() => logs.some((l) => l.includes('no answer to NOP-Out')), 'the dead-connection verdict', 9000);
+    f.behaviour.ignorePings = false;
+    await until(() => f.stats.logins === 2 && c.connected, 'the re-login');
+    await c.read(0, new Uint8Array(512));
+  }, 15_000);
+
   it('logs out when the target asks (async event 1) and carries on after logging in again', async () => {
     const { f, c } = await setup();
     f.requestLogout();

@@ -18,6 +18,8 @@ export interface FakeBehaviour {
   answerDelayMs: number;
   /** Ignore SCSI commands (never answer). */
   silent: boolean;
+  /** Ignore the initiator's NOP-Out pings (a half-dead peer). */
+  ignorePings: boolean;
 }
 
 export interface FakeStats { logins: number; commands: number; maxOutstanding: number; windowViolations: number; nopAnswers: number[]; logouts: number }
@@ -164,6 +166,7 @@ class FakeConnection {
       }
       case Opcode.NopOut:
         if (bhs.itt === RESERVED_TAG) { this.stats.nopAnswers.push(bhs.ttt); return; }
+        if (this.b.ignorePings) return;
         return this.send({ opcode: Opcode.NopIn, lun: 0, itt: bhs.itt, ttt: RESERVED_TAG, ...this.seq(true), dataSegmentLength: 0 });
       case Opcode.LogoutRequest:
         this.stats.logouts++;
@@ -199,7 +202,7 @@ class FakeConnection {
 
 export async function createFakeTarget(diskBytes: number, behaviour: Partial<FakeBehaviour> = {}): Promise<FakeTarget> {
   const disk = new Uint8Array(diskBytes);
-  const b: FakeBehaviour = { window: 4, statusInDataIn: false, dataInPieceBytes: 4096, answerDelayMs: 2, silent: false, ...behaviour };
+  const b: FakeBehaviour = { window: 4, statusInDataIn: false, dataInPieceBytes: 4096, answerDelayMs: 2, silent: false, ignorePings: false, ...behaviour };
   const stats: FakeStats = { logins: 0, commands: 0, maxOutstanding: 0, windowViolations: 0, nopAnswers: [], logouts: 0 };
   const conns = new Map<Socket, FakeConnection>();
   const server: Server = createServer((sock) => {

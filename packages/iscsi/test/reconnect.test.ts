@@ -30,7 +30,7 @@ function readBacking(offset: number, length: number): Uint8Array {
   }
 }
 
-describe.skipIf(skip !== null)('losing tgtd', () => {
+describe.skipIf(skip !== null)(`losing tgtd${skip === null ? '' : ` (skipped: ${skip})`}`, () => {
   beforeAll(async () => {
     tgtd = await createTgtd();
     await tgtd.configure([DISK]);

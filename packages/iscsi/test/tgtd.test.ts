@@ -60,7 +60,7 @@ const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('he
 const same = (a: Uint8Array, b: Uint8Array): boolean => Buffer.compare(Buffer.from(a.buffer, a.byteOffset, a.byteLength), Buffer.from(b.buffer, b.byteOffset, b.byteLength)) === 0;
 const pattern = (length: number, seed: number): Uint8Array => Uint8Array.from({ length }, (_, i) => (i * 7 + seed * 13 + (i >> 9)) & 0xff);
 
-describe.skipIf(skip !== null)('against tgtd', () => {
+describe.skipIf(skip !== null)(`against tgtd${skip === null ? '' : ` (skipped: ${skip})`}`, () => {
   beforeAll(async () => {
     tgtd = await createTgtd();
     await tgtd.configure([OPEN, CHAP, MUTUAL, DIGEST, RO]);

@@ -103,7 +103,12 @@ export async function createTgtd(): Promise<Tgtd> {
   await start();
   return {
     port, control, dir, backing, configure, kill, start, tgtadm,
-    stop: async () => { await kill(); rmSync(dir, { recursive: true, force: true }); },
+    stop: async () => {
+      await kill();
+      rmSync(dir, { recursive: true, force: true });
+      // A SIGKILLed tgtd cannot remove its own control socket.
+      for (const f of [`socket.${control}`, `socket.${control}.lock`]) rmSync(join(CONTROL_DIR, f), { force: true });
+    },
     stderrTail: () => stderr,
   };
 }

@@ -99,12 +99,13 @@ describe('nbds with --tls-verify-peer', () => {
     await roundTrip(c);
   });
 
-  it('without a client certificate fails clearly (EAUTH or ETLS), and the key never appears in messages', async () => {
+  it('without a client certificate fails with EAUTH, and the key never appears in messages', async () => {
     const err = await rejectsWith(
       NbdClient.connect({ host: '127.0.0.1', port: verifyPeer.port, exportName: '', timeoutMs: 5000, tls: { ca: ca() } }),
-      ['EAUTH', 'ETLS', 'ECONNRESET'],
+      ['EAUTH'],
     );
     expect(err.message).toContain(`127.0.0.1:${verifyPeer.port}`);
+    expect(err.message).toMatch(/client certificate/);
     const withBadKey = await rejectsWith(
       NbdClient.connect({ host: '127.0.0.1', port: verifyPeer.port, exportName: '', timeoutMs: 5000, tls: { ca: ca(), cert: readFileSync(pki.clientCert), key: readFileSync(pki.serverKey) } }),
       ['ETLS', 'EAUTH'],

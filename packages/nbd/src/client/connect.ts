@@ -5,7 +5,7 @@ import type { Socket } from 'node:net';
 import type { ByteAccumulator } from '../codec/accumulator.js';
 import { NbdProtocolError } from '../errors.js';
 import { RemoteError, remoteError } from './errors.js';
-import { type Negotiated, chooseExport, greet, listExports } from './handshake.js';
+import { type Negotiated, chooseExport, explainHandshakeFailure, greet, listExports } from './handshake.js';
 import type { NbdClientOptions, NbdExportListing } from './types.js';
 import { Wire, describeTarget } from './wire.js';
 
@@ -50,7 +50,9 @@ export async function openConnection(opts: NbdClientOptions, where: string, sign
     const negotiated = await chooseExport(wire, opts.exportName, noZeroes);
     return { ...wire.detach(), negotiated };
   } catch (err) {
-    throw wire.fail(asRemoteError(err, where));
+    const failure = explainHandshakeFailure(asRemoteError(err, where), wire, opts.tls);
+    wire.fail(failure);
+    throw failure;
   }
 }
 
@@ -67,6 +69,8 @@ export async function listNbdExports(opts: TransportOptions): Promise<{ name: st
     await wire.end(Math.min(opts.timeoutMs, 1000));
     return exports;
   } catch (err) {
-    throw wire.fail(asRemoteError(err, where));
+    const failure = explainHandshakeFailure(asRemoteError(err, where), wire, opts.tls);
+    wire.fail(failure);
+    throw failure;
   }
 }

@@ -53,6 +53,22 @@ async function startTls(wire: Wire, tls: NbdClientTlsOptions, host: string | und
   }
   if (reply.kind !== 'ack') throw remoteError('EPROTO', 'unexpected reply to NBD_OPT_STARTTLS', wire.where);
   await wire.startTls(tlsConnectOptions(tls, host));
+  wire.phase = AFTER_TLS;
+}
+
+/** Until the first reply over TLS arrives: a server that dropped us then did not like our certificate. */
+const AFTER_TLS = 'right after the TLS handshake';
+
+/**
+ * With TLS 1.3 the server checks our certificate after our side of the handshake is done;
+ * GnuTLS servers (nbdkit --tls-verify-peer) then just close the connection. Say so.
+ */
+export function explainHandshakeFailure(err: RemoteError, wire: Wire, tls: NbdClientTlsOptions | undefined): RemoteError {
+  if (wire.phase !== AFTER_TLS || err.code !== 'ECONNRESET') return err;
+  const why = tls?.cert === undefined
+    ? 'it requires a client certificate (set tls.cert and tls.key)'
+    : 'it did not accept the client certificate';
+  return remoteError('EAUTH', `the server closed the connection right after the TLS handshake: ${why}`, wire.where);
 }
 
 /** node:tls options: verification always on; SNI only for DNS names (RFC 6066 forbids IP addresses). */
@@ -128,6 +144,7 @@ export async function listExports(wire: Wire): Promise<NbdExportListing[]> {
 
 async function readOptionReply(wire: Wire, sentOption: number): Promise<ClientOptionReply> {
   const reply = await wire.decode((b) => decodeOptionReply(b, OPTION_DATA_MAX_BYTES), Size.OPTION_REPLY_HEADER + OPTION_DATA_MAX_BYTES);
+  if (wire.phase === AFTER_TLS) wire.phase = 'during the handshake (over TLS)';
   try {
     // Classified at once: the reply's data is a view that the next read may overwrite.
     return classifyOptionReply(reply, sentOption);

@@ -122,7 +122,6 @@ export class Wire {
       this.wake?.();
     });
     await this.until(() => done);
-    this.phase = 'during the handshake (over TLS)';
     return secure;
   }
 
