@@ -62,6 +62,18 @@ describe('session against a fake target', () => {
     expect(same(f.disk.subarray(128 * KiB, 160 * KiB), data)).toBe(true);
   });
 
+  it('writes zeroes from a shared zero buffer when the target lacks WRITE SAME; trim is a no-op', async () => {
+    const { f, c } = await setup();
+    expect(c.info).toMatchObject({ canWriteZeroes: false, canTrim: false, canFua: true });
+    f.disk.fill(0xee, 0, 256 * KiB);
+    await c.writeZeroes(8 * KiB, 200 * KiB, { fua: true });
+    expect(f.disk.subarray(8 * KiB, 208 * KiB).every((x) => x === 0)).toBe(true);
+    expect(f.disk[8 * KiB - 1]).toBe(0xee);
+    expect(f.disk[208 * KiB]).toBe(0xee);
+    await c.trim(0, 4 * KiB);
+    expect(f.disk[0]).toBe(0xee);
+  });
+
   it('answers a NOP-In ping with the target\'s tag', async () => {
     const { f } = await setup();
     f.ping(0x1234);

@@ -8,7 +8,8 @@ import { missingTools, sleep } from '../../../test/lib/proc.js';
 import { IscsiClient, RemoteError } from '../src/index.js';
 import { createTgtd, type Tgtd, type TgtdTarget } from './tgtd.js';
 
-const skip = missingTools(['tgtd', 'tgtadm']);
+// tgtd keeps its control socket in /var/run/tgtd, which needs root.
+const skip = missingTools(['tgtd', 'tgtadm']) ?? (process.getuid?.() === 0 ? null : 'tgtd needs root (its control socket lives in /var/run/tgtd)');
 const MiB = 1024 * 1024;
 const DISK: TgtdTarget = { tid: 1, iqn: 'iqn.2026-11.dev.onestack:reconnect', sizeBytes: 32 * MiB, incoming: { user: 'carol', secret: 'carol-secret-4242' } };
 const CHAP = { user: 'carol', secret: 'carol-secret-4242' };

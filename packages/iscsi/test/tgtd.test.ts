@@ -7,7 +7,8 @@ import { missingTools, run } from '../../../test/lib/proc.js';
 import { discoverIscsiTargets, IscsiClient, type IscsiClientOptions, RemoteError } from '../src/index.js';
 import { createTgtd, type Tgtd, type TgtdTarget } from './tgtd.js';
 
-const skip = missingTools(['tgtd', 'tgtadm', 'iscsi-ls', 'iscsi-inq', 'iscsi-readcapacity16']);
+// tgtd keeps its control socket in /var/run/tgtd, which needs root.
+const skip = missingTools(['tgtd', 'tgtadm', 'iscsi-ls', 'iscsi-inq', 'iscsi-readcapacity16']) ?? (process.getuid?.() === 0 ? null : 'tgtd needs root (its control socket lives in /var/run/tgtd)');
 const MiB = 1024 * 1024;
 const ALICE = { user: 'alice', secret: 'alice-secret-0123' };
 const BOB = { user: 'bob', secret: 'bob-secret-456789' };

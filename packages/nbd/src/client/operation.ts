@@ -33,7 +33,7 @@ export class OpPart implements Part {
 
   get type(): number { return this.op.spec.type; }
   get flags(): number { return this.op.spec.flags; }
-  get what(): string { return this.op.spec.what; }
+  get what(): string { return this.op.what; }
   /** Once the call has settled (deadline, failure elsewhere, close), its buffer is the caller's again. */
   get abandoned(): boolean { return this.op.settled; }
 }
