@@ -1,7 +1,9 @@
 // Remote peers for mixed-volume tests: nbdkit (file plugin, optionally with filters) and tgtd
 // (an iSCSI target configured with tgtadm), each on a free loopback port, stopped by PID.
 import type { ChildProcess } from 'node:child_process';
+import { rmSync } from 'node:fs';
 import { connect } from 'node:net';
+import path from 'node:path';
 import { freePort, hasExited, runOk, sleep, spawnTracked, stopChild } from './proc.js';
 
 const READY_TIMEOUT_MS = 15_000;
@@ -84,6 +86,7 @@ export async function startTgtd(opts: TgtdOptions): Promise<TgtdPeer> {
   const port = opts.port ?? (await freePort());
   const control = opts.controlPort ?? 1000 + (port % 20000);
   const iqn = opts.iqn ?? 'iqn.2026-11.dev.onestack.test:lun1';
+  removeControlSocket(control); // a SIGKILLed tgtd leaves it behind
   const child = spawnTracked('tgtd', ['-f', '-C', String(control), '--iscsi', `portal=127.0.0.1:${port}`]);
   await waitListening(port, child);
   // tgtd listens before its management socket is up: retry the first command briefly.
@@ -99,15 +102,24 @@ export async function startTgtd(opts: TgtdOptions): Promise<TgtdPeer> {
   for (const [i, file] of opts.backingFiles.entries()) {
     await tgtadm(control, ['--op', 'new', '--mode', 'logicalunit', '--tid', '1', '--lun', String(i + 1), '-b', file]);
   }
-  await tgtadm(control, ['--op', 'bind', '--mode', 'target', '--tid', '1', '-I', 'ALL']);
   if (opts.chap !== undefined) {
     await tgtadm(control, ['--op', 'new', '--mode', 'account', '--user', opts.chap.user, '--password', opts.chap.secret]);
     await tgtadm(control, ['--op', 'bind', '--mode', 'account', '--tid', '1', '--user', opts.chap.user]);
     if (opts.discoveryChap === true) await tgtadm(control, ['--op', 'bind', '--mode', 'account', '--user', opts.chap.user]);
   }
+  // The ACL last: until it is bound nobody logs in to a half-configured target (a restart mid-run).
+  await tgtadm(control, ['--op', 'bind', '--mode', 'target', '--tid', '1', '-I', 'ALL']);
   return {
     port, child, iqn,
     uri: (user?: string, lun = 1) => `iscsi://${user !== undefined ? `${user}@` : ''}127.0.0.1:${port}/${iqn}/${lun}`,
-    stop: async (signal: NodeJS.Signals = 'SIGTERM') => { await stopChild(child, 5000, signal); },
+    // tgtd ignores SIGTERM once it has targets: SIGKILL, then remove what it could not.
+    stop: async (signal: NodeJS.Signals = 'SIGKILL') => {
+      await stopChild(child, 5000, signal);
+      removeControlSocket(control);
+    },
   };
+}
+
+function removeControlSocket(control: number): void {
+  for (const f of [`socket.${control}`, `socket.${control}.lock`]) rmSync(path.join('/var/run/tgtd', f), { force: true });
 }
