@@ -241,6 +241,8 @@ describe('element URIs', () => {
     expect(JSON.stringify(element)).not.toContain('hunter2');
     expect(JSON.stringify({ ...element })).not.toContain('hunter2');
     expect(element.location).toMatchObject({ port: 3260, lun: 0 });
+    const colon = parseElementUri('iscsi://carol:pa55@h/iqn.2026-11.test:disk/2', 'f', '/');
+    expect([colon.user, colon.secret, colon.maskedUri]).toEqual(['carol', 'pa55', 'iscsi://carol:***@h/iqn.2026-11.test:disk/2']);
     // A masked URI read back carries no secret (it then comes from secretFile).
     expect(parseElementUri(parsed.maskedUri, 'f', '/').secret).toBeUndefined();
     for (const bad of ['iscsi://bob%hunter2@h/notaniqn/1', 'iscsi://bob%hunter2@h/iqn.x:y/99999', 'iscsi://bob%hunter2@/iqn.x:y/1', 'iscsi://bob%hunter2@h/iqn.x:y']) {

@@ -115,6 +115,34 @@ describe('nbds with --tls-verify-peer', () => {
   });
 });
 
+describe('nbds against onestack\'s own server (FORCEDTLS, client certificates verified)', () => {
+  let server: NbdServer;
+  let port: number;
+
+  beforeAll(async () => {
+    const tls = { cert: readFileSync(pki.serverCert), key: readFileSync(pki.serverKey), ca: readFileSync(pki.caCert), require: true, verifyClient: true };
+    server = createNbdServer(createMemoryProvider([createMemoryExport('disk0', 4 * 1024 * 1024)]), { tls });
+    port = (await server.listen('127.0.0.1', 0)).port;
+  });
+
+  afterAll(async () => {
+    await Promise.all(clients.splice(0).map((c) => c.close()));
+    await server.close();
+  });
+
+  it('connects with a client certificate and moves data; without one it fails with EAUTH; plaintext gets ETLS', async () => {
+    const c = await NbdClient.connect({
+      host: '127.0.0.1', port, exportName: 'disk0', timeoutMs: 5000, connections: 2,
+      tls: { ca: ca(), cert: readFileSync(pki.clientCert), key: readFileSync(pki.clientKey) },
+    });
+    clients.push(c);
+    expect(server.connectionCount).toBe(2);
+    await roundTrip(c);
+    await rejectsWith(NbdClient.connect({ host: '127.0.0.1', port, exportName: 'disk0', timeoutMs: 5000, tls: { ca: ca() } }), ['EAUTH']);
+    await rejectsWith(NbdClient.connect({ host: '127.0.0.1', port, exportName: 'disk0', timeoutMs: 5000 }), ['ETLS']);
+  });
+});
+
 describe('nbds against a server without TLS', () => {
   let server: NbdServer;
   let port: number;

@@ -17,7 +17,7 @@ export interface ParsedElementUri {
 
 /** Replaces the secret of an iSCSI URI by ***, so the text is safe to print. */
 export function maskUri(uri: string): string {
-  return uri.replace(/^(iscsi:\/\/[^@/]*?%)[^@/]*@/i, `$1${MASK}@`);
+  return uri.replace(/^(iscsi:\/\/[^@/]*?[%:])[^@/]*@/i, `$1${MASK}@`);
 }
 
 function decode(text: string, field: string, what: string): string {
@@ -95,7 +95,8 @@ function parseIscsi(uri: string, parts: UriParts, field: string): ParsedElementU
   let user: string | undefined;
   let secret: string | undefined;
   if (userInfo !== undefined) {
-    const pct = userInfo.indexOf('%');
+    // USER%SECRET@ as libiscsi writes it; USER:SECRET@ as URIs usually do. Either way the secret is masked.
+    const pct = userInfo.search(/[%:]/);
     user = decode(pct < 0 ? userInfo : userInfo.slice(0, pct), field, 'iSCSI user');
     const rawSecret = pct < 0 ? undefined : userInfo.slice(pct + 1);
     // "***" is our own mask: a masked URI read back means "secret from secretFile".

@@ -43,6 +43,23 @@ async function pem(file: string | undefined): Promise<string | undefined> {
   }
 }
 
+/** USER[%SECRET]@ (libiscsi style; also USER:SECRET@) from the raw URI: URL() would mangle a '%'. */
+function userInfo(uri: string): { user: string; secret?: string } {
+  const raw = /^[a-z]+:\/\/([^@/]*)@/i.exec(uri)?.[1];
+  if (raw === undefined) return { user: '' };
+  const cut = raw.search(/[%:]/);
+  const decode = (text: string): string => {
+    try {
+      return decodeURIComponent(text);
+    } catch {
+      return text;
+    }
+  };
+  if (cut < 0) return { user: decode(raw) };
+  const secret = raw.slice(cut + 1);
+  return { user: decode(raw.slice(0, cut)), ...(secret !== '' && secret !== '***' ? { secret } : {}) };
+}
+
 function hostOf(url: URL): string {
   return url.hostname.replace(/^\[(.*)\]$/, '$1');
 }
@@ -63,23 +80,25 @@ async function discoverNbd(url: URL, uri: string, opts: DiscoverOptions, timeout
     kind: 'nbd', where: maskUri(uri),
     items: exports.map((e) => ({
       name: e.name, ...(e.description !== undefined ? { description: e.description } : {}),
-      uri: unix ? `${base}/${encodeURIComponent(e.name)}?socket=${socketPath!}` : `${base}/${encodeURIComponent(e.name)}`,
+      uri: unix ? `${base}/${encodeURIComponent(e.name)}?socket=${encodeURIComponent(socketPath!)}` : `${base}/${encodeURIComponent(e.name)}`,
     })),
   };
 }
 
 async function discoverIscsi(url: URL, uri: string, opts: DiscoverOptions, timeoutMs: number): Promise<DiscoverResult> {
   if (url.hostname === '') throw invalid(uri, 'no host');
-  const user = decodeURIComponent(url.username);
-  const inline = url.password !== '' && url.password !== '***' ? decodeURIComponent(url.password) : undefined;
-  const secret = opts.secret ?? inline ?? (opts.secretFile !== undefined ? (await pem(opts.secretFile))!.split(/\r?\n/)[0]!.trim() : undefined);
+  const { user, secret: inline } = userInfo(uri);
+  const fromFile = opts.secretFile !== undefined ? (await pem(opts.secretFile))!.split(/\r?\n/)[0]!.trim() : undefined;
+  if (fromFile === '') throw invalid(uri, `the secret file ${opts.secretFile} starts with an empty line`);
+  const secret = opts.secret ?? inline ?? fromFile;
   if (user !== '' && secret === undefined) throw invalid(uri, `CHAP user ${user} needs a secret (--secret-file FILE)`);
   const port = url.port === '' ? ISCSI_DEFAULT_PORT : Number(url.port);
   const targets = await discoverIscsiTargets({ host: hostOf(url), port, timeoutMs, ...(user !== '' && secret !== undefined ? { chap: { user, secret } } : {}) });
   const auth = user !== '' ? `${encodeURIComponent(user)}@` : '';
   return {
     kind: 'iscsi', where: maskUri(uri),
-    // LUN 1 is tgt's first data LUN (LUN 0 is its controller); other targets may number from 0.
+    // LUN 1 is tgt's first data LUN (LUN 0 is its controller); SendTargets does not list LUNs,
+    // so other targets may need the URI's LUN changed (REPORT LUNS would tell: not done yet).
     items: targets.map((t) => ({ name: t.targetIqn, description: t.portals.join(', '), uri: `iscsi://${auth}${url.host}/${t.targetIqn}/1` })),
   };
 }

@@ -192,6 +192,8 @@ export class NbdClient {
       op.timer = setTimeout(() => this.expire(op), this.opts.timeoutMs);
       this.live.add(op);
       this.queue.pushBack(op);
+      // Connections lost while idle come back now that there is work (each at its back-off).
+      this.wantConnections();
       this.dispatch();
     });
   }
