@@ -151,7 +151,7 @@ export class ClientConnection<P extends Part> {
       await Promise.race([this.closed, new Promise<void>((resolve) => { timer = setTimeout(resolve, graceMs); })]);
       clearTimeout(timer);
     }
-    this.fail(remoteError('ESHUTDOWN', 'the client closed the connection', this.config.where));
+    this.fail(remoteError('ESHUTDOWN', 'disconnected (NBD_CMD_DISC sent)', this.config.where));
   }
 
   private corkForThisTick(): void {
