@@ -10,6 +10,7 @@ import { DataPath, type TopologyElement, type TopologyVolume } from '../dist/dat
 import { raid0Locate } from '../dist/datapath/map.js';
 import { nbdExportFor } from '../dist/nbd-adapter.js';
 import { NbdError } from '@onestack/nbd';
+import { readFileRange } from './helpers.js';
 
 const MiB = 1024 * 1024;
 const KiB = 1024;
@@ -59,18 +60,6 @@ function pattern(length: number, seed: number): Uint8Array {
     out[i] = x & 255;
   }
   return out;
-}
-
-function readFileRange(p: string, offsetBytes: number, lengthBytes: number): Uint8Array {
-  const fd = fs.openSync(p, 'r');
-  try {
-    const out = new Uint8Array(lengthBytes);
-    const n = fs.readSync(fd, out, 0, lengthBytes, offsetBytes);
-    out.fill(0, n);
-    return out;
-  } finally {
-    fs.closeSync(fd);
-  }
 }
 
 function equalBytes(a: Uint8Array, b: Uint8Array): boolean {

@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DataPath, type TopologyElement } from '../dist/datapath/datapath.js';
 import { raid10Locate } from '../dist/datapath/map-raid10.js';
 import { DATA_OFFSET_BYTES } from '../dist/meta/types.js';
+import { rng, readFileRange } from './helpers.js';
 
 const KiB = 1024;
 const MiB = 1024 * 1024;
@@ -17,19 +18,6 @@ const FILE_BYTES = 20 * MiB;
 const LEG_BYTES = FILE_BYTES - DATA_OFFSET_BYTES;
 
 type Started = { dp: DataPath; dir: string; paths: string[]; sizeBytes: number };
-
-/** xorshift32, seeded: the same "random" requests every run. */
-function rng(seed: number): (bound: number) => number {
-  let x = seed >>> 0 || 1;
-  return (bound) => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x % bound;
-  };
-}
 
 function bytes(length: number, seed: number): Uint8Array {
   const next = rng(seed * 2654435761);
@@ -40,18 +28,6 @@ function bytes(length: number, seed: number): Uint8Array {
 
 function same(a: Uint8Array, b: Uint8Array): boolean {
   return Buffer.compare(Buffer.from(a.buffer, a.byteOffset, a.length), Buffer.from(b.buffer, b.byteOffset, b.length)) === 0;
-}
-
-function readFileRange(p: string, offsetBytes: number, lengthBytes: number): Uint8Array {
-  const fd = fs.openSync(p, 'r');
-  try {
-    const out = new Uint8Array(lengthBytes);
-    const n = fs.readSync(fd, out, 0, lengthBytes, offsetBytes);
-    out.fill(0, n);
-    return out;
-  } finally {
-    fs.closeSync(fd);
-  }
 }
 
 /** Rejects if `p` does not settle within `ms` (a hang is a failure, never a stuck test). */

@@ -5,22 +5,10 @@ import { mapRaid0, mapRaid0Coalesced, volumeCapacityBytes, type VolumeGeometry }
 import { mapRaid10, mapRaid10Coalesced, mapRaid10Pairs, raid10Locate, raid10Partner } from '../src/datapath/map-raid10.js';
 import { layoutCapacityBytes, layoutSurvives, volumeHealth } from '../src/meta/layout.js';
 import { volumeState } from '../src/state/registry.js';
+import { rng } from './helpers.js';
 
 const KiB = 1024;
 const MiB = 1024 * 1024;
-
-/** xorshift32: the same "random" ranges every run. */
-function rng(seed: number): (bound: number) => number {
-  let x = seed >>> 0 || 1;
-  return (bound) => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x % bound;
-  };
-}
 
 /** The layout written out longhand: volume byte b → (pair, offset inside each leg's data area). */
 function model(chunkBytes: number, pairs: number, b: number): { pair: number; legOffsetBytes: number } {

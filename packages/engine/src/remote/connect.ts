@@ -1,21 +1,12 @@
 // Opens a remote element through our own protocol clients (@onestack/nbd, @onestack/iscsi).
 // Both expose the same block-device shape, so the rest of the engine sees one RemoteDevice.
-import { NbdClient } from '@onestack/nbd';
+import { NbdClient, type BlockDeviceInfo } from '@onestack/nbd';
 import { IscsiClient } from '@onestack/iscsi';
 import { DataPathError, type DataPathErrno } from '../datapath/errno.js';
 import type { RemoteSpec } from './spec.js';
 
-export interface RemoteDeviceInfo {
-  readonly sizeBytes: number;
-  readonly blockSizeBytes: number;
-  readonly maxRequestBytes: number;
-  readonly readOnly: boolean;
-  readonly canFlush: boolean;
-  readonly canFua: boolean;
-  readonly canTrim: boolean;
-  readonly canWriteZeroes: boolean;
-  readonly canMultiConn: boolean;
-}
+/** Both clients report the same shape (each protocol package declares it; nbd's is the reference here). */
+export type RemoteDeviceInfo = BlockDeviceInfo;
 
 /** The block-device face both protocol clients present. */
 export interface RemoteDevice {
