@@ -4,7 +4,7 @@
 import { D, DESC_WORDS, DescStatus, pushSure } from '@onestack/queue';
 import { errnoCode } from './errno.js';
 import { PUSH_TIMEOUT_MS, type SharedViews } from './shared-layout.js';
-import { FLAG_MIRRORED, STATE_ACTIVE, STATE_FAILED } from './topology.js';
+import { FLAG_MIRRORED, STATE_ACTIVE, STATE_FAILED, STATE_REBUILDING } from './topology.js';
 
 const EIO = errnoCode('EIO');
 const EINVAL = errnoCode('EINVAL');
@@ -33,8 +33,9 @@ export function failParent(v: SharedViews, parent: number, element: number, errn
   if (element >= 0) Atomics.add(v.elemErrors, element, 1);
   if (mirrored && element >= 0 && errno !== EINVAL) {
     // The leg no longer holds what the others hold: take it out before the write is acked.
-    Atomics.store(v.elemState, element, STATE_FAILED);
-    Atomics.add(w, pb + D.AUX, 1);
+    // A leg being rebuilt was not counted as a holder (middle-core SPARE), so it is not counted here.
+    const before = Atomics.exchange(v.elemState, element, STATE_FAILED);
+    if (before !== STATE_REBUILDING) Atomics.add(w, pb + D.AUX, 1);
   } else {
     Atomics.compareExchange(w, pb + D.RESULT, 0, -errno);
   }

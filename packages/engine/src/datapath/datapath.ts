@@ -12,6 +12,7 @@ import { StagePool, type StageKind } from './pools.js';
 import { attach, createShared, H, type SharedViews } from './shared-layout.js';
 import { Top } from './top.js';
 import { decodeState, DIRECT_ALIGN_BYTES, encodeState, type TopologyElement, type TopologyMessage, type TopologyVolume } from './topology.js';
+import { RawIoImpl, type RawIo } from './raw-io.js';
 import { VolumeIoImpl, type VolumeBinding, type VolumeIo } from './volume-io.js';
 import { SlotPool } from './waiters.js';
 
@@ -41,6 +42,7 @@ export class DataPath {
   private serial: Promise<void> = Promise.resolve();
   private closing: Promise<void> | null = null;
   private openErrors = new Map<number, string>();
+  private rawIo: RawIoImpl | null = null;
 
   private constructor(
     private readonly v: SharedViews,
@@ -65,7 +67,8 @@ export class DataPath {
     if (!(Number.isInteger(middleThreads) && middleThreads >= 0 && middleThreads <= 64)) throw new EngineError('config', `pools.middle ${middleThreads} must be in [0, 64]`, 'pools.middle');
     if (!(Number.isInteger(bottomThreads) && bottomThreads >= 1 && bottomThreads <= 64)) throw new EngineError('config', `pools.bottom ${bottomThreads} must be in [1, 64]`, 'pools.bottom');
     const handles = createShared(
-      { parents: depth, subs: 4 * depth, maxVolumes: opts.maxVolumes ?? 64, maxElements: opts.maxElements ?? 256, slots, slotBytes: slotKiB * 1024, remoteRings: remoteThreads },
+      // One more volume slot than users get: the raw maintenance channel (raw-io.ts).
+      { parents: depth, subs: 4 * depth, maxVolumes: (opts.maxVolumes ?? 64) + 1, maxElements: opts.maxElements ?? 256, slots, slotBytes: slotKiB * 1024, remoteRings: remoteThreads },
       (data) => probeMisalignment(data, opts.probeDir),
     );
     const v = attach(handles);
@@ -90,6 +93,17 @@ export class DataPath {
       throw err;
     }
     return dp;
+  }
+
+  /** The raw volume's slot: the last one, never given to a user volume. */
+  private get rawIndex(): number {
+    return this.v.params.maxVolumes - 1;
+  }
+
+  /** Maintenance I/O on single elements (element offsets) through the common queue. */
+  get raw(): RawIo {
+    this.rawIo ??= new RawIoImpl(this.top, this.slots, this.v.slab, this.rawIndex);
+    return this.rawIo;
   }
 
   /** Address of the data slab modulo 4096, or null (then O_DIRECT elements are refused). */
@@ -186,7 +200,7 @@ export class DataPath {
     }
     const seen = new Set<number>();
     for (const vol of volumes) {
-      if (!(Number.isInteger(vol.index) && vol.index >= 0 && vol.index < p.maxVolumes) || seen.has(vol.index)) {
+      if (!(Number.isInteger(vol.index) && vol.index >= 0 && vol.index < this.rawIndex) || seen.has(vol.index)) {
         throw new EngineError('invalid', `volume index ${vol.index} is out of range or used twice`, vol.name);
       }
       seen.add(vol.index);
@@ -234,7 +248,9 @@ export class DataPath {
       // Formatted here, on the main thread, while no worker has the slot in its topology.
       this.queues[vol.index] ??= createQueue(vol.order, this.v.control, this.v.volumeQueueOffset(vol.index), this.v.params.parents, true);
     }
+    this.queues[this.rawIndex] ??= createQueue('fifo', this.v.control, this.v.volumeQueueOffset(this.rawIndex), this.v.params.parents, true);
     const acks = await this.broadcast(volumes, elements);
+    this.top.bindVolume(this.rawIndex, 'linear', elements.length, this.queues[this.rawIndex]!);
     this.openErrors = new Map(acks.flatMap((a) => (a.openErrors ?? []).map((x) => [x.index, x.reason] as [number, string])));
     this.volumes = volumes;
     this.elements = elements;
@@ -251,7 +267,12 @@ export class DataPath {
   /** Posts a topology to every loop, then bumps the generation word and wakes sleepers; waits for all acks. */
   private async broadcast(volumes: readonly TopologyVolume[], elements: readonly TopologyElement[]) {
     const generation = ++this.generation;
-    const msg: TopologyMessage = { type: 'topology', generation, volumes, elements };
+    // Once elements exist, the raw channel reaches each of them (it is never a user volume).
+    const raw: TopologyVolume[] = this.queues[this.rawIndex] === undefined ? [] : [{
+      index: this.rawIndex, name: '@raw', layout: 'linear', chunkBytes: 0, sizeBytes: 0, order: 'fifo', raw: true,
+      elements: elements.map((e) => e.index).sort((a, b) => a - b),
+    }];
+    const msg: TopologyMessage = { type: 'topology', generation, volumes: [...volumes, ...raw], elements };
     this.middle?.post(msg);
     this.inlineCore?.apply(msg);
     this.bottom.post(msg);

@@ -11,7 +11,7 @@ import { failParent, PEER_NONE, releaseParent, SUB_PEER } from './complete.js';
 import { mapLinear, mapRaid0, mapRaid0Coalesced, mapRaid1, pickReadLeg, type Extent, type VolumeGeometry } from './map.js';
 import { planPaired } from './plan-raid10.js';
 import { PUSH_TIMEOUT_MS, type SharedViews } from './shared-layout.js';
-import { FLAG_MIRRORED, ID_CLASS_REMOTE, STATE_ACTIVE, type TopologyMessage, type TopologyVolume } from './topology.js';
+import { FLAG_MIRRORED, ID_CLASS_REMOTE, STATE_ACTIVE, STATE_REBUILDING, type TopologyMessage, type TopologyVolume } from './topology.js';
 
 const EIO = errnoCode('EIO');
 const EINVAL = errnoCode('EINVAL');
@@ -104,6 +104,10 @@ export class MiddleCore {
       const vol = this.volumes[w[pb + D.TARGET]!];
       if (vol === undefined) return this.reject(parent, EIO);
       const roles = vol.spec.elements;
+      if (vol.spec.raw === true) {
+        const extents = this.planRaw(parent, vol);
+        return extents === null ? this.reject(parent, EINVAL) : { parent, extents, roles, peers: null, next: 0 };
+      }
       if (vol.spec.layout === 'raid10') {
         const paired = planPaired(this.v, parent, vol.spec, vol.geom, this.rotation++ & 0x3fffffff);
         if (paired === null) return this.reject(parent, EIO);
@@ -116,6 +120,18 @@ export class MiddleCore {
       // Bad geometry or range (a bug upstream): fail this request, keep serving the others.
       return this.reject(parent, EINVAL);
     }
+  }
+
+  /** Maintenance I/O on one element, whatever its state (a rebuild writes to a leg that is not active). */
+  private planRaw(parent: number, vol: BoundVolume): Extent[] | null {
+    const w = this.v.words;
+    const pb = parent * DESC_WORDS;
+    const role = vol.spec.elements.indexOf(w[pb + D.AUX]!);
+    if (role < 0) return null;
+    const op = w[pb + D.OP]!;
+    const len = op === Op.FLUSH ? 0 : w[pb + D.LENGTH]!;
+    Atomics.store(w, pb + D.AUX, 0);
+    return [{ role, elementOffsetBytes: op === Op.FLUSH ? 0 : this.v.table.getOffset(parent), lengthBytes: len, bufferOffsetBytes: w[pb + D.SLOT]! >= 0 ? 0 : -1 }];
   }
 
   private planStriped(parent: number, vol: BoundVolume): Extent[] | null {
@@ -140,11 +156,15 @@ export class MiddleCore {
     const pb = parent * DESC_WORDS;
     const op = w[pb + D.OP]!;
     const active: number[] = [];
+    const rebuilding: number[] = [];
     vol.spec.elements.forEach((el, role) => {
-      if (Atomics.load(this.v.elemState, el) === STATE_ACTIVE) active.push(role);
+      const state = Atomics.load(this.v.elemState, el);
+      if (state === STATE_ACTIVE) active.push(role);
+      else if (state === STATE_REBUILDING) rebuilding.push(role);
     });
     if (active.length === 0) return null;
-    let legs = active;
+    // Writes also go to legs being rebuilt: the part already copied must stay current.
+    let legs = op === Op.READ || op === Op.CACHE ? active : [...active, ...rebuilding].sort((a, b) => a - b);
     if (op === Op.READ || op === Op.CACHE) {
       const q = (role: number): number => Atomics.load(this.v.elemQueued, vol.spec.elements[role]!);
       legs = [pickReadLeg(active, q, this.rotation++ & 0x3fffffff)];
@@ -152,7 +172,9 @@ export class MiddleCore {
     const off = op === Op.FLUSH ? 0 : this.v.table.getOffset(parent);
     const len = op === Op.FLUSH ? 0 : w[pb + D.LENGTH]!;
     w[pb + D.FLAGS] = w[pb + D.FLAGS]! | FLAG_MIRRORED;
-    w[pb + D.SPARE] = legs.length;
+    // Legs whose failure fails the request: the active ones written (a leg being rebuilt holds
+    // only part of the volume, so a write that reached only it is not safe).
+    w[pb + D.SPARE] = legs.filter((role) => active.includes(role)).length;
     Atomics.store(w, pb + D.AUX, 0);
     const extents = mapRaid1(vol.geom, legs, off, len);
     return op === Op.FLUSH ? extents.map((x) => ({ ...x, elementOffsetBytes: 0, bufferOffsetBytes: -1 })) : extents;

@@ -24,6 +24,8 @@ interface Pending {
   readonly cls: RequestClass;
   /** raid1 reads: how many more legs may be tried after a leg failure. */
   readonly retries: number;
+  /** Maintenance I/O (the raw volume): the element index, else -1. */
+  readonly element: number;
   readonly resolve: () => void;
   readonly reject: (err: Error) => void;
 }
@@ -82,11 +84,11 @@ export class Top {
     return this.perVolume[index] ?? 0;
   }
 
-  submit(volumeIndex: number, op: OpCode, offsetBytes: number, lengthBytes: number, flags: number, slot: number, cls: RequestClass): Promise<void> {
+  submit(volumeIndex: number, op: OpCode, offsetBytes: number, lengthBytes: number, flags: number, slot: number, cls: RequestClass, element = -1): Promise<void> {
     const vol = this.volumes[volumeIndex];
     const retries = op === Op.READ || op === Op.CACHE ? readRetries(vol) : 0;
     return new Promise<void>((resolve, reject) => {
-      this.start({ volumeIndex, op, offsetBytes, lengthBytes, flags, slot, cls, retries, resolve, reject });
+      this.start({ volumeIndex, op, offsetBytes, lengthBytes, flags, slot, cls, retries, element, resolve, reject });
     });
   }
 
@@ -122,6 +124,7 @@ export class Top {
     w[b + D.STATUS] = DescStatus.QUEUED;
     w[b + D.TARGET] = p.volumeIndex;
     w[b + D.OP] = p.op;
+    if (p.element >= 0) w[b + D.AUX] = p.element;
     this.pending[parent] = p;
     this.outstandingCount++;
     this.perVolume[p.volumeIndex] = (this.perVolume[p.volumeIndex] ?? 0) + 1;

@@ -13,6 +13,11 @@ export interface TopologyVolume {
   readonly order: QueueOrder;
   /** Element indices by role (role 0 first). */
   readonly elements: readonly number[];
+  /**
+   * The data path's own maintenance channel (bitmap updates, resync, rebuild, scrub): a parent's
+   * AUX word names the element and its offset is an element offset. Never exported.
+   */
+  readonly raw?: boolean;
 }
 
 export interface TopologyElement {
@@ -59,6 +64,8 @@ export function decodeState(code: number): ElementState {
 
 export const STATE_ACTIVE = 0;
 export const STATE_FAILED = 1;
+/** Being rebuilt: takes writes (so the copied part stays current) but serves no reads. */
+export const STATE_REBUILDING = 3;
 
 /** Engine-private parent flag (above the queue package's FUA/NO_HOLE bits): subs are mirror legs. */
 export const FLAG_MIRRORED = 1 << 8;
