@@ -5,6 +5,7 @@ import type { NbdReadResult, NbdWriteBuffer } from '@onestack/nbd';
 import { DataPathError, type DataPathErrno } from './errno.js';
 import type { Top } from './top.js';
 import type { SlotPool } from './waiters.js';
+import { WriteGate } from './write-gate.js';
 
 export interface VolumeStats {
   readOps: number;
@@ -16,6 +17,8 @@ export interface VolumeStats {
 
 export interface VolumeIo {
   readonly sizeBytes: number;
+  /** Client writes pass it; resync/rebuild fence ranges with it (write-gate.ts). */
+  readonly gate: WriteGate;
   /** Offsets and lengths of data requests must be multiples of this (the NBD minimum block size). */
   readonly alignBytes: number;
   read(offsetBytes: number, lengthBytes: number, cls?: RequestClass): Promise<Uint8Array>;
@@ -46,6 +49,8 @@ export interface VolumeBinding {
 export class VolumeIoImpl implements VolumeIo {
   private readonly counters: VolumeStats = { readOps: 0, writeOps: 0, readBytes: 0, writeBytes: 0, errors: 0 };
   private readonly writeBuffers = new WeakMap<NbdWriteBuffer, number[]>();
+  /** Orders client writes against resync/rebuild copies, and runs the bitmap hook (write-gate.ts). */
+  readonly gate = new WriteGate();
 
   constructor(
     private b: VolumeBinding,
@@ -90,6 +95,15 @@ export class VolumeIoImpl implements VolumeIo {
   async write(offsetBytes: number, data: Uint8Array, opts: { fua?: boolean } = {}, cls: RequestClass = 'local'): Promise<void> {
     this.check(offsetBytes, data.length, 'ENOSPC', this.b.alignBytes);
     const flags = opts.fua === true ? DescFlags.FUA : 0;
+    const release = await this.gate.enter(offsetBytes, data.length);
+    try {
+      await this.writePieces(offsetBytes, data, flags, cls);
+    } finally {
+      release();
+    }
+  }
+
+  private async writePieces(offsetBytes: number, data: Uint8Array, flags: number, cls: RequestClass): Promise<void> {
     await this.count('write', data.length, this.pieces(offsetBytes, data.length, this.slab.slotBytes, async (off, len, at) => {
       const [slot] = await this.slots.acquire(1);
       try {
@@ -137,7 +151,12 @@ export class VolumeIoImpl implements VolumeIo {
       this.check(offsetBytes, lengthBytes, 'ENOSPC', this.b.alignBytes);
       const flags = opts.fua ? DescFlags.FUA : 0;
       const sb = this.slab.slotBytes;
-      await this.count('write', lengthBytes, settleAll(buf.chunks.map((c, i) => this.top.submit(this.b.index, Op.WRITE, offsetBytes + i * sb, c.length, flags, slots[i]!, cls))));
+      const release = await this.gate.enter(offsetBytes, lengthBytes);
+      try {
+        await this.count('write', lengthBytes, settleAll(buf.chunks.map((c, i) => this.top.submit(this.b.index, Op.WRITE, offsetBytes + i * sb, c.length, flags, slots[i]!, cls))));
+      } finally {
+        release();
+      }
     } finally {
       buf.release();
     }
@@ -166,7 +185,16 @@ export class VolumeIoImpl implements VolumeIo {
     } catch (err) {
       return Promise.reject(err);
     }
-    return this.count('other', 0, this.pieces(off, len, NODATA_PIECE_BYTES, (o, l) => this.top.submit(this.b.index, op, o, l, flags, -1, 'local')));
+    const run = (): Promise<void> => this.count('other', 0, this.pieces(off, len, NODATA_PIECE_BYTES, (o, l) => this.top.submit(this.b.index, op, o, l, flags, -1, 'local')));
+    if (op === Op.CACHE) return run();
+    // TRIM and WRITE_ZEROES change data: they pass the gate like writes.
+    return this.gate.enter(off, len).then(async (release) => {
+      try {
+        await run();
+      } finally {
+        release();
+      }
+    });
   }
 
   /** Bad input gets a clear error before anything is queued. */
