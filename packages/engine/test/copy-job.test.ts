@@ -74,3 +74,27 @@ describe('runCopyJob over the raw channel (raid1 of 2)', () => {
       .rejects.toBeInstanceOf(CopyAborted);
   });
 });
+
+describe('mirrorUnits', () => {
+  const geometry = (layout: 'raid1' | 'raid10', n: number) => ({
+    layout, chunkBytes: 64 * KiB, sizeBytes: 8 * MiB,
+    elements: Array.from({ length: n }, () => ({ dataOffsetBytes: DATA_OFFSET_BYTES, dataSizeBytes: 16 * MiB })),
+  });
+
+  it('raid10: only the chunks of the target pair, copied from the partner at the same element offset', async () => {
+    const { mirrorUnits } = await import('../dist/durable/units.js');
+    const units = [...mirrorUnits({ geometry: geometry('raid10', 4), elements: [10, 11, 12, 13], targetRole: 2, pickSource: (c) => c[0] ?? -1 },
+      [{ offsetBytes: 0, lengthBytes: 512 * KiB }])];
+    expect(units.map((u) => [u.source, u.target, u.elementOffsetBytes - DATA_OFFSET_BYTES, u.volumeOffsetBytes])).toEqual([
+      [13, 12, 0, 64 * KiB], [13, 12, 64 * KiB, 192 * KiB], [13, 12, 128 * KiB, 320 * KiB], [13, 12, 192 * KiB, 448 * KiB],
+    ]);
+  });
+
+  it('raid1: 1 MiB units from the picked leg, ranges clipped to the volume', async () => {
+    const { mirrorUnits, mirrorUnitBytes } = await import('../dist/durable/units.js');
+    const t = { geometry: geometry('raid1', 3), elements: [0, 1, 2], targetRole: 1, pickSource: (c: readonly number[]) => c.at(-1) ?? -1 };
+    const units = [...mirrorUnits(t, [{ offsetBytes: 7 * MiB + 4096, lengthBytes: 4 * MiB }])];
+    expect(units.map((u) => [u.source, u.target, u.volumeOffsetBytes, u.lengthBytes])).toEqual([[2, 1, 7 * MiB + 4096, MiB - 4096]]);
+    expect(mirrorUnitBytes(t, [{ offsetBytes: 0, lengthBytes: 3 * MiB + 5 }])).toBe(3 * MiB + 5);
+  });
+});

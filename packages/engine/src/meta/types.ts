@@ -6,6 +6,15 @@ import type { ElementConfig, VolumeConfig } from '../config/types.js';
 export const DATA_OFFSET_BYTES = 4 * 1024 * 1024;
 export const SUPERBLOCK_BYTES = 4096;
 
+// The reserved header of every element, [0, DATA_OFFSET_BYTES):
+//   [0, 4 KiB)        superblock
+//   [64 KiB, 1 MiB)   write-intent bitmap (durable/bitmap: at most 960 KiB = 7.8 Mi regions)
+//   [1 MiB, 4 MiB)    stripe journal (raid5/6: closes the write hole)
+export const BITMAP_OFFSET_BYTES = 64 * 1024;
+export const BITMAP_MAX_BYTES = 1024 * 1024 - BITMAP_OFFSET_BYTES;
+export const JOURNAL_OFFSET_BYTES = 1024 * 1024;
+export const JOURNAL_MAX_BYTES = DATA_OFFSET_BYTES - JOURNAL_OFFSET_BYTES;
+
 export type ElementState = 'active' | 'failed' | 'spare' | 'rebuilding' | 'stale';
 
 export interface AssembledElement {
