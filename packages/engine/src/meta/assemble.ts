@@ -233,7 +233,28 @@ export async function assembleVolume(volume: VolumeConfig, elements: ReadonlyMap
   for (const [role, config] of configs.entries()) probes.push(await probeElement(config, role, opts.create));
   refuseForeign(volume, probes);
   if (!probes.some((p) => isSuperblock(p.sb))) return createArray(volume, probes, opts);
-  return reassemble(volume, probes);
+  const ordered = orderByRole(volume, probes);
+  return reassemble(ordered.volume, ordered.probes);
+}
+
+/**
+ * Elements may be listed in any order: each member goes to the role its superblock names, and
+ * elements without one (blank, unreadable, unreachable) fill the free roles in listed order. A
+ * clash (two superblocks claiming one role) is left for checkMember to refuse by name.
+ */
+function orderByRole(volume: VolumeConfig, probes: readonly Probe[]): { volume: VolumeConfig; probes: Probe[] } {
+  const n = probes.length;
+  const slots: (Probe | undefined)[] = new Array<Probe | undefined>(n);
+  const rest: Probe[] = [];
+  for (const p of probes) {
+    const role = isSuperblock(p.sb) ? p.sb.role : -1;
+    if (role >= 0 && role < n && slots[role] === undefined) slots[role] = p;
+    else rest.push(p);
+  }
+  for (let role = 0; role < n; role++) if (slots[role] === undefined) slots[role] = rest.shift();
+  const ordered = slots.map((p, role) => ({ ...p!, role }));
+  if (rest.length !== 0 || ordered.length !== n) throw new Error('orderByRole: lost an element');
+  return { volume: { ...volume, elements: ordered.map((p) => p.config.name) }, probes: ordered };
 }
 
 /** Bumps the event counter and rewrites the superblocks of active elements (open: dirty, close: clean). */
