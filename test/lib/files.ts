@@ -1,6 +1,6 @@
 // Temp dirs, sparse element images, random payloads, hashes, and onestack config files.
 import { createHash, randomFillSync } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { open, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -116,7 +116,8 @@ export interface WrittenConfig {
  * Writes `onestack.yaml` in `dir` (format of ../shared/SPEC.md) with `file:` elements over
  * sparse images it creates there. Ports and the data dir come from the command line.
  */
-export async function writeConfig(dir: string, elements: readonly ElementSpec[], volumes: readonly VolumeSpec[], extraLines: readonly string[] = []): Promise<WrittenConfig> {
+export async function writeConfig(dir: string, elements: readonly ElementSpec[], volumes: readonly VolumeSpec[], extraLines: readonly string[] = [],
+  opts: { keepImages?: boolean } = {}): Promise<WrittenConfig> {
   const images = new Map<string, string>();
   const lines = ['# written by test/lib/files.ts', 'elements:'];
   for (const e of elements) {
@@ -126,7 +127,8 @@ export async function writeConfig(dir: string, elements: readonly ElementSpec[],
       continue;
     }
     const img = path.join(dir, `${e.name}.img`);
-    await sparseFile(img, e.sizeBytes);
+    // keepImages: a rewritten config over the same images (restart tests) must not wipe them.
+    if (opts.keepImages !== true || !existsSync(img)) await sparseFile(img, e.sizeBytes);
     images.set(e.name, img);
     lines.push(`  - { name: ${e.name}, uri: "file:${img}", cache: writeback }`);
   }
