@@ -41,18 +41,21 @@ describe.skipIf(missing !== null)(`remote leg faults on raid1${missing !== null 
   let slow: NbdkitPeer | null = null;
   let tgtd: TgtdPeer | null = null;
   let logged: NbdkitPeer | null = null;
+  let flaky: NbdkitPeer | null = null;
   const file = (name: string): string => path.join(dir, `${name}.img`);
 
   beforeAll(async () => {
     dir = tempDir('faults');
-    for (const name of ['kill', 'slow', 'lun', 'logged']) await sparseFile(file(name), ELEMENT_BYTES);
+    for (const name of ['kill', 'slow', 'lun', 'logged', 'flaky']) await sparseFile(file(name), ELEMENT_BYTES);
+    flaky = await startNbdkit(['file', file('flaky')]); // healthy until the test adds the error filter
     logged = await startNbdkit(['--filter=log', 'file', file('logged'), `logfile=${path.join(dir, 'nbdkit.log')}`]);
     nbdkit = await startNbdkit(['file', file('kill')]);
     // Healthy while the array is created; the test restarts it with writes delayed 3 s.
     slow = await startNbdkit(['file', file('slow')]);
     tgtd = await startTgtd({ backingFiles: [file('lun')] });
     rig = await startRig(dir, [
-      { name: 'a0', sizeBytes: ELEMENT_BYTES }, { name: 'b0', sizeBytes: ELEMENT_BYTES }, { name: 'c0', sizeBytes: ELEMENT_BYTES }, { name: 'd0', sizeBytes: ELEMENT_BYTES },
+      { name: 'a0', sizeBytes: ELEMENT_BYTES }, { name: 'b0', sizeBytes: ELEMENT_BYTES }, { name: 'c0', sizeBytes: ELEMENT_BYTES }, { name: 'd0', sizeBytes: ELEMENT_BYTES }, { name: 'e0', sizeBytes: ELEMENT_BYTES },
+      { name: 'rflaky', uri: `nbd://127.0.0.1:${flaky.port}/`, options: { timeoutMs: 5000 } },
       { name: 'rlog', uri: `nbd://127.0.0.1:${logged.port}/`, options: { timeoutMs: 5000 } },
       { name: 'rkill', uri: `nbd://127.0.0.1:${nbdkit.port}/`, options: { timeoutMs: 2000 } },
       { name: 'rslow', uri: `nbd://127.0.0.1:${slow.port}/`, options: { timeoutMs: 1000 } },
@@ -62,12 +65,13 @@ describe.skipIf(missing !== null)(`remote leg faults on raid1${missing !== null 
       { name: 'stalled', layout: 'raid1', elements: ['b0', 'rslow'] },
       { name: 'restarted', layout: 'raid1', elements: ['c0', 'rlun'] },
       { name: 'ordered', layout: 'raid1', elements: ['d0', 'rlog'] },
+      { name: 'flaky', layout: 'raid1', elements: ['e0', 'rflaky'] },
     ]);
   }, 120_000);
 
   afterAll(async () => {
     await rig?.daemon.stop();
-    for (const peer of [nbdkit, slow, tgtd, logged]) await peer?.stop();
+    for (const peer of [nbdkit, slow, tgtd, logged, flaky]) await peer?.stop();
     if (dir !== '') removeDir(dir);
   });
 
@@ -90,6 +94,23 @@ describe.skipIf(missing !== null)(`remote leg faults on raid1${missing !== null 
     expect(writeReturn('420000')).toBeLessThan(flushes[1]!);
     // qemu-io (cache=writethrough) asks FUA on every write; the remote leg must see it on each.
     expect(log.filter((l) => /Write id=\d+ offset=0x4[0-2]0000 /.test(l)).map((l) => /fua=(\d)/.exec(l)?.[1])).toEqual(['1', '1', '1']);
+  }, 60_000);
+
+  it('a remote leg behind nbdkit --filter=error (10% EIO): every read returns the right data, errors counted and shown', async () => {
+    const w = await qemuIo(rig!.daemon.uri('flaky'), ['write -P 0x4d 0 4m', 'flush']);
+    expect(qemuIoFailed(w), explain(w)).toBe(false);
+    const port = flaky!.port;
+    await flaky!.stop();
+    flaky = await startNbdkit(['--filter=error', 'file', file('flaky'), 'error-rate=10%', 'error=EIO'], port);
+    // ~128 of these reach the remote leg: the chance that none meets a 10% error is about 1e-6.
+    const reads = Array.from({ length: 256 }, (_, i) => `read -P 0x4d ${i * 16}k 16k`);
+    const r = await qemuIo(rig!.daemon.uri('flaky'), reads);
+    expect(qemuIoFailed(r), explain(r)).toBe(false);
+    const status = await rig!.daemon.status();
+    const leg = status.elements.find((e) => e.name === 'rflaky');
+    expect(leg?.errors, 'the remote leg\'s errors are counted').toBeGreaterThan(0);
+    expect(leg?.state).toBe('failed');
+    expect(status.volumes.find((v) => v.name === 'flaky')?.state).toBe('degraded');
   }, 60_000);
 
   it('nbdkit killed with SIGKILL during a fio verify run: fio finishes clean, status says degraded', async () => {
