@@ -15,6 +15,41 @@ export interface ElementStatus {
   readonly errors: number;
 }
 
+/** What a volume's maintenance job is: copying onto a leg (rebuild, resync) or comparing legs (check, repair). */
+export type MaintenanceKind = 'rebuild' | 'resync' | 'check' | 'repair';
+
+export interface RebuildStatus {
+  readonly kind: MaintenanceKind;
+  /** The element being rebuilt or resynced; null for a scrub (it covers every leg). */
+  readonly element: string | null;
+  readonly percent: number;
+  readonly mibPerSec: number;
+  /** Seconds left at the current rate; null until there is a rate. */
+  readonly etaSeconds: number | null;
+  readonly doneBytes: number;
+  readonly totalBytes: number;
+}
+
+/** The result of a finished scrub (durable/scrub.ts). */
+export interface ScrubStatus {
+  readonly kind: 'check' | 'repair';
+  readonly startedMs: number;
+  readonly finishedMs: number;
+  /** done: every unit was looked at; cancelled: stopped on request (or engine close); failed: see message. */
+  readonly outcome: 'done' | 'cancelled' | 'failed';
+  /** Volume bytes compared. */
+  readonly checkedBytes: number;
+  /** Volume bytes that could not be compared (fewer than two usable legs there). */
+  readonly skippedBytes: number;
+  readonly mismatchedUnits: number;
+  /** Byte positions where the legs of a mismatched unit disagree. */
+  readonly mismatchedBytes: number;
+  readonly repairedUnits: number;
+  /** Leg reads or writes that failed; such a leg is left out for the rest of the scrub. */
+  readonly ioErrors: number;
+  readonly message?: string;
+}
+
 export interface VolumeStatus {
   readonly name: string;
   readonly layout: Layout;
@@ -23,7 +58,10 @@ export interface VolumeStatus {
   readonly order: string;
   readonly boot: boolean;
   readonly state: VolumeState;
-  readonly rebuild: { readonly percent: number } | null;
+  /** The maintenance job running on the volume (rebuild, resync, scrub check or repair), or null. */
+  readonly rebuild: RebuildStatus | null;
+  /** The last scrub's result (since the engine opened), or null. */
+  readonly scrub: ScrubStatus | null;
   readonly elements: readonly ElementStatus[];
   readonly stats: { readonly readOps: number; readonly writeOps: number; readonly readBytes: number; readonly writeBytes: number; readonly errors: number };
 }

@@ -2,7 +2,7 @@
 // starts the data path and serves volumes. Control operations run one at a time.
 import { EventEmitter } from 'node:events';
 import { nativeInfo } from '@onestack/native';
-import { EngineError, type ElementStatus, type EngineStatus, type VolumeStatus } from './api-types.js';
+import { EngineError, type ElementStatus, type EngineStatus, type ScrubStatus, type VolumeStatus } from './api-types.js';
 import { loadConfig, type ConfigSource } from './config/load.js';
 import type { ElementCache, EngineConfig, Layout, QueueOrder } from './config/types.js';
 import { normalizeVolume } from './config/validate.js';
@@ -19,6 +19,9 @@ import { asInvalid, dataBytesOf, remoteSpecOf, runtimeElementConfig } from './st
 import { mergeState, readStateFile, writeStateFile } from './state/state-file.js';
 import { discover as discoverRemote, type DiscoverOptions, type DiscoverResult } from './remote/discover.js';
 import { Volume } from './volume.js';
+import { ScrubJobs, type ScrubStarted } from './durable/scrub-jobs.js';
+import type { ScrubOptions } from './durable/scrub.js';
+import { scrubTargetOf } from './durable/scrub-target.js';
 
 export type LogFn = (level: 'info' | 'warn' | 'error', msg: string) => void;
 
@@ -66,6 +69,7 @@ export class Engine {
   private closing: Promise<void> | null = null;
   private readonly closers = new Set<() => Promise<void>>();
   private failureWatch: NodeJS.Timeout | null = null;
+  private readonly scrubs = new ScrubJobs({ raw: () => this.dataPath.raw, onChange: () => this.changed(), log: (level, msg) => this.log(level, msg) });
 
   private constructor(
     private readonly base: EngineConfig,
@@ -116,6 +120,7 @@ export class Engine {
       for (const e of stale) log('warn', `volume ${entry.assembled.config.name}: element ${e.config.name} is ${e.state}: ${e.reason ?? ''}`);
     }
     engine.failureWatch = setInterval(() => engine.recordFailures(), FAILURE_WATCH_MS).unref();
+    engine.onClose(() => engine.scrubs.cancelAll('engine closing'));
     log('info', `engine open: ${engine.registry.volumes.size} volume(s), data dir ${loaded.dataDir}`);
     return engine;
   }
@@ -153,7 +158,8 @@ export class Engine {
       const { config } = v.assembled;
       return {
         name: config.name, layout: config.layout, sizeBytes: v.assembled.sizeBytes, chunkKiB: config.chunkKiB, order: config.order, boot: config.boot,
-        state: volumeState(config.layout, elements.map((e) => e.state)), rebuild: null, elements, stats: v.handle.io.stats(),
+        state: volumeState(config.layout, elements.map((e) => e.state)), rebuild: this.scrubs.progress(config.name), scrub: this.scrubs.result(config.name),
+        elements, stats: v.handle.io.stats(),
       };
     });
     const native = nativeInfo();
@@ -214,6 +220,8 @@ export class Engine {
     return this.exclusive(async () => {
       const entry = this.registry.volumes.get(name);
       if (entry === undefined) throw new EngineError('not-found', `no volume named ${name}`, `volume ${name}`);
+      await this.scrubs.cancel(name, 'volume deleted');
+      this.scrubs.forget(name);
       await entry.handle.flush().catch((err: Error) => this.log('warn', `volume ${name}: flush before delete failed: ${err.message}`));
       entry.handle.detach();
       this.registry.volumes.delete(name);
@@ -278,6 +286,31 @@ export class Engine {
       this.log('warn', `element ${name} failed by request`);
       this.changed();
     });
+  }
+
+  /**
+   * Starts a scrub of a mirror volume (durable/scrub.ts): compares the legs unit by unit and, with
+   * `repair`, rewrites the odd ones. Resolves once it runs; `done` settles when it ends. Refused
+   * (EngineError conflict) while the volume is scrubbed or rebuilt, or has no two active legs.
+   */
+  async startScrub(volume: string, opts: ScrubOptions = {}): Promise<ScrubStarted> {
+    this.checkOpen();
+    const entry = this.registry.volumes.get(volume);
+    if (entry === undefined) throw new EngineError('not-found', `no volume named ${volume}`, `volume ${volume}`, 'list volumes with `onestack volume list`');
+    const target = scrubTargetOf(this.registry, entry, (index) => this.dataPath.elementState(index));
+    return this.scrubs.start(target, entry.handle.io.gate, opts);
+  }
+
+  /** Scrubs a volume to the end: startScrub, then its result. */
+  async scrub(volume: string, opts: ScrubOptions = {}): Promise<ScrubStatus> {
+    return (await this.startScrub(volume, opts)).done;
+  }
+
+  /** Stops the volume's scrub (at most one unit later); false when none was running. */
+  cancelScrub(volume: string): Promise<boolean> {
+    this.checkOpen();
+    if (!this.registry.volumes.has(volume)) return Promise.reject(new EngineError('not-found', `no volume named ${volume}`, `volume ${volume}`));
+    return this.scrubs.cancel(volume);
   }
 
   /**

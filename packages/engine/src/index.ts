@@ -1,6 +1,6 @@
 // @onestack/engine: the embeddable storage engine (config, superblocks, assembly, data path, NBD).
 export { EngineError } from './api-types.js';
-export type { ElementStatus, EngineErrorCode, EngineStatus, PoolStatus, VolumeState, VolumeStatus } from './api-types.js';
+export type { ElementStatus, EngineErrorCode, EngineStatus, MaintenanceKind, PoolStatus, RebuildStatus, ScrubStatus, VolumeState, VolumeStatus } from './api-types.js';
 export type * from './config/types.js';
 export { loadConfig, embeddedDefaultConfig, normalizeConfig, defaultDataDir, DEFAULT_API_LISTEN, DEFAULT_NBD_LISTEN, type ConfigOverrides, type ConfigSource } from './config/load.js';
 export { normalizeElement, normalizeVolume, LAYOUTS, ORDERS, CACHES } from './config/validate.js';
@@ -19,3 +19,5 @@ export { startNbdExport, type NbdExportHandle, type NbdExportOptions } from './n
 export { nbdTlsMode, type NbdTlsMode } from './nbd-tls.js';
 export { discover, type DiscoverOptions, type DiscoverResult, type DiscoveredItem } from './remote/discover.js';
 export type { RemoteSpec } from './remote/spec.js';
+export type { ScrubOptions, ScrubTarget, ScrubUnit, UnitChecker, UnitContext, UnitVerdict, CheckerFactory } from './durable/scrub.js';
+export type { ScrubStarted } from './durable/scrub-jobs.js';
