@@ -7,8 +7,8 @@ usage: onestack COMMAND [OPTIONS]
 commands:
   serve      run the daemon: NBD exports plus the JSON API and GUI
   status     volumes, layout, state, % rebuilt, elements, IOPS (like /proc/mdstat)
-  volume     list | create | delete volumes
-  element    list | add | remove | fail elements (disks)
+  volume     list | create | delete | scrub volumes
+  element    list | add | remove | fail | replace elements (disks)
   discover   list the exports of an NBD server or the targets of an iSCSI portal
   bench      measure a volume or URI                           (not yet available)
   init       interactive configuration wizard                  (not yet available)
@@ -47,11 +47,16 @@ options:
   status: `usage: onestack status [--json] [--watch [--count N]]
 
 Shows every volume like /proc/mdstat: name, state, layout, size, [n/m] [UU] element map,
-% rebuilt while rebuilding, op counters, then each element with its state.
+op counters, then each element with its state. While a rebuild, resync or scrub runs, a
+progress line:
+      [=====>              ] 27.3%  123.4 MiB/s  ETA 0:37  rebuild of d1
+and after a scrub, a line with its result (mismatched units and bytes, repaired units).
 
 options:
   --json              the status object (same shape as GET /api/v1/status)
-  --watch             redraw every second with IOPS, until Ctrl-C (with --json: one object a line)
+  --watch             redraw with IOPS until Ctrl-C: in place on a terminal (four times a second
+                      while a progress line shows, else every second); otherwise one frame a
+                      second (with --json: one object a line)
   --count N           with --watch: stop after N frames
 ${CLIENT_OPTIONS}
 `,
@@ -59,6 +64,8 @@ ${CLIENT_OPTIONS}
        onestack volume create NAME --layout L --element E... [--chunk-kib N] [--size BYTES]
                                    [--order fifo|lifo|priority]
        onestack volume delete NAME
+       onestack volume scrub NAME [--repair] [--wait] [--max-mib-per-sec N] [--json]
+       onestack volume scrub NAME --cancel
 
   --layout L          linear, raid0, raid1, raid10, raid5 or raid6
   --element E...      element names in role order: repeat the flag, separate with commas, or
@@ -66,10 +73,23 @@ ${CLIENT_OPTIONS}
   --chunk-kib N       stripe chunk in KiB (default: the engine's, 64)
   --size BYTES        cap the volume's size (suffixes K, M, G, T are powers of 1024)
   --order O           request order: fifo (default), lifo or priority
-  --json              (list) print JSON
+  --json              (list) print JSON; (scrub) the started scrub, or with --wait its result
+
+scrub (raid1, raid10) reads every leg unit by unit (1 MiB on raid1, one chunk on raid10) and
+counts the units whose copies differ; client I/O goes on meanwhile. --repair also rewrites the
+odd copies: with three or more legs from the copy most legs agree on; with two legs there is no
+majority, so from the first active leg - a 2-way mirror cannot know which copy is right (per-block
+checksums arrive later). Progress shows in onestack status.
+  --repair            rewrite mismatched copies (default: only count them)
+  --wait              follow the scrub to its end and print its result; exit 1 when mismatches
+                      are left in place (a check that found some, a repair that could not write),
+                      or when it was cancelled or failed
+  --max-mib-per-sec N at most N MiB of the volume a second (default: unthrottled)
+  --cancel            stop the volume's running scrub
 ${CLIENT_OPTIONS}
 
 example: onestack volume create vol1 --layout raid1 --element d2 --element d3
+         onestack volume scrub vol1 --repair --wait
 `,
   discover: `usage: onestack discover URI [--secret-file FILE] [--tls-ca FILE] [--tls-cert FILE] [--tls-key FILE]
                          [--json] [--local]
@@ -101,13 +121,17 @@ example: onestack discover nbd://127.0.0.1:10810
        onestack element add URI [--name N] [--cache writeback|none]
        onestack element remove N
        onestack element fail N
-       onestack element replace OLD NEW      (not yet available: issue 5)
+       onestack element replace OLD NEW [--volume V]
 
 URI: file:PATH or a bare path, nbd://HOST[:PORT]/EXPORT, nbds://..., nbd+unix:///EXPORT?socket=PATH,
 iscsi://[USER@]HOST[:PORT]/TARGET-IQN/LUN
 
   --name N            element name (default: chosen by the engine)
   --cache C           local elements: writeback (page cache, default) or none (O_DIRECT)
+  --volume V          (replace) the volume to change (default: the volume OLD belongs to)
+
+replace takes OLD out of its volume and rebuilds its data onto NEW (an unused element) in the
+background; follow the rebuild with onestack status --watch.
   --json              (list) print JSON
 ${CLIENT_OPTIONS}
 
@@ -119,5 +143,4 @@ example: onestack element add file:/var/lib/onestack/disk2.img --name d2 --cache
 export const NOT_YET: Readonly<Record<string, string>> = {
   bench: 'arrives in a later issue',
   init: 'arrives in a later issue',
-  'element replace': 'arrives with issue 5',
 };

@@ -1,6 +1,7 @@
 // Text rendering of engine status, laid out like /proc/mdstat: one block per volume with its
-// layout, state, size, [n/m] [UU_] map, rebuild progress and elements; then spares and pools.
-import type { ElementStatus, EngineStatus, VolumeStatus } from '@onestack/engine';
+// layout, state, size, [n/m] [UU_] map, rebuild/scrub progress, the last scrub and elements;
+// then spares and pools.
+import type { ElementStatus, EngineStatus, RebuildStatus, ScrubStatus, VolumeStatus } from '@onestack/engine';
 
 export interface OpSample {
   readonly atMs: number;
@@ -44,11 +45,46 @@ function roleMap(volume: VolumeStatus): string {
   return `[${members.length}/${up}] [${map}]`;
 }
 
-function progressBar(percent: number): string {
-  const width = 20;
-  const filled = Math.min(width, Math.max(0, Math.floor((percent / 100) * width)));
-  const arrow = filled < width ? '>' : '';
-  return `[${'='.repeat(Math.max(0, filled - (arrow === '' ? 0 : 1)))}${arrow}${'.'.repeat(width - filled)}]`;
+const BAR_WIDTH = 20;
+
+/** `[=====>              ]`: `=` done, `>` the head, blanks to go. */
+export function progressBar(percent: number): string {
+  const p = Number.isFinite(percent) ? Math.min(100, Math.max(0, percent)) : 0;
+  const filled = Math.floor((p / 100) * BAR_WIDTH);
+  if (filled >= BAR_WIDTH) return `[${'='.repeat(BAR_WIDTH)}]`;
+  return `[${'='.repeat(filled)}>${' '.repeat(BAR_WIDTH - filled - 1)}]`;
+}
+
+/** `0:37`, `12:05`, `1:02:03`; `--:--` while there is no rate yet. */
+export function formatEta(seconds: number | null): string {
+  if (seconds === null || !Number.isFinite(seconds) || seconds < 0) return '--:--';
+  const total = Math.round(seconds);
+  const h = Math.floor(total / 3600);
+  const m = Math.floor((total % 3600) / 60);
+  const ss = String(total % 60).padStart(2, '0');
+  return h > 0 ? `${h}:${String(m).padStart(2, '0')}:${ss}` : `${m}:${ss}`;
+}
+
+/** `[=====>      ] 42.0%  123.4 MiB/s  ETA 0:37  rebuild of d1` (a scrub names the volume: `check of m`). */
+export function progressLine(r: RebuildStatus, volume: string): string {
+  const subject = r.element ?? volume;
+  return `${progressBar(r.percent)} ${r.percent.toFixed(1)}%  ${r.mibPerSec.toFixed(1)} MiB/s  ETA ${formatEta(r.etaSeconds)}  ${r.kind} of ${subject}`;
+}
+
+/** One line on a finished scrub: outcome, bytes compared, mismatches, repairs. */
+export function scrubSummary(s: ScrubStatus, volume: string): string {
+  const seconds = Math.max(0, (s.finishedMs - s.startedMs) / 1000);
+  const rate = seconds > 0 ? ` (${(s.checkedBytes / 1024 / 1024 / seconds).toFixed(1)} MiB/s)` : '';
+  const parts = [`${s.kind} of ${volume}: ${s.outcome === 'done' ? 'done in' : `${s.outcome} after`} ${seconds.toFixed(1)} s${s.message === undefined ? '' : ` (${s.message})`}`,
+    `${formatBytes(s.checkedBytes)} compared${rate}`];
+  if (s.skippedBytes > 0) parts.push(`${formatBytes(s.skippedBytes)} skipped (fewer than two usable copies)`);
+  if (s.mismatchedUnits === 0) parts.push('no mismatch');
+  else {
+    parts.push(`${s.mismatchedUnits} unit${s.mismatchedUnits === 1 ? '' : 's'} mismatched (${s.mismatchedBytes} byte${s.mismatchedBytes === 1 ? '' : 's'} differ)`);
+    if (s.kind === 'repair') parts.push(`${s.repairedUnits} repaired`);
+  }
+  if (s.ioErrors > 0) parts.push(`${s.ioErrors} I/O error${s.ioErrors === 1 ? '' : 's'}`);
+  return parts.join(', ');
 }
 
 function elementLine(e: ElementStatus, nameWidth: number): string {
@@ -64,8 +100,10 @@ export function renderVolume(volume: VolumeStatus, iops: Iops | undefined): stri
     `${volume.name} : ${volume.state} ${volume.layout} ${members}`,
     `      ${formatBytes(volume.sizeBytes)} (${volume.sizeBytes} bytes) chunk ${volume.chunkKiB}K ${roleMap(volume)}  ${flags}`,
   ];
-  if (volume.rebuild !== null) {
-    lines.push(`      ${progressBar(volume.rebuild.percent)}  rebuild = ${volume.rebuild.percent.toFixed(1)}%`);
+  if (volume.rebuild !== null) lines.push(`      ${progressLine(volume.rebuild, volume.name)}`);
+  // Older daemons have no scrub field: treat it as absent.
+  if (volume.scrub !== undefined && volume.scrub !== null) {
+    lines.push(`      last scrub ${new Date(volume.scrub.finishedMs).toISOString()}: ${scrubSummary(volume.scrub, volume.name)}`);
   }
   const s = volume.stats;
   const rate = iops === undefined ? '' : `iops: read ${iops.read.toFixed(0)}/s write ${iops.write.toFixed(0)}/s; `;
@@ -102,7 +140,7 @@ export function renderStatus(status: EngineStatus, previous?: OpSample, current?
 export function renderVolumeList(volumes: readonly VolumeStatus[]): string {
   if (volumes.length === 0) return 'no volumes\n';
   const rows = volumes.map((v) => [v.name, v.layout, v.state, formatBytes(v.sizeBytes),
-    v.rebuild === null ? '-' : `${v.rebuild.percent.toFixed(1)}%`, v.elements.map((e) => e.name).join(',')]);
+    v.rebuild === null ? '-' : `${v.rebuild.percent.toFixed(1)}% ${v.rebuild.kind}`, v.elements.map((e) => e.name).join(',')]);
   return table(['NAME', 'LAYOUT', 'STATE', 'SIZE', 'REBUILT', 'ELEMENTS'], rows);
 }
 

@@ -75,10 +75,10 @@ describe('API server (fake engine)', () => {
     expect((await api('POST', '/elements', { uri: '' })).status).toBe(400);
   });
 
-  it('answers 501 for replace, 404 for unknown routes, 405 for wrong methods', async () => {
+  it('answers 404 for unknown routes and volumes, 405 for wrong methods', async () => {
     const replace = await api('POST', '/volumes/default/replace', { old: 'd0', new: 'd2' });
-    expect(replace.status).toBe(501);
-    expect((await replace.json() as { error: string }).error).toContain('issue 5');
+    expect(replace.status).toBe(404);
+    expect((await api('GET', '/volumes/default/scrub')).status).toBe(405);
     expect((await api('GET', '/nothing')).status).toBe(404);
     const wrongMethod = await api('PUT', '/volumes');
     expect(wrongMethod.status).toBe(405);

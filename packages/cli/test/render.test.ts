@@ -7,7 +7,8 @@ import { escapeHtml } from '../src/api/page.js';
 
 function volume(over: Partial<VolumeStatus> = {}): VolumeStatus {
   return {
-    name: 'v0', layout: 'raid1', sizeBytes: 2 ** 30, chunkKiB: 64, order: 'fifo', boot: true, state: 'rebuilding', rebuild: { percent: 42 },
+    name: 'v0', layout: 'raid1', sizeBytes: 2 ** 30, chunkKiB: 64, order: 'fifo', boot: true, state: 'rebuilding',
+    rebuild: { kind: 'rebuild', element: 'r1', percent: 42, mibPerSec: 123.45, etaSeconds: 37.4, doneBytes: 42, totalBytes: 100 }, scrub: null,
     elements: [
       { name: 'd0', kind: 'local', uri: 'file:/a', state: 'active', sizeBytes: 2 ** 30, volume: 'v0', role: 0, errors: 0 },
       { name: 'r1', kind: 'nbd', uri: 'nbd://h/x', state: 'rebuilding', sizeBytes: 2 ** 30, volume: 'v0', role: 1, errors: 2 },
@@ -31,7 +32,7 @@ describe('renderStatus', () => {
     const text = renderStatus(status([volume()]));
     expect(text).toContain('v0 : rebuilding raid1 d0[0] r1[1]\n');
     expect(text).toContain('1.00 GiB (1073741824 bytes) chunk 64K [2/1] [U_]  boot, order fifo');
-    expect(text).toMatch(/\[=======>\.{12}\]  rebuild = 42\.0%/);
+    expect(text).toContain('      [========>           ] 42.0%  123.5 MiB/s  ETA 0:37  rebuild of r1\n');
     expect(text).toMatch(/r1\[1\] +nbd +rebuilding .* nbd:\/\/h\/x  errors 2/);
     expect(text).toContain('unused elements:');
     expect(text).toContain('bottom 2 threads (queued 4)');
@@ -51,7 +52,7 @@ describe('renderStatus', () => {
 
   it('says so when there are no volumes, and lists volumes as a table', () => {
     expect(renderStatus(status([]))).toMatch(/^no volumes/);
-    expect(renderVolumeList([volume()])).toBe('NAME  LAYOUT  STATE       SIZE      REBUILT  ELEMENTS\nv0    raid1   rebuilding  1.00 GiB  42.0%    d0,r1\n');
+    expect(renderVolumeList([volume()])).toBe('NAME  LAYOUT  STATE       SIZE      REBUILT        ELEMENTS\nv0    raid1   rebuilding  1.00 GiB  42.0% rebuild  d0,r1\n');
   });
 });
 
@@ -63,5 +64,11 @@ describe('escaping', () => {
     expect(text).toContain('onestack_volume_rebuild_percent{volume="v0"} 42');
     expect(text).toContain('onestack_volume_state{volume="v0",state="rebuilding"} 1');
     expect(text).toContain('onestack_element_errors_total{element="r1",kind="nbd",volume="v0"} 2');
+    expect(text).not.toContain('onestack_volume_scrub_mismatched_units{');
+    const scrub = { kind: 'repair', startedMs: 1, finishedMs: 2, outcome: 'done', checkedBytes: 1, skippedBytes: 0, mismatchedUnits: 4, mismatchedBytes: 9, repairedUnits: 3, ioErrors: 0 } as const;
+    const scrubbed = renderMetrics(status([volume({ scrub })]));
+    expect(scrubbed).toContain('onestack_volume_scrub_mismatched_units{volume="v0",kind="repair"} 4');
+    expect(scrubbed).toContain('onestack_volume_scrub_repaired_units{volume="v0",kind="repair"} 3');
+    expect(renderStatus(status([volume({ scrub })]))).toContain('      last scrub 1970-01-01T00:00:00.002Z: repair of v0: done in 0.0 s, 1 B compared (0.0 MiB/s), 4 units mismatched (9 bytes differ), 3 repaired\n');
   });
 });

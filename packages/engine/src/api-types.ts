@@ -13,6 +13,8 @@ export interface ElementStatus {
   readonly volume: string | null;
   readonly role: number | null;
   readonly errors: number;
+  /** Why a failed or stale element is out (I/O error, unreachable, replaced, ...). */
+  readonly reason?: string;
 }
 
 /** What a volume's maintenance job is: copying onto a leg (rebuild, resync) or comparing legs (check, repair). */
@@ -28,6 +30,28 @@ export interface RebuildStatus {
   readonly etaSeconds: number | null;
   readonly doneBytes: number;
   readonly totalBytes: number;
+}
+
+/** The last resync or rebuild of a volume (since the engine opened): what it copied and how it ended. */
+export interface LastRebuild {
+  readonly kind: 'rebuild' | 'resync';
+  readonly element: string | null;
+  readonly outcome: 'done' | 'failed' | 'aborted';
+  readonly doneBytes: number;
+  readonly totalBytes: number;
+  readonly seconds: number;
+  readonly mibPerSec: number;
+  readonly finishedMs: number;
+  readonly message?: string;
+}
+
+/** A mirror volume's write-intent bitmap (durable/bitmap.ts). */
+export interface BitmapStatus {
+  readonly regionBytes: number;
+  readonly regions: number;
+  /** Regions written recently (or missed by an absent leg): what a resync would copy now. */
+  readonly dirtyRegions: number;
+  readonly eventsCleared: number;
 }
 
 /** The result of a finished scrub (durable/scrub.ts). */
@@ -62,6 +86,10 @@ export interface VolumeStatus {
   readonly rebuild: RebuildStatus | null;
   /** The last scrub's result (since the engine opened), or null. */
   readonly scrub: ScrubStatus | null;
+  /** The last resync or rebuild (since the engine opened); absent for layouts without one. */
+  readonly lastRebuild?: LastRebuild | null;
+  /** raid1/raid10 only. */
+  readonly bitmap?: BitmapStatus | null;
   readonly elements: readonly ElementStatus[];
   readonly stats: { readonly readOps: number; readonly writeOps: number; readonly readBytes: number; readonly writeBytes: number; readonly errors: number };
 }

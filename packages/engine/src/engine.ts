@@ -22,6 +22,9 @@ import { Volume } from './volume.js';
 import { ScrubJobs, type ScrubStarted } from './durable/scrub-jobs.js';
 import type { ScrubOptions } from './durable/scrub.js';
 import { scrubTargetOf } from './durable/scrub-target.js';
+import { isMirror, MirrorKeeper, type KeeperHost } from './durable/keeper.js';
+import { replaceLeg } from './durable/replace.js';
+import { DEFAULT_REBUILD } from './config/validate.js';
 
 export type LogFn = (level: 'info' | 'warn' | 'error', msg: string) => void;
 
@@ -69,13 +72,31 @@ export class Engine {
   private closing: Promise<void> | null = null;
   private readonly closers = new Set<() => Promise<void>>();
   private failureWatch: NodeJS.Timeout | null = null;
-  private readonly scrubs = new ScrubJobs({ raw: () => this.dataPath.raw, onChange: () => this.changed(), log: (level, msg) => this.log(level, msg) });
+  private readonly scrubs = new ScrubJobs({
+    raw: () => this.dataPath.raw, log: (level, msg) => this.log(level, msg),
+    // A scrub cancelled by close() ends after the engine stopped answering status().
+    onChange: () => { if (this.closing === null) this.changed(); },
+  });
+
+  /** Write-intent bitmaps, resyncs, rebuilds, spares and returning legs of mirror volumes. */
+  private readonly keeper: MirrorKeeper;
 
   private constructor(
     private readonly base: EngineConfig,
     private readonly dataPath: DataPath,
     private readonly log: LogFn,
-  ) {}
+  ) {
+    this.keeper = new MirrorKeeper(this.keeperHost());
+  }
+
+  private keeperHost(): KeeperHost {
+    return {
+      dataPath: this.dataPath, registry: this.registry, log: (level, msg) => this.log(level, msg),
+      rebuildMiBPerSec: () => (this.base.rebuild ?? DEFAULT_REBUILD).maxMiBPerSec,
+      exclusive: (work) => this.exclusive(work), changed: () => this.changed(), persist: () => this.persist(),
+      applyTopology: () => this.applyTopology(), stopScrub: async (volume) => void (await this.scrubs.cancel(volume, 'a resync or rebuild starts')),
+    };
+  }
 
   static async open(opts: EngineOpenOptions = {}): Promise<Engine> {
     const log = opts.log ?? defaultLog;
@@ -108,13 +129,16 @@ export class Engine {
       for (const vol of assembled) engine.bind(vol, runtimeVolumes.has(vol.config.name));
       await engine.applyTopology();
       for (const entry of engine.registry.volumes.values()) entry.assembled = await markClean(entry.assembled, false);
+      // Bitmaps, then the resyncs an unclean stop or a stale leg needs (they run in the background).
+      for (const entry of engine.registry.volumes.values()) await engine.keeper.attach(entry);
+      engine.keeper.start();
     } catch (err) {
       await engine.close().catch(() => undefined);
       throw err;
     }
     for (const entry of engine.registry.volumes.values()) {
       if (entry.assembled.wasClean === false) {
-        log('warn', `volume ${entry.assembled.config.name} was not closed cleanly: writes in flight at the crash may differ between legs (resync arrives with rebuild)`);
+        log('warn', `volume ${entry.assembled.config.name} was not closed cleanly: ${isMirror(entry.assembled.config.layout) ? 'resyncing the regions written last' : 'writes in flight at the crash may be torn'}`);
       }
       const stale = entry.assembled.elements.filter((e) => e.state !== 'active');
       for (const e of stale) log('warn', `volume ${entry.assembled.config.name}: element ${e.config.name} is ${e.state}: ${e.reason ?? ''}`);
@@ -158,8 +182,9 @@ export class Engine {
       const { config } = v.assembled;
       return {
         name: config.name, layout: config.layout, sizeBytes: v.assembled.sizeBytes, chunkKiB: config.chunkKiB, order: config.order, boot: config.boot,
-        state: volumeState(config.layout, elements.map((e) => e.state)), rebuild: this.scrubs.progress(config.name), scrub: this.scrubs.result(config.name),
-        elements, stats: v.handle.io.stats(),
+        state: volumeState(config.layout, elements.map((e) => e.state)), rebuild: this.keeper.progress(config.name) ?? this.scrubs.progress(config.name),
+        scrub: this.scrubs.result(config.name), elements, stats: v.handle.io.stats(),
+        ...(isMirror(config.layout) ? { lastRebuild: this.keeper.lastRebuild(config.name), bitmap: this.keeper.bitmapStatus(config.name) } : {}),
       };
     });
     const native = nativeInfo();
@@ -206,6 +231,7 @@ export class Engine {
           entry.handle.detach();
           throw err;
         }
+        await this.keeper.attach(this.registry.volumes.get(config.name)!).catch((err: Error) => this.log('warn', `volume ${config.name}: no write-intent bitmap: ${err.message}`));
         this.persist();
         this.changed();
         return entry.handle;
@@ -222,6 +248,7 @@ export class Engine {
       if (entry === undefined) throw new EngineError('not-found', `no volume named ${name}`, `volume ${name}`);
       await this.scrubs.cancel(name, 'volume deleted');
       this.scrubs.forget(name);
+      await this.keeper.detach(name, entry.handle.io);
       await entry.handle.flush().catch((err: Error) => this.log('warn', `volume ${name}: flush before delete failed: ${err.message}`));
       entry.handle.detach();
       this.registry.volumes.delete(name);
@@ -278,7 +305,7 @@ export class Engine {
         }
         owner.assembled = { ...owner.assembled, elements: owner.assembled.elements.map((e) => (e.config.name === name ? { ...e, state: 'failed', reason: 'failed by request' } : e)) };
         const role = owner.assembled.config.elements.indexOf(name);
-        if (!(await markNeedsRebuild(owner.assembled, role))) this.log('warn', `element ${name}: could not mark its superblock for rebuild`);
+        if (!(await markNeedsRebuild(owner.assembled, role, undefined, { faulty: true }))) this.log('warn', `element ${name}: could not mark its superblock for rebuild`);
       } else {
         entry.idleState = 'failed';
       }
@@ -314,6 +341,15 @@ export class Engine {
   }
 
   /**
+   * Replaces a leg of a mirror volume by an unused element of sufficient size (a spare): the old
+   * leg is failed and leaves the volume, the new one is rebuilt in the background (status
+   * `rebuild`), and the change is saved so a restart reassembles the volume the same way.
+   */
+  replaceElement(volume: string, oldElement: string, newElement: string): Promise<void> {
+    return this.exclusive(() => replaceLeg(this.keeperHost(), this.keeper, volume, oldElement, newElement, 'by request'));
+  }
+
+  /**
    * What an NBD server or iSCSI portal offers (`onestack discover`). Touches no volume, so it
    * does not wait behind control operations.
    */
@@ -334,6 +370,7 @@ export class Engine {
       if (this.failureWatch !== null) clearInterval(this.failureWatch);
       await this.control.catch(() => undefined);
       for (const closer of [...this.closers]) await closer().catch((err: Error) => this.log('warn', `closing an export: ${err.message}`));
+      await this.keeper.close(async (name) => this.registry.volumes.get(name)?.handle.flush());
       for (const entry of this.registry.volumes.values()) {
         const name = entry.assembled.config.name;
         try {
@@ -442,8 +479,15 @@ export class Engine {
   private persist(): void {
     const elements = [...this.registry.elements.values()].filter((e) => e.runtime).map((e) => e.config);
     const volumes = [...this.registry.volumes.values()].filter((v) => v.runtime).map((v) => v.assembled.config);
+    // Config-file volumes whose legs were replaced at run time (they reassemble from these).
+    const replaced = [...this.registry.volumes.values()].flatMap((v) => {
+      const configured = this.base.volumes.find((c) => c.name === v.assembled.config.name);
+      const now = v.assembled.config.elements;
+      if (v.runtime || configured === undefined || (configured.elements.length === now.length && configured.elements.every((e) => now.includes(e)))) return [];
+      return [{ volume: configured.name, configElements: configured.elements, elements: now }];
+    });
     try {
-      writeStateFile(this.base.dataDir, { elements, volumes });
+      writeStateFile(this.base.dataDir, { elements, volumes, replaced });
     } catch (err) {
       this.log('error', `cannot save the runtime state in ${this.base.dataDir}: ${(err as Error).message}`);
       throw new EngineError('io', `cannot save the runtime state: ${(err as Error).message}`, this.base.dataDir);

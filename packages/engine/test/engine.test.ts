@@ -167,9 +167,13 @@ describe('Engine', () => {
     expect(engine.status().volumes[0]?.state).toBe('degraded');
     await engine.volume('default').write(0, pattern(4096, 9));
     await engine.close();
+    // Reassembled stale and resynced at once (issue 5): only the bitmap's dirty regions are copied.
     const again = await Engine.open({ dataDir: dir, log: quiet });
-    expect(again.status().volumes[0]?.elements.map((e) => e.state)).toEqual(['active', 'stale']);
+    expect(again.status().volumes[0]?.elements.map((e) => e.state)).toEqual(['active', 'rebuilding']);
     expectBytes(await again.volume('default').read(0, 4096), pattern(4096, 9));
+    for (let i = 0; i < 100 && again.status().volumes[0]?.state !== 'optimal'; i++) await new Promise((r) => setTimeout(r, 50));
+    expect(again.status().volumes[0]).toMatchObject({ state: 'optimal', lastRebuild: { kind: 'resync', outcome: 'done' } });
+    expect(again.status().volumes[0]?.lastRebuild?.totalBytes).toBeLessThan(1024 ** 3 / 100);
     await again.close();
   });
 

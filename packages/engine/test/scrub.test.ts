@@ -101,13 +101,13 @@ describe('scrub of mirrors', () => {
     expect(Buffer.compare(readFileRange(image('a'), DATA_OFFSET_BYTES + MiB, data.length), data)).toBe(0);
   });
 
-  it('raid10: a corrupted chunk is one unit of its pair; repair copies it from the partner', async () => {
+  it('raid10: a corrupted chunk is one unit of its pair; repair copies it from the first leg of the pair', async () => {
     const e = await open('raid10', ['a', 'b', 'c', 'd'], 64);
     const vol = e.volume('m');
     const data = random(4 * MiB, 3);
     await vol.write(0, data);
     // Chunk 3 (volume [192 KiB, 256 KiB)) is on pair 1 (roles 2, 3) at row 1: element data offset 64 KiB.
-    corrupt('c', 64 * KiB + 100, 50);
+    corrupt('d', 64 * KiB + 100, 50);
     const check = await e.scrub('m');
     expect(check).toMatchObject({ mismatchedUnits: 1, mismatchedBytes: 50, checkedBytes: vol.sizeBytes });
     await e.scrub('m', { repair: true });
@@ -120,6 +120,10 @@ describe('scrub of mirrors', () => {
     const vol = e.volume('m');
     const model = random(vol.sizeBytes, 4);
     await vol.write(0, model);
+    const changes: number[] = [];
+    e.events.on('change', (st: { volumes: { rebuild: { kind: string } | null }[] }) => {
+      if (st.volumes[0]?.rebuild?.kind === 'repair') changes.push(Date.now());
+    });
     const scrub = await e.startScrub('m', { repair: true, maxMiBPerSec: 16 });
     expect(e.status().volumes[0]?.rebuild).toMatchObject({ kind: 'repair', element: null, totalBytes: vol.sizeBytes });
     await expectCode(e.startScrub('m'), 'conflict');
@@ -140,6 +144,10 @@ describe('scrub of mirrors', () => {
     expect(Buffer.compare(await vol.read(0, vol.sizeBytes), model)).toBe(0);
     expect(legsEqual('a', 'b', vol.sizeBytes)).toBe(true);
     expect(e.status().volumes[0]?.rebuild).toBeNull();
+    // Progress reaches listeners (the API's SSE stream) at most every 250 ms: a one-second scrub gives a few.
+    expect(changes.length).toBeGreaterThanOrEqual(3);
+    const gaps = changes.slice(2, -1).map((t, i) => t - changes[i + 1]!);
+    expect(Math.min(...gaps)).toBeGreaterThanOrEqual(240);
   });
 
   it('cancels on request and on close, and refuses what cannot be scrubbed', async () => {

@@ -7,7 +7,11 @@
 // BigInt arithmetic allocates; BigInt is only for logs, maps and the wire.
 import { assert } from './assert.js';
 
-export const Op = { READ: 0, WRITE: 1, FLUSH: 2, TRIM: 3, WRITE_ZEROES: 4, CACHE: 5 } as const;
+/**
+ * COMPUTE: work a stage does on slab buffers without element I/O (the engine's parity maths);
+ * what to compute is the submitter's business, named by the descriptor's AUX word.
+ */
+export const Op = { READ: 0, WRITE: 1, FLUSH: 2, TRIM: 3, WRITE_ZEROES: 4, CACHE: 5, COMPUTE: 6 } as const;
 export type OpCode = (typeof Op)[keyof typeof Op];
 export type RequestClass = 'local' | 'remote';
 export interface RequestIdParts {

@@ -1,6 +1,6 @@
 // fetch-based client of the daemon's JSON API, used by every CLI command except `serve`.
 // Every request has a timeout; failures become CliErrors that say what to do next.
-import type { DiscoverResult, ElementStatus, EngineStatus, VolumeStatus } from '@onestack/engine';
+import type { DiscoverResult, ElementStatus, EngineStatus, RebuildStatus, VolumeStatus } from '@onestack/engine';
 import { CliError } from '../errors.js';
 import { formatHostPort, type HostPort } from '../args.js';
 
@@ -22,6 +22,9 @@ export interface DiscoverBody {
   uri: string; secret?: string; secretFile?: string; tls?: { ca?: string; cert?: string; key?: string };
 }
 
+export interface ScrubBody { repair?: boolean; maxMiBPerSec?: number }
+export interface ScrubStartedBody { volume: string; kind: 'check' | 'repair'; startedMs: number; progress: RebuildStatus }
+
 interface ErrorBody { error?: unknown; where?: unknown; hint?: unknown }
 
 const TIMEOUT_MS_DEFAULT = 10_000;
@@ -42,6 +45,18 @@ export class ApiClient {
     return this.#request('POST', '/volumes', body) as Promise<VolumeStatus>;
   }
   async deleteVolume(name: string): Promise<void> { await this.#request('DELETE', `/volumes/${encodeURIComponent(name)}`); }
+  volume(name: string): Promise<VolumeStatus> {
+    return this.#request('GET', `/volumes/${encodeURIComponent(name)}`) as Promise<VolumeStatus>;
+  }
+  startScrub(name: string, body: ScrubBody): Promise<ScrubStartedBody> {
+    return this.#request('POST', `/volumes/${encodeURIComponent(name)}/scrub`, body) as Promise<ScrubStartedBody>;
+  }
+  cancelScrub(name: string): Promise<{ volume: string; cancelled: boolean }> {
+    return this.#request('DELETE', `/volumes/${encodeURIComponent(name)}/scrub`) as Promise<{ volume: string; cancelled: boolean }>;
+  }
+  replaceElement(volume: string, oldElement: string, newElement: string): Promise<VolumeStatus> {
+    return this.#request('POST', `/volumes/${encodeURIComponent(volume)}/replace`, { old: oldElement, new: newElement }) as Promise<VolumeStatus>;
+  }
   addElement(body: AddElementBody): Promise<ElementStatus> {
     return this.#request('POST', '/elements', body) as Promise<ElementStatus>;
   }

@@ -1,7 +1,7 @@
 // The part of the Engine the API server uses. A structural interface, so the server can be
 // tested against the real Engine and reasoned about without the whole class.
 import type { EventEmitter } from 'node:events';
-import type { DiscoverOptions, DiscoverResult, ElementStatus, EngineStatus } from '@onestack/engine';
+import type { DiscoverOptions, DiscoverResult, ElementStatus, EngineStatus, RebuildStatus } from '@onestack/engine';
 import type { AddElementSpec, CreateVolumeSpec } from './validate.js';
 
 export interface ApiEngine {
@@ -13,9 +13,28 @@ export interface ApiEngine {
   failElement(name: string): Promise<void>;
   /** What an NBD server or iSCSI portal offers; `uri` carries no secret (opts.secret does). */
   discover(uri: string, opts: DiscoverOptions): Promise<DiscoverResult>;
-  /** Emits 'change' whenever volumes or elements change state. */
+  /** Starts a scrub; rejects with EngineError conflict/invalid/not-found when it cannot. */
+  startScrub(volume: string, opts: ScrubRequest): Promise<ScrubStartedView>;
+  /** Stops the volume's scrub; false when none was running. */
+  cancelScrub(volume: string): Promise<boolean>;
+  /**
+   * Replaces a volume's element with another and rebuilds onto it; resolves once the rebuild has
+   * started. Optional so the API builds before the engine has it (the route answers 501 then).
+   */
+  replaceElement?(volume: string, oldElement: string, newElement: string): Promise<void>;
+  /** Emits 'change' whenever volumes or elements change state, and at most every 250 ms of rebuild or scrub progress. */
   readonly events: EventEmitter;
 }
 
 export type LogLevel = 'info' | 'warn' | 'error';
 export type Log = (level: LogLevel, message: string) => void;
+
+export interface ScrubRequest { repair?: boolean; maxMiBPerSec?: number }
+
+/** What POST /volumes/NAME/scrub answers (202): the run's identity and its first progress. */
+export interface ScrubStartedView {
+  readonly volume: string;
+  readonly kind: 'check' | 'repair';
+  readonly startedMs: number;
+  readonly progress: RebuildStatus;
+}

@@ -36,7 +36,9 @@ export function renderMetrics(status: EngineStatus): string {
     errors: family('onestack_volume_errors_total', 'counter', 'Requests the volume failed.'),
     size: family('onestack_volume_size_bytes', 'gauge', 'Usable size of the volume.'),
     state: family('onestack_volume_state', 'gauge', 'Volume state: 1 for the current state, 0 for the others.'),
-    rebuild: family('onestack_volume_rebuild_percent', 'gauge', 'Rebuild progress; absent when not rebuilding.'),
+    rebuild: family('onestack_volume_rebuild_percent', 'gauge', 'Rebuild, resync or scrub progress; absent when none runs.'),
+    scrubMismatched: family('onestack_volume_scrub_mismatched_units', 'gauge', 'Units whose copies differed in the last scrub; absent before the first.'),
+    scrubRepaired: family('onestack_volume_scrub_repaired_units', 'gauge', 'Units the last scrub rewrote; absent before the first.'),
     elementErrors: family('onestack_element_errors_total', 'counter', 'I/O errors seen on the element.'),
     elementState: family('onestack_element_state', 'gauge', 'Element state: 1 for the current state, 0 for the others.'),
     poolDepth: family('onestack_pool_queue_depth', 'gauge', 'Requests waiting in the driver pool queue.'),
@@ -53,6 +55,12 @@ export function renderMetrics(status: EngineStatus): string {
     f.size.samples.push({ labels, value: v.sizeBytes });
     for (const s of VOLUME_STATES) f.state.samples.push({ labels: { volume: v.name, state: s }, value: v.state === s ? 1 : 0 });
     if (v.rebuild !== null) f.rebuild.samples.push({ labels: { volume: v.name }, value: v.rebuild.percent });
+    // Older daemons send no scrub field.
+    if (v.scrub !== undefined && v.scrub !== null) {
+      const scrubLabels = { volume: v.name, kind: v.scrub.kind };
+      f.scrubMismatched.samples.push({ labels: scrubLabels, value: v.scrub.mismatchedUnits });
+      f.scrubRepaired.samples.push({ labels: scrubLabels, value: v.scrub.repairedUnits });
+    }
   }
   for (const e of status.elements) {
     const labels = { element: e.name, kind: e.kind, volume: e.volume ?? '' };

@@ -10,7 +10,7 @@ import {
 } from './http.js';
 import { METRICS_CONTENT_TYPE, renderMetrics } from './metrics.js';
 import { renderPage, renderUnauthorizedPage } from './page.js';
-import { checkAddElement, checkCreateVolume, checkDiscover, checkName, type DiscoverSpec } from './validate.js';
+import { checkAddElement, checkCreateVolume, checkDiscover, checkName, checkReplace, checkScrub, type DiscoverSpec } from './validate.js';
 import { redact } from '../uri-secret.js';
 import { isEngineError } from '../errors.js';
 
@@ -141,16 +141,36 @@ class ApiHandler {
       return sendJson(res, 201, this.#volume(spec.name));
     }
     checkName(name, 'volume');
-    if (action === 'replace') {
-      if (method !== 'POST') throw methodNotAllowed(['POST']);
-      throw new HttpError(501, 'not-implemented', 'replacing an element arrives with issue 5', `volumes/${name}/replace`,
-        'until then: fail the old element; the volume keeps running degraded');
-    }
+    if (action === 'replace') return this.#replace(req, res, method, name);
+    if (action === 'scrub') return this.#scrub(req, res, method, name);
     if (action !== undefined) throw notFound(['volumes', name, action]);
     if (method === 'GET') return sendJson(res, 200, this.#volume(name));
     if (method !== 'DELETE') throw methodNotAllowed(['GET', 'DELETE']);
     await this.#mutate(() => this.#engine.deleteVolume(name));
     return sendNoContent(res);
+  }
+
+  /** Accepted once the rebuild onto the new element has started; progress shows in status `rebuild`. */
+  async #replace(req: IncomingMessage, res: ServerResponse, method: string, name: string): Promise<void> {
+    if (method !== 'POST') throw methodNotAllowed(['POST']);
+    const spec = checkReplace(await readJsonBody(req));
+    const engine = this.#engine;
+    if (engine.replaceElement === undefined) {
+      throw new HttpError(501, 'not-implemented', 'this engine cannot replace elements yet', `volumes/${name}/replace`,
+        'fail the old element; the volume keeps running degraded');
+    }
+    await this.#mutate(() => engine.replaceElement!(name, spec.old, spec.new));
+    return sendJson(res, 202, this.#volume(name));
+  }
+
+  /** POST starts a scrub (202 with its identity and first progress), DELETE cancels it. */
+  async #scrub(req: IncomingMessage, res: ServerResponse, method: string, name: string): Promise<void> {
+    if (method === 'DELETE') return sendJson(res, 200, { volume: name, cancelled: await this.#engine.cancelScrub(name) });
+    if (method !== 'POST') throw methodNotAllowed(['POST', 'DELETE']);
+    const spec = checkScrub(await readJsonBody(req));
+    const started = await this.#engine.startScrub(name, spec);
+    // Only the plain fields: the engine's object also carries its completion promise.
+    return sendJson(res, 202, { volume: started.volume, kind: started.kind, startedMs: started.startedMs, progress: started.progress });
   }
 
   async #elements(req: IncomingMessage, res: ServerResponse, method: string, name?: string, action?: string): Promise<void> {
@@ -255,7 +275,7 @@ function pathOf(req: IncomingMessage): string {
 
 function notFound(parts: readonly string[]): HttpError {
   return new HttpError(404, 'not-found', `no such route: ${PREFIX}/${parts.join('/')}`, 'path',
-    'routes: status, volumes[/NAME], elements[/NAME[/fail]], discover, events, metrics');
+    'routes: status, volumes[/NAME[/scrub|/replace]], elements[/NAME[/fail]], discover, events, metrics');
 }
 
 function methodNotAllowed(allowed: readonly string[]): HttpError {

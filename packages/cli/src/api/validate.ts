@@ -137,3 +137,33 @@ export function checkDiscover(body: unknown): DiscoverSpec {
   }
   return spec;
 }
+
+export interface ScrubSpec { repair?: boolean; maxMiBPerSec?: number }
+export interface ReplaceSpec { old: string; new: string }
+
+/** A rate a person would type: up to 1,000,000 MiB/s; 0 means unthrottled. */
+const MIB_PER_SEC_MAX = 1_000_000;
+
+export function checkScrub(body: unknown): ScrubSpec {
+  const b = objectBody(body, ['repair', 'maxMiBPerSec']);
+  const spec: ScrubSpec = {};
+  if (b['repair'] !== undefined) {
+    if (typeof b['repair'] !== 'boolean') throw badRequest('repair must be true or false', 'repair', `got ${JSON.stringify(b['repair'])}`);
+    spec.repair = b['repair'];
+  }
+  const max = b['maxMiBPerSec'];
+  if (max !== undefined) {
+    if (typeof max !== 'number' || !Number.isFinite(max) || max < 0 || max > MIB_PER_SEC_MAX) {
+      throw badRequest(`maxMiBPerSec must be a number from 0 (unthrottled) to ${MIB_PER_SEC_MAX}`, 'maxMiBPerSec', `got ${JSON.stringify(max)}`);
+    }
+    spec.maxMiBPerSec = max;
+  }
+  return spec;
+}
+
+export function checkReplace(body: unknown): ReplaceSpec {
+  const b = objectBody(body, ['old', 'new']);
+  const spec = { old: checkName(b['old'], 'old'), new: checkName(b['new'], 'new') };
+  if (spec.old === spec.new) throw badRequest('old and new name the same element', 'new', 'name a spare element to rebuild onto');
+  return spec;
+}

@@ -1,8 +1,8 @@
-// `onestack element list | add URI [--name N] [--cache C] | remove N | fail N | replace OLD NEW`
+// `onestack element list | add URI [--name N] [--cache C] | remove N | fail N | replace OLD NEW [--volume V]`
 import type { AddElementBody } from '../api/client.js';
 import { parseChoice, parseCommandArgs } from '../args.js';
-import { usageError, type ExitCode } from '../errors.js';
-import { HELP, NOT_YET } from '../help.js';
+import { CliError, usageError, type ExitCode } from '../errors.js';
+import { HELP } from '../help.js';
 import type { CliIo } from '../io.js';
 import { formatBytes, renderElementList } from '../render.js';
 import { CLIENT_OPTIONS, clientFor, groupHelp, isSubcommand } from './common.js';
@@ -53,8 +53,28 @@ export async function elementCommand(argv: readonly string[], io: CliIo): Promis
       return 0;
     }
     case 'replace':
-      throw usageError(`onestack element replace is not yet available (${NOT_YET['element replace'] ?? 'a later issue'})`, 'element replace');
+      return replace(rest, io);
     default:
       throw unknownSubcommand('element', sub, SUBCOMMANDS);
   }
+}
+
+/** Replaces OLD by NEW in OLD's volume (or --volume V); the daemon rebuilds onto NEW in the background. */
+async function replace(argv: readonly string[], io: CliIo): Promise<ExitCode> {
+  const args = parseCommandArgs('element replace', argv, { ...CLIENT_OPTIONS, volume: { type: 'string' } });
+  if (args.values['help'] === true) { io.stdout(HELP['element'] ?? ''); return 0; }
+  const [oldName = '', newName = ''] = expectPositionals('element replace', args, 2);
+  if (oldName === newName) throw usageError(`element replace needs two different elements (got ${oldName} twice)`, 'element replace', 'onestack element replace OLD NEW');
+  const client = clientFor(args.values, io);
+  let volume = typeof args.values['volume'] === 'string' ? args.values['volume'] : undefined;
+  if (volume === undefined) {
+    const old = (await client.elements()).find((e) => e.name === oldName);
+    if (old === undefined) throw new CliError(1, `no element named ${oldName}`, 'element replace', 'list them with: onestack element list');
+    if (old.volume === null) throw new CliError(1, `element ${oldName} is not part of any volume`, 'element replace', 'nothing to replace: it is a spare or unused');
+    volume = old.volume;
+  }
+  const status = await client.replaceElement(volume, oldName, newName);
+  const progress = status.rebuild === null ? '' : ` (${status.rebuild.kind} ${status.rebuild.percent.toFixed(1)}%)`;
+  io.stdout(`replacing element ${oldName} with ${newName} in volume ${volume}: ${status.state}${progress}; follow it with: onestack status --watch\n`);
+  return 0;
 }

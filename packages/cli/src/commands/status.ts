@@ -8,7 +8,11 @@ import { renderStatus, sampleOps, type OpSample } from '../render.js';
 import { CLIENT_OPTIONS, clientFor } from './common.js';
 
 const WATCH_INTERVAL_MS = 1000;
-const CLEAR_SCREEN = '\x1b[H\x1b[2J';
+/** On a terminal while a rebuild or scrub runs: the engine reports progress every 250 ms. */
+const WATCH_LIVE_INTERVAL_MS = 250;
+const CURSOR_HOME = '\x1b[H';
+const CLEAR_LINE_END = '\x1b[K';
+const CLEAR_BELOW = '\x1b[J';
 const FRAMES_MAX = 1_000_000;
 
 export async function statusCommand(argv: readonly string[], io: CliIo): Promise<ExitCode> {
@@ -45,16 +49,18 @@ async function watch(fetchStatus: () => Promise<EngineStatus>, io: CliIo, json: 
       const startedMs = Date.now();
       const status = await fetchStatus();
       const current = sampleOps(status, Date.now());
+      const live = io.stdoutIsTty && !json && status.volumes.some((v) => v.rebuild !== null);
       if (json) {
         io.stdout(JSON.stringify(status) + '\n'); // one object per line (NDJSON)
       } else {
         const stamp = new Date(current.atMs).toISOString();
-        const head = io.stdoutIsTty ? CLEAR_SCREEN : (frame > 0 ? '\n' : '');
-        io.stdout(`${head}onestack status at ${stamp} (every 1s, Ctrl-C to stop)\n\n${renderStatus(status, previous, current)}`);
+        const text = `onestack status at ${stamp} (every ${live ? '0.25' : '1'}s, Ctrl-C to stop)\n\n${renderStatus(status, previous, current)}`;
+        io.stdout(io.stdoutIsTty ? redrawInPlace(text) : `${frame > 0 ? '\n' : ''}${text}`);
       }
-      previous = current;
+      // IOPS over at least a second: a live frame keeps the older sample.
+      if (previous === undefined || current.atMs - previous.atMs >= WATCH_INTERVAL_MS) previous = current;
       if (frame + 1 >= frames) break;
-      const waitMs = Math.max(0, WATCH_INTERVAL_MS - (Date.now() - startedMs));
+      const waitMs = Math.max(0, (live ? WATCH_LIVE_INTERVAL_MS : WATCH_INTERVAL_MS) - (Date.now() - startedMs));
       await new Promise<void>((done) => {
         const timer = setTimeout(done, waitMs);
         wake = () => { clearTimeout(timer); done(); };
@@ -65,4 +71,10 @@ async function watch(fetchStatus: () => Promise<EngineStatus>, io: CliIo, json: 
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
   }
+}
+
+/** Overwrites the previous frame line by line (no clear-screen flash), then clears what is left below. */
+export function redrawInPlace(text: string): string {
+  const lines = text.endsWith('\n') ? text.slice(0, -1).split('\n') : text.split('\n');
+  return CURSOR_HOME + lines.map((l) => l + CLEAR_LINE_END).join('\n') + '\n' + CLEAR_BELOW;
 }

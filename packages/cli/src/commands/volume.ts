@@ -1,4 +1,4 @@
-// `onestack volume list | create NAME --layout L --element E... | delete NAME`
+// `onestack volume list | create NAME --layout L --element E... | delete NAME | scrub NAME (scrub.ts)`
 import type { CreateVolumeBody } from '../api/client.js';
 import { helpHint, parseChoice, parseCommandArgs, parsePositiveInt, parseSize, closest, type OptionSpecs, type ParsedArgs } from '../args.js';
 import { usageError, type ExitCode } from '../errors.js';
@@ -7,10 +7,11 @@ import type { CliIo } from '../io.js';
 import { formatBytes, renderVolumeList } from '../render.js';
 import { LAYOUTS, ORDERS } from '../api/validate.js';
 import { CLIENT_OPTIONS, clientFor, groupHelp, isSubcommand } from './common.js';
+import { scrubCommand } from './scrub.js';
 
 const CHUNK_KIB_MAX = 1024 * 1024;
 const ELEMENTS_MAX = 256;
-const SUBCOMMANDS = ['list', 'create', 'delete'];
+const SUBCOMMANDS = ['list', 'create', 'delete', 'scrub'];
 
 const CREATE_OPTIONS: OptionSpecs = {
   ...CLIENT_OPTIONS,
@@ -48,6 +49,8 @@ export async function volumeCommand(argv: readonly string[], io: CliIo): Promise
       io.stdout(`deleted volume ${name}\n`);
       return 0;
     }
+    case 'scrub':
+      return scrubCommand(rest, io);
     default:
       throw unknownSubcommand('volume', sub, SUBCOMMANDS);
   }

@@ -9,7 +9,7 @@ import { configError, errorField } from './errors.js';
 import { readList, readMap, readString } from './fields.js';
 import { parseListen } from './uri.js';
 import {
-  MAX_ELEMENTS, MAX_VOLUMES, normalizeApi, normalizeCache, normalizeElement, normalizeNbd, normalizePools, normalizeQueue, normalizeVolume,
+  MAX_ELEMENTS, MAX_VOLUMES, normalizeApi, normalizeCache, normalizeElement, normalizeNbd, normalizePools, normalizeQueue, normalizeRebuild, normalizeVolume,
   DEFAULT_CHUNK_KIB, DEFAULT_POOLS, DEFAULT_QUEUE, DEFAULT_TIMEOUT_MS,
 } from './validate.js';
 
@@ -19,7 +19,7 @@ export interface ConfigOverrides { dataDir?: string; nbdListen?: string; apiList
 export const DEFAULT_NBD_LISTEN: ListenAddress = { host: '127.0.0.1', port: 10809 };
 export const DEFAULT_API_LISTEN: ListenAddress = { host: '127.0.0.1', port: 9090 };
 export const EMBEDDED_DISK_BYTES = 1024 * 1024 * 1024;
-const TOP_KEYS = ['dataDir', 'nbd', 'api', 'pools', 'queue', 'cache', 'elements', 'volumes'];
+const TOP_KEYS = ['dataDir', 'nbd', 'api', 'pools', 'queue', 'cache', 'rebuild', 'elements', 'volumes'];
 const MAX_CONFIG_BYTES = 4 * 1024 * 1024;
 
 /** The data dir used when neither a flag nor the config names one: $ONESTACK_DATA_DIR, else BASE/data. */
@@ -66,6 +66,7 @@ export function normalizeConfig(raw: unknown, baseDir: string): Omit<EngineConfi
     pools: normalizePools(map.pools, 'pools'),
     queue: normalizeQueue(map.queue, 'queue'),
     cache: normalizeCache(map.cache, 'cache'),
+    rebuild: normalizeRebuild(map.rebuild, 'rebuild'),
     elements,
     volumes,
   };
@@ -102,6 +103,11 @@ function checkVolumesConsistent(volumes: readonly VolumeConfig[]): void {
     if (boot !== undefined) throw configError(`volumes[${i}].boot`, `only one volume may be the boot volume (also volumes[${boot}])`);
     boot = i;
   });
+  // A spare may serve several volumes, but must not be a member of one.
+  volumes.forEach((volume, i) => (volume.spares ?? []).forEach((name, k) => {
+    const other = owner.get(name);
+    if (other !== undefined) throw configError(`volumes[${i}].spares[${k}]`, `element "${name}" is a member of volume "${other}", not a spare`);
+  }));
 }
 
 /** "volumes[0].elements[1]" → ['volumes', 0, 'elements', 1]. */

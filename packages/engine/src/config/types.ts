@@ -56,6 +56,14 @@ export interface VolumeConfig {
   readonly boot: boolean;
   /** Caps the volume's size; absent = the layout's full capacity. */
   readonly sizeBytes?: number;
+  /** Hot spares: unused elements a failed leg is rebuilt onto automatically (mirrors). */
+  readonly spares?: readonly string[];
+}
+
+/** Resyncs and rebuilds (durable/keeper.ts). */
+export interface RebuildConfig {
+  /** Copy throughput limit, so foreground I/O keeps priority; 0 = unthrottled. */
+  readonly maxMiBPerSec: number;
 }
 
 export interface PoolsConfig {
@@ -96,6 +104,8 @@ export interface EngineConfig {
   readonly pools: PoolsConfig;
   readonly queue: QueueConfig;
   readonly cache: { readonly readMiB: number };
+  /** Absent in configs built by hand: DEFAULT_REBUILD applies. */
+  readonly rebuild?: RebuildConfig;
   readonly elements: readonly ElementConfig[];
   readonly volumes: readonly VolumeConfig[];
 }

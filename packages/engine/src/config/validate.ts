@@ -2,7 +2,7 @@
 // EngineError('config') naming the field path; the loader adds FILE:LINE:COL.
 import { isIP } from 'node:net';
 import * as path from 'node:path';
-import type { ElementCache, ElementConfig, Layout, ListenAddress, PoolsConfig, QueueConfig, QueueOrder, TlsConfig, VolumeConfig } from './types.js';
+import type { ElementCache, ElementConfig, Layout, ListenAddress, PoolsConfig, QueueConfig, QueueOrder, RebuildConfig, TlsConfig, VolumeConfig } from './types.js';
 import { configError, didYouMean, show } from './errors.js';
 import { join, readBool, readEnum, readInt, readList, readMap, readName, readSizeBytes, readString } from './fields.js';
 import { parseElementUri, parseListen } from './uri.js';
@@ -20,6 +20,7 @@ export const DEFAULT_POOLS: PoolsConfig = { top: 1, middle: 1, bottom: 2, remote
 export const REMOTE_THREADS_MAX = 8;
 export const DIGESTS = ['none', 'crc32c'] as const;
 export const DEFAULT_QUEUE: QueueConfig = { depth: 1024, slots: 256, slotKiB: 256 };
+export const DEFAULT_REBUILD: RebuildConfig = { maxMiBPerSec: 200 };
 
 /** Fewest elements each layout needs, and whether the count must be even. */
 const LAYOUT_MIN: Readonly<Record<Layout, number>> = { linear: 1, raid0: 2, raid1: 2, raid10: 4, raid5: 3, raid6: 4 };
@@ -91,7 +92,21 @@ export function normalizeElement(raw: unknown, field: string, baseDir: string): 
   return element;
 }
 
-const VOLUME_KEYS = ['name', 'layout', 'elements', 'chunkKiB', 'order', 'boot', 'sizeBytes'];
+const VOLUME_KEYS = ['name', 'layout', 'elements', 'chunkKiB', 'order', 'boot', 'sizeBytes', 'spares'];
+
+/** volumes[].spares: known elements, not members of this volume, each once. */
+function readSpares(raw: unknown, field: string, elementNames: ReadonlySet<string>, members: readonly string[]): string[] {
+  const spares: string[] = [];
+  readList(raw, field, MAX_ELEMENTS_PER_VOLUME).forEach((item, i) => {
+    const itemField = `${field}[${i}]`;
+    const name = readString(item, itemField, 64);
+    if (!elementNames.has(name)) throw configError(itemField, `unknown element ${show(name)}`, 'list the spare under `elements:` first');
+    if (members.includes(name)) throw configError(itemField, `element ${show(name)} is a member of this volume, not a spare`);
+    if (spares.includes(name)) throw configError(itemField, `element ${show(name)} is listed twice`);
+    spares.push(name);
+  });
+  return spares;
+}
 
 export function normalizeVolume(raw: unknown, field: string, elementNames: ReadonlySet<string>): VolumeConfig {
   const map = readMap(raw, field, VOLUME_KEYS);
@@ -120,7 +135,9 @@ export function normalizeVolume(raw: unknown, field: string, elementNames: Reado
   const order = map.order === undefined ? 'fifo' : readEnum(map.order, join(field, 'order'), 'order', ORDERS);
   const boot = map.boot === undefined ? false : readBool(map.boot, join(field, 'boot'));
   const sizeBytes = map.sizeBytes === undefined ? undefined : readSizeBytes(map.sizeBytes, join(field, 'sizeBytes'), 4096);
-  return { name, layout, elements, chunkKiB, order, boot, ...(sizeBytes !== undefined ? { sizeBytes } : {}) };
+  const spares = map.spares === undefined ? [] : readSpares(map.spares, join(field, 'spares'), elementNames, elements);
+  if (spares.length > 0 && layout !== 'raid1' && layout !== 'raid10') throw configError(join(field, 'spares'), `spares are for raid1 and raid10 volumes (this one is ${layout})`);
+  return { name, layout, elements, chunkKiB, order, boot, ...(sizeBytes !== undefined ? { sizeBytes } : {}), ...(spares.length > 0 ? { spares } : {}) };
 }
 
 export function normalizePools(raw: unknown, field: string): PoolsConfig {
@@ -203,6 +220,12 @@ export function normalizeApi(raw: unknown, field: string, defaultListen: ListenA
   if (raw === undefined) return { listen: defaultListen };
   const map = readMap(raw, field, ['listen']);
   return { listen: map.listen === undefined ? defaultListen : parseListen(readString(map.listen, join(field, 'listen')), join(field, 'listen')) };
+}
+
+export function normalizeRebuild(raw: unknown, field: string): RebuildConfig {
+  if (raw === undefined) return DEFAULT_REBUILD;
+  const map = readMap(raw, field, ['maxMiBPerSec']);
+  return { maxMiBPerSec: map.maxMiBPerSec === undefined ? DEFAULT_REBUILD.maxMiBPerSec : readInt(map.maxMiBPerSec, join(field, 'maxMiBPerSec'), 0, 1_000_000) };
 }
 
 export function normalizeCache(raw: unknown, field: string): { readMiB: number } {

@@ -9,9 +9,11 @@ import { createQueue, D, DESC_WORDS, DescStatus, Op, type SubmissionQueue, pushS
 import { errnoCode } from './errno.js';
 import { failParent, PEER_NONE, releaseParent, SUB_PEER } from './complete.js';
 import { mapLinear, mapRaid0, mapRaid0Coalesced, mapRaid1, pickReadLeg, type Extent, type VolumeGeometry } from './map.js';
+import { isParityLayout, mapParityData, parityGeometry, type ParityGeometry } from './map-parity.js';
+import { runCompute } from './compute.js';
 import { planPaired } from './plan-raid10.js';
 import { PUSH_TIMEOUT_MS, type SharedViews } from './shared-layout.js';
-import { FLAG_MIRRORED, ID_CLASS_REMOTE, STATE_ACTIVE, STATE_REBUILDING, type TopologyMessage, type TopologyVolume } from './topology.js';
+import { FLAG_ELEMENT, FLAG_MIRRORED, ID_CLASS_REMOTE, STATE_ACTIVE, STATE_REBUILDING, type TopologyMessage, type TopologyVolume } from './topology.js';
 
 const EIO = errnoCode('EIO');
 const EINVAL = errnoCode('EINVAL');
@@ -20,6 +22,8 @@ interface BoundVolume {
   readonly spec: TopologyVolume;
   readonly geom: VolumeGeometry;
   readonly queue: SubmissionQueue;
+  /** raid5/raid6 only. */
+  readonly parity: ParityGeometry | null;
 }
 
 export interface Plan {
@@ -68,7 +72,8 @@ export class MiddleCore {
       });
       const old = this.volumes[spec.index];
       const queue = old !== undefined && old.spec.order === spec.order ? old.queue : createQueue(spec.order, this.v.control, this.v.volumeQueueOffset(spec.index), this.v.params.parents, false);
-      volumes[spec.index] = { spec, queue, geom: { layout: spec.layout, chunkBytes: spec.chunkBytes, sizeBytes: spec.sizeBytes, elements } };
+      const geom: VolumeGeometry = { layout: spec.layout, chunkBytes: spec.chunkBytes, sizeBytes: spec.sizeBytes, elements };
+      volumes[spec.index] = { spec, queue, geom, parity: isParityLayout(spec.layout) && spec.raw !== true ? parityGeometry(geom) : null };
     }
     this.volumes = volumes;
     this.bound = volumes.filter((x): x is BoundVolume => x !== undefined);
@@ -104,7 +109,8 @@ export class MiddleCore {
       const vol = this.volumes[w[pb + D.TARGET]!];
       if (vol === undefined) return this.reject(parent, EIO);
       const roles = vol.spec.elements;
-      if (vol.spec.raw === true) {
+      if (w[pb + D.OP] === Op.COMPUTE) return this.compute(parent);
+      if (vol.spec.raw === true || (w[pb + D.FLAGS]! & FLAG_ELEMENT) !== 0) {
         const extents = this.planRaw(parent, vol);
         return extents === null ? this.reject(parent, EINVAL) : { parent, extents, roles, peers: null, next: 0 };
       }
@@ -112,6 +118,10 @@ export class MiddleCore {
         const paired = planPaired(this.v, parent, vol.spec, vol.geom, this.rotation++ & 0x3fffffff);
         if (paired === null) return this.reject(parent, EIO);
         return { parent, extents: paired.extents, roles, peers: paired.peers, next: 0 };
+      }
+      if (vol.parity !== null) {
+        const extents = this.planParityRead(parent, vol, vol.parity);
+        return extents === null ? this.reject(parent, EIO) : { parent, extents, roles, peers: null, next: 0 };
       }
       const extents = vol.spec.layout === 'raid1' ? this.planMirror(parent, vol) : this.planStriped(parent, vol);
       if (extents === null) return this.reject(parent, EIO);
@@ -132,6 +142,37 @@ export class MiddleCore {
     const len = op === Op.FLUSH ? 0 : w[pb + D.LENGTH]!;
     Atomics.store(w, pb + D.AUX, 0);
     return [{ role, elementOffsetBytes: op === Op.FLUSH ? 0 : this.v.table.getOffset(parent), lengthBytes: len, bufferOffsetBytes: w[pb + D.SLOT]! >= 0 ? 0 : -1 }];
+  }
+
+  /** Parity work (compute.ts): done here, no subs; the parent completes at once. */
+  private compute(parent: number): null {
+    const w = this.v.words;
+    const pb = parent * DESC_WORDS;
+    let errno: number;
+    try {
+      errno = runCompute(this.v, w[pb + D.AUX]!, EINVAL);
+    } catch {
+      errno = EINVAL; // a malformed block (a bug upstream): fail this op, keep the stage running
+    }
+    Atomics.store(w, pb + D.AUX, 0);
+    if (errno !== 0) failParent(this.v, parent, -1, errno);
+    if (releaseParent(this.v, parent)) this.completedAny = true;
+    return null;
+  }
+
+  /**
+   * raid5/6 reads whose chunks are all on active elements go straight to them (like raid0); any
+   * other case fails with EIO and the stripe engine (main thread) reconstructs it. Writes never
+   * come here: the stripe engine sends element-addressed I/O (FLAG_ELEMENT) instead.
+   */
+  private planParityRead(parent: number, vol: BoundVolume, g: ParityGeometry): Extent[] | null {
+    const w = this.v.words;
+    const pb = parent * DESC_WORDS;
+    const op = w[pb + D.OP]!;
+    if (op !== Op.READ && op !== Op.CACHE) return null;
+    const extents = mapParityData(g, this.v.table.getOffset(parent), w[pb + D.LENGTH]!);
+    for (const x of extents) if (Atomics.load(this.v.elemState, vol.spec.elements[x.role]!) !== STATE_ACTIVE) return null;
+    return extents;
   }
 
   private planStriped(parent: number, vol: BoundVolume): Extent[] | null {

@@ -6,7 +6,7 @@ import { PEER_UNWRITTEN, peerWord } from './complete.js';
 import { pickReadLeg, type ColumnExtent, type Extent, type VolumeGeometry } from './map.js';
 import { mapRaid10Pairs, mapRaid10PairsCoalesced, raid10Leg, raid10Pairs } from './map-raid10.js';
 import type { SharedViews } from './shared-layout.js';
-import { FLAG_MIRRORED, STATE_ACTIVE, type TopologyVolume } from './topology.js';
+import { FLAG_MIRRORED, STATE_ACTIVE, STATE_REBUILDING, type TopologyVolume } from './topology.js';
 
 export interface PairedPlan {
   readonly extents: Extent[];
@@ -16,9 +16,12 @@ export interface PairedPlan {
 
 /**
  * Maps a raid10 parent: reads and cache go to one active leg per chunk (least queued), writes,
- * trims, zeroes and flushes to every active leg of each pair touched. Returns null when a
- * touched pair has no active leg: nothing can hold (or serve) those bytes, so the caller fails
- * the request with EIO before any I/O, and no other pair gets half of it.
+ * trims, zeroes and flushes to every active or rebuilding leg of each pair touched (a leg being
+ * rebuilt must stay current where it was already copied). Returns null when a touched pair has no
+ * active leg: nothing can hold (or serve) those bytes, so the caller fails the request with EIO
+ * before any I/O, and no other pair gets half of it. A rebuilding leg never holds: its own sub
+ * names its active partner (checkPair then needs that partner), and the partner's sub says
+ * PEER_UNWRITTEN, as for a failed leg.
  */
 export function planPaired(v: SharedViews, parent: number, spec: TopologyVolume, g: VolumeGeometry, rotation: number): PairedPlan | null {
   const w = v.words;
@@ -27,7 +30,9 @@ export function planPaired(v: SharedViews, parent: number, spec: TopologyVolume,
   const pairs = raid10Pairs(g);
   if (spec.elements.length !== g.elements.length) throw new Error(`raid10 ${spec.name}: ${spec.elements.length} elements but ${g.elements.length} geometries`);
   // One snapshot per request: every decision below (legs, peers) agrees with the same states.
-  const active = spec.elements.map((el) => Atomics.load(v.elemState, el) === STATE_ACTIVE);
+  const states = spec.elements.map((el) => Atomics.load(v.elemState, el));
+  const active = states.map((s) => s === STATE_ACTIVE);
+  const written = states.map((s) => s === STATE_ACTIVE || s === STATE_REBUILDING);
   const read = op === Op.READ || op === Op.CACHE;
   const queued = (role: number): number => Atomics.load(v.elemQueued, spec.elements[role]!);
   const pieces = op === Op.FLUSH ? everyPair(pairs) : piecesOf(v, parent, g, op);
@@ -43,7 +48,7 @@ export function planPaired(v: SharedViews, parent: number, spec: TopologyVolume,
       extents.push(raid10Leg(g, x, leg));
       continue;
     }
-    for (const role of [a, b]) if (active[role]) extents.push(op === Op.FLUSH ? { role, elementOffsetBytes: 0, lengthBytes: 0, bufferOffsetBytes: -1 } : raid10Leg(g, x, role));
+    for (const role of [a, b]) if (written[role]) extents.push(op === Op.FLUSH ? { role, elementOffsetBytes: 0, lengthBytes: 0, bufferOffsetBytes: -1 } : raid10Leg(g, x, role));
   }
   w[pb + D.FLAGS] = w[pb + D.FLAGS]! | FLAG_MIRRORED;
   // Reads: the counting rule with 1 (a failed leg leaves a hole in the buffer; Top retries on

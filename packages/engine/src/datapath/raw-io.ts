@@ -64,7 +64,7 @@ export class RawIoImpl implements RawIo {
     for (let at = 0; at < lengthBytes; at += pieceBytes) {
       const len = Math.min(pieceBytes, lengthBytes - at);
       runs.push((async () => {
-        const [slot] = await this.slots.acquire(1);
+        const [slot] = await this.slots.acquire(1, true); // maintenance slots: see SlotPool
         try {
           await fn(slot!, offsetBytes + at, len, at);
         } finally {

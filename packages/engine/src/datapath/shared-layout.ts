@@ -11,6 +11,7 @@ import {
   Slab,
   type QueuePolicy,
 } from '@onestack/queue';
+import { PARAM_WORDS } from './compute-layout.js';
 
 export const HEADER_WORDS = 16;
 /** Header word indices. */
@@ -29,6 +30,8 @@ export interface LayoutParams {
   readonly maxElements: number;
   readonly slots: number;
   readonly slotBytes: number;
+  /** Extra slab slots after the zero slot, owned by the raid5/6 stripe engine (scratch buffers); each also names one compute parameter block. */
+  readonly stripeSlots: number;
   /** Remote bottom loops (pools.remote); each has its own ring and doorbell. */
   readonly remoteRings: number;
   /** Address of the data SAB's byte 0 modulo 4096; null when unknown (O_DIRECT refused). */
@@ -54,6 +57,7 @@ interface Offsets {
   readonly elemState: number;
   readonly elemErrors: number;
   readonly elemQueued: number;
+  readonly computeParams: number;
   readonly total: number;
 }
 
@@ -98,7 +102,8 @@ function offsets(p: LayoutParams): Offsets {
   const elemState = take(p.maxElements * 4);
   const elemErrors = take(p.maxElements * 4);
   const elemQueued = take(p.maxElements * 4);
-  return { table, parentPool, subPool, volumeQueues, volumeQueueBytes: vqBytes, bottom, completion, remote, bells, elemState, elemErrors, elemQueued, total: alignUp(at, REGION_ALIGN) };
+  const computeParams = take(p.stripeSlots * PARAM_WORDS * 4);
+  return { table, parentPool, subPool, volumeQueues, volumeQueueBytes: vqBytes, bottom, completion, remote, bells, elemState, elemErrors, elemQueued, computeParams, total: alignUp(at, REGION_ALIGN) };
 }
 
 export interface SharedViews {
@@ -126,6 +131,10 @@ export interface SharedViews {
   readonly slab: Slab;
   /** A slot that is never handed out and stays zero: the source of zero writes (aligned for O_DIRECT). */
   readonly zeroSlot: number;
+  /** First of the stripe engine's `params.stripeSlots` slots (zeroSlot + 1). */
+  readonly stripeSlotBase: number;
+  /** COMPUTE parameter blocks (compute.ts), PARAM_WORDS each, one per stripe slot. */
+  readonly computeParams: Int32Array;
   readonly volumeQueueOffset: (volumeIndex: number) => number;
 }
 
@@ -135,17 +144,19 @@ function checkParams(p: LayoutParams): void {
   if (!(p.maxVolumes > 0 && p.maxVolumes <= 4096 && p.maxElements > 0)) throw new Error('maxVolumes/maxElements out of range');
   if (!(Number.isInteger(p.remoteRings) && p.remoteRings >= 1 && p.remoteRings <= 8)) throw new Error(`remote rings ${p.remoteRings} outside [1, 8]`);
   if (!(p.slots > 0 && p.slotBytes > 0 && p.slotBytes % 4096 === 0)) throw new Error(`slot size ${p.slotBytes} must be a positive multiple of 4096`);
+  if (!(Number.isInteger(p.stripeSlots) && p.stripeSlots >= 0 && p.stripeSlots <= 1024)) throw new Error(`stripe slots ${p.stripeSlots} outside [0, 1024]`);
 }
 
 /**
  * Allocates and formats both SABs. `probe` learns the data SAB's address modulo 4096 (native
  * addon); it returns null when unknown.
  */
-export function createShared(params: Omit<LayoutParams, 'misalignmentBytes'>, probe: (data: SharedArrayBuffer) => number | null): SharedHandles {
+export function createShared(input: Omit<LayoutParams, 'misalignmentBytes' | 'stripeSlots'> & { stripeSlots?: number }, probe: (data: SharedArrayBuffer) => number | null): SharedHandles {
+  const params = { ...input, stripeSlots: input.stripeSlots ?? 0 };
   checkParams({ ...params, misalignmentBytes: 0 });
   const o = offsets({ ...params, misalignmentBytes: 0 });
   const control = new SharedArrayBuffer(o.total);
-  const data = new SharedArrayBuffer(Slab.sabBytesFor(params.slots + 1, params.slotBytes));
+  const data = new SharedArrayBuffer(Slab.sabBytesFor(params.slots + 1 + params.stripeSlots, params.slotBytes));
   const misalignmentBytes = probe(data);
   const full: LayoutParams = { ...params, misalignmentBytes };
   const table = new DescriptorTable(control, o.table, params.parents + params.subs);
@@ -191,8 +202,10 @@ export function attach(handles: SharedHandles): SharedViews {
     elemState: new Int32Array(c, o.elemState, p.maxElements),
     elemErrors: new Int32Array(c, o.elemErrors, p.maxElements),
     elemQueued: new Int32Array(c, o.elemQueued, p.maxElements),
-    slab: new Slab(handles.data, p.slots + 1, p.slotBytes, p.misalignmentBytes ?? 0),
+    slab: new Slab(handles.data, p.slots + 1 + p.stripeSlots, p.slotBytes, p.misalignmentBytes ?? 0),
     zeroSlot: p.slots,
+    stripeSlotBase: p.slots + 1,
+    computeParams: new Int32Array(c, o.computeParams, p.stripeSlots * PARAM_WORDS),
     volumeQueueOffset: (volumeIndex: number): number => {
       if (!(Number.isInteger(volumeIndex) && volumeIndex >= 0 && volumeIndex < p.maxVolumes)) {
         throw new Error(`volume index ${volumeIndex} outside [0, ${p.maxVolumes})`);

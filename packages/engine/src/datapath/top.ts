@@ -24,8 +24,10 @@ interface Pending {
   readonly cls: RequestClass;
   /** raid1 reads: how many more legs may be tried after a leg failure. */
   readonly retries: number;
-  /** Maintenance I/O (the raw volume): the element index, else -1. */
+  /** Element-addressed I/O (the raw volume, the stripe engine): the element index, else -1. COMPUTE: the parameter block. */
   readonly element: number;
+  /** Where in the slot the data starts. */
+  readonly slotOffset: number;
   readonly resolve: () => void;
   readonly reject: (err: Error) => void;
 }
@@ -84,11 +86,11 @@ export class Top {
     return this.perVolume[index] ?? 0;
   }
 
-  submit(volumeIndex: number, op: OpCode, offsetBytes: number, lengthBytes: number, flags: number, slot: number, cls: RequestClass, element = -1): Promise<void> {
+  submit(volumeIndex: number, op: OpCode, offsetBytes: number, lengthBytes: number, flags: number, slot: number, cls: RequestClass, element = -1, slotOffset = 0): Promise<void> {
     const vol = this.volumes[volumeIndex];
     const retries = op === Op.READ || op === Op.CACHE ? readRetries(vol) : 0;
     return new Promise<void>((resolve, reject) => {
-      this.start({ volumeIndex, op, offsetBytes, lengthBytes, flags, slot, cls, retries, element, resolve, reject });
+      this.start({ volumeIndex, op, offsetBytes, lengthBytes, flags, slot, cls, retries, element, slotOffset, resolve, reject });
     });
   }
 
@@ -119,7 +121,7 @@ export class Top {
     t.setOffset(parent, p.offsetBytes);
     w[b + D.LENGTH] = p.lengthBytes;
     w[b + D.SLOT] = p.slot;
-    w[b + D.SLOT_OFFSET] = 0;
+    w[b + D.SLOT_OFFSET] = p.slotOffset;
     w[b + D.FLAGS] = p.flags;
     w[b + D.STATUS] = DescStatus.QUEUED;
     w[b + D.TARGET] = p.volumeIndex;

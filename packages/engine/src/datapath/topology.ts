@@ -18,6 +18,8 @@ export interface TopologyVolume {
    * AUX word names the element and its offset is an element offset. Never exported.
    */
   readonly raw?: boolean;
+  /** The array's UUID (superblocks): raid5/6 stripe journal records carry it, so a reused element's old records are never replayed. */
+  readonly arrayId?: string;
 }
 
 export interface TopologyElement {
@@ -69,6 +71,8 @@ export const STATE_REBUILDING = 3;
 
 /** Engine-private parent flag (above the queue package's FUA/NO_HOLE bits): subs are mirror legs. */
 export const FLAG_MIRRORED = 1 << 8;
+/** Engine-private parent flag: element-addressed I/O of the raid5/6 stripe engine (AUX = element, offset = element offset). */
+export const FLAG_ELEMENT = 1 << 9;
 
 /** Bit 31 of a descriptor's ID_HI word: the request class (1 = remote). On a sub it says where the element is. */
 export const ID_CLASS_REMOTE = 0x8000_0000 | 0;

@@ -80,6 +80,11 @@ export class WriteGate {
     return liftOnce;
   }
 
+  /** Volume ranges [start, end) of the writes admitted now (hook included): the bitmap keeps their bits. */
+  inFlightRanges(): { start: number; end: number }[] {
+    return [...this.inFlight.values()].map((r) => ({ start: r.start, end: r.end }));
+  }
+
   get writesInFlight(): number {
     return this.inFlight.size;
   }

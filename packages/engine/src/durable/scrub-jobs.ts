@@ -20,6 +20,8 @@ export interface ScrubJobsDeps {
   /** Called on start, at most every 250 ms of progress, and at the end. */
   readonly onChange: () => void;
   readonly log: (level: 'info' | 'warn' | 'error', msg: string) => void;
+  /** What else keeps the volume busy (a resync or rebuild job), or null: a scrub is refused meanwhile. */
+  readonly busy?: (volume: string) => string | null;
 }
 
 interface Running {
@@ -49,6 +51,8 @@ export class ScrubJobs {
     if (!(Number.isFinite(max) && max >= 0 && max <= MAX_MIB_PER_SEC_LIMIT)) {
       throw new EngineError('invalid', `maxMiBPerSec ${max} must be a number from 0 (unthrottled) to ${MAX_MIB_PER_SEC_LIMIT}`, 'maxMiBPerSec');
     }
+    const busy = this.deps.busy?.(name) ?? null;
+    if (busy !== null) throw new EngineError('conflict', `volume ${name} is busy: ${busy}`, `volume ${name}`, 'scrub when it is done');
     const rebuilding = target.elements.findIndex((_, role) => target.state(role) === 'rebuilding');
     if (rebuilding >= 0) {
       throw new EngineError('conflict', `volume ${name} is rebuilding element ${target.elementNames[rebuilding] ?? rebuilding}`, `volume ${name}`, 'scrub after the rebuild');
@@ -62,7 +66,7 @@ export class ScrubJobs {
     const startedMs = Date.now();
     const live = { progress: scrubProgress(kind, 0, checker.totalBytes, startedMs) };
     const done = runScrub({
-      ...opts, target, checker, raw: this.deps.raw(), gate, signal: controller.signal,
+      ...opts, target, checker, raw: this.deps.raw(), gate, signal: controller.signal, startedMs,
       onProgress: (p) => {
         live.progress = p;
         this.deps.onChange();
@@ -117,7 +121,7 @@ export class ScrubJobs {
     const what = `scrub (${result.kind}) of volume ${name}: ${result.outcome}${result.message !== undefined ? ` (${result.message})` : ''}; ` +
       `${result.checkedBytes} bytes compared, ${result.skippedBytes} skipped, ${result.mismatchedUnits} unit(s) mismatched ` +
       `(${result.mismatchedBytes} bytes), ${result.repairedUnits} repaired, ${result.ioErrors} I/O error(s)`;
-    this.deps.log(result.outcome === 'done' && result.mismatchedUnits === 0 ? 'info' : 'warn', what);
+    this.deps.log(result.outcome === 'failed' || result.mismatchedUnits > result.repairedUnits ? 'warn' : 'info', what);
     this.deps.onChange();
     return result;
   }

@@ -16,8 +16,8 @@ export interface MirrorUnit extends ScrubUnit {
 
 /** Blocks compared natively before counting differing bytes one by one. */
 const BLOCK_BYTES = 4096;
-/** Bytes in flight per scrub, roughly: small raid10 chunks get more units at once. */
-const INFLIGHT_BYTES = 4 * 1024 * 1024;
+/** Volume bytes in flight per scrub, roughly (each read on every leg): small raid10 chunks get more units at once, and client I/O keeps most of the slab. */
+const INFLIGHT_BYTES = 2 * 1024 * 1024;
 
 export function mirrorChecker(t: ScrubTarget): UnitChecker<MirrorUnit> {
   const g = t.geometry;

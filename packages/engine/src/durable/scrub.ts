@@ -96,6 +96,8 @@ export interface ScrubRunOptions extends ScrubOptions {
   /** Progress callbacks at most this often (default 250 ms), plus one at the end. */
   readonly progressEveryMs?: number;
   readonly log?: (msg: string) => void;
+  /** When the run started (ms since the epoch): the result's startedMs, so callers can match it. */
+  readonly startedMs?: number;
 }
 
 const MiB = 1024 * 1024;
@@ -124,7 +126,7 @@ interface Tally {
 /** Walks every unit once; resolves with the result (outcome cancelled on abort, failed on an unexpected error). */
 export async function runScrub(opts: ScrubRunOptions): Promise<ScrubStatus> {
   const kind = opts.repair === true ? 'repair' : 'check';
-  const startedMs = Date.now();
+  const startedMs = opts.startedMs ?? Date.now();
   const tally: Tally = { checkedBytes: 0, skippedBytes: 0, mismatchedUnits: 0, mismatchedBytes: 0, repairedUnits: 0, ioErrors: 0 };
   const lost = new Set<number>();
   let lostReason = '';

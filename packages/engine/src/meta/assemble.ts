@@ -11,7 +11,8 @@ import { createSparseFile, readSuperblockFile, writeSuperblockOf, type ReadSuper
 import { probeRemote } from './remote-io.js';
 import { isRedundant, layoutCapacityBytes, layoutSurvives } from './layout.js';
 import { encodeSuperblock, SuperblockError, type Superblock } from './superblock.js';
-import { DATA_OFFSET_BYTES, type AssembledElement, type AssembledVolume, type ElementState } from './types.js';
+import { bitmapBytesFor } from '../durable/bitmap-codec.js';
+import { BITMAP_OFFSET_BYTES, DATA_OFFSET_BYTES, type AssembledElement, type AssembledVolume, type ElementState } from './types.js';
 
 export const MIN_ELEMENT_DATA_BYTES = 1024 * 1024;
 
@@ -108,19 +109,36 @@ function chunkRound(bytes: number, chunkBytes: number): number {
   return Math.floor(bytes / chunkBytes) * chunkBytes;
 }
 
-function superblockFor(vol: Omit<AssembledVolume, 'elements'>, element: AssembledElement, flags: { clean: boolean; needsRebuild: boolean }): Uint8Array {
+/**
+ * Superblock flags. `eventCount` overrides the volume's for a leg marked needsRebuild: it then
+ * says up to which event the leg holds everything (0 = nothing), which decides between a partial
+ * resync from the write-intent bitmap and a full rebuild (docs/durability.md).
+ */
+interface SuperblockFlags { readonly clean: boolean; readonly needsRebuild: boolean; readonly eventCount?: number; readonly faulty?: boolean }
+
+/** Mirrors keep a write-intent bitmap in the header area (durable/bitmap-codec.ts). */
+function bitmapFields(vol: Omit<AssembledVolume, 'elements'>): { bitmapOffsetBytes: number; bitmapSizeBytes: number } {
+  const mirror = vol.config.layout === 'raid1' || vol.config.layout === 'raid10';
+  return mirror ? { bitmapOffsetBytes: BITMAP_OFFSET_BYTES, bitmapSizeBytes: bitmapBytesFor(vol.sizeBytes) } : { bitmapOffsetBytes: 0, bitmapSizeBytes: 0 };
+}
+
+function superblockFor(vol: Omit<AssembledVolume, 'elements'>, element: AssembledElement, flags: SuperblockFlags): Uint8Array {
   return encodeSuperblock({
     arrayUuid: vol.arrayUuid, elementUuid: element.elementUuid ?? randomUUID(), volumeName: vol.config.name, layout: vol.config.layout,
     chunkBytes: vol.config.chunkKiB * 1024, role: element.role, count: vol.config.elements.length,
     dataOffsetBytes: vol.dataOffsetBytes, dataSizeBytes: element.dataSizeBytes, volumeSizeBytes: vol.sizeBytes,
-    eventCount: vol.eventCount, createdMs: vol.createdMs ?? Date.now(), bitmapOffsetBytes: 0, bitmapSizeBytes: 0, ...flags,
+    createdMs: vol.createdMs ?? Date.now(), ...bitmapFields(vol), clean: flags.clean, needsRebuild: flags.needsRebuild,
+    ...(flags.faulty === true || (flags.needsRebuild && element.faulty === true) ? { faulty: true } : {}),
+    eventCount: flags.needsRebuild ? flags.eventCount ?? vol.eventCount : vol.eventCount,
   });
 }
 
-async function writeAll(vol: AssembledVolume, targets: readonly AssembledElement[], flags: { clean: boolean; needsRebuild: boolean }): Promise<void> {
+async function writeAll(vol: AssembledVolume, targets: readonly AssembledElement[], flags: SuperblockFlags): Promise<void> {
   for (const element of targets) {
     try {
-      await writeSuperblockOf(element.config, superblockFor(vol, element, flags));
+      // A leg marked for rebuild keeps what it holds (its own synced event count) unless told otherwise.
+      const own = flags.needsRebuild && flags.eventCount === undefined ? { eventCount: element.syncedEvents ?? vol.eventCount } : {};
+      await writeSuperblockOf(element.config, superblockFor(vol, element, { ...flags, ...own }));
     } catch (err) {
       throw new EngineError('io', `element ${element.config.name}: cannot write its superblock: ${(err as Error).message}`, element.path ?? element.config.uri);
     }
@@ -186,13 +204,17 @@ function checkMember(volume: VolumeConfig, p: Probe, ref: Superblock): void {
   }
 }
 
-/** State of one element given the reference superblock: active or stale with a reason. */
-function memberState(layout: VolumeConfig['layout'], p: Probe, ref: Superblock): { state: ElementState; reason?: string } {
+/**
+ * State of one element given the reference superblock: active, or stale with a reason and the
+ * event count up to which it holds everything (syncedEvents: its own counter; 0 when unknown).
+ */
+function memberState(layout: VolumeConfig['layout'], p: Probe, ref: Superblock): { state: ElementState; reason?: string; syncedEvents?: number; faulty?: true } {
   if (p.unreachable !== undefined) return { state: 'failed', reason: `unreachable at start-up: ${p.unreachable}` };
-  if (p.sb instanceof SuperblockError) return { state: 'stale', reason: `unreadable superblock (${p.sb.kind}); needs rebuild` };
-  if (!isSuperblock(p.sb)) return { state: 'stale', reason: 'blank superblock (new or replaced element); needs rebuild' };
-  if (p.sb.needsRebuild) return { state: 'stale', reason: 'marked for rebuild' };
-  if (p.sb.eventCount < ref.eventCount && isRedundant(layout)) return { state: 'stale', reason: `event counter ${p.sb.eventCount} < ${ref.eventCount}` };
+  if (p.sb instanceof SuperblockError) return { state: 'stale', reason: `unreadable superblock (${p.sb.kind}); needs rebuild`, syncedEvents: 0 };
+  if (!isSuperblock(p.sb)) return { state: 'stale', reason: 'blank superblock (new or replaced element); needs rebuild', syncedEvents: 0 };
+  if (p.sb.faulty === true) return { state: 'stale', reason: 'failed by request: stays out until replaced', syncedEvents: p.sb.eventCount, faulty: true };
+  if (p.sb.needsRebuild) return { state: 'stale', reason: 'marked for rebuild', syncedEvents: p.sb.eventCount };
+  if (p.sb.eventCount < ref.eventCount && isRedundant(layout)) return { state: 'stale', reason: `event counter ${p.sb.eventCount} < ${ref.eventCount}`, syncedEvents: p.sb.eventCount };
   return { state: 'active' };
 }
 
@@ -205,7 +227,7 @@ async function reassemble(volume: VolumeConfig, probes: readonly Probe[]): Promi
   }
   const legBytes = Math.min(...members.map((p) => (p.sb as Superblock).dataSizeBytes));
   const elements: AssembledElement[] = probes.map((p) => {
-    const { state, reason } = memberState(volume.layout, p, ref);
+    const { state, reason, syncedEvents, faulty } = memberState(volume.layout, p, ref);
     if (state !== 'active' && !isRedundant(volume.layout)) {
       throw new EngineError('invalid', `volume ${volume.name} (${volume.layout}) cannot be assembled: element ${p.config.name}: ${reason}`, p.path, 'a non-redundant volume needs every element intact');
     }
@@ -214,7 +236,8 @@ async function reassemble(volume: VolumeConfig, probes: readonly Probe[]): Promi
     }
     const own = isSuperblock(p.sb) ? p.sb : undefined;
     return { config: p.config, role: p.role, state, dataSizeBytes: own?.dataSizeBytes ?? legBytes, path: p.path,
-      elementUuid: own?.elementUuid ?? randomUUID(), blockSizeBytes: p.blockSizeBytes, ...(reason !== undefined ? { reason } : {}) };
+      elementUuid: own?.elementUuid ?? randomUUID(), blockSizeBytes: p.blockSizeBytes, ...(reason !== undefined ? { reason } : {}),
+      ...(syncedEvents !== undefined ? { syncedEvents } : {}), ...(faulty === true ? { faulty } : {}) };
   });
   if (!layoutSurvives(volume.layout, elements.map((e) => e.state))) {
     throw new EngineError('invalid', `volume ${volume.name}: too many stale elements to assemble ${volume.layout}`, `volume ${volume.name}`);
@@ -257,19 +280,27 @@ function orderByRole(volume: VolumeConfig, probes: readonly Probe[]): { volume: 
   return { volume: { ...volume, elements: ordered.map((p) => p.config.name) }, probes: ordered };
 }
 
-/** Bumps the event counter and rewrites the superblocks of active elements (open: dirty, close: clean). */
+/**
+ * Bumps the event counter and rewrites the superblocks of active elements (open: dirty, close:
+ * clean). With no active element nothing is written and the counter stays: the legs that failed
+ * last keep the volume's count, which is how one of them is recognised when it answers again.
+ */
 export async function markClean(vol: AssembledVolume, clean: boolean): Promise<AssembledVolume> {
+  if (!vol.elements.some((e) => e.state === 'active')) return vol;
   const next: AssembledVolume = { ...vol, eventCount: vol.eventCount + 1 };
   await writeAll(next, next.elements.filter((e) => e.state === 'active'), { clean, needsRebuild: false });
   return next;
 }
 
-/** Marks one element as needing a rebuild (best effort: a failed element may not be writable). */
-export async function markNeedsRebuild(vol: AssembledVolume, role: number): Promise<boolean> {
+/**
+ * Marks one element as needing a rebuild (best effort: a failed element may not be writable).
+ * `syncedEvents`: up to which event it holds everything (default: the volume's count now).
+ */
+export async function markNeedsRebuild(vol: AssembledVolume, role: number, syncedEvents = vol.eventCount, opts: { faulty?: boolean } = {}): Promise<boolean> {
   const element = vol.elements.find((e) => e.role === role);
   if (element === undefined) return false;
   try {
-    await writeAll(vol, [element], { clean: false, needsRebuild: true });
+    await writeAll(vol, [element], { clean: false, needsRebuild: true, eventCount: syncedEvents, faulty: opts.faulty === true });
     return true;
   } catch {
     return false;

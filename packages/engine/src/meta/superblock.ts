@@ -1,7 +1,8 @@
 // Pure codec for the 4096-byte superblock at offset 0 of every element. Little-endian layout:
 //   0 magic "ONESTACK" | 8 version u32 | 12 superblock bytes u32 | 16 array UUID [16]
 //  32 volume name length u32 | 36 volume name [64] UTF-8 | 100 layout u32 | 104 chunk bytes u32
-// 108 role u32 | 112 element count u32 | 116 flags u32 (bit 0 = clean, bit 1 = needs rebuild)
+// 108 role u32 | 112 element count u32 | 116 flags u32 (bit 0 = clean, bit 1 = needs rebuild,
+//     bit 2 = faulty: failed on request, stays out until replaced)
 // 120 data offset u64 | 128 data size u64 | 136 volume size u64 | 144 event counter u64
 // 152 created ms u64 | 160 bitmap offset u64 | 168 bitmap size u64 | 176 element UUID [16]
 // 192..4092 reserved (zero) | 4092 CRC32C of bytes 0..4092 u32
@@ -17,6 +18,9 @@ const LAYOUT_CODES: readonly Layout[] = ['linear', 'raid0', 'raid1', 'raid10', '
 const FLAG_CLEAN = 1;
 // Set on a leg that missed writes: it never counts as up to date again until rebuilt.
 const FLAG_NEEDS_REBUILD = 2;
+// Set on a leg failed on request (`element fail`): unlike a leg that merely lags, it is not
+// resynced back into the array by itself at the next start.
+const FLAG_FAULTY = 4;
 const MAX_COUNT = 255;
 
 export interface Superblock {
@@ -35,6 +39,8 @@ export interface Superblock {
   readonly eventCount: number;
   readonly clean: boolean;
   readonly needsRebuild: boolean;
+  /** Present (true) only on a leg failed on request; absent otherwise. */
+  readonly faulty?: boolean;
   readonly createdMs: number;
   readonly bitmapOffsetBytes: number;
   readonly bitmapSizeBytes: number;
@@ -118,7 +124,7 @@ export function encodeSuperblock(sb: Omit<Superblock, 'version'> & { readonly ve
   view.setUint32(104, sb.chunkBytes, true);
   view.setUint32(108, sb.role, true);
   view.setUint32(112, sb.count, true);
-  view.setUint32(116, (sb.clean ? FLAG_CLEAN : 0) | (sb.needsRebuild ? FLAG_NEEDS_REBUILD : 0), true);
+  view.setUint32(116, (sb.clean ? FLAG_CLEAN : 0) | (sb.needsRebuild ? FLAG_NEEDS_REBUILD : 0) | (sb.faulty === true ? FLAG_FAULTY : 0), true);
   const u64s = [sb.dataOffsetBytes, sb.dataSizeBytes, sb.volumeSizeBytes, sb.eventCount, sb.createdMs, sb.bitmapOffsetBytes, sb.bitmapSizeBytes];
   u64s.forEach((value, i) => view.setBigUint64(120 + i * 8, BigInt(value), true));
   bytes.set(uuidToBytes(sb.elementUuid, 'element UUID'), 176);
@@ -157,7 +163,7 @@ function decodeChecked(bytes: Uint8Array): Superblock | { kind: 'blank' } {
   const layout = LAYOUT_CODES[view.getUint32(100, true)];
   if (layout === undefined) throw invalid(`unknown layout code ${view.getUint32(100, true)}`);
   const flags = view.getUint32(116, true);
-  if ((flags & ~(FLAG_CLEAN | FLAG_NEEDS_REBUILD)) !== 0) throw invalid(`unknown flags ${flags.toString(16)}`);
+  if ((flags & ~(FLAG_CLEAN | FLAG_NEEDS_REBUILD | FLAG_FAULTY)) !== 0) throw invalid(`unknown flags ${flags.toString(16)}`);
   const sb: Superblock = {
     version, volumeName, layout,
     arrayUuid: bytesToUuid(block.subarray(16, 32)),
@@ -174,6 +180,7 @@ function decodeChecked(bytes: Uint8Array): Superblock | { kind: 'blank' } {
     createdMs: readU64(view, 152, 'created time'),
     bitmapOffsetBytes: readU64(view, 160, 'bitmap offset'),
     bitmapSizeBytes: readU64(view, 168, 'bitmap size'),
+    ...((flags & FLAG_FAULTY) !== 0 ? { faulty: true } : {}),
   };
   checkFields(sb);
   return sb;

@@ -32,6 +32,10 @@ export interface AssembledElement {
   readonly elementUuid?: string;
   /** Smallest I/O unit the element accepts (remote block size); 1 when any byte range works. */
   readonly blockSizeBytes?: number;
+  /** Not active: the event count up to which it holds every write (0 = nothing; docs/durability.md). */
+  readonly syncedEvents?: number;
+  /** Failed on request: not resynced back by itself (superblock flag; docs/durability.md). */
+  readonly faulty?: true;
 }
 
 export interface AssembledVolume {

@@ -22,6 +22,8 @@ export interface ElementEntry {
   dataSizeBytes: number;
   /** State while not part of a volume (spare, or failed by request). */
   idleState: ElementState;
+  /** Why it is failed while not part of a volume (replaced, unusable spare). */
+  reason?: string;
   /** nbd/iscsi: how the remote loops connect (holds secrets: never log or serialise it). */
   readonly remote?: RemoteSpec;
 }
@@ -102,9 +104,13 @@ export interface LiveView {
 export function elementStatus(registry: Registry, entry: ElementEntry, live: LiveView): ElementStatus {
   const owner = registry.ownerOf(entry.config.name);
   const role = owner?.assembled.config.elements.indexOf(entry.config.name);
+  const state = live.state(entry);
+  const member = owner?.assembled.elements.find((e) => e.config.name === entry.config.name);
+  const reason = state === 'active' || state === 'spare' ? undefined : member !== undefined ? member.reason ?? (state === 'failed' ? 'I/O error' : undefined) : entry.reason;
   return {
-    name: entry.config.name, kind: entry.config.location.kind, uri: entry.config.uri, state: live.state(entry),
+    name: entry.config.name, kind: entry.config.location.kind, uri: entry.config.uri, state,
     sizeBytes: entry.dataSizeBytes, volume: owner?.assembled.config.name ?? null, role: role ?? null, errors: live.errors(entry),
+    ...(reason !== undefined ? { reason } : {}),
   };
 }
 

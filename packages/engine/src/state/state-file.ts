@@ -28,14 +28,40 @@ export interface PersistedVolume {
   readonly order: string;
   readonly boot: boolean;
   readonly sizeBytes?: number;
+  readonly spares?: readonly string[];
+}
+
+/**
+ * A config-file volume whose elements changed at run time (a leg replaced): it applies at the
+ * next start only while the config still lists `configElements` (else the config wins, warned).
+ */
+export interface ReplacedVolume {
+  readonly volume: string;
+  readonly configElements: readonly string[];
+  readonly elements: readonly string[];
 }
 
 export interface PersistedState {
   readonly elements: readonly ElementConfig[];
   readonly volumes: readonly VolumeConfig[];
+  readonly replaced?: readonly ReplacedVolume[];
 }
 
 export const EMPTY_STATE: PersistedState = { elements: [], volumes: [] };
+
+function readReplaced(raw: unknown): ReplacedVolume[] {
+  if (raw === undefined) return [];
+  if (!Array.isArray(raw)) throw new Error('replaced: expected a list');
+  const names = (v: unknown, what: string): string[] => {
+    if (!Array.isArray(v) || v.length > 64 || !v.every((x) => typeof x === 'string' && x.length > 0 && x.length <= 64)) throw new Error(`replaced: ${what} must be a list of element names`);
+    return v as string[];
+  };
+  return raw.slice(0, 64).map((item: unknown) => {
+    const r = (item ?? {}) as { volume?: unknown; configElements?: unknown; elements?: unknown };
+    if (typeof r.volume !== 'string' || r.volume.length === 0) throw new Error('replaced: volume must be a name');
+    return { volume: r.volume, configElements: names(r.configElements, 'configElements'), elements: names(r.elements, 'elements') };
+  });
+}
 
 function persistElement(e: ElementConfig): PersistedElement {
   // Local paths are stored absolute so the state does not depend on the daemon's cwd.
@@ -45,7 +71,8 @@ function persistElement(e: ElementConfig): PersistedElement {
 }
 
 function persistVolume(v: VolumeConfig): PersistedVolume {
-  return { name: v.name, layout: v.layout, elements: v.elements, chunkKiB: v.chunkKiB, order: v.order, boot: v.boot, ...(v.sizeBytes !== undefined ? { sizeBytes: v.sizeBytes } : {}) };
+  return { name: v.name, layout: v.layout, elements: v.elements, chunkKiB: v.chunkKiB, order: v.order, boot: v.boot, ...(v.sizeBytes !== undefined ? { sizeBytes: v.sizeBytes } : {}),
+    ...(v.spares !== undefined && v.spares.length > 0 ? { spares: v.spares } : {}) };
 }
 
 /** Reads the state file; missing = empty. A damaged file is a clear error, never silently dropped. */
@@ -60,13 +87,13 @@ export function readStateFile(dataDir: string): PersistedState {
     throw new EngineError('config', `cannot read the runtime state: ${(err as Error).message}`, file, 'fix or move the file away (its volumes will then not be served)');
   }
   try {
-    const map = (raw ?? {}) as { version?: unknown; elements?: unknown; volumes?: unknown };
+    const map = (raw ?? {}) as { version?: unknown; elements?: unknown; volumes?: unknown; replaced?: unknown };
     if (map.version !== STATE_VERSION) throw new Error(`unsupported version ${JSON.stringify(map.version)}`);
     const rawElements = Array.isArray(map.elements) ? map.elements.slice(0, 256) : [];
     const elements = rawElements.map((item, i) => normalizeElement(item, `elements[${i}]`, dataDir));
     const names = new Set(elements.map((e) => e.name));
     const rawVolumes = Array.isArray(map.volumes) ? map.volumes.slice(0, 64) : [];
-    return { elements, volumes: rawVolumes.map((item, i) => normalizeVolume(item, `volumes[${i}]`, names)) };
+    return { elements, volumes: rawVolumes.map((item, i) => normalizeVolume(item, `volumes[${i}]`, names)), replaced: readReplaced(map.replaced) };
   } catch (err) {
     throw new EngineError('config', `invalid runtime state: ${(err as Error).message}`, file, 'fix or move the file away (its volumes will then not be served)');
   }
@@ -76,7 +103,8 @@ export function readStateFile(dataDir: string): PersistedState {
 export function writeStateFile(dataDir: string, state: PersistedState): void {
   const file = path.join(dataDir, STATE_FILE);
   const tmp = `${file}.tmp-${process.pid}`;
-  const body = JSON.stringify({ version: STATE_VERSION, elements: state.elements.map(persistElement), volumes: state.volumes.map(persistVolume) }, null, 2);
+  const replaced = state.replaced !== undefined && state.replaced.length > 0 ? { replaced: state.replaced } : {};
+  const body = JSON.stringify({ version: STATE_VERSION, elements: state.elements.map(persistElement), volumes: state.volumes.map(persistVolume), ...replaced }, null, 2);
   const fd = fs.openSync(tmp, 'w', 0o600);
   try {
     fs.writeSync(fd, `${body}\n`);
@@ -111,7 +139,9 @@ export function mergeState(config: EngineConfig, state: PersistedState, warn: (m
     dropped.add(e.name);
     return false;
   });
-  const used = new Set(config.volumes.flatMap((v) => v.elements));
+  const known = new Set([...config.elements.map((e) => e.name), ...elements.map((e) => e.name)]);
+  const configVolumes = config.volumes.map((v) => withReplacement(v, state.replaced ?? [], known, warn));
+  const used = new Set(configVolumes.flatMap((v) => v.elements));
   const volumeNames = new Set(config.volumes.map((v) => v.name));
   let hasBoot = config.volumes.some((v) => v.boot);
   const volumes: VolumeConfig[] = [];
@@ -130,7 +160,22 @@ export function mergeState(config: EngineConfig, state: PersistedState, warn: (m
     volumes.push({ ...v, boot });
   }
   return {
-    config: { ...config, elements: [...config.elements, ...elements], volumes: [...config.volumes, ...volumes] },
-    runtime: { elements, volumes },
+    config: { ...config, elements: [...config.elements, ...elements], volumes: [...configVolumes, ...volumes] },
+    runtime: { elements, volumes, replaced: (state.replaced ?? []).filter((r) => configVolumes.some((v) => v.name === r.volume && sameSet(v.elements, r.elements))) },
   };
+}
+
+function sameSet(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((x) => b.includes(x));
+}
+
+/** A config volume with the run-time replacement of its legs applied, if the config did not change since. */
+function withReplacement(v: VolumeConfig, replaced: readonly ReplacedVolume[], known: ReadonlySet<string>, warn: (msg: string) => void): VolumeConfig {
+  const r = replaced.find((x) => x.volume === v.name);
+  if (r === undefined) return v;
+  if (!sameSet(r.configElements, v.elements) || r.elements.length !== v.elements.length || !r.elements.every((e) => known.has(e))) {
+    warn(`volume ${v.name}: run-time replacement of its elements (${r.elements.join(', ')}) ignored: the config lists ${v.elements.join(', ')} now`);
+    return v;
+  }
+  return { ...v, elements: r.elements, ...(v.spares !== undefined ? { spares: v.spares.filter((s) => !r.elements.includes(s)) } : {}) };
 }

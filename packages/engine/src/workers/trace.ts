@@ -4,7 +4,7 @@ import { D, DESC_WORDS, parseRequestId, requestIdFromWords } from '@onestack/que
 
 export const TRACE_IDS = (process.env.ONESTACK_TRACE ?? '').split(',').includes('ids');
 
-const OP_NAMES = ['READ', 'WRITE', 'FLUSH', 'TRIM', 'WRITE_ZEROES', 'CACHE'];
+const OP_NAMES = ['READ', 'WRITE', 'FLUSH', 'TRIM', 'WRITE_ZEROES', 'CACHE', 'COMPUTE'];
 
 export function traceSub(stage: string, words: Int32Array, sub: number, offsetBytes: number): void {
   const sb = sub * DESC_WORDS;

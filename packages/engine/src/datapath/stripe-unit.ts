@@ -1,0 +1,194 @@
+// One stripe unit (a row's bytes [a, b), see map-parity.ts) written or read by the stripe engine,
+// under the row lock its caller holds. A write: plan (stripe-plan.ts) -> read what the plan needs
+// -> compute parity in the middle stage -> journal the new bytes of every role written, flush
+// them -> write in place -> end the journal transaction. An element that fails on the way is
+// marked failed and the unit starts over with the states as they are now (bounded: each retry
+// follows a newly failed element); the write is acknowledged if the volume still has every byte.
+import { crc32c } from '@onestack/iscsi';
+import { ComputeMode } from './compute-layout.js';
+import { DataPathError } from './errno.js';
+import { encodeRecordHeader, JOURNAL_BLOCK_BYTES, RecordKind, recordSpanBytes, RING_OFFSET_BYTES } from './journal-format.js';
+import { elementOffset, indexRole, volumeOffset, type StripeUnit } from './map-parity.js';
+import { bufferData, bufferHeader, bufferSlot, type Scratch, type ScratchPool, type StripeIo } from './stripe-io.js';
+import type { GroupFlush, StripeJournal } from './stripe-journal.js';
+import { planRead, planWrite, type WritePlan } from './stripe-plan.js';
+
+export interface UnitContext {
+  readonly io: StripeIo;
+  readonly scratch: ScratchPool;
+  readonly journal: StripeJournal;
+  readonly flusher: GroupFlush;
+}
+
+/** Where a write's new bytes come from: copies volume bytes [offset, +into.length) into `into`. */
+export interface WriteSource {
+  copyTo(volumeOffsetBytes: number, into: Uint8Array): void;
+}
+
+export const ZERO_SOURCE: WriteSource = { copyTo: (_off, into) => into.fill(0) };
+
+/** A source over consecutive buffers (NBD payload slots, or one embedding-API array) from `offsetBytes`. */
+export function chunkSource(offsetBytes: number, chunks: readonly Uint8Array[]): WriteSource {
+  const starts: number[] = [];
+  let at = 0;
+  for (const c of chunks) {
+    starts.push(at);
+    at += c.length;
+  }
+  return {
+    copyTo(volumeOffsetBytes, into) {
+      let rel = volumeOffsetBytes - offsetBytes;
+      if (!(rel >= 0 && rel + into.length <= at)) throw new RangeError(`write source: [${rel}, +${into.length}) outside [0, ${at})`);
+      let i = starts.findIndex((s, n) => rel < s + chunks[n]!.length);
+      for (let done = 0; done < into.length; i++) {
+        const c = chunks[i]!;
+        const from = rel - starts[i]!;
+        const len = Math.min(c.length - from, into.length - done);
+        into.set(c.subarray(from, from + len), done);
+        done += len;
+        rel += len;
+      }
+    },
+  };
+}
+
+/** Per stripe entry: the role holding it in this row (old-data entries map to their data index). */
+function entryRole(ctx: UnitContext, row: number, e: number): number {
+  const g = ctx.io.vol.g;
+  return indexRole(g, row, e < g.k + g.np ? e : e - g.k - g.np);
+}
+
+function view(ctx: UnitContext, s: Scratch, buffer: number, len: number): Uint8Array {
+  return ctx.io.v.slab.view(bufferSlot(s, buffer), bufferData(s, buffer), len);
+}
+
+/** Reads entries into their buffers; false when an element failed (the caller re-plans). */
+async function readEntries(ctx: UnitContext, u: StripeUnit, s: Scratch, buf: readonly number[], entries: readonly number[]): Promise<boolean> {
+  const len = u.b - u.a;
+  const failed = await ctx.io.settle(entries.map((e) => {
+    const role = entryRole(ctx, u.row, e);
+    return [role, ctx.io.read(role, elementOffset(ctx.io.vol.g, role, u.row, u.a), len, bufferSlot(s, buf[e]!), bufferData(s, buf[e]!))] as const;
+  }));
+  return failed.length === 0;
+}
+
+/** Fills a compute block with the entries whose buffers hold meaningful bytes, runs it. */
+async function compute(ctx: UnitContext, s: Scratch, len: number, mode: 1 | 2, buf: readonly number[], entries: readonly number[], fails: readonly number[], crcs: readonly number[]): Promise<void> {
+  const g = ctx.io.vol.g;
+  const p = ctx.io.params(s.block).begin(mode, len, g.k, g.np);
+  for (const e of entries) p.entry(e, bufferSlot(s, buf[e]!), bufferData(s, buf[e]!));
+  p.fails(fails[0] ?? -1, fails[1] ?? -1);
+  for (const e of crcs) p.crc(e);
+  await ctx.io.compute(p, len);
+}
+
+function copyNew(ctx: UnitContext, u: StripeUnit, s: Scratch, plan: WritePlan, src: WriteSource): void {
+  const g = ctx.io.vol.g;
+  for (const j of u.touched) src.copyTo(volumeOffset(g, u.row, j, u.a), view(ctx, s, plan.buf[j]!, u.b - u.a));
+}
+
+/** Runs one attempt of a planned write; false when a read failed (states changed: plan again). */
+async function attemptWrite(ctx: UnitContext, u: StripeUnit, src: WriteSource, plan: WritePlan, s: Scratch): Promise<boolean> {
+  const g = ctx.io.vol.g;
+  const len = u.b - u.a;
+  const data = Array.from({ length: g.k }, (_, j) => j);
+  if (plan.kind !== 'recon') copyNew(ctx, u, s, plan, src);
+  if (!(await readEntries(ctx, u, s, plan.buf, plan.reads))) return false;
+  let crcOf: (e: number) => number;
+  if (plan.kind === 'direct') {
+    crcOf = (e) => crc32c(view(ctx, s, plan.buf[e]!, len));
+  } else {
+    if (plan.kind === 'recon') {
+      const parityIn = plan.reads.filter((e) => e >= g.k);
+      await compute(ctx, s, len, ComputeMode.RECONSTRUCT, plan.buf, [...data, ...parityIn], plan.lost, []);
+      copyNew(ctx, u, s, plan, src);
+    }
+    const mode = plan.kind === 'rmw' ? ComputeMode.RMW : ComputeMode.RECONSTRUCT;
+    const entries = plan.kind === 'rmw' ? plan.buf.flatMap((b, e) => (b >= 0 ? [e] : [])) : [...data, ...plan.parityOut];
+    await compute(ctx, s, len, mode, plan.buf, entries, mode === ComputeMode.RECONSTRUCT ? plan.parityOut : [], plan.writes);
+    const p = ctx.io.params(s.block);
+    crcOf = (e) => p.crcOf(e);
+  }
+  await commit(ctx, u, s, plan, crcOf);
+  return true;
+}
+
+/** Journal, flush, write in place (see the file comment). EIO when the volume lost too much on the way. */
+async function commit(ctx: UnitContext, u: StripeUnit, s: Scratch, plan: WritePlan, crcOf: (e: number) => number): Promise<void> {
+  const { io, journal } = ctx;
+  const g = io.vol.g;
+  const len = u.b - u.a;
+  const writes = plan.writes.map((e) => ({ e, role: entryRole(ctx, u.row, e), slot: bufferSlot(s, plan.buf[e]!), header: bufferHeader(s, plan.buf[e]!) }));
+  const participants = writes.map((w) => w.role);
+  const txn = await journal.begin(writes.map((w) => ({ role: w.role, bytes: recordSpanBytes(RecordKind.DATA, len) })));
+  try {
+    for (const w of writes) {
+      encodeRecordHeader(io.v.slab.view(w.slot, w.header, JOURNAL_BLOCK_BYTES), {
+        kind: RecordKind.DATA, arrayId: io.vol.arrayId, seq: txn.seq, role: w.role, width: g.n, participants,
+        elementOffsetBytes: elementOffset(g, w.role, u.row, u.a), lengthBytes: len, payloadCrc: crcOf(w.e),
+      });
+    }
+    const lost1 = await io.settle(writes.map((w) => [w.role, io.write(w.role, RING_OFFSET_BYTES + txn.at.get(w.role)!, JOURNAL_BLOCK_BYTES + len, w.slot, w.header)] as const));
+    const journaled = writes.filter((w) => !lost1.includes(w.role));
+    const lost2 = await io.settle(journaled.map((w) => [w.role, ctx.flusher.flush(w.role)] as const));
+    io.checkSurvives('journal write');
+    const durable = journaled.filter((w) => !lost2.includes(w.role));
+    await io.settle(durable.map((w) => [w.role, io.write(w.role, elementOffset(g, w.role, u.row, u.a), len, w.slot, w.header + JOURNAL_BLOCK_BYTES)] as const));
+    io.checkSurvives('write');
+  } finally {
+    journal.end(txn);
+  }
+}
+
+/** Writes one unit (the caller holds its row lock). */
+export async function writeUnit(ctx: UnitContext, u: StripeUnit, src: WriteSource): Promise<void> {
+  const g = ctx.io.vol.g;
+  for (let attempt = 0; attempt <= g.np + 1; attempt++) {
+    const plan = planWrite(g, u.touched, (e) => ctx.io.state(indexRole(g, u.row, e)));
+    const s = await ctx.scratch.acquire(plan.buffers, u.b - u.a);
+    try {
+      if (await attemptWrite(ctx, u, src, plan, s)) return;
+    } finally {
+      ctx.scratch.release(s);
+    }
+  }
+  throw new DataPathError('EIO', `${ctx.io.vol.name}: row ${u.row}: elements kept failing during the write`);
+}
+
+/** Where a read's bytes go: volume offset `volumeOffsetBytes` is byte `slotOffset` of `slot`. */
+export interface ReadTarget {
+  readonly slot: number;
+  readonly slotOffset: number;
+  readonly volumeOffsetBytes: number;
+}
+
+/** Reads one unit's touched data (the caller holds the row lock when elements are lost). */
+export async function readUnit(ctx: UnitContext, u: StripeUnit, dst: ReadTarget): Promise<void> {
+  const { io } = ctx;
+  const g = io.vol.g;
+  const len = u.b - u.a;
+  const at = (j: number): number => dst.slotOffset + volumeOffset(g, u.row, j, u.a) - dst.volumeOffsetBytes;
+  for (let attempt = 0; attempt <= g.np + 1; attempt++) {
+    const plan = planRead(g, u.touched, (e) => io.state(indexRole(g, u.row, e)));
+    if (plan.direct) {
+      const failed = await io.settle(u.touched.map((j) => {
+        const role = indexRole(g, u.row, j);
+        return [role, io.read(role, elementOffset(g, role, u.row, u.a), len, dst.slot, at(j))] as const;
+      }));
+      if (failed.length === 0) return;
+      continue;
+    }
+    const buf = Array.from({ length: g.k + g.np }, (_, e) => e);
+    const s = await ctx.scratch.acquire(g.k + g.np, len);
+    try {
+      if (!(await readEntries(ctx, u, s, buf, plan.reads))) continue;
+      const data = buf.slice(0, g.k);
+      await compute(ctx, s, len, ComputeMode.RECONSTRUCT, buf, [...data, ...plan.reads.filter((e) => e >= g.k)], plan.lost, []);
+      for (const j of u.touched) io.v.slab.view(dst.slot, at(j), len).set(view(ctx, s, j, len));
+      return;
+    } finally {
+      ctx.scratch.release(s);
+    }
+  }
+  throw new DataPathError('EIO', `${io.vol.name}: row ${u.row}: elements kept failing during the read`);
+}
