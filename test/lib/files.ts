@@ -100,10 +100,12 @@ export type ElementSpec = LocalElementSpec | RemoteElementSpec;
 
 export interface VolumeSpec {
   readonly name: string;
-  readonly layout: 'linear' | 'raid0' | 'raid1' | 'raid10';
+  readonly layout: 'linear' | 'raid0' | 'raid1' | 'raid10' | 'raid5' | 'raid6';
   readonly elements: readonly string[];
   readonly chunkKiB?: number;
   readonly boot?: boolean;
+  /** Hot spares (raid1/raid10): element names. */
+  readonly spares?: readonly string[];
 }
 
 export interface WrittenConfig {
@@ -136,7 +138,8 @@ export async function writeConfig(dir: string, elements: readonly ElementSpec[],
   for (const v of volumes) {
     const chunk = v.chunkKiB === undefined ? '' : `, chunkKiB: ${v.chunkKiB}`;
     const boot = v.boot === true ? ', boot: true' : '';
-    lines.push(`  - { name: ${v.name}, layout: ${v.layout}, elements: [${v.elements.join(', ')}]${chunk}${boot} }`);
+    const spares = v.spares === undefined ? '' : `, spares: [${v.spares.join(', ')}]`;
+    lines.push(`  - { name: ${v.name}, layout: ${v.layout}, elements: [${v.elements.join(', ')}]${chunk}${boot}${spares} }`);
   }
   const configPath = path.join(dir, 'onestack.yaml');
   await writeFile(configPath, lines.join('\n') + '\n');

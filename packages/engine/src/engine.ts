@@ -324,7 +324,10 @@ export class Engine {
     this.checkOpen();
     const entry = this.registry.volumes.get(volume);
     if (entry === undefined) throw new EngineError('not-found', `no volume named ${volume}`, `volume ${volume}`, 'list volumes with `onestack volume list`');
-    const target = scrubTargetOf(this.registry, entry, (index) => this.dataPath.elementState(index));
+    const mirrorTarget = scrubTargetOf(this.registry, entry, (index) => this.dataPath.elementState(index));
+    // raid5/6 rows are checked by the volume's stripe engine (parity maths in the middle stage).
+    const parity = entry.assembled.config.layout === 'raid5' || entry.assembled.config.layout === 'raid6';
+    const target = parity ? { ...mirrorTarget, stripe: this.dataPath.stripe(entry.index) } : mirrorTarget;
     return this.scrubs.start(target, entry.handle.io.gate, opts);
   }
 

@@ -15,8 +15,10 @@ describe('volumeCapacityBytes', () => {
     expect(volumeCapacityBytes('raid1', [10 * MiB, 6 * MiB, 8 * MiB], 64 * KiB)).toBe(6 * MiB);
     expect(volumeCapacityBytes('raid0', [], 64 * KiB)).toBe(0);
   });
-  it('refuses layouts the data path does not serve yet', () => {
-    expect(() => volumeCapacityBytes('raid5', [MiB, MiB, MiB], 64 * KiB)).toThrow(/not supported/);
+  it('raid5 keeps n - 1 and raid6 n - 2 whole chunks per row; too few elements are refused', () => {
+    expect(volumeCapacityBytes('raid5', [MiB, MiB + 5000, 2 * MiB], 64 * KiB)).toBe(2 * MiB);
+    expect(volumeCapacityBytes('raid6', [MiB + 100, MiB, MiB, MiB], 64 * KiB)).toBe(2 * MiB);
+    expect(() => volumeCapacityBytes('raid6', [MiB, MiB, MiB], 64 * KiB)).toThrow(/at least 4/);
   });
 });
 

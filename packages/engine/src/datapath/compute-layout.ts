@@ -28,6 +28,8 @@ export const PW = {
   OUT_DATA_HI: 8,
   /** Indices (bits over 0..65 in three words) whose CRC32C the op also computes for the journal. */
   CRC_MASK: 9,
+  /** CHECK results: byte positions where the parity disagrees. */
+  OUT_MISMATCHED: 12,
   ENTRIES: 16,
   CRCS: 16 + 2 * ENTRIES_MAX,
 } as const;
@@ -85,7 +87,8 @@ export class ComputeParams {
 
   /** Asks for the CRC32C of entry `index` (a stripe index, < 66) after the op. */
   crc(index: number): this {
-    this.words[this.base + PW.CRC_MASK + (index >>> 5)] |= 1 << (index & 31);
+    const at = this.base + PW.CRC_MASK + (index >>> 5);
+    this.words[at] = this.words[at]! | (1 << (index & 31));
     return this;
   }
 

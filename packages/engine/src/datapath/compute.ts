@@ -39,7 +39,11 @@ export function runCompute(v: SharedViews, block: number, einval: number): numbe
     case ComputeMode.CHECK: {
       const r = checkParity(cur.slice(0, k) as Uint8Array[], cur[k]!, np === 2 ? cur[k + 1]! : null, buf(oldEntry(k, np, 0))!, np === 2 ? buf(oldEntry(k, np, 1)) : null);
       w[base + PW.OUT_FLAGS] = (r.pBad ? CHECK_P_BAD : 0) | (r.qBad ? CHECK_Q_BAD : 0) | (r.unlocatable ? CHECK_UNLOCATABLE : 0);
-      for (const j of r.badData) w[base + (j < 32 ? PW.OUT_DATA_LO : PW.OUT_DATA_HI)] |= 1 << (j & 31);
+      w[base + PW.OUT_MISMATCHED] = r.mismatchedBytes;
+      for (const j of r.badData) {
+        const at = base + (j < 32 ? PW.OUT_DATA_LO : PW.OUT_DATA_HI);
+        w[at] = w[at]! | (1 << (j & 31));
+      }
       break;
     }
     default:

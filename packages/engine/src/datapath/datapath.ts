@@ -6,7 +6,12 @@ import { createQueue, type SubmissionQueue } from '@onestack/queue';
 import { EngineError, type PoolStatus } from '../api-types.js';
 import type { PoolsConfig, QueueConfig } from '../config/types.js';
 import type { ElementState } from '../meta/types.js';
-import { SUPPORTED_LAYOUTS, volumeCapacityBytes } from './map.js';
+import { SUPPORTED_LAYOUTS, volumeCapacityBytes, type VolumeGeometry } from './map.js';
+import { isParityLayout, parityGeometry } from './map-parity.js';
+import { arrayIdBytes } from './journal-format.js';
+import { ParityVolumeIo } from './parity-volume-io.js';
+import { StripeEngine } from './stripe-engine.js';
+import { ScratchPool, StripeIo, type StripeVolume } from './stripe-io.js';
 import { MiddleCore } from './middle-core.js';
 import { StagePool, type StageKind } from './pools.js';
 import { attach, createShared, H, type SharedViews } from './shared-layout.js';
@@ -43,6 +48,9 @@ export class DataPath {
   private closing: Promise<void> | null = null;
   private openErrors = new Map<number, string>();
   private rawIo: RawIoImpl | null = null;
+  private readonly stripes = new Map<number, StripeEngine>();
+  private readonly stripeErrors = new Map<number, string>();
+  private readonly scratch: ScratchPool;
 
   private constructor(
     private readonly v: SharedViews,
@@ -55,7 +63,9 @@ export class DataPath {
     private readonly remote: StagePool,
     private readonly opts: DataPathOptions,
     private readonly inlineCore: MiddleCore | null,
-  ) {}
+  ) {
+    this.scratch = new ScratchPool(v, opts.waitersMax ?? 65536);
+  }
 
   static async start(opts: DataPathOptions): Promise<DataPath> {
     const { depth, slots, slotKiB } = opts.queue;
@@ -68,7 +78,7 @@ export class DataPath {
     if (!(Number.isInteger(bottomThreads) && bottomThreads >= 1 && bottomThreads <= 64)) throw new EngineError('config', `pools.bottom ${bottomThreads} must be in [1, 64]`, 'pools.bottom');
     const handles = createShared(
       // One more volume slot than users get: the raw maintenance channel (raw-io.ts).
-      { parents: depth, subs: 4 * depth, maxVolumes: (opts.maxVolumes ?? 64) + 1, maxElements: opts.maxElements ?? 256, slots, slotBytes: slotKiB * 1024, remoteRings: remoteThreads },
+      { parents: depth, subs: 4 * depth, maxVolumes: (opts.maxVolumes ?? 64) + 1, maxElements: opts.maxElements ?? 256, slots, slotBytes: slotKiB * 1024, remoteRings: remoteThreads, stripeSlots: stripeSlotsFor(slots) },
       (data) => probeMisalignment(data, opts.probeDir),
     );
     const v = attach(handles);
@@ -104,6 +114,18 @@ export class DataPath {
   get raw(): RawIo {
     this.rawIo ??= new RawIoImpl(this.top, this.slots, this.v.slab, this.rawIndex);
     return this.rawIo;
+  }
+
+  /** The raid5/6 stripe engine of a volume: rebuild (reconstructElementRange) and scrub (checkStripe) drive it. */
+  stripe(index: number): StripeEngine {
+    const engine = this.stripes.get(index);
+    if (engine === undefined) throw new EngineError('not-found', `no raid5/raid6 volume is bound at index ${index}`);
+    return engine;
+  }
+
+  /** Why a raid5/6 volume's journal could not be replayed when it was bound (it answers EIO until it can), if so. */
+  volumeOpenError(index: number): string | undefined {
+    return this.stripeErrors.get(index);
   }
 
   /** Address of the data slab modulo 4096, or null (then O_DIRECT elements are refused). */
@@ -212,10 +234,48 @@ export class DataPath {
       if ((vol.layout === 'raid0' || vol.layout === 'raid10') && !(Number.isSafeInteger(vol.chunkBytes) && vol.chunkBytes > 0 && vol.chunkBytes % (direct ? 4096 : 512) === 0)) {
         throw new EngineError('invalid', `volume ${vol.name}: chunk ${vol.chunkBytes} bytes must be a positive multiple of ${direct ? 4096 : 512}`, vol.name);
       }
+      if (isParityLayout(vol.layout)) this.validateParity(vol, els as TopologyElement[]);
       const cap = volumeCapacityBytes(vol.layout, els.map((e) => e!.dataSizeBytes), vol.chunkBytes);
       if (!(Number.isSafeInteger(vol.sizeBytes) && vol.sizeBytes >= 0 && vol.sizeBytes <= cap)) {
         throw new EngineError('invalid', `volume ${vol.name}: size ${vol.sizeBytes} exceeds the layout's capacity ${cap}`, vol.name);
       }
+    }
+  }
+
+  private validateParity(vol: TopologyVolume, els: readonly TopologyElement[]): void {
+    const min = vol.layout === 'raid5' ? 3 : 4;
+    if (els.length < min || els.length > 64) throw new EngineError('invalid', `volume ${vol.name}: ${vol.layout} needs ${min} to 64 elements (got ${els.length})`, vol.name);
+    const align = Math.max(4096, volumeAlignment(els).alignBytes);
+    if (!(Number.isSafeInteger(vol.chunkBytes) && vol.chunkBytes > 0 && vol.chunkBytes % align === 0)) {
+      throw new EngineError('invalid', `volume ${vol.name}: chunk ${vol.chunkBytes} bytes must be a positive multiple of ${align}`, vol.name);
+    }
+    const probe = StripeEngine.segmentFor(this.stripeVolume(vol, els), this.scratch, align);
+    if (probe === 0) throw new EngineError('invalid', `volume ${vol.name}: ${els.length} elements need larger data slots for parity work`, vol.name, 'raise queue.slotKiB');
+  }
+
+  private stripeVolume(vol: TopologyVolume, els: readonly TopologyElement[]): StripeVolume {
+    const geom: VolumeGeometry = { layout: vol.layout, chunkBytes: vol.chunkBytes, sizeBytes: vol.sizeBytes, elements: els.map((e) => ({ dataOffsetBytes: e.dataOffsetBytes, dataSizeBytes: e.dataSizeBytes })) };
+    return { index: vol.index, name: vol.name, g: parityGeometry(geom), elements: vol.elements, arrayId: arrayIdBytes(vol.arrayId) };
+  }
+
+  /** Binds a raid5/6 volume's I/O object; a new one first replays its journal (see journal-replay.ts). */
+  private async bindParity(vol: TopologyVolume, binding: VolumeBinding, els: readonly TopologyElement[]): Promise<void> {
+    const sv = this.stripeVolume(vol, els);
+    const align = Math.max(4096, binding.alignBytes);
+    const old = this.stripes.get(vol.index);
+    if (old !== undefined) {
+      old.rebind(sv, align);
+      (this.volumeIos.get(vol.index) as VolumeIoImpl).rebind(binding);
+      return;
+    }
+    const engine = new StripeEngine(new StripeIo(this.top, this.v, sv), this.scratch, this.opts.waitersMax ?? 65536, align);
+    this.stripes.set(vol.index, engine);
+    this.volumeIos.set(vol.index, new ParityVolumeIo(binding, this.top, this.slots, this.v.slab, engine));
+    try {
+      await engine.open();
+      this.stripeErrors.delete(vol.index);
+    } catch (err) {
+      this.stripeErrors.set(vol.index, (err as Error).message);
     }
   }
 
@@ -229,6 +289,8 @@ export class DataPath {
       for (const old of changed) {
         this.top.unbindVolume(old.index);
         this.volumeIos.delete(old.index);
+        this.stripes.delete(old.index);
+        this.stripeErrors.delete(old.index);
       }
       const timeoutMs = this.opts.closeTimeoutMs ?? 10_000;
       const drained = await waitUntil(() => changed.every((old) => this.top.volumeOutstanding(old.index) === 0), timeoutMs);
@@ -258,6 +320,10 @@ export class DataPath {
     for (const vol of volumes) {
       const binding: VolumeBinding = { index: vol.index, name: vol.name, sizeBytes: vol.sizeBytes, ...volumeAlignment(vol.elements.map((i) => byIndex.get(i)!)) };
       this.top.bindVolume(vol.index, vol.layout, vol.elements.length, this.queues[vol.index]!);
+      if (isParityLayout(vol.layout)) {
+        await this.bindParity(vol, binding, vol.elements.map((i) => byIndex.get(i)!));
+        continue;
+      }
       const io = this.volumeIos.get(vol.index);
       if (io === undefined) this.volumeIos.set(vol.index, new VolumeIoImpl(binding, this.top, this.slots, this.v.slab));
       else io.rebind(binding);
@@ -285,6 +351,15 @@ export class DataPath {
     const [m, b, r] = await Promise.all([this.middle?.acks(generation, timeoutMs) ?? [], this.bottom.acks(generation, timeoutMs), this.remote.acks(generation, timeoutMs)]);
     return [...m, ...b, ...r];
   }
+}
+
+/**
+ * Slab slots kept for raid5/6 scratch buffers (and their compute parameter blocks), allocated
+ * with the slab whether or not such a volume exists yet: an eighth of the client slots, at
+ * least 9 (one for the journal, four per unit for two units) and at most 33.
+ */
+function stripeSlotsFor(slots: number): number {
+  return Math.min(33, Math.max(9, Math.ceil(slots / 8) + 1));
 }
 
 /** What a volume's elements require of request alignment (see VolumeBinding). */

@@ -25,7 +25,7 @@ export interface Extent {
   readonly bufferOffsetBytes: number;
 }
 
-export const SUPPORTED_LAYOUTS: readonly Layout[] = ['linear', 'raid0', 'raid1', 'raid10'];
+export const SUPPORTED_LAYOUTS: readonly Layout[] = ['linear', 'raid0', 'raid1', 'raid10', 'raid5', 'raid6'];
 
 export function checkRange(offsetBytes: number, lengthBytes: number, sizeBytes: number): void {
   if (!(Number.isSafeInteger(offsetBytes) && offsetBytes >= 0 && Number.isSafeInteger(lengthBytes) && lengthBytes >= 0)) {
@@ -58,6 +58,14 @@ export function volumeCapacityBytes(layout: Layout, elementDataSizes: readonly n
       checkChunk(layout, chunkBytes);
       if (n < 4 || n % 2 !== 0) throw new RangeError(`raid10 needs an even number of elements, at least 4 (got ${n})`);
       return (n / 2) * Math.floor(min / chunkBytes) * chunkBytes;
+    case 'raid5':
+    case 'raid6': {
+      // n - 1 (raid5) or n - 2 (raid6) data chunks per row; map-parity.ts maps them.
+      checkChunk(layout, chunkBytes);
+      const np = layout === 'raid5' ? 1 : 2;
+      if (n < np + 2) throw new RangeError(`${layout} needs at least ${np + 2} elements (got ${n})`);
+      return (n - np) * Math.floor(min / chunkBytes) * chunkBytes;
+    }
     default:
       throw new RangeError(`layout ${layout} is not supported by the data path yet (supported: ${SUPPORTED_LAYOUTS.join(', ')})`);
   }

@@ -35,17 +35,17 @@ export function xorInto(dst: Uint8Array, src: Uint8Array): void {
   if (aligned([dst, src])) {
     const d = words(dst);
     const s = words(src);
-    for (let w = 0; w < d.length; w++) d[w] ^= s[w]!;
+    for (let w = 0; w < d.length; w++) d[w] = d[w]! ^ s[w]!;
     from = d.length << 2;
   }
-  for (let i = from; i < dst.length; i++) dst[i] ^= src[i]!;
+  for (let i = from; i < dst.length; i++) dst[i] = dst[i]! ^ src[i]!;
 }
 
 /** dst ^= c * src (c a GF(2^8) constant). */
 export function mulXorInto(dst: Uint8Array, src: Uint8Array, c: number): void {
   checkLengths(dst.length, [src]);
   const row = mulRow(c);
-  for (let i = 0; i < dst.length; i++) dst[i] ^= row[src[i]!]!;
+  for (let i = 0; i < dst.length; i++) dst[i] = dst[i]! ^ row[src[i]!]!;
 }
 
 /**
@@ -81,7 +81,7 @@ function xorWords(dw: readonly (Int32Array | null)[], pw: Int32Array): number {
   pw.fill(0);
   for (const d of dw) {
     if (d === null) continue;
-    for (let w = 0; w < pw.length; w++) pw[w] ^= d[w]!;
+    for (let w = 0; w < pw.length; w++) pw[w] = pw[w]! ^ d[w]!;
   }
   return pw.length << 2;
 }
@@ -181,6 +181,8 @@ export interface ParityCheck {
   readonly badData: readonly number[];
   /** Bytes where P and Q disagree with the data in a way no single buffer explains. */
   readonly unlocatable: boolean;
+  /** Byte positions where the stored parity disagrees with the data. */
+  readonly mismatchedBytes: number;
 }
 
 /**
@@ -192,11 +194,13 @@ export function checkParity(data: readonly Uint8Array[], p: Uint8Array, q: Uint8
   let pBad = false;
   let qBad = false;
   let unlocatable = false;
+  let mismatchedBytes = 0;
   const bad = new Set<number>();
   for (let i = 0; i < p.length; i++) {
     const dp = p[i]! ^ scratchP[i]!;
     const dq = q === null ? 0 : q[i]! ^ scratchQ![i]!;
     if (dp === 0 && dq === 0) continue;
+    mismatchedBytes++;
     if (q === null || dq === 0) pBad = true;
     else if (dp === 0) qBad = true;
     else {
@@ -205,7 +209,7 @@ export function checkParity(data: readonly Uint8Array[], p: Uint8Array, q: Uint8
       else unlocatable = true;
     }
   }
-  return { pBad, qBad, badData: [...bad].sort((a, b) => a - b), unlocatable };
+  return { pBad, qBad, badData: [...bad].sort((a, b) => a - b), unlocatable, mismatchedBytes };
 }
 
 /** z with g^z = dq / dp (both non-zero). */

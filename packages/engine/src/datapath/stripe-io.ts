@@ -199,8 +199,12 @@ export class ScratchPool {
     }
   }
 
-  /** The slot kept for the journal (checkpoint headers, replay reads). */
-  get journalSlot(): number {
-    return this.v.stripeSlotBase;
+  private journalChain: Promise<unknown> = Promise.resolve();
+
+  /** Runs `fn` with the slot kept for the journal (checkpoint headers, replay), one caller at a time across volumes. */
+  withJournalSlot<T>(fn: (slot: number) => Promise<T>): Promise<T> {
+    const run = this.journalChain.then(() => fn(this.v.stripeSlotBase));
+    this.journalChain = run.catch(() => undefined);
+    return run;
   }
 }

@@ -18,6 +18,16 @@ export interface UnitContext {
   readonly scratch: ScratchPool;
   readonly journal: StripeJournal;
   readonly flusher: GroupFlush;
+  readonly faults: StripeFaults | null;
+}
+
+/**
+ * Test seam for crash tests: after a unit's journal records are flushed, `afterJournal` may name
+ * the roles whose in-place writes still go ahead; the unit then stops for good, as if the process
+ * died there. null (the default) lets every write go ahead.
+ */
+export interface StripeFaults {
+  afterJournal(row: number, roles: readonly number[]): readonly number[] | null;
 }
 
 /** Where a write's new bytes come from: copies volume bytes [offset, +into.length) into `into`. */
@@ -133,7 +143,10 @@ async function commit(ctx: UnitContext, u: StripeUnit, s: Scratch, plan: WritePl
     const lost2 = await io.settle(journaled.map((w) => [w.role, ctx.flusher.flush(w.role)] as const));
     io.checkSurvives('journal write');
     const durable = journaled.filter((w) => !lost2.includes(w.role));
-    await io.settle(durable.map((w) => [w.role, io.write(w.role, elementOffset(g, w.role, u.row, u.a), len, w.slot, w.header + JOURNAL_BLOCK_BYTES)] as const));
+    const crash = ctx.faults?.afterJournal(u.row, durable.map((w) => w.role)) ?? null;
+    const inPlace = crash === null ? durable : durable.filter((w) => crash.includes(w.role));
+    await io.settle(inPlace.map((w) => [w.role, io.write(w.role, elementOffset(g, w.role, u.row, u.a), len, w.slot, w.header + JOURNAL_BLOCK_BYTES)] as const));
+    if (crash !== null) await new Promise<never>(() => undefined); // the simulated crash: this unit never ends
     io.checkSurvives('write');
   } finally {
     journal.end(txn);

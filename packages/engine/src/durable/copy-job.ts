@@ -68,6 +68,8 @@ export async function runCopyJob(opts: CopyJobOptions): Promise<CopyProgress> {
   const everyMs = opts.progressEveryMs ?? 250;
   const iterator = opts.units[Symbol.iterator]();
   let doneBytes = 0;
+  /** Bytes of the units started so far: the throttle paces starts, so no burst beats the limit. */
+  let claimedBytes = 0;
   let lastReportMs = 0;
   let failure: unknown = null;
   const next = (): CopyUnit | undefined => {
@@ -77,6 +79,8 @@ export async function runCopyJob(opts: CopyJobOptions): Promise<CopyProgress> {
   };
   const worker = async (): Promise<void> => {
     for (let unit = next(); unit !== undefined; unit = next()) {
+      claimedBytes += unit.lengthBytes;
+      await throttle(opts.maxMiBPerSec, claimedBytes, startedMs, opts.signal);
       if (opts.signal?.aborted === true) throw new CopyAborted(String(opts.signal.reason ?? 'aborted'));
       const lift = await opts.gate.fence(unit.volumeOffsetBytes, unit.volumeLengthBytes);
       try {
@@ -89,7 +93,6 @@ export async function runCopyJob(opts: CopyJobOptions): Promise<CopyProgress> {
         lastReportMs = Date.now();
         opts.onProgress(progressOf(doneBytes, opts.totalBytes, startedMs));
       }
-      await throttle(opts.maxMiBPerSec, doneBytes, startedMs);
     }
   };
   const results = await Promise.allSettled(Array.from({ length: concurrency }, () => worker().catch((err: unknown) => {
@@ -103,10 +106,15 @@ export async function runCopyJob(opts: CopyJobOptions): Promise<CopyProgress> {
   return final;
 }
 
-/** Sleeps until the bytes done fit the rate limit (each sleep bounded, so an abort is seen soon). */
-async function throttle(maxMiBPerSec: number | undefined, doneBytes: number, startedMs: number): Promise<void> {
+/**
+ * Sleeps until `claimedBytes` (this unit included) fit the rate limit since the start, so the
+ * bytes done never run ahead of it, not even at the start. Sleeps in bounded steps: an abort is
+ * seen within THROTTLE_SLEEP_MAX_MS.
+ */
+async function throttle(maxMiBPerSec: number | undefined, claimedBytes: number, startedMs: number, signal: AbortSignal | undefined): Promise<void> {
   if (maxMiBPerSec === undefined || maxMiBPerSec <= 0) return;
-  const dueMs = startedMs + (doneBytes / MiB / maxMiBPerSec) * 1000;
-  const waitMs = dueMs - Date.now();
-  if (waitMs > 0) await sleep(Math.min(waitMs, THROTTLE_SLEEP_MAX_MS));
+  const dueMs = startedMs + (claimedBytes / MiB / maxMiBPerSec) * 1000;
+  for (let waitMs = dueMs - Date.now(); waitMs > 0 && signal?.aborted !== true; waitMs = dueMs - Date.now()) {
+    await sleep(Math.min(waitMs, THROTTLE_SLEEP_MAX_MS));
+  }
 }

@@ -12,7 +12,7 @@ import type { AssembledVolume, ElementState } from '../meta/types.js';
 import type { VolumeEntry } from '../state/registry.js';
 import { WriteIntentBitmap } from './bitmap.js';
 import { CopyAborted } from './copy-job.js';
-import { recoveryKind, runRecovery, type RecoveryTarget } from './recovery.js';
+import { recoveryBytes, recoveryKind, runRecovery, type RecoveryPlan, type RecoveryTarget } from './recovery.js';
 import type { KeeperHost } from './host.js';
 import { LegWatch } from './leg-watch.js';
 
@@ -154,10 +154,22 @@ export class MirrorKeeper {
     keep.pending.clear();
     if (targets.length === 0) return;
     const controller = new AbortController();
-    const zero: RebuildStatus = { kind: recoveryKind(targets), element: targets.length === 1 ? targets[0]!.name : null, percent: 0, mibPerSec: 0, etaSeconds: null, doneBytes: 0, totalBytes: 0 };
+    const vol = entry.assembled;
+    // The dirty regions as they are now: regions dirtied later are written to the targets too.
+    const plan: RecoveryPlan = {
+      volume: keep.name, geometry: geometryOf(vol), elements: vol.config.elements.map((n) => this.host.registry.element(n).index),
+      targets, dirty: keep.bitmap.dirtyRanges(),
+    };
+    let totalBytes = 0;
+    try {
+      totalBytes = recoveryBytes(plan, (el) => this.host.dataPath.elementState(el));
+    } catch {
+      // No source for some target: runRecovery fails the same way, and finish() records it.
+    }
+    const zero: RebuildStatus = { kind: recoveryKind(targets), element: targets.length === 1 ? targets[0]!.name : null, percent: 0, mibPerSec: 0, etaSeconds: null, doneBytes: 0, totalBytes };
     const run: Run = { targets, controller, startedMs: Date.now(), progress: zero, copying: Promise.resolve() };
     keep.run = run;
-    const copied = this.copy(keep, entry, run).then((final) => ({ final }), (err: unknown) => ({ err }));
+    const copied = this.copy(keep, entry, run, plan).then((final) => ({ final }), (err: unknown) => ({ err }));
     // `copying` settles when the copy stops, before the finish step (which waits for exclusive):
     // a control operation may abort the run and wait for the copy without waiting for itself.
     run.copying = copied.then(() => undefined);
@@ -165,13 +177,8 @@ export class MirrorKeeper {
     this.host.changed();
   }
 
-  private async copy(keep: Keep, entry: VolumeEntry, run: Run): Promise<RebuildStatus> {
+  private async copy(keep: Keep, entry: VolumeEntry, run: Run, plan: RecoveryPlan): Promise<RebuildStatus> {
     await this.host.stopScrub(keep.name); // a resync or rebuild preempts a scrub, as in md
-    const vol = entry.assembled;
-    const plan = {
-      volume: keep.name, geometry: geometryOf(vol), elements: vol.config.elements.map((n) => this.host.registry.element(n).index),
-      targets: run.targets, dirty: keep.bitmap.dirtyRanges(),
-    };
     const what = run.targets.map((t) => `${t.name} (${t.full ? 'everything' : 'dirty regions'})`).join(', ');
     this.host.log('info', `volume ${keep.name}: ${recoveryKind(run.targets)} of ${what} started`);
     let lastEmitMs = 0;

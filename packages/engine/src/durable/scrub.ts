@@ -11,6 +11,7 @@ import type { RawIo } from '../datapath/raw-io.js';
 import type { WriteGate } from '../datapath/write-gate.js';
 import type { ElementState } from '../meta/types.js';
 import { mirrorChecker } from './scrub-mirror.js';
+import { parityChecker, type StripeChecker } from './scrub-parity.js';
 
 /** The volume a scrub walks, as the control plane sees it when the scrub starts. */
 export interface ScrubTarget {
@@ -22,6 +23,8 @@ export interface ScrubTarget {
   readonly elementNames: readonly string[];
   /** Live state of the element in `role`; 'failed' once it no longer holds that role. */
   readonly state: (role: number) => ElementState;
+  /** raid5/raid6: the volume's stripe engine, which checks a row's parity (scrub-parity.ts). */
+  readonly stripe?: StripeChecker;
 }
 
 export interface ScrubUnit {
@@ -68,6 +71,8 @@ export type CheckerFactory = (target: ScrubTarget) => UnitChecker;
 const CHECKERS: Partial<Record<Layout, CheckerFactory>> = {
   raid1: mirrorChecker,
   raid10: mirrorChecker,
+  raid5: parityChecker,
+  raid6: parityChecker,
 };
 
 export function scrubCheckerFor(target: ScrubTarget): UnitChecker {
