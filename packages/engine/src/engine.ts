@@ -137,8 +137,13 @@ export class Engine {
       throw err;
     }
     for (const entry of engine.registry.volumes.values()) {
+      const layout = entry.assembled.config.layout;
+      const replay = engine.dataPath.volumeOpenError(entry.index);
+      if (replay !== undefined) log('error', `volume ${entry.assembled.config.name}: stripe journal not replayed (${replay}); it answers EIO until enough elements return`);
       if (entry.assembled.wasClean === false) {
-        log('warn', `volume ${entry.assembled.config.name} was not closed cleanly: ${isMirror(entry.assembled.config.layout) ? 'resyncing the regions written last' : 'writes in flight at the crash may be torn'}`);
+        const parity = layout === 'raid5' || layout === 'raid6';
+        const after = isMirror(layout) ? 'resyncing the regions written last' : parity && replay === undefined ? 'its stripe journal was replayed, data and parity agree' : 'writes in flight at the crash may be torn';
+        log('warn', `volume ${entry.assembled.config.name} was not closed cleanly: ${after}`);
       }
       const stale = entry.assembled.elements.filter((e) => e.state !== 'active');
       for (const e of stale) log('warn', `volume ${entry.assembled.config.name}: element ${e.config.name} is ${e.state}: ${e.reason ?? ''}`);

@@ -29,6 +29,8 @@ export interface RigOptions {
   readonly reuse?: ParityRig;
   /** Element states at bind time, by role (default active). */
   readonly failed?: readonly number[];
+  /** O_DIRECT elements (cache: none). */
+  readonly direct?: boolean;
 }
 
 export async function startParity(layout: 'raid5' | 'raid6', n: number, opts: RigOptions = {}): Promise<ParityRig> {
@@ -41,7 +43,7 @@ export async function startParity(layout: 'raid5' | 'raid6', n: number, opts: Ri
     queue: { depth: 64, slots: opts.slots ?? 16, slotKiB: 256 },
     probeDir: dir,
   });
-  const els = elementsFor(paths).map((e, role) => (opts.failed?.includes(role) === true ? { ...e, state: 'failed' as const } : e));
+  const els = elementsFor(paths, { direct: opts.direct ?? false }).map((e, role) => (opts.failed?.includes(role) === true ? { ...e, state: 'failed' as const } : e));
   const sizeBytes = (n - np) * Math.floor(DATA_BYTES / chunkBytes) * chunkBytes;
   const arrayId = opts.reuse?.arrayId ?? randomUUID();
   await dp.setTopology([{ index: 0, name: 'v0', layout, chunkBytes, sizeBytes, order: 'fifo', elements: els.map((e) => e.index), arrayId }], els);

@@ -123,7 +123,7 @@ describe('P and Q', () => {
     syndromes(bufs.slice(0, k), bufs[k]!, bufs[k + 1]!);
     const data = bufs.slice(0, k);
     const run = () => checkParity(data, bufs[k]!, bufs[k + 1]!, bufs[k + 2]!, bufs[k + 3]!);
-    expect(run()).toEqual({ pBad: false, qBad: false, badData: [], unlocatable: false });
+    expect(run()).toEqual({ pBad: false, qBad: false, badData: [], unlocatable: false, mismatchedBytes: 0 });
     bufs[k]![10] ^= 1;
     expect(run()).toMatchObject({ pBad: true, qBad: false, badData: [] });
     bufs[k]![10] ^= 1;
@@ -131,7 +131,7 @@ describe('P and Q', () => {
     expect(run()).toMatchObject({ pBad: false, qBad: true, badData: [] });
     bufs[k + 1]![20] ^= 0x40;
     bufs[2]![300] ^= 0x77;
-    expect(run()).toMatchObject({ pBad: false, qBad: false, badData: [2] });
+    expect(run()).toMatchObject({ pBad: false, qBad: false, badData: [2], mismatchedBytes: 1 });
     expect(checkParity(data, bufs[k]!, null, bufs[k + 2]!, null)).toMatchObject({ pBad: true });
   });
 });

@@ -58,6 +58,8 @@ export interface VolumeConfig {
   readonly sizeBytes?: number;
   /** Hot spares: unused elements a failed leg is rebuilt onto automatically (mirrors). */
   readonly spares?: readonly string[];
+  /** Write-intent bitmap region size for a new bitmap (mirrors; default 4096 KiB). */
+  readonly bitmapRegionKiB?: number;
 }
 
 /** Resyncs and rebuilds (durable/keeper.ts). */

@@ -92,7 +92,7 @@ export function normalizeElement(raw: unknown, field: string, baseDir: string): 
   return element;
 }
 
-const VOLUME_KEYS = ['name', 'layout', 'elements', 'chunkKiB', 'order', 'boot', 'sizeBytes', 'spares'];
+const VOLUME_KEYS = ['name', 'layout', 'elements', 'chunkKiB', 'order', 'boot', 'sizeBytes', 'spares', 'bitmapRegionKiB'];
 
 /** volumes[].spares: known elements, not members of this volume, each once. */
 function readSpares(raw: unknown, field: string, elementNames: ReadonlySet<string>, members: readonly string[]): string[] {
@@ -136,8 +136,14 @@ export function normalizeVolume(raw: unknown, field: string, elementNames: Reado
   const boot = map.boot === undefined ? false : readBool(map.boot, join(field, 'boot'));
   const sizeBytes = map.sizeBytes === undefined ? undefined : readSizeBytes(map.sizeBytes, join(field, 'sizeBytes'), 4096);
   const spares = map.spares === undefined ? [] : readSpares(map.spares, join(field, 'spares'), elementNames, elements);
-  if (spares.length > 0 && layout !== 'raid1' && layout !== 'raid10') throw configError(join(field, 'spares'), `spares are for raid1 and raid10 volumes (this one is ${layout})`);
-  return { name, layout, elements, chunkKiB, order, boot, ...(sizeBytes !== undefined ? { sizeBytes } : {}), ...(spares.length > 0 ? { spares } : {}) };
+  const mirror = layout === 'raid1' || layout === 'raid10';
+  if (spares.length > 0 && !mirror) throw configError(join(field, 'spares'), `spares are for raid1 and raid10 volumes (this one is ${layout})`);
+  const bitmapRegionKiB = map.bitmapRegionKiB === undefined ? undefined : readInt(map.bitmapRegionKiB, join(field, 'bitmapRegionKiB'), 64, 1024 * 1024);
+  if (bitmapRegionKiB !== undefined && ((bitmapRegionKiB & (bitmapRegionKiB - 1)) !== 0 || !mirror)) {
+    throw configError(join(field, 'bitmapRegionKiB'), mirror ? `${bitmapRegionKiB} is not a power of two` : `the write-intent bitmap is for raid1 and raid10 volumes (this one is ${layout})`, 'like 64, 1024 or 4096');
+  }
+  return { name, layout, elements, chunkKiB, order, boot, ...(sizeBytes !== undefined ? { sizeBytes } : {}), ...(spares.length > 0 ? { spares } : {}),
+    ...(bitmapRegionKiB !== undefined ? { bitmapRegionKiB } : {}) };
 }
 
 export function normalizePools(raw: unknown, field: string): PoolsConfig {

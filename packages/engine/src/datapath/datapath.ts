@@ -6,12 +6,10 @@ import { createQueue, type SubmissionQueue } from '@onestack/queue';
 import { EngineError, type PoolStatus } from '../api-types.js';
 import type { PoolsConfig, QueueConfig } from '../config/types.js';
 import type { ElementState } from '../meta/types.js';
-import { SUPPORTED_LAYOUTS, volumeCapacityBytes, type VolumeGeometry } from './map.js';
-import { isParityLayout, parityGeometry } from './map-parity.js';
-import { arrayIdBytes } from './journal-format.js';
-import { ParityVolumeIo } from './parity-volume-io.js';
-import { StripeEngine } from './stripe-engine.js';
-import { ScratchPool, StripeIo, type StripeVolume } from './stripe-io.js';
+import { SUPPORTED_LAYOUTS, volumeCapacityBytes } from './map.js';
+import { isParityLayout } from './map-parity.js';
+import { ParityVolumes, stripeSlotsFor } from './parity-volumes.js';
+import type { StripeEngine } from './stripe-engine.js';
 import { MiddleCore } from './middle-core.js';
 import { StagePool, type StageKind } from './pools.js';
 import { attach, createShared, H, type SharedViews } from './shared-layout.js';
@@ -48,9 +46,7 @@ export class DataPath {
   private closing: Promise<void> | null = null;
   private openErrors = new Map<number, string>();
   private rawIo: RawIoImpl | null = null;
-  private readonly stripes = new Map<number, StripeEngine>();
-  private readonly stripeErrors = new Map<number, string>();
-  private readonly scratch: ScratchPool;
+  private readonly parity: ParityVolumes;
 
   private constructor(
     private readonly v: SharedViews,
@@ -62,9 +58,10 @@ export class DataPath {
     /** Async loops for nbd/iscsi elements (pools.remote threads). */
     private readonly remote: StagePool,
     private readonly opts: DataPathOptions,
-    private readonly inlineCore: MiddleCore | null,
+    /** The main thread's middle core: all of the middle stage when pools.middle = 0, else element-addressed I/O only (top.ts). */
+    private readonly inlineCore: MiddleCore,
   ) {
-    this.scratch = new ScratchPool(v, opts.waitersMax ?? 65536);
+    this.parity = new ParityVolumes(v, top, slots, opts.waitersMax ?? 65536);
   }
 
   static async start(opts: DataPathOptions): Promise<DataPath> {
@@ -90,9 +87,10 @@ export class DataPath {
       top.fail('EIO', `${kind} worker stopped unexpectedly: ${err === null ? 'returned' : String(err)}`);
     };
     // pools.middle = 0: no middle threads, one hop less (CALIBRATION.md); the top thread maps.
-    const inlineCore = opts.pools.middle === 0 ? new MiddleCore(v) : null;
-    if (inlineCore !== null) top.setInlineMiddle(inlineCore);
-    const middle = inlineCore === null ? StagePool.start('middle', opts.pools.middle, handles, onExit) : null;
+    const inlineCore = new MiddleCore(v);
+    if (opts.pools.middle === 0) top.setInlineMiddle(inlineCore);
+    else top.setElementRouter(inlineCore);
+    const middle = opts.pools.middle > 0 ? StagePool.start('middle', opts.pools.middle, handles, onExit) : null;
     const bottom = StagePool.start('bottom', opts.pools.bottom, handles, onExit);
     const remote = StagePool.start('remote', remoteThreads, handles, onExit);
     dp = new DataPath(v, top, new SlotPool(slots, waitersMax), middle, bottom, remote, opts, inlineCore);
@@ -118,14 +116,12 @@ export class DataPath {
 
   /** The raid5/6 stripe engine of a volume: rebuild (reconstructElementRange) and scrub (checkStripe) drive it. */
   stripe(index: number): StripeEngine {
-    const engine = this.stripes.get(index);
-    if (engine === undefined) throw new EngineError('not-found', `no raid5/raid6 volume is bound at index ${index}`);
-    return engine;
+    return this.parity.engine(index);
   }
 
   /** Why a raid5/6 volume's journal could not be replayed when it was bound (it answers EIO until it can), if so. */
   volumeOpenError(index: number): string | undefined {
-    return this.stripeErrors.get(index);
+    return this.parity.openError(index);
   }
 
   /** Address of the data slab modulo 4096, or null (then O_DIRECT elements are refused). */
@@ -234,48 +230,11 @@ export class DataPath {
       if ((vol.layout === 'raid0' || vol.layout === 'raid10') && !(Number.isSafeInteger(vol.chunkBytes) && vol.chunkBytes > 0 && vol.chunkBytes % (direct ? 4096 : 512) === 0)) {
         throw new EngineError('invalid', `volume ${vol.name}: chunk ${vol.chunkBytes} bytes must be a positive multiple of ${direct ? 4096 : 512}`, vol.name);
       }
-      if (isParityLayout(vol.layout)) this.validateParity(vol, els as TopologyElement[]);
+      if (isParityLayout(vol.layout)) this.parity.validate(vol, els as TopologyElement[], volumeAlignment(els as TopologyElement[]).alignBytes);
       const cap = volumeCapacityBytes(vol.layout, els.map((e) => e!.dataSizeBytes), vol.chunkBytes);
       if (!(Number.isSafeInteger(vol.sizeBytes) && vol.sizeBytes >= 0 && vol.sizeBytes <= cap)) {
         throw new EngineError('invalid', `volume ${vol.name}: size ${vol.sizeBytes} exceeds the layout's capacity ${cap}`, vol.name);
       }
-    }
-  }
-
-  private validateParity(vol: TopologyVolume, els: readonly TopologyElement[]): void {
-    const min = vol.layout === 'raid5' ? 3 : 4;
-    if (els.length < min || els.length > 64) throw new EngineError('invalid', `volume ${vol.name}: ${vol.layout} needs ${min} to 64 elements (got ${els.length})`, vol.name);
-    const align = Math.max(4096, volumeAlignment(els).alignBytes);
-    if (!(Number.isSafeInteger(vol.chunkBytes) && vol.chunkBytes > 0 && vol.chunkBytes % align === 0)) {
-      throw new EngineError('invalid', `volume ${vol.name}: chunk ${vol.chunkBytes} bytes must be a positive multiple of ${align}`, vol.name);
-    }
-    const probe = StripeEngine.segmentFor(this.stripeVolume(vol, els), this.scratch, align);
-    if (probe === 0) throw new EngineError('invalid', `volume ${vol.name}: ${els.length} elements need larger data slots for parity work`, vol.name, 'raise queue.slotKiB');
-  }
-
-  private stripeVolume(vol: TopologyVolume, els: readonly TopologyElement[]): StripeVolume {
-    const geom: VolumeGeometry = { layout: vol.layout, chunkBytes: vol.chunkBytes, sizeBytes: vol.sizeBytes, elements: els.map((e) => ({ dataOffsetBytes: e.dataOffsetBytes, dataSizeBytes: e.dataSizeBytes })) };
-    return { index: vol.index, name: vol.name, g: parityGeometry(geom), elements: vol.elements, arrayId: arrayIdBytes(vol.arrayId) };
-  }
-
-  /** Binds a raid5/6 volume's I/O object; a new one first replays its journal (see journal-replay.ts). */
-  private async bindParity(vol: TopologyVolume, binding: VolumeBinding, els: readonly TopologyElement[]): Promise<void> {
-    const sv = this.stripeVolume(vol, els);
-    const align = Math.max(4096, binding.alignBytes);
-    const old = this.stripes.get(vol.index);
-    if (old !== undefined) {
-      old.rebind(sv, align);
-      (this.volumeIos.get(vol.index) as VolumeIoImpl).rebind(binding);
-      return;
-    }
-    const engine = new StripeEngine(new StripeIo(this.top, this.v, sv), this.scratch, this.opts.waitersMax ?? 65536, align);
-    this.stripes.set(vol.index, engine);
-    this.volumeIos.set(vol.index, new ParityVolumeIo(binding, this.top, this.slots, this.v.slab, engine));
-    try {
-      await engine.open();
-      this.stripeErrors.delete(vol.index);
-    } catch (err) {
-      this.stripeErrors.set(vol.index, (err as Error).message);
     }
   }
 
@@ -289,8 +248,7 @@ export class DataPath {
       for (const old of changed) {
         this.top.unbindVolume(old.index);
         this.volumeIos.delete(old.index);
-        this.stripes.delete(old.index);
-        this.stripeErrors.delete(old.index);
+        this.parity.unbind(old.index);
       }
       const timeoutMs = this.opts.closeTimeoutMs ?? 10_000;
       const drained = await waitUntil(() => changed.every((old) => this.top.volumeOutstanding(old.index) === 0), timeoutMs);
@@ -321,7 +279,7 @@ export class DataPath {
       const binding: VolumeBinding = { index: vol.index, name: vol.name, sizeBytes: vol.sizeBytes, ...volumeAlignment(vol.elements.map((i) => byIndex.get(i)!)) };
       this.top.bindVolume(vol.index, vol.layout, vol.elements.length, this.queues[vol.index]!);
       if (isParityLayout(vol.layout)) {
-        await this.bindParity(vol, binding, vol.elements.map((i) => byIndex.get(i)!));
+        this.volumeIos.set(vol.index, await this.parity.bind(vol, binding, vol.elements.map((i) => byIndex.get(i)!), this.volumeIos.get(vol.index)));
         continue;
       }
       const io = this.volumeIos.get(vol.index);
@@ -340,7 +298,7 @@ export class DataPath {
     }];
     const msg: TopologyMessage = { type: 'topology', generation, volumes: [...volumes, ...raw], elements };
     this.middle?.post(msg);
-    this.inlineCore?.apply(msg);
+    this.inlineCore.apply(msg);
     this.bottom.post(msg);
     this.remote.post(msg);
     Atomics.store(this.v.header, H.GENERATION, generation);
@@ -351,15 +309,6 @@ export class DataPath {
     const [m, b, r] = await Promise.all([this.middle?.acks(generation, timeoutMs) ?? [], this.bottom.acks(generation, timeoutMs), this.remote.acks(generation, timeoutMs)]);
     return [...m, ...b, ...r];
   }
-}
-
-/**
- * Slab slots kept for raid5/6 scratch buffers (and their compute parameter blocks), allocated
- * with the slab whether or not such a volume exists yet: an eighth of the client slots, at
- * least 9 (one for the journal, four per unit for two units) and at most 33.
- */
-function stripeSlotsFor(slots: number): number {
-  return Math.min(33, Math.max(9, Math.ceil(slots / 8) + 1));
 }
 
 /** What a volume's elements require of request alignment (see VolumeBinding). */

@@ -6,13 +6,13 @@
 // middle stage maps them directly (middle-core.ts planParityRead).
 import { DataPathError } from './errno.js';
 import { replayJournal, writeCheckpoint, type ReplayResult } from './journal-replay.js';
-import { JOURNAL_BLOCK_BYTES, RecordKind, encodeRecordHeader, RING_OFFSET_BYTES } from './journal-format.js';
+import { RecordKind } from './journal-format.js';
 import { elementOffset, rowCount, segmentBytesFor, unitsOf } from './map-parity.js';
 import { bufferHeader, bufferSlot, WRITABLE, type ScratchPool, type StripeIo, type StripeVolume } from './stripe-io.js';
 import { GroupFlush, StripeJournal } from './stripe-journal.js';
 import { RowLock } from './stripe-lock.js';
 import { checkSpan, rebuildSpan, type StripeCheck } from './stripe-maint.js';
-import { chunkSource, readUnit, writeUnit, ZERO_SOURCE, type StripeFaults, type UnitContext, type WriteSource } from './stripe-unit.js';
+import { chunkSource, journaled, readUnit, writeUnit, ZERO_SOURCE, type StripeFaults, type UnitContext, type WriteSource } from './stripe-unit.js';
 
 /** Units of one request in flight at once (more wait; the row lock and scratch slots bound the rest). */
 const UNITS_IN_FLIGHT = 16;
@@ -117,30 +117,21 @@ export class StripeEngine implements UnitContext {
     if (failed !== undefined) throw failed.reason;
   }
 
+  /** Rows [r0, r1) zeroed on every writable element: one ZERO record each (no payload), then the zeroing. */
   private async zeroRows(r0: number, r1: number): Promise<void> {
     const { io } = this;
     const g = io.vol.g;
+    const len = (r1 - r0) * g.chunkBytes;
     const release = await this.lock.acquire(r0, r1);
     try {
       io.checkSurvives('write zeroes');
       const roles = io.roles(WRITABLE);
       const s = await this.scratch.acquire(roles.length, 0);
       try {
-        const txn = await this.journal.begin(roles.map((role) => ({ role, bytes: JOURNAL_BLOCK_BYTES })));
-        try {
-          const len = (r1 - r0) * g.chunkBytes;
-          roles.forEach((role, i) => encodeRecordHeader(io.v.slab.view(bufferSlot(s, i), bufferHeader(s, i), JOURNAL_BLOCK_BYTES), {
-            kind: RecordKind.ZERO, arrayId: io.vol.arrayId, seq: txn.seq, role, width: g.n, participants: roles, elementOffsetBytes: elementOffset(g, role, r0, 0), lengthBytes: len, payloadCrc: 0,
-          }));
-          const lost = await io.settle(roles.map((role, i) => [role, io.write(role, RING_OFFSET_BYTES + txn.at.get(role)!, JOURNAL_BLOCK_BYTES, bufferSlot(s, i), bufferHeader(s, i))] as const));
-          const journaled = roles.filter((r) => !lost.includes(r));
-          const lost2 = await io.settle(journaled.map((role) => [role, this.flusher.flush(role)] as const));
-          io.checkSurvives('write zeroes');
-          await io.settle(journaled.filter((r) => !lost2.includes(r)).map((role) => [role, io.zero(role, elementOffset(g, role, r0, 0), len)] as const));
-          io.checkSurvives('write zeroes');
-        } finally {
-          this.journal.end(txn);
-        }
+        await journaled(this, r0, roles.map((role, i) => {
+          const at = elementOffset(g, role, r0, 0);
+          return { role, slot: bufferSlot(s, i), header: bufferHeader(s, i), kind: RecordKind.ZERO, elementOffsetBytes: at, lengthBytes: len, payloadCrc: 0, inPlace: () => io.zero(role, at, len) };
+        }));
       } finally {
         this.scratch.release(s);
       }

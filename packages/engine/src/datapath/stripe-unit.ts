@@ -7,7 +7,7 @@
 import { crc32c } from '@onestack/iscsi';
 import { ComputeMode } from './compute-layout.js';
 import { DataPathError } from './errno.js';
-import { encodeRecordHeader, JOURNAL_BLOCK_BYTES, RecordKind, recordSpanBytes, RING_OFFSET_BYTES } from './journal-format.js';
+import { encodeRecordHeader, JOURNAL_BLOCK_BYTES, RecordKind, recordSpanBytes, RING_OFFSET_BYTES, type RecordKindCode } from './journal-format.js';
 import { elementOffset, indexRole, volumeOffset, type StripeUnit } from './map-parity.js';
 import { bufferData, bufferHeader, bufferSlot, type Scratch, type ScratchPool, type StripeIo } from './stripe-io.js';
 import type { GroupFlush, StripeJournal } from './stripe-journal.js';
@@ -123,34 +123,63 @@ async function attemptWrite(ctx: UnitContext, u: StripeUnit, src: WriteSource, p
   return true;
 }
 
-/** Journal, flush, write in place (see the file comment). EIO when the volume lost too much on the way. */
-async function commit(ctx: UnitContext, u: StripeUnit, s: Scratch, plan: WritePlan, crcOf: (e: number) => number): Promise<void> {
+/** A journal record about to be written: its header block sits in `slot` at `header`, its payload (DATA) right after. */
+export interface PendingRecord {
+  readonly role: number;
+  readonly slot: number;
+  readonly header: number;
+  readonly kind: RecordKindCode;
+  readonly elementOffsetBytes: number;
+  readonly lengthBytes: number;
+  readonly payloadCrc: number;
+  /** The in-place write (or zeroing), once the journal is durable. */
+  readonly inPlace: () => Promise<void>;
+}
+
+/**
+ * One journal transaction (see the file comment): records, shared flush, in-place writes, end.
+ * Elements that fail on the way are failed; EIO when the volume lost too much.
+ */
+export async function journaled(ctx: UnitContext, row: number, records: readonly PendingRecord[]): Promise<void> {
   const { io, journal } = ctx;
-  const g = io.vol.g;
-  const len = u.b - u.a;
-  const writes = plan.writes.map((e) => ({ e, role: entryRole(ctx, u.row, e), slot: bufferSlot(s, plan.buf[e]!), header: bufferHeader(s, plan.buf[e]!) }));
-  const participants = writes.map((w) => w.role);
-  const txn = await journal.begin(writes.map((w) => ({ role: w.role, bytes: recordSpanBytes(RecordKind.DATA, len) })));
+  const participants = records.map((r) => r.role);
+  const spans = records.map((r) => ({ role: r.role, bytes: recordSpanBytes(r.kind, r.lengthBytes) }));
+  const txn = await journal.begin(spans);
   try {
-    for (const w of writes) {
-      encodeRecordHeader(io.v.slab.view(w.slot, w.header, JOURNAL_BLOCK_BYTES), {
-        kind: RecordKind.DATA, arrayId: io.vol.arrayId, seq: txn.seq, role: w.role, width: g.n, participants,
-        elementOffsetBytes: elementOffset(g, w.role, u.row, u.a), lengthBytes: len, payloadCrc: crcOf(w.e),
+    for (const r of records) {
+      encodeRecordHeader(io.v.slab.view(r.slot, r.header, JOURNAL_BLOCK_BYTES), {
+        kind: r.kind, arrayId: io.vol.arrayId, seq: txn.seq, role: r.role, width: io.vol.g.n, participants,
+        elementOffsetBytes: r.elementOffsetBytes, lengthBytes: r.lengthBytes, payloadCrc: r.payloadCrc,
       });
     }
-    const lost1 = await io.settle(writes.map((w) => [w.role, io.write(w.role, RING_OFFSET_BYTES + txn.at.get(w.role)!, JOURNAL_BLOCK_BYTES + len, w.slot, w.header)] as const));
-    const journaled = writes.filter((w) => !lost1.includes(w.role));
-    const lost2 = await io.settle(journaled.map((w) => [w.role, ctx.flusher.flush(w.role)] as const));
+    const written = (r: PendingRecord): number => JOURNAL_BLOCK_BYTES + (r.kind === RecordKind.DATA ? r.lengthBytes : 0);
+    const lost1 = await io.settle(records.map((r) => [r.role, io.write(r.role, RING_OFFSET_BYTES + txn.at.get(r.role)!, written(r), r.slot, r.header)] as const));
+    const journaledRecords = records.filter((r) => !lost1.includes(r.role));
+    const lost2 = await io.settle(journaledRecords.map((r) => [r.role, ctx.flusher.flush(r.role)] as const));
     io.checkSurvives('journal write');
-    const durable = journaled.filter((w) => !lost2.includes(w.role));
-    const crash = ctx.faults?.afterJournal(u.row, durable.map((w) => w.role)) ?? null;
-    const inPlace = crash === null ? durable : durable.filter((w) => crash.includes(w.role));
-    await io.settle(inPlace.map((w) => [w.role, io.write(w.role, elementOffset(g, w.role, u.row, u.a), len, w.slot, w.header + JOURNAL_BLOCK_BYTES)] as const));
+    const durable = journaledRecords.filter((r) => !lost2.includes(r.role));
+    const crash = ctx.faults?.afterJournal(row, durable.map((r) => r.role)) ?? null;
+    const inPlace = crash === null ? durable : durable.filter((r) => crash.includes(r.role));
+    await io.settle(inPlace.map((r) => [r.role, r.inPlace()] as const));
     if (crash !== null) await new Promise<never>(() => undefined); // the simulated crash: this unit never ends
     io.checkSurvives('write');
   } finally {
     journal.end(txn);
   }
+}
+
+/** The data unit's records: one per stripe index written, its buffer holding header then new bytes. */
+function commit(ctx: UnitContext, u: StripeUnit, s: Scratch, plan: WritePlan, crcOf: (e: number) => number): Promise<void> {
+  const { io } = ctx;
+  const g = io.vol.g;
+  const len = u.b - u.a;
+  return journaled(ctx, u.row, plan.writes.map((e) => {
+    const role = entryRole(ctx, u.row, e);
+    const slot = bufferSlot(s, plan.buf[e]!);
+    const header = bufferHeader(s, plan.buf[e]!);
+    const at = elementOffset(g, role, u.row, u.a);
+    return { role, slot, header, kind: RecordKind.DATA, elementOffsetBytes: at, lengthBytes: len, payloadCrc: crcOf(e), inPlace: () => io.write(role, at, len, slot, header + JOURNAL_BLOCK_BYTES) };
+  }));
 }
 
 /** Writes one unit (the caller holds its row lock). */

@@ -6,6 +6,7 @@ import type { Layout } from '../config/types.js';
 import { DataPathError, errnoCode, errnoName, type DataPathErrno } from './errno.js';
 import { PUSH_TIMEOUT_MS, type SharedViews } from './shared-layout.js';
 import type { MiddleCore, Plan } from './middle-core.js';
+import { FLAG_ELEMENT } from './topology.js';
 import { BoundedFifo } from './waiters.js';
 
 const EIO = -errnoCode('EIO');
@@ -51,6 +52,12 @@ export class Top {
   private ringScheduled = false;
   /** pools.middle = 0: the middle stage runs here, on the main thread. */
   private inline: MiddleCore | null = null;
+  /**
+   * Routes element-addressed parents (FLAG_ELEMENT: the raid5/6 stripe engine's I/O, one sub
+   * each, nothing to map) here even with middle workers: a hop and a wakeup less per element op.
+   */
+  private router: MiddleCore | null = null;
+  private middleToRing = false;
   /** Inline plans waiting for sub-descriptors, in order (at most one per parent). */
   private readonly stalled: Plan[] = [];
   private subWaitArmed = false;
@@ -131,6 +138,8 @@ export class Top {
     this.outstandingCount++;
     this.perVolume[p.volumeIndex] = (this.perVolume[p.volumeIndex] ?? 0) + 1;
     if (this.inline !== null) return this.dispatchInline(this.inline, parent);
+    if (this.router !== null && (p.flags & FLAG_ELEMENT) !== 0) return this.dispatchInline(this.router, parent);
+    this.middleToRing = true;
     // Level 3 is served first by the priority policy; other policies ignore it.
     const priority = p.op === Op.CACHE ? 0 : p.cls === 'remote' ? 2 : 1;
     // Cannot fail: a queue holds at most `parents` entries and has room for all of them.
@@ -142,6 +151,12 @@ export class Top {
   /** Runs the middle stage on this thread instead of a pool (the calibration's "logical stage"). */
   setInlineMiddle(core: MiddleCore): void {
     this.inline = core;
+    this.router = core;
+  }
+
+  /** The main-thread core for element-addressed parents when the middle stage has workers. */
+  setElementRouter(core: MiddleCore): void {
+    this.router ??= core;
   }
 
   get stalledCount(): number {
@@ -156,7 +171,7 @@ export class Top {
   }
 
   private resumeInline(): void {
-    const core = this.inline!;
+    const core = this.router!; // the inline core when there is one (setInlineMiddle), else the element router
     while (this.stalled.length > 0) {
       const plan = this.stalled[0]!;
       this.subsToWake += core.push(plan);
@@ -192,9 +207,10 @@ export class Top {
     this.ringScheduled = true;
     queueMicrotask(() => {
       this.ringScheduled = false;
-      if (this.inline === null) return this.v.middleBell.ring();
+      if (this.middleToRing) this.v.middleBell.ring();
+      this.middleToRing = false;
       this.subsToWake = 0;
-      this.inline.ringBells();
+      this.router?.ringBells();
     });
   }
 

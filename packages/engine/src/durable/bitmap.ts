@@ -12,8 +12,8 @@ import type { RawIo } from '../datapath/raw-io.js';
 import type { WriteGate } from '../datapath/write-gate.js';
 import { BITMAP_OFFSET_BYTES } from '../meta/types.js';
 import {
-  BITMAP_HEADER_BYTES, BITMAP_PAGE_BYTES, bitPageOffsetBytes, bitPagesFor, BitmapError, countSet, decodeBitmapHeader, encodeBitmapHeader,
-  regionBytesFor, regionCountFor, REGIONS_PER_PAGE, setRuns, type BitmapHeader,
+  BITMAP_BITS_MAX_BYTES, BITMAP_HEADER_BYTES, BITMAP_PAGE_BYTES, bitPageOffsetBytes, bitPagesFor, BitmapError, countSet, decodeBitmapHeader,
+  encodeBitmapHeader, regionCountFor, REGIONS_PER_PAGE, setRuns, type BitmapHeader,
 } from './bitmap-codec.js';
 import type { VolumeRange } from './units.js';
 
@@ -34,6 +34,8 @@ export interface BitmapOptions {
   readonly legs: BitmapLegs;
   readonly arrayUuid: string;
   readonly volumeSizeBytes: number;
+  /** Region size (a loaded bitmap's, else regionBytesFor(volume size, the configured minimum)). */
+  readonly regionBytes: number;
   /** How often idle regions are looked for (default 1000 ms; 0 = never, tests drive sweep()). */
   readonly sweepMs?: number;
   /** Sweeps a region must stay unwritten before its bit is cleared (default 3: 2 to 3 s idle). */
@@ -64,8 +66,10 @@ interface PageQueue {
 
 /** What was found on the legs at open. */
 export interface LoadedBitmap {
-  /** Set bits and eventsCleared from at least one leg matched this array and geometry. */
+  /** Set bits and eventsCleared from at least one leg matched this array and volume size. */
   readonly valid: boolean;
+  /** The region size found on the legs (when valid), else the one asked for. */
+  readonly regionBytes: number;
   readonly bits: Uint8Array;
   readonly eventsCleared: number;
   /** Legs whose bitmap could not be used, and why (for the log). */
@@ -92,7 +96,8 @@ export class WriteIntentBitmap {
   private closed = false;
 
   constructor(private readonly o: BitmapOptions, loaded?: LoadedBitmap) {
-    this.regionBytes = regionBytesFor(o.volumeSizeBytes);
+    this.regionBytes = o.regionBytes;
+    if (regionCountFor(o.volumeSizeBytes, this.regionBytes) > BITMAP_BITS_MAX_BYTES * 8) throw new Error(`${this.regionBytes}-byte regions: the bitmap of ${o.volumeSizeBytes} bytes does not fit`);
     this.regionCount = regionCountFor(o.volumeSizeBytes, this.regionBytes);
     this.bitPages = bitPagesFor(this.regionCount);
     this.bits = new Uint8Array(this.bitPages * BITMAP_PAGE_BYTES);
@@ -109,19 +114,25 @@ export class WriteIntentBitmap {
     if (sweepMs > 0) this.timer = setInterval(() => void this.sweep().catch(() => undefined), sweepMs).unref();
   }
 
-  /** Reads the bitmaps of `sources` (OR of the bits of every leg that holds a matching one). */
-  static async load(raw: RawIo, sources: readonly number[], arrayUuid: string, volumeSizeBytes: number): Promise<LoadedBitmap> {
-    const regionBytes = regionBytesFor(volumeSizeBytes);
-    const regionCount = regionCountFor(volumeSizeBytes, regionBytes);
-    const bits = new Uint8Array(bitPagesFor(regionCount) * BITMAP_PAGE_BYTES);
+  /**
+   * Reads the bitmaps of `sources`: the OR of the bits of every leg holding one of this array and
+   * volume size (the first such leg fixes the region size; `wantRegionBytes` is for a new bitmap).
+   */
+  static async load(raw: RawIo, sources: readonly number[], arrayUuid: string, volumeSizeBytes: number, wantRegionBytes: number): Promise<LoadedBitmap> {
+    let regionBytes = -1;
+    let bits = new Uint8Array(0);
     const problems: string[] = [];
     let eventsCleared = -1;
     for (const source of sources) {
       try {
         const header = decodeBitmapHeader(await raw.read(source, BITMAP_OFFSET_BYTES, BITMAP_HEADER_BYTES));
         if ('kind' in header) throw new BitmapError('invalid-field', 'no bitmap yet');
-        if (header.arrayUuid !== arrayUuid || header.regionBytes !== regionBytes || header.volumeSizeBytes !== volumeSizeBytes) {
+        if (header.arrayUuid !== arrayUuid || header.volumeSizeBytes !== volumeSizeBytes || (regionBytes > 0 && header.regionBytes !== regionBytes)) {
           throw new BitmapError('invalid-field', `bitmap of another array or geometry (${header.arrayUuid}, ${header.regionBytes}-byte regions, ${header.volumeSizeBytes} bytes)`);
+        }
+        if (regionBytes < 0) {
+          regionBytes = header.regionBytes;
+          bits = new Uint8Array(bitPagesFor(header.regionCount) * BITMAP_PAGE_BYTES);
         }
         const own = await raw.read(source, bitPageOffsetBytes(0), bits.length);
         for (let i = 0; i < bits.length; i++) bits[i]! |= own[i]!;
@@ -131,7 +142,8 @@ export class WriteIntentBitmap {
         problems.push(`element index ${source}: ${(err as Error).message}`);
       }
     }
-    return { valid: eventsCleared >= 0, bits, eventsCleared: Math.max(0, eventsCleared), problems };
+    const valid = eventsCleared >= 0;
+    return { valid, regionBytes: valid ? regionBytes : wantRegionBytes, bits, eventsCleared: Math.max(0, eventsCleared), problems };
   }
 
   /** Writes the whole bitmap to legs no writer can reach yet (volume attach). */

@@ -11,6 +11,7 @@ import { markClean } from '../meta/assemble.js';
 import type { AssembledVolume, ElementState } from '../meta/types.js';
 import type { VolumeEntry } from '../state/registry.js';
 import { WriteIntentBitmap } from './bitmap.js';
+import { REGION_DEFAULT_BYTES, regionBytesFor } from './bitmap-codec.js';
 import { CopyAborted } from './copy-job.js';
 import { recoveryBytes, recoveryKind, runRecovery, type RecoveryPlan, type RecoveryTarget } from './recovery.js';
 import type { KeeperHost } from './host.js';
@@ -88,11 +89,12 @@ export class MirrorKeeper {
     const dp = this.host.dataPath;
     const index = (name: string): number => this.host.registry.element(name).index;
     const sources = vol.config.elements.filter((n) => this.liveState(n) === 'active').map(index);
-    const loaded = await WriteIntentBitmap.load(dp.raw, sources, vol.arrayUuid, vol.sizeBytes);
+    const want = regionBytesFor(vol.sizeBytes, (vol.config.bitmapRegionKiB ?? REGION_DEFAULT_BYTES / 1024) * 1024);
+    const loaded = await WriteIntentBitmap.load(dp.raw, sources, vol.arrayUuid, vol.sizeBytes, want);
     const name = vol.config.name;
     const io = dp.volumeIo(entry.index);
     const bitmap = new WriteIntentBitmap({
-      raw: dp.raw, gate: io.gate, arrayUuid: vol.arrayUuid, volumeSizeBytes: vol.sizeBytes,
+      raw: dp.raw, gate: io.gate, arrayUuid: vol.arrayUuid, volumeSizeBytes: vol.sizeBytes, regionBytes: loaded.regionBytes,
       legs: {
         targets: () => this.members(name).filter((m) => m.state === 'active' || m.state === 'rebuilding').map((m) => m.index),
         failLeg: (element, err) => this.failLeg(name, element, err),

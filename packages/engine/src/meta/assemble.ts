@@ -11,8 +11,7 @@ import { createSparseFile, readSuperblockFile, writeSuperblockOf, type ReadSuper
 import { probeRemote } from './remote-io.js';
 import { isRedundant, layoutCapacityBytes, layoutSurvives } from './layout.js';
 import { encodeSuperblock, SuperblockError, type Superblock } from './superblock.js';
-import { bitmapBytesFor } from '../durable/bitmap-codec.js';
-import { BITMAP_OFFSET_BYTES, DATA_OFFSET_BYTES, type AssembledElement, type AssembledVolume, type ElementState } from './types.js';
+import { BITMAP_MAX_BYTES, BITMAP_OFFSET_BYTES, DATA_OFFSET_BYTES, type AssembledElement, type AssembledVolume, type ElementState } from './types.js';
 
 export const MIN_ELEMENT_DATA_BYTES = 1024 * 1024;
 
@@ -116,10 +115,10 @@ function chunkRound(bytes: number, chunkBytes: number): number {
  */
 interface SuperblockFlags { readonly clean: boolean; readonly needsRebuild: boolean; readonly eventCount?: number; readonly faulty?: boolean }
 
-/** Mirrors keep a write-intent bitmap in the header area (durable/bitmap-codec.ts). */
+/** Mirrors keep a write-intent bitmap in this area of the header (its own header has the geometry: durable/bitmap-codec.ts). */
 function bitmapFields(vol: Omit<AssembledVolume, 'elements'>): { bitmapOffsetBytes: number; bitmapSizeBytes: number } {
   const mirror = vol.config.layout === 'raid1' || vol.config.layout === 'raid10';
-  return mirror ? { bitmapOffsetBytes: BITMAP_OFFSET_BYTES, bitmapSizeBytes: bitmapBytesFor(vol.sizeBytes) } : { bitmapOffsetBytes: 0, bitmapSizeBytes: 0 };
+  return mirror ? { bitmapOffsetBytes: BITMAP_OFFSET_BYTES, bitmapSizeBytes: BITMAP_MAX_BYTES } : { bitmapOffsetBytes: 0, bitmapSizeBytes: 0 };
 }
 
 function superblockFor(vol: Omit<AssembledVolume, 'elements'>, element: AssembledElement, flags: SuperblockFlags): Uint8Array {

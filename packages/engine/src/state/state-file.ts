@@ -29,6 +29,7 @@ export interface PersistedVolume {
   readonly boot: boolean;
   readonly sizeBytes?: number;
   readonly spares?: readonly string[];
+  readonly bitmapRegionKiB?: number;
 }
 
 /**
@@ -72,7 +73,7 @@ function persistElement(e: ElementConfig): PersistedElement {
 
 function persistVolume(v: VolumeConfig): PersistedVolume {
   return { name: v.name, layout: v.layout, elements: v.elements, chunkKiB: v.chunkKiB, order: v.order, boot: v.boot, ...(v.sizeBytes !== undefined ? { sizeBytes: v.sizeBytes } : {}),
-    ...(v.spares !== undefined && v.spares.length > 0 ? { spares: v.spares } : {}) };
+    ...(v.spares !== undefined && v.spares.length > 0 ? { spares: v.spares } : {}), ...(v.bitmapRegionKiB !== undefined ? { bitmapRegionKiB: v.bitmapRegionKiB } : {}) };
 }
 
 /** Reads the state file; missing = empty. A damaged file is a clear error, never silently dropped. */

@@ -10,6 +10,12 @@ export interface ElementHandle {
   readonly path: string;
   readonly direct: boolean;
   readonly fd: number;
+  /**
+   * A second fd with O_DSYNC, opened on the first FUA write (page-cache elements only): a FUA
+   * write then flushes its own range, not every dirty page of the file as fdatasync would.
+   * Bitmap pages and superblock-like header writes are FUA and frequent.
+   */
+  readonly dsync: { fd: number };
   /** Why fd is -1 (open failed, or the kind is not served here yet). */
   readonly reason?: string;
 }
@@ -37,23 +43,38 @@ const SYSCALLS_MAX = 1 << 16;
 /** Reuses `old` when path and mode match; otherwise opens anew (the caller closes `old`). */
 export function openElement(e: TopologyElement, old: ElementHandle | undefined): ElementHandle {
   if (e.kind !== 'local' || e.path === undefined) {
-    return { path: '', direct: e.direct, fd: -1, reason: `${e.kind} elements are not served by the bottom driver yet` };
+    return { path: '', direct: e.direct, fd: -1, dsync: { fd: -1 }, reason: `${e.kind} elements are not served by the bottom driver yet` };
   }
   if (old !== undefined && old.path === e.path && old.direct === e.direct && old.fd >= 0) return old;
   try {
-    return { path: e.path, direct: e.direct, fd: openFile(e.path, { direct: e.direct, write: true }) };
+    return { path: e.path, direct: e.direct, fd: openFile(e.path, { direct: e.direct, write: true }), dsync: { fd: -1 } };
   } catch (err) {
-    return { path: e.path, direct: e.direct, fd: -1, reason: `open ${e.path}${e.direct ? ' (O_DIRECT)' : ''}: ${String(err)}` };
+    return { path: e.path, direct: e.direct, fd: -1, dsync: { fd: -1 }, reason: `open ${e.path}${e.direct ? ' (O_DIRECT)' : ''}: ${String(err)}` };
   }
 }
 
 export function closeElement(h: ElementHandle): void {
-  if (h.fd < 0) return;
-  try {
-    fs.closeSync(h.fd);
-  } catch {
-    // Nothing to do: the fd is gone either way.
+  for (const fd of [h.fd, h.dsync.fd]) {
+    if (fd < 0) continue;
+    try {
+      fs.closeSync(fd);
+    } catch {
+      // Nothing to do: the fd is gone either way.
+    }
   }
+}
+
+/** The O_DSYNC fd of a page-cache element, or -1 (then the caller writes and fdatasyncs). */
+function dsyncFd(h: ElementHandle): number {
+  if (h.direct) return -1;
+  if (h.dsync.fd < 0) {
+    try {
+      h.dsync.fd = fs.openSync(h.path, fs.constants.O_RDWR | fs.constants.O_DSYNC);
+    } catch {
+      return -1;
+    }
+  }
+  return h.dsync.fd;
 }
 
 function checkDirect(h: ElementHandle, r: SubRequest, s: Scratch): void {
@@ -120,10 +141,13 @@ export function runSub(h: ElementHandle, r: SubRequest, s: Scratch): void {
       if (h.direct) checkDirect(h, r, s);
       readFully(h.fd, r.view!, r.offsetBytes);
       return;
-    case Op.WRITE:
+    case Op.WRITE: {
       if (h.direct) checkDirect(h, r, s);
-      writeFully(h.fd, r.view!, r.offsetBytes);
+      const sync = fua ? dsyncFd(h) : -1;
+      writeFully(sync >= 0 ? sync : h.fd, r.view!, r.offsetBytes);
+      if (sync >= 0) return; // O_DSYNC: on stable storage when the write returns
       break;
+    }
     case Op.FLUSH:
       fs.fdatasyncSync(h.fd);
       return;

@@ -1,0 +1,93 @@
+// The data path's raid5/6 volumes: one stripe engine each (stripe-engine.ts) over the shared
+// scratch slots, checks that a topology can be served, and binding (a new volume first replays
+// its journal; a failed replay leaves it answering EIO until a later call succeeds).
+import { EngineError } from '../api-types.js';
+import { arrayIdBytes } from './journal-format.js';
+import type { VolumeGeometry } from './map.js';
+import { parityGeometry } from './map-parity.js';
+import { ParityVolumeIo } from './parity-volume-io.js';
+import type { SharedViews } from './shared-layout.js';
+import { StripeEngine } from './stripe-engine.js';
+import { ScratchPool, StripeIo, type StripeVolume } from './stripe-io.js';
+import type { Top } from './top.js';
+import type { TopologyElement, TopologyVolume } from './topology.js';
+import type { VolumeBinding, VolumeIoImpl } from './volume-io.js';
+import type { SlotPool } from './waiters.js';
+
+/**
+ * Slab slots kept for raid5/6 scratch buffers (and their compute parameter blocks), allocated
+ * with the slab whether or not such a volume exists yet: an eighth of the client slots plus the
+ * journal's, at least 9 (the journal's, then four per unit for two units) and at most 33.
+ */
+export function stripeSlotsFor(slots: number): number {
+  return Math.min(33, Math.max(9, Math.ceil(slots / 8) + 1));
+}
+
+export class ParityVolumes {
+  private readonly engines = new Map<number, StripeEngine>();
+  private readonly errors = new Map<number, string>();
+  private readonly scratch: ScratchPool;
+
+  constructor(
+    private readonly v: SharedViews,
+    private readonly top: Top,
+    private readonly slots: SlotPool,
+    private readonly waitersMax: number,
+  ) {
+    this.scratch = new ScratchPool(v, waitersMax);
+  }
+
+  engine(index: number): StripeEngine {
+    const engine = this.engines.get(index);
+    if (engine === undefined) throw new EngineError('not-found', `no raid5/raid6 volume is bound at index ${index}`);
+    return engine;
+  }
+
+  openError(index: number): string | undefined {
+    return this.errors.get(index);
+  }
+
+  /** Refuses what the stripe engine cannot serve: width, chunk alignment, scratch room. */
+  validate(vol: TopologyVolume, els: readonly TopologyElement[], alignBytes: number): void {
+    const min = vol.layout === 'raid5' ? 3 : 4;
+    if (els.length < min || els.length > 64) throw new EngineError('invalid', `volume ${vol.name}: ${vol.layout} needs ${min} to 64 elements (got ${els.length})`, vol.name);
+    const align = Math.max(4096, alignBytes);
+    if (!(Number.isSafeInteger(vol.chunkBytes) && vol.chunkBytes > 0 && vol.chunkBytes % align === 0)) {
+      throw new EngineError('invalid', `volume ${vol.name}: chunk ${vol.chunkBytes} bytes must be a positive multiple of ${align}`, vol.name);
+    }
+    if (StripeEngine.segmentFor(stripeVolume(vol, els), this.scratch, align) === 0) {
+      throw new EngineError('invalid', `volume ${vol.name}: ${els.length} elements need larger data slots for parity work`, vol.name, 'raise queue.slotKiB');
+    }
+  }
+
+  /** The volume's I/O object: the old one rebound, or a new one after its journal replay. */
+  async bind(vol: TopologyVolume, binding: VolumeBinding, els: readonly TopologyElement[], old: VolumeIoImpl | undefined): Promise<VolumeIoImpl> {
+    const sv = stripeVolume(vol, els);
+    const align = Math.max(4096, binding.alignBytes);
+    const engine = this.engines.get(vol.index);
+    if (engine !== undefined && old !== undefined) {
+      engine.rebind(sv, align);
+      old.rebind(binding);
+      return old;
+    }
+    const fresh = new StripeEngine(new StripeIo(this.top, this.v, sv), this.scratch, this.waitersMax, align);
+    this.engines.set(vol.index, fresh);
+    try {
+      await fresh.open();
+      this.errors.delete(vol.index);
+    } catch (err) {
+      this.errors.set(vol.index, (err as Error).message);
+    }
+    return new ParityVolumeIo(binding, this.top, this.slots, this.v.slab, fresh);
+  }
+
+  unbind(index: number): void {
+    this.engines.delete(index);
+    this.errors.delete(index);
+  }
+}
+
+function stripeVolume(vol: TopologyVolume, els: readonly TopologyElement[]): StripeVolume {
+  const geom: VolumeGeometry = { layout: vol.layout, chunkBytes: vol.chunkBytes, sizeBytes: vol.sizeBytes, elements: els.map((e) => ({ dataOffsetBytes: e.dataOffsetBytes, dataSizeBytes: e.dataSizeBytes })) };
+  return { index: vol.index, name: vol.name, g: parityGeometry(geom), elements: vol.elements, arrayId: arrayIdBytes(vol.arrayId) };
+}
