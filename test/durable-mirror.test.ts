@@ -66,7 +66,8 @@ describe.skipIf(missing !== null)(`durable mirrors${missing !== null ? ` (skippe
       { name: 'far', uri: remote.uri, options: { timeoutMs: 1500 } },
       { name: 's0', sizeBytes: ELEMENT_BYTES }, { name: 's1', sizeBytes: ELEMENT_BYTES }, { name: 'hot', sizeBytes: ELEMENT_BYTES },
     ], [
-      { name: 'mixed', layout: 'raid1', elements: ['near', 'far'] },
+      // Small regions, so "only the dirty regions" is a few of them (the default is 4 MiB).
+      { name: 'mixed', layout: 'raid1', elements: ['near', 'far'], bitmapRegionKiB: 64 },
       { name: 'spared', layout: 'raid1', elements: ['s0', 's1'], spares: ['hot'] },
     ], [`rebuild: { maxMiBPerSec: ${REBUILD_MIB_PER_SEC} }`]);
     daemon = await Daemon.start({ dataDir: path.join(dir, 'data'), configPath });

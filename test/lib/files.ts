@@ -106,6 +106,8 @@ export interface VolumeSpec {
   readonly boot?: boolean;
   /** Hot spares (raid1/raid10): element names. */
   readonly spares?: readonly string[];
+  /** Write-intent bitmap region size (raid1/raid10). */
+  readonly bitmapRegionKiB?: number;
 }
 
 export interface WrittenConfig {
@@ -139,7 +141,8 @@ export async function writeConfig(dir: string, elements: readonly ElementSpec[],
     const chunk = v.chunkKiB === undefined ? '' : `, chunkKiB: ${v.chunkKiB}`;
     const boot = v.boot === true ? ', boot: true' : '';
     const spares = v.spares === undefined ? '' : `, spares: [${v.spares.join(', ')}]`;
-    lines.push(`  - { name: ${v.name}, layout: ${v.layout}, elements: [${v.elements.join(', ')}]${chunk}${boot}${spares} }`);
+    const region = v.bitmapRegionKiB === undefined ? '' : `, bitmapRegionKiB: ${v.bitmapRegionKiB}`;
+    lines.push(`  - { name: ${v.name}, layout: ${v.layout}, elements: [${v.elements.join(', ')}]${chunk}${boot}${spares}${region} }`);
   }
   const configPath = path.join(dir, 'onestack.yaml');
   await writeFile(configPath, lines.join('\n') + '\n');

@@ -7,7 +7,7 @@ import { WriteIntentBitmap, type BitmapLegs } from '../dist/durable/bitmap.js';
 import type { RawIo } from '../src/datapath/raw-io.js';
 import {
   BITMAP_BITS_MAX_BYTES, BITMAP_HEADER_BYTES, BitmapError, bitmapBytesFor, bitPageOffsetBytes, countSet, decodeBitmapHeader, encodeBitmapHeader,
-  regionBytesFor, regionCountFor, REGION_MIN_BYTES, setRuns, type BitmapHeader,
+  regionBytesFor, regionCountFor, REGION_DEFAULT_BYTES, REGION_MIN_BYTES, setRuns, type BitmapHeader,
 } from '../src/durable/bitmap-codec.js';
 import { crc32c } from '../src/meta/superblock.js';
 import { BITMAP_MAX_BYTES, BITMAP_OFFSET_BYTES, DATA_OFFSET_BYTES } from '../src/meta/types.js';
@@ -60,14 +60,18 @@ describe('bitmap codec', () => {
     for (const kind of ['truncated', 'bad-magic', 'bad-checksum', 'invalid-field']) expect(kinds.get(kind) ?? 0).toBeGreaterThan(0);
   });
 
-  it('sizes regions so the bits fit the reserved area, from 64 KiB up', () => {
-    expect(regionBytesFor(1024 ** 3)).toBe(REGION_MIN_BYTES);
-    expect(bitmapBytesFor(1024 ** 3)).toBe(BITMAP_HEADER_BYTES + 4096); // 16384 regions: one page
-    for (const size of [0, MiB, 1024 ** 4, 16 * 1024 ** 4, 2 ** 52]) {
-      const region = regionBytesFor(size);
-      expect(Math.ceil(regionCountFor(size, region) / 8)).toBeLessThanOrEqual(BITMAP_BITS_MAX_BYTES);
-      expect(region === REGION_MIN_BYTES || Math.ceil(regionCountFor(size, region / 2) / 8) > BITMAP_BITS_MAX_BYTES).toBe(true);
-      expect(bitmapBytesFor(size)).toBeLessThanOrEqual(BITMAP_MAX_BYTES);
+  it('sizes regions so the bits fit the reserved area, from the configured minimum up', () => {
+    expect(regionBytesFor(1024 ** 3)).toBe(REGION_DEFAULT_BYTES);
+    expect(regionBytesFor(1024 ** 3, REGION_MIN_BYTES)).toBe(64 * KiB);
+    expect(bitmapBytesFor(1024 ** 3, REGION_MIN_BYTES)).toBe(BITMAP_HEADER_BYTES + 4096); // 16384 regions: one page
+    expect(() => regionBytesFor(MiB, 96 * KiB)).toThrow(RangeError);
+    for (const min of [REGION_MIN_BYTES, REGION_DEFAULT_BYTES]) {
+      for (const size of [0, MiB, 1024 ** 4, 16 * 1024 ** 4, 2 ** 52]) {
+        const region = regionBytesFor(size, min);
+        expect(Math.ceil(regionCountFor(size, region) / 8)).toBeLessThanOrEqual(BITMAP_BITS_MAX_BYTES);
+        expect(region === min || Math.ceil(regionCountFor(size, region / 2) / 8) > BITMAP_BITS_MAX_BYTES).toBe(true);
+        expect(bitmapBytesFor(size, min)).toBeLessThanOrEqual(BITMAP_MAX_BYTES);
+      }
     }
   });
 
@@ -115,7 +119,7 @@ describe('WriteIntentBitmap on a raid1 data path', () => {
   beforeAll(async () => {
     s = await startWith('raid1', 2);
     log = [];
-    bitmap = new WriteIntentBitmap({ raw: recordingRaw(s.dp.raw, log, 20), gate: s.dp.volumeIo(0).gate, legs: legsOf(s, clear), arrayUuid: SAMPLE.arrayUuid, volumeSizeBytes: DATA_BYTES, sweepMs: 0, idleSweeps: 1 });
+    bitmap = new WriteIntentBitmap({ raw: recordingRaw(s.dp.raw, log, 20), gate: s.dp.volumeIo(0).gate, legs: legsOf(s, clear), arrayUuid: SAMPLE.arrayUuid, volumeSizeBytes: DATA_BYTES, regionBytes: 64 * KiB, sweepMs: 0, idleSweeps: 1 });
     await bitmap.writeImage([0, 1]);
     s.dp.volumeIo(0).gate.setHook(bitmap.hook);
   });
@@ -175,11 +179,11 @@ describe('WriteIntentBitmap on a raid1 data path', () => {
     await io.write(9 * 64 * KiB, pattern(4096, 4)); // only leg 0 hears of region 9
     s.dp.setElementState(1, 'active');
     expect(bitOnLeg(s.paths[1]!, 9)).toBe(false);
-    const loaded = await WriteIntentBitmap.load(s.dp.raw, [1, 0], SAMPLE.arrayUuid, DATA_BYTES);
-    expect(loaded.valid).toBe(true);
+    const loaded = await WriteIntentBitmap.load(s.dp.raw, [1, 0], SAMPLE.arrayUuid, DATA_BYTES, REGION_DEFAULT_BYTES);
+    expect(loaded).toMatchObject({ valid: true, regionBytes: 64 * KiB }); // the legs' region size wins
     expect(countSet(loaded.bits, 1024)).toBe(2);
-    const foreign = await WriteIntentBitmap.load(s.dp.raw, [0], randomUUID(), DATA_BYTES);
-    expect(foreign.valid).toBe(false);
+    const foreign = await WriteIntentBitmap.load(s.dp.raw, [0], randomUUID(), DATA_BYTES, REGION_DEFAULT_BYTES);
+    expect(foreign).toMatchObject({ valid: false, regionBytes: REGION_DEFAULT_BYTES });
     expect(foreign.problems[0]).toMatch(/another array/);
     expect(readFileRange(s.paths[0]!, DATA_OFFSET_BYTES + 9 * 64 * KiB, 4)).toEqual(pattern(4096, 4).subarray(0, 4));
   });
@@ -187,7 +191,7 @@ describe('WriteIntentBitmap on a raid1 data path', () => {
   it('fails the client write with EIO when no leg takes the bitmap update', async () => {
     const failing: RawIo = { ...s.dp.raw, read: s.dp.raw.read.bind(s.dp.raw), flush: s.dp.raw.flush.bind(s.dp.raw), copy: s.dp.raw.copy.bind(s.dp.raw), write: () => Promise.reject(new Error('disk gone')) };
     const legs = legsOf(s, clear);
-    const broken = new WriteIntentBitmap({ raw: failing, gate: s.dp.volumeIo(0).gate, legs: { ...legs, failLeg: () => undefined }, arrayUuid: SAMPLE.arrayUuid, volumeSizeBytes: DATA_BYTES, sweepMs: 0 });
+    const broken = new WriteIntentBitmap({ raw: failing, gate: s.dp.volumeIo(0).gate, legs: { ...legs, failLeg: () => undefined }, arrayUuid: SAMPLE.arrayUuid, volumeSizeBytes: DATA_BYTES, regionBytes: 64 * KiB, sweepMs: 0 });
     s.dp.volumeIo(0).gate.setHook(broken.hook);
     try {
       await expect(s.dp.volumeIo(0).write(900 * 64 * KiB, pattern(4096, 5))).rejects.toMatchObject({ errno: 'EIO' });

@@ -37,7 +37,7 @@ function config(): unknown {
   return {
     dataDir: path.join(dir, 'data'), nbd: { listen: '127.0.0.1:0' }, pools: { middle: 0, bottom: 1 },
     elements: files.map((f) => ({ name: f, uri: `file:${path.join(dir, `${f}.img`)}` })),
-    volumes: [{ name: 'm', layout: 'raid1', elements: ['a', 'b'] }, { name: 't', layout: 'raid10', elements: ['c', 'd', 'e', 'f'], chunkKiB: 64 }],
+    volumes: [{ name: 'm', layout: 'raid1', elements: ['a', 'b'], bitmapRegionKiB: 64 }, { name: 't', layout: 'raid10', elements: ['c', 'd', 'e', 'f'], chunkKiB: 64, bitmapRegionKiB: 64 }],
   };
 }
 
