@@ -55,27 +55,33 @@ describe.skipIf(missing !== null)(`durable mirrors${missing !== null ? ` (skippe
   let dir = '';
   let daemon: Daemon | null = null;
   let remote: NbdkitPeer | null = null;
+  let first: NbdkitPeer | null = null;
+  let second: NbdkitPeer | null = null;
   const file = (name: string): string => path.join(dir, `${name}.img`);
 
   beforeAll(async () => {
     dir = tempDir('durable');
-    await sparseFile(file('far'), ELEMENT_BYTES);
+    for (const name of ['far', 'ra', 'rb']) await sparseFile(file(name), ELEMENT_BYTES);
     remote = await startNbdkit(['file', file('far')]);
+    first = await startNbdkit(['file', file('ra')]);
+    second = await startNbdkit(['file', file('rb')]);
     const { configPath } = await writeConfig(dir, [
       { name: 'near', sizeBytes: ELEMENT_BYTES },
       { name: 'far', uri: remote.uri, options: { timeoutMs: 1500 } },
       { name: 's0', sizeBytes: ELEMENT_BYTES }, { name: 's1', sizeBytes: ELEMENT_BYTES }, { name: 'hot', sizeBytes: ELEMENT_BYTES },
+      { name: 'ra', uri: first.uri, options: { timeoutMs: 1500 } }, { name: 'rb', uri: second.uri, options: { timeoutMs: 1500 } },
     ], [
       // Small regions, so "only the dirty regions" is a few of them (the default is 4 MiB).
       { name: 'mixed', layout: 'raid1', elements: ['near', 'far'], bitmapRegionKiB: 64 },
       { name: 'spared', layout: 'raid1', elements: ['s0', 's1'], spares: ['hot'] },
+      { name: 'remote2', layout: 'raid1', elements: ['ra', 'rb'], bitmapRegionKiB: 64 },
     ], [`rebuild: { maxMiBPerSec: ${REBUILD_MIB_PER_SEC} }`]);
     daemon = await Daemon.start({ dataDir: path.join(dir, 'data'), configPath });
   }, 60_000);
 
   afterAll(async () => {
     await daemon?.stop();
-    await remote?.stop();
+    for (const peer of [remote, first, second]) await peer?.stop();
     if (dir !== '') removeDir(dir);
   });
 
@@ -136,4 +142,36 @@ describe.skipIf(missing !== null)(`durable mirrors${missing !== null ? ` (skippe
     const status = await d.status();
     expect(status.elements.find((e) => e.name === 's1')).toMatchObject({ state: 'failed' });
   }, 60_000);
+
+  it('both remote legs lost: the volume fails (EIO); the older leg alone cannot bring it back, the newer one does', async () => {
+    const d = daemon!;
+    const uri = d.uri('remote2');
+    const base = await qemuIo(uri, ['write -P 0x41 0 8M']);
+    expect(qemuIoFailed(base), explain(base)).toBe(false);
+    const [portA, portB] = [first!.port, second!.port];
+    await first!.stop('SIGKILL');
+    const onB = await qemuIo(uri, ['write -P 0x42 2M 64k'], 60_000); // ra fails; rb alone holds this
+    expect(qemuIoFailed(onB), explain(onB)).toBe(false);
+    await until(d, 'remote2', 'degraded', (v) => v.state === 'degraded');
+    await sleep(500); // the survivor's superblock records ra's failure (event counter)
+    await second!.stop('SIGKILL');
+    const lost = await qemuIo(uri, ['write -P 0x43 4M 4k'], 60_000);
+    expect(qemuIoFailed(lost), 'a write with no leg left fails').toBe(true);
+    const failed = await until(d, 'remote2', 'failed', (v) => v.state === 'failed');
+    expect(failed.elements.map((e) => e.state)).toEqual(['failed', 'failed']);
+
+    first = await startNbdkit(['file', file('ra')], portA);
+    // ra answers the next probe, but it missed the write rb took: it must not come back alone.
+    const refused = /element ra still out: it missed writes/;
+    for (let i = 0; i < 150 && !refused.test(d.stdout + d.stderr); i++) await sleep(100);
+    expect(d.stdout + d.stderr).toMatch(refused);
+    expect((await volume(d, 'remote2')).state, 'the older leg must not come back alone').toBe('failed');
+    second = await startNbdkit(['file', file('rb')], portB);
+    const back = await until(d, 'remote2', 'optimal again', (v) => v.state === 'optimal' && v.lastRebuild?.outcome === 'done', 45_000);
+    expect(back.lastRebuild).toMatchObject({ kind: 'resync' });
+    const check = await qemuIo(uri, ['read -P 0x42 2M 64k', 'read -P 0x41 0 2M']);
+    expect(qemuIoFailed(check), explain(check)).toBe(false);
+    const at = await firstDifference(file('ra'), file('rb'), DATA_OFFSET_BYTES, DATA_BYTES);
+    expect(at, `legs differ at data offset ${at}`).toBe(-1);
+  }, 120_000);
 });

@@ -72,6 +72,19 @@ describe('raid5/raid6 through the Engine', () => {
     expect(sha(await again.volume('p').read(12345, data.length))).toBe(sha(data));
   });
 
+  it('a raid6 volume created at run time over new files serves at once and survives a reopen', async () => {
+    const e = await open('raid5', ['a', 'b', 'c']);
+    const files = ['x0', 'x1', 'x2', 'x3'].map(image);
+    const vol = await e.createVolume({ name: 'late', layout: 'raid6', elements: files, sizeBytes: 8 * MiB });
+    expect(vol.sizeBytes).toBe(2 * 8 * MiB);
+    const data = random(MiB, 6);
+    await vol.write(5 * MiB + 3, data);
+    expect(sha(await vol.read(5 * MiB + 3, data.length))).toBe(sha(data));
+    await e.close();
+    engine = await Engine.open({ log: quiet, dataDir: dir, config: { dataDir: dir, nbd: { listen: '127.0.0.1:0' }, elements: [], volumes: [] } });
+    expect(sha(await engine.volume('late').read(5 * MiB + 3, data.length))).toBe(sha(data));
+  });
+
   it('raid5 scrub: counts a corrupted data chunk, repair rewrites parity, a second check is clean', async () => {
     const e = await open('raid5', ['a', 'b', 'c']);
     await e.volume('p').write(0, random(2 * MiB, 2));

@@ -146,10 +146,13 @@ export class WriteIntentBitmap {
     return { valid, regionBytes: valid ? regionBytes : wantRegionBytes, bits, eventsCleared: Math.max(0, eventsCleared), problems };
   }
 
-  /** Writes the whole bitmap to legs no writer can reach yet (volume attach). */
+  /** Writes the whole bitmap to legs no writer can reach yet (volume attach); a leg that refuses it is failed. */
   async writeImage(elements: readonly number[]): Promise<void> {
     const image = this.image();
-    await Promise.all(elements.map((el) => this.o.raw.write(el, BITMAP_OFFSET_BYTES, image, { fua: true })));
+    const results = await Promise.allSettled(elements.map((el) => this.o.raw.write(el, BITMAP_OFFSET_BYTES, image, { fua: true })));
+    results.forEach((r, i) => {
+      if (r.status === 'rejected') this.o.legs.failLeg(elements[i]!, r.reason);
+    });
   }
 
   /**

@@ -140,11 +140,20 @@ export class MirrorKeeper {
    * Makes a leg a target: seeds its bitmap area, lets it take writes (rebuilding), then queues it.
    * The caller has written its superblock (needsRebuild) if it must not pass for up to date.
    */
-  async addTarget(keep: Keep, target: RecoveryTarget): Promise<void> {
-    const catchUp = await keep.bitmap.seedLeg(target.element);
+  async addTarget(keep: Keep, target: RecoveryTarget): Promise<boolean> {
+    let catchUp: () => Promise<void>;
+    try {
+      catchUp = await keep.bitmap.seedLeg(target.element);
+    } catch (err) {
+      // The leg cannot take writes: it stays out (a remote one is probed again later).
+      this.host.dataPath.setElementState(target.element, 'failed');
+      this.host.log('warn', `volume ${keep.name}: element ${target.name} refused its bitmap: ${(err as Error).message}; left failed`);
+      return false;
+    }
     this.host.dataPath.setElementState(target.element, 'rebuilding');
-    await catchUp();
+    await catchUp().catch(() => undefined); // a page write that fails has failed its leg already
     keep.pending.set(target.role, target);
+    return true;
   }
 
   /** Starts a run with every pending target, unless one runs already (its finish kicks again). */

@@ -129,8 +129,8 @@ export async function returnLeg(host: KeeperHost, keeper: MirrorKeeper, keep: Ke
   if (groupActive) {
     const full = !keeper.covers(keep, synced);
     if (!(await markNeedsRebuild(vol, role, full ? 0 : synced))) throw new Error('cannot mark its superblock for resync');
+    if (!(await keeper.addTarget(keep, { role, element: index, name, full }))) throw new Error('it refused its bitmap');
     entry.assembled = { ...vol, elements: vol.elements.map(setMember) };
-    await keeper.addTarget(keep, { role, element: index, name, full });
     host.log('warn', `volume ${keep.name}: element ${name} answers again; ${full ? 'full rebuild (the bitmap does not cover its absence)' : `resync of ${keep.bitmap.dirtyRegions} dirty region(s)`}`);
     keeper.kick(keep);
   } else {

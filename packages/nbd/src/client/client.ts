@@ -30,6 +30,8 @@ interface Link {
   state: 'up' | 'down' | 'connecting';
   /** Failed attempts since the last success; sets the back-off. */
   attempts: number;
+  /** When the last attempt started: the back-off counts from it, not from the next call. */
+  lastAttemptMs: number;
   timer: NodeJS.Timeout | undefined;
 }
 
@@ -64,7 +66,7 @@ export class NbdClient {
 
   private constructor(private readonly opts: NbdClientOptions, private readonly where: string, readonly info: BlockDeviceInfo, connections: number) {
     this.log = opts.log ?? (() => {});
-    for (let id = 0; id < connections; id++) this.links.push({ id, conn: undefined, state: 'down', attempts: 0, timer: undefined });
+    for (let id = 0; id < connections; id++) this.links.push({ id, conn: undefined, state: 'down', attempts: 0, lastAttemptMs: 0, timer: undefined });
   }
 
   /** Connects (and haggles) within opts.timeoutMs; rejects with a RemoteError. */
@@ -317,7 +319,9 @@ export class NbdClient {
 
   private scheduleReconnect(link: Link): void {
     if (this.closing !== undefined || link.state !== 'down' || link.timer !== undefined) return;
-    const delayMs = Math.min(BACKOFF_FIRST_MS * 2 ** link.attempts, BACKOFF_MAX_MS);
+    // Counted from the last attempt: a call that comes after a long idle outage tries at once,
+    // rather than waiting out a back-off that may be longer than its own deadline.
+    const delayMs = Math.max(0, link.lastAttemptMs + Math.min(BACKOFF_FIRST_MS * 2 ** link.attempts, BACKOFF_MAX_MS) - Date.now());
     // Unref'd: pending calls' own deadline timers keep the process alive while they wait.
     link.timer = setTimeout(() => {
       link.timer = undefined;
@@ -330,6 +334,7 @@ export class NbdClient {
   private async reconnect(link: Link, eager: boolean): Promise<void> {
     if (this.closing !== undefined || link.state !== 'down' || !(eager || this.hasDemand())) return;
     link.state = 'connecting';
+    link.lastAttemptMs = Date.now();
     try {
       const opened = await openConnection(this.opts, this.where, this.abort.signal);
       if (this.closing !== undefined) {
