@@ -84,7 +84,7 @@ export interface StripeCheck {
   readonly repaired: boolean;
 }
 
-function blamed(ctx: UnitContext, row: number, flags: number, dataLo: number, dataHi: number): number[] {
+function blamed(ctx: UnitContext, flags: number, dataLo: number, dataHi: number): number[] {
   const g = ctx.io.vol.g;
   const bad = new Set<number>();
   for (let j = 0; j < g.k; j++) if ((((j < 32 ? dataLo : dataHi) >>> (j & 31)) & 1) !== 0) bad.add(j);
@@ -109,7 +109,7 @@ export async function checkSpan(ctx: UnitContext, r: RowSpan, repair: boolean): 
     const scratch = [oldEntry(g.k, g.np, 0), oldEntry(g.k, g.np, 1)].slice(0, g.np);
     await runBlock(ctx, s, len, ComputeMode.CHECK, [...all, ...scratch], []);
     const p = io.params(s.block);
-    const bad = blamed(ctx, r.row, p.word(PW.OUT_FLAGS), p.word(PW.OUT_DATA_LO), p.word(PW.OUT_DATA_HI));
+    const bad = blamed(ctx, p.word(PW.OUT_FLAGS), p.word(PW.OUT_DATA_LO), p.word(PW.OUT_DATA_HI));
     const badRoles = bad.map((e) => indexRole(g, r.row, e));
     const mismatchedBytes = p.word(PW.OUT_MISMATCHED);
     if (bad.length === 0 || !repair || bad.length > g.np) return { compared: true, ok: bad.length === 0, badRoles, mismatchedBytes, repaired: false };
