@@ -6,7 +6,7 @@
 import { SUPERBLOCK_BYTES } from '../meta/types.js';
 import type { VolumeEntry } from '../state/registry.js';
 import type { KeeperHost } from './host.js';
-import type { Keep, MirrorKeeper } from './keeper.js';
+import { groupOf, type Keep, type MirrorKeeper } from './keeper.js';
 import { replaceLeg, returnLeg } from './replace.js';
 
 const TICK_MS = 1000;
@@ -56,11 +56,14 @@ export class LegWatch {
     for (const keep of this.keeper.volumes()) {
       const entry = this.host.registry.volumes.get(keep.name);
       if (entry === undefined) continue;
-      const failed = this.keeper.members(keep.name).filter((m) => m.state === 'failed');
+      const members = this.keeper.members(keep.name);
+      const failed = members.filter((m) => m.state === 'failed');
       if (failed.length === 0) continue;
-      const spare = this.freeSpare(entry);
-      if (spare !== undefined && !this.replacing.has(keep.name)) {
-        this.replaceWithSpare(keep.name, failed[0]!.name, spare);
+      // A spare helps only a leg whose mirror group still has an active leg to copy from.
+      const rebuildable = failed.find((m) => groupOf(entry.assembled, m.role).some((r) => members[r]?.state === 'active'));
+      const spare = rebuildable === undefined ? undefined : this.freeSpare(entry);
+      if (spare !== undefined && rebuildable !== undefined && !this.replacing.has(keep.name)) {
+        this.replaceWithSpare(keep.name, rebuildable.name, spare);
         continue;
       }
       for (const m of failed) this.maybeProbe(keep, entry, m.name, m.index);

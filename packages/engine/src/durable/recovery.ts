@@ -41,7 +41,7 @@ export interface RecoveryDeps {
 }
 
 /** Units copied at once: enough to keep a remote leg's queue busy, few enough to keep fences short. */
-const CONCURRENCY = 4;
+const CONCURRENCY = 8;
 
 export function recoveryKind(targets: readonly RecoveryTarget[]): Extract<MaintenanceKind, 'rebuild' | 'resync'> {
   return targets.some((t) => t.full) ? 'rebuild' : 'resync';
