@@ -104,7 +104,7 @@ export interface VolumeSpec {
   readonly elements: readonly string[];
   readonly chunkKiB?: number;
   readonly boot?: boolean;
-  /** Hot spares (raid1/raid10): element names. */
+  /** Hot spares (raid1/raid10/raid5/raid6): element names. */
   readonly spares?: readonly string[];
   /** Write-intent bitmap region size (raid1/raid10). */
   readonly bitmapRegionKiB?: number;

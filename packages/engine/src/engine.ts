@@ -1,22 +1,20 @@
 // The embedding API: opens a configuration, assembles its volumes from their superblocks,
 // starts the data path and serves volumes. Control operations run one at a time.
 import { EventEmitter } from 'node:events';
-import { nativeInfo } from '@onestack/native';
-import { EngineError, type ElementStatus, type EngineStatus, type ScrubStatus, type VolumeStatus } from './api-types.js';
+import { EngineError, type ElementStatus, type EngineStatus, type ScrubStatus } from './api-types.js';
 import { loadConfig, type ConfigSource } from './config/load.js';
-import type { ElementCache, EngineConfig, Layout, QueueOrder } from './config/types.js';
+import type { EngineConfig } from './config/types.js';
 import { normalizeVolume } from './config/validate.js';
 import { DataPath } from './datapath/datapath.js';
-import { SUPPORTED_LAYOUTS } from './datapath/map.js';
 import { assembleVolume, markClean, markNeedsRebuild } from './meta/assemble.js';
 import { wipeSuperblocks } from './meta/element-io.js';
 import { layoutSurvives } from './meta/layout.js';
-import { nbdTlsMode } from './nbd-tls.js';
 import type { AssembledVolume, ElementState } from './meta/types.js';
 import { ensureDataDir } from './state/data-dir.js';
-import { elementStatus, MAX_ELEMENT_SLOTS, MAX_VOLUME_SLOTS, Registry, volumeState, type ElementEntry, type LiveView } from './state/registry.js';
-import { asInvalid, dataBytesOf, remoteSpecOf, runtimeElementConfig } from './state/runtime-element.js';
+import { elementStatus, MAX_ELEMENT_SLOTS, MAX_VOLUME_SLOTS, Registry, type ElementEntry, type LiveView } from './state/registry.js';
+import { asInvalid, dataBytesOf, newElement, remoteSpecOf, resolveElements } from './state/runtime-element.js';
 import { mergeState, readStateFile, writeStateFile } from './state/state-file.js';
+import { runtimeState } from './state/runtime-state.js';
 import { discover as discoverRemote, type DiscoverOptions, type DiscoverResult } from './remote/discover.js';
 import { Volume } from './volume.js';
 import { ScrubJobs, type ScrubStarted } from './durable/scrub-jobs.js';
@@ -25,42 +23,10 @@ import { scrubTargetOf } from './durable/scrub-target.js';
 import { isMirror, MirrorKeeper, type KeeperHost } from './durable/keeper.js';
 import { replaceLeg } from './durable/replace.js';
 import { DEFAULT_REBUILD } from './config/validate.js';
+import { buildStatus, liveViewOf, withLiveStates } from './engine-status.js';
+import { checkLayout, defaultLog, type AddElementSpec, type CreateVolumeSpec, type EngineOpenOptions, type LogFn } from './engine-types.js';
 
-export type LogFn = (level: 'info' | 'warn' | 'error', msg: string) => void;
-
-export interface EngineOpenOptions {
-  /** A YAML/JSON file; without it and without `config` the embedded default is used. */
-  configPath?: string;
-  /** An inline config object (same shape as the file); relative paths resolve against the cwd. */
-  config?: unknown;
-  dataDir?: string;
-  nbdListen?: string;
-  apiListen?: string;
-  log?: LogFn;
-}
-
-export interface CreateVolumeSpec {
-  name: string;
-  layout: Layout;
-  /** Element names or URIs (a URI adds an element named after the file). */
-  elements: readonly string[];
-  chunkKiB?: number;
-  /** Creates missing local files with this many data bytes each. */
-  sizeBytes?: number;
-  order?: QueueOrder;
-}
-
-export interface AddElementSpec { uri: string; name?: string; cache?: ElementCache }
-
-const defaultLog: LogFn = (level, msg) => {
-  if (level !== 'info') console.error(`onestack: ${level}: ${msg}`);
-};
-
-function checkLayout(layout: Layout, name: string): void {
-  if (!SUPPORTED_LAYOUTS.includes(layout)) {
-    throw new EngineError('invalid', `volume ${name}: layout ${layout} is not served yet (supported: ${SUPPORTED_LAYOUTS.join(', ')})`, `volume ${name}`, `use one of ${SUPPORTED_LAYOUTS.join(', ')} for now`);
-  }
-}
+export type { AddElementSpec, CreateVolumeSpec, EngineOpenOptions, LogFn } from './engine-types.js';
 
 /** How often the control plane looks for legs the data path failed (to record them in superblocks). */
 const FAILURE_WATCH_MS = 250;
@@ -174,42 +140,23 @@ export class Engine {
     return [...this.registry.volumes.values()].map((v) => v.handle);
   }
 
+  status(): EngineStatus {
+    this.checkOpen();
+    return buildStatus({ registry: this.registry, dataPath: this.dataPath, keeper: this.keeper, scrubs: this.scrubs, base: this.base });
+  }
+
   bootVolume(): Volume | undefined {
     const entries = [...this.registry.volumes.values()];
     return (entries.find((v) => v.assembled.config.boot) ?? this.registry.volumes.get('default'))?.handle;
   }
 
-  status(): EngineStatus {
-    this.checkOpen();
-    const live = this.liveView();
-    const volumes = [...this.registry.volumes.values()].map((v): VolumeStatus => {
-      const elements = v.assembled.config.elements.map((name) => elementStatus(this.registry, this.registry.element(name), live));
-      const { config } = v.assembled;
-      return {
-        name: config.name, layout: config.layout, sizeBytes: v.assembled.sizeBytes, chunkKiB: config.chunkKiB, order: config.order, boot: config.boot,
-        state: volumeState(config.layout, elements.map((e) => e.state)), rebuild: this.keeper.progress(config.name) ?? this.scrubs.progress(config.name),
-        scrub: this.scrubs.result(config.name), elements, stats: v.handle.io.stats(),
-        ...(isMirror(config.layout) ? { lastRebuild: this.keeper.lastRebuild(config.name), bitmap: this.keeper.bitmapStatus(config.name) } : {}),
-      };
-    });
-    const native = nativeInfo();
-    return {
-      volumes,
-      elements: [...this.registry.elements.values()].map((e) => elementStatus(this.registry, e, live)),
-      pools: this.dataPath.poolStatus(),
-      queue: this.dataPath.queueStatus(),
-      native: { backend: native.backend, ...(native.reason !== undefined ? { reason: native.reason } : {}) },
-      dataDir: this.base.dataDir,
-      nbd: { tls: nbdTlsMode(this.base.nbd.tls) },
-    };
-  }
 
   createVolume(spec: CreateVolumeSpec): Promise<Volume> {
     return this.exclusive(async () => {
       if (this.registry.volumes.has(spec.name)) throw new EngineError('conflict', `volume ${spec.name} already exists`, `volume ${spec.name}`);
       const added: string[] = [];
       try {
-        const names = await this.resolveElements(spec, added);
+        const names = await resolveElements(this.registry, this.base.dataDir, spec, added);
         const raw = { name: spec.name, layout: spec.layout, elements: names, ...(spec.chunkKiB !== undefined ? { chunkKiB: spec.chunkKiB } : {}), ...(spec.order !== undefined ? { order: spec.order } : {}) };
         let config;
         try {
@@ -272,7 +219,7 @@ export class Engine {
 
   addElement(spec: AddElementSpec): Promise<ElementStatus> {
     return this.exclusive(async () => {
-      const entry = await this.newElement(spec.uri, spec.name, spec.cache);
+      const entry = await newElement(this.registry, this.base.dataDir, spec);
       try {
         await this.applyTopology();
       } catch (err) {
@@ -440,62 +387,18 @@ export class Engine {
     await this.dataPath.setTopology(volumes, elements);
   }
 
+
   private liveView(): LiveView {
-    return {
-      state: (e: ElementEntry): ElementState => this.dataPath.elementState(e.index),
-      errors: (e: ElementEntry): number => this.dataPath.elementErrors(e.index),
-    };
+    return liveViewOf(this.dataPath);
   }
 
-  /** The assembled volume with element states as the data path sees them now (it may have failed legs). */
   private withLiveStates(vol: AssembledVolume): AssembledVolume {
-    const live = this.liveView();
-    return { ...vol, elements: vol.elements.map((e) => {
-      const state = live.state(this.registry.element(e.config.name));
-      return state === e.state ? e : { ...e, state, reason: e.reason ?? `${state} while running` };
-    }) };
-  }
-
-  private async resolveElements(spec: CreateVolumeSpec, added: string[]): Promise<string[]> {
-    const names: string[] = [];
-    for (const item of spec.elements.slice(0, 64)) {
-      if (this.registry.elements.has(item)) {
-        names.push(item);
-        continue;
-      }
-      if (!/[/:.]/.test(item)) throw new EngineError('not-found', `no element named ${item}`, `element ${item}`, 'add it first, or give a URI or path');
-      const entry = await this.newElement(item, undefined, undefined, spec.sizeBytes);
-      added.push(entry.config.name);
-      names.push(entry.config.name);
-    }
-    return names;
-  }
-
-  /** Validates and registers a run-time element (not yet in the data path's topology). */
-  private async newElement(uri: string, name: string | undefined, cache: ElementCache | undefined, createSizeBytes?: number): Promise<ElementEntry> {
-    const spec = { uri, ...(name !== undefined ? { name } : {}), ...(cache !== undefined ? { cache } : {}), ...(createSizeBytes !== undefined ? { createSizeBytes } : {}) };
-    const config = runtimeElementConfig(this.registry, spec, this.base.dataDir);
-    const remote = await remoteSpecOf(config);
-    const dataSizeBytes = await dataBytesOf(config);
-    if (remote !== undefined && dataSizeBytes === 0) {
-      // Reachability is checked now, so a wrong URI or password is a clear error, not a failed leg later.
-      throw new EngineError('io', `element ${config.name}: cannot reach ${config.uri} or it is smaller than 5 MiB`, config.uri, 'check the URI, that the remote is up and the credentials');
-    }
-    return this.registry.addElement(config, true, dataSizeBytes, remote);
+    return withLiveStates(this.registry, this.dataPath, vol);
   }
 
   private persist(): void {
-    const elements = [...this.registry.elements.values()].filter((e) => e.runtime).map((e) => e.config);
-    const volumes = [...this.registry.volumes.values()].filter((v) => v.runtime).map((v) => v.assembled.config);
-    // Config-file volumes whose legs were replaced at run time (they reassemble from these).
-    const replaced = [...this.registry.volumes.values()].flatMap((v) => {
-      const configured = this.base.volumes.find((c) => c.name === v.assembled.config.name);
-      const now = v.assembled.config.elements;
-      if (v.runtime || configured === undefined || (configured.elements.length === now.length && configured.elements.every((e) => now.includes(e)))) return [];
-      return [{ volume: configured.name, configElements: configured.elements, elements: now }];
-    });
     try {
-      writeStateFile(this.base.dataDir, { elements, volumes, replaced });
+      writeStateFile(this.base.dataDir, runtimeState(this.registry, this.base));
     } catch (err) {
       this.log('error', `cannot save the runtime state in ${this.base.dataDir}: ${(err as Error).message}`);
       throw new EngineError('io', `cannot save the runtime state: ${(err as Error).message}`, this.base.dataDir);

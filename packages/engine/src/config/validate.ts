@@ -137,7 +137,9 @@ export function normalizeVolume(raw: unknown, field: string, elementNames: Reado
   const sizeBytes = map.sizeBytes === undefined ? undefined : readSizeBytes(map.sizeBytes, join(field, 'sizeBytes'), 4096);
   const spares = map.spares === undefined ? [] : readSpares(map.spares, join(field, 'spares'), elementNames, elements);
   const mirror = layout === 'raid1' || layout === 'raid10';
-  if (spares.length > 0 && !mirror) throw configError(join(field, 'spares'), `spares are for raid1 and raid10 volumes (this one is ${layout})`);
+  // Spares need a layout that can rebuild a leg from the others: mirrors and parity.
+  const redundant = mirror || layout === 'raid5' || layout === 'raid6';
+  if (spares.length > 0 && !redundant) throw configError(join(field, 'spares'), `spares are for raid1, raid10, raid5 and raid6 volumes (this one is ${layout})`);
   const bitmapRegionKiB = map.bitmapRegionKiB === undefined ? undefined : readInt(map.bitmapRegionKiB, join(field, 'bitmapRegionKiB'), 64, 1024 * 1024);
   if (bitmapRegionKiB !== undefined && ((bitmapRegionKiB & (bitmapRegionKiB - 1)) !== 0 || !mirror)) {
     throw configError(join(field, 'bitmapRegionKiB'), mirror ? `${bitmapRegionKiB} is not a power of two` : `the write-intent bitmap is for raid1 and raid10 volumes (this one is ${layout})`, 'like 64, 1024 or 4096');

@@ -3,6 +3,9 @@
 // unclean stop (dirty regions), for a stale or returning leg (dirty regions, or everything when
 // the bitmap does not cover its absence), onto a replacement or spare (everything). One copy run
 // per volume at a time; legs that need one meanwhile wait in `pending` for the next run.
+// raid5/6 volumes are kept too, without a bitmap (their stripe journal covers crashes): a stale,
+// returning or replaced leg is rebuilt in full from the others by the stripe engine
+// (units-parity.ts runParityRecovery) through the same runs, progress and finish step.
 // Control plane only; every byte moves through DataPath.raw, so remote legs work the same.
 // Runs start and finish inside host.exclusive (superblocks, states); the copy runs outside it.
 import type { LastRebuild, RebuildStatus } from '../api-types.js';
@@ -14,6 +17,7 @@ import { WriteIntentBitmap } from './bitmap.js';
 import { REGION_DEFAULT_BYTES, regionBytesFor } from './bitmap-codec.js';
 import { CopyAborted } from './copy-job.js';
 import { recoveryBytes, recoveryKind, runRecovery, type RecoveryPlan, type RecoveryTarget } from './recovery.js';
+import { parityRebuildBytes, runParityRecovery } from './units-parity.js';
 import type { KeeperHost } from './host.js';
 import { LegWatch } from './leg-watch.js';
 
@@ -30,7 +34,8 @@ interface Run {
 
 export interface Keep {
   readonly name: string;
-  readonly bitmap: WriteIntentBitmap;
+  /** null for raid5/6 volumes: they keep no bitmap, every target is rebuilt in full. */
+  readonly bitmap: WriteIntentBitmap | null;
   /** Whether the bitmap read at attach was usable (else dirty regions before it are unknown). */
   readonly bitmapLoaded: boolean;
   run: Run | null;
@@ -39,6 +44,19 @@ export interface Keep {
 }
 
 export const isMirror = (layout: string): boolean => layout === 'raid1' || layout === 'raid10';
+export const isParity = (layout: string): boolean => layout === 'raid5' || layout === 'raid6';
+
+/**
+ * Whether `role` can be rebuilt from the other legs in their live states: a mirror needs an
+ * active leg of its group; raid5/6 need every data index of a row, i.e. n - parity active others.
+ */
+export function canRebuild(vol: AssembledVolume, role: number, live: (name: string) => ElementState): boolean {
+  const active = (r: number): boolean => live(vol.config.elements[r]!) === 'active';
+  if (!isParity(vol.config.layout)) return groupOf(vol, role).some(active);
+  const n = vol.config.elements.length;
+  const others = vol.config.elements.map((_, r) => r).filter((r) => r !== role && active(r)).length;
+  return others >= n - (vol.config.layout === 'raid5' ? 1 : 2);
+}
 
 /** Roles that mirror `role`: raid1 every other leg, raid10 the partner. */
 export function groupOf(vol: AssembledVolume, role: number): number[] {
@@ -85,7 +103,9 @@ export class MirrorKeeper {
    */
   async attach(entry: VolumeEntry): Promise<void> {
     const vol = entry.assembled;
-    if (!isMirror(vol.config.layout) || this.closed) return;
+    if (this.closed) return;
+    if (isParity(vol.config.layout)) return this.attachParity(entry);
+    if (!isMirror(vol.config.layout)) return;
     const dp = this.host.dataPath;
     const index = (name: string): number => this.host.registry.element(name).index;
     const sources = vol.config.elements.filter((n) => this.liveState(n) === 'active').map(index);
@@ -111,6 +131,17 @@ export class MirrorKeeper {
     this.kick(keep);
   }
 
+  /** raid5/6: no bitmap, no hook; a stale leg (older counter, needs rebuild) is rebuilt in full. */
+  private async attachParity(entry: VolumeEntry): Promise<void> {
+    const keep: Keep = { name: entry.assembled.config.name, bitmap: null, bitmapLoaded: false, run: null, pending: new Map(), last: null };
+    this.keeps.set(keep.name, keep);
+    for (const e of entry.assembled.elements) {
+      if (this.liveState(e.config.name) !== 'stale' || e.faulty === true) continue;
+      await this.addTarget(keep, { role: e.role, element: this.host.registry.element(e.config.name).index, name: e.config.name, full: true });
+    }
+    this.kick(keep);
+  }
+
   /** What needs copying at attach: stale legs, and after an unclean stop the non-reference legs. */
   private openTargets(entry: VolumeEntry, keep: Keep): RecoveryTarget[] {
     const vol = entry.assembled;
@@ -133,7 +164,7 @@ export class MirrorKeeper {
 
   /** Whether the bitmap holds every write a leg synced up to `syncedEvents` missed. */
   covers(keep: Keep, syncedEvents: number): boolean {
-    return syncedEvents > 0 && keep.bitmap.eventsClearedCount <= syncedEvents;
+    return keep.bitmap !== null && syncedEvents > 0 && keep.bitmap.eventsClearedCount <= syncedEvents;
   }
 
   /**
@@ -141,9 +172,9 @@ export class MirrorKeeper {
    * The caller has written its superblock (needsRebuild) if it must not pass for up to date.
    */
   async addTarget(keep: Keep, target: RecoveryTarget): Promise<boolean> {
-    let catchUp: () => Promise<void>;
+    let catchUp: () => Promise<void> = async () => undefined;
     try {
-      catchUp = await keep.bitmap.seedLeg(target.element);
+      if (keep.bitmap !== null) catchUp = await keep.bitmap.seedLeg(target.element);
     } catch (err) {
       // The leg cannot take writes: it stays out (a remote one is probed again later).
       this.host.dataPath.setElementState(target.element, 'failed');
@@ -169,11 +200,12 @@ export class MirrorKeeper {
     // The dirty regions as they are now: regions dirtied later are written to the targets too.
     const plan: RecoveryPlan = {
       volume: keep.name, geometry: geometryOf(vol), elements: vol.config.elements.map((n) => this.host.registry.element(n).index),
-      targets, dirty: keep.bitmap.dirtyRanges(),
+      targets, dirty: keep.bitmap?.dirtyRanges() ?? [],
     };
     let totalBytes = 0;
     try {
-      totalBytes = recoveryBytes(plan, (el) => this.host.dataPath.elementState(el));
+      totalBytes = keep.bitmap === null ? targets.reduce((sum, t) => sum + parityRebuildBytes(plan.geometry, plan.elements, t.role), 0)
+        : recoveryBytes(plan, (el) => this.host.dataPath.elementState(el));
     } catch {
       // No source for some target: runRecovery fails the same way, and finish() records it.
     }
@@ -193,17 +225,23 @@ export class MirrorKeeper {
     const what = run.targets.map((t) => `${t.name} (${t.full ? 'everything' : 'dirty regions'})`).join(', ');
     this.host.log('info', `volume ${keep.name}: ${recoveryKind(run.targets)} of ${what} started`);
     let lastEmitMs = 0;
-    return runRecovery(plan, {
-      raw: this.host.dataPath.raw, gate: this.host.dataPath.volumeIo(entry.index).gate, state: (el) => this.host.dataPath.elementState(el),
+    const onProgress = (p: RebuildStatus): void => {
+      run.progress = p;
+      if (Date.now() - lastEmitMs >= 250) {
+        lastEmitMs = Date.now();
+        this.host.changed();
+      }
+    };
+    const deps = {
+      raw: this.host.dataPath.raw, gate: this.host.dataPath.volumeIo(entry.index).gate, state: (el: number) => this.host.dataPath.elementState(el),
       maxMiBPerSec: this.host.rebuildMiBPerSec(), signal: run.controller.signal,
-      onProgress: (p) => {
-        run.progress = p;
-        if (Date.now() - lastEmitMs >= 250) {
-          lastEmitMs = Date.now();
-          this.host.changed();
-        }
-      },
-    });
+    };
+    if (keep.bitmap !== null) return runRecovery(plan, { ...deps, onProgress });
+    // raid5/6: the volume's stripe engine computes each target row from the others (row lock held).
+    const element = run.targets.length === 1 ? run.targets[0]!.name : null;
+    const final = await runParityRecovery({ volume: plan.volume, geometry: plan.geometry, elements: plan.elements, targetRoles: run.targets.map((t) => t.role) },
+      { ...deps, stripe: this.host.dataPath.stripe(entry.index), onProgress: (p) => onProgress({ kind: 'rebuild', element, ...p }) });
+    return { kind: 'rebuild', element, ...final };
   }
 
   /** After the copy: targets become active (or failed), superblocks say so; then the next run. */
@@ -260,7 +298,7 @@ export class MirrorKeeper {
     this.keeps.delete(name);
     keep.run?.controller.abort('volume deleted');
     io?.gate.setHook(null);
-    await keep.bitmap.close();
+    await keep.bitmap?.close();
   }
 
   members(name: string): { name: string; role: number; index: number; state: ElementState }[] {
@@ -298,7 +336,7 @@ export class MirrorKeeper {
 
   bitmapStatus(name: string): { regionBytes: number; regions: number; dirtyRegions: number; eventsCleared: number } | null {
     const b = this.keeps.get(name)?.bitmap;
-    return b === undefined ? null : { regionBytes: b.regionBytes, regions: b.regionCount, dirtyRegions: b.dirtyRegions, eventsCleared: b.eventsClearedCount };
+    return b === undefined || b === null ? null : { regionBytes: b.regionBytes, regions: b.regionCount, dirtyRegions: b.dirtyRegions, eventsCleared: b.eventsClearedCount };
   }
 
   /** Starts the leg watch (returning remote legs, spares). */
@@ -316,6 +354,7 @@ export class MirrorKeeper {
     for (const keep of this.keeps.values()) keep.run?.controller.abort('engine closing');
     for (const keep of this.keeps.values()) {
       await keep.run?.copying.catch(() => undefined);
+      if (keep.bitmap === null) continue; // raid5/6: the engine's flush writes the journal checkpoint
       try {
         await flush(keep.name);
         await keep.bitmap.sweep(true);

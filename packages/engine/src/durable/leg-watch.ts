@@ -1,4 +1,4 @@
-// Watches the failed legs of mirror volumes once a second: a volume with a free spare (config
+// Watches the failed legs of mirror and raid5/6 volumes once a second: a volume with a free spare (config
 // volumes[].spares) gets the failed leg replaced by it; a failed REMOTE leg is probed with a raw
 // read of its superblock through the data path's own link, and comes back when it answers
 // (replace.ts returnLeg), without a restart. Probes back off while a remote stays away, and
@@ -6,7 +6,7 @@
 import { SUPERBLOCK_BYTES } from '../meta/types.js';
 import type { VolumeEntry } from '../state/registry.js';
 import type { KeeperHost } from './host.js';
-import { groupOf, type Keep, type MirrorKeeper } from './keeper.js';
+import { canRebuild, type Keep, type MirrorKeeper } from './keeper.js';
 import { replaceLeg, returnLeg } from './replace.js';
 
 const TICK_MS = 1000;
@@ -59,8 +59,8 @@ export class LegWatch {
       const members = this.keeper.members(keep.name);
       const failed = members.filter((m) => m.state === 'failed');
       if (failed.length === 0) continue;
-      // A spare helps only a leg whose mirror group still has an active leg to copy from.
-      const rebuildable = failed.find((m) => groupOf(entry.assembled, m.role).some((r) => members[r]?.state === 'active'));
+      // A spare helps only a leg that can be rebuilt (mirror: an active leg of its group; raid5/6: enough active others).
+      const rebuildable = failed.find((m) => canRebuild(entry.assembled, m.role, (n) => members.find((x) => x.name === n)?.state ?? 'failed'));
       const spare = rebuildable === undefined ? undefined : this.freeSpare(entry);
       if (spare !== undefined && rebuildable !== undefined && !this.replacing.has(keep.name)) {
         this.replaceWithSpare(keep.name, rebuildable.name, spare);

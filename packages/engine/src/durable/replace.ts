@@ -1,4 +1,4 @@
-// Replacing a mirror leg: the new element (an unused element, e.g. a configured spare) takes the
+// Replacing a mirror or raid5/6 leg: the new element (an unused element, e.g. a configured spare) takes the
 // old one's role, gets a superblock that says "needs rebuild, holds nothing" (so a crash mid-copy
 // restarts the rebuild), joins the data path as rebuilding and is copied in full. The old element
 // is failed and leaves the volume. Also: bringing back a leg whose remote answers again.
@@ -14,7 +14,7 @@ import { decodeSuperblock, SuperblockError, type Superblock } from '../meta/supe
 import { DATA_OFFSET_BYTES, type AssembledElement, type AssembledVolume } from '../meta/types.js';
 import type { VolumeEntry } from '../state/registry.js';
 import type { KeeperHost } from './host.js';
-import { groupOf, isMirror, type Keep, type MirrorKeeper } from './keeper.js';
+import { canRebuild, isMirror, isParity, type Keep, type MirrorKeeper } from './keeper.js';
 
 function isSuperblock(sb: ReadSuperblock): sb is Superblock {
   return !(sb instanceof SuperblockError) && !('kind' in sb);
@@ -38,7 +38,7 @@ function refuse(message: string, where: string, hint?: string): never {
 async function checkReplacement(host: KeeperHost, entry: VolumeEntry, oldName: string, newName: string): Promise<{ role: number; old: AssembledElement; probe: Awaited<ReturnType<typeof inspect>> }> {
   const vol = entry.assembled;
   const name = vol.config.name;
-  if (!isMirror(vol.config.layout)) throw new EngineError('invalid', `volume ${name} is ${vol.config.layout}: replacing an element is supported for raid1 and raid10`, `volume ${name}`);
+  if (!isMirror(vol.config.layout) && !isParity(vol.config.layout)) throw new EngineError('invalid', `volume ${name} is ${vol.config.layout}: replacing an element is supported for raid1, raid10, raid5 and raid6`, `volume ${name}`);
   const role = vol.config.elements.indexOf(oldName);
   if (role < 0) throw new EngineError('not-found', `element ${oldName} is not part of volume ${name}`, `element ${oldName}`, `its elements: ${vol.config.elements.join(', ')}`);
   const fresh = host.registry.element(newName);
@@ -46,9 +46,9 @@ async function checkReplacement(host: KeeperHost, entry: VolumeEntry, oldName: s
   if (owner !== undefined) refuse(`element ${newName} is already used by volume ${owner.assembled.config.name}`, `element ${newName}`, 'use a spare or unused element');
   const freshState = host.dataPath.elementState(fresh.index);
   if (freshState !== 'spare') refuse(`element ${newName} is ${freshState}, not a usable spare`, `element ${newName}`);
-  const live = (n: string): string => host.dataPath.elementState(host.registry.element(n).index);
-  if (!groupOf(vol, role).some((r) => live(vol.config.elements[r]!) === 'active')) {
-    refuse(`volume ${name} has no active copy of ${oldName}'s data to rebuild from`, `volume ${name}`, 'bring back a leg of its mirror first');
+  if (!canRebuild(vol, role, (n) => host.dataPath.elementState(host.registry.element(n).index))) {
+    const hint = isParity(vol.config.layout) ? 'bring back enough of its other elements first' : 'bring back a leg of its mirror first';
+    refuse(`volume ${name} has no active copy of ${oldName}'s data to rebuild from`, `volume ${name}`, hint);
   }
   const old = vol.elements.find((e) => e.role === role)!;
   let probe;
@@ -70,7 +70,7 @@ async function checkReplacement(host: KeeperHost, entry: VolumeEntry, oldName: s
   return { role, old, probe };
 }
 
-/** Replaces `oldName` by `newName` in a mirror volume and queues the full rebuild of the new leg. */
+/** Replaces `oldName` by `newName` in a mirror or raid5/6 volume and queues the full rebuild of the new leg. */
 export async function replaceLeg(host: KeeperHost, keeper: MirrorKeeper, volume: string, oldName: string, newName: string, why: string): Promise<void> {
   const entry = host.registry.volumes.get(volume);
   if (entry === undefined) throw new EngineError('not-found', `no volume named ${volume}`, `volume ${volume}`);
@@ -125,19 +125,19 @@ export async function returnLeg(host: KeeperHost, keeper: MirrorKeeper, keep: Ke
   if (isSuperblock(sb) && (sb.arrayUuid !== vol.arrayUuid || sb.role !== role)) throw new Error(`it holds role ${sb.role} of array ${sb.arrayUuid}, not role ${role} of ${vol.arrayUuid}`);
   const synced = isSuperblock(sb) ? sb.eventCount : 0;
   const setMember = (e: AssembledElement): AssembledElement => (e.role === role ? { ...e, state: 'stale', reason: 'answers again; resync', syncedEvents: synced } : e);
-  const groupActive = groupOf(vol, role).some((r) => keeper.liveState(vol.config.elements[r]!) === 'active');
+  const groupActive = canRebuild(vol, role, (n) => keeper.liveState(n));
   if (groupActive) {
     const full = !keeper.covers(keep, synced);
     if (!(await markNeedsRebuild(vol, role, full ? 0 : synced))) throw new Error('cannot mark its superblock for resync');
     if (!(await keeper.addTarget(keep, { role, element: index, name, full }))) throw new Error('it refused its bitmap');
     entry.assembled = { ...vol, elements: vol.elements.map(setMember) };
-    host.log('warn', `volume ${keep.name}: element ${name} answers again; ${full ? 'full rebuild (the bitmap does not cover its absence)' : `resync of ${keep.bitmap.dirtyRegions} dirty region(s)`}`);
+    host.log('warn', `volume ${keep.name}: element ${name} answers again; ${full ? 'full rebuild (the bitmap does not cover its absence)' : `resync of ${keep.bitmap?.dirtyRegions ?? 0} dirty region(s)`}`);
     keeper.kick(keep);
   } else {
     if (!isSuperblock(sb) || sb.needsRebuild || sb.eventCount < vol.eventCount) {
       throw new Error(`it missed writes (event counter ${synced} < ${vol.eventCount}); waiting for a leg that holds them`);
     }
-    const catchUp = await keep.bitmap.seedLeg(index);
+    const catchUp = keep.bitmap === null ? async () => undefined : await keep.bitmap.seedLeg(index);
     host.dataPath.setElementState(index, 'active');
     await catchUp();
     const back = (e: AssembledElement): AssembledElement => {

@@ -9,7 +9,7 @@ import { localSizeBytes } from '../meta/device.js';
 import { withRemote } from '../meta/remote-io.js';
 import { remoteSpecFor, type RemoteSpec } from '../remote/spec.js';
 import { DATA_OFFSET_BYTES } from '../meta/types.js';
-import { MAX_ELEMENT_SLOTS, type Registry } from './registry.js';
+import { MAX_ELEMENT_SLOTS, type ElementEntry, type Registry } from './registry.js';
 
 export interface RuntimeElementSpec {
   readonly uri: string;
@@ -71,4 +71,32 @@ export function runtimeElementConfig(registry: Registry, spec: RuntimeElementSpe
     throw new EngineError('not-found', `element ${config.name}: file not found: ${location.path}`, location.path, 'create it first, or give a size so onestack creates a sparse file');
   }
   return config;
+}
+
+/** Volume-create element list: known names as they are, paths and URIs added as run-time elements (named in `added`). */
+export async function resolveElements(registry: Registry, dataDir: string, spec: { elements: readonly string[]; sizeBytes?: number }, added: string[]): Promise<string[]> {
+  const names: string[] = [];
+  for (const item of spec.elements.slice(0, 64)) {
+    if (registry.elements.has(item)) {
+      names.push(item);
+      continue;
+    }
+    if (!/[/:.]/.test(item)) throw new EngineError('not-found', `no element named ${item}`, `element ${item}`, 'add it first, or give a URI or path');
+    const entry = await newElement(registry, dataDir, { uri: item, ...(spec.sizeBytes !== undefined ? { createSizeBytes: spec.sizeBytes } : {}) });
+    added.push(entry.config.name);
+    names.push(entry.config.name);
+  }
+  return names;
+}
+
+/** Validates and registers a run-time element (not yet in the data path's topology). */
+export async function newElement(registry: Registry, dataDir: string, spec: RuntimeElementSpec): Promise<ElementEntry> {
+  const config = runtimeElementConfig(registry, spec, dataDir);
+  const remote = await remoteSpecOf(config);
+  const dataSizeBytes = await dataBytesOf(config);
+  if (remote !== undefined && dataSizeBytes === 0) {
+    // Reachability is checked now, so a wrong URI or password is a clear error, not a failed leg later.
+    throw new EngineError('io', `element ${config.name}: cannot reach ${config.uri} or it is smaller than 5 MiB`, config.uri, 'check the URI, that the remote is up and the credentials');
+  }
+  return registry.addElement(config, true, dataSizeBytes, remote);
 }

@@ -1,0 +1,61 @@
+// The engine's status() document: volumes (state, rebuild or scrub progress, last rebuild,
+// bitmap), elements with live states and error counts, pools, queue, native backend, NBD TLS.
+import { nativeInfo } from '@onestack/native';
+import type { EngineStatus, VolumeStatus } from './api-types.js';
+import type { EngineConfig } from './config/types.js';
+import type { DataPath } from './datapath/datapath.js';
+import { isMirror, isParity, type MirrorKeeper } from './durable/keeper.js';
+import type { ScrubJobs } from './durable/scrub-jobs.js';
+import type { AssembledVolume, ElementState } from './meta/types.js';
+import { nbdTlsMode } from './nbd-tls.js';
+import { elementStatus, volumeState, type ElementEntry, type LiveView, type Registry } from './state/registry.js';
+
+export interface StatusSources {
+  readonly registry: Registry;
+  readonly dataPath: DataPath;
+  readonly keeper: MirrorKeeper;
+  readonly scrubs: ScrubJobs;
+  readonly base: EngineConfig;
+}
+
+/** Element states and error counters as the data path sees them now. */
+export function liveViewOf(dataPath: DataPath): LiveView {
+  return {
+    state: (e: ElementEntry): ElementState => dataPath.elementState(e.index),
+    errors: (e: ElementEntry): number => dataPath.elementErrors(e.index),
+  };
+}
+
+/** The assembled volume with element states as the data path sees them now (it may have failed legs). */
+export function withLiveStates(registry: Registry, dataPath: DataPath, vol: AssembledVolume): AssembledVolume {
+  const live = liveViewOf(dataPath);
+  return { ...vol, elements: vol.elements.map((e) => {
+    const state = live.state(registry.element(e.config.name));
+    return state === e.state ? e : { ...e, state, reason: e.reason ?? `${state} while running` };
+  }) };
+}
+
+export function buildStatus(ctx: StatusSources): EngineStatus {
+  const live = liveViewOf(ctx.dataPath);
+  const volumes = [...ctx.registry.volumes.values()].map((v): VolumeStatus => {
+    const elements = v.assembled.config.elements.map((name) => elementStatus(ctx.registry, ctx.registry.element(name), live));
+    const { config } = v.assembled;
+    return {
+      name: config.name, layout: config.layout, sizeBytes: v.assembled.sizeBytes, chunkKiB: config.chunkKiB, order: config.order, boot: config.boot,
+      state: volumeState(config.layout, elements.map((e) => e.state)), rebuild: ctx.keeper.progress(config.name) ?? ctx.scrubs.progress(config.name),
+      scrub: ctx.scrubs.result(config.name), elements, stats: v.handle.io.stats(),
+      ...(isMirror(config.layout) ? { lastRebuild: ctx.keeper.lastRebuild(config.name), bitmap: ctx.keeper.bitmapStatus(config.name) } : {}),
+      ...(isParity(config.layout) ? { lastRebuild: ctx.keeper.lastRebuild(config.name) } : {}),
+    };
+  });
+  const native = nativeInfo();
+  return {
+    volumes,
+    elements: [...ctx.registry.elements.values()].map((e) => elementStatus(ctx.registry, e, live)),
+    pools: ctx.dataPath.poolStatus(),
+    queue: ctx.dataPath.queueStatus(),
+    native: { backend: native.backend, ...(native.reason !== undefined ? { reason: native.reason } : {}) },
+    dataDir: ctx.base.dataDir,
+    nbd: { tls: nbdTlsMode(ctx.base.nbd.tls) },
+  };
+}

@@ -1,0 +1,18 @@
+// What the state file keeps of a running engine: run-time elements and volumes, and config-file
+// volumes whose legs were replaced at run time (they reassemble from these at the next start).
+import type { EngineConfig } from '../config/types.js';
+import type { PersistedState } from './state-file.js';
+import type { Registry } from './registry.js';
+
+export function runtimeState(registry: Registry, base: EngineConfig): PersistedState {
+  const elements = [...registry.elements.values()].filter((e) => e.runtime).map((e) => e.config);
+  const volumes = [...registry.volumes.values()].filter((v) => v.runtime).map((v) => v.assembled.config);
+  // Config-file volumes whose legs were replaced at run time (they reassemble from these).
+  const replaced = [...registry.volumes.values()].flatMap((v) => {
+    const configured = base.volumes.find((c) => c.name === v.assembled.config.name);
+    const now = v.assembled.config.elements;
+    if (v.runtime || configured === undefined || (configured.elements.length === now.length && configured.elements.every((e) => now.includes(e)))) return [];
+    return [{ volume: configured.name, configElements: configured.elements, elements: now }];
+  });
+  return { elements, volumes, replaced };
+}
