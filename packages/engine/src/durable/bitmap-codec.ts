@@ -9,6 +9,7 @@
 // decodeBitmapHeader never throws anything but BitmapError, whatever the input (it is fuzzed).
 import { crc32c } from '../meta/superblock.js';
 import { BITMAP_MAX_BYTES, BITMAP_OFFSET_BYTES } from '../meta/types.js';
+import { FormatError, type FormatErrorKind } from '../meta/format-error.js';
 
 export const BITMAP_MAGIC = 'OSBITMAP';
 export const BITMAP_VERSION = 1;
@@ -42,14 +43,11 @@ export interface BitmapHeader {
   readonly eventsCleared: number;
 }
 
-export type BitmapErrorKind = 'bad-magic' | 'bad-checksum' | 'bad-version' | 'truncated' | 'invalid-field';
+export type BitmapErrorKind = FormatErrorKind;
 
-export class BitmapError extends Error {
-  readonly kind: BitmapErrorKind;
+export class BitmapError extends FormatError {
   constructor(kind: BitmapErrorKind, message: string) {
-    super(message);
-    this.name = 'BitmapError';
-    this.kind = kind;
+    super('BitmapError', kind, message);
   }
 }
 

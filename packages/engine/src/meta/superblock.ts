@@ -9,6 +9,7 @@
 // decodeSuperblock never throws anything but SuperblockError, whatever the input (it is fuzzed).
 import type { Layout } from '../config/types.js';
 import { SUPERBLOCK_BYTES } from './types.js';
+import { FormatError, type FormatErrorKind } from './format-error.js';
 
 export const SUPERBLOCK_MAGIC = 'ONESTACK';
 export const SUPERBLOCK_VERSION = 1;
@@ -46,14 +47,11 @@ export interface Superblock {
   readonly bitmapSizeBytes: number;
 }
 
-export type SuperblockErrorKind = 'bad-magic' | 'bad-checksum' | 'bad-version' | 'truncated' | 'invalid-field';
+export type SuperblockErrorKind = FormatErrorKind;
 
-export class SuperblockError extends Error {
-  readonly kind: SuperblockErrorKind;
+export class SuperblockError extends FormatError {
   constructor(kind: SuperblockErrorKind, message: string) {
-    super(message);
-    this.name = 'SuperblockError';
-    this.kind = kind;
+    super('SuperblockError', kind, message);
   }
 }
 
