@@ -8,7 +8,8 @@ import { isMirror, isParity, type MirrorKeeper } from './durable/keeper.js';
 import type { ScrubJobs } from './durable/scrub-jobs.js';
 import type { AssembledVolume, ElementState } from './meta/types.js';
 import { nbdTlsMode } from './nbd-tls.js';
-import { elementStatus, volumeState, type ElementEntry, type LiveView, type Registry } from './state/registry.js';
+import { elementStatus, volumeState, type ElementEntry, type LiveView, type Registry, type VolumeEntry } from './state/registry.js';
+import type { LogFn } from './engine-types.js';
 
 export interface StatusSources {
   readonly registry: Registry;
@@ -58,4 +59,19 @@ export function buildStatus(ctx: StatusSources): EngineStatus {
     dataDir: ctx.base.dataDir,
     nbd: { tls: nbdTlsMode(ctx.base.nbd.tls) },
   };
+}
+
+/** What start-up found, one line each: unreplayed journals, unclean stops, elements not active. */
+export function logOpenReport(entries: readonly VolumeEntry[], openError: (index: number) => string | undefined, log: LogFn): void {
+  for (const entry of entries) {
+    const layout = entry.assembled.config.layout;
+    const replay = openError(entry.index);
+    if (replay !== undefined) log('error', `volume ${entry.assembled.config.name}: stripe journal not replayed (${replay}); it answers EIO until enough elements return`);
+    if (entry.assembled.wasClean === false) {
+      const after = isMirror(layout) ? 'resyncing the regions written last' : isParity(layout) && replay === undefined ? 'its stripe journal was replayed, data and parity agree' : 'writes in flight at the crash may be torn';
+      log('warn', `volume ${entry.assembled.config.name} was not closed cleanly: ${after}`);
+    }
+    const stale = entry.assembled.elements.filter((e) => e.state !== 'active');
+    for (const e of stale) log('warn', `volume ${entry.assembled.config.name}: element ${e.config.name} is ${e.state}: ${e.reason ?? ''}`);
+  }
 }

@@ -20,10 +20,10 @@ import { Volume } from './volume.js';
 import { ScrubJobs, type ScrubStarted } from './durable/scrub-jobs.js';
 import type { ScrubOptions } from './durable/scrub.js';
 import { scrubTargetOf } from './durable/scrub-target.js';
-import { isMirror, MirrorKeeper, type KeeperHost } from './durable/keeper.js';
+import { MirrorKeeper, type KeeperHost } from './durable/keeper.js';
 import { replaceLeg } from './durable/replace.js';
 import { DEFAULT_REBUILD } from './config/validate.js';
-import { buildStatus, liveViewOf, withLiveStates } from './engine-status.js';
+import { buildStatus, liveViewOf, withLiveStates, logOpenReport } from './engine-status.js';
 import { checkLayout, defaultLog, type AddElementSpec, type CreateVolumeSpec, type EngineOpenOptions, type LogFn } from './engine-types.js';
 
 export type { AddElementSpec, CreateVolumeSpec, EngineOpenOptions, LogFn } from './engine-types.js';
@@ -102,18 +102,7 @@ export class Engine {
       await engine.close().catch(() => undefined);
       throw err;
     }
-    for (const entry of engine.registry.volumes.values()) {
-      const layout = entry.assembled.config.layout;
-      const replay = engine.dataPath.volumeOpenError(entry.index);
-      if (replay !== undefined) log('error', `volume ${entry.assembled.config.name}: stripe journal not replayed (${replay}); it answers EIO until enough elements return`);
-      if (entry.assembled.wasClean === false) {
-        const parity = layout === 'raid5' || layout === 'raid6';
-        const after = isMirror(layout) ? 'resyncing the regions written last' : parity && replay === undefined ? 'its stripe journal was replayed, data and parity agree' : 'writes in flight at the crash may be torn';
-        log('warn', `volume ${entry.assembled.config.name} was not closed cleanly: ${after}`);
-      }
-      const stale = entry.assembled.elements.filter((e) => e.state !== 'active');
-      for (const e of stale) log('warn', `volume ${entry.assembled.config.name}: element ${e.config.name} is ${e.state}: ${e.reason ?? ''}`);
-    }
+    logOpenReport([...engine.registry.volumes.values()], (index) => engine.dataPath.volumeOpenError(index), log);
     engine.failureWatch = setInterval(() => engine.recordFailures(), FAILURE_WATCH_MS).unref();
     engine.onClose(() => engine.scrubs.cancelAll('engine closing'));
     log('info', `engine open: ${engine.registry.volumes.size} volume(s), data dir ${loaded.dataDir}`);
