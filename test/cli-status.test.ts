@@ -12,6 +12,7 @@ interface Status {
   volumes: Array<{ name: string; layout: string; sizeBytes: number; state: string; rebuild: unknown;
     elements: Array<{ name: string; kind: string; state: string }>; stats?: { writeOps: number; readOps: number } }>;
   pools: Record<'top' | 'middle' | 'bottom', { threads: number }>;
+  rdma?: { library: string; devices: unknown[]; summary: string };
 }
 
 describe('status and volume list over the API', () => {
@@ -32,6 +33,10 @@ describe('status and volume list over the API', () => {
     for (const e of v?.elements ?? []) expect(e).toMatchObject({ kind: 'local', state: 'active' });
     for (const pool of ['top', 'middle', 'bottom'] as const) expect(st.pools[pool].threads).toBeGreaterThanOrEqual(0);
     expect(st.pools.bottom.threads).toBeGreaterThanOrEqual(1);
+    expect(st.rdma?.summary, r.stdout).toMatch(/^rdma: no RDMA device/); // no RDMA device on this host
+    const text = await cli(['status']);
+    expect(text.code, explain(text)).toBe(0);
+    expect(text.stdout).toMatch(/^rdma: no RDMA device \(.+\)$/m);
   });
 
   it('volume list names `default`', async () => {

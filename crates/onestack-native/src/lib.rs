@@ -4,6 +4,7 @@
 //! - `errors.rs`: errno -> JS error whose `code` and message carry the errno name.
 //! - `memory.rs`: real addresses of typed-array memory (O_DIRECT alignment).
 //! - `file.rs`:   O_DIRECT open, fallocate (punch hole, zero range), block-device ioctls.
+//! - `rdma.rs`:   RDMA device/port probe through libibverbs loaded at run time.
 //! - `uring.rs`:  (issue 6) io_uring submission/completion rings.
 //!
 //! Every function is synchronous and bounded: one syscall (or two) per call.
@@ -15,6 +16,7 @@
 mod errors;
 mod file;
 mod memory;
+mod rdma;
 
 use napi_derive::napi;
 

@@ -5,6 +5,7 @@ import { statusCommand } from './commands/status.js';
 import { elementCommand } from './commands/element.js';
 import { volumeCommand } from './commands/volume.js';
 import { discoverCommand } from './commands/discover.js';
+import { rdmaCommand } from './commands/rdma.js';
 import { formatError, toCliError, usageError, type ExitCode } from './errors.js';
 import { NOT_YET, TOP_HELP } from './help.js';
 import type { CliIo } from './io.js';
@@ -13,12 +14,13 @@ import { cliVersion } from './version.js';
 type Command = (argv: readonly string[], io: CliIo) => Promise<ExitCode>;
 
 const COMMANDS: Readonly<Record<string, Command>> = {
-  // serve loads the engine; the other commands only need HTTP, so they start fast.
+  // serve (and rdma) load the engine; the other commands only need HTTP, so they start fast.
   serve: async (argv, io) => (await import('./serve.js')).serveCommand(argv, io),
   status: statusCommand,
   volume: volumeCommand,
   element: elementCommand,
   discover: discoverCommand,
+  rdma: rdmaCommand,
 };
 
 export async function run(argv: readonly string[], io: CliIo): Promise<ExitCode> {

@@ -10,6 +10,7 @@ commands:
   volume     list | create | delete | scrub volumes
   element    list | add | remove | fail | replace elements (disks)
   discover   list the exports of an NBD server or the targets of an iSCSI portal
+  rdma       RDMA devices and port states on this host (libibverbs probe; no daemon needed)
   bench      measure a volume or URI                           (not yet available)
   init       interactive configuration wizard                  (not yet available)
 
@@ -116,6 +117,20 @@ authentication failed), 2 a bad URI or option.
 
 example: onestack discover nbd://127.0.0.1:10810
          onestack discover iscsi://alice@192.0.2.7 --secret-file /etc/onestack/chap.secret
+`,
+  rdma: `usage: onestack rdma [--json]
+
+Probes this host for RDMA devices: the native addon loads libibverbs (rdma-core) at run time and
+lists each device with its port states, as one line:
+      rdma: no RDMA device (libibverbs not installed)
+      rdma: no RDMA device (libibverbs loaded, 0 devices)
+      rdma: 2 devices: mlx5_0 (port 1 ACTIVE), mlx5_1 (port 1 DOWN)
+Without the native addon (not built, or ONESTACK_NATIVE=off) it cannot probe and says so. No
+device is not an error: the exit status is 0. onestack status shows the daemon's line.
+
+options:
+  --json              { library, devices: [{ name, ports: [{ port, state }] }], reason?, summary }
+  -h, --help          this help
 `,
   element: `usage: onestack element list [--json]
        onestack element add URI [--name N] [--cache writeback|none]

@@ -134,6 +134,7 @@ export function renderStatus(status: EngineStatus, previous?: OpSample, current?
   lines.push(`queue: depth ${q.depth}, in flight ${q.inFlight}, slots ${q.slots} x ${q.slotKiB} KiB; io backend: ${status.native.backend}` +
     (status.native.reason === undefined ? '' : ` (${status.native.reason})`));
   if (status.nbd !== undefined) lines.push(`nbd tls: ${status.nbd.tls}`);
+  if (status.rdma !== undefined) lines.push(status.rdma.summary); // older daemons: no rdma field
   return lines.join('\n') + '\n';
 }
 

@@ -50,6 +50,12 @@ describe('renderStatus', () => {
     expect(renderStatus(status([volume()]), before, after)).toContain('iops: read 100/s write 5/s; ops: read 100');
   });
 
+  it('adds the RDMA line when the daemon reports one (older daemons do not)', () => {
+    expect(renderStatus(status([]))).not.toContain('rdma:');
+    const rdma = { library: 'loaded' as const, devices: [], summary: 'rdma: no RDMA device (libibverbs loaded, 0 devices)' };
+    expect(renderStatus({ ...status([]), rdma })).toContain('\nrdma: no RDMA device (libibverbs loaded, 0 devices)\n');
+  });
+
   it('says so when there are no volumes, and lists volumes as a table', () => {
     expect(renderStatus(status([]))).toMatch(/^no volumes/);
     expect(renderVolumeList([volume()])).toBe('NAME  LAYOUT  STATE       SIZE      REBUILT        ELEMENTS\nv0    raid1   rebuilding  1.00 GiB  42.0% rebuild  d0,r1\n');
@@ -69,6 +75,11 @@ describe('escaping', () => {
     const scrubbed = renderMetrics(status([volume({ scrub })]));
     expect(scrubbed).toContain('onestack_volume_scrub_mismatched_units{volume="v0",kind="repair"} 4');
     expect(scrubbed).toContain('onestack_volume_scrub_repaired_units{volume="v0",kind="repair"} 3');
+    // Read cache counters: present when the daemon sends them, absent (not 0) from older ones.
+    expect(text).not.toContain('onestack_volume_cache_hits_total{');
+    const cached = renderMetrics(status([volume({ cache: { hits: 30, misses: 10, hitRatio: 0.75 } })]));
+    expect(cached).toContain('onestack_volume_cache_hits_total{volume="v0",layout="raid1"} 30');
+    expect(cached).toContain('onestack_volume_cache_misses_total{volume="v0",layout="raid1"} 10');
     expect(renderStatus(status([volume({ scrub })]))).toContain('      last scrub 1970-01-01T00:00:00.002Z: repair of v0: done in 0.0 s, 1 B compared (0.0 MiB/s), 4 units mismatched (9 bytes differ), 3 repaired\n');
   });
 });

@@ -92,6 +92,8 @@ export interface VolumeStatus {
   readonly bitmap?: BitmapStatus | null;
   readonly elements: readonly ElementStatus[];
   readonly stats: { readonly readOps: number; readonly writeOps: number; readonly readBytes: number; readonly writeBytes: number; readonly errors: number };
+  /** RAM read cache (config `cache.readMiB`): reads served from it and not; zeros when it is off. Absent from older daemons. */
+  readonly cache?: { readonly hits: number; readonly misses: number; readonly hitRatio: number };
 }
 
 export interface PoolStatus {
@@ -109,7 +111,18 @@ export interface EngineStatus {
   readonly dataDir: string;
   /** NBD TLS as configured (nbd.tls): required, optional or off. Never any key material. */
   readonly nbd?: { readonly tls: 'required' | 'optional' | 'off' };
+  /** RDMA verbs probe (devices and port states) plus its one-line summary; absent from older daemons. */
+  readonly rdma?: EngineRdmaStatus;
 }
+
+export interface EngineRdmaStatus {
+  readonly library: 'missing' | 'loaded' | 'unknown';
+  readonly devices: readonly { readonly name: string; readonly ports: readonly { readonly port: number; readonly state: string }[] }[];
+  readonly reason?: string;
+  /** e.g. `rdma: no RDMA device (libibverbs loaded, 0 devices)`. */
+  readonly summary: string;
+}
+
 
 export type EngineErrorCode = 'config' | 'not-found' | 'conflict' | 'invalid' | 'io' | 'closed';
 

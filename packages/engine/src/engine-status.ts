@@ -1,7 +1,7 @@
 // The engine's status() document: volumes (state, rebuild or scrub progress, last rebuild,
-// bitmap), elements with live states and error counts, pools, queue, native backend, NBD TLS.
-import { nativeInfo } from '@onestack/native';
-import type { EngineStatus, VolumeStatus } from './api-types.js';
+// bitmap), elements with live states and error counts, pools, queue, native backend, NBD TLS, RDMA devices.
+import { formatRdmaLine, nativeInfo, rdmaProbe } from '@onestack/native';
+import type { EngineRdmaStatus, EngineStatus, VolumeStatus } from './api-types.js';
 import type { EngineConfig } from './config/types.js';
 import type { DataPath } from './datapath/datapath.js';
 import { isMirror, isParity, type MirrorKeeper } from './durable/keeper.js';
@@ -36,6 +36,17 @@ export function withLiveStates(registry: Registry, dataPath: DataPath, vol: Asse
   }) };
 }
 
+/** Probed once per process: RDMA devices do not come and go under a running daemon, and
+ *  status --watch asks four times a second. */
+let rdmaStatus: EngineRdmaStatus | undefined;
+function rdmaStatusOnce(): EngineRdmaStatus {
+  if (rdmaStatus === undefined) {
+    const probe = rdmaProbe();
+    rdmaStatus = { ...probe, summary: formatRdmaLine(probe) };
+  }
+  return rdmaStatus;
+}
+
 export function buildStatus(ctx: StatusSources): EngineStatus {
   const live = liveViewOf(ctx.dataPath);
   const volumes = [...ctx.registry.volumes.values()].map((v): VolumeStatus => {
@@ -44,7 +55,7 @@ export function buildStatus(ctx: StatusSources): EngineStatus {
     return {
       name: config.name, layout: config.layout, sizeBytes: v.assembled.sizeBytes, chunkKiB: config.chunkKiB, order: config.order, boot: config.boot,
       state: volumeState(config.layout, elements.map((e) => e.state)), rebuild: ctx.keeper.progress(config.name) ?? ctx.scrubs.progress(config.name),
-      scrub: ctx.scrubs.result(config.name), elements, stats: v.handle.io.stats(),
+      scrub: ctx.scrubs.result(config.name), elements, stats: v.handle.io.stats(), cache: v.handle.io.cacheStats(),
       ...(isMirror(config.layout) ? { lastRebuild: ctx.keeper.lastRebuild(config.name), bitmap: ctx.keeper.bitmapStatus(config.name) } : {}),
       ...(isParity(config.layout) ? { lastRebuild: ctx.keeper.lastRebuild(config.name) } : {}),
     };
@@ -58,6 +69,7 @@ export function buildStatus(ctx: StatusSources): EngineStatus {
     native: { backend: native.backend, ...(native.reason !== undefined ? { reason: native.reason } : {}) },
     dataDir: ctx.base.dataDir,
     nbd: { tls: nbdTlsMode(ctx.base.nbd.tls) },
+    rdma: rdmaStatusOnce(),
   };
 }
 

@@ -83,7 +83,7 @@ export class Engine {
     const byName = new Map(merged.config.elements.map((e) => [e.name, e]));
     const assembled: AssembledVolume[] = [];
     for (const v of merged.config.volumes) assembled.push(await assembleVolume(v, byName, { create: true }));
-    const dataPath = await DataPath.start({ pools: loaded.pools, queue: loaded.queue, probeDir: loaded.dataDir, maxVolumes: MAX_VOLUME_SLOTS, maxElements: MAX_ELEMENT_SLOTS });
+    const dataPath = await DataPath.start({ pools: loaded.pools, queue: loaded.queue, probeDir: loaded.dataDir, readCacheMiB: loaded.cache.readMiB, maxVolumes: MAX_VOLUME_SLOTS, maxElements: MAX_ELEMENT_SLOTS });
     const engine = new Engine(loaded, dataPath, log);
     try {
       // Remote members were just probed by assembly: no second connection (and no second timeout).
@@ -268,7 +268,9 @@ export class Engine {
     const mirrorTarget = scrubTargetOf(this.registry, entry, (index) => this.dataPath.elementState(index));
     // raid5/6 rows are checked by the volume's stripe engine (parity maths in the middle stage).
     const parity = entry.assembled.config.layout === 'raid5' || entry.assembled.config.layout === 'raid6';
-    const target = parity ? { ...mirrorTarget, stripe: this.dataPath.stripe(entry.index) } : mirrorTarget;
+    // A repair that rewrites legs may change what a read returns: drop those bytes from the read cache.
+    const onRewrite = (off: number, len: number): void => { if (entry.handle.open) entry.handle.io.invalidateCache(off, len); };
+    const target = parity ? { ...mirrorTarget, stripe: this.dataPath.stripe(entry.index), onRewrite } : { ...mirrorTarget, onRewrite };
     return this.scrubs.start(target, entry.handle.io.gate, opts);
   }
 

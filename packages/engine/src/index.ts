@@ -1,6 +1,6 @@
 // @onestack/engine: the embeddable storage engine (config, superblocks, assembly, data path, NBD).
 export { EngineError } from './api-types.js';
-export type { ElementStatus, EngineErrorCode, EngineStatus, MaintenanceKind, PoolStatus, RebuildStatus, ScrubStatus, VolumeState, VolumeStatus } from './api-types.js';
+export type { ElementStatus, EngineErrorCode, EngineRdmaStatus, EngineStatus, MaintenanceKind, PoolStatus, RebuildStatus, ScrubStatus, VolumeState, VolumeStatus } from './api-types.js';
 export type * from './config/types.js';
 export { loadConfig, embeddedDefaultConfig, normalizeConfig, defaultDataDir, DEFAULT_API_LISTEN, DEFAULT_NBD_LISTEN, type ConfigOverrides, type ConfigSource } from './config/load.js';
 export { normalizeElement, normalizeVolume, LAYOUTS, ORDERS, CACHES } from './config/validate.js';
@@ -21,3 +21,4 @@ export { discover, type DiscoverOptions, type DiscoverResult, type DiscoveredIte
 export type { RemoteSpec } from './remote/spec.js';
 export type { ScrubOptions, ScrubTarget, ScrubUnit, UnitChecker, UnitContext, UnitVerdict, CheckerFactory } from './durable/scrub.js';
 export type { ScrubStarted } from './durable/scrub-jobs.js';
+export { formatRdmaLine, rdmaProbe, type RdmaProbe } from '@onestack/native';

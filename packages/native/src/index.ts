@@ -6,3 +6,5 @@ export { addressMod4096, probeAddressMod4096 } from './address.js';
 export type { OpenFileOptions } from './file.js';
 export { openFile, punchHole, zeroRange } from './file.js';
 export { deviceSizeBytes, isBlockDevice } from './device.js';
+export type { RdmaDevice, RdmaLibrary, RdmaPort, RdmaProbe } from './rdma.js';
+export { formatRdmaLine, rdmaProbe } from './rdma.js';

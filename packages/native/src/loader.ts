@@ -4,6 +4,8 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 
+import type { NativeRdmaProbe } from './rdma.js';
+
 export type NativeBackend = 'native' | 'js';
 export interface NativeInfo {
   backend: NativeBackend;
@@ -20,6 +22,8 @@ export interface NativeAddon {
   zeroRange(fd: number, offsetBytes: number, lengthBytes: number): void;
   blockDeviceSize(fd: number): number;
   logicalBlockSize(fd: number): number;
+  /** Optional: an addon built before the RDMA probe keeps serving O_DIRECT and fallocate. */
+  rdmaProbe?(): NativeRdmaProbe;
 }
 
 const addonFunctions: readonly (keyof NativeAddon)[] = [

@@ -7,9 +7,16 @@ import { attachLoop, makeDiskDir, removeDir } from './helpers.js';
 process.env['ONESTACK_NATIVE'] = 'off';
 const { contractSuite } = await import('./suite.js');
 const { blockDeviceSizeFromSysfs, devMajorMinor } = await import('../src/device.js');
+const { formatRdmaLine, rdmaProbe } = await import('../src/rdma.js');
 
 describe('pure-JS backend (ONESTACK_NATIVE=off)', () => {
   contractSuite('js');
+
+  it('rdmaProbe cannot probe without the addon and says why, in a "no RDMA device" line', () => {
+    const probe = rdmaProbe();
+    expect(probe).toEqual({ library: 'unknown', devices: [], reason: 'native addon not loaded: ONESTACK_NATIVE=off' });
+    expect(formatRdmaLine(probe)).toBe('rdma: no RDMA device (not probed: native addon not loaded: ONESTACK_NATIVE=off)');
+  });
 
   it('splits dev_t like glibc', () => {
     expect(devMajorMinor(0x0700n)).toEqual({ major: 7, minor: 0 });

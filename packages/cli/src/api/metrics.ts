@@ -34,6 +34,8 @@ export function renderMetrics(status: EngineStatus): string {
     readBytes: family('onestack_volume_read_bytes_total', 'counter', 'Bytes read from the volume.'),
     writeBytes: family('onestack_volume_write_bytes_total', 'counter', 'Bytes written to the volume.'),
     errors: family('onestack_volume_errors_total', 'counter', 'Requests the volume failed.'),
+    cacheHits: family('onestack_volume_cache_hits_total', 'counter', 'Reads served from the RAM read cache.'),
+    cacheMisses: family('onestack_volume_cache_misses_total', 'counter', 'Reads the RAM read cache could not serve (0 while it is off).'),
     size: family('onestack_volume_size_bytes', 'gauge', 'Usable size of the volume.'),
     state: family('onestack_volume_state', 'gauge', 'Volume state: 1 for the current state, 0 for the others.'),
     rebuild: family('onestack_volume_rebuild_percent', 'gauge', 'Rebuild, resync or scrub progress; absent when none runs.'),
@@ -52,6 +54,11 @@ export function renderMetrics(status: EngineStatus): string {
     f.readBytes.samples.push({ labels, value: v.stats.readBytes });
     f.writeBytes.samples.push({ labels, value: v.stats.writeBytes });
     f.errors.samples.push({ labels, value: v.stats.errors });
+    // Older daemons send no cache field.
+    if (v.cache !== undefined) {
+      f.cacheHits.samples.push({ labels, value: v.cache.hits });
+      f.cacheMisses.samples.push({ labels, value: v.cache.misses });
+    }
     f.size.samples.push({ labels, value: v.sizeBytes });
     for (const s of VOLUME_STATES) f.state.samples.push({ labels: { volume: v.name, state: s }, value: v.state === s ? 1 : 0 });
     if (v.rebuild !== null) f.rebuild.samples.push({ labels: { volume: v.name }, value: v.rebuild.percent });

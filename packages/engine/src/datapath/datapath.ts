@@ -16,6 +16,7 @@ import { attach, createShared, H, type SharedViews } from './shared-layout.js';
 import { Top } from './top.js';
 import { decodeState, DIRECT_ALIGN_BYTES, encodeState, type TopologyElement, type TopologyMessage, type TopologyVolume } from './topology.js';
 import { RawIoImpl, type RawIo } from './raw-io.js';
+import { ReadCache } from './read-cache.js';
 import { VolumeIoImpl, type VolumeBinding, type VolumeIo } from './volume-io.js';
 import { SlotPool } from './waiters.js';
 
@@ -32,6 +33,8 @@ export interface DataPathOptions {
   readonly waitersMax?: number;
   readonly ackTimeoutMs?: number;
   readonly closeTimeoutMs?: number;
+  /** RAM read cache budget shared by the volumes (config `cache.readMiB`); 0 or absent = off. */
+  readonly readCacheMiB?: number;
 }
 
 const DRAIN_POLL_MS = 5;
@@ -47,6 +50,8 @@ export class DataPath {
   private openErrors = new Map<number, string>();
   private rawIo: RawIoImpl | null = null;
   private readonly parity: ParityVolumes;
+  /** Owned by this (main) thread: every volume's reads and invalidations run here. */
+  private readonly readCache: ReadCache;
 
   private constructor(
     private readonly v: SharedViews,
@@ -61,7 +66,8 @@ export class DataPath {
     /** The main thread's middle core: all of the middle stage when pools.middle = 0, else element-addressed I/O only (top.ts). */
     private readonly inlineCore: MiddleCore,
   ) {
-    this.parity = new ParityVolumes(v, top, slots, opts.waitersMax ?? 65536);
+    this.readCache = new ReadCache((opts.readCacheMiB ?? 0) * 1024 * 1024);
+    this.parity = new ParityVolumes(v, top, slots, opts.waitersMax ?? 65536, this.readCache);
   }
 
   static async start(opts: DataPathOptions): Promise<DataPath> {
@@ -283,7 +289,7 @@ export class DataPath {
         continue;
       }
       const io = this.volumeIos.get(vol.index);
-      if (io === undefined) this.volumeIos.set(vol.index, new VolumeIoImpl(binding, this.top, this.slots, this.v.slab));
+      if (io === undefined) this.volumeIos.set(vol.index, new VolumeIoImpl(binding, this.top, this.slots, this.v.slab, this.readCache));
       else io.rebind(binding);
     }
   }

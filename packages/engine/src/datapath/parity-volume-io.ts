@@ -5,6 +5,7 @@
 // that return errors. Writes, zeroes and flushes always go through the stripe engine.
 import { Op, type OpCode, type RequestClass, type Slab } from '@onestack/queue';
 import { DataPathError } from './errno.js';
+import type { ReadCache } from './read-cache.js';
 import type { StripeEngine } from './stripe-engine.js';
 import type { Top } from './top.js';
 import { VolumeIoImpl, type VolumeBinding } from './volume-io.js';
@@ -21,8 +22,9 @@ export class ParityVolumeIo extends VolumeIoImpl {
     slots: SlotPool,
     slab: Slab,
     readonly stripe: StripeEngine,
+    readCache?: ReadCache,
   ) {
-    super(b, top, slots, slab);
+    super(b, top, slots, slab, readCache);
   }
 
   protected override async readPiece(off: number, len: number, slot: number, cls: RequestClass): Promise<void> {

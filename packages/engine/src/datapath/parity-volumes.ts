@@ -6,6 +6,7 @@ import { arrayIdBytes } from './journal-format.js';
 import type { VolumeGeometry } from './map.js';
 import { parityGeometry } from './map-parity.js';
 import { ParityVolumeIo } from './parity-volume-io.js';
+import type { ReadCache } from './read-cache.js';
 import type { SharedViews } from './shared-layout.js';
 import { StripeEngine } from './stripe-engine.js';
 import { ScratchPool, StripeIo, type StripeVolume } from './stripe-io.js';
@@ -33,6 +34,7 @@ export class ParityVolumes {
     private readonly top: Top,
     private readonly slots: SlotPool,
     private readonly waitersMax: number,
+    private readonly readCache?: ReadCache,
   ) {
     this.scratch = new ScratchPool(v, waitersMax);
   }
@@ -78,7 +80,7 @@ export class ParityVolumes {
     } catch (err) {
       this.errors.set(vol.index, (err as Error).message);
     }
-    return new ParityVolumeIo(binding, this.top, this.slots, this.v.slab, fresh);
+    return new ParityVolumeIo(binding, this.top, this.slots, this.v.slab, fresh, this.readCache);
   }
 
   unbind(index: number): void {

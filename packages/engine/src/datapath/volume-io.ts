@@ -1,8 +1,11 @@
 // The per-volume I/O API: range checks, splitting into slot-sized pieces, slot back-pressure,
-// copying (embedding API) or zero-copy slot views (NBD), and per-volume counters.
+// copying (embedding API) or zero-copy slot views (NBD), and per-volume counters. Reads of fully
+// cached ranges are served from the engine's RAM read cache (read-cache.ts); every op that
+// changes data invalidates its range before it is submitted and again when it settles.
 import { DescFlags, Op, type OpCode, type RequestClass, type Slab } from '@onestack/queue';
 import type { NbdReadResult, NbdWriteBuffer } from '@onestack/nbd';
 import { DataPathError, type DataPathErrno } from './errno.js';
+import { ReadCache } from './read-cache.js';
 import type { Top } from './top.js';
 import type { SlotPool } from './waiters.js';
 import { WriteGate } from './write-gate.js';
@@ -13,6 +16,14 @@ export interface VolumeStats {
   readBytes: number;
   writeBytes: number;
   errors: number;
+}
+
+/** Read requests answered from the RAM read cache (hits) or the data path (misses); zeros when it is off. */
+export interface VolumeCacheStats {
+  hits: number;
+  misses: number;
+  /** hits / (hits + misses), 0 before the first read. */
+  hitRatio: number;
 }
 
 export interface VolumeIo {
@@ -31,7 +42,13 @@ export interface VolumeIo {
   writeZeroes(off: number, len: number, opts?: { fua?: boolean; noHole?: boolean }): Promise<void>;
   cache(off: number, len: number): Promise<void>;
   stats(): VolumeStats;
+  cacheStats(): VolumeCacheStats;
+  /** Drops the range from the read cache: a scrub repair rewrote legs under it. */
+  invalidateCache(off: number, len: number): void;
 }
+
+/** The cache of volumes built without one (data-path tests): a zero budget, always off. */
+const NO_CACHE = new ReadCache(0);
 
 /** Ops without data are cut into pieces of at most this (LENGTH is an int32; keeps one sub bounded). */
 const NODATA_PIECE_BYTES = 256 * 1024 * 1024;
@@ -48,6 +65,7 @@ export interface VolumeBinding {
 
 export class VolumeIoImpl implements VolumeIo {
   private readonly counters: VolumeStats = { readOps: 0, writeOps: 0, readBytes: 0, writeBytes: 0, errors: 0 };
+  private readonly cacheCounters = { hits: 0, misses: 0 };
   private readonly writeBuffers = new WeakMap<NbdWriteBuffer, number[]>();
   /** Orders client writes against resync/rebuild copies, and runs the bitmap hook (write-gate.ts). */
   readonly gate = new WriteGate();
@@ -57,12 +75,17 @@ export class VolumeIoImpl implements VolumeIo {
     protected readonly top: Top,
     protected readonly slots: SlotPool,
     protected readonly slab: Slab,
-  ) {}
+    protected readonly readCache: ReadCache = NO_CACHE,
+  ) {
+    // A volume index may be reused after a delete: the old volume's blocks must not answer.
+    readCache.invalidateVolume(b.index);
+  }
 
-  /** The control plane changed the volume's size or elements; counters carry on. */
+  /** The control plane changed the volume's size or elements; counters carry on, cached blocks do not. */
   rebind(b: VolumeBinding): void {
     if (b.index !== this.b.index) throw new Error(`rebind: volume index ${b.index} is not ${this.b.index}`);
     this.b = b;
+    this.readCache.invalidateVolume(b.index);
   }
 
   get sizeBytes(): number {
@@ -77,18 +100,35 @@ export class VolumeIoImpl implements VolumeIo {
     return { ...this.counters };
   }
 
+  cacheStats(): VolumeCacheStats {
+    const { hits, misses } = this.cacheCounters;
+    return { hits, misses, hitRatio: hits + misses === 0 ? 0 : hits / (hits + misses) };
+  }
+
+  invalidateCache(off: number, len: number): void {
+    this.readCache.invalidate(this.b.index, off, len);
+  }
+
   async read(offsetBytes: number, lengthBytes: number, cls: RequestClass = 'local'): Promise<Uint8Array> {
     this.check(offsetBytes, lengthBytes, 'EINVAL', this.b.alignBytes);
     const out = new Uint8Array(lengthBytes);
-    await this.count('read', lengthBytes, this.pieces(offsetBytes, lengthBytes, this.slab.slotBytes, async (off, len, at) => {
-      const [slot] = await this.slots.acquire(1);
-      try {
-        await this.readPiece(off, len, slot!, cls);
-        out.set(this.slab.view(slot!, 0, len), at);
-      } finally {
-        this.slots.release([slot!]);
-      }
-    }));
+    if (this.cacheHit(offsetBytes, lengthBytes, out) !== null) return out;
+    const fill = this.readCache.beginFill(this.b.index, offsetBytes, lengthBytes);
+    try {
+      await this.count('read', lengthBytes, this.pieces(offsetBytes, lengthBytes, this.slab.slotBytes, async (off, len, at) => {
+        const [slot] = await this.slots.acquire(1);
+        try {
+          await this.readPiece(off, len, slot!, cls);
+          out.set(this.slab.view(slot!, 0, len), at);
+        } finally {
+          this.slots.release([slot!]);
+        }
+      }));
+    } catch (err) {
+      this.readCache.endFill(fill, offsetBytes, null);
+      throw err;
+    }
+    this.readCache.endFill(fill, offsetBytes, [out]);
     return out;
   }
 
@@ -97,7 +137,7 @@ export class VolumeIoImpl implements VolumeIo {
     const flags = opts.fua === true ? DescFlags.FUA : 0;
     const release = await this.gate.enter(offsetBytes, data.length);
     try {
-      await this.count('write', data.length, this.writeArray(offsetBytes, data, flags, cls));
+      await this.changing(offsetBytes, data.length, () => this.count('write', data.length, this.writeArray(offsetBytes, data, flags, cls)));
     } finally {
       release();
     }
@@ -137,14 +177,20 @@ export class VolumeIoImpl implements VolumeIo {
 
   async readSlots(offsetBytes: number, lengthBytes: number, cls: RequestClass = 'remote'): Promise<NbdReadResult> {
     this.check(offsetBytes, lengthBytes, 'EINVAL', this.b.alignBytes);
+    // A hit answers with a copy from RAM; a miss stays zero-copy (slot views), the fill copies aside.
+    const cached = this.cacheHit(offsetBytes, lengthBytes);
+    if (cached !== null) return { chunks: [cached], release: () => {} };
+    const fill = this.readCache.beginFill(this.b.index, offsetBytes, lengthBytes);
     const slots = lengthBytes === 0 ? [] : await this.slots.acquire(Math.ceil(lengthBytes / this.slab.slotBytes));
     const chunks = slots.map((s, i) => this.slab.view(s, 0, Math.min(this.slab.slotBytes, lengthBytes - i * this.slab.slotBytes)));
     try {
       await this.count('read', lengthBytes, settleAll(chunks.map((c, i) => this.readPiece(offsetBytes + i * this.slab.slotBytes, c.length, slots[i]!, cls))));
     } catch (err) {
+      this.readCache.endFill(fill, offsetBytes, null);
       this.slots.release(slots);
       throw err;
     }
+    this.readCache.endFill(fill, offsetBytes, chunks);
     return { chunks, release: once(() => this.slots.release(slots)) };
   }
 
@@ -172,7 +218,7 @@ export class VolumeIoImpl implements VolumeIo {
       const flags = opts.fua ? DescFlags.FUA : 0;
       const release = await this.gate.enter(offsetBytes, lengthBytes);
       try {
-        await this.count('write', lengthBytes, this.writeSlots(offsetBytes, buf.chunks, slots, flags, cls));
+        await this.changing(offsetBytes, lengthBytes, () => this.count('write', lengthBytes, this.writeSlots(offsetBytes, buf.chunks, slots, flags, cls)));
       } finally {
         release();
       }
@@ -209,11 +255,38 @@ export class VolumeIoImpl implements VolumeIo {
     // TRIM and WRITE_ZEROES change data: they pass the gate like writes.
     return this.gate.enter(off, len).then(async (release) => {
       try {
-        await run();
+        await this.changing(off, len, run);
       } finally {
         release();
       }
     });
+  }
+
+  /** The bytes [off, +len) from the read cache (into `out` if given) when all of it is there, else null; counts hit or miss. */
+  private cacheHit(off: number, len: number, out?: Uint8Array): Uint8Array | null {
+    if (!this.readCache.enabled || len === 0) return null;
+    const got = this.readCache.readInto(this.b.index, off, len, out);
+    if (got === null) {
+      this.cacheCounters.misses++;
+      return null;
+    }
+    this.cacheCounters.hits++;
+    this.counters.readOps++;
+    this.counters.readBytes += len;
+    return got;
+  }
+
+  /**
+   * Runs a data-changing op with its range invalidated before it is submitted and again when it
+   * settles (even failed: legs may be half written). The second pass voids fills that raced it.
+   */
+  private async changing(off: number, len: number, work: () => Promise<void>): Promise<void> {
+    this.readCache.invalidate(this.b.index, off, len);
+    try {
+      await work();
+    } finally {
+      this.readCache.invalidate(this.b.index, off, len);
+    }
   }
 
   /** Bad input gets a clear error before anything is queued. */

@@ -25,6 +25,8 @@ export interface ScrubTarget {
   readonly state: (role: number) => ElementState;
   /** raid5/raid6: the volume's stripe engine, which checks a row's parity (scrub-parity.ts). */
   readonly stripe?: StripeChecker;
+  /** Called once a repair wrote legs under a volume range (the engine drops it from its read cache). */
+  readonly onRewrite?: (offsetBytes: number, lengthBytes: number) => void;
 }
 
 export interface ScrubUnit {
@@ -162,6 +164,7 @@ export async function runScrub(opts: ScrubRunOptions): Promise<ScrubStatus> {
       const verdict = await opts.checker.check(unit, ctx);
       count(tally, unit, verdict);
       for (const e of verdict.written ?? []) written.add(e);
+      if ((verdict.written?.length ?? 0) > 0) opts.target.onRewrite?.(unit.volumeOffsetBytes, unit.volumeLengthBytes);
       report();
       if (lost.size > 0 && !opts.checker.comparable(ctx.usable)) throw new Error(`no two usable copies left to compare (${lostReason})`);
     }, () => throttle(opts.maxMiBPerSec, tally.checkedBytes + tally.skippedBytes, startedMs, opts.signal));
