@@ -6,6 +6,7 @@ import { elementCommand } from './commands/element.js';
 import { volumeCommand } from './commands/volume.js';
 import { discoverCommand } from './commands/discover.js';
 import { rdmaCommand } from './commands/rdma.js';
+import { benchCommand } from './commands/bench.js';
 import { formatError, toCliError, usageError, type ExitCode } from './errors.js';
 import { NOT_YET, TOP_HELP } from './help.js';
 import type { CliIo } from './io.js';
@@ -21,6 +22,7 @@ const COMMANDS: Readonly<Record<string, Command>> = {
   element: elementCommand,
   discover: discoverCommand,
   rdma: rdmaCommand,
+  bench: benchCommand,
 };
 
 export async function run(argv: readonly string[], io: CliIo): Promise<ExitCode> {

@@ -11,10 +11,10 @@ commands:
   element    list | add | remove | fail | replace elements (disks)
   discover   list the exports of an NBD server or the targets of an iSCSI portal
   rdma       RDMA devices and port states on this host (libibverbs probe; no daemon needed)
-  bench      measure a volume or URI                           (not yet available)
+  bench      measure a volume or an NBD URI with fio
   init       interactive configuration wizard                  (not yet available)
 
-Commands other than serve talk to the running daemon over its API (--api HOST:PORT, default
+Commands other than serve, rdma and bench --uri talk to the running daemon over its API (--api HOST:PORT, default
 127.0.0.1:9090); the token comes from ONESTACK_TOKEN or <data dir>/api-token.
 Exit status: 0 ok, 1 runtime failure, 2 usage or configuration error.
 
@@ -132,6 +132,37 @@ options:
   --json              { library, devices: [{ name, ports: [{ port, state }] }], reason?, summary }
   -h, --help          this help
 `,
+  bench: `usage: onestack bench [--volume V [--nbd HOST:PORT] | --uri URI] [--workload W|all] [--qd N]
+                      [--seconds S] [--json]
+
+Measures a volume or any NBD export with fio (its nbd engine; fio must be installed). Each
+workload runs S seconds after a 1 s warm-up, with a progress bar; then a table shows IOPS, MiB/s
+and the mean latency in microseconds.
+
+workloads (queue depth):
+  randread4k   4 KiB random reads (QD32)          seqread1m    1 MiB sequential reads (QD8)
+  randwrite4k  4 KiB random writes (QD32)         seqwrite1m   1 MiB sequential writes (QD8)
+  all          the four, in that order
+The write workloads OVERWRITE the target's data (a warning is printed; there is no prompt).
+
+options:
+  --volume V          the running daemon's NBD export of volume V (the daemon is asked whether V exists)
+  --nbd HOST:PORT     with --volume: the daemon's NBD address when its status does not report it
+                      (default 127.0.0.1:10809)
+  --uri URI           an NBD URI: nbd://HOST[:PORT]/EXPORT, nbds://..., nbd+unix:///EXPORT?socket=PATH
+                      (no daemon needed)
+  --workload W        one of the workloads above, or all (default randread4k)
+  --qd N              queue depth for every workload (default: the workload's own)
+  --seconds S         measured seconds per workload (default 8)
+  --json              { uri, seconds, results: [{ workload, rw, bs, qd, seconds, iops, mibps, latMeanUs, ops }] }
+                      on stdout (progress goes to stderr)
+${CLIENT_OPTIONS}
+
+exit status: 0 measured, 1 fio missing or failed, the daemon or volume not found, 2 a bad option.
+
+example: onestack bench --volume default --workload all --seconds 10
+         onestack bench --uri nbd://192.0.2.7:10809/disk --qd 64 --json
+`,
   element: `usage: onestack element list [--json]
        onestack element add URI [--name N] [--cache writeback|none]
        onestack element remove N
@@ -156,6 +187,5 @@ example: onestack element add file:/var/lib/onestack/disk2.img --name d2 --cache
 
 /** Commands the SPEC names that arrive later: a clear error rather than a stub. */
 export const NOT_YET: Readonly<Record<string, string>> = {
-  bench: 'arrives in a later issue',
   init: 'arrives in a later issue',
 };

@@ -108,7 +108,7 @@ describe('run (dispatcher)', () => {
   });
 
   it('says clearly which commands are not available yet (exit 2)', async () => {
-    for (const argv of [['bench'], ['init']]) {
+    for (const argv of [['init']]) {
       const io = captureIo();
       expect(await run(argv, io)).toBe(2);
       expect(io.err()).toMatch(/^onestack: error: onestack .* is not yet available/);
