@@ -1,9 +1,8 @@
 // `onestack bench` argument checking (exit 2 before anything runs), fio missing (exit 1 with the
 // apt-get hint) and the help. The run against a real NBD server: test/bench-cli.test.ts.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startApiServer, type ApiServer } from '../src/api/server.js';
+import { describe, expect, it } from 'vitest';
 import { run } from '../src/cli.js';
-import { FakeEngine } from './fake-engine.js';
+import { useFakeDaemon } from './fake-engine.js';
 import { captureIo } from './helpers.js';
 
 const URI = 'nbd://127.0.0.1:1/';
@@ -60,17 +59,10 @@ describe('onestack bench arguments', () => {
 
 describe('onestack bench --volume', () => {
   const TOKEN = 'bench-token-0123456789abcdef0123456';
-  let server: ApiServer;
-  let engine: FakeEngine;
-  beforeAll(async () => {
-    engine = new FakeEngine();
-    server = await startApiServer({ engine, token: TOKEN }, { host: '127.0.0.1', port: 0 });
-    await engine.createVolume({ name: 'm', layout: 'raid1', elements: ['d0', 'd1'] });
-  });
-  afterAll(async () => { engine.stopTimers(); await server.close(); });
+  const daemon = useFakeDaemon(TOKEN);
   const bench = async (args: readonly string[]) => {
     const io = captureIo({ ONESTACK_TOKEN: TOKEN, PATH: '/nonexistent' });
-    const code = await run(['bench', ...args, '--api', `127.0.0.1:${server.port}`], io);
+    const code = await run(['bench', ...args, '--api', `127.0.0.1:${daemon.port}`], io);
     return { code, err: io.err() };
   };
 

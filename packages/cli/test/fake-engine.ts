@@ -2,7 +2,9 @@
 // the real Engine: it lets the API tests reach states (rebuilding, many events) on demand.
 import { EventEmitter } from 'node:events';
 import type { DiscoverOptions, DiscoverResult, ElementStatus, EngineStatus, ScrubStatus, VolumeStatus } from '@onestack/engine';
+import { afterAll, beforeAll } from 'vitest';
 import type { ApiEngine, ScrubRequest, ScrubStartedView } from '../src/api/engine-port.js';
+import { startApiServer } from '../src/api/server.js';
 import type { AddElementSpec, CreateVolumeSpec } from '../src/api/validate.js';
 
 function engineError(code: string, message: string, where?: string): Error {
@@ -163,4 +165,23 @@ export class FakeEngine implements ApiEngine {
     this.volumes.set(volume, { ...v, ...change });
     this.events.emit('change');
   }
+}
+
+/** A FakeEngine behind a real API server on a free port, with volume `m` (raid1 of d0, d1): started before the file's tests, stopped after. */
+export function useFakeDaemon(token: string): { readonly engine: FakeEngine; readonly port: number } {
+  let engine: FakeEngine | null = null;
+  let server: Awaited<ReturnType<typeof startApiServer>> | null = null;
+  beforeAll(async () => {
+    engine = new FakeEngine();
+    server = await startApiServer({ engine, token }, { host: '127.0.0.1', port: 0 });
+    await engine.createVolume({ name: 'm', layout: 'raid1', elements: ['d0', 'd1'] });
+  });
+  afterAll(async () => {
+    engine?.stopTimers();
+    await server?.close();
+  });
+  return {
+    get engine(): FakeEngine { if (engine === null) throw new Error('fake daemon not started'); return engine; },
+    get port(): number { if (server === null) throw new Error('fake daemon not started'); return server.port; },
+  };
 }

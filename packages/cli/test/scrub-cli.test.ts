@@ -3,34 +3,23 @@
 // `volume scrub --wait` exit codes, `element replace` finding the volume, the progress bar in
 // `status --watch`, and the pure rendering of progress and results. The real engine and daemon:
 // packages/engine/test/scrub.test.ts and test/scrub.test.ts.
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import type { ScrubStatus } from '@onestack/engine';
-import { startApiServer, type ApiServer } from '../src/api/server.js';
+import { startApiServer } from '../src/api/server.js';
 import { run } from '../src/cli.js';
 import { redrawInPlace } from '../src/commands/status.js';
 import { formatEta, progressBar, progressLine, scrubSummary } from '../src/render.js';
-import { FakeEngine } from './fake-engine.js';
+import { FakeEngine, useFakeDaemon } from './fake-engine.js';
 import { captureIo, type CapturedIo } from './helpers.js';
 
 const TOKEN = 'scrub-token-0123456789abcdef012345';
-let server: ApiServer;
-let engine: FakeEngine;
-
-beforeAll(async () => {
-  engine = new FakeEngine();
-  server = await startApiServer({ engine, token: TOKEN }, { host: '127.0.0.1', port: 0 });
-  await engine.createVolume({ name: 'm', layout: 'raid1', elements: ['d0', 'd1'] });
-});
-afterAll(async () => {
-  engine.stopTimers();
-  await server.close();
-});
+const daemon = useFakeDaemon(TOKEN);
 beforeEach(() => {
-  engine.scrubPlan = { steps: 3, stepMs: 60, mismatchedUnits: 0, repairable: true };
+  daemon.engine.scrubPlan = { steps: 3, stepMs: 60, mismatchedUnits: 0, repairable: true };
 });
 
 async function api(method: string, path: string, body?: unknown): Promise<Response> {
-  return fetch(`http://127.0.0.1:${server.port}/api/v1${path}`, {
+  return fetch(`http://127.0.0.1:${daemon.port}/api/v1${path}`, {
     method, headers: { authorization: `Bearer ${TOKEN}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
     body: body === undefined ? null : JSON.stringify(body), signal: AbortSignal.timeout(5000),
   });
@@ -38,24 +27,24 @@ async function api(method: string, path: string, body?: unknown): Promise<Respon
 
 async function cli(argv: readonly string[], tty = false): Promise<{ code: number; out: string; err: string }> {
   const base: CapturedIo = captureIo({ ONESTACK_TOKEN: TOKEN });
-  const code = await run([...argv, '--api', `127.0.0.1:${server.port}`], { ...base, stdoutIsTty: tty });
+  const code = await run([...argv, '--api', `127.0.0.1:${daemon.port}`], { ...base, stdoutIsTty: tty });
   return { code, out: base.out(), err: base.err() };
 }
 
 const finished = async (volume: string): Promise<void> => {
   // Bounded: the fake scrub ends after steps × stepMs.
-  for (let i = 0; i < 100 && engine.volumes.get(volume)?.rebuild !== null; i++) await new Promise((r) => setTimeout(r, 20));
+  for (let i = 0; i < 100 && daemon.engine.volumes.get(volume)?.rebuild !== null; i++) await new Promise((r) => setTimeout(r, 20));
 };
 
 describe('scrub and replace routes', () => {
   it('POST /volumes/NAME/scrub answers 202 with the run, 409 while one runs, DELETE cancels', async () => {
-    engine.scrubPlan = { ...engine.scrubPlan, steps: 50 };
+    daemon.engine.scrubPlan = { ...daemon.engine.scrubPlan, steps: 50 };
     const res = await api('POST', '/volumes/m/scrub', { repair: true, maxMiBPerSec: 50 });
     expect(res.status).toBe(202);
     const body = await res.json() as Record<string, unknown>;
     expect(body).toMatchObject({ volume: 'm', kind: 'repair', progress: { kind: 'repair', element: null, percent: 0 } });
     expect(typeof body['startedMs']).toBe('number');
-    expect(engine.scrubs.at(-1)).toEqual({ volume: 'm', opts: { repair: true, maxMiBPerSec: 50 } });
+    expect(daemon.engine.scrubs.at(-1)).toEqual({ volume: 'm', opts: { repair: true, maxMiBPerSec: 50 } });
     const again = await api('POST', '/volumes/m/scrub', {});
     expect(again.status).toBe(409);
     expect(await again.json()).toMatchObject({ code: 'conflict' });
@@ -81,9 +70,9 @@ describe('scrub and replace routes', () => {
   });
 
   it('streams scrub progress as SSE change events', async () => {
-    engine.scrubPlan = { ...engine.scrubPlan, steps: 4, stepMs: 40 };
+    daemon.engine.scrubPlan = { ...daemon.engine.scrubPlan, steps: 4, stepMs: 40 };
     const controller = new AbortController();
-    const res = await fetch(`http://127.0.0.1:${server.port}/api/v1/events`, { headers: { authorization: `Bearer ${TOKEN}` }, signal: controller.signal });
+    const res = await fetch(`http://127.0.0.1:${daemon.port}/api/v1/events`, { headers: { authorization: `Bearer ${TOKEN}` }, signal: controller.signal });
     const reader = res.body!.getReader();
     const decoder = new TextDecoder();
     let text = '';
@@ -104,7 +93,7 @@ describe('scrub and replace routes', () => {
     const res = await api('POST', '/volumes/m/replace', { old: 'd1', new: 'd2' });
     expect(res.status).toBe(202);
     expect(await res.json()).toMatchObject({ name: 'm', state: 'rebuilding', rebuild: { kind: 'rebuild', element: 'd2' } });
-    expect(engine.replaced.at(-1)).toEqual({ volume: 'm', old: 'd1', new: 'd2' });
+    expect(daemon.engine.replaced.at(-1)).toEqual({ volume: 'm', old: 'd1', new: 'd2' });
     expect((await api('POST', '/volumes/m/replace', { old: 'd2', new: 'd0' })).status).toBe(409);
     const bare = Object.assign(new FakeEngine(), { replaceElement: undefined });
     const other = await startApiServer({ engine: bare, token: TOKEN }, { host: '127.0.0.1', port: 0 });
@@ -117,7 +106,7 @@ describe('scrub and replace routes', () => {
       await other.close();
     }
     // Back to a healthy volume for the CLI tests below.
-    engine.volumes.set('m', { ...engine.volumes.get('m')!, state: 'optimal', rebuild: null });
+    daemon.engine.volumes.set('m', { ...daemon.engine.volumes.get('m')!, state: 'optimal', rebuild: null });
   });
 });
 
@@ -126,7 +115,7 @@ describe('onestack volume scrub / element replace / status --watch', () => {
     const clean = await cli(['volume', 'scrub', 'm', '--wait']);
     expect(clean.code, clean.err).toBe(0);
     expect(clean.out).toMatch(/^check of volume m \(1\.00 GiB\)\.\.\.\ncheck of m: done in \d+\.\d s, 1\.00 GiB compared .*no mismatch\n$/);
-    engine.scrubPlan = { ...engine.scrubPlan, mismatchedUnits: 3 };
+    daemon.engine.scrubPlan = { ...daemon.engine.scrubPlan, mismatchedUnits: 3 };
     const found = await cli(['volume', 'scrub', 'm', '--wait']);
     expect(found.code).toBe(1);
     expect(found.out).toContain('3 units mismatched (30 bytes differ)');
@@ -137,10 +126,10 @@ describe('onestack volume scrub / element replace / status --watch', () => {
   });
 
   it('scrub without --wait says how to follow it; on a terminal --wait draws the bar in place; --cancel stops it', async () => {
-    engine.scrubPlan = { ...engine.scrubPlan, steps: 6, stepMs: 150 };
+    daemon.engine.scrubPlan = { ...daemon.engine.scrubPlan, steps: 6, stepMs: 150 };
     const started = await cli(['volume', 'scrub', 'm', '--max-mib-per-sec', '100']);
     expect(started).toMatchObject({ code: 0, out: 'started check of volume m (1.00 GiB); follow it with: onestack status --watch\n' });
-    expect(engine.scrubs.at(-1)?.opts).toEqual({ repair: false, maxMiBPerSec: 100 });
+    expect(daemon.engine.scrubs.at(-1)?.opts).toEqual({ repair: false, maxMiBPerSec: 100 });
     expect((await cli(['volume', 'scrub', 'm', '--cancel'])).out).toBe('cancelled the scrub of volume m\n');
     const tty = await cli(['volume', 'scrub', 'm', '--repair', '--wait'], true);
     expect(tty.code).toBe(0);
@@ -162,7 +151,7 @@ describe('onestack volume scrub / element replace / status --watch', () => {
     const r = await cli(['element', 'replace', 'd0', 'd3']);
     expect(r.code, r.err).toBe(0);
     expect(r.out).toBe('replacing element d0 with d3 in volume m: rebuilding (rebuild 0.0%); follow it with: onestack status --watch\n');
-    expect(engine.replaced.at(-1)).toEqual({ volume: 'm', old: 'd0', new: 'd3' });
+    expect(daemon.engine.replaced.at(-1)).toEqual({ volume: 'm', old: 'd0', new: 'd3' });
     const second = await cli(['element', 'replace', 'd2', 'd0', '--volume', 'm']);
     expect(second.code, second.err).toBe(0);
     const notMember = await cli(['element', 'replace', 'd1', 'd2', '--volume', 'm']);
@@ -170,11 +159,11 @@ describe('onestack volume scrub / element replace / status --watch', () => {
     expect((await cli(['element', 'replace', 'zz', 'd2'])).err).toMatch(/^onestack: error: no element named zz/);
     expect((await cli(['element', 'replace', 'd2', 'd2'])).code).toBe(2);
     expect((await cli(['element', 'replace', 'd2'])).code).toBe(2);
-    engine.volumes.set('m', { ...engine.volumes.get('m')!, state: 'optimal', rebuild: null });
+    daemon.engine.volumes.set('m', { ...daemon.engine.volumes.get('m')!, state: 'optimal', rebuild: null });
   });
 
   it('status --watch shows the progress bar line while a scrub runs', async () => {
-    engine.scrubPlan = { ...engine.scrubPlan, steps: 40, stepMs: 100 };
+    daemon.engine.scrubPlan = { ...daemon.engine.scrubPlan, steps: 40, stepMs: 100 };
     await cli(['volume', 'scrub', 'm']);
     const plain = await cli(['status', '--watch', '--count', '2']);
     expect(plain.code).toBe(0);
