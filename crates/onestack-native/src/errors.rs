@@ -43,7 +43,12 @@ pub fn errno_name(errno: i32) -> String {
 
 /// The calling thread's last errno as a JS-bound error: "EINVAL: fallocate(...) failed (Invalid argument)".
 pub fn last_os_error(what: &str) -> napi::Error<String> {
-    let err = std::io::Error::last_os_error();
+    io_error(&std::io::Error::last_os_error(), what)
+}
+
+/// An `std::io::Error` from a syscall wrapper (e.g. the io-uring crate) as a JS-bound error,
+/// shaped like `last_os_error`'s.
+pub fn io_error(err: &std::io::Error, what: &str) -> napi::Error<String> {
     let errno = err.raw_os_error().unwrap_or(0);
     let name = errno_name(errno);
     // std's text ends in " (os error N)"; the name already says it.

@@ -1,13 +1,17 @@
 //! onestack-native: the few Linux I/O primitives Node cannot reach by itself.
 //!
-//! Layout (one role per file, so io_uring can land beside them in issue 6):
+//! Layout (one role per file):
 //! - `errors.rs`: errno -> JS error whose `code` and message carry the errno name.
 //! - `memory.rs`: real addresses of typed-array memory (O_DIRECT alignment).
 //! - `file.rs`:   O_DIRECT open, fallocate (punch hole, zero range), block-device ioctls.
+//! - `nowait.rs`: preadv2(RWF_NOWAIT): page-cache reads that never wait for the device.
 //! - `rdma.rs`:   RDMA device/port probe through libibverbs loaded at run time.
-//! - `uring.rs`:  (issue 6) io_uring submission/completion rings.
+//! - `uring.rs`:  io_uring rings for the bottom driver: batches of READ/WRITE/FUA WRITE/FDATASYNC
+//!   records over the shared data slab, submitted and waited for in one call;
+//!   `uring_record.rs` checks each record first.
 //!
-//! Every function is synchronous and bounded: one syscall (or two) per call.
+//! Every function is synchronous and bounded: one syscall (or two) per call; `Uring` waits in
+//! io_uring_enter until its batch has completed (a few calls at most).
 
 #![deny(clippy::all)]
 // Under `cargo test` napi-derive registers nothing, so the exported fns look unused.
@@ -16,7 +20,10 @@
 mod errors;
 mod file;
 mod memory;
+mod nowait;
 mod rdma;
+mod uring;
+mod uring_record;
 
 use napi_derive::napi;
 

@@ -113,6 +113,20 @@ export interface EngineStatus {
   readonly nbd?: { readonly tls: 'required' | 'optional' | 'off' };
   /** RDMA verbs probe (devices and port states) plus its one-line summary; absent from older daemons. */
   readonly rdma?: EngineRdmaStatus;
+  /** How the bottom driver does local element I/O; absent from older daemons. */
+  readonly io?: EngineIoStatus;
+}
+
+export interface EngineIoStatus {
+  /** io_uring: READ/WRITE/FLUSH in batches through the native addon; sync: one syscall per sub. */
+  readonly backend: 'io_uring' | 'sync';
+  /** Elements whose I/O uses the ring: every local one, or O_DIRECT (`cache: none`) ones only; null when sync. */
+  readonly scope: 'all' | 'direct' | null;
+  /** Most subs one submitAndWait carries. */
+  readonly batchMax: number;
+  readonly reason: string;
+  /** e.g. `io: io_uring (batch ≤32)` or `io: sync (ONESTACK_URING=off)`. */
+  readonly summary: string;
 }
 
 export interface EngineRdmaStatus {

@@ -1,7 +1,8 @@
 // The engine's status() document: volumes (state, rebuild or scrub progress, last rebuild,
-// bitmap), elements with live states and error counts, pools, queue, native backend, NBD TLS, RDMA devices.
-import { formatRdmaLine, nativeInfo, rdmaProbe } from '@onestack/native';
-import type { EngineRdmaStatus, EngineStatus, VolumeStatus } from './api-types.js';
+// bitmap), elements with live states and error counts, pools, queue, native backend, NBD TLS, RDMA
+// devices, the bottom driver's I/O backend (io_uring or sync).
+import { formatRdmaLine, ioBackendInfo, nativeInfo, rdmaProbe } from '@onestack/native';
+import type { EngineIoStatus, EngineRdmaStatus, EngineStatus, VolumeStatus } from './api-types.js';
 import type { EngineConfig } from './config/types.js';
 import type { DataPath } from './datapath/datapath.js';
 import { isMirror, isParity, type MirrorKeeper } from './durable/keeper.js';
@@ -10,6 +11,7 @@ import type { AssembledVolume, ElementState } from './meta/types.js';
 import { nbdTlsMode } from './nbd-tls.js';
 import { elementStatus, volumeState, type ElementEntry, type LiveView, type Registry, type VolumeEntry } from './state/registry.js';
 import type { LogFn } from './engine-types.js';
+import { BOTTOM_BATCH_MAX, uringScope } from './workers/uring-batch.js';
 
 export interface StatusSources {
   readonly registry: Registry;
@@ -47,6 +49,26 @@ function rdmaStatusOnce(): EngineRdmaStatus {
   return rdmaStatus;
 }
 
+/**
+ * Probed once per process, like RDMA: the bottom workers run in this process with this env and
+ * kernel, so a ring that opens here opens there (a worker that still fails logs why on stderr).
+ */
+let ioStatus: EngineIoStatus | undefined;
+export function ioStatusOnce(): EngineIoStatus {
+  if (ioStatus === undefined) {
+    const info = ioBackendInfo();
+    const batch = `batch ≤${BOTTOM_BATCH_MAX}`;
+    if (info.backend === 'sync') {
+      ioStatus = { backend: 'sync', scope: null, batchMax: 1, reason: info.reason, summary: `io: sync (${info.reason})` };
+    } else {
+      const scope = uringScope();
+      const summary = scope === 'all' ? `io: io_uring (${batch})` : `io: io_uring for cache:none elements (${batch}), sync for page-cache elements`;
+      ioStatus = { backend: 'io_uring', scope, batchMax: BOTTOM_BATCH_MAX, reason: info.reason, summary };
+    }
+  }
+  return ioStatus;
+}
+
 export function buildStatus(ctx: StatusSources): EngineStatus {
   const live = liveViewOf(ctx.dataPath);
   const volumes = [...ctx.registry.volumes.values()].map((v): VolumeStatus => {
@@ -70,6 +92,7 @@ export function buildStatus(ctx: StatusSources): EngineStatus {
     dataDir: ctx.base.dataDir,
     nbd: { tls: nbdTlsMode(ctx.base.nbd.tls) },
     rdma: rdmaStatusOnce(),
+    io: ioStatusOnce(),
   };
 }
 

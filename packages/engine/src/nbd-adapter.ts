@@ -49,6 +49,8 @@ export function nbdExportFor(io: VolumeIo, meta: NbdExportMeta): NbdExport {
     canWriteZeroes: true,
     canCache: true,
     canMultiConn: meta.canMultiConn,
+    // The elements' block size stays the advertised minimum, so clients that honour it (qemu, libnbd
+    // in strict mode) keep aligning; smaller or unaligned requests are still served, by RMW.
     blockSize: { minimumBytes: io.alignBytes, preferredBytes: preferredBytes(meta), maximumBytes: MAXIMUM_BLOCK_BYTES },
     read: (offsetBytes: number, lengthBytes: number): Promise<NbdReadResult> => wrap(() => io.readSlots(offsetBytes, lengthBytes, 'remote')),
     acquireWriteBuffer: (lengthBytes: number): Promise<NbdWriteBuffer> => wrap(() => io.acquireWriteBuffer(lengthBytes)),

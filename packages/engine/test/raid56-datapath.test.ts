@@ -220,7 +220,10 @@ describe('raid6 over O_DIRECT elements (cache: none)', () => {
       model.set(data, off);
       await io.write(off, data);
     }
-    await expect(io.write(100, new Uint8Array(10))).rejects.toMatchObject({ errno: 'EINVAL' });
+    // Below the 4 KiB block: served by read-modify-write of the block (unaligned.test.ts has more).
+    const small = pattern(10, 399);
+    model.set(small, 100);
+    await io.write(100, small);
     expect(badParityRows(rig, rowsIn(rig, MiB))).toEqual([]);
     rig.dp.setElementState(0, 'failed');
     rig.dp.setElementState(3, 'failed');

@@ -1,4 +1,4 @@
-// @onestack/native: Linux I/O primitives (O_DIRECT, fallocate, block-device size) through the
+// @onestack/native: Linux I/O primitives (O_DIRECT, fallocate, block-device size, io_uring) through the
 // napi-rs addon in crates/onestack-native, with pure-JS fallbacks when it is not built.
 export type { NativeBackend, NativeInfo } from './loader.js';
 export { nativeInfo } from './loader.js';
@@ -8,3 +8,7 @@ export { openFile, punchHole, zeroRange } from './file.js';
 export { deviceSizeBytes, isBlockDevice } from './device.js';
 export type { RdmaDevice, RdmaLibrary, RdmaPort, RdmaProbe } from './rdma.js';
 export { formatRdmaLine, rdmaProbe } from './rdma.js';
+export type { IoBackendInfo, OpenUring, UringOpCode, UringRing } from './uring.js';
+export { ioBackendInfo, openUring, putUringRecord, URING_ENTRIES_MAX, URING_RECORD_F64S, UringOp } from './uring.js';
+export type { PreadNowait } from './nowait.js';
+export { preadNowait } from './nowait.js';

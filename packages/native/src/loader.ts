@@ -5,6 +5,7 @@ import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 
 import type { NativeRdmaProbe } from './rdma.js';
+import type { NativeUringClass } from './uring.js';
 
 export type NativeBackend = 'native' | 'js';
 export interface NativeInfo {
@@ -24,6 +25,10 @@ export interface NativeAddon {
   logicalBlockSize(fd: number): number;
   /** Optional: an addon built before the RDMA probe keeps serving O_DIRECT and fallocate. */
   rdmaProbe?(): NativeRdmaProbe;
+  /** Optional (older builds lack it): bytes read, or -errno (-EAGAIN: not all in the page cache). */
+  preadNowait?(fd: number, view: Uint8Array, viewOffsetBytes: number, lengthBytes: number, fileOffsetBytes: number): number;
+  /** Optional too: an addon built before io_uring support keeps everything else (sync I/O then). */
+  Uring?: NativeUringClass;
 }
 
 const addonFunctions: readonly (keyof NativeAddon)[] = [

@@ -19,7 +19,7 @@ export interface Served {
   uri(name?: string): string;
 }
 
-export async function serve(sizeBytes = 64 * 1024 * 1024, options: { handshakeTimeoutMs?: number; inFlightMax?: number } = {}): Promise<Served> {
+export async function serve(sizeBytes = 64 * 1024 * 1024, options: { handshakeTimeoutMs?: number; inFlightMax?: number; directRead?: boolean } = {}): Promise<Served> {
   const disk = createMemoryExport('disk0', sizeBytes, { description: 'test disk' });
   const readOnly = createMemoryExport('ro', 1024 * 1024, { readOnly: true });
   const copy32 = createMemoryExport('copy32', 32 * 1024 * 1024);

@@ -27,6 +27,7 @@ export class Slab {
   readonly slotBytes: number;
   readonly firstSlotOffsetBytes: number;
   private readonly sab: SharedArrayBuffer;
+  private whole: Uint8Array | undefined;
 
   constructor(sab: SharedArrayBuffer, slotCount: number, slotBytes: number, baseMisalignmentBytes: number) {
     const bytes = Slab.sabBytesFor(slotCount, slotBytes);
@@ -39,6 +40,12 @@ export class Slab {
     this.slotCount = slotCount;
     this.slotBytes = slotBytes;
     this.firstSlotOffsetBytes = (PAGE_BYTES - baseMisalignmentBytes) % PAGE_BYTES;
+  }
+
+  /** One view over the whole SAB, for callers that address slots by byteOffsetOf (native I/O). */
+  wholeView(): Uint8Array {
+    this.whole ??= new Uint8Array(this.sab);
+    return this.whole;
   }
 
   byteOffsetOf(slot: number): number {

@@ -30,10 +30,16 @@ export async function statusCommand(argv: readonly string[], io: CliIo): Promise
   const client = clientFor(args.values, io);
   if (args.values['watch'] !== true) {
     const status = await client.status();
-    io.stdout(json ? JSON.stringify(status, null, 2) + '\n' : renderStatus(status));
+    io.stdout(json ? JSON.stringify(status, null, 2) + '\n' : statusText(status));
     return 0;
   }
   return watch(() => client.status(), io, json, count ?? FRAMES_MAX);
+}
+
+/** renderStatus plus the bottom driver's I/O backend line (`io: io_uring (batch ≤32)`); older daemons have no io field. */
+export function statusText(status: EngineStatus, previous?: OpSample, current?: OpSample): string {
+  const text = renderStatus(status, previous, current);
+  return status.io === undefined ? text : `${text}${status.io.summary}\n`;
 }
 
 /** Redraws every second until Ctrl-C or `frames` frames; IOPS come from consecutive samples. */
@@ -54,7 +60,7 @@ async function watch(fetchStatus: () => Promise<EngineStatus>, io: CliIo, json: 
         io.stdout(JSON.stringify(status) + '\n'); // one object per line (NDJSON)
       } else {
         const stamp = new Date(current.atMs).toISOString();
-        const text = `onestack status at ${stamp} (every ${live ? '0.25' : '1'}s, Ctrl-C to stop)\n\n${renderStatus(status, previous, current)}`;
+        const text = `onestack status at ${stamp} (every ${live ? '0.25' : '1'}s, Ctrl-C to stop)\n\n${statusText(status, previous, current)}`;
         io.stdout(io.stdoutIsTty ? redrawInPlace(text) : `${frame > 0 ? '\n' : ''}${text}`);
       }
       // IOPS over at least a second: a live frame keeps the older sample.

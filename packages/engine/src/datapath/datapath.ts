@@ -1,7 +1,7 @@
 // DataPath: owns the shared memory, the worker pools, the TOP driver and the per-volume I/O
 // objects. The control plane (engine) hands it a topology; it never reads superblocks itself.
 import * as fs from 'node:fs';
-import { addressMod4096, probeAddressMod4096 } from '@onestack/native';
+import { addressMod4096, preadNowait, probeAddressMod4096 } from '@onestack/native';
 import { createQueue, type SubmissionQueue } from '@onestack/queue';
 import { EngineError, type PoolStatus } from '../api-types.js';
 import type { PoolsConfig, QueueConfig } from '../config/types.js';
@@ -17,6 +17,7 @@ import { Top } from './top.js';
 import { decodeState, DIRECT_ALIGN_BYTES, encodeState, type TopologyElement, type TopologyMessage, type TopologyVolume } from './topology.js';
 import { RawIoImpl, type RawIo } from './raw-io.js';
 import { ReadCache } from './read-cache.js';
+import { FastLane, type FastLaneStats } from './fast-lane.js';
 import { VolumeIoImpl, type VolumeBinding, type VolumeIo } from './volume-io.js';
 import { SlotPool } from './waiters.js';
 
@@ -35,6 +36,8 @@ export interface DataPathOptions {
   readonly closeTimeoutMs?: number;
   /** RAM read cache budget shared by the volumes (config `cache.readMiB`); 0 or absent = off. */
   readonly readCacheMiB?: number;
+  /** Serve page-cache reads inline on the main thread (fast-lane.ts). Default: on when the addon has preadNowait. */
+  readonly fastLane?: boolean;
 }
 
 const DRAIN_POLL_MS = 5;
@@ -52,6 +55,8 @@ export class DataPath {
   private readonly parity: ParityVolumes;
   /** Owned by this (main) thread: every volume's reads and invalidations run here. */
   private readonly readCache: ReadCache;
+  /** Inline page-cache reads, or null (no addon, or turned off). */
+  private readonly lane: FastLane | null;
 
   private constructor(
     private readonly v: SharedViews,
@@ -67,6 +72,9 @@ export class DataPath {
     private readonly inlineCore: MiddleCore,
   ) {
     this.readCache = new ReadCache((opts.readCacheMiB ?? 0) * 1024 * 1024);
+    const pread = opts.fastLane === false ? null : preadNowait();
+    this.lane = pread === null ? null : new FastLane(pread, v.slab, v.elemState, v.elemQueued);
+    top.setFastLane(this.lane);
     this.parity = new ParityVolumes(v, top, slots, opts.waitersMax ?? 65536, this.readCache);
   }
 
@@ -181,6 +189,11 @@ export class DataPath {
     };
   }
 
+  /** Reads served inline from the page cache (fast-lane.ts), or null when the lane is off. */
+  fastLaneStats(): FastLaneStats | null {
+    return this.lane === null ? null : { ...this.lane.stats };
+  }
+
   queueStatus(): { depth: number; inFlight: number; slots: number; slotKiB: number } {
     const p = this.v.params;
     return { depth: p.parents, inFlight: this.top.outstanding, slots: p.slots, slotKiB: p.slotBytes / 1024 };
@@ -196,6 +209,7 @@ export class DataPath {
     const timeoutMs = this.opts.closeTimeoutMs ?? 10_000;
     this.top.close('data path is closing');
     this.slots.close('data path is closing');
+    this.lane?.close();
     await waitUntil(() => this.top.outstanding === 0, timeoutMs);
     Atomics.store(this.v.header, H.STOP, 1);
     for (const bell of [this.v.middleBell, this.v.bottomBell, this.v.subFreedBell, this.v.completionBell, ...this.v.remoteBells]) bell.ring(Infinity);
@@ -305,6 +319,7 @@ export class DataPath {
     const msg: TopologyMessage = { type: 'topology', generation, volumes: [...volumes, ...raw], elements };
     this.middle?.post(msg);
     this.inlineCore.apply(msg);
+    this.lane?.apply(msg);
     this.bottom.post(msg);
     this.remote.post(msg);
     Atomics.store(this.v.header, H.GENERATION, generation);

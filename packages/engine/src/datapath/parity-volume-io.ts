@@ -27,19 +27,21 @@ export class ParityVolumeIo extends VolumeIoImpl {
     super(b, top, slots, slab, readCache);
   }
 
-  protected override async readPiece(off: number, len: number, slot: number, cls: RequestClass): Promise<void> {
+  protected override async readPiece(off: number, len: number, slot: number, cls: RequestClass, slotOffset = 0): Promise<void> {
     await this.stripe.ready();
     try {
-      await this.top.submit(this.b.index, Op.READ, off, len, 0, slot, cls);
+      await this.top.submit(this.b.index, Op.READ, off, len, 0, slot, cls, -1, slotOffset);
     } catch (err) {
       if (!isEio(err)) throw err;
-      await this.stripe.read(off, len, slot, 0);
+      await this.stripe.read(off, len, slot, slotOffset);
     }
   }
 
-  protected override writeSlots(offsetBytes: number, chunks: readonly Uint8Array[]): Promise<void> {
+  protected override async writeSlots(offsetBytes: number, chunks: readonly Uint8Array[]): Promise<void> {
     // FUA needs nothing more: the journal records are flushed before any write is acknowledged.
-    return this.stripe.write(offsetBytes, chunks);
+    await this.stripe.write(offsetBytes, chunks);
+    // The stripe engine copies the new bytes into its scratch buffers (parity needs them there).
+    this.noteCopy(chunks.reduce((a, c) => a + c.length, 0));
   }
 
   protected override writeArray(offsetBytes: number, data: Uint8Array): Promise<void> {

@@ -8,6 +8,7 @@ import { PUSH_TIMEOUT_MS, type SharedViews } from './shared-layout.js';
 import type { MiddleCore, Plan } from './middle-core.js';
 import { FLAG_ELEMENT } from './topology.js';
 import { BoundedFifo } from './waiters.js';
+import type { FastLane } from './fast-lane.js';
 
 const EIO = -errnoCode('EIO');
 /** A sleeping main thread still re-checks this often (a lost wakeup would cost at most this). */
@@ -52,6 +53,7 @@ export class Top {
   private ringScheduled = false;
   /** pools.middle = 0: the middle stage runs here, on the main thread. */
   private inline: MiddleCore | null = null;
+  private lane: FastLane | null = null;
   /**
    * Routes element-addressed parents (FLAG_ELEMENT: the raid5/6 stripe engine's I/O, one sub
    * each, nothing to map) here even with middle workers: a hop and a wakeup less per element op.
@@ -95,6 +97,11 @@ export class Top {
 
   submit(volumeIndex: number, op: OpCode, offsetBytes: number, lengthBytes: number, flags: number, slot: number, cls: RequestClass, element = -1, slotOffset = 0): Promise<void> {
     const vol = this.volumes[volumeIndex];
+    // Page-cache hits complete here (fast-lane.ts); the ID's sequence still advances.
+    if (this.lane !== null && vol !== undefined && this.closedReason === null && this.lane.tryRead(volumeIndex, op, flags, offsetBytes, lengthBytes, slot, slotOffset)) {
+      this.sequence = (this.sequence + 1) % SEQUENCE_MODULUS;
+      return Promise.resolve();
+    }
     const retries = op === Op.READ || op === Op.CACHE ? readRetries(vol) : 0;
     return new Promise<void>((resolve, reject) => {
       this.start({ volumeIndex, op, offsetBytes, lengthBytes, flags, slot, cls, retries, element, slotOffset, resolve, reject });
@@ -146,6 +153,11 @@ export class Top {
     if (!pushSure(vol.queue, parent, priority, PUSH_TIMEOUT_MS)) throw new Error(`volume queue ${p.volumeIndex} refused parent ${parent} for ${PUSH_TIMEOUT_MS} ms`);
     this.scheduleRing();
     this.arm();
+  }
+
+  /** Serves page-cache reads inline (null: every request takes the queue). */
+  setFastLane(lane: FastLane | null): void {
+    this.lane = lane;
   }
 
   /** Runs the middle stage on this thread instead of a pool (the calibration's "logical stage"). */

@@ -2,13 +2,18 @@
 // copying (embedding API) or zero-copy slot views (NBD), and per-volume counters. Reads of fully
 // cached ranges are served from the engine's RAM read cache (read-cache.ts); every op that
 // changes data invalidates its range before it is submitted and again when it settles.
+// Requests that are not multiples of the elements' block size are served through whole blocks:
+// reads read the enclosing span, writes read-modify-write their edge blocks (unaligned.ts).
+// Copies of payload bytes in user space are counted (stats().copies): NBD reads served from slab
+// slots make none; the embedding API copies once each way.
 import { DescFlags, Op, type OpCode, type RequestClass, type Slab } from '@onestack/queue';
 import type { NbdReadResult, NbdWriteBuffer } from '@onestack/nbd';
 import { DataPathError, type DataPathErrno } from './errno.js';
-import { ReadCache } from './read-cache.js';
+import { ReadCache, type FillTicket } from './read-cache.js';
 import type { Top } from './top.js';
+import { arraySource, chunksSource, isAligned, requestViews, rmwRange, spanFor, splitEdges, zeroSource, type ByteSource, type Span } from './unaligned.js';
 import type { SlotPool } from './waiters.js';
-import { WriteGate } from './write-gate.js';
+import { WriteGate, type GateMode } from './write-gate.js';
 
 export interface VolumeStats {
   readOps: number;
@@ -16,6 +21,11 @@ export interface VolumeStats {
   readBytes: number;
   writeBytes: number;
   errors: number;
+  /** Writes, write-zeroes and trims served by read-modify-write of their partial edge blocks. */
+  rmwOps: number;
+  /** Passes over a request's payload bytes in user space (a request's copy counts once, however many slots it spans). */
+  copies: number;
+  bytesCopied: number;
 }
 
 /** Read requests answered from the RAM read cache (hits) or the data path (misses); zeros when it is off. */
@@ -30,7 +40,7 @@ export interface VolumeIo {
   readonly sizeBytes: number;
   /** Client writes pass it; resync/rebuild fence ranges with it (write-gate.ts). */
   readonly gate: WriteGate;
-  /** Offsets and lengths of data requests must be multiples of this (the NBD minimum block size). */
+  /** The elements' block size (the NBD minimum block size); smaller or unaligned requests cost a read-modify-write. */
   readonly alignBytes: number;
   read(offsetBytes: number, lengthBytes: number, cls?: RequestClass): Promise<Uint8Array>;
   write(offsetBytes: number, data: Uint8Array, opts?: { fua?: boolean }, cls?: RequestClass): Promise<void>;
@@ -57,14 +67,14 @@ export interface VolumeBinding {
   readonly index: number;
   readonly name: string;
   readonly sizeBytes: number;
-  /** Data ops (and WRITE_ZEROES) must be multiples of this: 4096 with O_DIRECT elements, else the largest remote block size, else 1. */
+  /** Element I/O is whole blocks of this: 4096 with O_DIRECT elements, else the largest remote block size, else 1. */
   readonly alignBytes: number;
-  /** TRIM must be a multiple of this: the largest remote block size (a remote leg zeroes whole blocks). */
+  /** The largest remote block size (a remote leg zeroes whole blocks); alignBytes is a multiple of it. */
   readonly trimAlignBytes: number;
 }
 
 export class VolumeIoImpl implements VolumeIo {
-  private readonly counters: VolumeStats = { readOps: 0, writeOps: 0, readBytes: 0, writeBytes: 0, errors: 0 };
+  private readonly counters: VolumeStats = { readOps: 0, writeOps: 0, readBytes: 0, writeBytes: 0, errors: 0, rmwOps: 0, copies: 0, bytesCopied: 0 };
   private readonly cacheCounters = { hits: 0, misses: 0 };
   private readonly writeBuffers = new WeakMap<NbdWriteBuffer, number[]>();
   /** Orders client writes against resync/rebuild copies, and runs the bitmap hook (write-gate.ts). */
@@ -110,16 +120,20 @@ export class VolumeIoImpl implements VolumeIo {
   }
 
   async read(offsetBytes: number, lengthBytes: number, cls: RequestClass = 'local'): Promise<Uint8Array> {
-    this.check(offsetBytes, lengthBytes, 'EINVAL', this.b.alignBytes);
+    this.check(offsetBytes, lengthBytes, 'EINVAL');
     const out = new Uint8Array(lengthBytes);
     if (this.cacheHit(offsetBytes, lengthBytes, out) !== null) return out;
+    const span = this.spanOf(offsetBytes, lengthBytes);
     const fill = this.readCache.beginFill(this.b.index, offsetBytes, lengthBytes);
     try {
-      await this.count('read', lengthBytes, this.pieces(offsetBytes, lengthBytes, this.slab.slotBytes, async (off, len, at) => {
+      // Piece by piece through one slot each; an unaligned read's span is only its edge blocks wider.
+      await this.count('read', lengthBytes, this.pieces(span.start, span.end - span.start, this.slab.slotBytes, async (off, len) => {
         const [slot] = await this.slots.acquire(1);
         try {
           await this.readPiece(off, len, slot!, cls);
-          out.set(this.slab.view(slot!, 0, len), at);
+          const from = Math.max(off, offsetBytes);
+          const to = Math.min(off + len, offsetBytes + lengthBytes);
+          if (to > from) out.set(this.slab.view(slot!, from - off, to - from), from - offsetBytes);
         } finally {
           this.slots.release([slot!]);
         }
@@ -128,26 +142,28 @@ export class VolumeIoImpl implements VolumeIo {
       this.readCache.endFill(fill, offsetBytes, null);
       throw err;
     }
-    this.readCache.endFill(fill, offsetBytes, [out]);
+    this.noteCopy(lengthBytes);
+    this.endFill(fill, offsetBytes, [out]);
     return out;
   }
 
   async write(offsetBytes: number, data: Uint8Array, opts: { fua?: boolean } = {}, cls: RequestClass = 'local'): Promise<void> {
-    this.check(offsetBytes, data.length, 'ENOSPC', this.b.alignBytes);
+    this.check(offsetBytes, data.length, 'ENOSPC');
     const flags = opts.fua === true ? DescFlags.FUA : 0;
-    const release = await this.gate.enter(offsetBytes, data.length);
-    try {
-      await this.changing(offsetBytes, data.length, () => this.count('write', data.length, this.writeArray(offsetBytes, data, flags, cls)));
-    } finally {
-      release();
+    if (!isAligned(offsetBytes, data.length, this.b.alignBytes)) {
+      await this.rmwWrite(offsetBytes, data.length, arraySource(data), flags, cls);
+      this.noteCopy(data.length); // the new bytes, into the slots that carry the span
+      return;
     }
+    await this.gated(offsetBytes, data.length, 'shared', () => this.count('write', data.length, this.writeArray(offsetBytes, data, flags, cls)));
+    this.noteCopy(data.length);
   }
 
   // Hooks for layouts with a path of their own (raid5/6: parity-volume-io.ts). The public
   // methods keep the checks, the write gate, slot handling and counters.
 
-  protected readPiece(off: number, len: number, slot: number, cls: RequestClass): Promise<void> {
-    return this.top.submit(this.b.index, Op.READ, off, len, 0, slot, cls);
+  protected readPiece(off: number, len: number, slot: number, cls: RequestClass, slotOffset = 0): Promise<void> {
+    return this.top.submit(this.b.index, Op.READ, off, len, 0, slot, cls, -1, slotOffset);
   }
 
   protected writeSlots(offsetBytes: number, chunks: readonly Uint8Array[], slots: readonly number[], flags: number, cls: RequestClass): Promise<void> {
@@ -175,22 +191,35 @@ export class VolumeIoImpl implements VolumeIo {
     });
   }
 
+  /** Counts a pass over `bytes` payload bytes in user space (subclasses: the stripe engine's copy). */
+  protected noteCopy(bytes: number): void {
+    if (bytes <= 0) return;
+    this.counters.copies++;
+    this.counters.bytesCopied += bytes;
+  }
+
   async readSlots(offsetBytes: number, lengthBytes: number, cls: RequestClass = 'remote'): Promise<NbdReadResult> {
-    this.check(offsetBytes, lengthBytes, 'EINVAL', this.b.alignBytes);
+    this.check(offsetBytes, lengthBytes, 'EINVAL');
     // A hit answers with a copy from RAM; a miss stays zero-copy (slot views), the fill copies aside.
     const cached = this.cacheHit(offsetBytes, lengthBytes);
     if (cached !== null) return { chunks: [cached], release: () => {} };
+    const span = this.spanOf(offsetBytes, lengthBytes);
+    const sb = this.slab.slotBytes;
+    const spanBytes = span.end - span.start;
     const fill = this.readCache.beginFill(this.b.index, offsetBytes, lengthBytes);
-    const slots = lengthBytes === 0 ? [] : await this.slots.acquire(Math.ceil(lengthBytes / this.slab.slotBytes));
-    const chunks = slots.map((s, i) => this.slab.view(s, 0, Math.min(this.slab.slotBytes, lengthBytes - i * this.slab.slotBytes)));
+    const slots = spanBytes === 0 ? [] : await this.slots.acquire(Math.ceil(spanBytes / sb));
+    const views = slots.map((s, i) => this.slab.view(s, 0, Math.min(sb, spanBytes - i * sb)));
+    let chunks: Uint8Array[];
     try {
-      await this.count('read', lengthBytes, settleAll(chunks.map((c, i) => this.readPiece(offsetBytes + i * this.slab.slotBytes, c.length, slots[i]!, cls))));
+      await this.count('read', lengthBytes, settleAll(views.map((v, i) => this.readPiece(span.start + i * sb, v.length, slots[i]!, cls))));
+      // Unaligned: views of the asked bytes inside the span's slots, still no copy.
+      chunks = span.start === offsetBytes && spanBytes === lengthBytes ? views : requestViews(views, span.start, offsetBytes, lengthBytes);
     } catch (err) {
       this.readCache.endFill(fill, offsetBytes, null);
       this.slots.release(slots);
       throw err;
     }
-    this.readCache.endFill(fill, offsetBytes, chunks);
+    this.endFill(fill, offsetBytes, chunks);
     return { chunks, release: once(() => this.slots.release(slots)) };
   }
 
@@ -214,14 +243,16 @@ export class VolumeIoImpl implements VolumeIo {
       const slots = this.writeBuffers.get(buf);
       if (slots === undefined) throw new DataPathError('EINVAL', 'write buffer was not acquired from this volume or was already released');
       const lengthBytes = buf.chunks.reduce((a, c) => a + c.length, 0);
-      this.check(offsetBytes, lengthBytes, 'ENOSPC', this.b.alignBytes);
+      this.check(offsetBytes, lengthBytes, 'ENOSPC');
       const flags = opts.fua ? DescFlags.FUA : 0;
-      const release = await this.gate.enter(offsetBytes, lengthBytes);
-      try {
-        await this.changing(offsetBytes, lengthBytes, () => this.count('write', lengthBytes, this.writeSlots(offsetBytes, buf.chunks, slots, flags, cls)));
-      } finally {
-        release();
+      if (!isAligned(offsetBytes, lengthBytes, this.b.alignBytes)) {
+        // The payload sits at slot offsets the request's offset does not match: bounce it into
+        // slots laid out like the span (the client did not align; qemu and friends do).
+        await this.rmwWrite(offsetBytes, lengthBytes, chunksSource(buf.chunks), flags, cls);
+        this.noteCopy(lengthBytes);
+        return;
       }
+      await this.gated(offsetBytes, lengthBytes, 'shared', () => this.count('write', lengthBytes, this.writeSlots(offsetBytes, buf.chunks, slots, flags, cls)));
     } finally {
       buf.release();
     }
@@ -244,22 +275,56 @@ export class VolumeIoImpl implements VolumeIo {
     return this.noData(Op.CACHE, off, len, 0);
   }
 
-  private noData(op: OpCode, off: number, len: number, flags: number): Promise<void> {
-    try {
-      this.check(off, len, op === Op.CACHE ? 'EINVAL' : 'ENOSPC', op === Op.WRITE_ZEROES ? this.b.alignBytes : op === Op.TRIM ? this.b.trimAlignBytes : 1);
-    } catch (err) {
-      return Promise.reject(err);
-    }
-    const run = (): Promise<void> => this.count('other', 0, this.pieces(off, len, NODATA_PIECE_BYTES, (o, l) => this.noDataPiece(op, o, l, flags)));
-    if (op === Op.CACHE) return run();
+  private async noData(op: OpCode, off: number, len: number, flags: number): Promise<void> {
+    this.check(off, len, op === Op.CACHE ? 'EINVAL' : 'ENOSPC');
+    const run = (o: number, l: number): Promise<void> => this.pieces(o, l, NODATA_PIECE_BYTES, (po, pl) => this.noDataPiece(op, po, pl, flags));
+    if (op === Op.CACHE) return this.count('other', 0, run(off, len));
+    // Whole blocks only: a remote leg zeroes blocks of its size, an O_DIRECT leg may have to write
+    // zeroes, the stripe engine reads old bytes; a trim's partial blocks are zeroed like write-zeroes'.
+    if (!isAligned(off, len, this.b.alignBytes)) return this.zeroEdges(op, off, len, flags, run);
     // TRIM and WRITE_ZEROES change data: they pass the gate like writes.
-    return this.gate.enter(off, len).then(async (release) => {
-      try {
-        await this.changing(off, len, run);
-      } finally {
-        release();
-      }
-    });
+    await this.gated(off, len, 'shared', () => this.count('other', 0, run(off, len)));
+  }
+
+  /** WRITE_ZEROES/TRIM not on block boundaries: the partial edge blocks are zeroed by read-modify-write, the middle as usual. */
+  private async zeroEdges(op: OpCode, off: number, len: number, flags: number, run: (o: number, l: number) => Promise<void>): Promise<void> {
+    const a = this.b.alignBytes;
+    if (a % this.b.trimAlignBytes !== 0) throw new DataPathError('EINVAL', `${this.b.name}: block size ${a} is not a multiple of the trim unit ${this.b.trimAlignBytes}`);
+    const span = this.spanOf(off, len);
+    const { head, middle, tail } = splitEdges(off, len, a);
+    const fua = flags & DescFlags.FUA;
+    if (op !== Op.TRIM && op !== Op.WRITE_ZEROES) throw new Error(`zeroEdges: op ${op} changes no data`);
+    await this.gated(span.start, span.end - span.start, 'exclusive', () => this.count('other', 0, settleAll([
+      ...[head, tail].filter((e): e is Span => e !== null).map((e) => this.rmwSpan(e, zeroSource, fua, 'local')),
+      ...(middle === null ? [] : [run(middle.start, middle.end - middle.start)]),
+    ])));
+    this.counters.rmwOps++;
+  }
+
+  /** A write not on block boundaries: the span's blocks, exclusive at the gate, partial edges read first. */
+  private async rmwWrite(off: number, len: number, src: ByteSource, flags: number, cls: RequestClass): Promise<void> {
+    const span = this.spanOf(off, len);
+    await this.gated(span.start, span.end - span.start, 'exclusive', () => this.count('write', len, this.rmwSpan({ start: off, end: off + len }, src, flags, cls)));
+    this.counters.rmwOps++;
+  }
+
+  /** Writes `src` over the bytes `req` through the whole blocks around it (unaligned.ts). */
+  private rmwSpan(req: Span, src: ByteSource, flags: number, cls: RequestClass): Promise<void> {
+    return rmwRange({
+      slab: this.slab,
+      slots: this.slots,
+      read: (o, l, slot, slotOffset) => this.readPiece(o, l, slot, cls, slotOffset),
+      write: (o, l, slot) => this.writeSlots(o, [this.slab.view(slot, 0, l)], [slot], flags, cls),
+    }, this.spanOf(req.start, req.end - req.start), req, this.b.alignBytes, src);
+  }
+
+  private spanOf(off: number, len: number): Span {
+    return spanFor(off, len, this.b, this.slab.slotBytes);
+  }
+
+  /** Ends a read's fill and counts its copy into the cache. */
+  private endFill(fill: FillTicket | null, off: number, data: readonly Uint8Array[]): void {
+    this.noteCopy(this.readCache.endFill(fill, off, data) * this.readCache.blockBytes);
   }
 
   /** The bytes [off, +len) from the read cache (into `out` if given) when all of it is there, else null; counts hit or miss. */
@@ -273,31 +338,32 @@ export class VolumeIoImpl implements VolumeIo {
     this.cacheCounters.hits++;
     this.counters.readOps++;
     this.counters.readBytes += len;
+    this.noteCopy(len);
     return got;
   }
 
   /**
-   * Runs a data-changing op with its range invalidated before it is submitted and again when it
+   * Runs a data-changing op admitted by the write gate (`exclusive`: a read-modify-write of whole
+   * blocks), with its range invalidated in the read cache before it is submitted and again when it
    * settles (even failed: legs may be half written). The second pass voids fills that raced it.
    */
-  private async changing(off: number, len: number, work: () => Promise<void>): Promise<void> {
-    this.readCache.invalidate(this.b.index, off, len);
+  private async gated(off: number, len: number, mode: GateMode, work: () => Promise<void>): Promise<void> {
+    const release = await this.gate.enter(off, len, mode);
     try {
+      this.readCache.invalidate(this.b.index, off, len);
       await work();
     } finally {
       this.readCache.invalidate(this.b.index, off, len);
+      release();
     }
   }
 
   /** Bad input gets a clear error before anything is queued. */
-  private check(off: number, len: number, pastEnd: DataPathErrno, alignBytes: number): void {
+  private check(off: number, len: number, pastEnd: DataPathErrno): void {
     if (!(Number.isSafeInteger(off) && off >= 0 && Number.isSafeInteger(len) && len >= 0)) {
       throw new DataPathError('EINVAL', `${this.b.name}: range [${off}, +${len}) is not a pair of non-negative integers`);
     }
     if (off + len > this.b.sizeBytes) throw new DataPathError(pastEnd, `${this.b.name}: range [${off}, +${len}) ends past the volume size ${this.b.sizeBytes}`);
-    if (alignBytes > 1 && (off % alignBytes !== 0 || len % alignBytes !== 0)) {
-      throw new DataPathError('EINVAL', `${this.b.name}: offset and length must be multiples of ${alignBytes} bytes (its elements' block size)`);
-    }
   }
 
   /** Runs `fn` on each piece concurrently; settles after all of them (no piece is left running). */

@@ -1,28 +1,51 @@
-// Orders client writes against maintenance copies of the same volume range. A resync or rebuild
-// copies a range from a good leg to another one; a client write landing in between would be
-// overwritten with the old bytes. So the copier first fences the range: new writes that overlap
-// it wait, writes already in flight there drain, the copy runs, the fence lifts. Fences are rare
-// and short; the write path pays one Map insert and delete when no fence is up.
+// Orders client writes against maintenance copies and against each other's read-modify-writes.
+//
+// Fences: a resync or rebuild copies a range from a good leg to another one; a client write
+// landing in between would be overwritten with the old bytes. So the copier first fences the
+// range: new writes that overlap it wait, writes already in flight there drain, the copy runs,
+// the fence lifts. Fences are rare and short.
+//
+// Exclusive writes: a request that is not block-aligned is served by reading the blocks around
+// it, patching them and writing them back (unaligned.ts). Any other write landing on those blocks
+// in between would be undone by the write-back, so such a read-modify-write enters `exclusive`:
+// it waits until no admitted write overlaps it and keeps every overlapping write out until it is
+// released. Plain writes are `shared`: they exclude only exclusive ones (overlapping plain writes
+// have no order in NBD either). Waiters are admitted in FIFO order among those that conflict, so a
+// stream of plain writes cannot starve a read-modify-write, nor the other way round.
+//
+// The write path pays one Map insert and delete when nothing waits and no exclusive write is in.
 // A hook (the write-intent bitmap) may also run before each write; it is awaited inside the gate.
+import { DataPathError } from './errno.js';
 
 interface Range {
   readonly start: number;
   readonly end: number;
 }
 
-interface Fence extends Range {
-  readonly lifted: Promise<void>;
-  lift(): void;
+interface Entry extends Range {
+  readonly id: number;
+  readonly exclusive: boolean;
+  /** Resolves a queued entry's wait; set while it is queued. */
+  admit: (() => void) | null;
 }
 
 /** Runs before a write is submitted (after the gate admitted it); may be async (persisting a bitmap). */
 export type WriteHook = (offsetBytes: number, lengthBytes: number) => Promise<void> | undefined;
 
+export type GateMode = 'shared' | 'exclusive';
+
+/** Writes queued at the gate beyond this are refused (ENOMEM), like the slot and descriptor FIFOs. */
+export const GATE_WAITERS_MAX = 65536;
+
 const overlaps = (a: Range, b: Range): boolean => a.start < b.end && b.start < a.end;
+const conflicts = (a: Entry, b: Entry): boolean => (a.exclusive || b.exclusive) && overlaps(a, b);
 
 export class WriteGate {
-  private readonly inFlight = new Map<number, Range>();
-  private readonly fences = new Set<Fence>();
+  private readonly admitted = new Map<number, Entry>();
+  /** FIFO of writes waiting for a fence to lift or a conflicting write to leave; bounded by GATE_WAITERS_MAX. */
+  private readonly waiting: Entry[] = [];
+  private exclusiveAdmitted = 0;
+  private readonly fences = new Set<Range>();
   private readonly drainWaiters = new Set<() => void>();
   private nextId = 1;
   private hook: WriteHook | null = null;
@@ -31,21 +54,19 @@ export class WriteGate {
     this.hook = hook;
   }
 
-  /** Admits a write of [offset, +length); resolves with its release. */
-  async enter(offsetBytes: number, lengthBytes: number): Promise<() => void> {
-    const range = { start: offsetBytes, end: offsetBytes + Math.max(lengthBytes, 1) };
-    // Bounded: each turn waits for a fence that overlapped to lift; fences are finite.
-    for (let turn = 0; turn < 1_000_000; turn++) {
-      const blocking = [...this.fences].find((f) => overlaps(f, range));
-      if (blocking === undefined) break;
-      await blocking.lifted;
+  /** Admits a write of [offset, +length) (`exclusive`: a read-modify-write of whole blocks); resolves with its release. */
+  async enter(offsetBytes: number, lengthBytes: number, mode: GateMode = 'shared'): Promise<() => void> {
+    const entry: Entry = { id: this.nextId++, start: offsetBytes, end: offsetBytes + Math.max(lengthBytes, 1), exclusive: mode === 'exclusive', admit: null };
+    if (this.admissible(entry, this.waiting.length)) {
+      this.admitNow(entry);
+    } else {
+      if (this.waiting.length >= GATE_WAITERS_MAX) throw new DataPathError('ENOMEM', `more than ${GATE_WAITERS_MAX} writes wait at the write gate`);
+      await new Promise<void>((resolve) => {
+        entry.admit = resolve;
+        this.waiting.push(entry);
+      });
     }
-    const id = this.nextId++;
-    this.inFlight.set(id, range);
-    const release = (): void => {
-      if (!this.inFlight.delete(id)) return;
-      for (const wake of [...this.drainWaiters]) wake();
-    };
+    const release = (): void => this.leave(entry);
     try {
       await this.hook?.(offsetBytes, lengthBytes);
     } catch (err) {
@@ -57,17 +78,14 @@ export class WriteGate {
 
   /** Blocks new writes overlapping the range, waits for those in flight there; resolves with lift(). */
   async fence(offsetBytes: number, lengthBytes: number): Promise<() => void> {
-    let lift = (): void => undefined;
-    const lifted = new Promise<void>((resolve) => {
-      lift = resolve;
-    });
-    const fence: Fence = { start: offsetBytes, end: offsetBytes + Math.max(lengthBytes, 1), lifted, lift };
+    const fence: Range = { start: offsetBytes, end: offsetBytes + Math.max(lengthBytes, 1) };
     this.fences.add(fence);
-    const liftOnce = (): void => {
+    const lift = (): void => {
       if (!this.fences.delete(fence)) return;
-      fence.lift();
+      this.pump();
     };
-    const busy = (): boolean => [...this.inFlight.values()].some((r) => overlaps(r, fence));
+    const busy = (): boolean => [...this.admitted.values()].some((r) => overlaps(r, fence));
+    // Bounded: nothing new is admitted under the fence, so every turn waits for one of a finite set to leave.
     while (busy()) {
       await new Promise<void>((resolve) => {
         const wake = (): void => {
@@ -77,15 +95,60 @@ export class WriteGate {
         this.drainWaiters.add(wake);
       });
     }
-    return liftOnce;
+    return lift;
   }
 
   /** Volume ranges [start, end) of the writes admitted now (hook included): the bitmap keeps their bits. */
   inFlightRanges(): { start: number; end: number }[] {
-    return [...this.inFlight.values()].map((r) => ({ start: r.start, end: r.end }));
+    return [...this.admitted.values()].map((r) => ({ start: r.start, end: r.end }));
   }
 
   get writesInFlight(): number {
-    return this.inFlight.size;
+    return this.admitted.size;
+  }
+
+  /** Writes waiting for a fence or a conflicting write. */
+  get writesWaiting(): number {
+    return this.waiting.length;
+  }
+
+  /** No fence over it, no admitted write it conflicts with, and no conflicting write queued among the first `ahead`. */
+  private admissible(entry: Entry, ahead: number): boolean {
+    for (const f of this.fences) if (overlaps(f, entry)) return false;
+    // The common case (plain write, nothing exclusive in, nobody waiting) costs no scan.
+    if (entry.exclusive || this.exclusiveAdmitted > 0) {
+      for (const a of this.admitted.values()) if (conflicts(a, entry)) return false;
+    }
+    for (let i = 0; i < ahead; i++) if (conflicts(this.waiting[i]!, entry)) return false;
+    return true;
+  }
+
+  private admitNow(entry: Entry): void {
+    if (this.admitted.has(entry.id)) throw new Error(`write gate: entry ${entry.id} admitted twice`);
+    this.admitted.set(entry.id, entry);
+    if (entry.exclusive) this.exclusiveAdmitted++;
+  }
+
+  private leave(entry: Entry): void {
+    if (!this.admitted.delete(entry.id)) return;
+    if (entry.exclusive) this.exclusiveAdmitted--;
+    if (this.exclusiveAdmitted < 0) throw new Error('write gate: exclusive count below zero');
+    for (const wake of [...this.drainWaiters]) wake();
+    this.pump();
+  }
+
+  /** Admits, in FIFO order, every queued write nothing blocks any more (bounded by the queue's length). */
+  private pump(): void {
+    for (let i = 0; i < this.waiting.length; ) {
+      const entry = this.waiting[i]!;
+      if (!this.admissible(entry, i)) {
+        i++;
+        continue;
+      }
+      this.waiting.splice(i, 1);
+      this.admitNow(entry);
+      entry.admit?.();
+      entry.admit = null;
+    }
   }
 }

@@ -1,5 +1,7 @@
 // Synchronous element I/O for the bottom loop, straight into and out of slab views (no copies).
 // Each bottom worker owns its fds: one per local element, opened when the topology arrives.
+// READ/WRITE/FLUSH may instead go through io_uring in batches (uring-batch.ts); this file is
+// then their fallback (no ring here) and the finisher of short transfers the kernel returned.
 import * as fs from 'node:fs';
 import { openFile, punchHole, zeroRange } from '@onestack/native';
 import { DescFlags, Op } from '@onestack/queue';
@@ -77,13 +79,22 @@ function dsyncFd(h: ElementHandle): number {
   return h.dsync.fd;
 }
 
-function checkDirect(h: ElementHandle, r: SubRequest, s: Scratch): void {
-  const addressMod = r.view === null ? 0 : (s.slabMisalignmentBytes + r.view.byteOffset) % DIRECT_ALIGN_BYTES;
-  const unaligned = r.offsetBytes % DIRECT_ALIGN_BYTES !== 0 || r.lengthBytes % DIRECT_ALIGN_BYTES !== 0 || addressMod !== 0;
+/**
+ * O_DIRECT needs file offset, length and memory address aligned; `slabByteOffset` is the
+ * buffer's offset in the slab SAB (null: no buffer). Throws EINVAL, as the kernel would.
+ */
+export function checkDirectRange(h: ElementHandle, offsetBytes: number, lengthBytes: number, slabByteOffset: number | null, s: Scratch): void {
+  const addressMod = slabByteOffset === null ? 0 : (s.slabMisalignmentBytes + slabByteOffset) % DIRECT_ALIGN_BYTES;
+  const unaligned = offsetBytes % DIRECT_ALIGN_BYTES !== 0 || lengthBytes % DIRECT_ALIGN_BYTES !== 0 || addressMod !== 0;
   if (unaligned) throw new DataPathError('EINVAL', `O_DIRECT element ${h.path}: offset/length must be ${DIRECT_ALIGN_BYTES}-aligned`);
 }
 
-function readFully(fd: number, view: Uint8Array, position: number): void {
+function checkDirect(h: ElementHandle, r: SubRequest, s: Scratch): void {
+  checkDirectRange(h, r.offsetBytes, r.lengthBytes, r.view === null ? null : r.view.byteOffset, s);
+}
+
+/** Reads until `view` is full; past the element's end the rest reads as zeroes. */
+export function readFully(fd: number, view: Uint8Array, position: number): void {
   let done = 0;
   for (let i = 0; i < SYSCALLS_MAX && done < view.length; i++) {
     const n = fs.readSync(fd, view, done, view.length - done, position + done);
@@ -93,7 +104,7 @@ function readFully(fd: number, view: Uint8Array, position: number): void {
   if (done < view.length) view.fill(0, done);
 }
 
-function writeFully(fd: number, view: Uint8Array, position: number): void {
+export function writeFully(fd: number, view: Uint8Array, position: number): void {
   let done = 0;
   for (let i = 0; i < SYSCALLS_MAX && done < view.length; i++) {
     done += fs.writeSync(fd, view, done, view.length - done, position + done);

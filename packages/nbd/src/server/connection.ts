@@ -13,9 +13,17 @@ import { BackendDispatcher, invoke } from './dispatch.js';
 import { SERVER_HANDSHAKE_FLAGS, ServerHandshake, type HandshakeConfig } from './handshake.js';
 import { ReplySender } from './replies.js';
 import { type ServerTls, upgradeToTls } from './tls.js';
+import { directReadSocket } from './direct-read.js';
 import { checkRequest } from './validate.js';
 
 export type LogFn = (level: 'info' | 'warn' | 'error', msg: string) => void;
+
+/** User-space copies of request payload bytes, shared by a server's connections (NbdServer.stats()). */
+export interface NbdCopyCounters {
+  /** WRITE payloads copied from the socket's buffers into the backend's write buffer: one per request that needed it. */
+  payloadCopies: number;
+  payloadBytesCopied: number;
+}
 
 export interface ConnectionConfig {
   readonly id: number;
@@ -27,6 +35,10 @@ export interface ConnectionConfig {
   readonly log: LogFn;
   /** Present when STARTTLS is offered (handshake.tls is not 'none'). */
   readonly tls?: ServerTls;
+  /** Where payload copies are counted (READ replies go out as the backend's views: no copy to count). */
+  readonly copies?: NbdCopyCounters;
+  /** Accepted paused; may move to the zero-copy reader (direct-read.ts). Plaintext only. */
+  readonly directRead?: boolean;
 }
 
 // 'tls': STARTTLS was ACKed and the TLS handshake runs; nothing is parsed until it passes.
@@ -41,6 +53,8 @@ interface PendingWrite {
   chunkIndex: number;
   chunkOffset: number;
   remainingBytes: number;
+  /** Payload bytes moved by copyTo (a path that lands them in place would leave this 0). */
+  copiedBytes: number;
   errno: number;
 }
 
@@ -49,6 +63,8 @@ const PAUSE_ABOVE_BYTES = 256 * 1024;
 // Hard bound: PAUSE_ABOVE_BYTES plus the socket's in-flight chunks, with a wide margin.
 const ACCUMULATOR_CAPACITY_BYTES = 16 * 1024 * 1024;
 const PUMP_STEPS_MAX = 65536;
+// What a read that is not a payload's in-place read gets: Node's own chunk size.
+const STAGING_BYTES = 64 * 1024;
 
 export class NbdConnection {
   private readonly acc: ByteAccumulator;
@@ -60,6 +76,8 @@ export class NbdConnection {
   private pending: PendingWrite | undefined;
   private pausedForSlots = false;
   private pumping = false;
+  /** The view the kernel fills in place on the next read (direct-read.ts), if any. */
+  private directTarget: Uint8Array | null = null;
   private backend: BackendDispatcher | undefined;
   private handshakeTimer: NodeJS.Timeout | undefined;
   /** The accepted socket, or after STARTTLS the TLS socket over it. */
@@ -79,12 +97,16 @@ export class NbdConnection {
     if ((config.tls === undefined) !== (config.handshake.tls === 'none')) throw new RangeError('tls material and handshake mode disagree');
     this.acc = new ByteAccumulator(ACCUMULATOR_CAPACITY_BYTES);
     this.handshake = new ServerHandshake(config.handshake);
-    this.socket = socket;
     socket.setNoDelay(true);
-    this.attach(socket);
+    const moved = config.directRead === true && config.tls === undefined
+      ? directReadSocket(socket, { nextBuffer: () => this.nextReadBuffer(), onRead: (n, buf) => this.onDirectRead(n, buf) })
+      : null;
+    this.socket = moved ?? socket;
+    this.attach(this.socket, moved === null);
+    if (this.socket.isPaused()) this.socket.resume(); // accepted paused (pauseOnConnect)
     // Runs on across a TLS upgrade: a client stalling in the TLS handshake is dropped as well.
     this.handshakeTimer = setTimeout(() => this.onHandshakeTimeout(), config.handshakeTimeoutMs);
-    socket.write(encodeGreeting(SERVER_HANDSHAKE_FLAGS));
+    this.socket.write(encodeGreeting(SERVER_HANDSHAKE_FLAGS));
   }
 
   /** Server shutdown: hard disconnect; in-flight backend work still settles and is released. */
@@ -92,8 +114,33 @@ export class NbdConnection {
     this.socket.destroy();
   }
 
-  private attach(socket: Socket): void {
-    socket.on('data', this.listeners.data).on('error', this.listeners.error).on('close', this.listeners.close);
+  private attach(socket: Socket, dataEvents = true): void {
+    if (dataEvents) socket.on('data', this.listeners.data);
+    socket.on('error', this.listeners.error).on('close', this.listeners.close);
+  }
+
+  /** Zero-copy receive: the rest of the current payload chunk when nothing is buffered ahead of it. */
+  private nextReadBuffer(): Uint8Array {
+    const p = this.pending;
+    const chunk = p?.buffer?.chunks[p.chunkIndex];
+    this.directTarget = this.phase === 'payload' && this.acc.length === 0 && chunk !== undefined && p!.remainingBytes > 0
+      ? chunk.subarray(p!.chunkOffset, Math.min(chunk.length, p!.chunkOffset + p!.remainingBytes))
+      : null;
+    return this.directTarget ?? Buffer.allocUnsafe(STAGING_BYTES); // fresh: the accumulator keeps its chunks
+  }
+
+  private onDirectRead(n: number, buf: Uint8Array): boolean {
+    if (buf !== this.directTarget || this.phase !== 'payload') {
+      this.onData(buf.subarray(0, n));
+      return true;
+    }
+    try {
+      advancePayload(this.pending as PendingWrite, n);
+      this.pump();
+    } catch (err) {
+      this.fatal(`internal error: ${(err as Error).message}`, 'error');
+    }
+    return true;
   }
 
   /** STARTTLS was ACKed: from here on every byte goes through TLS, in both directions. */
@@ -126,7 +173,7 @@ export class NbdConnection {
     return `nbd connection ${this.config.id}`;
   }
 
-  private onData(chunk: Buffer): void {
+  private onData(chunk: Uint8Array): void {
     try {
       if (this.phase === 'closed' || this.phase === 'closing' || this.phase === 'disconnecting') return;
       this.acc.push(chunk);
@@ -226,7 +273,7 @@ export class NbdConnection {
       return false;
     }
     const errno = checkRequest(req, exp, this.structuredReplies);
-    const pending: PendingWrite = { slot, req, buffer: undefined, acquiring: errno === 0, chunkIndex: 0, chunkOffset: 0, remainingBytes: len, errno };
+    const pending: PendingWrite = { slot, req, buffer: undefined, acquiring: errno === 0, chunkIndex: 0, chunkOffset: 0, remainingBytes: len, copiedBytes: 0, errno };
     this.pending = pending;
     if (errno !== 0) {
       this.phase = 'discard'; // the payload still has to be read to stay in sync
@@ -286,18 +333,18 @@ export class NbdConnection {
       if (this.acc.length === 0) return false;
       const chunk = buffer.chunks[pending.chunkIndex] as Uint8Array;
       const end = Math.min(chunk.length, pending.chunkOffset + pending.remainingBytes);
+      // Bytes that came in Node's own buffers (TLS, or read ahead with a header) are copied once
+      // into the backend's slots; the rest arrive in place (onDirectRead).
       const copied = this.acc.copyTo(chunk.subarray(pending.chunkOffset, end));
-      pending.chunkOffset += copied;
-      pending.remainingBytes -= copied;
-      if (pending.chunkOffset === chunk.length) {
-        pending.chunkIndex += 1;
-        pending.chunkOffset = 0;
-      }
+      pending.copiedBytes += copied;
+      if (this.config.copies !== undefined) this.config.copies.payloadBytesCopied += copied;
+      advancePayload(pending, copied);
       if (pending.remainingBytes > 0) return true;
     }
     this.pending = undefined;
     pending.buffer = undefined;
     this.phase = 'header';
+    if (this.config.copies !== undefined && pending.copiedBytes > 0) this.config.copies.payloadCopies++;
     (this.backend as BackendDispatcher).write(pending.slot, pending.req, buffer);
     return true;
   }
@@ -374,6 +421,17 @@ export class NbdConnection {
 
   private checkDrained(): void {
     if (this.phase === 'closed' && (this.replies?.inFlight ?? 0) === 0) this.resolveDrained();
+  }
+}
+
+/** `n` more payload bytes are in the write buffer (copied or read in place). */
+function advancePayload(pending: PendingWrite, n: number): void {
+  if (!(n >= 0 && n <= pending.remainingBytes)) throw new Error(`payload advanced by ${n} of ${pending.remainingBytes} bytes left`);
+  pending.chunkOffset += n;
+  pending.remainingBytes -= n;
+  if (pending.chunkOffset === pending.buffer!.chunks[pending.chunkIndex]!.length) {
+    pending.chunkIndex += 1;
+    pending.chunkOffset = 0;
   }
 }
 

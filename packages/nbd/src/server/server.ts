@@ -4,7 +4,7 @@
 import { type Server, type Socket, createServer } from 'node:net';
 import type { NbdExportProvider } from '../backend.js';
 import { OPTION_DATA_MAX_BYTES } from '../constants.js';
-import { type LogFn, NbdConnection } from './connection.js';
+import { type LogFn, type NbdCopyCounters, NbdConnection } from './connection.js';
 import { type NbdServerTlsOptions, prepareServerTls } from './tls.js';
 
 export interface NbdServerOptions {
@@ -14,15 +14,22 @@ export interface NbdServerOptions {
   handshakeTimeoutMs?: number;
   /** Requests in flight per connection; the socket is not read while at the cap. Default 64. */
   inFlightMax?: number;
+  /** Plaintext WRITE payloads read by the kernel straight into the backend's buffers (default true). */
+  directRead?: boolean;
   /** Offer NBD_OPT_STARTTLS (see NbdServerTlsOptions.require for FORCEDTLS). Absent: no TLS. */
   tls?: NbdServerTlsOptions;
   log?: LogFn;
 }
 
+/** Payload bytes the server copied in user space since it started (READ replies copy none). */
+export type NbdServerStats = Readonly<NbdCopyCounters>;
+
 export interface NbdServer {
   listen(host: string, port: number): Promise<{ host: string; port: number }>;
   close(): Promise<void>;
   readonly connectionCount: number;
+  /** Counters over every connection so far, closed ones included. */
+  stats(): NbdServerStats;
   /** 'none' without TLS material, else whether clients must upgrade before anything else. */
   readonly tls: 'none' | 'optional' | 'required';
 }
@@ -41,6 +48,7 @@ export function createNbdServer(provider: NbdExportProvider, options: NbdServerO
   const tlsMode = tls?.mode ?? 'none';
 
   const connections = new Set<NbdConnection>();
+  const copies: NbdCopyCounters = { payloadCopies: 0, payloadBytesCopied: 0 };
   let nextId = 1;
   let closing = false;
   let listener: Server | undefined;
@@ -59,6 +67,8 @@ export function createNbdServer(provider: NbdExportProvider, options: NbdServerO
       inFlightMax,
       writeDiscardMaxBytes: WRITE_DISCARD_MAX_BYTES,
       log,
+      copies,
+      directRead: options.directRead !== false,
       ...(tls !== undefined ? { tls } : {}),
     });
     connections.add(connection);
@@ -72,9 +82,14 @@ export function createNbdServer(provider: NbdExportProvider, options: NbdServerO
 
     tls: tlsMode,
 
+    stats(): NbdServerStats {
+      return { ...copies };
+    },
+
     listen(host: string, port: number): Promise<{ host: string; port: number }> {
       if (listener !== undefined) return Promise.reject(new Error('NbdServer is already listening'));
-      const server = createServer({ noDelay: true }, accept);
+      // Accepted paused so a plaintext connection can move to the zero-copy reader first.
+      const server = createServer({ noDelay: true, pauseOnConnect: true }, accept);
       listener = server;
       return new Promise((resolve, reject) => {
         server.once('error', reject);
