@@ -91,7 +91,11 @@ export interface VolumeStatus {
   /** raid1/raid10 only. */
   readonly bitmap?: BitmapStatus | null;
   readonly elements: readonly ElementStatus[];
-  readonly stats: { readonly readOps: number; readonly writeOps: number; readonly readBytes: number; readonly writeBytes: number; readonly errors: number };
+  readonly stats: {
+    readonly readOps: number; readonly writeOps: number; readonly readBytes: number; readonly writeBytes: number; readonly errors: number;
+    /** Unaligned requests served by read-modify-write; user-space payload copies and their bytes (volume-io.ts). */
+    readonly rmwOps?: number; readonly copies?: number; readonly bytesCopied?: number;
+  };
   /** RAM read cache (config `cache.readMiB`): reads served from it and not; zeros when it is off. Absent from older daemons. */
   readonly cache?: { readonly hits: number; readonly misses: number; readonly hitRatio: number };
 }
@@ -127,6 +131,13 @@ export interface EngineIoStatus {
   readonly reason: string;
   /** e.g. `io: io_uring (batch ≤32)` or `io: sync (ONESTACK_URING=off)`. */
   readonly summary: string;
+  /**
+   * User-space copies of payload bytes since start: NBD WRITE payloads not read in place, and
+   * the volume layer's (API read/write, read cache, bounce buffers). requests = volume reads + writes.
+   */
+  readonly copies?: { readonly requests: number; readonly copies: number; readonly bytesCopied: number; readonly perRequest: number };
+  /** Reads served inline from the page cache by the top driver (preadv2 RWF_NOWAIT), or null when off. */
+  readonly fastLane?: { readonly hits: number; readonly misses: number } | null;
 }
 
 export interface EngineRdmaStatus {

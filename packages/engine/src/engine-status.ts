@@ -14,6 +14,8 @@ import type { LogFn } from './engine-types.js';
 import { BOTTOM_BATCH_MAX, uringScope } from './workers/uring-batch.js';
 
 export interface StatusSources {
+  /** Payload copies of the NBD servers over this engine (nbd-export.ts). */
+  readonly nbdCopies: () => { payloadCopies: number; payloadBytesCopied: number };
   readonly registry: Registry;
   readonly dataPath: DataPath;
   readonly keeper: MirrorKeeper;
@@ -92,8 +94,20 @@ export function buildStatus(ctx: StatusSources): EngineStatus {
     dataDir: ctx.base.dataDir,
     nbd: { tls: nbdTlsMode(ctx.base.nbd.tls) },
     rdma: rdmaStatusOnce(),
-    io: ioStatusOnce(),
+    io: { ...ioStatusOnce(), copies: copyTotals(volumes, ctx.nbdCopies()), fastLane: ctx.dataPath.fastLaneStats() },
   };
+}
+
+function copyTotals(volumes: readonly VolumeStatus[], nbd: { payloadCopies: number; payloadBytesCopied: number }): NonNullable<EngineIoStatus['copies']> {
+  let requests = 0;
+  let copies = nbd.payloadCopies;
+  let bytesCopied = nbd.payloadBytesCopied;
+  for (const v of volumes) {
+    requests += v.stats.readOps + v.stats.writeOps;
+    copies += v.stats.copies ?? 0;
+    bytesCopied += v.stats.bytesCopied ?? 0;
+  }
+  return { requests, copies, bytesCopied, perRequest: requests === 0 ? 0 : copies / requests };
 }
 
 /** What start-up found, one line each: unreplayed journals, unclean stops, elements not active. */

@@ -23,6 +23,7 @@ import { scrubTargetOf } from './durable/scrub-target.js';
 import { MirrorKeeper, type KeeperHost } from './durable/keeper.js';
 import { replaceLeg } from './durable/replace.js';
 import { DEFAULT_REBUILD } from './config/validate.js';
+import { nbdCopyStats } from './nbd-export.js';
 import { buildStatus, liveViewOf, withLiveStates, logOpenReport } from './engine-status.js';
 import { checkLayout, defaultLog, type AddElementSpec, type CreateVolumeSpec, type EngineOpenOptions, type LogFn } from './engine-types.js';
 
@@ -131,7 +132,7 @@ export class Engine {
 
   status(): EngineStatus {
     this.checkOpen();
-    return buildStatus({ registry: this.registry, dataPath: this.dataPath, keeper: this.keeper, scrubs: this.scrubs, base: this.base });
+    return buildStatus({ nbdCopies: () => nbdCopyStats(this), registry: this.registry, dataPath: this.dataPath, keeper: this.keeper, scrubs: this.scrubs, base: this.base });
   }
 
   bootVolume(): Volume | undefined {

@@ -1,5 +1,5 @@
 // Serves the engine's volumes over NBD: export name = volume name, '' = the boot volume.
-import { createNbdServer, type NbdExport, type NbdExportInfo, type NbdExportProvider } from '@onestack/nbd';
+import { createNbdServer, type NbdServerStats, type NbdExport, type NbdExportInfo, type NbdExportProvider } from '@onestack/nbd';
 import type { Engine, LogFn } from './engine.js';
 import { nbdExportFor } from './nbd-adapter.js';
 import { loadNbdTls, nbdTlsMode, nbdTlsSetupError, type NbdTlsMode } from './nbd-tls.js';
@@ -49,6 +49,21 @@ function providerFor(engine: Engine): NbdExportProvider {
   };
 }
 
+/** The NBD servers of each engine, for status `io.copies` (their payload copy counters). */
+const serversOf = new WeakMap<Engine, Set<{ stats(): NbdServerStats }>>();
+
+/** Payload copies made by the engine's NBD servers so far (closed servers' counts are dropped). */
+export function nbdCopyStats(engine: Engine): NbdServerStats {
+  let payloadCopies = 0;
+  let payloadBytesCopied = 0;
+  for (const s of serversOf.get(engine) ?? []) {
+    const one = s.stats();
+    payloadCopies += one.payloadCopies;
+    payloadBytesCopied += one.payloadBytesCopied;
+  }
+  return { payloadCopies, payloadBytesCopied };
+}
+
 /** Starts an NBD server over the engine's volumes (default address: config nbd.listen). engine.close() closes it too. */
 export async function startNbdExport(engine: Engine, listen?: { host: string; port: number }, opts: NbdExportOptions = {}): Promise<NbdExportHandle> {
   const address = listen ?? engine.config.nbd.listen;
@@ -65,10 +80,13 @@ export async function startNbdExport(engine: Engine, listen?: { host: string; po
     throw tls === undefined ? err : nbdTlsSetupError(engine.config, err);
   }
   const bound = await server.listen(address.host, address.port);
+  const servers = serversOf.get(engine) ?? new Set();
+  serversOf.set(engine, servers.add(server));
   let closing: Promise<void> | null = null;
   const close = (): Promise<void> => {
     closing ??= (async () => {
       unregister();
+      servers.delete(server);
       await server.close();
     })();
     return closing;

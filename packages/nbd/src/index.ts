@@ -6,7 +6,7 @@ export { NbdProtocolError, type NbdProtocolErrorCode, type Decoded } from './err
 export { ByteAccumulator } from './codec/accumulator.js';
 export * from './codec/handshake.js';
 export * from './codec/transmission.js';
-export { createNbdServer, type NbdServer, type NbdServerOptions } from './server/server.js';
+export { createNbdServer, type NbdServer, type NbdServerOptions, type NbdServerStats } from './server/server.js';
 export type { LogFn } from './server/connection.js';
 export { ServerHandshake, transmissionFlagsFor, type HandshakeConfig, type HandshakeStep, type TransmissionSetup } from './server/handshake.js';
 export { checkRequest } from './server/validate.js';

@@ -39,7 +39,11 @@ export async function statusCommand(argv: readonly string[], io: CliIo): Promise
 /** renderStatus plus the bottom driver's I/O backend line (`io: io_uring (batch ≤32)`); older daemons have no io field. */
 export function statusText(status: EngineStatus, previous?: OpSample, current?: OpSample): string {
   const text = renderStatus(status, previous, current);
-  return status.io === undefined ? text : `${text}${status.io.summary}\n`;
+  if (status.io === undefined) return text;
+  const { copies, fastLane } = status.io;
+  const copyLine = copies === undefined ? '' : `copies: ${copies.perRequest.toFixed(2)} per request (${copies.copies} copies, ${copies.bytesCopied} bytes over ${copies.requests} requests)\n`;
+  const laneLine = fastLane === undefined ? '' : fastLane === null ? 'fast lane: off\n' : `fast lane: ${fastLane.hits} page-cache reads inline, ${fastLane.misses} sent to the queue\n`;
+  return `${text}${status.io.summary}\n${copyLine}${laneLine}`;
 }
 
 /** Redraws every second until Ctrl-C or `frames` frames; IOPS come from consecutive samples. */
