@@ -125,8 +125,8 @@ async function main(): Promise<void> {
     await stopServer(d.server);
     // Throttled rebuild with fio reading meanwhile: foreground share.
     d = await startDaemon(dir, images, throttleMiB);
-    const idle = await runFio(`nbd://127.0.0.1:${d.nbdPort}/bench`, randread, seconds, dir);
-    const slow = await rebuild(d, 'e2', 'e1', () => runFio(`nbd://127.0.0.1:${d.nbdPort}/bench`, randread, seconds, dir));
+    const idle = (await runFio({ kind: 'nbd', uri: `nbd://127.0.0.1:${d.nbdPort}/bench` }, randread, seconds, dir)).figures;
+    const slow = await rebuild(d, 'e2', 'e1', async () => (await runFio({ kind: 'nbd', uri: `nbd://127.0.0.1:${d.nbdPort}/bench` }, randread, seconds, dir)).figures);
     await stopServer(d.server);
     // fio runs `seconds` + 1 s of ramp: a shorter rebuild would mix idle time into the figure.
     if (slow.seconds < seconds + 1) progress(`warning: the throttled rebuild took ${slow.seconds.toFixed(1)} s, less than fio's ${seconds + 1} s: use a bigger --image-mib or lower --throttle-mib`);

@@ -16,8 +16,9 @@ export interface Server {
 
 const live = new Set<ChildProcess>();
 
-export function startServer(name: string, cmd: string, args: readonly string[], cwd?: string): Server {
-  const child = spawn(cmd, args, { env: ENV, cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+/** `stdin: 'pipe'` for a child that takes requests on its standard input (the embedded engine). */
+export function startServer(name: string, cmd: string, args: readonly string[], cwd?: string, stdin: 'ignore' | 'pipe' = 'ignore'): Server {
+  const child = spawn(cmd, args, { env: ENV, cwd, stdio: [stdin, 'pipe', 'pipe'] });
   live.add(child);
   child.once('exit', () => live.delete(child));
   child.once('error', () => live.delete(child));
@@ -96,6 +97,17 @@ export async function waitReady(s: Server, port: number, timeoutMs: number, read
   throw new Error(`${s.name} not ready within ${timeoutMs} ms:\n${s.output().slice(-2000)}`);
 }
 
+/** Waits (bounded) until `line` appears in the server's output; for children that serve no port. */
+export async function waitOutput(s: Server, line: RegExp, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (line.test(s.output())) return;
+    if (exited(s.child)) throw new Error(`${s.name} exited (${String(s.child.exitCode ?? s.child.signalCode)}) during start-up:\n${s.output().slice(-2000)}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`${s.name} not ready within ${timeoutMs} ms:\n${s.output().slice(-2000)}`);
+}
+
 export interface Done { readonly code: number | null; readonly stdout: string; readonly stderr: string }
 
 /** Runs to completion with a timeout (SIGKILL); never rejects. */
@@ -126,6 +138,17 @@ export function cpuSeconds(pid: number | undefined, ticksPerSecond: number): num
     // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
     const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     return (Number(rest[11]) + Number(rest[12])) / ticksPerSecond;
+  } catch {
+    return Number.NaN;
+  }
+}
+
+/** Resident set size of a process (VmRSS from /proc), or NaN when it is gone. */
+export function rssBytes(pid: number | undefined): number {
+  if (pid === undefined) return Number.NaN;
+  try {
+    const m = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m === null ? Number.NaN : Number(m[1]) * 1024;
   } catch {
     return Number.NaN;
   }

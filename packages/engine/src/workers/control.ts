@@ -14,6 +14,27 @@ export interface LoopTask {
 
 /** Idle sleep bound: a sleeping loop re-checks stop/generation at least this often. */
 export const IDLE_SLEEP_MS = 1000;
+/**
+ * Busy-wait before sleeping, in µs (ONESTACK_SPIN_US, default 0). Measured on 2 cores with fio
+ * on the same machine (bench/README.md): a spinning worker takes the CPU the client and the
+ * main thread need, so the default sleeps at once and relies on batched doorbells instead.
+ */
+/** Bound on a spin, whatever the setting: a stuck setting cannot turn a worker into a busy loop. */
+const SPIN_US_MAX = 1000;
+const SPIN_US = spinSetting(process.env['ONESTACK_SPIN_US']);
+
+function spinSetting(raw: string | undefined): number {
+  const n = Number(raw ?? '0');
+  return Number.isFinite(n) && n > 0 ? Math.min(n, SPIN_US_MAX) : 0;
+}
+
+/** True when work showed up within `us` microseconds. */
+function spinFor(us: number, hasWork: () => boolean): boolean {
+  const until = performance.now() + us / 1000;
+  while (performance.now() < until) if (hasWork()) return true;
+  return false;
+}
+
 /** Messages handled per control poll (bounded loop). */
 const MESSAGES_MAX = 64;
 
@@ -57,6 +78,7 @@ export class ControlChannel {
 
   /** The sleeping half of the doorbell protocol; `hasWork` is the re-check. */
   idle(bell: Doorbell, hasWork: () => boolean): void {
+    if (SPIN_US > 0 && spinFor(SPIN_US, hasWork)) return;
     const ticket = bell.prepareSleep();
     if (hasWork() || this.stopRequested() || this.changed()) {
       bell.cancelSleep();
