@@ -2,10 +2,15 @@
 // data-changing op (write, NBD-path writeBuffer, trim, write-zeroes, raid5 writes, scrub repair)
 // makes the next read return the new bytes, `cache.readMiB: 0` turns it off, and a small budget
 // evicts instead of growing. Imports the BUILT dist (workers are .js files).
+//
+// These volumes sit on page-cache files, whose reads the fast lane serves inline (and then the
+// cache stays off: it would double the page cache); the lane is turned off here so the cache is
+// exercised, and the last test checks that it does stay off while the lane serves.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { preadNowait } from '@onestack/native';
 import { Engine } from '../dist/index.js';
 import { DATA_OFFSET_BYTES } from '../dist/meta/types.js';
 
@@ -15,13 +20,18 @@ const quiet = (): void => {};
 let dir: string;
 let engine: Engine | undefined;
 
+const nowaitBefore = process.env['ONESTACK_NOWAIT'];
+const laneAvailable = preadNowait() !== null;
 beforeEach(() => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'onestack-rcache-'));
+  process.env['ONESTACK_NOWAIT'] = 'off';
 });
 afterEach(async () => {
   await engine?.close();
   engine = undefined;
   fs.rmSync(dir, { recursive: true, force: true });
+  if (nowaitBefore === undefined) delete process.env['ONESTACK_NOWAIT'];
+  else process.env['ONESTACK_NOWAIT'] = nowaitBefore;
 });
 
 async function open(readMiB: number | undefined, layout: 'raid1' | 'raid5' = 'raid1'): Promise<Engine> {
@@ -158,5 +168,15 @@ describe('read cache through the Engine', () => {
     await vol.read(2 * MiB - 64 * KiB, 64 * KiB); // the newest is cached
     await vol.read(0, 64 * KiB); // the oldest was evicted
     expect(cacheOf(e)).toEqual({ hits: before.hits + 1, misses: before.misses + 1, hitRatio: expect.any(Number) as number });
+  });
+
+  it.skipIf(!laneAvailable)(`stays off for page-cache volumes while the fast lane serves their reads (no second copy of the page cache)${laneAvailable ? '' : ' (skipped: no fast lane: native addon not built, or ONESTACK_NOWAIT/ONESTACK_NATIVE=off)'}`, async () => {
+    process.env['ONESTACK_NOWAIT'] = nowaitBefore ?? 'on';
+    const e = await open(64);
+    const vol = e.volume('v');
+    await vol.write(0, pattern(8192, 5));
+    for (let i = 0; i < 3; i++) expect(same(await vol.read(0, 8192), pattern(8192, 5))).toBe(true);
+    expect(cacheOf(e)).toEqual({ hits: 0, misses: 0, hitRatio: 0 });
+    expect(e.status().io?.fastLane?.hits).toBeGreaterThanOrEqual(3);
   });
 });

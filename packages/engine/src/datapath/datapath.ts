@@ -189,6 +189,14 @@ export class DataPath {
     };
   }
 
+  /**
+   * True when the fast lane serves this volume's reads from the page cache: the RAM read cache
+   * would then hold a second copy of the same pages (and cost a copy per fill), so it stays off.
+   */
+  private laneServes(vol: TopologyVolume, els: readonly TopologyElement[]): boolean {
+    return this.lane !== null && LANE_LAYOUTS.includes(vol.layout) && els.every((e) => e.kind === 'local' && !e.direct);
+  }
+
   /** Reads served inline from the page cache (fast-lane.ts), or null when the lane is off. */
   fastLaneStats(): FastLaneStats | null {
     return this.lane === null ? null : { ...this.lane.stats };
@@ -296,7 +304,8 @@ export class DataPath {
     this.elements = elements;
     const byIndex = new Map(elements.map((e) => [e.index, e]));
     for (const vol of volumes) {
-      const binding: VolumeBinding = { index: vol.index, name: vol.name, sizeBytes: vol.sizeBytes, ...volumeAlignment(vol.elements.map((i) => byIndex.get(i)!)) };
+      const els = vol.elements.map((i) => byIndex.get(i)!);
+      const binding: VolumeBinding = { index: vol.index, name: vol.name, sizeBytes: vol.sizeBytes, ...volumeAlignment(els), cacheReads: !this.laneServes(vol, els) };
       this.top.bindVolume(vol.index, vol.layout, vol.elements.length, this.queues[vol.index]!);
       if (isParityLayout(vol.layout)) {
         this.volumeIos.set(vol.index, await this.parity.bind(vol, binding, vol.elements.map((i) => byIndex.get(i)!), this.volumeIos.get(vol.index)));
@@ -331,6 +340,9 @@ export class DataPath {
     return [...m, ...b, ...r];
   }
 }
+
+/** Layouts whose reads the fast lane serves (fast-lane.ts). */
+const LANE_LAYOUTS: readonly string[] = ['linear', 'raid0', 'raid1'];
 
 /** What a volume's elements require of request alignment (see VolumeBinding). */
 function volumeAlignment(elements: readonly TopologyElement[]): { alignBytes: number; trimAlignBytes: number } {

@@ -71,6 +71,8 @@ export interface VolumeBinding {
   readonly alignBytes: number;
   /** The largest remote block size (a remote leg zeroes whole blocks); alignBytes is a multiple of it. */
   readonly trimAlignBytes: number;
+  /** Use the RAM read cache (false when the fast lane reads the page cache anyway; absent = true). */
+  readonly cacheReads?: boolean;
 }
 
 export class VolumeIoImpl implements VolumeIo {
@@ -124,7 +126,7 @@ export class VolumeIoImpl implements VolumeIo {
     const out = new Uint8Array(lengthBytes);
     if (this.cacheHit(offsetBytes, lengthBytes, out) !== null) return out;
     const span = this.spanOf(offsetBytes, lengthBytes);
-    const fill = this.readCache.beginFill(this.b.index, offsetBytes, lengthBytes);
+    const fill = this.b.cacheReads === false ? null : this.readCache.beginFill(this.b.index, offsetBytes, lengthBytes);
     try {
       // Piece by piece through one slot each; an unaligned read's span is only its edge blocks wider.
       await this.count('read', lengthBytes, this.pieces(span.start, span.end - span.start, this.slab.slotBytes, async (off, len) => {
@@ -206,7 +208,7 @@ export class VolumeIoImpl implements VolumeIo {
     const span = this.spanOf(offsetBytes, lengthBytes);
     const sb = this.slab.slotBytes;
     const spanBytes = span.end - span.start;
-    const fill = this.readCache.beginFill(this.b.index, offsetBytes, lengthBytes);
+    const fill = this.b.cacheReads === false ? null : this.readCache.beginFill(this.b.index, offsetBytes, lengthBytes);
     const slots = spanBytes === 0 ? [] : await this.slots.acquire(Math.ceil(spanBytes / sb));
     const views = slots.map((s, i) => this.slab.view(s, 0, Math.min(sb, spanBytes - i * sb)));
     let chunks: Uint8Array[];
@@ -329,7 +331,7 @@ export class VolumeIoImpl implements VolumeIo {
 
   /** The bytes [off, +len) from the read cache (into `out` if given) when all of it is there, else null; counts hit or miss. */
   private cacheHit(off: number, len: number, out?: Uint8Array): Uint8Array | null {
-    if (!this.readCache.enabled || len === 0) return null;
+    if (!this.readCache.enabled || len === 0 || this.b.cacheReads === false) return null;
     const got = this.readCache.readInto(this.b.index, off, len, out);
     if (got === null) {
       this.cacheCounters.misses++;
