@@ -6,6 +6,7 @@ import * as path from 'node:path';
 import { EngineError } from '../api-types.js';
 import type { ElementConfig, EngineConfig, VolumeConfig } from '../config/types.js';
 import { normalizeElement, normalizeVolume } from '../config/validate.js';
+import { applyBootPick, readBootPick, type BootPick } from './boot.js';
 
 export const STATE_FILE = 'onestack-state.json';
 const STATE_VERSION = 1;
@@ -46,6 +47,8 @@ export interface PersistedState {
   readonly elements: readonly ElementConfig[];
   readonly volumes: readonly VolumeConfig[];
   readonly replaced?: readonly ReplacedVolume[];
+  /** The boot volume picked at run time (state/boot.ts). */
+  readonly bootPick?: BootPick;
 }
 
 export const EMPTY_STATE: PersistedState = { elements: [], volumes: [] };
@@ -88,13 +91,14 @@ export function readStateFile(dataDir: string): PersistedState {
     throw new EngineError('config', `cannot read the runtime state: ${(err as Error).message}`, file, 'fix or move the file away (its volumes will then not be served)');
   }
   try {
-    const map = (raw ?? {}) as { version?: unknown; elements?: unknown; volumes?: unknown; replaced?: unknown };
+    const map = (raw ?? {}) as { version?: unknown; elements?: unknown; volumes?: unknown; replaced?: unknown; bootPick?: unknown };
     if (map.version !== STATE_VERSION) throw new Error(`unsupported version ${JSON.stringify(map.version)}`);
     const rawElements = Array.isArray(map.elements) ? map.elements.slice(0, 256) : [];
     const elements = rawElements.map((item, i) => normalizeElement(item, `elements[${i}]`, dataDir));
     const names = new Set(elements.map((e) => e.name));
     const rawVolumes = Array.isArray(map.volumes) ? map.volumes.slice(0, 64) : [];
-    return { elements, volumes: rawVolumes.map((item, i) => normalizeVolume(item, `volumes[${i}]`, names)), replaced: readReplaced(map.replaced) };
+    const bootPick = readBootPick(map.bootPick);
+    return { elements, volumes: rawVolumes.map((item, i) => normalizeVolume(item, `volumes[${i}]`, names)), replaced: readReplaced(map.replaced), ...(bootPick !== undefined ? { bootPick } : {}) };
   } catch (err) {
     throw new EngineError('config', `invalid runtime state: ${(err as Error).message}`, file, 'fix or move the file away (its volumes will then not be served)');
   }
@@ -105,7 +109,8 @@ export function writeStateFile(dataDir: string, state: PersistedState): void {
   const file = path.join(dataDir, STATE_FILE);
   const tmp = `${file}.tmp-${process.pid}`;
   const replaced = state.replaced !== undefined && state.replaced.length > 0 ? { replaced: state.replaced } : {};
-  const body = JSON.stringify({ version: STATE_VERSION, elements: state.elements.map(persistElement), volumes: state.volumes.map(persistVolume), ...replaced }, null, 2);
+  const bootPick = state.bootPick !== undefined ? { bootPick: state.bootPick } : {};
+  const body = JSON.stringify({ version: STATE_VERSION, elements: state.elements.map(persistElement), volumes: state.volumes.map(persistVolume), ...replaced, ...bootPick }, null, 2);
   const fd = fs.openSync(tmp, 'w', 0o600);
   try {
     fs.writeSync(fd, `${body}\n`);
@@ -155,14 +160,16 @@ export function mergeState(config: EngineConfig, state: PersistedState, warn: (m
       continue;
     }
     const boot = v.boot && !hasBoot;
-    if (v.boot && !boot) warn(`runtime volume ${v.name} is no longer the boot volume: the config names one`);
+    if (v.boot && !boot && state.bootPick?.volume !== v.name) warn(`runtime volume ${v.name} is no longer the boot volume: the config names one`);
     hasBoot ||= boot;
     v.elements.forEach((e) => used.add(e));
     volumes.push({ ...v, boot });
   }
+  const picked = applyBootPick([...configVolumes, ...volumes], config, state.bootPick, warn);
+  const runtimeVolumes = picked.filter((v) => volumes.some((r) => r.name === v.name));
   return {
-    config: { ...config, elements: [...config.elements, ...elements], volumes: [...configVolumes, ...volumes] },
-    runtime: { elements, volumes, replaced: (state.replaced ?? []).filter((r) => configVolumes.some((v) => v.name === r.volume && sameSet(v.elements, r.elements))) },
+    config: { ...config, elements: [...config.elements, ...elements], volumes: picked },
+    runtime: { elements, volumes: runtimeVolumes, replaced: (state.replaced ?? []).filter((r) => configVolumes.some((v) => v.name === r.volume && sameSet(v.elements, r.elements))) },
   };
 }
 

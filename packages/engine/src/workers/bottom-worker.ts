@@ -4,6 +4,7 @@
 // in the io_uring scope go through one submitAndWait per batch (uring-batch.ts); everything
 // else, and everything when there is no ring, runs synchronously (element-io.ts).
 import * as fs from 'node:fs';
+import { nativeInfo } from '@onestack/native';
 import { D, DESC_WORDS, DescStatus, Op } from '@onestack/queue';
 import { finishSub } from '../datapath/complete.js';
 import { errnoCode, errnoFromError, DataPathError } from '../datapath/errno.js';
@@ -28,8 +29,9 @@ class BottomLoop {
     this.scratch = { zeros: v.slab.view(v.zeroSlot), cache: new Uint8Array(CACHE_SCRATCH_BYTES), slabMisalignmentBytes: v.params.misalignmentBytes ?? 0 };
     const opened = UringBatch.open(data, uringScope());
     this.batch = opened.batch;
-    // Not an error: the sync path serves everything. Said once, so a refused ring is visible.
-    if (opened.batch === null && process.env['ONESTACK_URING'] !== 'off') {
+    // Not an error: the sync path serves everything. Said once when the addon is there but the
+    // ring is not (kernel refusal, old addon); switched off or no addon is what status says.
+    if (opened.batch === null && process.env['ONESTACK_URING'] !== 'off' && nativeInfo().backend === 'native') {
       fs.writeSync(2, `onestack: bottom worker: io_uring not used (${opened.reason}); element I/O is synchronous\n`);
     }
   }
