@@ -25,7 +25,8 @@ trap on_exit EXIT
 step="installing Debian packages"
 # Test-only peers (PEERS.md): NBD clients/servers, qemu, fio, FUSE, ext4 and loop tools, iSCSI.
 install_debs ca-certificates nbdkit libnbd-bin python3-libnbd qemu-utils fio fuse3 e2fsprogs \
-  util-linux mount tgt libiscsi-bin qemu-system-x86 chromium
+  util-linux mount tgt libiscsi-bin chromium
+install_qemu_system
 step="installing node/pnpm"
 ensure_node
 ensure_pnpm

@@ -7,9 +7,9 @@ import { freePort, startServer } from './proc.js';
 import { EXPORT, need, remoteLeg, started, withLeg, type StartContext, type SystemDef } from './system-kit.js';
 
 /** onestack config over element URIs; local files use the page cache (writeback) like the peers. */
-async function onestackConfig(ctx: StartContext, id: string, layout: 'linear' | 'raid1', uris: readonly string[]): Promise<string> {
+async function onestackConfig(ctx: StartContext, id: string, layout: 'linear' | 'raid1', uris: readonly string[], cache: 'writeback' | 'none'): Promise<string> {
   const lines = ['elements:'];
-  uris.forEach((uri, i) => lines.push(`  - { name: e${i}, uri: "${uri}"${uri.startsWith('file:') ? ', cache: writeback' : ''} }`));
+  uris.forEach((uri, i) => lines.push(`  - { name: e${i}, uri: "${uri}"${uri.startsWith('file:') ? `, cache: ${cache}` : ''} }`));
   lines.push('volumes:', `  - { name: ${EXPORT}, layout: ${layout}, elements: [${uris.map((_, i) => `e${i}`).join(', ')}], boot: true }`);
   const file = path.join(ctx.workDir, `${id}.yaml`);
   await writeFile(file, lines.join('\n') + '\n');
@@ -23,6 +23,8 @@ export interface OnestackDef {
   readonly images: 1 | 2;
   /** Image 1 is served by an nbdkit of this system's own and joins as nbd://: a local + remote mirror. */
   readonly remote?: boolean;
+  /** Local elements' cache mode: writeback (page cache, default) or none (O_DIRECT, io_uring), like qemu-nbd --cache. */
+  readonly cache?: 'writeback' | 'none';
 }
 
 export function onestackDaemon(def: OnestackDef): SystemDef {
@@ -37,7 +39,7 @@ export function onestackDaemon(def: OnestackDef): SystemDef {
         const uris = [`file:${ctx.images[0]}`];
         if (def.images === 2) uris.push(leg === undefined ? `file:${ctx.images[1]}` : `nbd://127.0.0.1:${leg.port}/`);
         const [port, apiPort] = [await freePort(), await freePort()];
-        const config = await onestackConfig(ctx, def.id, def.layout, uris);
+        const config = await onestackConfig(ctx, def.id, def.layout, uris, def.cache ?? 'writeback');
         const dataDir = path.join(ctx.workDir, `data-${def.id}`);
         const api = `127.0.0.1:${apiPort}`;
         const s = startServer(def.id, process.execPath, [main, 'serve', '--config', config, '--data-dir', dataDir, '--nbd', `127.0.0.1:${port}`, '--api', api], ctx.repoRoot);

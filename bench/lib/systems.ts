@@ -30,6 +30,7 @@ export const SYSTEMS: readonly SystemDef[] = [
   qsdQuorum('qsd-quorum', 'qemu-storage-daemon quorum of 2 (writeback)', false),
   qsdQuorum('qsd-quorum-remote', 'qemu-storage-daemon quorum local + nbdkit', true),
   onestackDaemon({ id: 'onestack-linear', label: 'onestack linear (writeback)', layout: 'linear', images: 1 }),
+  onestackDaemon({ id: 'onestack-linear-direct', label: 'onestack linear (cache=none, io_uring)', layout: 'linear', images: 1, cache: 'none' }),
   onestackDaemon({ id: 'onestack-raid1', label: 'onestack raid1 of 2 (writeback)', layout: 'raid1', images: 2 }),
   onestackDaemon({ id: 'onestack-raid1-remote', label: 'onestack raid1 local + nbdkit', layout: 'raid1', images: 2, remote: true }),
   onestackEmbedded('onestack-embedded', 'onestack embedded API (linear)'),

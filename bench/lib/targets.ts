@@ -25,6 +25,7 @@ export interface Comparison {
 
 export const COMPARISONS: readonly Comparison[] = [
   { id: 'plain-vs-nbd', label: 'onestack linear ÷ best of qemu-nbd/nbdkit', system: 'onestack-linear', versus: ['qemu-nbd-none', 'qemu-nbd-writeback', 'nbdkit-file'] },
+  { id: 'direct-vs-qemu-nbd', label: 'onestack linear cache=none ÷ qemu-nbd cache=none', system: 'onestack-linear-direct', versus: ['qemu-nbd-none'] },
   { id: 'plain-vs-qsd', label: 'onestack linear ÷ qsd file', system: 'onestack-linear', versus: ['qsd-plain'] },
   { id: 'raid1-vs-quorum', label: 'onestack raid1 of 2 ÷ qsd quorum of 2', system: 'onestack-raid1', versus: ['qsd-quorum'] },
   { id: 'raid1-remote-vs-quorum', label: 'onestack raid1 local+remote ÷ qsd quorum local+remote', system: 'onestack-raid1-remote', versus: ['qsd-quorum-remote'] },
