@@ -17,7 +17,7 @@ const FONT = 'DejaVu Sans, Liberation Sans, Arial, sans-serif';
 const PALETTE: Record<SystemGroup, readonly string[]> = {
   raw: ['#4d4d4d', '#a6a6a6'],
   peer: ['#1f77b4', '#6baed6', '#17becf', '#2ca02c', '#98df8a', '#9467bd', '#c5b0d5'],
-  daemon: ['#d62728', '#ff7f0e', '#ffbb78'],
+  daemon: ['#d62728', '#ff7f0e', '#ffbb78', '#e7969c', '#bcbd22'],
   embedded: ['#8c2d04', '#e377c2'],
 };
 
