@@ -15,8 +15,9 @@ import { cliVersion } from './version.js';
 type Command = (argv: readonly string[], io: CliIo) => Promise<ExitCode>;
 
 const COMMANDS: Readonly<Record<string, Command>> = {
-  // serve (and rdma) load the engine; the other commands only need HTTP, so they start fast.
+  // serve, init (and rdma) load the engine; the other commands only need HTTP, so they start fast.
   serve: async (argv, io) => (await import('./serve.js')).serveCommand(argv, io),
+  init: async (argv, io) => (await import('./commands/init.js')).initCommand(argv, io),
   status: statusCommand,
   volume: volumeCommand,
   element: elementCommand,

@@ -12,9 +12,9 @@ commands:
   discover   list the exports of an NBD server or the targets of an iSCSI portal
   rdma       RDMA devices and port states on this host (libibverbs probe; no daemon needed)
   bench      measure a volume or an NBD URI with fio
-  init       interactive configuration wizard                  (not yet available)
+  init       configuration wizard: enumerate disks, choose a layout, write onestack.yaml
 
-Commands other than serve, rdma and bench --uri talk to the running daemon over its API (--api HOST:PORT, default
+Commands other than serve, init, rdma and bench --uri talk to the running daemon over its API (--api HOST:PORT, default
 127.0.0.1:9090); the token comes from ONESTACK_TOKEN or <data dir>/api-token.
 Exit status: 0 ok, 1 runtime failure, 2 usage or configuration error.
 
@@ -163,6 +163,51 @@ exit status: 0 measured, 1 fio missing or failed, the daemon or volume not found
 example: onestack bench --volume default --workload all --seconds 10
          onestack bench --uri nbd://192.0.2.7:10809/disk --qd 64 --json
 `,
+  init: `usage: onestack init [--config FILE] [--data-dir DIR] [--yes] [--force]
+                     [--layout linear|raid0|raid1|raid10|raid5|raid6] [--element URI]... [--remote URI]...
+                     [--secret-file PATH] [--chap-user NAME] [--volume NAME] [--boot NAME|none] [--size-gib N]
+
+Writes a configuration for onestack serve. It lists what could become an element - image files
+(*.img, *.raw) in the data dir, block devices (mounted, held or read-only ones are shown as in
+use and cannot be chosen), remote disks - then asks for remote disks (an NBD or iSCSI server is
+asked what it offers, as onestack discover does), CHAP credentials, the layout, new image files
+when too few disks are ready, the elements in role order, the volume name and the boot volume.
+A flag answers its question. The config is checked by the engine's own loader before it is
+written; a rejected one is reported with its field path and nothing is written.
+
+Questions come on the terminal (Enter takes the [default]); without a terminal they are read line
+by line from stdin. With --yes nothing is asked: flags and defaults decide, and a question
+without a default (a CHAP secret) is a usage error.
+
+options:
+  --config FILE       where to write (default ./onestack.yaml); an existing file needs --force
+  --data-dir DIR      data dir: images, state, API token, CHAP secret files (default
+                      $ONESTACK_DATA_DIR or ./data)
+  --yes, -y           ask nothing: take flags and defaults (every image of the data dir, the
+                      disks of --remote; new images when they are too few for the layout)
+  --layout L          default raid1 for two or more elements, linear for one
+  --element URI...    the volume's elements in role order: path, file:PATH, /dev/NAME, nbd://...
+                      or iscsi://...; a file that does not exist is created at first start
+  --remote URI...     remote disks to add: nbd://HOST[:PORT]/EXPORT, iscsi://[USER@]HOST[:PORT]/IQN/LUN,
+                      or a server (nbd://HOST[:PORT], iscsi://[USER@]HOST[:PORT]) whose exports or
+                      targets are all added
+  --secret-file PATH  the CHAP secret (first line of PATH) for iSCSI users; referenced as
+                      secretFile. Without it the secret is asked for (never echoed) and stored in
+                      DATA/chap-USER.secret, mode 0600. Secrets are never taken on the command line
+  --chap-user NAME    CHAP user for iSCSI URIs that name none
+  --volume NAME       volume name, also its NBD export name (default: --boot's, else "default")
+  --boot NAME|none    make volume NAME the boot volume (the empty NBD export name); default yes
+  --size-gib N        size of new image files in GiB (default 1)
+  --force             replace an existing config file
+  -h, --help          this help
+
+exit status: 0 written, 1 a remote could not be asked or the answer was not to write, 2 a bad
+option or answer, an existing file without --force, or a config the loader rejects.
+
+example: onestack init
+         onestack init --yes --data-dir ./data --layout raid1 --element file:./data/d0.img \
+                       --remote nbd://192.0.2.7:10809/disk --boot default
+`,
   element: `usage: onestack element list [--json]
        onestack element add URI [--name N] [--cache writeback|none]
        onestack element remove N
@@ -186,6 +231,4 @@ example: onestack element add file:/var/lib/onestack/disk2.img --name d2 --cache
 };
 
 /** Commands the SPEC names that arrive later: a clear error rather than a stub. */
-export const NOT_YET: Readonly<Record<string, string>> = {
-  init: 'arrives in a later issue',
-};
+export const NOT_YET: Readonly<Record<string, string>> = {};

@@ -31,7 +31,7 @@ beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'onestack-cli-api-'));
   engine = await Engine.open({ dataDir: dir, nbdListen: '127.0.0.1:0', apiListen: '127.0.0.1:0' });
   token = ensureApiToken(dir);
-  server = await startApiServer({ engine, token, version: 'test' }, { host: '127.0.0.1', port: 0 });
+  server = await startApiServer({ engine, token, version: 'test', webDir: null }, { host: '127.0.0.1', port: 0 });
   base = `http://127.0.0.1:${server.port}`;
 });
 

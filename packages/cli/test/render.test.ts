@@ -63,21 +63,21 @@ describe('renderStatus', () => {
 });
 
 describe('escaping', () => {
-  it('escapes Prometheus label values and HTML', () => {
+  it('escapes Prometheus label values and HTML', async () => {
     expect(escapeLabel('a"b\\c\nd')).toBe('a\\"b\\\\c\\nd');
     expect(escapeHtml('<b a="1">&\'')).toBe('&#60;b a=&#34;1&#34;&#62;&#38;&#39;');
-    const text = renderMetrics(status([volume()]));
+    const text = await renderMetrics(status([volume()]));
     expect(text).toContain('onestack_volume_rebuild_percent{volume="v0"} 42');
     expect(text).toContain('onestack_volume_state{volume="v0",state="rebuilding"} 1');
     expect(text).toContain('onestack_element_errors_total{element="r1",kind="nbd",volume="v0"} 2');
     expect(text).not.toContain('onestack_volume_scrub_mismatched_units{');
     const scrub = { kind: 'repair', startedMs: 1, finishedMs: 2, outcome: 'done', checkedBytes: 1, skippedBytes: 0, mismatchedUnits: 4, mismatchedBytes: 9, repairedUnits: 3, ioErrors: 0 } as const;
-    const scrubbed = renderMetrics(status([volume({ scrub })]));
+    const scrubbed = await renderMetrics(status([volume({ scrub })]));
     expect(scrubbed).toContain('onestack_volume_scrub_mismatched_units{volume="v0",kind="repair"} 4');
     expect(scrubbed).toContain('onestack_volume_scrub_repaired_units{volume="v0",kind="repair"} 3');
     // Read cache counters: present when the daemon sends them, absent (not 0) from older ones.
     expect(text).not.toContain('onestack_volume_cache_hits_total{');
-    const cached = renderMetrics(status([volume({ cache: { hits: 30, misses: 10, hitRatio: 0.75 } })]));
+    const cached = await renderMetrics(status([volume({ cache: { hits: 30, misses: 10, hitRatio: 0.75 } })]));
     expect(cached).toContain('onestack_volume_cache_hits_total{volume="v0",layout="raid1"} 30');
     expect(cached).toContain('onestack_volume_cache_misses_total{volume="v0",layout="raid1"} 10');
     expect(renderStatus(status([volume({ scrub })]))).toContain('      last scrub 1970-01-01T00:00:00.002Z: repair of v0: done in 0.0 s, 1 B compared (0.0 MiB/s), 4 units mismatched (9 bytes differ), 3 repaired\n');

@@ -15,6 +15,50 @@ export interface ElementStatus {
   readonly errors: number;
   /** Why a failed or stale element is out (I/O error, unreachable, replaced, ...). */
   readonly reason?: string;
+  /** Element I/O since the daemon started (every sub that ended well, fast-lane reads included); absent from older daemons. */
+  readonly stats?: ElementIoStats;
+  /** Remote elements with a local cache tier (config `cacheTier`, write-through): reads served from it since the daemon started. */
+  readonly cacheTier?: ElementCacheTierStatus;
+}
+
+/** `hits` + `misses` = the element's data reads (maintenance reads bypass the tier); `enabled` false once a cache-file error turned it off. */
+export interface ElementCacheTierStatus {
+  readonly path: string;
+  readonly sizeMiB: number;
+  readonly blockKiB: number;
+  readonly hits: number;
+  readonly misses: number;
+  readonly hitRatio: number;
+  readonly enabled: boolean;
+}
+
+/** Successful READ and WRITE subs on one element and their bytes (maintenance I/O included; trims, zeroes and flushes not). */
+export interface ElementIoStats {
+  readonly readOps: number;
+  readonly writeOps: number;
+  readonly readBytes: number;
+  readonly writeBytes: number;
+}
+
+/**
+ * Upper bounds (µs) of the request latency buckets of `stats.readLatencyUs` / `writeLatencyUs`:
+ * 10 µs … 5 s. The histogram has one more bucket for what took longer than the last bound.
+ */
+export const LATENCY_BUCKET_BOUNDS_US: readonly number[] = Object.freeze([
+  10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000, 5_000_000,
+]);
+
+/**
+ * Latency of the requests a volume completed successfully, since the daemon started. `buckets[i]`
+ * counts requests that took at most LATENCY_BUCKET_BOUNDS_US[i] and more than the bound before it
+ * (per bucket, not cumulative); the last entry counts those above the last bound, so
+ * `buckets.length === LATENCY_BUCKET_BOUNDS_US.length + 1` and the buckets add up to `count`.
+ * Average latency = sum / count.
+ */
+export interface LatencyStats {
+  readonly sum: number;
+  readonly count: number;
+  readonly buckets: readonly number[];
 }
 
 /** What a volume's maintenance job is: copying onto a leg (rebuild, resync) or comparing legs (check, repair). */
@@ -95,6 +139,8 @@ export interface VolumeStatus {
     readonly readOps: number; readonly writeOps: number; readonly readBytes: number; readonly writeBytes: number; readonly errors: number;
     /** Unaligned requests served by read-modify-write; user-space payload copies and their bytes (volume-io.ts). */
     readonly rmwOps?: number; readonly copies?: number; readonly bytesCopied?: number;
+    /** Request latency of successful reads and writes, in µs (count = readOps resp. writeOps); absent from older daemons. */
+    readonly readLatencyUs?: LatencyStats; readonly writeLatencyUs?: LatencyStats;
   };
   /** RAM read cache (config `cache.readMiB`): reads served from it and not; zeros when it is off. Absent from older daemons. */
   readonly cache?: { readonly hits: number; readonly misses: number; readonly hitRatio: number };

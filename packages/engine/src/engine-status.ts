@@ -2,7 +2,7 @@
 // bitmap), elements with live states and error counts, pools, queue, native backend, NBD TLS, RDMA
 // devices, the bottom driver's I/O backend (io_uring or sync).
 import { formatRdmaLine, ioBackendInfo, nativeInfo, rdmaProbe } from '@onestack/native';
-import type { EngineIoStatus, EngineRdmaStatus, EngineStatus, VolumeStatus } from './api-types.js';
+import type { ElementStatus, EngineIoStatus, EngineRdmaStatus, EngineStatus, VolumeStatus } from './api-types.js';
 import type { EngineConfig } from './config/types.js';
 import type { DataPath } from './datapath/datapath.js';
 import { isMirror, isParity, type MirrorKeeper } from './durable/keeper.js';
@@ -71,10 +71,15 @@ export function ioStatusOnce(): EngineIoStatus {
   return ioStatus;
 }
 
+/** An element's status with its I/O counters from the data path. */
+function elementWithStats(ctx: StatusSources, e: ElementEntry, live: LiveView): ElementStatus {
+  return { ...elementStatus(ctx.registry, e, live), stats: ctx.dataPath.elementStats(e.index) };
+}
+
 export function buildStatus(ctx: StatusSources): EngineStatus {
   const live = liveViewOf(ctx.dataPath);
   const volumes = [...ctx.registry.volumes.values()].map((v): VolumeStatus => {
-    const elements = v.assembled.config.elements.map((name) => elementStatus(ctx.registry, ctx.registry.element(name), live));
+    const elements = v.assembled.config.elements.map((name) => elementWithStats(ctx, ctx.registry.element(name), live));
     const { config } = v.assembled;
     return {
       name: config.name, layout: config.layout, sizeBytes: v.assembled.sizeBytes, chunkKiB: config.chunkKiB, order: config.order, boot: config.boot,
@@ -87,7 +92,7 @@ export function buildStatus(ctx: StatusSources): EngineStatus {
   const native = nativeInfo();
   return {
     volumes,
-    elements: [...ctx.registry.elements.values()].map((e) => elementStatus(ctx.registry, e, live)),
+    elements: [...ctx.registry.elements.values()].map((e) => elementWithStats(ctx, e, live)),
     pools: ctx.dataPath.poolStatus(),
     queue: ctx.dataPath.queueStatus(),
     native: { backend: native.backend, ...(native.reason !== undefined ? { reason: native.reason } : {}) },

@@ -27,7 +27,11 @@ export interface CreateVolumeSpec {
   order?: QueueOrder;
 }
 
-export interface AddElementSpec { uri: string; name?: string; cache?: ElementCache }
+export interface AddElementSpec {
+  uri: string; name?: string; cache?: ElementCache;
+  /** iscsi: a file holding the CHAP secret on its first line (relative paths: the data dir). */
+  secretFile?: string;
+}
 
 export const defaultLog: LogFn = (level, msg) => {
   if (level !== 'info') console.error(`onestack: ${level}: ${msg}`);

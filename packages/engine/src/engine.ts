@@ -15,6 +15,7 @@ import { elementStatus, MAX_ELEMENT_SLOTS, MAX_VOLUME_SLOTS, Registry, type Elem
 import { asInvalid, dataBytesOf, newElement, remoteSpecOf, resolveElements } from './state/runtime-element.js';
 import { mergeState, readStateFile, writeStateFile } from './state/state-file.js';
 import { runtimeState } from './state/runtime-state.js';
+import { pickBootVolume } from './state/boot.js';
 import { discover as discoverRemote, type DiscoverOptions, type DiscoverResult } from './remote/discover.js';
 import { Volume } from './volume.js';
 import { ScrubJobs, type ScrubStarted } from './durable/scrub-jobs.js';
@@ -138,6 +139,21 @@ export class Engine {
   bootVolume(): Volume | undefined {
     const entries = [...this.registry.volumes.values()];
     return (entries.find((v) => v.assembled.config.boot) ?? this.registry.volumes.get('default'))?.handle;
+  }
+
+  /** Makes `name` the boot volume (what the empty NBD export name serves); saved in the state file. */
+  setBootVolume(name: string): Promise<void> {
+    return this.exclusive(async () => {
+      const undo = pickBootVolume(this.registry, name);
+      try {
+        this.persist();
+      } catch (err) {
+        undo();
+        throw err;
+      }
+      this.log('info', `boot volume: ${name}`);
+      this.changed();
+    });
   }
 
 

@@ -1,5 +1,7 @@
 // @onestack/engine: the embeddable storage engine (config, superblocks, assembly, data path, NBD).
-export { EngineError } from './api-types.js';
+export { EngineError, LATENCY_BUCKET_BOUNDS_US } from './api-types.js';
+export type { ElementIoStats, LatencyStats } from './api-types.js';
+export type { ElementCacheTierStatus } from './api-types.js';
 export type { ElementStatus, EngineErrorCode, EngineRdmaStatus, EngineStatus, MaintenanceKind, PoolStatus, RebuildStatus, ScrubStatus, VolumeState, VolumeStatus } from './api-types.js';
 export type * from './config/types.js';
 export { loadConfig, embeddedDefaultConfig, normalizeConfig, defaultDataDir, DEFAULT_API_LISTEN, DEFAULT_NBD_LISTEN, type ConfigOverrides, type ConfigSource } from './config/load.js';

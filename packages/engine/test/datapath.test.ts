@@ -3,6 +3,7 @@
 import * as fs from 'node:fs';
 import { DATA_OFFSET_BYTES } from '../src/meta/types.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { LATENCY_BUCKET_BOUNDS_US } from '../src/api-types.js';
 import { DataPath } from '../dist/datapath/datapath.js';
 import { raid0Locate } from '../dist/datapath/map.js';
 import { nbdExportFor } from '../dist/nbd-adapter.js';
@@ -102,6 +103,56 @@ describe('raid1', () => {
     await io.write(5 * MiB + 3, data);
     for (let i = 0; i < 4; i++) expect(equalBytes(await io.read(5 * MiB + 3, data.length), data)).toBe(true); // both legs serve reads
     expect(equalBytes(readFileRange(s.paths[1]!, DATA_OFFSET_BYTES + 5 * MiB + 3, data.length), data)).toBe(true);
+  });
+});
+
+describe('element and latency counters', () => {
+  const BOUNDS = LATENCY_BUCKET_BOUNDS_US.length;
+
+  it('raid1: every leg counts the writes it got and the reads it served; trims, zeroes and flushes count nowhere', async () => {
+    const s = await startWith('raid1', 2);
+    try {
+      const io = s.dp.volumeIo(0);
+      for (let i = 0; i < 5; i++) await io.write(i * 64 * KiB, pattern(64 * KiB, i));
+      for (let i = 0; i < 3; i++) await io.read(i * 64 * KiB, 64 * KiB);
+      const [e0, e1] = [s.dp.elementStats(0), s.dp.elementStats(1)];
+      for (const e of [e0, e1]) expect(e).toMatchObject({ writeOps: 5, writeBytes: 5 * 64 * KiB });
+      // One leg serves each read (fast lane or queue: counted once either way).
+      expect(e0.readOps + e1.readOps).toBe(3);
+      expect(e0.readBytes + e1.readBytes).toBe(3 * 64 * KiB);
+      await io.writeZeroes(MiB, MiB);
+      await io.trim(2 * MiB, MiB);
+      await io.flush();
+      expect([s.dp.elementStats(0), s.dp.elementStats(1)]).toEqual([e0, e1]);
+      const st = io.stats();
+      for (const [lat, n] of [[st.readLatencyUs, 3], [st.writeLatencyUs, 5]] as const) {
+        expect(lat.count).toBe(n);
+        expect(lat.buckets).toHaveLength(BOUNDS + 1);
+        expect(lat.buckets.reduce((a, b) => a + b, 0)).toBe(n);
+        expect(lat.sum).toBeGreaterThan(0);
+      }
+    } finally {
+      await stop(s);
+    }
+  });
+
+  it('a failing leg counts errors, not ops; a new element in the slot starts at zero', async () => {
+    const s = await startWith('raid1', 2, { bad: [1] });
+    try {
+      const io = s.dp.volumeIo(0);
+      await within(io.write(0, pattern(8 * KiB, 1)), 30_000, 'write');
+      await within(io.write(8 * KiB, pattern(8 * KiB, 2)), 30_000, 'write');
+      expect(s.dp.elementStats(0)).toMatchObject({ writeOps: 2, writeBytes: 16 * KiB });
+      expect(s.dp.elementStats(1)).toEqual({ readOps: 0, writeOps: 0, readBytes: 0, writeBytes: 0 });
+      expect(s.dp.elementErrors(1)).toBeGreaterThan(0);
+      expect(io.stats()).toMatchObject({ errors: 0, writeOps: 2, writeLatencyUs: { count: 2 } });
+      // Element 0's slot now holds another element (same file, new name): its counters restart.
+      const els = elementsFor(s.paths).map((e) => (e.index === 0 ? { ...e, name: 'renamed' } : { ...e, state: 'failed' as const }));
+      await s.dp.setTopology([volume(0, 'raid1', [0, 1], DATA_BYTES)], els);
+      expect(s.dp.elementStats(0)).toEqual({ readOps: 0, writeOps: 0, readBytes: 0, writeBytes: 0 });
+    } finally {
+      await stop(s);
+    }
   });
 });
 

@@ -22,6 +22,8 @@ export interface ApiEngine {
    * started. Optional so the API builds before the engine has it (the route answers 501 then).
    */
   replaceElement?(volume: string, oldElement: string, newElement: string): Promise<void>;
+  /** Makes the volume the boot volume (the empty NBD export name); optional like replaceElement (501 without it). */
+  setBootVolume?(name: string): Promise<void>;
   /** Emits 'change' whenever volumes or elements change state, and at most every 250 ms of rebuild or scrub progress. */
   readonly events: EventEmitter;
 }

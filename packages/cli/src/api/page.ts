@@ -1,6 +1,6 @@
-// GET /: a small page rendered on the server from the status object. It is the whole GUI until
-// the interactive one arrives (issue 7): volumes and elements with their state, reloaded every
-// few seconds. No script runs; every value is HTML-escaped.
+// GET / when the web GUI (packages/web) is not built: a small page rendered on the server from
+// the status object, volumes and elements with their state, reloaded every few seconds. It says
+// that the GUI is missing and how to build it. No script runs; every value is HTML-escaped.
 import type { EngineStatus } from '@onestack/engine';
 import { formatBytes } from '../render.js';
 
@@ -44,6 +44,7 @@ export function renderPage(status: EngineStatus, version: string): string {
 body{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#24292f}
 table{border-collapse:collapse;margin-bottom:1.5em}td,th{border-bottom:1px solid #d0d7de;padding:.3em .8em;text-align:left}
 th{background:#f6f8fa}.state{font-weight:600}code{font-size:90%}footer{color:#57606a;font-size:12px}
+.missing{background:#fff8c5;border:1px solid #d4a72c;padding:.5em .8em}
 </style></head><body>
 <h1>onestack</h1>
 <h2>Volumes</h2>
@@ -54,8 +55,10 @@ ${status.elements.length === 0 ? '<p>No elements.</p>' : `<table><tr><th>Name</t
 ${elements.join('\n')}</table>`}
 <p>Pools: top ${p.top.threads} (queued ${p.top.queueDepth}), middle ${p.middle.threads} (queued ${p.middle.queueDepth}),
 bottom ${p.bottom.threads} (queued ${p.bottom.queueDepth}). I/O backend: ${escapeHtml(status.native.backend)}.</p>
+<p class="missing"><b>The web GUI is not built</b> (no <code>packages/web/dist/index.html</code>): this is the minimal read-only
+page. Run <code>pnpm run build</code> and restart the daemon for the interactive GUI.</p>
 <footer>onestack ${escapeHtml(version)}. This page is rendered by the daemon and reloads every ${PAGE_REFRESH_S} s; it changes
-nothing. The interactive GUI arrives with issue 7. Manage volumes with the <code>onestack</code> CLI or the JSON API under
+nothing. Manage volumes with the <code>onestack</code> CLI or the JSON API under
 <code>/api/v1</code> (header <code>Authorization: Bearer TOKEN</code>).</footer>
 </body></html>
 `;

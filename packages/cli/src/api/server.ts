@@ -1,6 +1,6 @@
-// The daemon's HTTP server (node:http): JSON API under /api/v1 with a Bearer token, the
-// server-rendered page at /, SSE events and Prometheus metrics. Control plane only: nothing
-// here touches volume data.
+// The daemon's HTTP server (node:http): JSON API under /api/v1 with a Bearer token, the web GUI
+// at / (packages/web/dist; a server-rendered page when it is not built), SSE events and
+// Prometheus metrics. Control plane only: nothing here touches volume data.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { ApiEngine, Log } from './engine-port.js';
@@ -10,7 +10,10 @@ import {
 } from './http.js';
 import { METRICS_CONTENT_TYPE, renderMetrics } from './metrics.js';
 import { renderPage, renderUnauthorizedPage } from './page.js';
-import { checkAddElement, checkCreateVolume, checkDiscover, checkName, checkReplace, checkScrub, type DiscoverSpec } from './validate.js';
+import { DEFAULT_WEB_DIR, WebRoot } from './web-root.js';
+import { listCandidates } from './candidates.js';
+import { addElement, checkAddElementRequest } from './element-secret.js';
+import { checkCreateVolume, checkDiscover, checkName, checkReplace, checkScrub, type DiscoverSpec } from './validate.js';
 import { redact } from '../uri-secret.js';
 import { isEngineError } from '../errors.js';
 
@@ -20,6 +23,8 @@ export interface ApiServerOptions {
   readonly log?: Log;
   readonly version?: string;
   readonly sseClientsMax?: number;
+  /** The built web GUI; default packages/web/dist next to this package; null = the minimal page only. */
+  readonly webDir?: string | null;
 }
 
 export interface ApiServer {
@@ -71,6 +76,7 @@ class ApiHandler {
   #mutations: Promise<unknown> = Promise.resolve();
   #mutationsPending = 0;
   #discoveries = 0;
+  readonly #web: WebRoot | null;
 
   constructor(options: ApiServerOptions, log: Log) {
     this.#engine = options.engine;
@@ -78,6 +84,9 @@ class ApiHandler {
     this.#log = log;
     this.#version = options.version ?? 'unknown';
     this.events = new EventHub(options.engine, log, options.sseClientsMax);
+    const webDir = options.webDir === undefined ? DEFAULT_WEB_DIR : options.webDir;
+    this.#web = webDir === null ? null : WebRoot.load(webDir);
+    if (webDir !== null && this.#web === null) log('warn', `web GUI not built (no ${webDir}/index.html): / serves the minimal page; run \`pnpm run build\``);
   }
 
   handle(req: IncomingMessage, res: ServerResponse): void {
@@ -93,15 +102,11 @@ class ApiHandler {
   async #route(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://localhost');
     const method = req.method ?? 'GET';
-    if (url.pathname === '/' || url.pathname === '/index.html') {
+    if (url.pathname === '/' || url.pathname === '/index.html') return this.#page(req, res, method, url);
+    if (url.pathname.startsWith('/assets/') && this.#web !== null) {
       if (method !== 'GET' && method !== 'HEAD') throw methodNotAllowed(['GET']);
-      // The GUI URL is the only place a token may ride in the query; nothing else is set (no cookie).
-      if (!this.#tokens.matches(url.searchParams.get('token') ?? undefined) && !this.#tokens.matchesRequest(req)) {
-        sendText(res, 401, HTML, renderUnauthorizedPage(), { 'content-security-policy': PAGE_CSP });
-        return;
-      }
-      sendText(res, 200, HTML, renderPage(this.#engine.status(), this.#version), { 'content-security-policy': PAGE_CSP });
-      return;
+      if (this.#web.sendAsset(res, url.pathname.slice('/assets/'.length), method === 'HEAD')) return;
+      throw new HttpError(404, 'not-found', `no such file: ${url.pathname}`, url.pathname);
     }
     if (url.pathname !== PREFIX && !url.pathname.startsWith(PREFIX + '/')) {
       throw new HttpError(404, 'not-found', `no such page: ${url.pathname}`, url.pathname, `the API lives under ${PREFIX}`);
@@ -114,13 +119,28 @@ class ApiHandler {
     await this.#api(req, res, method, segments(url.pathname.slice(PREFIX.length)));
   }
 
+  /**
+   * The GUI's index.html holds no data, so it goes to anyone: the page takes the token from the
+   * URL (or asks for it) and sends it with every API call. Without the built GUI, the minimal page
+   * renders the status, so it wants the token first.
+   */
+  #page(req: IncomingMessage, res: ServerResponse, method: string, url: URL): void {
+    if (method !== 'GET' && method !== 'HEAD') throw methodNotAllowed(['GET']);
+    if (this.#web !== null) return this.#web.sendIndex(res, method === 'HEAD');
+    // The GUI URL is the only place a token may ride in the query; nothing else is set (no cookie).
+    if (!this.#tokens.matches(url.searchParams.get('token') ?? undefined) && !this.#tokens.matchesRequest(req)) {
+      return sendText(res, 401, HTML, renderUnauthorizedPage(), { 'content-security-policy': PAGE_CSP });
+    }
+    sendText(res, 200, HTML, renderPage(this.#engine.status(), this.#version), { 'content-security-policy': PAGE_CSP });
+  }
+
   async #api(req: IncomingMessage, res: ServerResponse, method: string, parts: readonly string[]): Promise<void> {
     const [collection, name, action, extra] = parts;
     if (extra !== undefined) throw notFound(parts);
     if (collection === 'status' && name === undefined) return this.#get(method, res, () => this.#engine.status());
     if (collection === 'metrics' && name === undefined) {
       if (method !== 'GET') throw methodNotAllowed(['GET']);
-      return sendText(res, 200, METRICS_CONTENT_TYPE, renderMetrics(this.#engine.status()));
+      return sendText(res, 200, METRICS_CONTENT_TYPE, await renderMetrics(this.#engine.status()));
     }
     if (collection === 'events' && name === undefined) {
       if (method !== 'GET') throw methodNotAllowed(['GET']);
@@ -129,6 +149,9 @@ class ApiHandler {
     if (collection === 'volumes') return this.#volumes(req, res, method, name, action);
     if (collection === 'elements') return this.#elements(req, res, method, name, action);
     if (collection === 'discover' && name === undefined) return this.#discover(req, res, method);
+    if (collection === 'candidates' && name === undefined) {
+      return this.#get(method, res, () => { const status = this.#engine.status(); return listCandidates(status.dataDir, status.elements); });
+    }
     throw notFound(parts);
   }
 
@@ -143,6 +166,7 @@ class ApiHandler {
     checkName(name, 'volume');
     if (action === 'replace') return this.#replace(req, res, method, name);
     if (action === 'scrub') return this.#scrub(req, res, method, name);
+    if (action === 'boot') return this.#boot(req, res, method, name);
     if (action !== undefined) throw notFound(['volumes', name, action]);
     if (method === 'GET') return sendJson(res, 200, this.#volume(name));
     if (method !== 'DELETE') throw methodNotAllowed(['GET', 'DELETE']);
@@ -163,6 +187,16 @@ class ApiHandler {
     return sendJson(res, 202, this.#volume(name));
   }
 
+  /** POST makes the volume the boot volume (an empty JSON object as body); 200 with the volume. */
+  async #boot(req: IncomingMessage, res: ServerResponse, method: string, name: string): Promise<void> {
+    if (method !== 'POST') throw methodNotAllowed(['POST']);
+    checkEmptyBody(await readJsonBody(req));
+    const engine = this.#engine;
+    if (engine.setBootVolume === undefined) throw new HttpError(501, 'not-implemented', 'this engine cannot change the boot volume', `volumes/${name}/boot`);
+    await this.#mutate(() => engine.setBootVolume!(name));
+    return sendJson(res, 200, this.#volume(name));
+  }
+
   /** POST starts a scrub (202 with its identity and first progress), DELETE cancels it. */
   async #scrub(req: IncomingMessage, res: ServerResponse, method: string, name: string): Promise<void> {
     if (method === 'DELETE') return sendJson(res, 200, { volume: name, cancelled: await this.#engine.cancelScrub(name) });
@@ -177,8 +211,12 @@ class ApiHandler {
     if (name === undefined) {
       if (method === 'GET') return sendJson(res, 200, this.#engine.status().elements);
       if (method !== 'POST') throw methodNotAllowed(['GET', 'POST']);
-      const spec = checkAddElement(await readJsonBody(req));
-      const element = await this.#mutate(() => this.#engine.addElement(spec));
+      // JSON.parse may quote the text it choked on, and this body may hold a CHAP secret.
+      const body = await readJsonBody(req).catch((err: unknown) => {
+        throw err instanceof HttpError && err.status === 400 ? new HttpError(400, 'invalid', 'request body is not valid JSON', 'body', err.hint) : err;
+      });
+      const request = checkAddElementRequest(body);
+      const element = await this.#mutate(() => addElement(this.#engine, request));
       return sendJson(res, 201, element);
     }
     checkName(name, 'element');
@@ -275,7 +313,15 @@ function pathOf(req: IncomingMessage): string {
 
 function notFound(parts: readonly string[]): HttpError {
   return new HttpError(404, 'not-found', `no such route: ${PREFIX}/${parts.join('/')}`, 'path',
-    'routes: status, volumes[/NAME[/scrub|/replace]], elements[/NAME[/fail]], discover, events, metrics');
+    'routes: status, volumes[/NAME[/scrub|/replace|/boot]], elements[/NAME[/fail]], discover, candidates, events, metrics');
+}
+
+function checkEmptyBody(body: unknown): void {
+  if (typeof body !== 'object' || body === null || Array.isArray(body) || Object.keys(body).length > 0) {
+    const field = typeof body === 'object' && body !== null && !Array.isArray(body) ? Object.keys(body)[0] : undefined;
+    throw new HttpError(400, 'invalid', field === undefined ? 'request body must be an empty JSON object' : `unknown field "${field}"`, field ?? 'body',
+      'this request takes no fields: send {} or no body');
+  }
 }
 
 function methodNotAllowed(allowed: readonly string[]): HttpError {

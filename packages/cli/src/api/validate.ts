@@ -22,7 +22,7 @@ const DISCOVER_SCHEMES_RE = /^(nbds?(\+unix)?|iscsi):\/\//i;
 export interface CreateVolumeSpec {
   name: string; layout: LayoutName; elements: string[]; chunkKiB?: number; sizeBytes?: number; order?: OrderName;
 }
-export interface AddElementSpec { uri: string; name?: string; cache?: CacheName }
+export interface AddElementSpec { uri: string; name?: string; cache?: CacheName; secretFile?: string }
 export interface DiscoverTlsFiles { ca?: string; cert?: string; key?: string }
 /** A discover request with any inline secret moved out of `uri` into `secret`. */
 export interface DiscoverSpec { uri: string; secret?: string; secretFile?: string; tls?: DiscoverTlsFiles }
@@ -76,7 +76,7 @@ export function checkCreateVolume(body: unknown): CreateVolumeSpec {
 }
 
 export function checkAddElement(body: unknown): AddElementSpec {
-  const b = objectBody(body, ['uri', 'name', 'cache']);
+  const b = objectBody(body, ['uri', 'name', 'cache', 'secretFile']);
   const uri = b['uri'];
   if (typeof uri !== 'string' || uri.trim() === '' || uri.length > URI_CHARS_MAX || /[\0\r\n]/.test(uri)) {
     throw badRequest('uri must be an element URI', 'uri', 'file:PATH, nbd://HOST[:PORT]/EXPORT, nbd+unix:///EXPORT?socket=PATH or iscsi://HOST/IQN/LUN');
@@ -84,6 +84,10 @@ export function checkAddElement(body: unknown): AddElementSpec {
   const spec: AddElementSpec = { uri };
   if (b['name'] !== undefined) spec.name = checkName(b['name'], 'name');
   if (b['cache'] !== undefined) spec.cache = checkChoice(b['cache'], 'cache', CACHES);
+  if (b['secretFile'] !== undefined) {
+    spec.secretFile = checkPath(b['secretFile'], 'secretFile');
+    if (!/^iscsi:\/\//i.test(uri)) throw badRequest('secretFile (a CHAP secret) only applies to iscsi:// elements', 'secretFile');
+  }
   return spec;
 }
 

@@ -79,6 +79,12 @@ function checkElementsUnique(elements: readonly ElementConfig[]): void {
     const first = byName.get(element.name);
     if (first !== undefined) throw configError(`elements[${i}].name`, `duplicate element name "${element.name}" (also elements[${first}])`);
     byName.set(element.name, i);
+    if (element.cacheTier !== undefined) {
+      // A cache file shared by two elements (or over an element's image) would serve one's bytes as the other's.
+      const other = byPath.get(element.cacheTier.path);
+      if (other !== undefined) throw configError(`elements[${i}].cacheTier.path`, `same file as elements[${other}] (${element.cacheTier.path})`, 'each cache tier needs its own file');
+      byPath.set(element.cacheTier.path, i);
+    }
     if (element.location.kind !== 'local') return;
     const other = byPath.get(element.location.path);
     if (other !== undefined) throw configError(`elements[${i}].uri`, `same file as elements[${other}] (${element.location.path})`, 'each element needs its own file or device');

@@ -38,6 +38,17 @@ export interface ElementConfig {
   readonly targetSecretFile?: string;
   /** iscsi only: header/data digest we offer first (default none). */
   readonly digest?: 'none' | 'crc32c';
+  /** nbd/iscsi only: a local write-through read cache for the element (workers/cache-tier.ts). */
+  readonly cacheTier?: CacheTierConfig;
+}
+
+/** `elements[].cacheTier`: a local file caching a remote element's blocks; volatile (emptied at every start). */
+export interface CacheTierConfig {
+  /** Absolute path of the cache file (created or truncated at start). */
+  readonly path: string;
+  readonly sizeMiB: number;
+  /** Cache block size: a power of two from 4 to 1024 (default 4, raised so the block map stays bounded). */
+  readonly blockKiB: number;
 }
 
 export interface ElementTlsConfig {

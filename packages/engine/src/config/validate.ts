@@ -2,7 +2,7 @@
 // EngineError('config') naming the field path; the loader adds FILE:LINE:COL.
 import { isIP } from 'node:net';
 import * as path from 'node:path';
-import type { ElementCache, ElementConfig, Layout, ListenAddress, PoolsConfig, QueueConfig, QueueOrder, RebuildConfig, TlsConfig, VolumeConfig } from './types.js';
+import type { CacheTierConfig, ElementCache, ElementConfig, Layout, ListenAddress, PoolsConfig, QueueConfig, QueueOrder, RebuildConfig, TlsConfig, VolumeConfig } from './types.js';
 import { configError, didYouMean, show } from './errors.js';
 import { join, readBool, readEnum, readInt, readList, readMap, readName, readSizeBytes, readString } from './fields.js';
 import { parseElementUri, parseListen } from './uri.js';
@@ -21,6 +21,11 @@ export const REMOTE_THREADS_MAX = 8;
 export const DIGESTS = ['none', 'crc32c'] as const;
 export const DEFAULT_QUEUE: QueueConfig = { depth: 1024, slots: 256, slotKiB: 256 };
 export const DEFAULT_REBUILD: RebuildConfig = { maxMiBPerSec: 200 };
+/** Cache tier bounds: its block map takes 16 bytes per block, so at most 2^21 blocks (32 MiB of map). */
+export const CACHE_TIER_BLOCKS_MAX = 1 << 21;
+export const CACHE_TIER_SIZE_MIB_MAX = 2 * 1024 * 1024;
+const CACHE_TIER_BLOCK_KIB_MIN = 4;
+const CACHE_TIER_BLOCK_KIB_MAX = 1024;
 
 /** Fewest elements each layout needs, and whether the count must be even. */
 const LAYOUT_MIN: Readonly<Record<Layout, number>> = { linear: 1, raid0: 2, raid1: 2, raid10: 4, raid5: 3, raid6: 4 };
@@ -34,7 +39,7 @@ export function layoutCountProblem(layout: Layout, count: number): string | unde
   return undefined;
 }
 
-const ELEMENT_KEYS = ['name', 'uri', 'cache', 'timeoutMs', 'secretFile', 'createSizeBytes', 'tls', 'connections', 'targetUser', 'targetSecretFile', 'digest'];
+const ELEMENT_KEYS = ['name', 'uri', 'cache', 'timeoutMs', 'secretFile', 'createSizeBytes', 'tls', 'connections', 'targetUser', 'targetSecretFile', 'digest', 'cacheTier'];
 
 /** Options that only some element kinds take: nbd (tls, connections) and iscsi (mutual CHAP, digest). */
 function remoteOptions(map: Readonly<Record<string, unknown>>, field: string, kind: ElementConfig['location']['kind'], tlsUri: boolean, baseDir: string): Partial<ElementConfig> {
@@ -62,6 +67,28 @@ function remoteOptions(map: Readonly<Record<string, unknown>>, field: string, ki
   return out;
 }
 
+/** elements[].cacheTier: { path, sizeMiB, blockKiB? } on a remote element; the block grows from 4 KiB until the map is bounded. */
+function normalizeCacheTier(raw: unknown, field: string, kind: ElementConfig['location']['kind'], baseDir: string): CacheTierConfig {
+  if (kind === 'local') throw configError(field, 'cacheTier is for nbd://, nbds:// and iscsi:// elements only', 'a local element is served from the page cache already');
+  const map = readMap(raw, field, ['path', 'sizeMiB', 'blockKiB']);
+  if (map.path === undefined) throw configError(join(field, 'path'), 'missing (the local cache file, like /var/cache/onestack/r0.cache)');
+  if (map.sizeMiB === undefined) throw configError(join(field, 'sizeMiB'), 'missing (the cache file size in MiB, like 1024)');
+  const file = path.resolve(baseDir, readString(map.path, join(field, 'path')));
+  const sizeMiB = readInt(map.sizeMiB, join(field, 'sizeMiB'), 1, CACHE_TIER_SIZE_MIB_MAX);
+  const fitKiB = Math.ceil((sizeMiB * 1024) / CACHE_TIER_BLOCKS_MAX);
+  if (map.blockKiB === undefined) {
+    let blockKiB = CACHE_TIER_BLOCK_KIB_MIN;
+    while (blockKiB < fitKiB) blockKiB *= 2; // ≤ 10 doublings: sizeMiB is bounded
+    return { path: file, sizeMiB, blockKiB };
+  }
+  const blockKiB = readInt(map.blockKiB, join(field, 'blockKiB'), CACHE_TIER_BLOCK_KIB_MIN, CACHE_TIER_BLOCK_KIB_MAX);
+  if ((blockKiB & (blockKiB - 1)) !== 0) throw configError(join(field, 'blockKiB'), `${blockKiB} is not a power of two`, 'like 4, 16 or 64');
+  if (blockKiB < fitKiB) {
+    throw configError(join(field, 'blockKiB'), `${sizeMiB} MiB in ${blockKiB} KiB blocks is more than ${CACHE_TIER_BLOCKS_MAX} blocks`, `use blockKiB: ${2 ** Math.ceil(Math.log2(fitKiB))} or more, or leave it out`);
+  }
+  return { path: file, sizeMiB, blockKiB };
+}
+
 export function normalizeElement(raw: unknown, field: string, baseDir: string): ElementConfig {
   const map = readMap(raw, field, ELEMENT_KEYS);
   if (map.name === undefined) throw configError(join(field, 'name'), 'missing (every element needs a name)');
@@ -86,6 +113,7 @@ export function normalizeElement(raw: unknown, field: string, baseDir: string): 
     ...(secretFile !== undefined ? { secretFile } : {}),
     ...(createSizeBytes !== undefined ? { createSizeBytes } : {}),
     ...remoteOptions(map, field, kind, parsed.location.kind === 'nbd' && parsed.location.tls, baseDir),
+    ...(map.cacheTier !== undefined ? { cacheTier: normalizeCacheTier(map.cacheTier, join(field, 'cacheTier'), kind, baseDir) } : {}),
   };
   // Non-enumerable: JSON.stringify, spreads and status output never carry the secret.
   if (parsed.secret !== undefined) Object.defineProperty(element, 'secret', { value: parsed.secret, enumerable: false });

@@ -1,9 +1,10 @@
 // Completion bookkeeping shared by the middle and bottom stages: a sub finishes, its parent's
 // PENDING count drops, and whoever brings it to zero finalises the parent and hands it to the
 // main thread through the completion ring.
-import { D, DESC_WORDS, DescStatus, pushSure } from '@onestack/queue';
+import { D, DESC_WORDS, DescStatus, Op, pushSure } from '@onestack/queue';
+import type { ElementIoStats } from '../api-types.js';
 import { errnoCode } from './errno.js';
-import { PUSH_TIMEOUT_MS, type SharedViews } from './shared-layout.js';
+import { ELEM_IO, ELEM_IO_WORDS, PUSH_TIMEOUT_MS, type SharedViews } from './shared-layout.js';
 import { FLAG_MIRRORED, STATE_ACTIVE, STATE_FAILED, STATE_REBUILDING } from './topology.js';
 
 const EIO = errnoCode('EIO');
@@ -85,6 +86,34 @@ export function releaseParent(v: SharedViews, parent: number): boolean {
   return true;
 }
 
+/**
+ * Counts one successful element READ or WRITE of `lengthBytes` (other ops are not counted).
+ * Any thread: the bottom and remote loops where subs end, the fast lane on the main thread.
+ */
+export function countElementIo(elemIo: BigInt64Array, element: number, op: number, lengthBytes: number): void {
+  if (op !== Op.READ && op !== Op.WRITE) return;
+  const base = element * ELEM_IO_WORDS;
+  if (!(element >= 0 && base < elemIo.length && lengthBytes >= 0)) throw new Error(`element I/O counter: element ${element} or length ${lengthBytes} out of range`);
+  const read = op === Op.READ;
+  Atomics.add(elemIo, base + (read ? ELEM_IO.READ_OPS : ELEM_IO.WRITE_OPS), 1n);
+  Atomics.add(elemIo, base + (read ? ELEM_IO.READ_BYTES : ELEM_IO.WRITE_BYTES), BigInt(lengthBytes));
+}
+
+/** The element's counters now (each word read atomically; the four are not one snapshot). */
+export function readElementIo(elemIo: BigInt64Array, element: number): ElementIoStats {
+  const base = element * ELEM_IO_WORDS;
+  if (!(Number.isInteger(element) && element >= 0 && base < elemIo.length)) throw new Error(`element I/O counter: element ${element} out of range`);
+  const at = (k: number): number => Number(Atomics.load(elemIo, base + k));
+  return { readOps: at(ELEM_IO.READ_OPS), writeOps: at(ELEM_IO.WRITE_OPS), readBytes: at(ELEM_IO.READ_BYTES), writeBytes: at(ELEM_IO.WRITE_BYTES) };
+}
+
+/** Zeroes an element slot's counters: another element took the slot. */
+export function resetElementIo(elemIo: BigInt64Array, element: number): void {
+  const base = element * ELEM_IO_WORDS;
+  if (!(Number.isInteger(element) && element >= 0 && base < elemIo.length)) throw new Error(`element I/O counter: element ${element} out of range`);
+  for (let k = 0; k < ELEM_IO_WORDS; k++) Atomics.store(elemIo, base + k, 0n);
+}
+
 /** A sub finished with `errno` (0 = success): account it, free it, release its parent. */
 export function finishSub(v: SharedViews, sub: number, errno: number): boolean {
   const w = v.words;
@@ -93,6 +122,8 @@ export function finishSub(v: SharedViews, sub: number, errno: number): boolean {
   const element = w[sb + D.TARGET]!;
   const peer = w[sb + SUB_PEER]!;
   if (peer < PEER_UNWRITTEN || peer > v.params.maxElements) throw new Error(`sub ${sub}: peer word ${peer} names no element`);
+  // Read before table.reset clears the sub.
+  if (errno === 0 && element >= 0) countElementIo(v.elemIo, element, w[sb + D.OP]!, w[sb + D.LENGTH]!);
   if (errno !== 0) failParent(v, parent, element, errno);
   if (peer !== PEER_NONE && element >= 0) checkPair(v, parent, element, peer);
   if (element >= 0) Atomics.sub(v.elemQueued, element, 1);

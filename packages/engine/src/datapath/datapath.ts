@@ -3,7 +3,8 @@
 import * as fs from 'node:fs';
 import { addressMod4096, preadNowait, probeAddressMod4096 } from '@onestack/native';
 import { createQueue, type SubmissionQueue } from '@onestack/queue';
-import { EngineError, type PoolStatus } from '../api-types.js';
+import { EngineError, type ElementIoStats, type PoolStatus } from '../api-types.js';
+import { readElementIo, resetElementIo } from './complete.js';
 import type { PoolsConfig, QueueConfig } from '../config/types.js';
 import type { ElementState } from '../meta/types.js';
 import { SUPPORTED_LAYOUTS, volumeCapacityBytes } from './map.js';
@@ -73,7 +74,7 @@ export class DataPath {
   ) {
     this.readCache = new ReadCache((opts.readCacheMiB ?? 0) * 1024 * 1024);
     const pread = opts.fastLane === false ? null : preadNowait();
-    this.lane = pread === null ? null : new FastLane(pread, v.slab, v.elemState, v.elemQueued);
+    this.lane = pread === null ? null : new FastLane(pread, v.slab, v.elemState, v.elemQueued, v.elemIo);
     top.setFastLane(this.lane);
     this.parity = new ParityVolumes(v, top, slots, opts.waitersMax ?? 65536, this.readCache);
   }
@@ -167,6 +168,11 @@ export class DataPath {
 
   elementErrors(index: number): number {
     return Atomics.load(this.v.elemErrors, this.elementIndex(index));
+  }
+
+  /** Successful READ/WRITE subs and bytes on the element (complete.ts countElementIo). */
+  elementStats(index: number): ElementIoStats {
+    return readElementIo(this.v.elemIo, this.elementIndex(index));
   }
 
   /** Why a bottom worker could not open the element (last topology), if it could not. */
@@ -289,6 +295,7 @@ export class DataPath {
     const prevElements = new Map(this.elements.map((e) => [e.index, e]));
     for (const e of elements) {
       const prev = prevElements.get(e.index);
+      if (prev === undefined || prev.name !== e.name) resetElementIo(this.v.elemIo, e.index); // a new element in the slot starts at zero
       // A live element keeps its live state (the data path may have failed it); use setElementState to change it.
       if (prev === undefined || prev.name !== e.name || prev.path !== e.path || prev.direct !== e.direct || prev.kind !== e.kind) this.setElementState(e.index, e.state);
     }

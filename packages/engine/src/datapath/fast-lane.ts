@@ -7,6 +7,7 @@
 import * as fs from 'node:fs';
 import { Op, type Slab } from '@onestack/queue';
 import type { PreadNowait } from '@onestack/native';
+import { countElementIo } from './complete.js';
 import { mapLinear, mapRaid0, mapRaid1, pickReadLeg, type Extent, type VolumeGeometry } from './map.js';
 import { STATE_ACTIVE, type TopologyMessage } from './topology.js';
 
@@ -41,6 +42,8 @@ export class FastLane {
     private readonly slab: Slab,
     private readonly elemState: Int32Array,
     private readonly elemQueued: Int32Array,
+    /** Per-element I/O counters (shared-layout.ts elemIo): lane reads count like subs; null = not counted. */
+    private readonly elemIo: BigInt64Array | null = null,
   ) {}
 
   /** Follows the control plane: opens the lane's own fds, closes those no longer named. */
@@ -92,6 +95,8 @@ export class FastLane {
       }
     }
     this.stats.hits++;
+    // Only now: a lane read that missed is read again, and counted, by the queue.
+    if (this.elemIo !== null) for (const x of extents) countElementIo(this.elemIo, vol.elements[x.role]!, Op.READ, x.lengthBytes);
     return true;
   }
 

@@ -20,6 +20,12 @@ const LAYOUT_MAGIC = 0x4f4e4453; // 'ONDS'
 const REGION_ALIGN = 64;
 /** middle, bottom, completion, sub-freed; the remote loops' bells follow. */
 const BELLS_FIXED = 4;
+/**
+ * Per-element I/O counters (complete.ts countElementIo): words of `elemIo`, ELEM_IO_WORDS per
+ * element. 64-bit so they never wrap in practice (2^63 bytes); Atomics keep them exact across threads.
+ */
+export const ELEM_IO = { READ_OPS: 0, WRITE_OPS: 1, READ_BYTES: 2, WRITE_BYTES: 3 } as const;
+export const ELEM_IO_WORDS = 4;
 
 export interface LayoutParams {
   /** Parent descriptors = queue.depth (power of two). */
@@ -57,6 +63,7 @@ interface Offsets {
   readonly elemState: number;
   readonly elemErrors: number;
   readonly elemQueued: number;
+  readonly elemIo: number;
   readonly computeParams: number;
   readonly total: number;
 }
@@ -102,8 +109,9 @@ function offsets(p: LayoutParams): Offsets {
   const elemState = take(p.maxElements * 4);
   const elemErrors = take(p.maxElements * 4);
   const elemQueued = take(p.maxElements * 4);
+  const elemIo = take(p.maxElements * ELEM_IO_WORDS * 8);
   const computeParams = take(p.stripeSlots * PARAM_WORDS * 4);
-  return { table, parentPool, subPool, volumeQueues, volumeQueueBytes: vqBytes, bottom, completion, remote, bells, elemState, elemErrors, elemQueued, computeParams, total: alignUp(at, REGION_ALIGN) };
+  return { table, parentPool, subPool, volumeQueues, volumeQueueBytes: vqBytes, bottom, completion, remote, bells, elemState, elemErrors, elemQueued, elemIo, computeParams, total: alignUp(at, REGION_ALIGN) };
 }
 
 export interface SharedViews {
@@ -128,6 +136,8 @@ export interface SharedViews {
   readonly elemErrors: Int32Array;
   /** Subs queued or running per element (raid1 least-queued read choice). */
   readonly elemQueued: Int32Array;
+  /** Successful READ/WRITE subs and bytes per element, ELEM_IO_WORDS each (see ELEM_IO). */
+  readonly elemIo: BigInt64Array;
   readonly slab: Slab;
   /** A slot that is never handed out and stays zero: the source of zero writes (aligned for O_DIRECT). */
   readonly zeroSlot: number;
@@ -202,6 +212,7 @@ export function attach(handles: SharedHandles): SharedViews {
     elemState: new Int32Array(c, o.elemState, p.maxElements),
     elemErrors: new Int32Array(c, o.elemErrors, p.maxElements),
     elemQueued: new Int32Array(c, o.elemQueued, p.maxElements),
+    elemIo: new BigInt64Array(c, o.elemIo, p.maxElements * ELEM_IO_WORDS),
     slab: new Slab(handles.data, p.slots + 1 + p.stripeSlots, p.slotBytes, p.misalignmentBytes ?? 0),
     zeroSlot: p.slots,
     stripeSlotBase: p.slots + 1,

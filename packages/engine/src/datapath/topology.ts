@@ -35,6 +35,16 @@ export interface TopologyElement {
   readonly blockSizeBytes: number;
   /** nbd/iscsi: how the remote loop connects (secrets included: never log this object). */
   readonly remote?: RemoteSpec;
+  /** nbd/iscsi with `cacheTier` in the config: the local cache file the remote loop keeps (workers/cache-tier.ts). */
+  readonly cacheTier?: TopologyCacheTier;
+}
+
+export interface TopologyCacheTier {
+  readonly path: string;
+  readonly sizeBytes: number;
+  readonly blockBytes: number;
+  /** Float64 hit/miss/off words (cache-tier.ts TIER_COUNTER): written by the element's remote loop, read by status. */
+  readonly counters: SharedArrayBuffer;
 }
 
 export interface TopologyMessage {

@@ -8,7 +8,9 @@
 // slots make none; the embedding API copies once each way.
 import { DescFlags, Op, type OpCode, type RequestClass, type Slab } from '@onestack/queue';
 import type { NbdReadResult, NbdWriteBuffer } from '@onestack/nbd';
+import type { LatencyStats } from '../api-types.js';
 import { DataPathError, type DataPathErrno } from './errno.js';
+import { LatencyRecorder, nowUs } from './latency.js';
 import { ReadCache, type FillTicket } from './read-cache.js';
 import type { Top } from './top.js';
 import { arraySource, chunksSource, isAligned, requestViews, rmwRange, spanFor, splitEdges, zeroSource, type ByteSource, type Span } from './unaligned.js';
@@ -26,6 +28,9 @@ export interface VolumeStats {
   /** Passes over a request's payload bytes in user space (a request's copy counts once, however many slots it spans). */
   copies: number;
   bytesCopied: number;
+  /** Latency of the successful reads and writes counted above (count = readOps resp. writeOps), from the call to the settlement. */
+  readLatencyUs: LatencyStats;
+  writeLatencyUs: LatencyStats;
 }
 
 /** Read requests answered from the RAM read cache (hits) or the data path (misses); zeros when it is off. */
@@ -76,7 +81,9 @@ export interface VolumeBinding {
 }
 
 export class VolumeIoImpl implements VolumeIo {
-  private readonly counters: VolumeStats = { readOps: 0, writeOps: 0, readBytes: 0, writeBytes: 0, errors: 0, rmwOps: 0, copies: 0, bytesCopied: 0 };
+  private readonly counters: Omit<VolumeStats, 'readLatencyUs' | 'writeLatencyUs'> = { readOps: 0, writeOps: 0, readBytes: 0, writeBytes: 0, errors: 0, rmwOps: 0, copies: 0, bytesCopied: 0 };
+  private readonly readLatency = new LatencyRecorder();
+  private readonly writeLatency = new LatencyRecorder();
   private readonly cacheCounters = { hits: 0, misses: 0 };
   private readonly writeBuffers = new WeakMap<NbdWriteBuffer, number[]>();
   /** Orders client writes against resync/rebuild copies, and runs the bitmap hook (write-gate.ts). */
@@ -109,7 +116,7 @@ export class VolumeIoImpl implements VolumeIo {
   }
 
   stats(): VolumeStats {
-    return { ...this.counters };
+    return { ...this.counters, readLatencyUs: this.readLatency.snapshot(), writeLatencyUs: this.writeLatency.snapshot() };
   }
 
   cacheStats(): VolumeCacheStats {
@@ -122,6 +129,7 @@ export class VolumeIoImpl implements VolumeIo {
   }
 
   async read(offsetBytes: number, lengthBytes: number, cls: RequestClass = 'local'): Promise<Uint8Array> {
+    const startedUs = nowUs();
     this.check(offsetBytes, lengthBytes, 'EINVAL');
     const out = new Uint8Array(lengthBytes);
     if (this.cacheHit(offsetBytes, lengthBytes, out) !== null) return out;
@@ -139,7 +147,7 @@ export class VolumeIoImpl implements VolumeIo {
         } finally {
           this.slots.release([slot!]);
         }
-      }));
+      }), startedUs);
     } catch (err) {
       this.readCache.endFill(fill, offsetBytes, null);
       throw err;
@@ -150,14 +158,15 @@ export class VolumeIoImpl implements VolumeIo {
   }
 
   async write(offsetBytes: number, data: Uint8Array, opts: { fua?: boolean } = {}, cls: RequestClass = 'local'): Promise<void> {
+    const startedUs = nowUs();
     this.check(offsetBytes, data.length, 'ENOSPC');
     const flags = opts.fua === true ? DescFlags.FUA : 0;
     if (!isAligned(offsetBytes, data.length, this.b.alignBytes)) {
-      await this.rmwWrite(offsetBytes, data.length, arraySource(data), flags, cls);
+      await this.rmwWrite(offsetBytes, data.length, arraySource(data), flags, cls, startedUs);
       this.noteCopy(data.length); // the new bytes, into the slots that carry the span
       return;
     }
-    await this.gated(offsetBytes, data.length, 'shared', () => this.count('write', data.length, this.writeArray(offsetBytes, data, flags, cls)));
+    await this.gated(offsetBytes, data.length, 'shared', () => this.count('write', data.length, this.writeArray(offsetBytes, data, flags, cls), startedUs));
     this.noteCopy(data.length);
   }
 
@@ -201,6 +210,7 @@ export class VolumeIoImpl implements VolumeIo {
   }
 
   async readSlots(offsetBytes: number, lengthBytes: number, cls: RequestClass = 'remote'): Promise<NbdReadResult> {
+    const startedUs = nowUs();
     this.check(offsetBytes, lengthBytes, 'EINVAL');
     // A hit answers with a copy from RAM; a miss stays zero-copy (slot views), the fill copies aside.
     const cached = this.cacheHit(offsetBytes, lengthBytes);
@@ -213,7 +223,7 @@ export class VolumeIoImpl implements VolumeIo {
     const views = slots.map((s, i) => this.slab.view(s, 0, Math.min(sb, spanBytes - i * sb)));
     let chunks: Uint8Array[];
     try {
-      await this.count('read', lengthBytes, settleAll(views.map((v, i) => this.readPiece(span.start + i * sb, v.length, slots[i]!, cls))));
+      await this.count('read', lengthBytes, settleAll(views.map((v, i) => this.readPiece(span.start + i * sb, v.length, slots[i]!, cls))), startedUs);
       // Unaligned: views of the asked bytes inside the span's slots, still no copy.
       chunks = span.start === offsetBytes && spanBytes === lengthBytes ? views : requestViews(views, span.start, offsetBytes, lengthBytes);
     } catch (err) {
@@ -241,6 +251,7 @@ export class VolumeIoImpl implements VolumeIo {
   }
 
   async writeBuffer(offsetBytes: number, buf: NbdWriteBuffer, opts: { fua: boolean }, cls: RequestClass = 'remote'): Promise<void> {
+    const startedUs = nowUs();
     try {
       const slots = this.writeBuffers.get(buf);
       if (slots === undefined) throw new DataPathError('EINVAL', 'write buffer was not acquired from this volume or was already released');
@@ -250,11 +261,11 @@ export class VolumeIoImpl implements VolumeIo {
       if (!isAligned(offsetBytes, lengthBytes, this.b.alignBytes)) {
         // The payload sits at slot offsets the request's offset does not match: bounce it into
         // slots laid out like the span (the client did not align; qemu and friends do).
-        await this.rmwWrite(offsetBytes, lengthBytes, chunksSource(buf.chunks), flags, cls);
+        await this.rmwWrite(offsetBytes, lengthBytes, chunksSource(buf.chunks), flags, cls, startedUs);
         this.noteCopy(lengthBytes);
         return;
       }
-      await this.gated(offsetBytes, lengthBytes, 'shared', () => this.count('write', lengthBytes, this.writeSlots(offsetBytes, buf.chunks, slots, flags, cls)));
+      await this.gated(offsetBytes, lengthBytes, 'shared', () => this.count('write', lengthBytes, this.writeSlots(offsetBytes, buf.chunks, slots, flags, cls), startedUs));
     } finally {
       buf.release();
     }
@@ -304,9 +315,9 @@ export class VolumeIoImpl implements VolumeIo {
   }
 
   /** A write not on block boundaries: the span's blocks, exclusive at the gate, partial edges read first. */
-  private async rmwWrite(off: number, len: number, src: ByteSource, flags: number, cls: RequestClass): Promise<void> {
+  private async rmwWrite(off: number, len: number, src: ByteSource, flags: number, cls: RequestClass, startedUs: number): Promise<void> {
     const span = this.spanOf(off, len);
-    await this.gated(span.start, span.end - span.start, 'exclusive', () => this.count('write', len, this.rmwSpan({ start: off, end: off + len }, src, flags, cls)));
+    await this.gated(span.start, span.end - span.start, 'exclusive', () => this.count('write', len, this.rmwSpan({ start: off, end: off + len }, src, flags, cls), startedUs));
     this.counters.rmwOps++;
   }
 
@@ -332,6 +343,7 @@ export class VolumeIoImpl implements VolumeIo {
   /** The bytes [off, +len) from the read cache (into `out` if given) when all of it is there, else null; counts hit or miss. */
   private cacheHit(off: number, len: number, out?: Uint8Array): Uint8Array | null {
     if (!this.readCache.enabled || len === 0 || this.b.cacheReads === false) return null;
+    const startedUs = nowUs();
     const got = this.readCache.readInto(this.b.index, off, len, out);
     if (got === null) {
       this.cacheCounters.misses++;
@@ -340,6 +352,7 @@ export class VolumeIoImpl implements VolumeIo {
     this.cacheCounters.hits++;
     this.counters.readOps++;
     this.counters.readBytes += len;
+    this.readLatency.record(nowUs() - startedUs);
     this.noteCopy(len);
     return got;
   }
@@ -375,7 +388,11 @@ export class VolumeIoImpl implements VolumeIo {
     await settleAll(all);
   }
 
-  private async count(kind: 'read' | 'write' | 'other', bytes: number, work: Promise<unknown>): Promise<void> {
+  /**
+   * Counts a request when `work` settles: errors, or ops, bytes and latency (from `startedUs`, the
+   * public call's entry, so slot and write-gate waits are part of it) of successful reads and writes.
+   */
+  private async count(kind: 'read' | 'write' | 'other', bytes: number, work: Promise<unknown>, startedUs: number = nowUs()): Promise<void> {
     try {
       await work;
     } catch (err) {
@@ -385,9 +402,11 @@ export class VolumeIoImpl implements VolumeIo {
     if (kind === 'read') {
       this.counters.readOps++;
       this.counters.readBytes += bytes;
+      this.readLatency.record(nowUs() - startedUs);
     } else if (kind === 'write') {
       this.counters.writeOps++;
       this.counters.writeBytes += bytes;
+      this.writeLatency.record(nowUs() - startedUs);
     }
   }
 }

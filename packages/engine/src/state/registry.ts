@@ -9,6 +9,9 @@ import { volumeHealth } from '../meta/layout.js';
 import { DATA_OFFSET_BYTES, type AssembledVolume, type ElementState } from '../meta/types.js';
 import type { RemoteSpec } from '../remote/spec.js';
 import type { Volume } from '../volume.js';
+import { tierCounters, tierStatus } from '../workers/cache-tier.js';
+
+const MIB = 1024 * 1024;
 
 export const MAX_VOLUME_SLOTS = 64;
 export const MAX_ELEMENT_SLOTS = 256;
@@ -26,6 +29,8 @@ export interface ElementEntry {
   reason?: string;
   /** nbd/iscsi: how the remote loops connect (holds secrets: never log or serialise it). */
   readonly remote?: RemoteSpec;
+  /** Config `cacheTier`: its hit/miss counters, shared with the element's remote loop (workers/cache-tier.ts). */
+  readonly tierCounters?: SharedArrayBuffer;
 }
 
 export interface VolumeEntry {
@@ -50,7 +55,8 @@ export class Registry {
     if (this.elements.has(config.name)) throw new EngineError('conflict', `element ${config.name} already exists`, `element ${config.name}`);
     if ((remote !== undefined) !== (config.location.kind !== 'local')) throw new Error(`element ${config.name}: remote spec ${remote === undefined ? 'missing' : 'given for a local element'}`);
     const index = freeSlot([...this.elements.values()].map((e) => e.index), MAX_ELEMENT_SLOTS, 'element');
-    const entry: ElementEntry = { index, config, runtime, dataSizeBytes, idleState: 'spare', ...(remote !== undefined ? { remote } : {}) };
+    const tier = remote !== undefined && config.cacheTier !== undefined ? { tierCounters: tierCounters() } : {};
+    const entry: ElementEntry = { index, config, runtime, dataSizeBytes, idleState: 'spare', ...(remote !== undefined ? { remote } : {}), ...tier };
     this.elements.set(config.name, entry);
     return entry;
   }
@@ -85,6 +91,8 @@ export class Registry {
         dataOffsetBytes: DATA_OFFSET_BYTES, dataSizeBytes: member?.dataSizeBytes ?? e.dataSizeBytes, state: member?.state ?? e.idleState,
         blockSizeBytes: member?.blockSizeBytes ?? 1,
         ...(loc.kind === 'local' ? { path: loc.path } : {}), ...(e.remote !== undefined ? { remote: e.remote } : {}),
+        ...(e.tierCounters !== undefined && e.config.cacheTier !== undefined ? { cacheTier: {
+          path: e.config.cacheTier.path, sizeBytes: e.config.cacheTier.sizeMiB * MIB, blockBytes: e.config.cacheTier.blockKiB * 1024, counters: e.tierCounters } } : {}),
       });
     }
     const volumes = [...this.volumes.values()].map((v): TopologyVolume => ({
@@ -111,6 +119,7 @@ export function elementStatus(registry: Registry, entry: ElementEntry, live: Liv
     name: entry.config.name, kind: entry.config.location.kind, uri: entry.config.uri, state,
     sizeBytes: entry.dataSizeBytes, volume: owner?.assembled.config.name ?? null, role: role ?? null, errors: live.errors(entry),
     ...(reason !== undefined ? { reason } : {}),
+    ...(entry.tierCounters !== undefined && entry.config.cacheTier !== undefined ? { cacheTier: tierStatus(entry.config.cacheTier, entry.tierCounters) } : {}),
   };
 }
 

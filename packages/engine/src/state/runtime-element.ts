@@ -15,6 +15,8 @@ export interface RuntimeElementSpec {
   readonly uri: string;
   readonly name?: string;
   readonly cache?: ElementCache;
+  /** iscsi: the CHAP secret's file. */
+  readonly secretFile?: string;
   /** Data bytes of a sparse file to create when the local file is missing. */
   readonly createSizeBytes?: number;
 }
@@ -55,6 +57,7 @@ export function runtimeElementConfig(registry: Registry, spec: RuntimeElementSpe
     config = normalizeElement({
       name: spec.name ?? uniqueName(registry, defaultElementName(probe.location)), uri: spec.uri,
       ...(spec.cache !== undefined ? { cache: spec.cache } : {}),
+      ...(spec.secretFile !== undefined ? { secretFile: spec.secretFile } : {}),
       ...(spec.createSizeBytes !== undefined && missing ? { createSizeBytes: spec.createSizeBytes } : {}),
     }, 'element', dataDir);
   } catch (err) {

@@ -1,8 +1,10 @@
 // What the state file keeps of a running engine: run-time elements and volumes, and config-file
-// volumes whose legs were replaced at run time (they reassemble from these at the next start).
+// volumes whose legs were replaced at run time (they reassemble from these at the next start),
+// and the boot volume when it was picked at run time.
 import type { EngineConfig } from '../config/types.js';
 import type { PersistedState } from './state-file.js';
 import type { Registry } from './registry.js';
+import { currentBootPick } from './boot.js';
 
 export function runtimeState(registry: Registry, base: EngineConfig): PersistedState {
   const elements = [...registry.elements.values()].filter((e) => e.runtime).map((e) => e.config);
@@ -14,5 +16,6 @@ export function runtimeState(registry: Registry, base: EngineConfig): PersistedS
     if (v.runtime || configured === undefined || (configured.elements.length === now.length && configured.elements.every((e) => now.includes(e)))) return [];
     return [{ volume: configured.name, configElements: configured.elements, elements: now }];
   });
-  return { elements, volumes, replaced };
+  const bootPick = currentBootPick(registry, base);
+  return { elements, volumes, replaced, ...(bootPick !== undefined ? { bootPick } : {}) };
 }

@@ -3,22 +3,26 @@
 // element's link without waiting, and when idle sleeps with Atomics.waitAsync so socket events
 // keep flowing. Element k is served by loop k % pools.remote, so one element's requests (and its
 // FLUSH) all go down the same connections: one channel per thread, as in SPDK.
-import { D, DESC_WORDS, DescStatus } from '@onestack/queue';
+import { D, DESC_WORDS, DescStatus, VOLUME_INDEX_MAX } from '@onestack/queue';
 import { finishSub } from '../datapath/complete.js';
 import { DataPathError, errnoCode } from '../datapath/errno.js';
 import { attach, type SharedViews } from '../datapath/shared-layout.js';
-import type { TopologyMessage } from '../datapath/topology.js';
+import type { TopologyElement, TopologyMessage } from '../datapath/topology.js';
 import { ControlChannel, IDLE_SLEEP_MS, type LoopTask } from './control.js';
-import { RemoteLink } from './remote-link.js';
+import { RemoteLink, type LinkTier } from './remote-link.js';
 import { TRACE_IDS, traceSub } from './trace.js';
 
 const BATCH_MAX = 64;
 const EIO = errnoCode('EIO');
+/** Bits 44..55 of a request ID (@onestack/queue ids.ts) name its volume: bits 12..23 of the hi word. */
+const ID_VOLUME_SHIFT = 12;
 
 class RemoteLoop {
   private links: (RemoteLink | undefined)[] = [];
   private completedAny = false;
   private ringScheduled = false;
+  /** The data path's maintenance channel (topology `raw`): its reads bypass cache tiers. */
+  private rawVolume = -1;
   inFlight = 0;
 
   constructor(
@@ -27,17 +31,25 @@ class RemoteLoop {
   ) {}
 
   apply(msg: TopologyMessage): { openErrors: { index: number; reason: string }[] } {
-    const next: (RemoteLink | undefined)[] = [];
     const ringCount = this.v.remote.length;
-    for (const e of msg.elements) {
-      if (e.remote === undefined || e.index % ringCount !== this.loopId) continue;
+    const mine = msg.elements.filter((e) => e.remote !== undefined && e.index % ringCount === this.loopId);
+    const tierOf = (e: TopologyElement): LinkTier | undefined => (e.cacheTier === undefined ? undefined : { spec: e.cacheTier, fromBytes: e.dataOffsetBytes });
+    const kept = new Set<RemoteLink>();
+    for (const e of mine) {
       const old = this.links[e.index];
-      next[e.index] = old !== undefined && old.sameAs(e.remote) ? old : new RemoteLink(e.remote, (line) => log(this.loopId, line));
+      if (old !== undefined && old.sameAs(e.remote!, tierOf(e))) kept.add(old);
     }
-    this.links.forEach((link, i) => {
-      if (link !== undefined && next[i] !== link) void link.close();
+    // Links that go are closed first: a new link may reopen (truncate) the cache file an old one used.
+    this.links.forEach((link) => {
+      if (link !== undefined && !kept.has(link)) void link.close();
     });
+    const next: (RemoteLink | undefined)[] = [];
+    for (const e of mine) {
+      const old = this.links[e.index];
+      next[e.index] = old !== undefined && kept.has(old) ? old.adopt(tierOf(e)) : new RemoteLink(e.remote!, (line) => log(this.loopId, line), tierOf(e));
+    }
     this.links = next;
+    this.rawVolume = msg.volumes.find((vol) => vol.raw === true)?.index ?? -1;
     return { openErrors: [] }; // links connect on first use; failures surface as I/O errors
   }
 
@@ -61,7 +73,8 @@ class RemoteLoop {
     };
     if (link === undefined) return done(EIO);
     const view = slot >= 0 ? v.slab.view(slot, w[sb + D.SLOT_OFFSET]!, lengthBytes) : null;
-    link.run({ op, flags: w[sb + D.FLAGS]!, offsetBytes, lengthBytes, view }).then(
+    const maintenance = ((w[sb + D.ID_HI]! >>> ID_VOLUME_SHIFT) & VOLUME_INDEX_MAX) === this.rawVolume;
+    link.run({ op, flags: w[sb + D.FLAGS]!, offsetBytes, lengthBytes, view, maintenance }).then(
       () => done(0),
       (err: unknown) => done(errnoCode(err instanceof DataPathError ? err.errno : 'EIO')),
     );

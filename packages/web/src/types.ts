@@ -1,0 +1,85 @@
+// The API's JSON shapes the GUI reads (a subset of `onestack status --json`, docs/SPEC.md).
+// Kept here rather than imported from @onestack/engine: the browser bundle must not pull Node code.
+
+export type VolumeState = 'optimal' | 'degraded' | 'rebuilding' | 'failed';
+export type ElementState = 'active' | 'failed' | 'spare' | 'rebuilding' | 'stale';
+
+export interface ElementStatus {
+  name: string;
+  kind: 'local' | 'nbd' | 'iscsi';
+  uri: string;
+  state: ElementState;
+  sizeBytes: number;
+  volume: string | null;
+  role: number | null;
+  errors: number;
+  reason?: string;
+}
+
+export interface RebuildStatus {
+  kind: 'rebuild' | 'resync' | 'check' | 'repair';
+  element: string | null;
+  percent: number;
+  mibPerSec: number;
+  etaSeconds: number | null;
+  doneBytes: number;
+  totalBytes: number;
+}
+
+export interface LastRebuild {
+  kind: 'rebuild' | 'resync';
+  element: string | null;
+  outcome: 'done' | 'failed' | 'aborted';
+  seconds: number;
+  mibPerSec: number;
+  finishedMs: number;
+  message?: string;
+}
+
+/** Latency histogram (added by the metrics work; absent from older daemons). */
+export interface LatencyStats { sum: number; count: number; buckets?: unknown }
+
+export interface VolumeStats {
+  readOps: number; writeOps: number; readBytes: number; writeBytes: number; errors: number;
+  readLatencyUs?: LatencyStats; writeLatencyUs?: LatencyStats;
+}
+
+export interface VolumeStatus {
+  name: string;
+  layout: string;
+  sizeBytes: number;
+  chunkKiB: number;
+  boot: boolean;
+  state: VolumeState;
+  rebuild: RebuildStatus | null;
+  lastRebuild?: LastRebuild | null;
+  elements: ElementStatus[];
+  stats: VolumeStats;
+}
+
+export interface PoolStatus { threads: number; queueDepth: number }
+export type PoolName = 'top' | 'middle' | 'bottom' | 'remote';
+
+export interface EngineStatus {
+  volumes: VolumeStatus[];
+  elements: ElementStatus[];
+  pools: Partial<Record<PoolName, PoolStatus>>;
+  queue?: { depth: number; inFlight: number };
+  native?: { backend: string };
+  dataDir: string;
+}
+
+export interface FileCandidate { name: string; path: string; uri: string; sizeBytes: number }
+export interface DeviceCandidate {
+  name: string; path: string; uri: string; sizeBytes: number; model: string | null; readOnly: boolean; removable: boolean;
+  /** Mounted, swap, held by md/dm: the GUI does not offer it. */
+  inUse: string | null;
+  partitions: number;
+}
+export interface Candidates { dataDir: string; files: FileCandidate[]; devices: DeviceCandidate[] }
+
+export interface DiscoverResult { kind: 'nbd' | 'iscsi'; where: string; items: { name: string; uri: string; description?: string }[] }
+
+export const LAYOUTS = ['raid1', 'raid0', 'linear', 'raid10', 'raid5', 'raid6'] as const;
+/** Layouts whose legs can be failed and replaced (the engine's replaceElement). */
+export const REPLACEABLE = new Set(['raid1', 'raid10', 'raid5', 'raid6']);

@@ -1,0 +1,41 @@
+// Headless Debian chromium driven by playwright-core (no browser download): launch, screenshots
+// into test/artifacts/, and a log of what the page complained about (console errors, CSP).
+import { existsSync, mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { REPO_ROOT } from './daemon.js';
+
+export const CHROMIUM_PATH = process.env['ONESTACK_CHROMIUM'] ?? '/usr/bin/chromium';
+export const ARTIFACTS_DIR = path.join(REPO_ROOT, 'test', 'artifacts');
+
+const ARGS = [
+  '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync',
+];
+
+/** A skip reason when no chromium is installed, else null. */
+export function chromiumMissing(): string | null {
+  return existsSync(CHROMIUM_PATH)
+    ? null
+    : `no chromium at ${CHROMIUM_PATH} (apt-get install chromium, as ./scripts/test.sh does; or set ONESTACK_CHROMIUM)`;
+}
+
+export function launchBrowser(): Promise<Browser> {
+  return chromium.launch({ executablePath: CHROMIUM_PATH, args: ARGS, timeout: 30_000 });
+}
+
+/** Saves test/artifacts/gui-NAME.png (full page) and returns its path. */
+export async function screenshot(page: Page, name: string): Promise<string> {
+  mkdirSync(ARTIFACTS_DIR, { recursive: true });
+  const file = path.join(ARTIFACTS_DIR, `gui-${name}.png`);
+  await page.screenshot({ path: file, fullPage: true });
+  return file;
+}
+
+/** Console errors and uncaught page errors, as they come (CSP violations are console errors). */
+export function watchProblems(page: Page): string[] {
+  const problems: string[] = [];
+  page.on('console', (msg) => { if (msg.type() === 'error') problems.push(`console: ${msg.text()}`); });
+  page.on('pageerror', (err) => { problems.push(`page error: ${err.message}`); });
+  return problems;
+}
