@@ -95,6 +95,16 @@ describe('metrics renderer', () => {
     expect(value(m, 'onestack_volume_request_latency_seconds_count', { volume: 'v0', op: 'write' })).toBe(10);
   });
 
+  it('exports the cache tier of remote elements that have one, and nothing for the others', async () => {
+    const tier = { path: '/c/r0.cache', sizeMiB: 64, blockKiB: 4, hits: 30, misses: 10, hitRatio: 0.75, enabled: true };
+    const st = status([volume()], { elements: [element('r0', { kind: 'nbd', cacheTier: tier } as Partial<ElementStatus>), element('d0')] });
+    const m = parseProm(await new MetricsExporter().render(st));
+    expect(value(m, 'onestack_element_cache_tier_hits_total', { element: 'r0' })).toBe(30);
+    expect(value(m, 'onestack_element_cache_tier_misses_total', { element: 'r0' })).toBe(10);
+    expect(value(m, 'onestack_element_cache_tier_hit_ratio', { element: 'r0' })).toBe(0.75);
+    expect(samples(m, 'onestack_element_cache_tier_hits_total').length).toBe(1);
+  });
+
   it('leaves out what older status shapes do not have, and follows the status from scrape to scrape', async () => {
     const exporter = new MetricsExporter();
     const old = volume({ stats: { readOps: 1, writeOps: 2, readBytes: 3, writeBytes: 4, errors: 0 }, rebuild: null });

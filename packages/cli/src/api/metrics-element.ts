@@ -26,6 +26,10 @@ export function registerElementFamilies(registry: Registry, snap: Snapshot): voi
   const labels = ['element', 'kind', 'volume'] as const;
   // Older daemons send no element stats: absent, not 0.
   for (const [name, key, help] of IO_COUNTERS) counterFamily(registry, snap, { name, help, labels, rows: byElement((e) => e.stats?.[key]) });
+  // Remote elements with a local cache tier (config elements[].cacheTier).
+  counterFamily(registry, snap, { name: 'onestack_element_cache_tier_hits_total', help: 'Reads of a remote element served from its local cache tier.', labels, rows: byElement((e) => e.cacheTier?.hits) });
+  counterFamily(registry, snap, { name: 'onestack_element_cache_tier_misses_total', help: 'Reads of a remote element its cache tier could not serve.', labels, rows: byElement((e) => e.cacheTier?.misses) });
+  gaugeFamily(registry, snap, { name: 'onestack_element_cache_tier_hit_ratio', help: 'hits / (hits + misses) of the element\'s cache tier.', labels, rows: byElement((e) => e.cacheTier?.hitRatio) });
   counterFamily(registry, snap, { name: 'onestack_element_errors_total', help: 'I/O errors seen on the element.', labels, rows: byElement((e) => e.errors) });
   gaugeFamily(registry, snap, {
     name: 'onestack_element_state', help: 'Element state: 1 for the current state, 0 for the others.', labels: ['element', 'state'],

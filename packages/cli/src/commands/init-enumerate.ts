@@ -32,6 +32,7 @@ const IMAGE_RE = /\.(img|raw)$/i;
 /** Kernel RAM and loop devices: listed only when they hold something (a loop with a backing file). */
 const VIRTUAL_RE = /^(loop|ram|zram)\d+$/;
 const SECTOR_BYTES = 512;
+const MIB = 1024 * 1024;
 const REMOTE_RE = /^(nbds?(?:\+unix)?|iscsi):\/\/([^/?#]*)([^?#]*)(\?[^#]*)?$/i;
 
 /** Image files (*.img, *.raw) directly in `dataDir`, sorted by name; none when the dir does not exist. */
@@ -53,7 +54,7 @@ export function listImages(dataDir: string): Candidate[] {
     } catch {
       continue;
     }
-    const small = sizeBytes <= DATA_OFFSET_BYTES ? `too small (${sizeBytes} bytes; the first 4 MiB hold onestack's metadata)` : undefined;
+    const small = sizeBytes < DATA_OFFSET_BYTES + MIB ? `too small (${sizeBytes} bytes; the first 4 MiB hold onestack's metadata)` : undefined;
     const member = superblockNote(file);
     out.push({ kind: 'image', uri: file, sizeBytes, description: member === undefined ? 'image file' : `image file, ${member}`, ...(small !== undefined ? { inUse: small } : {}) });
   }
@@ -259,7 +260,10 @@ export async function remoteCandidates(uri: string, auth: Pick<DiscoverOptions, 
     return [remoteCandidate(form, uri, form.kind === 'nbd' ? 'NBD export' : 'iSCSI LUN')];
   }
   const result = await discoverFn(uri, { timeoutMs: 5000, ...auth });
-  return result.items.slice(0, ENTRIES_MAX).map((item) => remoteCandidate(form, item.uri,
+  // Sorted by name: servers list in any order (nbdkit dir= in readdir order), and the order
+  // offered is the default role order.
+  const items = [...result.items].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  return items.slice(0, ENTRIES_MAX).map((item) => remoteCandidate(form, item.uri,
     form.kind === 'nbd' ? `NBD export "${item.name}"${item.description !== undefined ? ` (${item.description})` : ''}` : `iSCSI target ${item.name}`));
 }
 
