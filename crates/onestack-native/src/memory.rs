@@ -6,22 +6,17 @@ use napi_derive::napi;
 
 use crate::errors::invalid_arg;
 
-/// Address of the first byte of a typed array (any kind, over an ArrayBuffer or a
-/// SharedArrayBuffer). BigInt because a 57-bit address space exceeds f64's 53 bits.
-///
-/// Raw `napi_get_typedarray_info` rather than napi-rs's typed-array wrappers: it takes any
-/// element type, borrows nothing past this call, and Node answers it for SAB-backed views
-/// (checked in packages/native/test/native.test.ts against /proc/self/mem).
-#[napi]
-pub fn buffer_address(view: Unknown) -> napi::Result<BigInt, String> {
+/// The memory behind a typed array: element type, data pointer (byte offset applied) and
+/// length in elements. None when `view` is not a typed array or has no backing memory.
+pub(crate) fn typed_array_memory(
+    view: &Unknown,
+) -> Option<(sys::napi_typedarray_type, *mut u8, usize)> {
     let raw = view.value();
     let mut is_typed = false;
     // SAFETY: env and value come from the current callback scope and are valid for its duration.
     let status = unsafe { sys::napi_is_typedarray(raw.env, raw.value, &mut is_typed) };
     if status != sys::Status::napi_ok || !is_typed {
-        return Err(invalid_arg(
-            "bufferAddress expects a typed array (e.g. Uint8Array)",
-        ));
+        return None;
     }
     let mut kind: sys::napi_typedarray_type = 0;
     let mut length: usize = 0;
@@ -40,14 +35,23 @@ pub fn buffer_address(view: Unknown) -> napi::Result<BigInt, String> {
             &mut byte_offset,
         )
     };
-    if status != sys::Status::napi_ok {
-        return Err(invalid_arg("napi_get_typedarray_info failed"));
+    // A zero-length view over a detached buffer reports NULL.
+    if status != sys::Status::napi_ok || data.is_null() {
+        return None;
     }
-    // A zero-length view over a detached buffer reports NULL; say so rather than return 0.
-    if data.is_null() {
-        return Err(invalid_arg(
-            "typed array has no backing memory (detached or empty)",
-        ));
-    }
+    Some((kind, data as *mut u8, length))
+}
+
+/// Address of the first byte of a typed array (any kind, over an ArrayBuffer or a
+/// SharedArrayBuffer). BigInt because a 57-bit address space exceeds f64's 53 bits.
+///
+/// Raw `napi_get_typedarray_info` rather than napi-rs's typed-array wrappers: it takes any
+/// element type, borrows nothing past this call, and Node answers it for SAB-backed views
+/// (checked in packages/native/test/native.test.ts against /proc/self/mem).
+#[napi]
+pub fn buffer_address(view: Unknown) -> napi::Result<BigInt, String> {
+    let (_, data, _) = typed_array_memory(&view).ok_or_else(|| {
+        invalid_arg("bufferAddress expects a typed array with memory (e.g. Uint8Array; not detached or empty)")
+    })?;
     Ok(BigInt::from(data as usize as u64))
 }

@@ -4,36 +4,19 @@
 //! EOPNOTSUPP on ext4 here, so writes always take the queue).
 
 use napi::bindgen_prelude::Unknown;
-use napi::{sys, JsValue};
+use napi::sys;
 use napi_derive::napi;
 
 use crate::errors::invalid_arg;
+use crate::memory::typed_array_memory;
 
-/// Data pointer and byte length of a typed array (ArrayBuffer- or SharedArrayBuffer-backed).
+/// Data pointer and byte length of a Uint8Array (ArrayBuffer- or SharedArrayBuffer-backed).
 fn typed_array_bytes(view: &Unknown) -> Option<(*mut u8, usize)> {
-    let raw = view.value();
-    let mut kind: sys::napi_typedarray_type = 0;
-    let mut length: usize = 0;
-    let mut data: *mut std::ffi::c_void = std::ptr::null_mut();
-    let mut buffer: sys::napi_value = std::ptr::null_mut();
-    let mut byte_offset: usize = 0;
-    // SAFETY: env/value are valid for this callback; out-pointers point to live locals.
-    let status = unsafe {
-        sys::napi_get_typedarray_info(
-            raw.env,
-            raw.value,
-            &mut kind,
-            &mut length,
-            &mut data,
-            &mut buffer,
-            &mut byte_offset,
-        )
-    };
-    // Only Uint8Array (kind 1) so `length` is a byte count.
-    if status != sys::Status::napi_ok || kind != sys::TypedarrayType::uint8_array || data.is_null() {
-        return None;
+    // Only Uint8Array, so the element count is a byte count.
+    match typed_array_memory(view)? {
+        (kind, data, length) if kind == sys::TypedarrayType::uint8_array => Some((data, length)),
+        _ => None,
     }
-    Some((data as *mut u8, length))
 }
 
 /// Reads `length_bytes` at `file_offset_bytes` of `fd` into `view[view_offset_bytes..]` only
@@ -53,9 +36,13 @@ pub fn pread_nowait(
     if end > view_bytes || length_bytes > i32::MAX as u32 {
         return Err(invalid_arg("preadNowait: range outside the view"));
     }
-    let exact = file_offset_bytes.is_finite() && file_offset_bytes >= 0.0 && file_offset_bytes.fract() == 0.0;
+    let exact = file_offset_bytes.is_finite()
+        && file_offset_bytes >= 0.0
+        && file_offset_bytes.fract() == 0.0;
     if !exact || file_offset_bytes > 9_007_199_254_740_991.0 {
-        return Err(invalid_arg("preadNowait: file offset must be a non-negative integer"));
+        return Err(invalid_arg(
+            "preadNowait: file offset must be a non-negative integer",
+        ));
     }
     let iov = libc::iovec {
         // SAFETY: end <= view_bytes was checked, so the pointer stays inside the view.
@@ -64,9 +51,19 @@ pub fn pread_nowait(
     };
     // SAFETY: iov points into JS memory that stays alive (and unmoved: typed-array backing
     // stores do not move) for this synchronous call.
-    let n = unsafe { libc::preadv2(fd, &iov, 1, file_offset_bytes as libc::off_t, libc::RWF_NOWAIT) };
+    let n = unsafe {
+        libc::preadv2(
+            fd,
+            &iov,
+            1,
+            file_offset_bytes as libc::off_t,
+            libc::RWF_NOWAIT,
+        )
+    };
     if n < 0 {
-        return Ok(-std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO));
+        return Ok(-std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO));
     }
     Ok(n as i32)
 }

@@ -81,25 +81,34 @@ fn device_ports(lib: &Library, device: *mut c_void) -> Result<Vec<RdmaPort>, Str
     // SAFETY: symbol types match rdma-core's <infiniband/verbs.h> declarations.
     let (open, close, query) = unsafe {
         (
-            lib.get::<OpenDevice>(b"ibv_open_device\0").map_err(|e| e.to_string())?,
-            lib.get::<CloseDevice>(b"ibv_close_device\0").map_err(|e| e.to_string())?,
-            lib.get::<QueryPort>(b"ibv_query_port\0").map_err(|e| e.to_string())?,
+            lib.get::<OpenDevice>(b"ibv_open_device\0")
+                .map_err(|e| e.to_string())?,
+            lib.get::<CloseDevice>(b"ibv_close_device\0")
+                .map_err(|e| e.to_string())?,
+            lib.get::<QueryPort>(b"ibv_query_port\0")
+                .map_err(|e| e.to_string())?,
         )
     };
     // SAFETY: `device` comes from the live device list.
     let context = unsafe { open(device) };
     if context.is_null() {
-        return Err(format!("ibv_open_device failed: {}", std::io::Error::last_os_error()));
+        return Err(format!(
+            "ibv_open_device failed: {}",
+            std::io::Error::last_os_error()
+        ));
     }
     let mut ports = Vec::new();
     for port in 1..=PORTS_MAX {
         let mut attr = [0u64; PORT_ATTR_BYTES / 8]; // u64 for the struct's alignment
-        // SAFETY: `attr` is zeroed, aligned and larger than any ibv_port_attr version.
+                                                    // SAFETY: `attr` is zeroed, aligned and larger than any ibv_port_attr version.
         if unsafe { query(context, port, attr.as_mut_ptr().cast()) } != 0 {
             break;
         }
         let state = (attr[0] & 0xffff_ffff) as u32; // first field: enum ibv_port_state
-        ports.push(RdmaPort { port: u32::from(port), state: port_state_name(state) });
+        ports.push(RdmaPort {
+            port: u32::from(port),
+            state: port_state_name(state),
+        });
     }
     // SAFETY: `context` was opened above and is closed exactly once.
     unsafe { close(context) };
@@ -111,9 +120,12 @@ fn probe_devices(lib: &Library) -> Result<(Vec<RdmaDevice>, Option<String>), Str
     // SAFETY: symbol types match rdma-core's <infiniband/verbs.h> declarations.
     let (get_list, free_list, get_name) = unsafe {
         (
-            lib.get::<GetDeviceList>(b"ibv_get_device_list\0").map_err(|e| e.to_string())?,
-            lib.get::<FreeDeviceList>(b"ibv_free_device_list\0").map_err(|e| e.to_string())?,
-            lib.get::<GetDeviceName>(b"ibv_get_device_name\0").map_err(|e| e.to_string())?,
+            lib.get::<GetDeviceList>(b"ibv_get_device_list\0")
+                .map_err(|e| e.to_string())?,
+            lib.get::<FreeDeviceList>(b"ibv_free_device_list\0")
+                .map_err(|e| e.to_string())?,
+            lib.get::<GetDeviceName>(b"ibv_get_device_name\0")
+                .map_err(|e| e.to_string())?,
         )
     };
     let mut count: c_int = 0;
@@ -121,7 +133,13 @@ fn probe_devices(lib: &Library) -> Result<(Vec<RdmaDevice>, Option<String>), Str
     let list = unsafe { get_list(&mut count) };
     if list.is_null() {
         // e.g. ENOSYS when the kernel has no uverbs support: still "no device".
-        return Ok((Vec::new(), Some(format!("ibv_get_device_list: {}", std::io::Error::last_os_error()))));
+        return Ok((
+            Vec::new(),
+            Some(format!(
+                "ibv_get_device_list: {}",
+                std::io::Error::last_os_error()
+            )),
+        ));
     }
     let count = usize::try_from(count).unwrap_or(0).min(DEVICES_MAX);
     let mut devices = Vec::with_capacity(count);
@@ -138,7 +156,9 @@ fn probe_devices(lib: &Library) -> Result<(Vec<RdmaDevice>, Option<String>), Str
             format!("device{i}")
         } else {
             // SAFETY: non-null, NUL-terminated, valid while the list lives.
-            unsafe { CStr::from_ptr(name_ptr) }.to_string_lossy().into_owned()
+            unsafe { CStr::from_ptr(name_ptr) }
+                .to_string_lossy()
+                .into_owned()
         };
         let ports = device_ports(lib, device).unwrap_or_else(|e| {
             problems.push(format!("{name}: {e}"));
@@ -159,12 +179,24 @@ pub fn rdma_probe() -> RdmaProbeResult {
     let lib = match library() {
         Ok(lib) => lib,
         Err(reason) => {
-            return RdmaProbeResult { library: "missing".into(), devices: Vec::new(), reason: Some(reason) }
+            return RdmaProbeResult {
+                library: "missing".into(),
+                devices: Vec::new(),
+                reason: Some(reason),
+            }
         }
     };
     match probe_devices(lib) {
-        Ok((devices, reason)) => RdmaProbeResult { library: "loaded".into(), devices, reason },
-        Err(reason) => RdmaProbeResult { library: "loaded".into(), devices: Vec::new(), reason: Some(reason) },
+        Ok((devices, reason)) => RdmaProbeResult {
+            library: "loaded".into(),
+            devices,
+            reason,
+        },
+        Err(reason) => RdmaProbeResult {
+            library: "loaded".into(),
+            devices: Vec::new(),
+            reason: Some(reason),
+        },
     }
 }
 
