@@ -207,7 +207,7 @@ describe.skipIf(missing !== null)(`onestack init${missing !== null ? ` (skipped:
     await pty.expect(/Layout \[raid1\]: $/m);
     pty.type('\x03');
     await pty.expect(/onestack: error: interrupted before "Layout" was answered; nothing written/);
-    expect(await pty.exitCode()).toBe(2);
+    expect(await pty.exitCode()).toBe(1);
     expect(existsSync(path.join(sub, 'onestack.yaml'))).toBe(false);
   });
 

@@ -201,8 +201,9 @@ options:
   --force             replace an existing config file
   -h, --help          this help
 
-exit status: 0 written, 1 a remote could not be asked or the answer was not to write, 2 a bad
-option or answer, an existing file without --force, or a config the loader rejects.
+exit status: 0 written, 1 a remote could not be asked, Ctrl-C, or the answer was not to write,
+2 a bad option or answer, input that ended early, an existing file without --force, or a config
+the loader rejects.
 
 example: onestack init
          onestack init --yes --data-dir ./data --layout raid1 --element file:./data/d0.img \

@@ -2,10 +2,10 @@
 // Ctrl-C to stop, and secrets typed without echo. Not on a terminal (a pipe, a test): the same
 // questions, answered line by line, each answer echoed after its prompt so a transcript reads
 // well (secrets excepted). A question whose answer does not fit is asked again, a bounded number
-// of times; input that ends first is a usage error, and nothing is written.
+// of times; input that ends first is a usage error, Ctrl-C a runtime one; nothing is written.
 import { createInterface, type Interface } from 'node:readline';
 import { Writable } from 'node:stream';
-import { usageError } from '../errors.js';
+import { CliError, usageError } from '../errors.js';
 
 export const ATTEMPTS_MAX = 5;
 const LINE_CHARS_MAX = 4096;
@@ -106,9 +106,9 @@ export class Prompter {
     let line = this.#lines.shift() ?? null;
     if (line === null && !this.#ended) line = await new Promise<string | null>((resolve) => { this.#waiting = resolve; });
     this.#out.muted = false;
+    if (line === null && this.#interrupted) throw new CliError(1, `interrupted before "${question}" was answered; nothing written`, 'init');
     if (line === null) {
-      const what = this.#interrupted ? 'interrupted' : 'input ended';
-      throw usageError(`${what} before "${question}" was answered; nothing written`, 'init', 'answer every question, or run onestack init --yes with flags');
+      throw usageError(`input ended before "${question}" was answered; nothing written`, 'init', 'answer every question, or run onestack init --yes with flags');
     }
     // A pipe does not echo: show the answer after its prompt, so the output reads as a dialogue.
     if (!this.#terminal && !secret) this.#write(`${line}\n`);
