@@ -134,7 +134,7 @@ export class ReadCache {
       if (p === undefined) throw new Error(`read cache: block ${b} of volume ${ticket.volume} has no fill in flight`);
       if (--p.fills === 0) this.pending.delete(key);
       if (data === null || p.gen !== ticket.gens[i]) continue;
-      copyOut(data, b * this.blockBytes - off, this.frameFor(key));
+      copyFromChunks(data, b * this.blockBytes - off, this.frameFor(key));
       inserted++;
     }
     return inserted;
@@ -257,7 +257,7 @@ class FrameList {
 }
 
 /** Copies dst.length bytes starting `at` bytes into the concatenation of `chunks` into `dst`. */
-function copyOut(chunks: readonly Uint8Array[], at: number, dst: Uint8Array): void {
+export function copyFromChunks(chunks: readonly Uint8Array[], at: number, dst: Uint8Array): void {
   let skip = at;
   let done = 0;
   for (const c of chunks) {
@@ -271,5 +271,5 @@ function copyOut(chunks: readonly Uint8Array[], at: number, dst: Uint8Array): vo
     done += n;
     skip = 0;
   }
-  if (done !== dst.length) throw new Error(`read cache: fill data ends ${dst.length - done} bytes short`);
+  if (done !== dst.length) throw new RangeError(`chunks end ${dst.length - done} bytes short of [${at}, +${dst.length})`);
 }

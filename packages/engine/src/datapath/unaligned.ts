@@ -6,6 +6,7 @@
 //    span `exclusive` at the write gate, so no other write lands on those blocks in between;
 //  - write-zeroes and trim zero their partial edge blocks the same way, the aligned middle as usual.
 // The maths here is pure; rmwPiece does the I/O of one slot-sized piece through the volume's hooks.
+import { copyFromChunks } from './read-cache.js';
 import type { Slab } from '@onestack/queue';
 import { DataPathError } from './errno.js';
 import type { SlotPool } from './waiters.js';
@@ -99,22 +100,7 @@ export function arraySource(data: Uint8Array): ByteSource {
 
 /** A source over consecutive buffers (an NBD write's payload slots). */
 export function chunksSource(chunks: readonly Uint8Array[]): ByteSource {
-  return (at, into) => {
-    let skip = at;
-    let done = 0;
-    for (const c of chunks) {
-      if (done === into.length) break;
-      if (skip >= c.length) {
-        skip -= c.length;
-        continue;
-      }
-      const n = Math.min(c.length - skip, into.length - done);
-      into.set(c.subarray(skip, skip + n), done);
-      done += n;
-      skip = 0;
-    }
-    if (done !== into.length) throw new RangeError(`write source: [${at}, +${into.length}) runs past the payload`);
-  };
+  return (at, into) => copyFromChunks(chunks, at, into);
 }
 
 /** The volume's element I/O, as VolumeIoImpl's hooks do it (raid5/6 included). */
