@@ -157,12 +157,19 @@ class Logger {
   };
 }
 
-/** First SIGINT/SIGTERM starts a clean stop; a second one exits at once with status 1. */
+/**
+ * First SIGINT/SIGTERM starts a clean stop; a second one exits at once with status 1. SIGHUP
+ * (a closed terminal, or someone expecting a config reload) would end the process uncleanly by
+ * default: the config is read at start only, so it is ignored, with a warning.
+ */
 class Signals {
   readonly first: Promise<string>;
   #count = 0;
   readonly #handler: (signal: NodeJS.Signals) => void;
+  readonly #hangup: () => void;
   constructor(logger: Logger) {
+    this.#hangup = () => logger.log('warn', 'SIGHUP ignored: the config is read at start only (restart onestack to apply a changed config)');
+    process.on('SIGHUP', this.#hangup);
     let resolveFirst: (signal: string) => void = () => undefined;
     this.first = new Promise((resolve) => { resolveFirst = resolve; });
     this.#handler = (signal) => {
@@ -177,5 +184,6 @@ class Signals {
   dispose(): void {
     process.off('SIGINT', this.#handler);
     process.off('SIGTERM', this.#handler);
+    process.off('SIGHUP', this.#hangup);
   }
 }

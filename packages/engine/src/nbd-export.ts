@@ -15,7 +15,7 @@ export interface NbdExportHandle {
 
 export interface NbdExportOptions {
   log?: LogFn;
-  /** Connections beyond this are refused. Default 64. */
+  /** Connections beyond this are refused. Default: config nbd.maxConnections (64). */
   maxConnections?: number;
 }
 
@@ -71,7 +71,11 @@ export async function startNbdExport(engine: Engine, listen?: { host: string; po
   const tls = loadNbdTls(engine.config);
   let server: ReturnType<typeof createNbdServer>;
   try {
+    // Limits and the allowlist come from config nbd (validated there with field paths).
+    const nbd = engine.config.nbd;
     server = createNbdServer(providerFor(engine), {
+      ...nbd.limits,
+      allow: nbd.allow,
       ...(opts.log !== undefined ? { log: opts.log } : {}),
       ...(opts.maxConnections !== undefined ? { maxConnections: opts.maxConnections } : {}),
       ...(tls !== undefined ? { tls } : {}),

@@ -65,8 +65,21 @@ describe('runtime state file', () => {
   it('reports a damaged state file instead of dropping it', () => {
     fs.writeFileSync(path.join(dir, STATE_FILE), '{ not json');
     expect(() => readStateFile(dir)).toThrow(/cannot read the runtime state/);
-    fs.writeFileSync(path.join(dir, STATE_FILE), JSON.stringify({ version: 1, elements: [], volumes: [{ name: 'v', layout: 'raid1', elements: ['x', 'y'] }] }));
-    expect(() => readStateFile(dir)).toThrow(/invalid runtime state: volumes\[0\]\.elements\[0\]: unknown element "x"/);
+    fs.writeFileSync(path.join(dir, STATE_FILE), JSON.stringify({ version: 1, elements: [], volumes: [{ name: 'v', layout: 'raid1', elements: 'x' }] }));
+    expect(() => readStateFile(dir)).toThrow(/invalid runtime state: volumes\[0\]\.elements: expected a list/);
+  });
+
+  it('keeps a run-time volume over config-file elements; one naming an element defined nowhere is ignored with a warning', () => {
+    fs.writeFileSync(path.join(dir, STATE_FILE), JSON.stringify({ version: 1, elements: [], volumes: [
+      { name: 'v', layout: 'raid1', elements: ['d0', 'd1'] }, { name: 'w', layout: 'raid1', elements: ['d0', 'gone'] }] }));
+    const state = readStateFile(dir);
+    expect(state.volumes.map((v) => v.elements)).toEqual([['d0', 'd1'], ['d0', 'gone']]);
+    const config = { ...embeddedDefaultConfig('/data'), volumes: [] };
+    const warnings: string[] = [];
+    const merged = mergeState(config, state, (m) => warnings.push(m));
+    expect(merged.config.volumes.map((v) => v.name)).toEqual(['v']);
+    expect(merged.runtime.volumes.map((v) => v.name)).toEqual(['v']);
+    expect(warnings).toEqual(['runtime volume w ignored: one of its elements is defined neither in the config nor in the state file']);
   });
 
   it('merges with the config, which wins every clash', () => {

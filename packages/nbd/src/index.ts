@@ -8,6 +8,8 @@ export * from './codec/handshake.js';
 export * from './codec/transmission.js';
 export { createNbdServer, type NbdServer, type NbdServerOptions, type NbdServerStats } from './server/server.js';
 export type { LogFn } from './server/connection.js';
+export { DEFAULT_NBD_LIMITS, LIMIT_LOG_INTERVAL_MS, LimitLog, NBD_LIMIT_RANGES, resolveLimits, type LimitKey, type NbdLimits } from './server/limits.js';
+export { cidrContains, createAllowList, parseAddress, parseCidr, type Cidr } from './server/allow.js';
 export { ServerHandshake, transmissionFlagsFor, type HandshakeConfig, type HandshakeStep, type TransmissionSetup } from './server/handshake.js';
 export { checkRequest } from './server/validate.js';
 export { createMemoryExport, createMemoryProvider, type MemoryExport, type MemoryExportOptions } from './memory.js';

@@ -61,11 +61,14 @@ const SIZE_UNITS: Readonly<Record<string, number>> = {
   kb: 1000, mb: 1000 ** 2, gb: 1000 ** 3, tb: 1000 ** 4,
 };
 
+/** Longer text is no size; the pattern below would also backtrack quadratically over a long run of spaces. */
+const SIZE_TEXT_MAX_CHARS = 64;
+
 /** A byte count: an integer, or a string like "1GiB", "512M", "10 GB". */
 export function readSizeBytes(raw: unknown, field: string, minBytes: number): number {
   let bytes: number | undefined;
   if (typeof raw === 'number') bytes = raw;
-  else if (typeof raw === 'string') {
+  else if (typeof raw === 'string' && raw.length <= SIZE_TEXT_MAX_CHARS) {
     const match = /^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$/.exec(raw);
     const unit = match?.[2]?.toLowerCase() ?? '';
     const scale = SIZE_UNITS[unit];

@@ -108,11 +108,34 @@ export interface TlsConfig {
   readonly verifyClient: boolean;
 }
 
+/** nbd: what one client may hold (defaults and ranges: @onestack/nbd DEFAULT_NBD_LIMITS, NBD_LIMIT_RANGES). */
+export interface NbdLimitsConfig {
+  /** Connections open at once; more are closed at accept. */
+  readonly maxConnections: number;
+  /** Largest READ/WRITE (the advertised maximum block size); larger ones get EOVERFLOW. */
+  readonly maxRequestBytes: number;
+  /** Accept to transmission, TLS included; slower or silent clients are dropped. */
+  readonly handshakeTimeoutMs: number;
+  /** Requests at the data path per connection; at the cap the socket is not read. */
+  readonly inFlightMax: number;
+  /** A WRITE's payload must arrive within this once its buffer is ready. */
+  readonly payloadTimeoutMs: number;
+}
+
+export interface NbdConfig {
+  readonly listen: ListenAddress;
+  readonly tls?: TlsConfig;
+  /** Client networks (CIDR or single addresses, IPv4/IPv6); empty = everyone. */
+  readonly allow: readonly string[];
+  /** Absent in configs built by hand: the server's defaults apply. */
+  readonly limits?: NbdLimitsConfig;
+}
+
 export interface EngineConfig {
   readonly dataDir: string;
   /** Where the config came from, for error messages; absent for inline/embedded configs. */
   readonly sourcePath?: string;
-  readonly nbd: { readonly listen: ListenAddress; readonly tls?: TlsConfig; readonly allow: readonly string[] };
+  readonly nbd: NbdConfig;
   readonly api: { readonly listen: ListenAddress };
   readonly pools: PoolsConfig;
   readonly queue: QueueConfig;

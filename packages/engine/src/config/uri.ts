@@ -15,9 +15,12 @@ export interface ParsedElementUri {
   readonly secret?: string;
 }
 
-/** Replaces the secret of an iSCSI URI by ***, so the text is safe to print. */
+/**
+ * Replaces the secret of an iSCSI URI by ***, so the text is safe to print: everything from the
+ * user's % or : to the last '@', since parseIscsi splits there and a secret may hold '@', '/'...
+ */
 export function maskUri(uri: string): string {
-  return uri.replace(/^(iscsi:\/\/[^@/]*?[%:])[^@/]*@/i, `$1${MASK}@`);
+  return uri.replace(/^(iscsi:\/{0,2}[^%:@/?#]*[%:]).*@/is, `$1${MASK}@`);
 }
 
 function decode(text: string, field: string, what: string): string {
@@ -90,6 +93,11 @@ function parseNbd(uri: string, parts: UriParts, field: string, baseDir: string):
 
 function parseIscsi(uri: string, parts: UriParts, field: string): ParsedElementUri {
   const at = parts.authority.lastIndexOf('@');
+  // An unencoded '/', '?' or '#' in the secret ended the authority early: the rest would be
+  // taken for host and path, and printed. Refuse, showing the URI masked up to its last '@'.
+  if (at < 0 && uri.includes('@')) {
+    throw configError(field, `invalid iSCSI URI ${show(maskUri(uri))}`, 'percent-encode "/", "?" and "#" in the user name and secret (%2F, %3F, %23)');
+  }
   const userInfo = at < 0 ? undefined : parts.authority.slice(0, at);
   const hostPort = at < 0 ? parts.authority : parts.authority.slice(at + 1);
   let user: string | undefined;

@@ -1,8 +1,8 @@
 // Normalizers: raw (parsed YAML/JSON) values in, validated config types out. Each throws an
 // EngineError('config') naming the field path; the loader adds FILE:LINE:COL.
-import { isIP } from 'node:net';
 import * as path from 'node:path';
-import type { CacheTierConfig, ElementCache, ElementConfig, Layout, ListenAddress, PoolsConfig, QueueConfig, QueueOrder, RebuildConfig, TlsConfig, VolumeConfig } from './types.js';
+import { DEFAULT_NBD_LIMITS, NBD_LIMIT_RANGES, parseCidr } from '@onestack/nbd';
+import type { CacheTierConfig, ElementCache, ElementConfig, Layout, ListenAddress, NbdConfig, NbdLimitsConfig, PoolsConfig, QueueConfig, QueueOrder, RebuildConfig, TlsConfig, VolumeConfig } from './types.js';
 import { configError, didYouMean, show } from './errors.js';
 import { join, readBool, readEnum, readInt, readList, readMap, readName, readSizeBytes, readString } from './fields.js';
 import { parseElementUri, parseListen } from './uri.js';
@@ -232,24 +232,38 @@ function normalizeTls(raw: unknown, field: string, baseDir: string): TlsConfig {
 
 function normalizeCidr(raw: unknown, field: string): string {
   const text = readString(raw, field, 64);
-  const [address = '', prefix] = text.split('/');
-  const family = isIP(address);
-  const maxPrefix = family === 4 ? 32 : 128;
-  if (family === 0 || (prefix !== undefined && (!/^\d{1,3}$/.test(prefix) || Number(prefix) > maxPrefix))) {
-    throw configError(field, `invalid address or CIDR ${show(text)}`, 'like 127.0.0.1/32 or ::1/128');
-  }
+  // The server's own parser (@onestack/nbd allow.ts): what passes here is what it matches.
+  if (parseCidr(text) === undefined) throw configError(field, `invalid address or CIDR ${show(text)}`, 'like 127.0.0.1/32, 10.0.0.0/8, ::1 or fd00::/8');
   return text;
 }
 
-export interface NbdSection { readonly listen: ListenAddress; readonly tls?: TlsConfig; readonly allow: readonly string[] }
+/** nbd limits: each key optional, defaults from the NBD server, ranges checked here with the field path. */
+function normalizeNbdLimits(map: Readonly<Record<string, unknown>>, field: string): NbdLimitsConfig {
+  const int = (key: keyof NbdLimitsConfig): number => {
+    const [min, max] = NBD_LIMIT_RANGES[key];
+    return map[key] === undefined ? DEFAULT_NBD_LIMITS[key] : readInt(map[key], join(field, key), min, max);
+  };
+  const [minBytes, maxBytes] = NBD_LIMIT_RANGES.maxRequestBytes;
+  const requestField = join(field, 'maxRequestBytes');
+  const maxRequestBytes = map.maxRequestBytes === undefined ? DEFAULT_NBD_LIMITS.maxRequestBytes : readSizeBytes(map.maxRequestBytes, requestField, minBytes);
+  if (maxRequestBytes > maxBytes || (maxRequestBytes & (maxRequestBytes - 1)) !== 0) {
+    throw configError(requestField, `${maxRequestBytes} bytes is not a power of two from ${minBytes} to ${maxBytes}`, 'like 1MiB, 4MiB or 32MiB (the default)');
+  }
+  return {
+    maxConnections: int('maxConnections'), maxRequestBytes, handshakeTimeoutMs: int('handshakeTimeoutMs'),
+    inFlightMax: int('inFlightMax'), payloadTimeoutMs: int('payloadTimeoutMs'),
+  };
+}
 
-export function normalizeNbd(raw: unknown, field: string, baseDir: string, defaultListen: ListenAddress): NbdSection {
-  if (raw === undefined) return { listen: defaultListen, allow: [] };
-  const map = readMap(raw, field, ['listen', 'tls', 'allow']);
+const NBD_KEYS = ['listen', 'tls', 'allow', 'maxConnections', 'maxRequestBytes', 'handshakeTimeoutMs', 'inFlightMax', 'payloadTimeoutMs'];
+
+export function normalizeNbd(raw: unknown, field: string, baseDir: string, defaultListen: ListenAddress): NbdConfig {
+  if (raw === undefined) return { listen: defaultListen, allow: [], limits: { ...DEFAULT_NBD_LIMITS } };
+  const map = readMap(raw, field, NBD_KEYS);
   const listen = map.listen === undefined ? defaultListen : parseListen(readString(map.listen, join(field, 'listen')), join(field, 'listen'));
   const tls = map.tls === undefined ? undefined : normalizeTls(map.tls, join(field, 'tls'), baseDir);
   const allow = map.allow === undefined ? [] : readList(map.allow, join(field, 'allow'), 256).map((item, i) => normalizeCidr(item, `${join(field, 'allow')}[${i}]`));
-  return { listen, allow, ...(tls !== undefined ? { tls } : {}) };
+  return { listen, allow, limits: normalizeNbdLimits(map, field), ...(tls !== undefined ? { tls } : {}) };
 }
 
 export function normalizeApi(raw: unknown, field: string, defaultListen: ListenAddress): { listen: ListenAddress } {

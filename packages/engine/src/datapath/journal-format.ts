@@ -72,8 +72,9 @@ function getU64(dv: DataView, at: number): number {
   return dv.getUint32(at + 4, true) * TWO_32 + dv.getUint32(at, true);
 }
 
+/** The fields and the CRC32C after them; checked against the view, not its buffer, so nothing past it is read. */
 function view(bytes: Uint8Array, need: number): DataView {
-  if (bytes.length < need) throw new RangeError(`journal block of ${bytes.length} bytes, need ${need}`);
+  if (bytes.length < need + 4) throw new RangeError(`journal block of ${bytes.length} bytes, need ${need + 4}`);
   return new DataView(bytes.buffer, bytes.byteOffset, need + 4);
 }
 

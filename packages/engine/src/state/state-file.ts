@@ -79,6 +79,18 @@ function persistVolume(v: VolumeConfig): PersistedVolume {
     ...(v.spares !== undefined && v.spares.length > 0 ? { spares: v.spares } : {}), ...(v.bitmapRegionKiB !== undefined ? { bitmapRegionKiB: v.bitmapRegionKiB } : {}) };
 }
 
+/** Element names the volumes of the state file mention (members and spares), unchecked. */
+function referencedElements(rawVolumes: readonly unknown[]): string[] {
+  const names: string[] = [];
+  for (const v of rawVolumes) {
+    const map = (v ?? {}) as { elements?: unknown; spares?: unknown };
+    for (const list of [map.elements, map.spares]) {
+      if (Array.isArray(list)) for (const x of list.slice(0, 64)) if (typeof x === 'string') names.push(x);
+    }
+  }
+  return names;
+}
+
 /** Reads the state file; missing = empty. A damaged file is a clear error, never silently dropped. */
 export function readStateFile(dataDir: string): PersistedState {
   const file = path.join(dataDir, STATE_FILE);
@@ -95,8 +107,10 @@ export function readStateFile(dataDir: string): PersistedState {
     if (map.version !== STATE_VERSION) throw new Error(`unsupported version ${JSON.stringify(map.version)}`);
     const rawElements = Array.isArray(map.elements) ? map.elements.slice(0, 256) : [];
     const elements = rawElements.map((item, i) => normalizeElement(item, `elements[${i}]`, dataDir));
-    const names = new Set(elements.map((e) => e.name));
     const rawVolumes = Array.isArray(map.volumes) ? map.volumes.slice(0, 64) : [];
+    // A run-time volume may be built on config-file elements: names are checked against the
+    // merged config (mergeState), not against this file's own elements.
+    const names = new Set([...elements.map((e) => e.name), ...referencedElements(rawVolumes)]);
     const bootPick = readBootPick(map.bootPick);
     return { elements, volumes: rawVolumes.map((item, i) => normalizeVolume(item, `volumes[${i}]`, names)), replaced: readReplaced(map.replaced), ...(bootPick !== undefined ? { bootPick } : {}) };
   } catch (err) {
@@ -154,6 +168,7 @@ export function mergeState(config: EngineConfig, state: PersistedState, warn: (m
   for (const v of state.volumes) {
     const problem = volumeNames.has(v.name) ? 'the config defines a volume of that name'
       : v.elements.some((e) => dropped.has(e)) ? 'one of its elements clashes with the config'
+        : [...v.elements, ...(v.spares ?? [])].some((e) => !known.has(e)) ? 'one of its elements is defined neither in the config nor in the state file'
         : v.elements.some((e) => used.has(e)) ? 'one of its elements is used by a config volume' : undefined;
     if (problem !== undefined) {
       warn(`runtime volume ${v.name} ignored: ${problem}`);

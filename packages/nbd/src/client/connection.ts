@@ -51,8 +51,33 @@ interface Slot<P extends Part> {
   part: P | undefined;
   generation: number;
   receivedBytes: number;
+  /** [start, end) pairs of the current READ received so far, sorted, adjacent ones merged (in-order chunks: one pair). */
+  readonly extents: number[];
   errno: number;
   message: string;
+}
+
+/** Disjoint pieces of one READ that may be outstanding at once (servers send chunks in order: one). */
+const EXTENTS_MAX = 1024;
+
+/** Adds [start, end) to sorted, merged pairs; returns why it cannot (overlap, too fragmented). */
+function addExtent(pairs: number[], start: number, end: number): string | undefined {
+  let lo = 0;
+  let hi = pairs.length / 2;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (pairs[2 * mid]! < start) lo = mid + 1;
+    else hi = mid;
+  }
+  const prevEnd = lo > 0 ? pairs[2 * lo - 1]! : -1;
+  const nextStart = lo < pairs.length / 2 ? pairs[2 * lo]! : Infinity;
+  if (prevEnd > start || nextStart < end) return 'read reply chunks overlap';
+  if (prevEnd === start && nextStart === end) pairs.splice(2 * lo - 1, 2);
+  else if (prevEnd === start) pairs[2 * lo - 1] = end;
+  else if (nextStart === end) pairs[2 * lo] = start;
+  else if (pairs.length >= 2 * EXTENTS_MAX) return `read reply in more than ${EXTENTS_MAX} disjoint pieces`;
+  else pairs.splice(2 * lo, 0, start, end);
+  return undefined;
 }
 
 /** Socket chunks are drained on arrival; only a partial header or small chunk ever waits here. */
@@ -79,7 +104,7 @@ export class ClientConnection<P extends Part> {
     if (!(config.inFlightMax > 0 && config.maxRequestBytes > 0)) throw new RangeError('bad connection config');
     this.headers = new Uint8Array(config.inFlightMax * Size.REQUEST);
     for (let i = 0; i < config.inFlightMax; i++) {
-      this.slots.push({ index: i, part: undefined, generation: 0, receivedBytes: 0, errno: 0, message: '' });
+      this.slots.push({ index: i, part: undefined, generation: 0, receivedBytes: 0, extents: [], errno: 0, message: '' });
       this.free.push(config.inFlightMax - 1 - i);
     }
     this.chunkPayloadMaxBytes = Math.max(config.maxRequestBytes + 8, SMALL_CHUNK_MAX_BYTES);
@@ -116,6 +141,7 @@ export class ClientConnection<P extends Part> {
     slot.part = part;
     slot.generation = (slot.generation + 1) >>> 0;
     slot.receivedBytes = 0;
+    slot.extents.length = 0;
     slot.errno = 0;
     slot.message = '';
     const at = index * Size.REQUEST;
@@ -262,6 +288,9 @@ export class ClientConnection<P extends Part> {
     if (!(atBytes >= 0 && atBytes + lengthBytes <= part.lengthBytes)) {
       throw new NbdProtocolError('reply-malformed', `chunk [${offsetBytes}, +${lengthBytes}) outside the read [${part.offsetBytes}, +${part.lengthBytes})`);
     }
+    // Chunks that overlap could add up to the read's length while leaving some of it unwritten.
+    const problem = addExtent(slot.extents, atBytes, atBytes + lengthBytes);
+    if (problem !== undefined) throw new NbdProtocolError('reply-malformed', problem);
     slot.receivedBytes += lengthBytes;
     if (slot.receivedBytes > part.lengthBytes) throw new NbdProtocolError('reply-malformed', 'read reply chunks overlap');
     return atBytes;

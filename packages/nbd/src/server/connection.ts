@@ -1,62 +1,30 @@
 // One client connection: drives the handshake machine (upgrading the socket to TLS on STARTTLS),
 // then the request loop. Requests are parsed from a bounded accumulator, validated, and handed to
 // the backend (dispatch.ts); replies leave in completion order through ReplySender. Nothing thrown
-// here may escape to the event loop.
+// here may escape to the event loop. Limits hit here (handshake deadline, in-flight cap, request
+// size, payload deadline) are reported through the server's rate-limited LimitLog.
 
 import type { Socket } from 'node:net';
 import type { NbdExport, NbdWriteBuffer } from '../backend.js';
 import { ByteAccumulator } from '../codec/accumulator.js';
 import { encodeGreeting } from '../codec/handshake.js';
 import { type NbdRequest, decodeRequest } from '../codec/transmission.js';
-import { Cmd, Size } from '../constants.js';
+import { Cmd, Errno, Size } from '../constants.js';
 import { BackendDispatcher, invoke } from './dispatch.js';
-import { SERVER_HANDSHAKE_FLAGS, ServerHandshake, type HandshakeConfig } from './handshake.js';
+import { SERVER_HANDSHAKE_FLAGS, ServerHandshake } from './handshake.js';
+import type { ConnectionConfig } from './connection-config.js';
+import type { LimitKey } from './limits.js';
+import { type PendingWrite, PayloadDeadline, advancePayload, newPendingWrite } from './pending-write.js';
 import { ReplySender } from './replies.js';
-import { type ServerTls, upgradeToTls } from './tls.js';
+import { upgradeToTls } from './tls.js';
 import { directReadSocket } from './direct-read.js';
 import { checkRequest } from './validate.js';
 
-export type LogFn = (level: 'info' | 'warn' | 'error', msg: string) => void;
-
-/** User-space copies of request payload bytes, shared by a server's connections (NbdServer.stats()). */
-export interface NbdCopyCounters {
-  /** WRITE payloads copied from the socket's buffers into the backend's write buffer: one per request that needed it. */
-  payloadCopies: number;
-  payloadBytesCopied: number;
-}
-
-export interface ConnectionConfig {
-  readonly id: number;
-  readonly handshake: HandshakeConfig;
-  readonly handshakeTimeoutMs: number;
-  readonly inFlightMax: number;
-  /** Oversized writes up to this are read and dropped (EOVERFLOW); beyond it the connection closes. */
-  readonly writeDiscardMaxBytes: number;
-  readonly log: LogFn;
-  /** Present when STARTTLS is offered (handshake.tls is not 'none'). */
-  readonly tls?: ServerTls;
-  /** Where payload copies are counted (READ replies go out as the backend's views: no copy to count). */
-  readonly copies?: NbdCopyCounters;
-  /** Accepted paused; may move to the zero-copy reader (direct-read.ts). Plaintext only. */
-  readonly directRead?: boolean;
-}
+export type { LogFn } from './limits.js';
+export type { ConnectionConfig, NbdCopyCounters } from './connection-config.js';
 
 // 'tls': STARTTLS was ACKed and the TLS handshake runs; nothing is parsed until it passes.
 type Phase = 'handshake' | 'tls' | 'header' | 'acquiring' | 'payload' | 'discard' | 'disconnecting' | 'closing' | 'closed';
-
-/** A write whose payload is still arriving (or being skipped). */
-interface PendingWrite {
-  readonly slot: number;
-  readonly req: NbdRequest;
-  buffer: NbdWriteBuffer | undefined;
-  acquiring: boolean;
-  chunkIndex: number;
-  chunkOffset: number;
-  remainingBytes: number;
-  /** Payload bytes moved by copyTo (a path that lands them in place would leave this 0). */
-  copiedBytes: number;
-  errno: number;
-}
 
 // Stop reading once this much waits unparsed (e.g. while the backend finds write-buffer space).
 const PAUSE_ABOVE_BYTES = 256 * 1024;
@@ -75,11 +43,13 @@ export class NbdConnection {
   private replies: ReplySender | undefined;
   private pending: PendingWrite | undefined;
   private pausedForSlots = false;
+  private capNoted = false;
   private pumping = false;
   /** The view the kernel fills in place on the next read (direct-read.ts), if any. */
   private directTarget: Uint8Array | null = null;
   private backend: BackendDispatcher | undefined;
   private handshakeTimer: NodeJS.Timeout | undefined;
+  private readonly payloadDeadline: PayloadDeadline;
   /** The accepted socket, or after STARTTLS the TLS socket over it. */
   private socket: Socket;
   private readonly listeners = {
@@ -97,6 +67,9 @@ export class NbdConnection {
     if ((config.tls === undefined) !== (config.handshake.tls === 'none')) throw new RangeError('tls material and handshake mode disagree');
     this.acc = new ByteAccumulator(ACCUMULATOR_CAPACITY_BYTES);
     this.handshake = new ServerHandshake(config.handshake);
+    this.payloadDeadline = new PayloadDeadline(config.payloadTimeoutMs,
+      () => (this.phase === 'payload' || this.phase === 'discard' ? this.pending : undefined),
+      (p) => this.fatal(`write payload not received within ${config.payloadTimeoutMs} ms (${p.remainingBytes} of ${p.req.lengthBytes} bytes missing; nbd.payloadTimeoutMs)`, 'warn', 'payload-timeout'));
     socket.setNoDelay(true);
     const moved = config.directRead === true && config.tls === undefined
       ? directReadSocket(socket, { nextBuffer: () => this.nextReadBuffer(), onRead: (n, buf) => this.onDirectRead(n, buf) })
@@ -242,6 +215,10 @@ export class NbdConnection {
     if (slot < 0) {
       this.pausedForSlots = true;
       this.socket.pause();
+      // Back-pressure, not an error: noted once per connection (a deep-queue client hits it all the time).
+      if (!this.capNoted) this.config.limitLog.note('in-flight', 'info',
+        `${this.tag()}: ${this.config.inFlightMax} requests in flight (nbd.inFlightMax): not reading more until one completes`);
+      this.capNoted = true;
       return false;
     }
     const decoded = decodeRequest(this.acc.peek(Size.REQUEST));
@@ -259,9 +236,15 @@ export class NbdConnection {
     }
     if (req.type === Cmd.WRITE) return this.startWrite(slot, req);
     const errno = checkRequest(req, this.exp as NbdExport, this.structuredReplies);
+    if (errno === Errno.EOVERFLOW) this.noteOversized(req);
     if (errno !== 0) replies.sendError(slot, req.cookieHi, req.cookieLo, errno);
     else (this.backend as BackendDispatcher).dispatch(slot, req);
     return true;
+  }
+
+  private noteOversized(req: NbdRequest): void {
+    const max = (this.exp as NbdExport).blockSize.maximumBytes;
+    this.config.limitLog.note('request-size', 'warn', `${this.tag()}: request of ${req.lengthBytes} bytes above the maximum of ${max} (nbd.maxRequestBytes): EOVERFLOW`);
   }
 
   private startWrite(slot: number, req: NbdRequest): boolean {
@@ -269,11 +252,12 @@ export class NbdConnection {
     const len = req.lengthBytes;
     if (len > exp.blockSize.maximumBytes && len > this.config.writeDiscardMaxBytes) {
       (this.replies as ReplySender).drop(slot);
-      this.fatal(`write of ${len} bytes is too large to skip; closing`, 'warn');
+      this.fatal(`write of ${len} bytes is above the maximum of ${exp.blockSize.maximumBytes} and too large to skip`, 'warn', 'request-size');
       return false;
     }
     const errno = checkRequest(req, exp, this.structuredReplies);
-    const pending: PendingWrite = { slot, req, buffer: undefined, acquiring: errno === 0, chunkIndex: 0, chunkOffset: 0, remainingBytes: len, copiedBytes: 0, errno };
+    if (errno === Errno.EOVERFLOW) this.noteOversized(req);
+    const pending = newPendingWrite(slot, req, errno);
     this.pending = pending;
     if (errno !== 0) {
       this.phase = 'discard'; // the payload still has to be read to stay in sync
@@ -302,6 +286,7 @@ export class NbdConnection {
       return;
     }
     pending.buffer = buffer;
+    pending.readyMs = Date.now();
     this.phase = 'payload';
     this.resumeAfterWait();
   }
@@ -313,6 +298,7 @@ export class NbdConnection {
       return;
     }
     pending.errno = (this.backend as BackendDispatcher).errnoOf(err);
+    pending.readyMs = Date.now();
     this.phase = 'discard';
     this.resumeAfterWait();
   }
@@ -330,7 +316,10 @@ export class NbdConnection {
     const pending = this.pending as PendingWrite;
     const buffer = pending.buffer as NbdWriteBuffer;
     if (pending.remainingBytes > 0) {
-      if (this.acc.length === 0) return false;
+      if (this.acc.length === 0) {
+        this.payloadDeadline.arm();
+        return false;
+      }
       const chunk = buffer.chunks[pending.chunkIndex] as Uint8Array;
       const end = Math.min(chunk.length, pending.chunkOffset + pending.remainingBytes);
       // Bytes that came in Node's own buffers (TLS, or read ahead with a header) are copied once
@@ -353,7 +342,10 @@ export class NbdConnection {
     const pending = this.pending as PendingWrite;
     if (pending.remainingBytes > 0) {
       const n = Math.min(this.acc.length, pending.remainingBytes);
-      if (n === 0) return false;
+      if (n === 0) {
+        this.payloadDeadline.arm();
+        return false;
+      }
       this.acc.consume(n);
       pending.remainingBytes -= n;
       if (pending.remainingBytes > 0) return true;
@@ -385,22 +377,25 @@ export class NbdConnection {
     if ((this.replies as ReplySender).inFlight === 0) this.socket.destroySoon();
   }
 
-  private fatal(reason: string, level: 'warn' | 'error'): void {
-    this.config.log(level, `${this.tag()}: closing: ${reason}`);
+  /** Hard close. With a limit key the line goes through the rate-limited log. */
+  private fatal(reason: string, level: 'warn' | 'error', limit?: LimitKey): void {
+    const line = `${this.tag()}: closing: ${reason}`;
+    if (limit === undefined) this.config.log(level, line);
+    else this.config.limitLog.note(limit, level, line);
     if (this.phase !== 'closed') this.phase = 'closing';
     this.socket.destroy();
   }
 
   private onHandshakeTimeout(): void {
     if (this.phase !== 'handshake' && this.phase !== 'tls') return;
-    this.config.log('info', `${this.tag()}: handshake timed out`);
-    this.phase = 'closing';
-    this.socket.destroy();
+    // One overall deadline from accept: a client trickling bytes gains nothing by it.
+    this.fatal(`handshake timed out after ${this.config.handshakeTimeoutMs} ms (nbd.handshakeTimeoutMs)`, 'warn', 'handshake-timeout');
   }
 
   private onClose(): void {
     this.phase = 'closed';
     clearTimeout(this.handshakeTimer);
+    this.payloadDeadline.stop();
     this.acc.clear();
     const pending = this.pending;
     // A write buffer held for a payload that will never arrive goes back now; one still being
@@ -421,17 +416,6 @@ export class NbdConnection {
 
   private checkDrained(): void {
     if (this.phase === 'closed' && (this.replies?.inFlight ?? 0) === 0) this.resolveDrained();
-  }
-}
-
-/** `n` more payload bytes are in the write buffer (copied or read in place). */
-function advancePayload(pending: PendingWrite, n: number): void {
-  if (!(n >= 0 && n <= pending.remainingBytes)) throw new Error(`payload advanced by ${n} of ${pending.remainingBytes} bytes left`);
-  pending.chunkOffset += n;
-  pending.remainingBytes -= n;
-  if (pending.chunkOffset === pending.buffer!.chunks[pending.chunkIndex]!.length) {
-    pending.chunkIndex += 1;
-    pending.chunkOffset = 0;
   }
 }
 

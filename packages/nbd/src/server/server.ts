@@ -1,24 +1,30 @@
-// The listening side: accepts TCP connections, bounds their number, and tracks them so that
-// close() ends every connection and waits until no request is left at the backend.
+// The listening side: accepts TCP connections, refuses those from outside the allowlist and
+// those beyond the connection limit, and tracks the rest so that close() ends every connection
+// and waits until no request is left at the backend. Limits are resolved once (limits.ts);
+// hitting one is logged through a shared rate-limited log.
 
 import { type Server, type Socket, createServer } from 'node:net';
-import type { NbdExportProvider } from '../backend.js';
+import type { NbdExport, NbdExportProvider } from '../backend.js';
 import { OPTION_DATA_MAX_BYTES } from '../constants.js';
-import { type LogFn, type NbdCopyCounters, NbdConnection } from './connection.js';
+import { createAllowList } from './allow.js';
+import type { NbdCopyCounters } from './connection-config.js';
+import { NbdConnection } from './connection.js';
+import { type LogFn, LimitLog, type NbdLimits, resolveLimits } from './limits.js';
 import { type NbdServerTlsOptions, prepareServerTls } from './tls.js';
 
-export interface NbdServerOptions {
-  /** Connections beyond this are closed on accept. Default 64. */
-  maxConnections?: number;
-  /** A client that has not finished option haggling by then is dropped. Default 10 s. */
-  handshakeTimeoutMs?: number;
-  /** Requests in flight per connection; the socket is not read while at the cap. Default 64. */
-  inFlightMax?: number;
+export interface NbdServerOptions extends Partial<NbdLimits> {
+  /**
+   * Client networks allowed to connect, as CIDR blocks or single addresses, IPv4 or IPv6
+   * ("127.0.0.0/8", "::1", "fd00::/8"). Others are closed at accept. Empty or absent: everyone.
+   */
+  allow?: readonly string[];
   /** Plaintext WRITE payloads read by the kernel straight into the backend's buffers (default true). */
   directRead?: boolean;
   /** Offer NBD_OPT_STARTTLS (see NbdServerTlsOptions.require for FORCEDTLS). Absent: no TLS. */
   tls?: NbdServerTlsOptions;
   log?: LogFn;
+  /** Repeated hits of one limit are summed up in one line per this interval (default 10 s). */
+  limitLogIntervalMs?: number;
 }
 
 /** Payload bytes the server copied in user space since it started (READ replies copy none). */
@@ -32,17 +38,40 @@ export interface NbdServer {
   stats(): NbdServerStats;
   /** 'none' without TLS material, else whether clients must upgrade before anything else. */
   readonly tls: 'none' | 'optional' | 'required';
+  /** The limits in force (defaults filled in). */
+  readonly limits: NbdLimits;
 }
 
+// Oversized writes up to this are read and dropped (EOVERFLOW); larger ones close the connection.
 const WRITE_DISCARD_MAX_BYTES = 64 * 1024 * 1024;
 const OPTIONS_MAX = 256;
 
+/**
+ * The export as this server offers it: its maximum block size lowered to the server's request
+ * limit, so clients learn the limit in NBD_INFO_BLOCK_SIZE and checkRequest enforces it.
+ */
+function clampExport(exp: NbdExport, maxRequestBytes: number): NbdExport {
+  const bs = exp.blockSize;
+  if (bs.maximumBytes <= maxRequestBytes) return exp;
+  // The maximum must stay a multiple of the minimum (proto.md); both are powers of two here.
+  const maximumBytes = Math.max(bs.minimumBytes, maxRequestBytes);
+  const blockSize = { minimumBytes: bs.minimumBytes, preferredBytes: Math.min(bs.preferredBytes, maximumBytes), maximumBytes };
+  // Everything else (getters such as sizeBytes, the methods) is the backend's own, by prototype.
+  return Object.create(exp, { blockSize: { value: blockSize, enumerable: true } }) as NbdExport;
+}
+
 export function createNbdServer(provider: NbdExportProvider, options: NbdServerOptions = {}): NbdServer {
-  const maxConnections = options.maxConnections ?? 64;
-  const handshakeTimeoutMs = options.handshakeTimeoutMs ?? 10_000;
-  const inFlightMax = options.inFlightMax ?? 64;
+  const limits = resolveLimits(options);
+  const allowed = createAllowList(options.allow ?? []);
   const log: LogFn = options.log ?? (() => {});
-  if (!(maxConnections > 0 && handshakeTimeoutMs > 0 && inFlightMax > 0)) throw new RangeError('NbdServerOptions must be positive');
+  const limitLog = new LimitLog(log, options.limitLogIntervalMs);
+  const clamped: NbdExportProvider = {
+    list: () => provider.list(),
+    open: (name) => {
+      const exp = provider.open(name);
+      return exp === undefined ? undefined : clampExport(exp, limits.maxRequestBytes);
+    },
+  };
   // Built once: a bad certificate or key fails here, at start-up, not on the first client.
   const tls = options.tls === undefined ? undefined : prepareServerTls(options.tls);
   const tlsMode = tls?.mode ?? 'none';
@@ -53,20 +82,33 @@ export function createNbdServer(provider: NbdExportProvider, options: NbdServerO
   let closing = false;
   let listener: Server | undefined;
 
-  const accept = (socket: Socket): void => {
-    if (closing || connections.size >= maxConnections) {
-      log('warn', `nbd: refusing connection from ${socket.remoteAddress ?? '?'}: ${closing ? 'shutting down' : `${maxConnections} connections open`}`);
-      socket.on('error', () => {});
-      socket.destroy();
-      return;
+  const refuse = (socket: Socket): boolean => {
+    const peer = socket.remoteAddress;
+    if (closing) {
+      log('info', `nbd: refusing connection from ${peer ?? '?'}: shutting down`);
+    } else if (!allowed(peer)) {
+      limitLog.note('allow', 'warn', `nbd: refusing connection from ${peer ?? '?'}: not in nbd.allow`);
+    } else if (connections.size >= limits.maxConnections) {
+      limitLog.note('max-connections', 'warn', `nbd: refusing connection from ${peer ?? '?'}: ${limits.maxConnections} connections open (nbd.maxConnections)`);
+    } else {
+      return false;
     }
+    socket.on('error', () => {});
+    socket.destroy(); // before the greeting: NBD has no way to say why, so the client sees a close
+    return true;
+  };
+
+  const accept = (socket: Socket): void => {
+    if (refuse(socket)) return;
     const connection = new NbdConnection(socket, {
       id: nextId++,
-      handshake: { provider, optionDataMaxBytes: OPTION_DATA_MAX_BYTES, optionsMax: OPTIONS_MAX, tls: tlsMode },
-      handshakeTimeoutMs,
-      inFlightMax,
+      handshake: { provider: clamped, optionDataMaxBytes: OPTION_DATA_MAX_BYTES, optionsMax: OPTIONS_MAX, tls: tlsMode },
+      handshakeTimeoutMs: limits.handshakeTimeoutMs,
+      inFlightMax: limits.inFlightMax,
+      payloadTimeoutMs: limits.payloadTimeoutMs,
       writeDiscardMaxBytes: WRITE_DISCARD_MAX_BYTES,
       log,
+      limitLog,
       copies,
       directRead: options.directRead !== false,
       ...(tls !== undefined ? { tls } : {}),
@@ -81,6 +123,7 @@ export function createNbdServer(provider: NbdExportProvider, options: NbdServerO
     },
 
     tls: tlsMode,
+    limits,
 
     stats(): NbdServerStats {
       return { ...copies };
@@ -98,7 +141,9 @@ export function createNbdServer(provider: NbdExportProvider, options: NbdServerO
           server.on('error', (err) => log('error', `nbd: listener error: ${err.message}`));
           const address = server.address();
           if (address === null || typeof address === 'string') return reject(new Error('unexpected listen address'));
-          log('info', `nbd: listening on ${address.address}:${address.port} (tls: ${tlsMode === 'none' ? 'off' : tlsMode})`);
+          const allowText = (options.allow ?? []).length === 0 ? 'any' : (options.allow ?? []).join(' ');
+          log('info', `nbd: listening on ${address.address}:${address.port} (tls: ${tlsMode === 'none' ? 'off' : tlsMode}, allow: ${allowText}, `
+            + `maxConnections ${limits.maxConnections}, maxRequestBytes ${limits.maxRequestBytes}, inFlightMax ${limits.inFlightMax})`);
           resolve({ host: address.address, port: address.port });
         });
       });
@@ -109,6 +154,7 @@ export function createNbdServer(provider: NbdExportProvider, options: NbdServerO
       const stopped = new Promise<void>((resolve) => (listener ? listener.close(() => resolve()) : resolve()));
       for (const connection of connections) connection.destroy();
       await Promise.all([stopped, ...[...connections].map((c) => c.drained)]);
+      limitLog.close();
     },
   };
 }
