@@ -210,7 +210,7 @@ example: onestack init
                        --remote nbd://192.0.2.7:10809/disk --boot default
 `,
   element: `usage: onestack element list [--json]
-       onestack element add URI [--name N] [--cache writeback|none]
+       onestack element add URI [--name N] [--cache writeback|none] [--secret-file FILE]
        onestack element remove N
        onestack element fail N
        onestack element replace OLD NEW [--volume V]
@@ -220,6 +220,8 @@ iscsi://[USER@]HOST[:PORT]/TARGET-IQN/LUN
 
   --name N            element name (default: chosen by the engine)
   --cache C           local elements: writeback (page cache, default) or none (O_DIRECT)
+  --secret-file F     iscsi:// with CHAP: a file (one line, mode 0600) the daemon reads the secret
+                      from; secrets are never taken on the command line or inside the URI
   --volume V          (replace) the volume to change (default: the volume OLD belongs to)
 
 replace takes OLD out of its volume and rebuilds its data onto NEW (an unused element) in the

@@ -52,7 +52,11 @@ export class FakeEngine implements ApiEngine {
     this.events.emit('change');
   }
 
+  /** The last addElement spec, to check what reached the engine (e.g. a secretFile path). */
+  lastAdd: AddElementSpec | undefined;
+
   async addElement(spec: AddElementSpec): Promise<ElementStatus> {
+    this.lastAdd = spec;
     const name = spec.name ?? `e${this.elements.size}`;
     if (this.elements.has(name)) throw engineError('conflict', `element ${name} exists`, name);
     const e: ElementStatus = { name, kind: 'local', uri: spec.uri, state: 'spare', sizeBytes: 2 ** 20, volume: null, role: null, errors: 0 };

@@ -3,6 +3,7 @@
 // `volume scrub --wait` exit codes, `element replace` finding the volume, the progress bar in
 // `status --watch`, and the pure rendering of progress and results. The real engine and daemon:
 // packages/engine/test/scrub.test.ts and test/scrub.test.ts.
+import * as path from 'node:path';
 import { beforeEach, describe, expect, it } from 'vitest';
 import type { ScrubStatus } from '@onestack/engine';
 import { startApiServer } from '../src/api/server.js';
@@ -201,3 +202,18 @@ describe('progress rendering', () => {
     expect(redrawInPlace('a\nbb\n')).toBe('\x1b[Ha\x1b[K\nbb\x1b[K\n\x1b[J');
   });
 });
+
+describe('element add and secrets', () => {
+  it('refuses a secret inside the URI without sending anything, and passes --secret-file as an absolute path', async () => {
+    const before = daemon.engine.lastAdd;
+    const inline = await cli(['element', 'add', 'iscsi://alice%s3cretPassw0rd@10.0.0.5/iqn.2026-11.lab:d/1']);
+    expect(inline.code).toBe(2);
+    expect(inline.err).toMatch(/carries a secret/);
+    expect(inline.out + inline.err).not.toContain('s3cretPassw0rd');
+    expect(daemon.engine.lastAdd).toBe(before);
+    const ok = await cli(['element', 'add', 'iscsi://alice@10.0.0.5/iqn.2026-11.lab:d/1', '--secret-file', 'chap.secret', '--name', 'chap0']);
+    expect(ok.code, ok.err).toBe(0);
+    expect(daemon.engine.lastAdd?.secretFile).toBe(path.resolve('chap.secret'));
+  });
+});
+

@@ -17,7 +17,7 @@ export interface ClientOptions {
 export interface CreateVolumeBody {
   name: string; layout: string; elements: string[]; chunkKiB?: number; sizeBytes?: number; order?: string;
 }
-export interface AddElementBody { uri: string; name?: string; cache?: string }
+export interface AddElementBody { uri: string; name?: string; cache?: string; secretFile?: string }
 export interface DiscoverBody {
   uri: string; secret?: string; secretFile?: string; tls?: { ca?: string; cert?: string; key?: string };
 }

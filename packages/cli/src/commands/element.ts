@@ -1,5 +1,7 @@
-// `onestack element list | add URI [--name N] [--cache C] | remove N | fail N | replace OLD NEW [--volume V]`
+// `onestack element list | add URI [--name N] [--cache C] [--secret-file F] | remove N | fail N | replace OLD NEW [--volume V]`
+import * as path from 'node:path';
 import type { AddElementBody } from '../api/client.js';
+import { hasInlineSecret, maskUriSecrets } from '../uri-secret.js';
 import { parseChoice, parseCommandArgs } from '../args.js';
 import { CliError, usageError, type ExitCode } from '../errors.js';
 import { HELP } from '../help.js';
@@ -25,11 +27,18 @@ export async function elementCommand(argv: readonly string[], io: CliIo): Promis
       return 0;
     }
     case 'add': {
-      const args = parseCommandArgs('element add', rest, { ...CLIENT_OPTIONS, name: { type: 'string' }, cache: { type: 'string' } });
+      const args = parseCommandArgs('element add', rest, { ...CLIENT_OPTIONS, name: { type: 'string' }, cache: { type: 'string' }, 'secret-file': { type: 'string' } });
       if (args.values['help'] === true) { io.stdout(HELP['element'] ?? ''); return 0; }
       const uri = expectPositionals('element add', args, 1)[0] ?? '';
       if (uri.trim() === '') throw usageError('element add needs a URI', 'element add');
+      // A secret in argv shows in `ps` and shell history: refused, as `discover` does.
+      if (hasInlineSecret(uri)) {
+        throw usageError(`the URI ${maskUriSecrets(uri)} carries a secret: secrets are never taken on the command line`, 'element add',
+          'write iscsi://USER@HOST/IQN/LUN and pass --secret-file FILE (one line, mode 0600; the daemon reads it)');
+      }
       const body: AddElementBody = { uri };
+      // The daemon reads the file itself (a path, resolved here so its working directory does not matter).
+      if (typeof args.values['secret-file'] === 'string') body.secretFile = path.resolve(args.values['secret-file']);
       if (typeof args.values['name'] === 'string') body.name = args.values['name'];
       if (typeof args.values['cache'] === 'string') body.cache = parseChoice(args.values['cache'], '--cache', CACHES);
       const element = await clientFor(args.values, io).addElement(body);
