@@ -11,7 +11,8 @@ const TOKEN_MODE = 0o600;
 export function ensureDataDir(dir: string): string {
   const resolved = path.resolve(dir);
   try {
-    fs.mkdirSync(resolved, { recursive: true });
+    // 0700 when we create it: it holds the API token, secret files and volume images (an existing dir keeps its mode).
+    fs.mkdirSync(resolved, { recursive: true, mode: 0o700 });
     if (!fs.statSync(resolved).isDirectory()) throw new Error('not a directory');
     fs.accessSync(resolved, fs.constants.W_OK | fs.constants.R_OK);
   } catch (err) {
