@@ -2,7 +2,7 @@
 // more cases per property than CI runs, optionally the live-server fuzz with many more batches,
 // then a summary of the cases run per property, the total, and the time taken.
 // Build: pnpm exec tsc -p bench
-// Run:   node bench/dist/fuzz.js --runs 100000 [--seed 42] [--live-batches 2000] [--no-codecs]
+// Run:   node bench/dist/fuzz.js --runs 100000 [--seed 42] [--live-batches 2000] [--no-codecs] [--only fuzz-config]
 // The same without this script: FUZZ_RUNS=100000 pnpm exec vitest run packages/*/test/fuzz-*.test.ts
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -57,7 +57,7 @@ function readReport(file: string): Line[] {
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
-    options: { runs: { type: 'string' }, seed: { type: 'string' }, 'live-batches': { type: 'string' }, 'no-codecs': { type: 'boolean' } },
+    options: { runs: { type: 'string' }, seed: { type: 'string' }, 'live-batches': { type: 'string' }, 'no-codecs': { type: 'boolean' }, only: { type: 'string' } },
   });
   const runs = positiveInt(values.runs, '--runs', 20_000)!;
   const seed = values.seed === undefined ? Date.now() % 2 ** 31 : Number(values.seed);
@@ -70,7 +70,8 @@ async function main(): Promise<void> {
   try {
     const env = { FUZZ_SEED: String(seed), FUZZ_REPORT: report };
     if (values['no-codecs'] !== true) {
-      const files = codecFiles();
+      const files = codecFiles().filter((f) => values.only === undefined || f.includes(values.only));
+      if (files.length === 0) throw new Error(`no codec fuzz file matches --only ${values.only ?? ''}`);
       progress(`${files.length} codec fuzz files, ${runs} cases per property, seed ${seed}`);
       rc = Math.max(rc, await vitest(files, { ...env, FUZZ_RUNS: String(runs) }));
     }

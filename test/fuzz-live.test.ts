@@ -69,6 +69,12 @@ function encodeRequests(reqs: readonly RequestSpec[]): Uint8Array {
   return concatBytes(parts);
 }
 
+/** Up to `n` values spread evenly over `values`, the last one included. */
+function spread(values: readonly number[], n: number): number[] {
+  if (values.length <= n) return [...values];
+  return Array.from({ length: n }, (_, i) => values[Math.round((i * (values.length - 1)) / (n - 1))]!);
+}
+
 describe.skipIf(missing !== null)(`live fuzz of the NBD server${missing !== null ? ` (skipped: ${missing})` : ''}`, () => {
   const fx = useDaemon('fuzz-live', [{ name: 'f0', sizeBytes: 64 * MiB }, { name: 'c0', sizeBytes: 64 * MiB }, { name: 'c1', sizeBytes: 64 * MiB }],
     [{ name: 'canary', layout: 'raid1', elements: ['c0', 'c1'], boot: true }, { name: 'fz', layout: 'linear', elements: ['f0'] }]);
@@ -104,6 +110,7 @@ describe.skipIf(missing !== null)(`live fuzz of the NBD server${missing !== null
     const fdsBefore = openFds(pid);
     const fdsBeforeList = fdTargets(pid);
     let rssPeak = rssBefore;
+    const rssSamples: number[] = [];
     let sessions = 0;
     let sentBytes = 0;
     let receivedBytes = 0;
@@ -146,12 +153,13 @@ describe.skipIf(missing !== null)(`live fuzz of the NBD server${missing !== null
       sessions += batch.length;
       sentBytes += batch.reduce((n, s) => n + s.bytes.length, 0);
       expect(daemon.alive, daemon.logs()).toBe(true);
-      rssPeak = Math.max(rssPeak, rssBytes(pid));
+      rssSamples.push(rssBytes(pid));
+      rssPeak = Math.max(rssPeak, rssSamples[rssSamples.length - 1]!);
       expect(rssPeak - rssBefore, `RSS grew from ${rssBefore} to ${rssPeak} bytes`).toBeLessThan(RSS_GROWTH_MAX_BYTES);
     }), BATCHES_CI, { numRuns: liveRunsFor(BATCHES_CI), endOnFailure: true });
     recordCases('live NBD connections', sessions, performance.now() - startedMs);
     console.log(`fuzz-live: ${sessions} connections (${closedByServer} closed by the server), ${sentBytes} bytes sent, ${receivedBytes} received; `
-      + `RSS ${rssBefore} → peak ${rssPeak} bytes`);
+      + `RSS ${rssBefore} → peak ${rssPeak} bytes; RSS MiB over the run: ${spread(rssSamples, 12).map((b) => Math.round(b / MiB)).join(' ')}`);
     if (process.env.FUZZ_LIVE_LOG === '1') console.log(daemon.logs());
 
     // Every fuzz connection is closed on our side: the daemon's sockets come back to where they

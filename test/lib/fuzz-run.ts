@@ -60,13 +60,27 @@ function report<Ts>(name: string, details: fc.RunDetails<Ts>, startedMs: number)
 /** Runs a synchronous property with the shared seed; throws fast-check's report on failure. */
 export function fuzz<Ts>(name: string, property: fc.IProperty<Ts>, ciRuns: number, extra?: fc.Parameters<Ts>): void {
   const startedMs = performance.now();
-  report(name, fc.check(property, parameters(ciRuns, extra)), startedMs);
+  let details: fc.RunDetails<Ts>;
+  try {
+    details = fc.check(property, parameters(ciRuns, extra));
+  } catch (err) {
+    record(name, 0, performance.now() - startedMs, true); // an arbitrary itself threw
+    throw err;
+  }
+  report(name, details, startedMs);
 }
 
 /** The same for an asynchronous property. */
 export async function fuzzAsync<Ts>(name: string, property: fc.IAsyncProperty<Ts>, ciRuns: number, extra?: fc.Parameters<Ts>): Promise<void> {
   const startedMs = performance.now();
-  report(name, await fc.check(property, parameters(ciRuns, extra)), startedMs);
+  let details: fc.RunDetails<Ts>;
+  try {
+    details = await fc.check(property, parameters(ciRuns, extra));
+  } catch (err) {
+    record(name, 0, performance.now() - startedMs, true);
+    throw err;
+  }
+  report(name, details, startedMs);
 }
 
 /**

@@ -27,6 +27,8 @@ export function join(field: string, key: string): string {
 export function readList(raw: unknown, field: string, maxItems: number): readonly unknown[] {
   if (!Array.isArray(raw)) throw configError(field, `expected a list, got ${show(raw)}`);
   if (raw.length > maxItems) throw configError(field, `too many entries (${raw.length}; at most ${maxItems})`);
+  // An inline object may be a sparse array ([a, , b]): map() would keep the hole for later code to trip on.
+  for (let i = 0; i < raw.length; i++) if (!(i in raw)) throw configError(`${field}[${i}]`, 'missing (an empty slot in the list)');
   return raw;
 }
 

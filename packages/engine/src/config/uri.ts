@@ -18,9 +18,10 @@ export interface ParsedElementUri {
 /**
  * Replaces the secret of an iSCSI URI by ***, so the text is safe to print: everything from the
  * user's % or : to the last '@', since parseIscsi splits there and a secret may hold '@', '/'...
+ * The same for SCHEME://USER:SECRET@ of any other scheme (a mistyped "iscsi" included).
  */
 export function maskUri(uri: string): string {
-  return uri.replace(/^(iscsi:\/{0,2}[^%:@/?#]*[%:]).*@/is, `$1${MASK}@`);
+  return uri.replace(/^(iscsi:[^%:]*[%:]|[a-z][a-z0-9+.-]*:\/\/[^%:]*[%:]).*@/is, `$1${MASK}@`);
 }
 
 function decode(text: string, field: string, what: string): string {
