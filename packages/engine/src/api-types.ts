@@ -118,6 +118,24 @@ export interface ScrubStatus {
   readonly message?: string;
 }
 
+/** One extent of a block status answer (NBD_CMD_BLOCK_STATUS): base:allocation or a dirty bitmap. */
+export interface BlockExtent {
+  readonly lengthBytes: number;
+  /** base:allocation: 1 = hole, 2 = reads as zeroes (3 = both, 0 = data). Dirty bitmap: 1 = written since the checkpoint. */
+  readonly flags: number;
+}
+
+/** A checkpoint: the volume's regions written since it started (exported as qemu:dirty-bitmap:NAME). */
+export interface CheckpointStatus {
+  readonly name: string;
+  readonly createdMs: number;
+  /** Tracking granularity: a write marks every region it touches. */
+  readonly regionBytes: number;
+  readonly dirtyRegions: number;
+  /** dirtyRegions × regionBytes, capped at the volume size. */
+  readonly dirtyBytes: number;
+}
+
 export interface VolumeStatus {
   readonly name: string;
   readonly layout: Layout;
@@ -144,6 +162,8 @@ export interface VolumeStatus {
   };
   /** RAM read cache (config `cache.readMiB`): reads served from it and not; zeros when it is off. Absent from older daemons. */
   readonly cache?: { readonly hits: number; readonly misses: number; readonly hitRatio: number };
+  /** Checkpoints (dirty bitmaps) of the volume, oldest first. Absent from older daemons. */
+  readonly checkpoints?: readonly CheckpointStatus[];
 }
 
 export interface PoolStatus {

@@ -1,7 +1,7 @@
 // The embedding API: opens a configuration, assembles its volumes from their superblocks,
 // starts the data path and serves volumes. Control operations run one at a time.
 import { EventEmitter } from 'node:events';
-import { EngineError, type ElementStatus, type EngineStatus, type ScrubStatus } from './api-types.js';
+import { EngineError, type BlockExtent, type CheckpointStatus, type ElementStatus, type EngineStatus, type ScrubStatus } from './api-types.js';
 import { loadConfig, type ConfigSource } from './config/load.js';
 import type { EngineConfig } from './config/types.js';
 import { normalizeVolume } from './config/validate.js';
@@ -319,6 +319,40 @@ export class Engine {
   async discover(uri: string, opts: DiscoverOptions = {}): Promise<DiscoverResult> {
     this.checkOpen();
     return discoverRemote(uri, opts);
+  }
+
+  // ---- block status (issue 9) -------------------------------------------------------------
+  // [allocation methods] — allocation/ (base:allocation through every layout)
+
+  /** @internal base:allocation of [offset, +length) of a volume: extents in order from offsetBytes (at most extentsMax). */
+  allocation(volume: string, offsetBytes: number, lengthBytes: number, extentsMax: number): Promise<readonly BlockExtent[]> {
+    void volume; void offsetBytes; void lengthBytes; void extentsMax;
+    return Promise.reject(new EngineError('invalid', 'allocation status is not built yet', `volume ${volume}`));
+  }
+
+  // [checkpoint methods] — checkpoints/ (dirty bitmaps since a checkpoint)
+
+  /** Starts a checkpoint (name default: ckpt-N): from now on every write marks its regions in it. */
+  checkpoint(volume: string, name?: string): Promise<CheckpointStatus> {
+    void name;
+    return Promise.reject(new EngineError('invalid', 'checkpoints are not built yet', `volume ${volume}`));
+  }
+
+  /** The volume's checkpoints, oldest first. */
+  checkpoints(volume: string): readonly CheckpointStatus[] {
+    void volume;
+    return [];
+  }
+
+  deleteCheckpoint(volume: string, name: string): Promise<void> {
+    void name;
+    return Promise.reject(new EngineError('invalid', 'checkpoints are not built yet', `volume ${volume}`));
+  }
+
+  /** @internal Dirty extents of [offset, +length) in a checkpoint (flags 1 = written since it started). */
+  dirtyExtents(volume: string, checkpoint: string, offsetBytes: number, lengthBytes: number, extentsMax: number): Promise<readonly BlockExtent[]> {
+    void checkpoint; void offsetBytes; void lengthBytes; void extentsMax;
+    return Promise.reject(new EngineError('invalid', 'checkpoints are not built yet', `volume ${volume}`));
   }
 
   /** @internal Registers something to close before the engine (NBD exports). */

@@ -1,6 +1,6 @@
 // @onestack/engine: the embeddable storage engine (config, superblocks, assembly, data path, NBD).
 export { EngineError, LATENCY_BUCKET_BOUNDS_US } from './api-types.js';
-export type { ElementIoStats, LatencyStats } from './api-types.js';
+export type { BlockExtent, CheckpointStatus, ElementIoStats, LatencyStats } from './api-types.js';
 export type { ElementCacheTierStatus } from './api-types.js';
 export type { ElementStatus, EngineErrorCode, EngineRdmaStatus, EngineStatus, MaintenanceKind, PoolStatus, RebuildStatus, ScrubStatus, VolumeState, VolumeStatus } from './api-types.js';
 export type * from './config/types.js';

@@ -1,6 +1,7 @@
 // Serves a volume over NBD: maps the data path's VolumeIo onto @onestack/nbd's NbdExport.
 // Reads and writes go through zero-copy slab views; failures become NbdError with the errno.
-import { NbdError, type NbdExport, type NbdReadResult, type NbdWriteBuffer } from '@onestack/nbd';
+import { MetaContext, NbdError, type NbdExport, type NbdExtent, type NbdMetaContexts, type NbdReadResult, type NbdWriteBuffer } from '@onestack/nbd';
+import { EngineError, type BlockExtent } from './api-types.js';
 import type { Layout } from './config/types.js';
 import type { VolumeIo } from './datapath/volume-io.js';
 
@@ -10,6 +11,15 @@ export interface NbdExportMeta {
   readonly layout: Layout;
   readonly chunkBytes: number;
   readonly canMultiConn: boolean;
+  /** Block status sources; absent = no meta contexts offered. */
+  readonly status?: VolumeStatusSource;
+}
+
+/** What a volume can say about its blocks (engine.allocation, engine.checkpoints / dirtyExtents). */
+export interface VolumeStatusSource {
+  allocation(offsetBytes: number, lengthBytes: number, extentsMax: number): Promise<readonly BlockExtent[]>;
+  checkpointNames(): readonly string[];
+  dirtyExtents(checkpoint: string, offsetBytes: number, lengthBytes: number, extentsMax: number): Promise<readonly BlockExtent[]>;
 }
 
 const MAXIMUM_BLOCK_BYTES = 32 * 1024 * 1024;
@@ -18,6 +28,8 @@ const PREFERRED_BLOCK_BYTES = 4096;
 function toNbdError(err: unknown): NbdError {
   // Data-path failures already are NbdErrors; anything else (engine closed, a bug) reads as EIO.
   if (err instanceof NbdError) return err;
+  // A checkpoint deleted while a client still had its context selected.
+  if (err instanceof EngineError && err.code === 'not-found') return new NbdError('EINVAL', err.message);
   return new NbdError('EIO', err instanceof Error ? err.message : String(err));
 }
 
@@ -33,6 +45,19 @@ function preferredBytes(meta: NbdExportMeta): number {
   // A raid0 chunk is the natural unit (one element per request); keep it within the NBD bounds.
   if (meta.layout === 'raid0' && meta.chunkBytes >= PREFERRED_BLOCK_BYTES && meta.chunkBytes <= MAXIMUM_BLOCK_BYTES) return meta.chunkBytes;
   return PREFERRED_BLOCK_BYTES;
+}
+
+/** base:allocation plus one qemu:dirty-bitmap:NAME per checkpoint, as the NBD server wants them. */
+export function metaContextsFor(source: VolumeStatusSource): NbdMetaContexts {
+  const prefix = MetaContext.DIRTY_BITMAP_PREFIX;
+  return {
+    names: () => [MetaContext.BASE_ALLOCATION, ...source.checkpointNames().map((name) => prefix + name)],
+    blockStatus: (context: string, offsetBytes: number, lengthBytes: number, extentsMax: number): Promise<readonly NbdExtent[]> => {
+      if (context === MetaContext.BASE_ALLOCATION) return wrap(() => source.allocation(offsetBytes, lengthBytes, extentsMax));
+      if (context.startsWith(prefix)) return wrap(() => source.dirtyExtents(context.slice(prefix.length), offsetBytes, lengthBytes, extentsMax));
+      return Promise.reject(new NbdError('EINVAL', `no meta context ${JSON.stringify(context)}`));
+    },
+  };
 }
 
 export function nbdExportFor(io: VolumeIo, meta: NbdExportMeta): NbdExport {
@@ -59,6 +84,7 @@ export function nbdExportFor(io: VolumeIo, meta: NbdExportMeta): NbdExport {
     trim: (offsetBytes: number, lengthBytes: number, flags: { fua: boolean }): Promise<void> => wrap(() => io.trim(offsetBytes, lengthBytes, flags)),
     writeZeroes: (offsetBytes: number, lengthBytes: number, flags: { fua: boolean; noHole: boolean }): Promise<void> => wrap(() => io.writeZeroes(offsetBytes, lengthBytes, flags)),
     cache: (offsetBytes: number, lengthBytes: number): Promise<void> => wrap(() => io.cache(offsetBytes, lengthBytes)),
+    ...(meta.status !== undefined ? { metaContexts: metaContextsFor(meta.status) } : {}),
   };
   return exp;
 }

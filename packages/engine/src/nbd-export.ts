@@ -27,9 +27,15 @@ function exportOf(engine: Engine, volume: Volume): NbdExport {
   const config = engine.config;
   const volumeConfig = config.volumes.find((v) => v.name === volume.name);
   // Every connection goes through the same data path, and flush reaches every element: multi-conn is safe.
+  const name = volume.name;
   return nbdExportFor(volume.io, {
-    name: volume.name, description: describe(volume), layout: volume.layout,
+    name, description: describe(volume), layout: volume.layout,
     chunkBytes: (volumeConfig?.chunkKiB ?? 64) * 1024, canMultiConn: true,
+    status: {
+      allocation: (off, len, max) => engine.allocation(name, off, len, max),
+      checkpointNames: () => engine.checkpoints(name).map((c) => c.name),
+      dirtyExtents: (checkpoint, off, len, max) => engine.dirtyExtents(name, checkpoint, off, len, max),
+    },
   });
 }
 

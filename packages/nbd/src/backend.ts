@@ -34,6 +34,30 @@ export interface NbdBlockSize {
   readonly maximumBytes: number;
 }
 
+/** One extent of a block status reply: `lengthBytes` > 0, `flags` as the context defines them. */
+export interface NbdExtent {
+  readonly lengthBytes: number;
+  readonly flags: number;
+}
+
+/**
+ * The meta contexts an export offers for NBD_CMD_BLOCK_STATUS (e.g. "base:allocation",
+ * "qemu:dirty-bitmap:NAME"). The server matches the client's queries against names() and
+ * assigns context ids; the backend only answers status questions.
+ */
+export interface NbdMetaContexts {
+  /** Full names of every context offered now. */
+  names(): readonly string[];
+  /**
+   * Status of [offset, offset + length) in one offered context: extents in order starting at
+   * `offsetBytes`, each nonzero, at least one and at most `extentsMax`, together covering no more
+   * than `lengthBytes` (they may cover less; the client asks again for the rest).
+   * Rejects with NbdError (e.g. EINVAL for a context that went away, EIO when the status cannot be
+   * read) — never with a guess that would make a client skip data.
+   */
+  blockStatus(context: string, offsetBytes: number, lengthBytes: number, extentsMax: number): Promise<readonly NbdExtent[]>;
+}
+
 /** One export, as seen by one connection. All offsets/lengths are already range-checked by the server. */
 export interface NbdExport {
   readonly name: string;
@@ -57,6 +81,8 @@ export interface NbdExport {
   trim(offsetBytes: number, lengthBytes: number, flags: { fua: boolean }): Promise<void>;
   writeZeroes(offsetBytes: number, lengthBytes: number, flags: { fua: boolean; noHole: boolean }): Promise<void>;
   cache(offsetBytes: number, lengthBytes: number): Promise<void>;
+  /** Block status contexts; absent = none (BLOCK_STATUS is then refused). */
+  readonly metaContexts?: NbdMetaContexts;
 }
 
 export interface NbdExportInfo {

@@ -7,6 +7,9 @@ export const OPTION_REPLY_MAGIC = 0x3e889045565a9n;
 export const REQUEST_MAGIC = 0x25609513;
 export const SIMPLE_REPLY_MAGIC = 0x67446698;
 export const STRUCTURED_REPLY_MAGIC = 0x668e33ef;
+/** Extended headers (NBD_OPT_EXTENDED_HEADERS): 32-byte requests and reply headers with 64-bit lengths. */
+export const EXTENDED_REQUEST_MAGIC = 0x21e41c71;
+export const EXTENDED_REPLY_MAGIC = 0x6e8a278c;
 
 /** Handshake flags (server → client, 16 bits). */
 export const HandshakeFlag = { FIXED_NEWSTYLE: 1, NO_ZEROES: 2 } as const;
@@ -23,6 +26,7 @@ export const Opt = {
   STRUCTURED_REPLY: 8,
   LIST_META_CONTEXT: 9,
   SET_META_CONTEXT: 10,
+  EXTENDED_HEADERS: 11,
 } as const;
 
 const ERR = 0x80000000;
@@ -40,6 +44,7 @@ export const Rep = {
   ERR_SHUTDOWN: ERR + 7,
   ERR_BLOCK_SIZE_REQD: ERR + 8,
   ERR_TOO_BIG: ERR + 9,
+  ERR_EXT_HEADER_REQD: ERR + 10,
 } as const;
 
 export const Info = { EXPORT: 0, NAME: 1, DESCRIPTION: 2, BLOCK_SIZE: 3 } as const;
@@ -57,6 +62,7 @@ export const TransmissionFlag = {
   SEND_RESIZE: 1 << 9,
   SEND_CACHE: 1 << 10,
   SEND_FAST_ZERO: 1 << 11,
+  BLOCK_STAT_PAYLOAD: 1 << 12,
 } as const;
 
 export const Cmd = {
@@ -70,9 +76,22 @@ export const Cmd = {
   BLOCK_STATUS: 7,
 } as const;
 
-export const CmdFlag = { FUA: 1, NO_HOLE: 2, DF: 4, REQ_ONE: 8, FAST_ZERO: 16 } as const;
+export const CmdFlag = { FUA: 1, NO_HOLE: 2, DF: 4, REQ_ONE: 8, FAST_ZERO: 16, PAYLOAD_LEN: 32 } as const;
 
-export const ReplyType = { NONE: 0, OFFSET_DATA: 1, OFFSET_HOLE: 2, ERROR: 0x8001, ERROR_OFFSET: 0x8002 } as const;
+export const ReplyType = {
+  NONE: 0, OFFSET_DATA: 1, OFFSET_HOLE: 2, BLOCK_STATUS: 5, BLOCK_STATUS_EXT: 6, ERROR: 0x8001, ERROR_OFFSET: 0x8002,
+} as const;
+
+/** Meta contexts (NBD_OPT_SET_META_CONTEXT) this code knows by name. */
+export const MetaContext = {
+  BASE_ALLOCATION: 'base:allocation',
+  /** qemu's namespace for persistent dirty bitmaps: `qemu:dirty-bitmap:NAME`. */
+  DIRTY_BITMAP_PREFIX: 'qemu:dirty-bitmap:',
+} as const;
+/** base:allocation status flags: HOLE = not allocated, ZERO = reads as zeroes. */
+export const AllocationFlag = { HOLE: 1, ZERO: 2 } as const;
+/** qemu:dirty-bitmap:* status flag: written since the bitmap (checkpoint) started. */
+export const DirtyFlag = { DIRTY: 1 } as const;
 export const ReplyFlag = { DONE: 1 } as const;
 
 /** Wire errno values. */
@@ -99,6 +118,8 @@ export const Size = {
   REQUEST: 28,
   SIMPLE_REPLY: 16,
   STRUCTURED_HEADER: 20,
+  EXTENDED_REQUEST: 32,
+  EXTENDED_REPLY_HEADER: 32,
 } as const;
 
 /** Spec: strings (names, messages) MUST be no longer than 4096 bytes. */
