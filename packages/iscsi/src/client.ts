@@ -4,7 +4,7 @@
 
 import { hostname } from 'node:os';
 import {
-  readWrite10Cdb, readWrite16Cdb, synchronizeCache10Cdb, synchronizeCache16Cdb, unmapCommand, writeSame16Cdb,
+  getLbaStatusCdb, parseLbaStatus, readWrite10Cdb, readWrite16Cdb, synchronizeCache10Cdb, synchronizeCache16Cdb, unmapCommand, writeSame16Cdb,
 } from './codec/scsi.js';
 import type { OperationalParams } from './codec/text.js';
 import { probeDevice, runCommand, type DeviceFacts } from './device.js';
@@ -45,7 +45,17 @@ export interface BlockDeviceInfo {
   readonly canMultiConn: boolean;
 }
 
+/** A run of the LUN's blocks as GET LBA STATUS reports it; flags as NBD base:allocation (1 hole, 2 reads as zeroes). */
+export interface IscsiExtent {
+  readonly lengthBytes: number;
+  readonly flags: number;
+}
+
 export const ISCSI_DEFAULT_PORT = 3260;
+/** GET LBA STATUS answer buffer: 8 header bytes and up to 255 descriptors. */
+const LBA_STATUS_BYTES = 8 + 255 * 16;
+const EXTENT_HOLE = 1;
+const EXTENT_ZERO = 2;
 const DEFAULT_MAX_REQUEST_BYTES = 8 * 1024 * 1024;
 const MAX_REQUEST_BYTES_CAP = 32 * 1024 * 1024;
 const TASKS_MAX = 4096;
@@ -80,6 +90,8 @@ export class IscsiClient {
   private use16 = true;
   private sync16 = true;
   private writeSame: boolean;
+  /** False once the target refused GET LBA STATUS. */
+  private lbaStatus = true;
   private zeroScratch: Uint8Array | null = null;
 
   private constructor(private readonly session: IscsiSession, readonly info: BlockDeviceInfo, private readonly facts: DeviceFacts, private readonly timeoutMs: number) {
@@ -178,6 +190,35 @@ export class IscsiClient {
     if (flags?.fua === true) await this.flush();
   }
 
+  /** Whether blockStatus() can tell holes apart: the LUN is thin-provisioned (LBPME). */
+  get canBlockStatus(): boolean {
+    return this.facts.capacity.lbpme && this.lbaStatus;
+  }
+
+  /**
+   * Provisioning of the blocks from offsetBytes on, by GET LBA STATUS: extents in order starting at
+   * offsetBytes, at least one, covering at most lengthBytes (maybe less: callers ask again). A
+   * deallocated run is a hole, and reads as zeroes only where the LUN says so (LBPRZ). A LUN that
+   * is not thin-provisioned, or refuses the command, reports everything as data.
+   */
+  async blockStatus(offsetBytes: number, lengthBytes: number): Promise<IscsiExtent[]> {
+    this.checkRange('blockStatus', offsetBytes, lengthBytes, 'EINVAL');
+    if (lengthBytes === 0) throw new RemoteError('EINVAL', `${this.session.where}: blockStatus: empty range`);
+    if (!this.canBlockStatus) return [{ lengthBytes, flags: 0 }];
+    const bs = this.info.blockSizeBytes;
+    const buf = new Uint8Array(LBA_STATUS_BYTES);
+    let r;
+    try {
+      r = await runCommand(this.session, { cdb: getLbaStatusCdb(offsetBytes / bs, buf.length), dataIn: buf, describe: `GET LBA STATUS at byte ${offsetBytes}` }, false, this.timeoutMs);
+    } catch (err) {
+      if (!(err instanceof RemoteError) || (err.code !== 'ENOTSUP' && err.code !== 'EINVAL')) throw err;
+      this.lbaStatus = false; // the target lacks the command: from now on, everything is data
+      return [{ lengthBytes, flags: 0 }];
+    }
+    const holeFlags = EXTENT_HOLE | (this.facts.capacity.lbprz ? EXTENT_ZERO : 0);
+    return lbaRunsToExtents(parseLbaStatus(buf.subarray(0, buf.length - r.residualBytes)), offsetBytes / bs, lengthBytes / bs, bs, holeFlags, this.session.where);
+  }
+
   async close(): Promise<void> {
     await this.session.close();
   }
@@ -267,6 +308,31 @@ export class IscsiClient {
     };
     await settleAll(Array.from({ length: ZERO_WRITES_IN_FLIGHT }, worker));
   }
+}
+
+/**
+ * GET LBA STATUS runs -> extents of [firstLba, +blocks): contiguous from firstLba (a gap or a run
+ * that starts elsewhere ends the answer), clipped to the range, merged when their flags agree.
+ */
+export function lbaRunsToExtents(
+  runs: readonly { lba: number; blocks: number; provisioning: number }[], firstLba: number, blocks: number, bs: number, holeFlags: number, where: string,
+): IscsiExtent[] {
+  const out: { lengthBytes: number; flags: number }[] = [];
+  const endLba = firstLba + blocks;
+  let at = firstLba;
+  for (const run of runs) {
+    if (at >= endLba) break;
+    // The first run must contain firstLba; later ones must follow on (SBC-3: descriptors are contiguous).
+    if (run.blocks === 0 || run.lba > at || run.lba + run.blocks <= at) break;
+    const n = Math.min(run.lba + run.blocks, endLba) - at;
+    const flags = run.provisioning === 0 ? 0 : holeFlags;
+    const last = out[out.length - 1];
+    if (last !== undefined && last.flags === flags) last.lengthBytes += n * bs;
+    else out.push({ lengthBytes: n * bs, flags });
+    at += n;
+  }
+  if (out.length === 0) throw new RemoteError('EPROTO', `${where}: GET LBA STATUS did not describe LBA ${firstLba}`);
+  return out;
 }
 
 function deviceInfo(f: DeviceFacts): BlockDeviceInfo {

@@ -6,8 +6,9 @@ import { chapResponse, decodeBinary, encodeBinary } from '../src/codec/chap.js';
 import { crc32c, crc32cFinish, crc32cUpdate, CRC32C_INIT } from '../src/codec/crc32c.js';
 import { framePdu, PduReassembler, type ReceivedPdu } from '../src/codec/frame.js';
 import { BHS_BYTES, decodeBhs, encodeBhs, Opcode, padBytes, type Pdu } from '../src/codec/pdu.js';
+import { lbaRunsToExtents } from '../src/client.js';
 import {
-  inquiryCdb, parseBlockLimitsVpd, parseLogicalBlockProvisioningVpd, parseReadCapacity16, parseStandardInquiry, readCapacity16Cdb,
+  getLbaStatusCdb, parseLbaStatus, inquiryCdb, parseBlockLimitsVpd, parseLogicalBlockProvisioningVpd, parseReadCapacity16, parseStandardInquiry, readCapacity16Cdb,
   readWrite10Cdb, readWrite16Cdb, synchronizeCache16Cdb, unmapCommand,
 } from '../src/codec/scsi.js';
 import { classifyStatus, decodeSense } from '../src/codec/sense.js';
@@ -235,6 +236,28 @@ describe('SCSI CDBs and data', () => {
     expect(parseLogicalBlockProvisioningVpd(Uint8Array.of(0, 0xb2, 0, 4, 0, 0xe4, 2, 0))).toMatchObject({ lbpu: true, lbpws: true, lbpws10: true, lbprz: true, provisioningType: 2 });
     expect(() => parseStandardInquiry(new Uint8Array(10))).toThrow(IscsiProtocolError);
     expect(() => parseReadCapacity16(new Uint8Array(8))).toThrow(IscsiProtocolError);
+  });
+
+  it('builds GET LBA STATUS and parses its descriptors, never past the declared or returned length', () => {
+    const cdb = getLbaStatusCdb(2 ** 33 + 5, 4088);
+    expect(Buffer.from(cdb).toString('hex')).toBe('9e12' + '0000000200000005' + '00000ff8' + '0000');
+    const desc = (lba: number, blocks: number, status: number): string => lba.toString(16).padStart(16, '0') + blocks.toString(16).padStart(8, '0') + status.toString(16).padStart(2, '0') + '000000';
+    const data = Uint8Array.from(Buffer.from('00000024' + '00000000' + desc(0, 16, 1) + desc(16, 8, 0), 'hex'));
+    expect(parseLbaStatus(data)).toEqual([{ lba: 0, blocks: 16, provisioning: 1 }, { lba: 16, blocks: 8, provisioning: 0 }]);
+    // Declared length covers one descriptor only; a truncated second one is ignored.
+    const short = Uint8Array.from(Buffer.from('00000014' + '00000000' + desc(0, 16, 1) + desc(16, 8, 0), 'hex'));
+    expect(parseLbaStatus(short)).toHaveLength(1);
+    expect(parseLbaStatus(data.subarray(0, 30))).toHaveLength(1);
+    expect(() => parseLbaStatus(new Uint8Array(4))).toThrow(IscsiProtocolError);
+  });
+
+  it('turns LBA runs into extents: contiguous from the asked LBA, clipped, merged, hole flags as given', () => {
+    const runs = [{ lba: 0, blocks: 16, provisioning: 1 }, { lba: 16, blocks: 8, provisioning: 2 }, { lba: 24, blocks: 100, provisioning: 0 }];
+    expect(lbaRunsToExtents(runs, 4, 40, 512, 3, 'x')).toEqual([{ lengthBytes: 20 * 512, flags: 3 }, { lengthBytes: 20 * 512, flags: 0 }]);
+    // A gap ends the answer; a first run that does not hold the asked LBA is a protocol error.
+    expect(lbaRunsToExtents([{ lba: 0, blocks: 8, provisioning: 0 }, { lba: 9, blocks: 8, provisioning: 1 }], 0, 64, 512, 1, 'x')).toEqual([{ lengthBytes: 4096, flags: 0 }]);
+    expect(() => lbaRunsToExtents([{ lba: 8, blocks: 8, provisioning: 0 }], 0, 64, 512, 1, 'x')).toThrow(/did not describe LBA 0/);
+    expect(() => lbaRunsToExtents([{ lba: 0, blocks: 0, provisioning: 0 }], 0, 64, 512, 1, 'x')).toThrow(/did not describe/);
   });
 });
 

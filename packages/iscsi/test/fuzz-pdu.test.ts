@@ -6,7 +6,9 @@ import { describe, expect, it } from 'vitest';
 import { crc32c, writeDigest } from '../src/codec/crc32c.js';
 import { framePdu, PduReassembler, type Digests, type ReceivedPdu } from '../src/codec/frame.js';
 import { BHS_BYTES, DIGEST_BYTES, Opcode, decodeBhs, encodeBhs, padBytes, type Pdu } from '../src/codec/pdu.js';
-import { IscsiProtocolError } from '../src/errors.js';
+import { IscsiProtocolError, RemoteError } from '../src/errors.js';
+import { lbaRunsToExtents } from '../src/client.js';
+import { parseLbaStatus } from '../src/codec/scsi.js';
 import { applyMutations, concatBytes, cuts, embedded, mutations, splitAt, surround } from '../../../test/lib/fuzz-bytes.js';
 import { arrayBufferGrowth, fuzz } from '../../../test/lib/fuzz-run.js';
 
@@ -170,5 +172,26 @@ describe('fuzz: iSCSI PDU reassembler', () => {
       expect(total).toBe(BHS_BYTES + (digests.header ? DIGEST_BYTES : 0) + dataPart);
     }), 2000);
   });
-});
 
+  it('GET LBA STATUS data and runs: only IscsiProtocolError / RemoteError escape, extents stay inside the asked range', () => {
+    fuzz('iscsi GET LBA STATUS parse', fc.property(fc.uint8Array({ maxLength: 200 }), fc.nat(64), fc.integer({ min: 1, max: 64 }), (bytes, first, blocks) => {
+      let runs;
+      try {
+        runs = parseLbaStatus(bytes);
+      } catch (err) {
+        expect(err).toBeInstanceOf(IscsiProtocolError);
+        return;
+      }
+      expect(runs.length * 16 + 8).toBeLessThanOrEqual(Math.max(bytes.length, 8));
+      try {
+        const ext = lbaRunsToExtents(runs, first, blocks, 512, 3, 'fuzz');
+        const total = ext.reduce((a, e) => a + e.lengthBytes, 0);
+        expect(total).toBeGreaterThan(0);
+        expect(total).toBeLessThanOrEqual(blocks * 512);
+        for (const e of ext) expect(e.lengthBytes).toBeGreaterThan(0);
+      } catch (err) {
+        expect(err).toBeInstanceOf(RemoteError);
+      }
+    }), 5000);
+  });
+});

@@ -169,6 +169,24 @@ describe.skipIf(skip !== null)(`against tgtd${skip === null ? '' : ` (skipped: $
     }
   });
 
+  it('GET LBA STATUS tells holes from data on a thin LUN (what the backing file has), and a thick LUN says all data', async () => {
+    const c = await connect(OPEN);
+    expect(c.canBlockStatus).toBe(true);
+    const at = 48 * MiB;
+    await c.trim(at - MiB, 4 * MiB);
+    await c.write(at, new Uint8Array(MiB).fill(0x77));
+    await c.flush();
+    const ext = await c.blockStatus(at - MiB, 3 * MiB);
+    // Deallocated blocks read as zeroes on tgtd (LBPRZ), so holes are hole|zero (3).
+    expect(ext).toEqual([{ lengthBytes: MiB, flags: 3 }, { lengthBytes: MiB, flags: 0 }, { lengthBytes: MiB, flags: 3 }]);
+    // Starting inside a run, and clipped to the asked length.
+    expect(await c.blockStatus(at + 4096, 8192)).toEqual([{ lengthBytes: 8192, flags: 0 }]);
+    const thick = await connect(CHAP, { chap: ALICE });
+    expect(thick.canBlockStatus).toBe(false);
+    expect(await thick.blockStatus(0, MiB)).toEqual([{ lengthBytes: MiB, flags: 0 }]);
+    await expect(c.blockStatus(0, 0)).rejects.toThrow(/empty range/);
+  });
+
   it('logs in with one-way CHAP; a thick LUN cannot trim', async () => {
     const c = await connect(CHAP, { chap: ALICE });
     expect(c.info.canTrim).toBe(false);

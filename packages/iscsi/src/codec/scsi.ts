@@ -12,6 +12,10 @@ export const ScsiOp = {
 export const ScsiStatus = { Good: 0x00, CheckCondition: 0x02, ConditionMet: 0x04, Busy: 0x08, ReservationConflict: 0x18, TaskSetFull: 0x28, AcaActive: 0x30, TaskAborted: 0x40 } as const;
 
 const SA_READ_CAPACITY_16 = 0x10;
+const SA_GET_LBA_STATUS = 0x12;
+/** GET LBA STATUS parameter data: 8-byte header, then 16-byte descriptors. */
+const LBA_STATUS_HEADER_BYTES = 8;
+const LBA_STATUS_DESCRIPTOR_BYTES = 16;
 const FUA = 0x08;
 const U32_MAX = 0xffffffff;
 
@@ -226,6 +230,35 @@ export function parseReadCapacity10(d: Uint8Array): Capacity {
   return { lastLba: getU32(d, 0), blockSizeBytes: getU32(d, 4), logicalPerPhysicalExponent: 0, lbpme: false, lbprz: false };
 }
 
+/** GET LBA STATUS (SBC-3 5.6): the provisioning state of the blocks from `lba` on. */
+export function getLbaStatusCdb(lba: number, allocationBytes: number): Uint8Array {
+  const b = cdb(16, ScsiOp.ServiceActionIn16);
+  b[1] = SA_GET_LBA_STATUS;
+  putU64(b, 2, lba);
+  putU32(b, 10, allocationBytes);
+  return b;
+}
+
+/** One run of blocks: 0 = mapped (or unknown), 1 = deallocated, 2 = anchored (SBC-3 table 51). */
+export interface LbaStatusDescriptor {
+  readonly lba: number;
+  readonly blocks: number;
+  readonly provisioning: number;
+}
+
+/** Parses GET LBA STATUS data; only whole descriptors inside both the returned bytes and the declared length count. */
+export function parseLbaStatus(d: Uint8Array): LbaStatusDescriptor[] {
+  need(d, LBA_STATUS_HEADER_BYTES, 'GET LBA STATUS data');
+  // PARAMETER DATA LENGTH counts the bytes after itself (4).
+  const declared = getU32(d, 0) + 4;
+  const end = Math.min(d.length, declared);
+  const out: LbaStatusDescriptor[] = [];
+  for (let at = LBA_STATUS_HEADER_BYTES; at + LBA_STATUS_DESCRIPTOR_BYTES <= end; at += LBA_STATUS_DESCRIPTOR_BYTES) {
+    out.push({ lba: getU64(d, at), blocks: getU32(d, at + 8), provisioning: d[at + 12]! & 0x0f });
+  }
+  return out;
+}
+
 export interface ModeSenseHeader { readonly writeProtected: boolean; readonly dpoFua: boolean }
 
 export function parseModeSense6Header(d: Uint8Array): ModeSenseHeader {
@@ -237,6 +270,7 @@ export function parseModeSense6Header(d: Uint8Array): ModeSenseHeader {
 export function cdbName(c: Uint8Array): string {
   const op = c[0] ?? -1;
   if (op === ScsiOp.ServiceActionIn16 && ((c[1] ?? 0) & 0x1f) === SA_READ_CAPACITY_16) return 'READ CAPACITY(16)';
+  if (op === ScsiOp.ServiceActionIn16 && ((c[1] ?? 0) & 0x1f) === SA_GET_LBA_STATUS) return 'GET LBA STATUS';
   const names: Record<number, string> = {
     0x00: 'TEST UNIT READY', 0x12: 'INQUIRY', 0x1a: 'MODE SENSE(6)', 0x25: 'READ CAPACITY(10)', 0x28: 'READ(10)', 0x2a: 'WRITE(10)',
     0x35: 'SYNCHRONIZE CACHE(10)', 0x42: 'UNMAP', 0x88: 'READ(16)', 0x8a: 'WRITE(16)', 0x91: 'SYNCHRONIZE CACHE(16)', 0x93: 'WRITE SAME(16)',
