@@ -4,16 +4,15 @@
 // as a share of idle IOPS (foreground priority).
 // Build: pnpm exec tsc -p bench    Run: node bench/dist/rebuild.js [--image-mib N] [--throttle-mib N]
 import { randomFillSync } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { open, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { runFio, WORKLOADS, type FioFigures } from './lib/fio.js';
-import { freePort, killAll, runCommand, startServer, stopServer, waitReady, type Server } from './lib/proc.js';
+import { benchApi, REPO_ROOT, startBenchDaemon, type BenchDaemon } from './lib/daemon.js';
+import { killAll, runCommand, stopServer } from './lib/proc.js';
 
-const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const RESULTS_DIR = path.join(REPO_ROOT, 'bench', 'results');
 const HEADER_BYTES = 4 * 1024 * 1024;
 const MiB = 1024 * 1024;
@@ -24,40 +23,19 @@ function progress(msg: string): void {
   process.stderr.write(`[rebuild ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
 }
 
-interface Daemon {
-  readonly server: Server;
-  readonly nbdPort: number;
-  readonly apiPort: number;
-  readonly dataDir: string;
-}
+type Daemon = BenchDaemon;
 
-async function startDaemon(dir: string, images: readonly string[], throttleMiB: number): Promise<Daemon> {
-  const config = path.join(dir, `onestack-${throttleMiB}.yaml`);
-  await writeFile(config, [
+function startDaemon(dir: string, images: readonly string[], throttleMiB: number): Promise<Daemon> {
+  return startBenchDaemon(dir, `rebuild-${throttleMiB}`, [
     'elements:',
     ...images.map((img, i) => `  - { name: e${i}, uri: "file:${img}", cache: writeback }`),
     `rebuild: { maxMiBPerSec: ${throttleMiB} }`,
     'volumes:',
     '  - { name: bench, layout: raid1, elements: [e0, e1], boot: true }',
-  ].join('\n') + '\n');
-  const [nbdPort, apiPort] = [await freePort(), await freePort()];
-  const dataDir = path.join(dir, 'data');
-  const main = path.join(REPO_ROOT, 'packages/cli/dist/main.js');
-  const server = startServer('onestack', process.execPath, [main, 'serve', '--config', config, '--data-dir', dataDir,
-    '--nbd', `127.0.0.1:${nbdPort}`, '--api', `127.0.0.1:${apiPort}`], REPO_ROOT);
-  await waitReady(server, nbdPort, 30_000, /onestack: ready/);
-  return { server, nbdPort, apiPort, dataDir };
+  ], 'data'); // both runs share it: the second reassembles what the first rebuilt
 }
 
-async function api(d: Daemon, method: string, route: string, body?: unknown): Promise<unknown> {
-  const token = readFileSync(path.join(d.dataDir, 'api-token'), 'utf8').trim();
-  const res = await fetch(`http://127.0.0.1:${d.apiPort}/api/v1/${route}`, {
-    method, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-  });
-  const text = await res.text();
-  if (!res.ok) throw new Error(`${method} /api/v1/${route}: ${res.status} ${text}`);
-  return text === '' ? null : JSON.parse(text);
-}
+const api = benchApi;
 
 interface VolumeView { name: string; state: string; rebuild: { kind: string; percent: number; mibPerSec: number } | null }
 

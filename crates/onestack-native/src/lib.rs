@@ -5,6 +5,7 @@
 //! - `memory.rs`: real addresses of typed-array memory (O_DIRECT alignment).
 //! - `file.rs`:   O_DIRECT open, fallocate (punch hole, zero range), block-device ioctls.
 //! - `nowait.rs`: preadv2(RWF_NOWAIT): page-cache reads that never wait for the device.
+//! - `seek.rs`:  lseek(SEEK_DATA / SEEK_HOLE): where sparse files hold data.
 //! - `rdma.rs`:   RDMA device/port probe through libibverbs loaded at run time.
 //! - `uring.rs`:  io_uring rings for the bottom driver: batches of READ/WRITE/FUA WRITE/FDATASYNC
 //!   records over the shared data slab, submitted and waited for in one call;
@@ -22,6 +23,7 @@ mod file;
 mod memory;
 mod nowait;
 mod rdma;
+mod seek;
 mod uring;
 mod uring_record;
 

@@ -119,6 +119,17 @@ export function parseHostPort(text: string, flag: string, allowZero: boolean): H
   return { host: match[1] ?? match[2] ?? '', port };
 }
 
+/** `serve --nbd`: HOST:PORT, or unix:PATH for a Unix socket (the engine resolves and checks the path). */
+export function checkNbdListenFlag(text: string): void {
+  const hint = 'for example: --nbd 127.0.0.1:10809 or --nbd unix:/run/onestack/nbd.sock';
+  if (text.startsWith('unix:')) {
+    if (text.length === 'unix:'.length) throw usageError('--nbd unix: needs a socket path', '--nbd', hint);
+    return;
+  }
+  if (!/^(?:\[[0-9a-fA-F:.]+\]|[^\s:[\]]+):\d{1,5}$/.test(text)) throw usageError(`--nbd wants HOST:PORT or unix:PATH, got "${text}"`, '--nbd', hint);
+  parseHostPort(text, '--nbd', true); // the port range
+}
+
 export function formatHostPort(address: HostPort): string {
   return address.host.includes(':') ? `[${address.host}]:${address.port}` : `${address.host}:${address.port}`;
 }

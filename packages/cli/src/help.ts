@@ -7,7 +7,7 @@ usage: onestack COMMAND [OPTIONS]
 commands:
   serve      run the daemon: NBD exports plus the JSON API and GUI
   status     volumes, layout, state, % rebuilt, elements, IOPS (like /proc/mdstat)
-  volume     list | create | delete | scrub volumes
+  volume     list | create | delete | scrub | checkpoint volumes
   element    list | add | remove | fail | replace elements (disks)
   discover   list the exports of an NBD server or the targets of an iSCSI portal
   rdma       RDMA devices and port states on this host (libibverbs probe; no daemon needed)
@@ -27,7 +27,7 @@ const CLIENT_OPTIONS = `  --api HOST:PORT     the daemon's API address (default 
 environment: ONESTACK_TOKEN (API token; wins over the data dir's api-token), ONESTACK_DATA_DIR`;
 
 export const HELP: Readonly<Record<string, string>> = {
-  serve: `usage: onestack serve [--config FILE] [--data-dir DIR] [--nbd HOST:PORT] [--api HOST:PORT]
+  serve: `usage: onestack serve [--config FILE] [--data-dir DIR] [--nbd HOST:PORT|unix:PATH] [--api HOST:PORT]
 
 Runs the daemon in the foreground: assembles the volumes, exports them over NBD (export name =
 volume name; the empty name is the boot volume) and serves the JSON API and GUI. Without
@@ -42,8 +42,14 @@ options:
   --config FILE       onestack.yaml (or JSON)
   --data-dir DIR      data dir (default: the config's dataDir, else $ONESTACK_DATA_DIR, else ./data)
   --nbd HOST:PORT     NBD listen address (default 127.0.0.1:10809; port 0 picks a free port)
+  --nbd unix:PATH     NBD on a Unix socket instead (mode 0660; clients use
+                      nbd+unix:///VOLUME?socket=PATH; nbd.allow does not apply to it)
   --api HOST:PORT     API/GUI listen address (default 127.0.0.1:9090; port 0 picks a free port)
   -h, --help          this help
+
+systemd socket activation: with LISTEN_PID = this process and LISTEN_FDS >= 1, NBD is served on
+the passed fd named "nbd" in LISTEN_FDNAMES (else fd 3) and the API on the one named "api";
+--nbd (and --api, when an "api" fd is passed) are then ignored. Example units: docs/nbd.md.
 `,
   status: `usage: onestack status [--json] [--watch [--count N]]
 
@@ -67,6 +73,9 @@ ${CLIENT_OPTIONS}
        onestack volume delete NAME
        onestack volume scrub NAME [--repair] [--wait] [--max-mib-per-sec N] [--json]
        onestack volume scrub NAME --cancel
+       onestack volume checkpoint NAME [--name CKPT] [--json]
+       onestack volume checkpoints NAME [--json]
+       onestack volume checkpoint-delete NAME CKPT
 
   --layout L          linear, raid0, raid1, raid10, raid5 or raid6
   --element E...      element names in role order: repeat the flag, separate with commas, or
@@ -87,10 +96,18 @@ checksums arrive later). Progress shows in onestack status.
                       or when it was cancelled or failed
   --max-mib-per-sec N at most N MiB of the volume a second (default: unthrottled)
   --cancel            stop the volume's running scrub
+
+checkpoint starts a dirty bitmap: from then on every write, trim and zeroing marks the 64 KiB
+regions it touches (larger regions on volumes over 1 TiB). NBD clients read it as the meta
+context qemu:dirty-bitmap:CKPT, so a backup copies only what changed since (docs/checkpoints.md).
+Checkpoints survive restarts and crashes; at most 8 per volume. checkpoints lists them (one that
+cannot be trusted shows as unusable and is not offered: delete it and take a full backup).
+  --name CKPT         checkpoint name: letters, digits, . _ - (default: ckpt-1, ckpt-2, ...)
 ${CLIENT_OPTIONS}
 
 example: onestack volume create vol1 --layout raid1 --element d2 --element d3
          onestack volume scrub vol1 --repair --wait
+         onestack volume checkpoint vol1 --name nightly
 `,
   discover: `usage: onestack discover URI [--secret-file FILE] [--tls-ca FILE] [--tls-cert FILE] [--tls-key FILE]
                          [--json] [--local]

@@ -1,7 +1,7 @@
 // Text rendering of engine status, laid out like /proc/mdstat: one block per volume with its
 // layout, state, size, [n/m] [UU_] map, rebuild/scrub progress, the last scrub and elements;
 // then spares and pools.
-import type { ElementStatus, EngineStatus, RebuildStatus, ScrubStatus, VolumeStatus } from '@onestack/engine';
+import type { CheckpointStatus, ElementStatus, EngineStatus, RebuildStatus, ScrubStatus, VolumeStatus } from '@onestack/engine';
 
 export interface OpSample {
   readonly atMs: number;
@@ -108,9 +108,23 @@ export function renderVolume(volume: VolumeStatus, iops: Iops | undefined): stri
   const s = volume.stats;
   const rate = iops === undefined ? '' : `iops: read ${iops.read.toFixed(0)}/s write ${iops.write.toFixed(0)}/s; `;
   lines.push(`      ${rate}ops: read ${s.readOps} write ${s.writeOps}; bytes: read ${formatBytes(s.readBytes)} write ${formatBytes(s.writeBytes)}; errors ${s.errors}`);
+  // Older daemons have no checkpoints field.
+  if (volume.checkpoints !== undefined && volume.checkpoints.length > 0) lines.push(`      checkpoints: ${volume.checkpoints.map(checkpointBrief).join(', ')}`);
   const width = Math.max(0, ...volume.elements.map((e) => e.name.length));
   for (const e of volume.elements) lines.push(elementLine(e, width));
   return lines;
+}
+
+/** `nightly (12.00 MiB dirty)`, or `old (UNUSABLE)`. */
+function checkpointBrief(c: CheckpointStatus): string {
+  return `${c.name} (${c.unusable !== undefined ? 'UNUSABLE' : `${formatBytes(c.dirtyBytes)} dirty`})`;
+}
+
+export function renderCheckpointList(list: readonly CheckpointStatus[]): string {
+  if (list.length === 0) return 'no checkpoints\n';
+  const rows = list.map((c) => [c.name, new Date(c.createdMs).toISOString(), formatBytes(c.regionBytes), String(c.dirtyRegions), formatBytes(c.dirtyBytes),
+    c.unusable === undefined ? 'ok' : `unusable: ${c.unusable}`]);
+  return table(['NAME', 'CREATED', 'REGION', 'DIRTY REGIONS', 'DIRTY', 'STATE'], rows);
 }
 
 /** The whole `onestack status` text. `previous` (from --watch) turns op counters into IOPS. */

@@ -2,10 +2,12 @@
 // the banner and `onestack: ready`; on SIGINT/SIGTERM close everything within a bounded time.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Engine, NbdTlsMode } from '@onestack/engine';
+import type { Engine, NbdExportHandle, NbdTlsMode } from '@onestack/engine';
+import type { NbdBoundAddress, NbdListenTarget } from '@onestack/nbd';
 import { startApiServer, type ApiServer } from './api/server.js';
 import type { Log, LogLevel } from './api/engine-port.js';
-import { formatHostPort, helpHint, parseCommandArgs, parseHostPort, type HostPort } from './args.js';
+import { checkNbdListenFlag, formatHostPort, helpHint, parseCommandArgs, parseHostPort, type HostPort } from './args.js';
+import { clearActivation, readActivation, type ActivationFds } from './socket-activation.js';
 import { cliVersion } from './version.js';
 import { CliError, usageError, type ExitCode } from './errors.js';
 import { HELP } from './help.js';
@@ -15,7 +17,7 @@ import { formatBytes } from './render.js';
 const SHUTDOWN_MS_MAX = 15_000;
 const API_CLOSE_MS = 1_000;
 
-interface Running { engine?: Engine; nbd?: { close(): Promise<void> }; api?: ApiServer }
+interface Running { engine?: Engine; nbd?: NbdExportHandle; api?: ApiServer }
 
 export async function serveCommand(argv: readonly string[], io: CliIo): Promise<ExitCode> {
   const args = parseCommandArgs('serve', argv, {
@@ -28,8 +30,11 @@ export async function serveCommand(argv: readonly string[], io: CliIo): Promise<
   const nbdListen = text('nbd');
   const apiListen = text('api');
   // Checked here too, so a typo is a usage error before anything is opened.
-  if (nbdListen !== undefined) parseHostPort(nbdListen, '--nbd', true);
+  if (nbdListen !== undefined) checkNbdListenFlag(nbdListen);
   if (apiListen !== undefined) parseHostPort(apiListen, '--api', true);
+  // Read and removed at once, so no process we start takes the sockets for its own.
+  const activation = readActivation(process.env, process.pid);
+  clearActivation(process.env);
 
   const logger = new Logger(io);
   const signals = new Signals(logger);
@@ -45,17 +50,22 @@ export async function serveCommand(argv: readonly string[], io: CliIo): Promise<
     if (apiListen !== undefined) opts.apiListen = apiListen;
     running.engine = await Engine.open(opts);
     const engine = running.engine;
-    const nbdAt = { ...engine.config.nbd.listen };
-    running.nbd = await startNbdExport(engine, nbdAt, { log: logger.log }).catch((err: unknown) => { throw listenError(err, 'NBD', '--nbd', nbdAt); });
-    const nbd = running.nbd as unknown as HostPort & { tls: NbdTlsMode };
+    if (activation.kind === 'other-pid') logger.log('info', `LISTEN_FDS ignored: LISTEN_PID ${activation.listenPid} is not this process (${process.pid})`);
+    const fds = activation.kind === 'fds' ? activation.fds : undefined;
+    if (fds !== undefined) logActivation(logger, fds, { nbd: nbdListen !== undefined, api: apiListen !== undefined });
+    const nbdAt: readonly NbdListenTarget[] = fds !== undefined ? fds.nbd.map((fd) => ({ fd })) : [engine.config.nbd.listen];
+    running.nbd = await startNbdExport(engine, nbdAt, { log: logger.log })
+      .catch((err: unknown) => { throw listenError(err, 'NBD', fds !== undefined ? 'LISTEN_FDS' : '--nbd', nbdAt.map(describeTarget).join(', ')); });
+    const nbd = running.nbd;
     const token = ensureApiToken(engine.config.dataDir);
     logger.redact(token);
-    const apiAt = { ...engine.config.api.listen };
+    const apiAt = fds?.api !== undefined ? { fd: fds.api } : { ...engine.config.api.listen };
     running.api = await startApiServer({ engine, token, log: logger.log, version: cliVersion() }, apiAt)
-      .catch((err: unknown) => { throw listenError(err, 'API', '--api', apiAt); });
-    io.stdout(banner(engine, { host: nbd.host, port: nbd.port, tls: nbd.tls }, running.api, token));
+      .catch((err: unknown) => { throw listenError(err, 'API', 'fd' in apiAt ? 'LISTEN_FDS' : '--api', 'fd' in apiAt ? `fd ${apiAt.fd}` : formatHostPort(apiAt)); });
+    const apiText = 'fd' in apiAt ? `fd ${apiAt.fd}${running.api.port === 0 ? ' (Unix socket)' : ` = ${formatHostPort(running.api)}`}` : formatHostPort(running.api);
+    io.stdout(banner(engine, nbd, running.api, token, apiText));
     io.stdout('onestack: ready\n');
-    logger.log('info', `serving: NBD on ${formatHostPort(nbd)} (tls: ${nbd.tls}), API on ${formatHostPort(running.api)}`);
+    logger.log('info', `serving: NBD on ${nbd.addresses.map(describeAddress).join(', ')} (tls: ${nbd.tls}), API on ${apiText}`);
   } catch (err) {
     await closeAll(running, logger);
     signals.dispose();
@@ -96,15 +106,44 @@ async function closeAll(running: Running, logger: Logger): Promise<boolean> {
   return clean;
 }
 
-function listenError(err: unknown, what: string, flag: string, at: HostPort): unknown {
-  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+/** Listen failures as CLI errors: in use or not permitted (exit 1); a wrong target (exit 2). */
+function listenError(err: unknown, what: string, flag: string, at: string): unknown {
+  const e = err as NodeJS.ErrnoException | undefined;
+  const code = e?.code;
   if (code === 'EADDRINUSE' || code === 'EACCES' || code === 'EADDRNOTAVAIL') {
     const hint = code === 'EADDRINUSE'
-      ? `is another onestack running? pass ${flag} HOST:PORT (port 0 picks a free one)`
-      : `pass ${flag} HOST:PORT with an address this machine has and a port above 1023`;
-    return new CliError(1, `cannot listen on ${formatHostPort(at)} for ${what}`, code, hint);
+      ? `is another onestack running? pass ${flag} HOST:PORT (port 0 picks a free one)${flag === '--nbd' ? ' or unix:PATH' : ''}`
+      : `pass ${flag} HOST:PORT with an address this machine has and a port above 1023${flag === '--nbd' ? ', or a unix:PATH you may write' : ''}`;
+    return new CliError(1, `cannot listen on ${at} for ${what}`, code, hint);
+  }
+  if (code === 'EEXIST' || code === 'ENAMETOOLONG') {
+    return new CliError(2, `cannot listen for ${what}: ${e?.message ?? ''}`, flag === '--nbd' ? '--nbd / nbd.listen' : flag, 'choose a socket path where nothing else is, or remove what is there');
+  }
+  if (code === 'ENOTSOCK' || code === 'EBADF') {
+    return new CliError(2, `cannot listen for ${what}: ${e?.message ?? ''}`, flag,
+      'socket activation passes listening stream sockets from fd 3 on (ListenStream= in the .socket unit; see docs/nbd.md)');
   }
   return err;
+}
+
+function describeTarget(target: NbdListenTarget): string {
+  if ('fd' in target) return `fd ${target.fd}`;
+  return 'socketPath' in target ? `unix:${target.socketPath}` : formatHostPort(target);
+}
+
+/** What the log says for one NBD listener. */
+function describeAddress(address: NbdBoundAddress): string {
+  const fd = address.fd === undefined ? '' : ` (fd ${address.fd})`;
+  if (address.transport === 'tcp') return `${formatHostPort(address)}${fd}`;
+  return `unix:${address.socketPath ?? '?'}${fd}`;
+}
+
+function logActivation(logger: Logger, fds: ActivationFds, flags: { nbd: boolean; api: boolean }): void {
+  const named = (fd: number): string => `fd ${fd} (${fds.names.get(fd) ?? 'unknown'})`;
+  logger.log('info', `socket activation: NBD on ${fds.nbd.map(named).join(', ')}${fds.api !== undefined ? `, API on ${named(fds.api)}` : ''}`);
+  if (flags.nbd) logger.log('warn', '--nbd ignored: socket activation passed the NBD socket');
+  if (flags.api && fds.api !== undefined) logger.log('warn', '--api ignored: socket activation passed the API socket');
+  for (const u of fds.unused) logger.log('warn', `socket activation: fd ${u.fd} named "${u.name}" is not used (name it "nbd" or "api")`);
 }
 
 /** A URL host: wildcard listen addresses are reached through loopback. */
@@ -114,22 +153,34 @@ function urlHost(host: string): string {
   return host.includes(':') ? `[${host}]` : host;
 }
 
-function banner(engine: Engine, nbd: HostPort & { tls: NbdTlsMode }, api: HostPort, token: string): string {
+/** The client URI of an export on one listener: nbd[s]://HOST:PORT/NAME or nbd[s]+unix:///NAME?socket=PATH. */
+function exportUri(address: NbdBoundAddress, tls: NbdTlsMode, exportName: string): string {
+  // nbds makes libnbd insist on TLS; only then would a plain URI be refused.
+  const scheme = tls === 'required' ? 'nbds' : 'nbd';
+  const name = encodeURIComponent(exportName);
+  if (address.transport === 'tcp') return `${scheme}://${urlHost(address.host)}:${address.port}/${name}`;
+  if (address.socketPath === undefined) return `${scheme}+unix:///${name}?socket=<path of fd ${address.fd ?? '?'}>`;
+  return `${scheme}+unix:///${name}?socket=${encodeURI(address.socketPath)}`;
+}
+
+function banner(engine: Engine, nbd: NbdExportHandle, api: HostPort, token: string, apiText: string): string {
   const status = engine.status();
-  // nbds:// makes libnbd insist on TLS; only then would a plain nbd:// URI be refused.
-  const nbdBase = `${nbd.tls === 'required' ? 'nbds' : 'nbd'}://${urlHost(nbd.host)}:${nbd.port}`;
-  const guiBase = `http://${urlHost(api.host)}:${api.port}`;
+  const first = nbd.addresses[0];
+  if (first === undefined) throw new Error('NBD export has no listener');
   const boot = status.volumes.find((v) => v.boot) ?? status.volumes.find((v) => v.name === 'default') ?? status.volumes[0];
   const io = status.native.backend + (status.native.reason === undefined ? '' : ` (${status.native.reason})`);
+  const guiBase = `http://${urlHost(api.host)}:${api.port}`;
+  const apiLines = api.port === 0
+    ? [`API:  ${apiText}: HTTP over the Unix socket (curl --unix-socket PATH http://localhost/api/v1/status)`, `GUI token: ${token}`]
+    : [`API:  ${guiBase}/api/v1  (Authorization: Bearer <token in ${join(status.dataDir, 'api-token')}>)`,
+      'To open the GUI, copy and paste this URL into a browser:', `GUI:  ${guiBase}/?token=${token}`];
   const lines = [
     `onestack ${cliVersion()} (engine ${engineVersion()}, node ${process.version}, io backend: ${io})`,
     `data dir: ${status.dataDir}`,
     status.volumes.length === 0 ? 'volumes:  none yet (create one with: onestack volume create)' : 'volumes:',
-    ...status.volumes.map((v) => `  ${v.name}: ${v.layout}, ${formatBytes(v.sizeBytes)}, ${v.state}${v.boot ? ', boot' : ''}  ${nbdBase}/${encodeURIComponent(v.name)}`),
-    `NBD:  ${nbdBase}/${boot === undefined ? '' : encodeURIComponent(boot.name)}  (tls: ${nbd.tls})`,
-    `API:  ${guiBase}/api/v1  (Authorization: Bearer <token in ${join(status.dataDir, 'api-token')}>)`,
-    'To open the GUI, copy and paste this URL into a browser:',
-    `GUI:  ${guiBase}/?token=${token}`,
+    ...status.volumes.map((v) => `  ${v.name}: ${v.layout}, ${formatBytes(v.sizeBytes)}, ${v.state}${v.boot ? ', boot' : ''}  ${exportUri(first, nbd.tls, v.name)}`),
+    ...nbd.addresses.map((a) => `NBD:  ${exportUri(a, nbd.tls, boot?.name ?? '')}  (tls: ${nbd.tls}${a.fd !== undefined ? `, fd ${a.fd}` : ''})`),
+    ...apiLines,
   ];
   return lines.join('\n') + '\n';
 }

@@ -134,6 +134,8 @@ export interface CheckpointStatus {
   readonly dirtyRegions: number;
   /** dirtyRegions × regionBytes, capped at the volume size. */
   readonly dirtyBytes: number;
+  /** Set when the checkpoint cannot be trusted (why): it is not offered over NBD; delete it. */
+  readonly unusable?: string;
 }
 
 export interface VolumeStatus {

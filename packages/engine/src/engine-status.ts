@@ -1,8 +1,8 @@
 // The engine's status() document: volumes (state, rebuild or scrub progress, last rebuild,
-// bitmap), elements with live states and error counts, pools, queue, native backend, NBD TLS, RDMA
+// bitmap, checkpoints), elements with live states and error counts, pools, queue, native backend, NBD TLS, RDMA
 // devices, the bottom driver's I/O backend (io_uring or sync).
 import { formatRdmaLine, ioBackendInfo, nativeInfo, rdmaProbe } from '@onestack/native';
-import type { ElementStatus, EngineIoStatus, EngineRdmaStatus, EngineStatus, VolumeStatus } from './api-types.js';
+import type { CheckpointStatus, ElementStatus, EngineIoStatus, EngineRdmaStatus, EngineStatus, VolumeStatus } from './api-types.js';
 import type { EngineConfig } from './config/types.js';
 import type { DataPath } from './datapath/datapath.js';
 import { isMirror, isParity, type MirrorKeeper } from './durable/keeper.js';
@@ -21,6 +21,8 @@ export interface StatusSources {
   readonly keeper: MirrorKeeper;
   readonly scrubs: ScrubJobs;
   readonly base: EngineConfig;
+  /** Every checkpoint of a volume, unusable ones included. */
+  readonly checkpoints?: (volume: string) => readonly CheckpointStatus[];
 }
 
 /** Element states and error counters as the data path sees them now. */
@@ -85,6 +87,7 @@ export function buildStatus(ctx: StatusSources): EngineStatus {
       name: config.name, layout: config.layout, sizeBytes: v.assembled.sizeBytes, chunkKiB: config.chunkKiB, order: config.order, boot: config.boot,
       state: volumeState(config.layout, elements.map((e) => e.state)), rebuild: ctx.keeper.progress(config.name) ?? ctx.scrubs.progress(config.name),
       scrub: ctx.scrubs.result(config.name), elements, stats: v.handle.io.stats(), cache: v.handle.io.cacheStats(),
+      checkpoints: ctx.checkpoints?.(config.name) ?? [],
       ...(isMirror(config.layout) ? { lastRebuild: ctx.keeper.lastRebuild(config.name), bitmap: ctx.keeper.bitmapStatus(config.name) } : {}),
       ...(isParity(config.layout) ? { lastRebuild: ctx.keeper.lastRebuild(config.name) } : {}),
     };

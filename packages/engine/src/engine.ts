@@ -25,6 +25,8 @@ import { MirrorKeeper, type KeeperHost } from './durable/keeper.js';
 import { replaceLeg } from './durable/replace.js';
 import { DEFAULT_REBUILD } from './config/validate.js';
 import { nbdCopyStats } from './nbd-export.js';
+import { VolumeAllocation } from './allocation/allocator.js';
+import { CheckpointKeeper } from './checkpoints/keeper.js';
 import { buildStatus, liveViewOf, withLiveStates, logOpenReport } from './engine-status.js';
 import { checkLayout, defaultLog, type AddElementSpec, type CreateVolumeSpec, type EngineOpenOptions, type LogFn } from './engine-types.js';
 
@@ -48,6 +50,8 @@ export class Engine {
 
   /** Write-intent bitmaps, resyncs, rebuilds, spares and returning legs of mirror volumes. */
   private readonly keeper: MirrorKeeper;
+  /** Checkpoints (dirty bitmaps for incremental backup) of every volume. */
+  private readonly ckpts: CheckpointKeeper;
 
   private constructor(
     private readonly base: EngineConfig,
@@ -55,6 +59,7 @@ export class Engine {
     private readonly log: LogFn,
   ) {
     this.keeper = new MirrorKeeper(this.keeperHost());
+    this.ckpts = new CheckpointKeeper({ dataDir: base.dataDir, log: (level, msg) => this.log(level, msg) });
   }
 
   private keeperHost(): KeeperHost {
@@ -99,6 +104,7 @@ export class Engine {
       for (const entry of engine.registry.volumes.values()) entry.assembled = await markClean(entry.assembled, false);
       // Bitmaps, then the resyncs an unclean stop or a stale leg needs (they run in the background).
       for (const entry of engine.registry.volumes.values()) await engine.keeper.attach(entry);
+      for (const entry of engine.registry.volumes.values()) await engine.attachCheckpoints(entry);
       engine.keeper.start();
     } catch (err) {
       await engine.close().catch(() => undefined);
@@ -133,7 +139,7 @@ export class Engine {
 
   status(): EngineStatus {
     this.checkOpen();
-    return buildStatus({ nbdCopies: () => nbdCopyStats(this), registry: this.registry, dataPath: this.dataPath, keeper: this.keeper, scrubs: this.scrubs, base: this.base });
+    return buildStatus({ nbdCopies: () => nbdCopyStats(this), registry: this.registry, dataPath: this.dataPath, keeper: this.keeper, scrubs: this.scrubs, base: this.base, checkpoints: (v) => this.ckpts.list(v, true) });
   }
 
   bootVolume(): Volume | undefined {
@@ -190,6 +196,7 @@ export class Engine {
           throw err;
         }
         await this.keeper.attach(this.registry.volumes.get(config.name)!).catch((err: Error) => this.log('warn', `volume ${config.name}: no write-intent bitmap: ${err.message}`));
+        await this.attachCheckpoints(this.registry.volumes.get(config.name)!).catch((err: Error) => this.log('warn', `volume ${config.name}: no checkpoints: ${err.message}`));
         this.persist();
         this.changed();
         return entry.handle;
@@ -207,6 +214,7 @@ export class Engine {
       await this.scrubs.cancel(name, 'volume deleted');
       this.scrubs.forget(name);
       await this.keeper.detach(name, entry.handle.io);
+      await this.ckpts.remove(name).catch((err: Error) => this.log('warn', `volume ${name}: removing its checkpoints: ${err.message}`));
       await entry.handle.flush().catch((err: Error) => this.log('warn', `volume ${name}: flush before delete failed: ${err.message}`));
       entry.handle.detach();
       this.registry.volumes.delete(name);
@@ -286,7 +294,11 @@ export class Engine {
     // raid5/6 rows are checked by the volume's stripe engine (parity maths in the middle stage).
     const parity = entry.assembled.config.layout === 'raid5' || entry.assembled.config.layout === 'raid6';
     // A repair that rewrites legs may change what a read returns: drop those bytes from the read cache.
-    const onRewrite = (off: number, len: number): void => { if (entry.handle.open) entry.handle.io.invalidateCache(off, len); };
+    // It changes what reads return, so checkpoints count it as written (marked after the rewrite, under the unit's fence).
+    const onRewrite = (off: number, len: number): void => {
+      if (entry.handle.open) entry.handle.io.invalidateCache(off, len);
+      this.ckpts.mark(volume, off, len)?.catch((err: Error) => this.log('error', `volume ${volume}: a scrub repair is missing from its checkpoints: ${err.message}`));
+    };
     const target = parity ? { ...mirrorTarget, stripe: this.dataPath.stripe(entry.index), onRewrite } : { ...mirrorTarget, onRewrite };
     return this.scrubs.start(target, entry.handle.io.gate, opts);
   }
@@ -324,35 +336,48 @@ export class Engine {
   // ---- block status (issue 9) -------------------------------------------------------------
   // [allocation methods] — allocation/ (base:allocation through every layout)
 
+  private allocator: VolumeAllocation | null = null;
+
   /** @internal base:allocation of [offset, +length) of a volume: extents in order from offsetBytes (at most extentsMax). */
   allocation(volume: string, offsetBytes: number, lengthBytes: number, extentsMax: number): Promise<readonly BlockExtent[]> {
-    void volume; void offsetBytes; void lengthBytes; void extentsMax;
-    return Promise.reject(new EngineError('invalid', 'allocation status is not built yet', `volume ${volume}`));
+    if (this.closing !== null) return Promise.reject(new EngineError('closed', 'the engine is closed'));
+    this.allocator ??= new VolumeAllocation({ registry: this.registry, elementState: (i) => this.dataPath.elementState(i), log: this.log }, (closer) => this.onClose(closer));
+    return this.allocator.allocation(volume, offsetBytes, lengthBytes, extentsMax);
   }
 
   // [checkpoint methods] — checkpoints/ (dirty bitmaps since a checkpoint)
 
-  /** Starts a checkpoint (name default: ckpt-N): from now on every write marks its regions in it. */
+  /**
+   * Starts a checkpoint (name default: ckpt-N; at most 8 per volume): from now on every write,
+   * trim and zeroing marks its regions in it, durably before it is submitted. Resolves once the
+   * checkpoint is on disk (writes in flight when it started are marked in it too).
+   */
   checkpoint(volume: string, name?: string): Promise<CheckpointStatus> {
-    void name;
-    return Promise.reject(new EngineError('invalid', 'checkpoints are not built yet', `volume ${volume}`));
+    return this.exclusive(() => this.ckpts.create(volume, name));
   }
 
-  /** The volume's checkpoints, oldest first. */
-  checkpoints(volume: string): readonly CheckpointStatus[] {
-    void volume;
-    return [];
+  /** The volume's usable checkpoints, oldest first (what NBD offers); `all` adds unusable ones (`unusable` says why). */
+  checkpoints(volume: string, opts: { all?: boolean } = {}): readonly CheckpointStatus[] {
+    return this.ckpts.list(volume, opts.all === true);
   }
 
   deleteCheckpoint(volume: string, name: string): Promise<void> {
-    void name;
-    return Promise.reject(new EngineError('invalid', 'checkpoints are not built yet', `volume ${volume}`));
+    return this.exclusive(() => this.ckpts.delete(volume, name));
   }
 
   /** @internal Dirty extents of [offset, +length) in a checkpoint (flags 1 = written since it started). */
   dirtyExtents(volume: string, checkpoint: string, offsetBytes: number, lengthBytes: number, extentsMax: number): Promise<readonly BlockExtent[]> {
-    void checkpoint; void offsetBytes; void lengthBytes; void extentsMax;
-    return Promise.reject(new EngineError('invalid', 'checkpoints are not built yet', `volume ${volume}`));
+    try {
+      this.checkOpen();
+      return Promise.resolve(this.ckpts.extents(volume, checkpoint, offsetBytes, lengthBytes, extentsMax));
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  private attachCheckpoints(entry: { assembled: AssembledVolume; handle: Volume }): Promise<void> {
+    const { config, arrayUuid, sizeBytes } = entry.assembled;
+    return this.ckpts.attach({ name: config.name, arrayUuid, sizeBytes, gate: entry.handle.io.gate });
   }
 
   /** @internal Registers something to close before the engine (NBD exports). */
@@ -379,6 +404,7 @@ export class Engine {
         }
         entry.handle.detach();
       }
+      await this.ckpts.close();
       await this.dataPath.close();
       this.log('info', 'engine closed');
     })();
@@ -427,6 +453,7 @@ export class Engine {
   private async applyTopology(): Promise<void> {
     const { volumes, elements } = this.registry.topology();
     await this.dataPath.setTopology(volumes, elements);
+    this.allocator?.sync();
   }
 
 

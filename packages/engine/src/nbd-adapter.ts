@@ -10,6 +10,8 @@ export interface NbdExportMeta {
   readonly description?: string;
   readonly layout: Layout;
   readonly chunkBytes: number;
+  /** Elements in the volume (legs, stripe columns, data plus parity), for the full stripe. */
+  readonly elementCount: number;
   readonly canMultiConn: boolean;
   /** Block status sources; absent = no meta contexts offered. */
   readonly status?: VolumeStatusSource;
@@ -41,10 +43,33 @@ async function wrap<T>(work: () => Promise<T>): Promise<T> {
   }
 }
 
-function preferredBytes(meta: NbdExportMeta): number {
-  // A raid0 chunk is the natural unit (one element per request); keep it within the NBD bounds.
-  if (meta.layout === 'raid0' && meta.chunkBytes >= PREFERRED_BLOCK_BYTES && meta.chunkBytes <= MAXIMUM_BLOCK_BYTES) return meta.chunkBytes;
-  return PREFERRED_BLOCK_BYTES;
+/** Elements holding distinct data in one stripe row; 0 for layouts without stripes. */
+function dataColumns(layout: Layout, elementCount: number): number {
+  switch (layout) {
+    case 'raid0': return elementCount;
+    case 'raid10': return Math.floor(elementCount / 2); // mirrored pairs
+    case 'raid5': return elementCount - 1;
+    case 'raid6': return elementCount - 2;
+    default: return 0; // linear, raid1: no stripe
+  }
+}
+
+const isPowerOfTwo = (n: number): boolean => Number.isSafeInteger(n) && n > 0 && (n & (n - 1)) === 0;
+
+/**
+ * NBD_INFO_BLOCK_SIZE's preferred size: a power of two from the minimum to the maximum
+ * (proto.md). Striped layouts prefer a full stripe (every column busy at once; for raid5/6 the
+ * parity is computed from new data alone, no read-modify-write), else one chunk (at least no
+ * partial-chunk RMW). Stripes over 3 data columns are not powers of two, so they get the chunk.
+ */
+export function preferredBytes(layout: Layout, chunkBytes: number, elementCount: number, minimumBytes: number): number {
+  const fits = (n: number): boolean => isPowerOfTwo(n) && n >= minimumBytes && n <= MAXIMUM_BLOCK_BYTES;
+  const columns = dataColumns(layout, elementCount);
+  if (columns > 0) {
+    if (fits(chunkBytes * columns)) return chunkBytes * columns;
+    if (fits(chunkBytes)) return chunkBytes;
+  }
+  return Math.max(PREFERRED_BLOCK_BYTES, minimumBytes);
 }
 
 /** base:allocation plus one qemu:dirty-bitmap:NAME per checkpoint, as the NBD server wants them. */
@@ -76,7 +101,11 @@ export function nbdExportFor(io: VolumeIo, meta: NbdExportMeta): NbdExport {
     canMultiConn: meta.canMultiConn,
     // The elements' block size stays the advertised minimum, so clients that honour it (qemu, libnbd
     // in strict mode) keep aligning; smaller or unaligned requests are still served, by RMW.
-    blockSize: { minimumBytes: io.alignBytes, preferredBytes: preferredBytes(meta), maximumBytes: MAXIMUM_BLOCK_BYTES },
+    blockSize: {
+      minimumBytes: io.alignBytes,
+      preferredBytes: preferredBytes(meta.layout, meta.chunkBytes, meta.elementCount, io.alignBytes),
+      maximumBytes: MAXIMUM_BLOCK_BYTES,
+    },
     read: (offsetBytes: number, lengthBytes: number): Promise<NbdReadResult> => wrap(() => io.readSlots(offsetBytes, lengthBytes, 'remote')),
     acquireWriteBuffer: (lengthBytes: number): Promise<NbdWriteBuffer> => wrap(() => io.acquireWriteBuffer(lengthBytes)),
     write: (offsetBytes: number, buffer: NbdWriteBuffer, flags: { fua: boolean }): Promise<void> => wrap(() => io.writeBuffer(offsetBytes, buffer, flags, 'remote')),

@@ -1,11 +1,16 @@
 // Serves the engine's volumes over NBD: export name = volume name, '' = the boot volume.
-import { createNbdServer, type NbdServerStats, type NbdExport, type NbdExportInfo, type NbdExportProvider } from '@onestack/nbd';
+import {
+  createNbdServer, describeTarget, type NbdBoundAddress, type NbdListenTarget, type NbdServerStats, type NbdExport, type NbdExportInfo, type NbdExportProvider,
+} from '@onestack/nbd';
 import type { Engine, LogFn } from './engine.js';
 import { nbdExportFor } from './nbd-adapter.js';
 import { loadNbdTls, nbdTlsMode, nbdTlsSetupError, type NbdTlsMode } from './nbd-tls.js';
 import type { Volume } from './volume.js';
 
 export interface NbdExportHandle {
+  /** Every listener, in the order asked for (an inherited fd reports what it turned out to be). */
+  readonly addresses: readonly NbdBoundAddress[];
+  /** The first TCP listener's address; '' and 0 when the export listens on Unix sockets only. */
   readonly host: string;
   readonly port: number;
   /** From config nbd.tls: whether clients must, may or cannot use TLS (STARTTLS). */
@@ -30,7 +35,7 @@ function exportOf(engine: Engine, volume: Volume): NbdExport {
   const name = volume.name;
   return nbdExportFor(volume.io, {
     name, description: describe(volume), layout: volume.layout,
-    chunkBytes: (volumeConfig?.chunkKiB ?? 64) * 1024, canMultiConn: true,
+    chunkBytes: (volumeConfig?.chunkKiB ?? 64) * 1024, elementCount: volumeConfig?.elements.length ?? 1, canMultiConn: true,
     status: {
       allocation: (off, len, max) => engine.allocation(name, off, len, max),
       checkpointNames: () => engine.checkpoints(name).map((c) => c.name),
@@ -70,9 +75,14 @@ export function nbdCopyStats(engine: Engine): NbdServerStats {
   return { payloadCopies, payloadBytesCopied };
 }
 
-/** Starts an NBD server over the engine's volumes (default address: config nbd.listen). engine.close() closes it too. */
-export async function startNbdExport(engine: Engine, listen?: { host: string; port: number }, opts: NbdExportOptions = {}): Promise<NbdExportHandle> {
-  const address = listen ?? engine.config.nbd.listen;
+/**
+ * Starts an NBD server over the engine's volumes, listening on every target given: TCP
+ * addresses, Unix socket paths, inherited listening fds (default: config nbd.listen). A failure
+ * on any target closes the ones opened before it. engine.close() closes the server too.
+ */
+export async function startNbdExport(engine: Engine, listen?: NbdListenTarget | readonly NbdListenTarget[], opts: NbdExportOptions = {}): Promise<NbdExportHandle> {
+  const targets: readonly NbdListenTarget[] = listen === undefined ? [engine.config.nbd.listen] : isTargetList(listen) ? listen : [listen];
+  if (targets.length === 0) throw new RangeError('startNbdExport: no listen target');
   // Read and checked before listening: a bad cert or key is a config error at start, not per client.
   const tls = loadNbdTls(engine.config);
   let server: ReturnType<typeof createNbdServer>;
@@ -89,7 +99,15 @@ export async function startNbdExport(engine: Engine, listen?: { host: string; po
   } catch (err) {
     throw tls === undefined ? err : nbdTlsSetupError(engine.config, err);
   }
-  const bound = await server.listen(address.host, address.port);
+  const addresses: NbdBoundAddress[] = [];
+  for (const target of targets) {
+    try {
+      addresses.push(await server.listenOn(target));
+    } catch (err) {
+      await server.close();
+      throw withTarget(err, target);
+    }
+  }
   const servers = serversOf.get(engine) ?? new Set();
   serversOf.set(engine, servers.add(server));
   let closing: Promise<void> | null = null;
@@ -102,5 +120,25 @@ export async function startNbdExport(engine: Engine, listen?: { host: string; po
     return closing;
   };
   const unregister = engine.onClose(close);
-  return { host: bound.host, port: bound.port, tls: nbdTlsMode(engine.config.nbd.tls), close };
+  const tcp = addresses.find((a) => a.transport === 'tcp');
+  return {
+    addresses, host: tcp?.transport === 'tcp' ? tcp.host : '', port: tcp?.transport === 'tcp' ? tcp.port : 0,
+    tls: nbdTlsMode(engine.config.nbd.tls), close,
+  };
+}
+
+function isTargetList(listen: NbdListenTarget | readonly NbdListenTarget[]): listen is readonly NbdListenTarget[] {
+  return Array.isArray(listen);
+}
+
+/** The listen error with the target it was for, keeping its code (EADDRINUSE, EEXIST, ENOTSOCK...). */
+function withTarget(err: unknown, target: NbdListenTarget): unknown {
+  if (!(err instanceof Error)) return err;
+  const what = describeTarget(target);
+  const named = 'socketPath' in target ? target.socketPath : 'fd' in target ? `fd ${target.fd}` : what;
+  if (err.message.includes(named)) return err;
+  const wrapped: NodeJS.ErrnoException = new Error(`NBD listen on ${what}: ${err.message}`, { cause: err });
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code !== undefined) wrapped.code = code;
+  return wrapped;
 }

@@ -12,3 +12,4 @@ export type { IoBackendInfo, OpenUring, UringOpCode, UringRing } from './uring.j
 export { ioBackendInfo, openUring, putUringRecord, URING_ENTRIES_MAX, URING_RECORD_F64S, UringOp } from './uring.js';
 export type { PreadNowait } from './nowait.js';
 export { preadNowait } from './nowait.js';
+export { sparseSeek, sparseSeekUnavailable, type SparseSeek } from './seek.js';

@@ -1,10 +1,17 @@
 // An in-memory export for tests and examples. Reads return views straight into the backing
 // store, split into pages so the server's multi-chunk path is exercised; write buffers come from
-// a bounded page pool (acquire waits when it is empty), which is what a real backend does.
+// a bounded page pool (acquire waits when it is empty), which is what a real backend does. It
+// offers base:allocation, tracked per status block: fresh and trimmed blocks are holes that read
+// as zeroes, written blocks are data, zeroed blocks are holes (or allocated zeroes with NO_HOLE).
 
 import {
-  type NbdBlockSize, type NbdExport, type NbdExportInfo, type NbdExportProvider, type NbdReadResult, type NbdWriteBuffer,
+  type NbdBlockSize, NbdError, type NbdExport, type NbdExportInfo, type NbdExportProvider, type NbdExtent, type NbdMetaContexts,
+  type NbdReadResult, type NbdWriteBuffer,
 } from './backend.js';
+import { AllocationFlag, MetaContext } from './constants.js';
+
+/** Answers one extra meta context of a memory export (test hook). */
+export type MemoryContextFn = (offsetBytes: number, lengthBytes: number, extentsMax: number) => Promise<readonly NbdExtent[]>;
 
 export interface MemoryExportOptions {
   description?: string;
@@ -14,6 +21,12 @@ export interface MemoryExportOptions {
   pageBytes?: number;
   /** Total write-buffer space; acquire waits while it is used up. Default 2 × maximum block size. */
   writeBufferBytes?: number;
+  /** false: no meta contexts at all, so BLOCK_STATUS is refused. Default true (base:allocation). */
+  metaContexts?: boolean;
+  /** Granularity of base:allocation tracking. Default 4096, at least the minimum block size. */
+  statusBlockBytes?: number;
+  /** Test hook: more contexts by name, answered as given (a fake dirty bitmap, a backend breaking the contract). */
+  extraContexts?: Readonly<Record<string, MemoryContextFn>>;
 }
 
 export interface MemoryExport extends NbdExport {
@@ -34,6 +47,7 @@ export function createMemoryExport(name: string, sizeBytes: number, opts: Memory
   const pageBytes = opts.pageBytes ?? 256 * 1024;
   const pool = new PagePool(pageBytes, Math.ceil((opts.writeBufferBytes ?? 2 * blockSize.maximumBytes) / pageBytes));
   if (pool.pagesMax * pageBytes < blockSize.maximumBytes) throw new RangeError('write buffer space below maximum block size');
+  const allocation = new AllocationMap(sizeBytes, opts.statusBlockBytes ?? Math.max(4096, blockSize.minimumBytes));
   let reads = 0;
 
   return {
@@ -73,17 +87,77 @@ export function createMemoryExport(name: string, sizeBytes: number, opts: Memory
         data.set(chunk, at);
         at += chunk.length;
       }
+      allocation.mark(offsetBytes, at - offsetBytes, DATA);
       buffer.release();
     },
     async flush(): Promise<void> {},
     async trim(offsetBytes, lengthBytes): Promise<void> {
       data.fill(0, offsetBytes, offsetBytes + lengthBytes); // trimmed ranges read back as zeroes
+      allocation.mark(offsetBytes, lengthBytes, HOLE);
     },
-    async writeZeroes(offsetBytes, lengthBytes): Promise<void> {
+    async writeZeroes(offsetBytes, lengthBytes, flags): Promise<void> {
       data.fill(0, offsetBytes, offsetBytes + lengthBytes);
+      allocation.mark(offsetBytes, lengthBytes, flags.noHole ? ZEROED : HOLE);
     },
     async cache(): Promise<void> {},
+    ...(opts.metaContexts === false ? {} : { metaContexts: memoryContexts(allocation, opts.extraContexts ?? {}) }),
   };
+}
+
+function memoryContexts(allocation: AllocationMap, extra: Readonly<Record<string, MemoryContextFn>>): NbdMetaContexts {
+  return {
+    names: () => [MetaContext.BASE_ALLOCATION, ...Object.keys(extra)],
+    blockStatus: async (context, offsetBytes, lengthBytes, extentsMax) => {
+      if (context === MetaContext.BASE_ALLOCATION) return allocation.extents(offsetBytes, lengthBytes, extentsMax);
+      const fn = Object.hasOwn(extra, context) ? extra[context] : undefined;
+      if (fn === undefined) throw new NbdError('EINVAL', `no meta context ${JSON.stringify(context)}`);
+      return fn(offsetBytes, lengthBytes, extentsMax);
+    },
+  };
+}
+
+// Block states and their base:allocation flags.
+const HOLE = 0;
+const DATA = 1;
+const ZEROED = 2;
+const STATE_FLAGS = [AllocationFlag.HOLE | AllocationFlag.ZERO, 0, AllocationFlag.ZERO] as const;
+
+/** One state per status block; a block changes only when a request covers it whole, except that any write makes it data. */
+class AllocationMap {
+  private readonly states: Uint8Array;
+
+  constructor(private readonly sizeBytes: number, private readonly blockBytes: number) {
+    if (!(Number.isSafeInteger(blockBytes) && blockBytes > 0)) throw new RangeError(`bad status block size ${blockBytes}`);
+    this.states = new Uint8Array(Math.ceil(sizeBytes / blockBytes)); // HOLE
+  }
+
+  mark(offsetBytes: number, lengthBytes: number, state: number): void {
+    if (lengthBytes <= 0) return;
+    const end = offsetBytes + lengthBytes;
+    const B = this.blockBytes;
+    // Data taints every block it touches; a hole or zero needs the whole block (the export's last one may be short).
+    const first = state === DATA ? Math.floor(offsetBytes / B) : Math.ceil(offsetBytes / B);
+    const last = state === DATA || end === this.sizeBytes ? Math.ceil(end / B) : Math.floor(end / B);
+    this.states.fill(state, first, Math.max(first, last));
+  }
+
+  /** Extents from `offsetBytes`, merged by flags, at most `extentsMax`, within `lengthBytes`. */
+  extents(offsetBytes: number, lengthBytes: number, extentsMax: number): NbdExtent[] {
+    const B = this.blockBytes;
+    const end = Math.min(offsetBytes + lengthBytes, this.sizeBytes);
+    const flagsAt = (at: number): number => STATE_FLAGS[this.states[Math.floor(at / B)] as 0 | 1 | 2];
+    const out: NbdExtent[] = [];
+    let at = offsetBytes;
+    // Bounded by the blocks in the range.
+    while (at < end && out.length < extentsMax) {
+      const flags = flagsAt(at);
+      let next = Math.min((Math.floor(at / B) + 1) * B, end);
+      while (next < end && flagsAt(next) === flags) next = Math.min(next + B, end);
+      out.push({ lengthBytes: next - at, flags });
+      at = next;
+    }
+    return out;
+  }
 }
 
 /** Fixed-size pages, allocated on first use and then reused; FIFO waiters when exhausted. */

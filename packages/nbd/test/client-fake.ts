@@ -1,12 +1,14 @@
 // A scriptable in-process NBD server for the client's fault tests: it can speak oldstyle, refuse
-// GO (so the client falls back to EXPORT_NAME), refuse structured replies, stay silent, or
-// misbehave on chosen requests. Real peers prove the protocol; this proves the error paths.
+// GO (so the client falls back to EXPORT_NAME), refuse structured replies, stay silent, offer meta
+// contexts (answering BLOCK_STATUS with "all data"), or misbehave on chosen requests. Real peers
+// prove the protocol; this proves the error paths. Also encoders for block status chunks and
+// extended reply headers, for tests that script replies byte by byte.
 
 import { type Server, type Socket, createServer } from 'node:net';
 import {
-  ByteAccumulator, Cmd, HandshakeFlag, NBDMAGIC, Opt, Rep, Size, decodeOption, decodeRequest, encodeDataChunkHeader, encodeErrorChunk,
-  encodeExportNameReply, encodeGreeting, encodeInfoExport, encodeNoneChunk, encodeOptionError, encodeOptionReply, encodeSimpleReply,
-  type NbdRequest,
+  ByteAccumulator, Cmd, EXTENDED_REPLY_MAGIC, Errno, HandshakeFlag, NBDMAGIC, type NbdExtent, Opt, Rep, ReplyFlag, ReplyType, Size,
+  decodeOption, decodeRequest, encodeChunkHeader, encodeDataChunkHeader, encodeErrorChunk, encodeExportNameReply, encodeGreeting,
+  encodeInfoExport, encodeNoneChunk, encodeOptionError, encodeOptionReply, encodeSimpleReply, type NbdRequest,
 } from '../src/index.js';
 
 export interface FakeReply {
@@ -24,6 +26,10 @@ export interface FakeOptions {
   readonly structured?: boolean;
   /** false: answer GO with ERR_UNSUP so the client uses EXPORT_NAME. */
   readonly go?: boolean;
+  /** Meta contexts offered to SET_META_CONTEXT (ids 1, 2, ...); absent: the option is refused with ERR_UNSUP. */
+  readonly metaContexts?: readonly string[];
+  /** Answers SET_META_CONTEXT with these bytes instead (replies written by the test). */
+  readonly onSetMetaContext?: (queries: readonly string[]) => Uint8Array;
   /** Called for each request; return a reply to misbehave, undefined to serve it normally. */
   readonly onRequest?: (req: NbdRequest, connection: number) => FakeReply | undefined;
 }
@@ -61,6 +67,7 @@ export async function startFake(opts: FakeOptions): Promise<Fake> {
 
 const OPTION_OF = {
   'export-name': Opt.EXPORT_NAME, abort: Opt.ABORT, list: Opt.LIST, starttls: Opt.STARTTLS, info: Opt.INFO, go: Opt.GO, 'structured-reply': Opt.STRUCTURED_REPLY,
+  'extended-headers': Opt.EXTENDED_HEADERS, 'list-meta-context': Opt.LIST_META_CONTEXT, 'set-meta-context': Opt.SET_META_CONTEXT,
 } as const;
 
 function serve(socket: Socket, opts: FakeOptions, data: Uint8Array, index: number): void {
@@ -77,6 +84,7 @@ function serve(socket: Socket, opts: FakeOptions, data: Uint8Array, index: numbe
   const acc = new ByteAccumulator(64 * 1024 * 1024);
   let phase: 'flags' | 'options' | 'transmission' = 'flags';
   let structured = false;
+  const selected = new Map<number, string>();
   socket.on('data', (chunk: Buffer) => {
     acc.push(chunk);
     // Bounded: each pass consumes a whole message or stops.
@@ -97,6 +105,16 @@ function serve(socket: Socket, opts: FakeOptions, data: Uint8Array, index: numbe
           socket.write(encodeInfoExport(Opt.GO, data.length, 1 | 4 | 8 | 32 | 64));
           socket.write(encodeOptionReply(Opt.GO, Rep.ACK));
           phase = 'transmission';
+        } else if (o.type === 'set-meta-context' && opts.onSetMetaContext !== undefined) {
+          socket.write(opts.onSetMetaContext(o.queries));
+        } else if (o.type === 'set-meta-context' && opts.metaContexts !== undefined) {
+          selected.clear();
+          opts.metaContexts.forEach((name, i) => {
+            if (!o.queries.includes(name)) return;
+            selected.set(i + 1, name);
+            socket.write(metaContextReply(i + 1, name));
+          });
+          socket.write(encodeOptionReply(Opt.SET_META_CONTEXT, Rep.ACK));
         } else if (o.type === 'export-name') {
           socket.write(encodeExportNameReply(data.length, 1 | 4 | 8 | 32 | 64, true));
           phase = 'transmission';
@@ -104,7 +122,7 @@ function serve(socket: Socket, opts: FakeOptions, data: Uint8Array, index: numbe
           const option = 'option' in o ? o.option : OPTION_OF[o.type];
           socket.write(encodeOptionError(option, Rep.ERR_UNSUP, 'not here'));
         }
-      } else if (!request(socket, acc, opts, data, index, structured)) {
+      } else if (!request(socket, acc, opts, data, index, structured, selected)) {
         return;
       }
     }
@@ -112,7 +130,9 @@ function serve(socket: Socket, opts: FakeOptions, data: Uint8Array, index: numbe
 }
 
 /** Serves one request if it has fully arrived; false when more bytes are needed. */
-function request(socket: Socket, acc: ByteAccumulator, opts: FakeOptions, data: Uint8Array, index: number, structured: boolean): boolean {
+function request(
+  socket: Socket, acc: ByteAccumulator, opts: FakeOptions, data: Uint8Array, index: number, structured: boolean, selected: ReadonlyMap<number, string>,
+): boolean {
   const d = decodeRequest(acc.peek(Math.min(acc.length, Size.REQUEST)));
   if (d.kind !== 'value') return false;
   const req = d.value;
@@ -131,7 +151,12 @@ function request(socket: Socket, acc: ByteAccumulator, opts: FakeOptions, data: 
     return custom.drop !== true;
   }
   const header = new Uint8Array(64);
-  if (req.type === Cmd.READ) {
+  if (req.type === Cmd.BLOCK_STATUS) {
+    // Everything is data, one extent per selected context.
+    const ids = [...selected.keys()];
+    if (ids.length === 0) socket.write(errorChunk(req, Errno.EINVAL));
+    ids.forEach((id, i) => socket.write(statusChunk(req, id, [{ lengthBytes: req.lengthBytes, flags: 0 }], i === ids.length - 1)));
+  } else if (req.type === Cmd.READ) {
     const n = structured
       ? encodeDataChunkHeader(header, 0, req.cookieHi, req.cookieLo, req.offsetBytes, req.lengthBytes, true)
       : encodeSimpleReply(header, 0, req.cookieHi, req.cookieLo, 0);
@@ -162,4 +187,58 @@ export function dataChunk(req: NbdRequest, offsetBytes: number, dataBytes: numbe
   const out = new Uint8Array(Size.STRUCTURED_HEADER + 8 + dataBytes);
   encodeDataChunkHeader(out, 0, req.cookieHi, req.cookieLo, offsetBytes, dataBytes, true);
   return out;
+}
+
+/** A compact BLOCK_STATUS chunk (type 5) for `req`. */
+export function statusChunk(req: { cookieHi: number; cookieLo: number }, contextId: number, extents: readonly NbdExtent[], done: boolean): Uint8Array {
+  const payloadBytes = 4 + 8 * extents.length;
+  const out = new Uint8Array(Size.STRUCTURED_HEADER + payloadBytes);
+  encodeChunkHeader(out, 0, done ? ReplyFlag.DONE : 0, ReplyType.BLOCK_STATUS, req.cookieHi, req.cookieLo, payloadBytes);
+  const dv = new DataView(out.buffer);
+  dv.setUint32(Size.STRUCTURED_HEADER, contextId);
+  extents.forEach((e, i) => {
+    dv.setUint32(Size.STRUCTURED_HEADER + 4 + 8 * i, e.lengthBytes);
+    dv.setUint32(Size.STRUCTURED_HEADER + 8 + 8 * i, e.flags);
+  });
+  return out;
+}
+
+/** A 32-byte extended reply header (as servers send after NBD_OPT_EXTENDED_HEADERS). */
+export function extendedHeader(flags: number, type: number, req: { cookieHi: number; cookieLo: number; offsetBytes: number }, payloadBytes: number): Uint8Array {
+  const out = new Uint8Array(Size.EXTENDED_REPLY_HEADER);
+  const dv = new DataView(out.buffer);
+  dv.setUint32(0, EXTENDED_REPLY_MAGIC);
+  dv.setUint16(4, flags);
+  dv.setUint16(6, type);
+  dv.setUint32(8, req.cookieHi);
+  dv.setUint32(12, req.cookieLo);
+  dv.setBigUint64(16, BigInt(req.offsetBytes));
+  dv.setBigUint64(24, BigInt(payloadBytes));
+  return out;
+}
+
+/** An extended BLOCK_STATUS chunk (type 6): header, context id, count, 16-byte descriptors. */
+export function extendedStatusChunk(
+  req: { cookieHi: number; cookieLo: number; offsetBytes: number }, contextId: number, extents: readonly NbdExtent[], done: boolean,
+): Uint8Array {
+  const payloadBytes = 8 + 16 * extents.length;
+  const out = new Uint8Array(Size.EXTENDED_REPLY_HEADER + payloadBytes);
+  out.set(extendedHeader(done ? ReplyFlag.DONE : 0, ReplyType.BLOCK_STATUS_EXT, req, payloadBytes));
+  const dv = new DataView(out.buffer);
+  dv.setUint32(32, contextId);
+  dv.setUint32(36, extents.length);
+  extents.forEach((e, i) => {
+    dv.setBigUint64(40 + 16 * i, BigInt(e.lengthBytes));
+    dv.setBigUint64(48 + 16 * i, BigInt(e.flags));
+  });
+  return out;
+}
+
+/** An NBD_REP_META_CONTEXT reply: context id and name. */
+export function metaContextReply(contextId: number, name: string): Uint8Array {
+  const nameBytes = new TextEncoder().encode(name);
+  const data = new Uint8Array(4 + nameBytes.length);
+  new DataView(data.buffer).setUint32(0, contextId);
+  data.set(nameBytes, 4);
+  return encodeOptionReply(Opt.SET_META_CONTEXT, Rep.META_CONTEXT, data);
 }

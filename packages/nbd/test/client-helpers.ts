@@ -2,6 +2,7 @@
 // and stopped by PID, readiness polled with a bounded loop, and error assertions.
 
 import type { ChildProcess } from 'node:child_process';
+import { EventEmitter } from 'node:events';
 import { connect } from 'node:net';
 import { expect } from 'vitest';
 import { type RemoteErrorCode, RemoteError } from '../src/index.js';
@@ -66,11 +67,16 @@ export async function startNbdkitUnix(socketPath: string, args: readonly string[
   return peer;
 }
 
-/** qemu-nbd serving a raw file persistently (-t) as export `name`. */
-export async function startQemuNbd(file: string, name: string): Promise<Peer> {
-  const p = await freePort();
+/** qemu-nbd serving a raw file persistently (-t) as export `name` (on `port`, else a free one). */
+export async function startQemuNbd(file: string, name: string, port?: number): Promise<Peer> {
+  const p = port ?? (await freePort());
   const peer = track(spawnTracked('qemu-nbd', ['-f', 'raw', '-x', name, '-p', String(p), '-b', '127.0.0.1', '-t', file]), p);
-  await waitListening({ port: p }, peer.child);
+  try {
+    await waitListening({ port: p }, peer.child);
+  } catch (err) {
+    await peer.kill();
+    throw new Error(`${(err as Error).message}: ${peer.stderr()}`);
+  }
   return peer;
 }
 
@@ -103,4 +109,15 @@ export function rng(seed: number): () => number {
     x ^= x << 5;
     return (x >>> 0) / 0x100000000;
   };
+}
+
+/** Only what ClientConnection uses of a Socket: writes are recorded, data is emitted by the test. */
+export class FakeSocket extends EventEmitter {
+  readonly written: Uint8Array[] = [];
+  destroyed = false;
+  write(bytes: Uint8Array): boolean { this.written.push(bytes.slice()); return true; }
+  end(bytes?: Uint8Array): void { if (bytes !== undefined) this.written.push(bytes.slice()); }
+  cork(): void {}
+  uncork(): void {}
+  destroy(): void { this.destroyed = true; }
 }

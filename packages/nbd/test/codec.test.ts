@@ -53,7 +53,8 @@ describe('handshake codec', () => {
     expect(decode(encodeOption(Opt.STARTTLS))).toEqual({ type: 'starttls' });
     expect(decode(encodeOption(Opt.STRUCTURED_REPLY))).toEqual({ type: 'structured-reply' });
     expect(decode(encodeOption(99))).toEqual({ type: 'unsupported', option: 99 });
-    expect(decode(encodeOption(Opt.SET_META_CONTEXT, new Uint8Array(8)))).toEqual({ type: 'unsupported', option: Opt.SET_META_CONTEXT });
+    expect(decode(encodeOption(Opt.SET_META_CONTEXT, new Uint8Array(8)))).toEqual({ type: 'set-meta-context', name: '', queries: [] });
+    expect(decode(encodeOption(Opt.EXTENDED_HEADERS))).toEqual({ type: 'extended-headers' });
   });
 
   it('flags malformed known options as invalid (connection survives) and bad framing as errors', () => {

@@ -4,10 +4,11 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
-  ByteAccumulator, Info, NbdProtocolError, Opt, Rep, STRING_MAX_BYTES, ServerHandshake, Size, classifyOptionReply, createMemoryExport,
-  createMemoryProvider, decodeClientFlags, decodeExportNameReply, decodeGreeting, decodeInfoReply, decodeOption, decodeOptionHeader,
-  decodeOptionReply, decodeServerGreeting, encodeExportNameReply, encodeGreeting, encodeInfoBlockSize, encodeInfoExport, encodeInfoOption,
-  encodeInfoString, encodeOption, encodeOptionReply, encodeServerEntry, type Decoded, type HandshakeConfig, type HandshakeStep, type TlsMode,
+  ByteAccumulator, Info, META_QUERIES_MAX, NbdProtocolError, Opt, Rep, STRING_MAX_BYTES, ServerHandshake, Size, classifyOptionReply,
+  createMemoryExport, createMemoryProvider, decodeClientFlags, decodeExportNameReply, decodeGreeting, decodeInfoReply, decodeMetaContextReply,
+  decodeMetaContextRequest, decodeOption, decodeOptionHeader, decodeOptionReply, decodeServerGreeting, encodeExportNameReply, encodeGreeting,
+  encodeInfoBlockSize, encodeInfoExport, encodeInfoOption, encodeInfoString, encodeMetaContextOption, encodeMetaContextReply, encodeOption,
+  encodeOptionReply, encodeServerEntry, type Decoded, type HandshakeConfig, type HandshakeStep, type TlsMode,
 } from '../src/index.js';
 import { applyMutations, concatBytes, cuts, embedded, interestingU32, mutations, randomBytes, splitAt, surround, type Surround } from '../../../test/lib/fuzz-bytes.js';
 import { arrayBufferGrowth, fuzz } from '../../../test/lib/fuzz-run.js';
@@ -66,7 +67,7 @@ describe('fuzz: NBD handshake codecs', () => {
       nameArb.map((name) => ({ bytes: encodeOption(Opt.EXPORT_NAME, enc.encode(name)), want: { type: 'export-name', name } })),
       fc.constantFrom(['abort', Opt.ABORT], ['list', Opt.LIST], ['starttls', Opt.STARTTLS], ['structured-reply', Opt.STRUCTURED_REPLY])
         .map(([type, code]) => ({ bytes: encodeOption(code as number), want: { type } })),
-      fc.record({ option: u32.filter((o) => !([1, 2, 3, 5, 6, 7, 8] as number[]).includes(o)), data: fc.uint8Array({ maxLength: 100 }) })
+      fc.record({ option: u32.filter((o) => !([1, 2, 3, 5, 6, 7, 8, 9, 10, 11] as number[]).includes(o)), data: fc.uint8Array({ maxLength: 100 }) })
         .map(({ option: o, data }) => ({ bytes: encodeOption(o, data), want: { type: 'unsupported', option: o } })),
     );
     fuzz('nbd option round trip', fc.property(fc.array(option, { minLength: 1, maxLength: 6 }), cuts(), (options, points) => {
@@ -159,9 +160,53 @@ describe('fuzz: NBD handshake codecs', () => {
   });
 });
 
+describe('fuzz: meta context codecs (issue 9)', () => {
+  const metaOption = fc.constantFrom(Opt.LIST_META_CONTEXT, Opt.SET_META_CONTEXT);
+  const queries = fc.array(stringNoNul(40), { maxLength: 8 });
+
+  it('LIST/SET data: any bytes give a request or a reason, never an exception; a request re-encodes to the same bytes', () => {
+    fuzz('nbd decodeMetaContextRequest random', fc.property(randomBytes(24, 400), surround(), metaOption, (bytes, s, option) => {
+      const d = sameWhenEmbedded(decodeMetaContextRequest, bytes, s);
+      if (d.kind === 'invalid') {
+        expect(d.reason.length).toBeGreaterThan(0);
+        return;
+      }
+      expect(d.value.queries.length).toBeLessThanOrEqual(META_QUERIES_MAX);
+      expect(encodeMetaContextOption(option, d.value.name, d.value.queries).subarray(Size.OPTION_HEADER)).toEqual(bytes);
+    }), 4000);
+  });
+
+  it('LIST/SET round-trip through decodeOption; mutated ones decode canonically or become "invalid"', () => {
+    fuzz('nbd meta context option round trip', fc.property(metaOption, stringNoNul(40), queries, mutations(), dataCaps, (option, name, qs, muts, cap) => {
+      const bytes = encodeMetaContextOption(option, name, qs);
+      const type = option === Opt.LIST_META_CONTEXT ? 'list-meta-context' : 'set-meta-context';
+      expect(decodeOption(bytes, 65536)).toEqual({ kind: 'value', value: { type, name, queries: qs }, consumedBytes: bytes.length });
+      const input = applyMutations(bytes, muts);
+      const d = decodeOption(input, cap);
+      checkDecoded(d, input.length, Size.OPTION_HEADER + cap);
+      if (d.kind !== 'value') return;
+      const v = d.value;
+      if (v.type === 'list-meta-context' || v.type === 'set-meta-context') {
+        const code = v.type === 'list-meta-context' ? Opt.LIST_META_CONTEXT : Opt.SET_META_CONTEXT;
+        expect(encodeMetaContextOption(code, v.name, v.queries)).toEqual(input.subarray(0, d.consumedBytes));
+      }
+    }), 3000);
+  });
+
+  it('META_CONTEXT replies round-trip; any reply data decodes to a context or undefined', () => {
+    fuzz('nbd meta context reply', fc.property(u32, stringNoNul(60).filter((n) => n.length > 0), randomBytes(8, 80), (id, name, junk) => {
+      const r = decodeOptionReply(encodeMetaContextReply(Opt.SET_META_CONTEXT, id, name), 65536);
+      expect(r.kind === 'value' && r.value.replyType === Rep.META_CONTEXT && decodeMetaContextReply(r.value.data)).toEqual({ contextId: id, name });
+      const any = decodeMetaContextReply(junk);
+      if (any !== undefined) expect(4 + enc.encode(any.name).length).toBe(junk.length);
+    }), 2000);
+  });
+});
+
 // ---- the server's haggling machine ----------------------------------------------------------
 
-const disk0 = createMemoryExport('disk0', 1 << 20, { description: 'fuzz disk', writeBufferBytes: 64 << 20 });
+const noContext = async (): Promise<never> => { throw new Error('not called'); };
+const disk0 = createMemoryExport('disk0', 1 << 20, { description: 'fuzz disk', writeBufferBytes: 64 << 20, extraContexts: { 'qemu:dirty-bitmap:a': noContext } });
 const blk = createMemoryExport('blk', 1 << 20, { blockSize: { minimumBytes: 512 }, writeBufferBytes: 64 << 20 });
 const provider = createMemoryProvider([disk0, blk]);
 
@@ -203,8 +248,15 @@ const validOption = fc.oneof(
   { weight: 1, arbitrary: nameArb.map((name) => encodeOption(Opt.EXPORT_NAME, enc.encode(name))) },
   {
     weight: 4,
-    arbitrary: fc.constantFrom(Opt.ABORT, Opt.LIST, Opt.STARTTLS, Opt.STRUCTURED_REPLY, Opt.LIST_META_CONTEXT, Opt.SET_META_CONTEXT, 4, 0, 0xffffffff)
+    arbitrary: fc.constantFrom(Opt.ABORT, Opt.LIST, Opt.STARTTLS, Opt.STRUCTURED_REPLY, Opt.LIST_META_CONTEXT, Opt.SET_META_CONTEXT, Opt.EXTENDED_HEADERS, 4, 0, 0xffffffff)
       .map((o) => encodeOption(o)),
+  },
+  {
+    weight: 3,
+    arbitrary: fc.record({
+      option: fc.constantFrom(Opt.LIST_META_CONTEXT, Opt.SET_META_CONTEXT), name: nameArb,
+      queries: fc.array(fc.constantFrom('base:allocation', 'base:', 'qemu:', 'qemu:dirty-bitmap:', 'qemu:dirty-bitmap:a', 'x'), { maxLength: 4 }),
+    }).map(({ option, name, queries }) => encodeMetaContextOption(option, name, queries)),
   },
   { weight: 1, arbitrary: fc.record({ o: fc.constantFrom(Opt.LIST, Opt.STARTTLS, Opt.STRUCTURED_REPLY, 0x7a7a), data: fc.uint8Array({ maxLength: 40 }) }).map(({ o, data }) => encodeOption(o, data)) },
 );
@@ -248,10 +300,23 @@ describe('fuzz: the server handshake machine', () => {
       for (const r of replies) if (r.type >= ERR_BIT) expect(r.data.length).toBeLessThanOrEqual(STRING_MAX_BYTES);
       if (d.final.kind === 'transmission') {
         expect([disk0, blk]).toContain(d.final.setup.export);
-        // Structured replies hold iff acknowledged after the last STARTTLS (nothing survives the upgrade).
+        // Structured replies hold iff acknowledged (or implied by extended headers) after the last
+        // STARTTLS: nothing survives the upgrade.
         const lastTls = replies.map((r) => r.option === Opt.STARTTLS && r.type === Rep.ACK).lastIndexOf(true);
-        const structured = replies.slice(lastTls + 1).some((r) => r.option === Opt.STRUCTURED_REPLY && r.type === Rep.ACK);
-        expect(d.final.setup.structuredReplies).toBe(structured);
+        const acked = (option: number): boolean => replies.slice(lastTls + 1).some((r) => r.option === option && r.type === Rep.ACK);
+        const setup = d.final.setup;
+        expect(setup.extendedHeaders).toBe(acked(Opt.EXTENDED_HEADERS));
+        expect(setup.structuredReplies).toBe(acked(Opt.STRUCTURED_REPLY) || acked(Opt.EXTENDED_HEADERS));
+        // Selected contexts: ones the export offers, with distinct ids the client was told in a SET reply.
+        const told = replies.slice(lastTls + 1).filter((r) => r.option === Opt.SET_META_CONTEXT && r.type === Rep.META_CONTEXT)
+          .map((r) => decodeMetaContextReply(r.data));
+        const offered = setup.export.metaContexts?.names() ?? [];
+        for (const c of setup.metaContexts) {
+          expect(offered).toContain(c.name);
+          expect(told).toContainEqual({ contextId: c.id, name: c.name });
+        }
+        expect(new Set(setup.metaContexts.map((c) => c.id)).size).toBe(setup.metaContexts.length);
+        if (setup.metaContexts.length > 0) expect(setup.structuredReplies).toBe(true);
       }
     }), 3000);
   });

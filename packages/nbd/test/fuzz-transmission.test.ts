@@ -4,11 +4,15 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
-  ByteAccumulator, Cmd, DATA_CHUNK_PREFIX_BYTES, Errno, NbdProtocolError, REQUEST_MAGIC, ReplyFlag, ReplyType, SMALL_CHUNK_MAX_BYTES, Size,
-  checkChunkHeader, checkRequest, createMemoryExport, decodeDataChunkOffset, decodeReplyHeader, decodeRequest, decodeSmallChunk,
-  encodeChunkHeader, encodeDataChunkHeader, encodeErrorChunk, encodeNoneChunk, encodeRequest, encodeSimpleReply, errnoName, payloadLimitFrom,
-  printable, type Decoded, type NbdRequest, type ReplyHeader,
+  BLOCK_STATUS_EXTENTS_MAX, ByteAccumulator, Cmd, CmdFlag, DATA_CHUNK_PREFIX_BYTES, EXTENDED_DATA_PREFIX_BYTES, EXTENDED_REQUEST_MAGIC, Errno,
+  NbdProtocolError, REQUEST_MAGIC, ReplyFlag, ReplyType, SMALL_CHUNK_MAX_BYTES, Size, blockStatusChunkBytes, blockStatusQuery,
+  checkChunkHeader, checkRequest, createMemoryExport, decodeBlockStatusPayload, decodeDataChunkOffset, decodeExtendedRequest,
+  decodeReplyHeader, decodeRequest, decodeSmallChunk, encodeBlockStatusChunk, encodeChunkHeader, encodeDataChunkHeader,
+  encodeErrorChunk, encodeExtendedDataHeader, encodeExtendedErrorChunk, encodeExtendedNoneChunk, encodeNoneChunk, encodeRequest,
+  encodeSimpleReply, errnoName, extentsProblem, payloadLimitFrom, printable, type Decoded, type NbdExtent, type NbdRequest, type ReplyHeader,
 } from '../src/index.js';
+// The client's own extended-header codecs (not re-exported by the package yet): the other side of the round trips.
+import { decodeExtendedReplyHeader, encodeExtendedRequest } from '../src/codec/client-extended.js';
 import { applyMutations, cuts, embedded, interestingU32, mutations, randomBytes, splitAt, surround } from '../../../test/lib/fuzz-bytes.js';
 import { fuzz } from '../../../test/lib/fuzz-run.js';
 
@@ -65,16 +69,17 @@ describe('fuzz: NBD request decoder (server side)', () => {
       createMemoryExport('empty', 0, { writeBufferBytes: 64 << 20 }),
     ];
     const near = fc.oneof(fc.constantFrom(0, 1, 4095, 4096, 12345, 1 << 20, (1 << 20) + 1), u53);
-    fuzz('nbd checkRequest', fc.property(requestArb, near, fc.nat({ max: 2 }), fc.boolean(), (req, offsetBytes, which, structured) => {
+    fuzz('nbd checkRequest', fc.property(requestArb, near, fc.nat({ max: 2 }), fc.boolean(), fc.nat({ max: 2 }), (req, offsetBytes, which, structured, contexts) => {
       const exp = exports[which]!;
       const r = { ...req, offsetBytes };
-      const errno = checkRequest(r, exp, structured);
+      const errno = checkRequest(r, exp, structured, contexts);
+      if (r.type === Cmd.BLOCK_STATUS && contexts === 0) expect(errno).toBe(Errno.EINVAL);
       expect(errno === 0 || (Object.values(Errno) as number[]).includes(errno)).toBe(true);
       if (errno !== 0 || r.type === Cmd.FLUSH) return;
       expect(r.lengthBytes).toBeGreaterThan(0);
       expect(r.offsetBytes + r.lengthBytes).toBeLessThanOrEqual(exp.sizeBytes);
       if (r.type === Cmd.READ || r.type === Cmd.WRITE) expect(r.lengthBytes).toBeLessThanOrEqual(exp.blockSize.maximumBytes);
-      if (r.type !== Cmd.READ && r.type !== Cmd.CACHE) expect(exp.readOnly).toBe(false);
+      if (r.type !== Cmd.READ && r.type !== Cmd.CACHE && r.type !== Cmd.BLOCK_STATUS) expect(exp.readOnly).toBe(false);
     }), 5000);
   });
 
@@ -96,6 +101,128 @@ describe('fuzz: NBD request decoder (server side)', () => {
       expect(got).toEqual(reqs);
       expect(acc.length).toBe(0);
     }), 1500);
+  });
+});
+
+const u64Length = fc.oneof(u53, fc.constantFrom(2 ** 32, 5 * 2 ** 30, 2 ** 52));
+
+describe('fuzz: extended headers (issue 9)', () => {
+  it('32-byte requests: any bytes give a request, "need N" up to 32 bytes, or bad-magic (a compact magic at once)', () => {
+    fuzz('nbd decodeExtendedRequest random', fc.property(randomBytes(32, 80), surround(), fc.constantFrom(0, 1, 2), (bytes, s, magic) => {
+      if (magic > 0 && bytes.length >= 4) new DataView(bytes.buffer, bytes.byteOffset).setUint32(0, magic === 1 ? EXTENDED_REQUEST_MAGIC : REQUEST_MAGIC);
+      const d = decodeExtendedRequest(bytes);
+      expect(decodeExtendedRequest(embedded(bytes, s))).toEqual(d);
+      checkDecoded(d, bytes.length, Size.EXTENDED_REQUEST);
+      if (magic === 2 && bytes.length >= 4) expect(d.kind).toBe('error');
+      if (d.kind !== 'value') return;
+      expect(d.consumedBytes).toBe(Size.EXTENDED_REQUEST);
+      expect(Number.isSafeInteger(d.value.offsetBytes) && Number.isSafeInteger(d.value.lengthBytes) && d.value.lengthBytes >= 0).toBe(true);
+    }), 5000);
+  });
+
+  it('the client\'s extended requests decode to what it encoded, in any chunking of a stream', () => {
+    const reqArb = fc.record({ flags: u16, type: u16, cookieHi: u32, cookieLo: u32, offsetBytes: u53, lengthBytes: u64Length });
+    fuzz('nbd extended request stream', fc.property(fc.array(reqArb, { minLength: 1, maxLength: 12 }), cuts(12), (reqs, points) => {
+      const stream = new Uint8Array(reqs.length * Size.EXTENDED_REQUEST);
+      reqs.forEach((r, i) => encodeExtendedRequest(stream, i * Size.EXTENDED_REQUEST, r));
+      const acc = new ByteAccumulator(1 << 20, 8);
+      const got: NbdRequest[] = [];
+      for (const piece of splitAt(stream, points)) {
+        acc.push(piece);
+        for (;;) {
+          const d = decodeExtendedRequest(acc.peek(Math.min(acc.length, Size.EXTENDED_REQUEST)));
+          if (d.kind !== 'value') break;
+          got.push(d.value);
+          acc.consume(d.consumedBytes);
+        }
+      }
+      expect(got).toEqual(reqs);
+    }), 1500);
+  });
+
+  it('extended reply headers the server encodes decode in the client to the same fields', () => {
+    fuzz('nbd extended reply round trip', fc.property(u32, u32, u53, fc.nat({ max: 1 << 25 }), fc.boolean(), u32.filter((e) => e !== 0), (hi, lo, off, dataBytes, done, errno) => {
+      const buf = new Uint8Array(64);
+      const at = 5;
+      const header = (): Record<string, unknown> => {
+        const d = decodeExtendedReplyHeader(buf.subarray(at, at + Size.EXTENDED_REPLY_HEADER));
+        if (d.kind !== 'value') throw new Error('extended reply did not decode');
+        return { ...d.value };
+      };
+      expect(encodeExtendedDataHeader(buf, at, hi, lo, off, dataBytes + 1, done)).toBe(EXTENDED_DATA_PREFIX_BYTES);
+      expect(header()).toMatchObject({ flags: done ? ReplyFlag.DONE : 0, type: ReplyType.OFFSET_DATA, cookieHi: hi, cookieLo: lo, offsetBytes: off, payloadBytes: 8 + dataBytes + 1 });
+      expect(decodeDataChunkOffset(buf.subarray(at + Size.EXTENDED_REPLY_HEADER, at + EXTENDED_DATA_PREFIX_BYTES))).toBe(off);
+      const n = encodeExtendedErrorChunk(buf, at, hi, lo, off, errno);
+      const err = header();
+      expect(err).toMatchObject({ flags: ReplyFlag.DONE, type: ReplyType.ERROR, offsetBytes: off, payloadBytes: 6 });
+      expect(decodeSmallChunk({ kind: 'structured', flags: ReplyFlag.DONE, type: ReplyType.ERROR, cookieHi: hi, cookieLo: lo, payloadBytes: 6 },
+        buf.subarray(at + Size.EXTENDED_REPLY_HEADER, at + n))).toEqual({ kind: 'error', errno, message: '' });
+      encodeExtendedNoneChunk(buf, at, hi, lo, off);
+      expect(header()).toMatchObject({ flags: ReplyFlag.DONE, type: ReplyType.NONE, payloadBytes: 0, offsetBytes: off });
+    }), 3000);
+  });
+});
+
+describe('fuzz: block status (issue 9)', () => {
+  const extentArb = (maxLength: number): fc.Arbitrary<NbdExtent> => fc.record({ lengthBytes: fc.integer({ min: 1, max: maxLength }), flags: u32 });
+
+  it('chunks the server encodes decode to the same context and extents, compact and extended', () => {
+    fuzz('nbd block status round trip', fc.property(fc.boolean(), u32, fc.array(extentArb(0xffffffff), { minLength: 1, maxLength: 40 }), fc.boolean(), u32, u53,
+      (extended, id, extents, done, cookie, off) => {
+        const buf = new Uint8Array(3 + blockStatusChunkBytes(extents.length, extended));
+        const n = encodeBlockStatusChunk(buf, 3, { cookieHi: cookie, cookieLo: cookie, offsetBytes: off }, id, extents, done, extended);
+        expect(n).toBe(buf.length - 3);
+        const headerBytes = extended ? Size.EXTENDED_REPLY_HEADER : Size.STRUCTURED_HEADER;
+        const payload = buf.subarray(3 + headerBytes);
+        expect(decodeBlockStatusPayload(payload, extended)).toEqual({ kind: 'value', value: { contextId: id, extents }, consumedBytes: payload.length });
+        if (extended) {
+          const h = decodeExtendedReplyHeader(buf.subarray(3, 3 + headerBytes));
+          expect(h.kind === 'value' && h.value).toMatchObject({ type: ReplyType.BLOCK_STATUS_EXT, flags: done ? ReplyFlag.DONE : 0, payloadBytes: payload.length, offsetBytes: off });
+        } else {
+          const h = decodeReplyHeader(buf.subarray(3, 3 + headerBytes), 1 << 30);
+          expect(h.kind === 'value' && h.value).toMatchObject({ kind: 'structured', type: ReplyType.BLOCK_STATUS, flags: done ? ReplyFlag.DONE : 0, payloadBytes: payload.length });
+        }
+      }), 2000);
+  });
+
+  it('any payload bytes: extents or NbdProtocolError, every extent nonzero', () => {
+    fuzz('nbd decodeBlockStatusPayload random', fc.property(randomBytes(40, 300), fc.boolean(), (bytes, extended) => {
+      const d = decodeBlockStatusPayload(bytes, extended);
+      checkDecoded(d, bytes.length, bytes.length);
+      if (d.kind === 'value') for (const e of d.value.extents) expect(e.lengthBytes).toBeGreaterThan(0);
+    }), 3000);
+  });
+
+  it('backend answers: extentsProblem never throws, and what it accepts encodes within the request and the bounds', () => {
+    const junk = fc.oneof(fc.constant(null), fc.constant(undefined), fc.integer(), fc.string(), fc.object());
+    const field = fc.oneof(fc.integer({ min: -2, max: 5000 }), fc.double(), fc.constantFrom(0, 2 ** 32, 2 ** 53, Number.NaN), junk);
+    const answer = fc.oneof(
+      { weight: 3, arbitrary: fc.array(fc.record({ lengthBytes: fc.integer({ min: 1, max: 3000 }), flags: fc.nat({ max: 3 }) }), { maxLength: 6 }) },
+      { weight: 2, arbitrary: fc.array(fc.oneof(fc.record({ lengthBytes: field, flags: field }), junk), { maxLength: 6 }) },
+      { weight: 1, arbitrary: junk },
+    );
+    fuzz('nbd extentsProblem', fc.property(answer, fc.integer({ min: 1, max: 6000 }), fc.integer({ min: 1, max: 8 }), fc.boolean(), (extents, len, max, extended) => {
+      const problem = extentsProblem(extents, len, max);
+      if (problem !== undefined) return;
+      const ok = extents as NbdExtent[];
+      expect(ok.length >= 1 && ok.length <= max).toBe(true);
+      expect(ok.reduce((sum, e) => sum + e.lengthBytes, 0)).toBeLessThanOrEqual(len);
+      const buf = new Uint8Array(blockStatusChunkBytes(ok.length, extended));
+      encodeBlockStatusChunk(buf, 0, { cookieHi: 0, cookieLo: 1, offsetBytes: 0 }, 1, ok, true, extended);
+    }), 4000);
+  });
+
+  it('what the backend is asked: at most the request, at least one block, REQ_ONE one extent, compact within u32', () => {
+    fuzz('nbd blockStatusQuery', fc.property(u16, u64Length.filter((l) => l > 0), fc.constantFrom(1, 512, 4096, 65536), fc.integer({ min: 1, max: 64 }), fc.boolean(),
+      (flags, lengthBytes, minimumBytes, contexts, extended) => {
+        const len = extended ? lengthBytes : Math.min(lengthBytes, 0xffffffff);
+        const q = blockStatusQuery({ type: Cmd.BLOCK_STATUS, flags, cookieHi: 0, cookieLo: 0, offsetBytes: 0, lengthBytes: len }, minimumBytes, contexts, extended);
+        expect(q.lengthBytes >= 1 && q.lengthBytes <= len).toBe(true);
+        if (!extended) expect(q.lengthBytes).toBeLessThanOrEqual(0xffffffff);
+        if (q.lengthBytes < len) expect(q.lengthBytes % minimumBytes).toBe(0);
+        expect(q.extentsMax).toBe((flags & CmdFlag.REQ_ONE) !== 0 ? 1 : Math.floor(BLOCK_STATUS_EXTENTS_MAX / contexts));
+        expect(q.extentsMax * contexts).toBeLessThanOrEqual(Math.max(BLOCK_STATUS_EXTENTS_MAX, contexts));
+      }), 3000);
   });
 });
 

@@ -1,6 +1,6 @@
 // fetch-based client of the daemon's JSON API, used by every CLI command except `serve`.
 // Every request has a timeout; failures become CliErrors that say what to do next.
-import type { DiscoverResult, ElementStatus, EngineStatus, RebuildStatus, VolumeStatus } from '@onestack/engine';
+import type { CheckpointStatus, DiscoverResult, ElementStatus, EngineStatus, RebuildStatus, VolumeStatus } from '@onestack/engine';
 import { CliError } from '../errors.js';
 import { formatHostPort, type HostPort } from '../args.js';
 
@@ -56,6 +56,15 @@ export class ApiClient {
   }
   replaceElement(volume: string, oldElement: string, newElement: string): Promise<VolumeStatus> {
     return this.#request('POST', `/volumes/${encodeURIComponent(volume)}/replace`, { old: oldElement, new: newElement }) as Promise<VolumeStatus>;
+  }
+  createCheckpoint(volume: string, name?: string): Promise<CheckpointStatus> {
+    return this.#request('POST', `/volumes/${encodeURIComponent(volume)}/checkpoints`, name === undefined ? {} : { name }) as Promise<CheckpointStatus>;
+  }
+  checkpoints(volume: string): Promise<CheckpointStatus[]> {
+    return this.#request('GET', `/volumes/${encodeURIComponent(volume)}/checkpoints`) as Promise<CheckpointStatus[]>;
+  }
+  async deleteCheckpoint(volume: string, name: string): Promise<void> {
+    await this.#request('DELETE', `/volumes/${encodeURIComponent(volume)}/checkpoints/${encodeURIComponent(name)}`);
   }
   addElement(body: AddElementBody): Promise<ElementStatus> {
     return this.#request('POST', '/elements', body) as Promise<ElementStatus>;

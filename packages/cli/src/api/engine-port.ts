@@ -1,7 +1,7 @@
 // The part of the Engine the API server uses. A structural interface, so the server can be
 // tested against the real Engine and reasoned about without the whole class.
 import type { EventEmitter } from 'node:events';
-import type { DiscoverOptions, DiscoverResult, ElementStatus, EngineStatus, RebuildStatus } from '@onestack/engine';
+import type { CheckpointStatus, DiscoverOptions, DiscoverResult, ElementStatus, EngineStatus, RebuildStatus } from '@onestack/engine';
 import type { AddElementSpec, CreateVolumeSpec } from './validate.js';
 
 export interface ApiEngine {
@@ -24,6 +24,10 @@ export interface ApiEngine {
   replaceElement?(volume: string, oldElement: string, newElement: string): Promise<void>;
   /** Makes the volume the boot volume (the empty NBD export name); optional like replaceElement (501 without it). */
   setBootVolume?(name: string): Promise<void>;
+  /** Checkpoints (dirty bitmaps for incremental backup); optional like replaceElement (501 without them). */
+  checkpoint?(volume: string, name?: string): Promise<CheckpointStatus>;
+  checkpoints?(volume: string, opts: { all?: boolean }): readonly CheckpointStatus[];
+  deleteCheckpoint?(volume: string, name: string): Promise<void>;
   /** Emits 'change' whenever volumes or elements change state, and at most every 250 ms of rebuild or scrub progress. */
   readonly events: EventEmitter;
 }

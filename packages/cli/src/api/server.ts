@@ -13,7 +13,7 @@ import { renderPage, renderUnauthorizedPage } from './page.js';
 import { DEFAULT_WEB_DIR, WebRoot } from './web-root.js';
 import { listCandidates } from './candidates.js';
 import { addElement, checkAddElementRequest } from './element-secret.js';
-import { checkCreateVolume, checkDiscover, checkName, checkReplace, checkScrub, type DiscoverSpec } from './validate.js';
+import { checkCheckpointName, checkCreateCheckpoint, checkCreateVolume, checkDiscover, checkName, checkReplace, checkScrub, type DiscoverSpec } from './validate.js';
 import { redact } from '../uri-secret.js';
 import { isEngineError } from '../errors.js';
 
@@ -41,18 +41,24 @@ const DISCOVERIES_MAX = 8;
 const HTML = 'text/html; charset=utf-8';
 const PAGE_CSP = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
-/** Starts listening; rejects with the listen error (EADDRINUSE, EACCES, ...) as is. */
-export async function startApiServer(options: ApiServerOptions, listen: { host: string; port: number }): Promise<ApiServer> {
+/**
+ * Starts listening on HOST:PORT or on an inherited listening socket (socket activation: its fd);
+ * rejects with the listen error (EADDRINUSE, EACCES, ...) as is. An fd that is a Unix socket
+ * reports host '' and port 0.
+ */
+export async function startApiServer(options: ApiServerOptions, listen: { host: string; port: number } | { fd: number }): Promise<ApiServer> {
   const log: Log = options.log ?? (() => undefined);
   const handler = new ApiHandler(options, log);
   const server = createServer({ requestTimeout: 30_000, headersTimeout: 10_000 }, (req, res) => { handler.handle(req, res); });
   server.maxHeadersCount = 64;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen({ host: listen.host, port: listen.port, exclusive: true }, () => { server.off('error', reject); resolve(); });
+    const at = 'fd' in listen ? { fd: listen.fd } : { host: listen.host, port: listen.port, exclusive: true };
+    server.listen(at, () => { server.off('error', reject); resolve(); });
   });
   server.on('error', (err) => { log('error', `API server: ${err.message}`); });
-  const address = server.address() as AddressInfo;
+  const bound = server.address();
+  const address: Pick<AddressInfo, 'address' | 'port'> = bound !== null && typeof bound === 'object' ? bound : { address: '', port: 0 };
   return { host: address.address, port: address.port, close: (timeoutMs = 1000) => closeServer(server, handler, timeoutMs) };
 }
 
@@ -135,8 +141,9 @@ class ApiHandler {
   }
 
   async #api(req: IncomingMessage, res: ServerResponse, method: string, parts: readonly string[]): Promise<void> {
-    const [collection, name, action, extra] = parts;
-    if (extra !== undefined) throw notFound(parts);
+    const [collection, name, action, extra, more] = parts;
+    // Four segments only for one checkpoint: volumes/NAME/checkpoints/CKPT.
+    if (more !== undefined || (extra !== undefined && (collection !== 'volumes' || action !== 'checkpoints'))) throw notFound(parts);
     if (collection === 'status' && name === undefined) return this.#get(method, res, () => this.#engine.status());
     if (collection === 'metrics' && name === undefined) {
       if (method !== 'GET') throw methodNotAllowed(['GET']);
@@ -146,7 +153,7 @@ class ApiHandler {
       if (method !== 'GET') throw methodNotAllowed(['GET']);
       return this.events.attach(req, res);
     }
-    if (collection === 'volumes') return this.#volumes(req, res, method, name, action);
+    if (collection === 'volumes') return this.#volumes(req, res, method, name, action, extra);
     if (collection === 'elements') return this.#elements(req, res, method, name, action);
     if (collection === 'discover' && name === undefined) return this.#discover(req, res, method);
     if (collection === 'candidates' && name === undefined) {
@@ -155,7 +162,7 @@ class ApiHandler {
     throw notFound(parts);
   }
 
-  async #volumes(req: IncomingMessage, res: ServerResponse, method: string, name?: string, action?: string): Promise<void> {
+  async #volumes(req: IncomingMessage, res: ServerResponse, method: string, name?: string, action?: string, extra?: string): Promise<void> {
     if (name === undefined) {
       if (method === 'GET') return sendJson(res, 200, this.#engine.status().volumes);
       if (method !== 'POST') throw methodNotAllowed(['GET', 'POST']);
@@ -167,6 +174,7 @@ class ApiHandler {
     if (action === 'replace') return this.#replace(req, res, method, name);
     if (action === 'scrub') return this.#scrub(req, res, method, name);
     if (action === 'boot') return this.#boot(req, res, method, name);
+    if (action === 'checkpoints') return this.#checkpoints(req, res, method, name, extra);
     if (action !== undefined) throw notFound(['volumes', name, action]);
     if (method === 'GET') return sendJson(res, 200, this.#volume(name));
     if (method !== 'DELETE') throw methodNotAllowed(['GET', 'DELETE']);
@@ -205,6 +213,34 @@ class ApiHandler {
     const started = await this.#engine.startScrub(name, spec);
     // Only the plain fields: the engine's object also carries its completion promise.
     return sendJson(res, 202, { volume: started.volume, kind: started.kind, startedMs: started.startedMs, progress: started.progress });
+  }
+
+  /**
+   * POST starts a checkpoint (201 with it), GET lists them (unusable ones carry `unusable`), and
+   * DELETE .../checkpoints/CKPT deletes one (204).
+   */
+  async #checkpoints(req: IncomingMessage, res: ServerResponse, method: string, volume: string, checkpoint?: string): Promise<void> {
+    const engine = this.#engine;
+    if (engine.checkpoint === undefined || engine.checkpoints === undefined || engine.deleteCheckpoint === undefined) {
+      throw new HttpError(501, 'not-implemented', 'this engine has no checkpoints', `volumes/${volume}/checkpoints`);
+    }
+    this.#volume(volume); // 404 for an unknown volume, before anything else
+    const all = (): readonly { name: string }[] => engine.checkpoints!(volume, { all: true });
+    if (checkpoint !== undefined) {
+      const ckpt = checkCheckpointName(checkpoint, 'checkpoint');
+      if (method === 'GET') {
+        const found = all().find((c) => c.name === ckpt);
+        if (found === undefined) throw new HttpError(404, 'not-found', `volume ${volume} has no checkpoint named ${ckpt}`, `volumes/${volume}/checkpoints/${ckpt}`);
+        return sendJson(res, 200, found);
+      }
+      if (method !== 'DELETE') throw methodNotAllowed(['GET', 'DELETE']);
+      await this.#mutate(() => engine.deleteCheckpoint!(volume, ckpt));
+      return sendNoContent(res);
+    }
+    if (method === 'GET') return sendJson(res, 200, all());
+    if (method !== 'POST') throw methodNotAllowed(['GET', 'POST']);
+    const spec = checkCreateCheckpoint(await readJsonBody(req));
+    return sendJson(res, 201, await this.#mutate(() => engine.checkpoint!(volume, spec.name)));
   }
 
   async #elements(req: IncomingMessage, res: ServerResponse, method: string, name?: string, action?: string): Promise<void> {
@@ -313,7 +349,7 @@ function pathOf(req: IncomingMessage): string {
 
 function notFound(parts: readonly string[]): HttpError {
   return new HttpError(404, 'not-found', `no such route: ${PREFIX}/${parts.join('/')}`, 'path',
-    'routes: status, volumes[/NAME[/scrub|/replace|/boot]], elements[/NAME[/fail]], discover, candidates, events, metrics');
+    'routes: status, volumes[/NAME[/scrub|/replace|/boot|/checkpoints[/CKPT]]], elements[/NAME[/fail]], discover, candidates, events, metrics');
 }
 
 function checkEmptyBody(body: unknown): void {

@@ -142,6 +142,22 @@ export function checkDiscover(body: unknown): DiscoverSpec {
   return spec;
 }
 
+const CHECKPOINT_NAME_RE = /^[A-Za-z0-9._-]{1,64}$/;
+
+/** A checkpoint name (also the NBD context qemu:dirty-bitmap:NAME). */
+export function checkCheckpointName(value: unknown, field: string): string {
+  if (typeof value !== 'string' || !CHECKPOINT_NAME_RE.test(value)) {
+    throw badRequest(`${field} must be a checkpoint name`, field, '1 to 64 characters: letters, digits, ".", "_" and "-"');
+  }
+  return value;
+}
+
+/** POST /volumes/NAME/checkpoints: {} (a default name ckpt-N) or {"name": "..."}. */
+export function checkCreateCheckpoint(body: unknown): { name?: string } {
+  const b = objectBody(body, ['name']);
+  return b['name'] === undefined ? {} : { name: checkCheckpointName(b['name'], 'name') };
+}
+
 export interface ScrubSpec { repair?: boolean; maxMiBPerSec?: number }
 export interface ReplaceSpec { old: string; new: string }
 

@@ -1,4 +1,5 @@
-// `onestack volume list | create NAME --layout L --element E... | delete NAME | scrub NAME (scrub.ts)`
+// `onestack volume list | create NAME --layout L --element E... | delete NAME | scrub NAME (scrub.ts)
+// | checkpoint, checkpoints, checkpoint-delete (checkpoint.ts)`
 import type { CreateVolumeBody } from '../api/client.js';
 import { helpHint, parseChoice, parseCommandArgs, parsePositiveInt, parseSize, closest, type OptionSpecs, type ParsedArgs } from '../args.js';
 import { usageError, type ExitCode } from '../errors.js';
@@ -8,10 +9,11 @@ import { formatBytes, renderVolumeList } from '../render.js';
 import { LAYOUTS, ORDERS } from '../api/validate.js';
 import { CLIENT_OPTIONS, clientFor, groupHelp, isSubcommand } from './common.js';
 import { scrubCommand } from './scrub.js';
+import { checkpointCommand } from './checkpoint.js';
 
 const CHUNK_KIB_MAX = 1024 * 1024;
 const ELEMENTS_MAX = 256;
-const SUBCOMMANDS = ['list', 'create', 'delete', 'scrub'];
+const SUBCOMMANDS = ['list', 'create', 'delete', 'scrub', 'checkpoint', 'checkpoints', 'checkpoint-delete'];
 
 const CREATE_OPTIONS: OptionSpecs = {
   ...CLIENT_OPTIONS,
@@ -51,6 +53,10 @@ export async function volumeCommand(argv: readonly string[], io: CliIo): Promise
     }
     case 'scrub':
       return scrubCommand(rest, io);
+    case 'checkpoint':
+    case 'checkpoints':
+    case 'checkpoint-delete':
+      return checkpointCommand(sub, rest, io);
     default:
       throw unknownSubcommand('volume', sub, SUBCOMMANDS);
   }

@@ -7,7 +7,7 @@ import { EngineError } from '../api-types.js';
 import type { ElementConfig, EngineConfig, ListenAddress, VolumeConfig } from './types.js';
 import { configError, errorField } from './errors.js';
 import { readList, readMap, readString } from './fields.js';
-import { parseListen } from './uri.js';
+import { parseListen, parseNbdListen } from './uri.js';
 import {
   MAX_ELEMENTS, MAX_VOLUMES, normalizeApi, normalizeCache, normalizeElement, normalizeNbd, normalizePools, normalizeQueue, normalizeRebuild, normalizeVolume,
   DEFAULT_CHUNK_KIB, DEFAULT_POOLS, DEFAULT_QUEUE, DEFAULT_TIMEOUT_MS,
@@ -185,7 +185,8 @@ function applyOverrides(config: EngineConfig, overrides: ConfigOverrides | undef
   if (overrides === undefined) return config;
   let result = config;
   if (overrides.dataDir !== undefined) result = { ...result, dataDir: path.resolve(overrides.dataDir) };
-  if (overrides.nbdListen !== undefined) result = { ...result, nbd: { ...result.nbd, listen: parseListen(overrides.nbdListen, '--nbd') } };
+  // A relative unix:PATH on the command line is relative to where the command was typed.
+  if (overrides.nbdListen !== undefined) result = { ...result, nbd: { ...result.nbd, listen: parseNbdListen(overrides.nbdListen, '--nbd', process.cwd()) } };
   if (overrides.apiListen !== undefined) result = { ...result, api: { listen: parseListen(overrides.apiListen, '--api') } };
   return result;
 }

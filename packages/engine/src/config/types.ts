@@ -11,6 +11,9 @@ export interface ListenAddress {
   readonly port: number;
 }
 
+/** nbd.listen: a TCP address, or (written unix:PATH) a Unix socket at an absolute path. */
+export type NbdListenAddress = ListenAddress | { readonly socketPath: string };
+
 /** A parsed element URI. Secrets are never part of this object's printable form. */
 export type ElementLocation =
   | { readonly kind: 'local'; readonly path: string }
@@ -123,7 +126,7 @@ export interface NbdLimitsConfig {
 }
 
 export interface NbdConfig {
-  readonly listen: ListenAddress;
+  readonly listen: NbdListenAddress;
   readonly tls?: TlsConfig;
   /** Client networks (CIDR or single addresses, IPv4/IPv6); empty = everyone. */
   readonly allow: readonly string[];

@@ -1,7 +1,7 @@
 // Element URIs and listen addresses. Secrets in iSCSI URIs are accepted (libiscsi style
 // USER%SECRET@) but never leave this module except in the `secret` field of the result.
 import * as path from 'node:path';
-import type { ElementLocation, ListenAddress } from './types.js';
+import type { ElementLocation, ListenAddress, NbdListenAddress } from './types.js';
 import { configError, show } from './errors.js';
 
 export const NBD_DEFAULT_PORT = 10809;
@@ -47,10 +47,29 @@ export function parseHostPort(text: string, field: string, what: string, default
   return { host, port };
 }
 
+/** sun_path: 108 bytes on Linux with the terminating NUL (also @onestack/nbd UNIX_PATH_BYTES_MAX). */
+const UNIX_PATH_BYTES_MAX = 107;
+
+/**
+ * The NBD listen address: "HOST:PORT" or "unix:PATH" (a Unix socket; a relative PATH resolves
+ * against baseDir, the config file's directory or, for --nbd, the working directory).
+ */
+export function parseNbdListen(text: string, field: string, baseDir: string): NbdListenAddress {
+  if (typeof text !== 'string' || !text.startsWith('unix:')) return parseListen(text, field, 'HOST:PORT or unix:PATH');
+  const raw = text.slice('unix:'.length);
+  if (raw === '') throw configError(field, 'unix: needs a socket path', 'like unix:/run/onestack/nbd.sock');
+  if (/[\0\r\n]/.test(raw)) throw configError(field, 'the socket path contains a control character');
+  const socketPath = path.resolve(baseDir, raw);
+  if (Buffer.byteLength(socketPath) > UNIX_PATH_BYTES_MAX) {
+    throw configError(field, `socket path ${show(socketPath)} is longer than ${UNIX_PATH_BYTES_MAX} bytes (the limit of a Unix socket address)`, 'choose a shorter path, like unix:/run/onestack/nbd.sock');
+  }
+  return { socketPath };
+}
+
 /** A listen address "HOST:PORT" (port 0 picks a free port). */
-export function parseListen(text: string, field: string): ListenAddress {
+export function parseListen(text: string, field: string, expected = 'HOST:PORT'): ListenAddress {
   if (typeof text !== 'string' || text.length === 0 || text.length > 300) {
-    throw configError(field, `invalid listen address ${show(text)} (expected HOST:PORT)`, 'like 127.0.0.1:10809');
+    throw configError(field, `invalid listen address ${show(text)} (expected ${expected})`, 'like 127.0.0.1:10809');
   }
   return parseHostPort(text, field, 'listen address');
 }

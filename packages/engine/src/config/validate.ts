@@ -5,7 +5,7 @@ import { DEFAULT_NBD_LIMITS, NBD_LIMIT_RANGES, parseCidr } from '@onestack/nbd';
 import type { CacheTierConfig, ElementCache, ElementConfig, Layout, ListenAddress, NbdConfig, NbdLimitsConfig, PoolsConfig, QueueConfig, QueueOrder, RebuildConfig, TlsConfig, VolumeConfig } from './types.js';
 import { configError, didYouMean, show } from './errors.js';
 import { join, readBool, readEnum, readInt, readList, readMap, readName, readSizeBytes, readString } from './fields.js';
-import { parseElementUri, parseListen } from './uri.js';
+import { parseElementUri, parseListen, parseNbdListen } from './uri.js';
 
 export const LAYOUTS: readonly Layout[] = ['linear', 'raid0', 'raid1', 'raid10', 'raid5', 'raid6'];
 export const ORDERS: readonly QueueOrder[] = ['fifo', 'lifo', 'priority'];
@@ -260,7 +260,9 @@ const NBD_KEYS = ['listen', 'tls', 'allow', 'maxConnections', 'maxRequestBytes',
 export function normalizeNbd(raw: unknown, field: string, baseDir: string, defaultListen: ListenAddress): NbdConfig {
   if (raw === undefined) return { listen: defaultListen, allow: [], limits: { ...DEFAULT_NBD_LIMITS } };
   const map = readMap(raw, field, NBD_KEYS);
-  const listen = map.listen === undefined ? defaultListen : parseListen(readString(map.listen, join(field, 'listen')), join(field, 'listen'));
+  const listenField = join(field, 'listen');
+  // HOST:PORT, or unix:PATH relative to the config file like every other path in it.
+  const listen = map.listen === undefined ? defaultListen : parseNbdListen(readString(map.listen, listenField), listenField, baseDir);
   const tls = map.tls === undefined ? undefined : normalizeTls(map.tls, join(field, 'tls'), baseDir);
   const allow = map.allow === undefined ? [] : readList(map.allow, join(field, 'allow'), 256).map((item, i) => normalizeCidr(item, `${join(field, 'allow')}[${i}]`));
   return { listen, allow, limits: normalizeNbdLimits(map, field), ...(tls !== undefined ? { tls } : {}) };

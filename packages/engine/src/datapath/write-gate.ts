@@ -14,7 +14,8 @@
 // stream of plain writes cannot starve a read-modify-write, nor the other way round.
 //
 // The write path pays one Map insert and delete when nothing waits and no exclusive write is in.
-// A hook (the write-intent bitmap) may also run before each write; it is awaited inside the gate.
+// Two slots may run before each write, awaited inside the gate: the hook (the mirror write-intent
+// bitmap) and the tracker (checkpoint dirty bitmaps, checkpoints/). An empty slot costs nothing.
 import { DataPathError } from './errno.js';
 
 interface Range {
@@ -49,9 +50,15 @@ export class WriteGate {
   private readonly drainWaiters = new Set<() => void>();
   private nextId = 1;
   private hook: WriteHook | null = null;
+  private tracker: WriteHook | null = null;
 
   setHook(hook: WriteHook | null): void {
     this.hook = hook;
+  }
+
+  /** The second slot, for the volume's checkpoints; runs next to the hook. */
+  setTracker(tracker: WriteHook | null): void {
+    this.tracker = tracker;
   }
 
   /** Admits a write of [offset, +length) (`exclusive`: a read-modify-write of whole blocks); resolves with its release. */
@@ -68,7 +75,10 @@ export class WriteGate {
     }
     const release = (): void => this.leave(entry);
     try {
-      await this.hook?.(offsetBytes, lengthBytes);
+      const a = this.hook?.(offsetBytes, lengthBytes);
+      const b = this.tracker?.(offsetBytes, lengthBytes);
+      // Both awaited, neither left unobserved if the other fails.
+      await (a !== undefined && b !== undefined ? Promise.all([a, b]) : a ?? b);
     } catch (err) {
       release();
       throw err;

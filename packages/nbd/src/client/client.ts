@@ -2,10 +2,11 @@
 // deadline; operations are cut into requests lazily (at most maxRequestBytes each) only when a
 // connection has a free slot, so memory stays bounded however large the call. A dropped
 // connection hands its in-flight requests back; they are reissued (block I/O is idempotent)
-// after a reconnect with back-off, each still bounded by its operation's deadline.
+// after a reconnect with back-off, each still bounded by its operation's deadline. Block status
+// questions travel the same way, one request each, answered for the meta contexts selected.
 
-import { Cmd, CmdFlag, DEFAULT_MAX_PAYLOAD_BYTES, TransmissionFlag } from '../constants.js';
-import { payloadLimitFrom } from '../codec/client-handshake.js';
+import type { NbdExtent } from '../backend.js';
+import { Cmd, CmdFlag, MetaContext } from '../constants.js';
 import { asRemoteError, checkOptions, openConnection, type OpenedConnection } from './connect.js';
 import { ClientConnection } from './connection.js';
 import { RemoteError, remoteError } from './errors.js';
@@ -13,6 +14,9 @@ import type { Negotiated } from './handshake.js';
 import { OpPart, OpQueue, Operation, type OperationSpec } from './operation.js';
 import type { BlockDeviceInfo, NbdClientOptions } from './types.js';
 import { describeTarget } from './wire.js';
+import { deviceInfoFrom } from './device-info.js';
+
+export { deviceInfoFrom };
 
 /** Requests in flight per connection; more wait in the client's queue. */
 const IN_FLIGHT_PER_CONNECTION = 128;
@@ -23,6 +27,8 @@ const ZERO_BUFFER_MAX_BYTES = 1024 * 1024;
 const BACKOFF_FIRST_MS = 50;
 const BACKOFF_MAX_MS = 2000;
 const CLOSE_GRACE_MAX_MS = 1000;
+/** Largest block status question: a sparse terabyte at once (compact headers narrow it to 2 GiB). */
+const STATUS_REQUEST_MAX_BYTES = 2 ** 40;
 
 interface Link {
   readonly id: number;
@@ -33,23 +39,6 @@ interface Link {
   /** When the last attempt started: the back-off counts from it, not from the next call. */
   lastAttemptMs: number;
   timer: NodeJS.Timeout | undefined;
-}
-
-/** The device as the server described it at connect time. */
-export function deviceInfoFrom(n: Negotiated): BlockDeviceInfo {
-  const f = n.transmissionFlags;
-  const has = (flag: number): boolean => (f & TransmissionFlag.HAS_FLAGS) !== 0 && (f & flag) !== 0;
-  return {
-    sizeBytes: n.sizeBytes,
-    blockSizeBytes: n.blockSize?.minimumBytes ?? 1,
-    maxRequestBytes: n.blockSize === undefined ? DEFAULT_MAX_PAYLOAD_BYTES : payloadLimitFrom(n.blockSize, DEFAULT_MAX_PAYLOAD_BYTES),
-    readOnly: has(TransmissionFlag.READ_ONLY),
-    canFlush: has(TransmissionFlag.SEND_FLUSH),
-    canFua: has(TransmissionFlag.SEND_FUA),
-    canTrim: has(TransmissionFlag.SEND_TRIM),
-    canWriteZeroes: has(TransmissionFlag.SEND_WRITE_ZEROES),
-    canMultiConn: has(TransmissionFlag.CAN_MULTI_CONN),
-  };
 }
 
 export class NbdClient {
@@ -63,9 +52,17 @@ export class NbdClient {
   private zeroBuffer: Uint8Array | undefined;
   private closing: Promise<void> | undefined;
   private roundRobin = 0;
+  /** The meta contexts the server selected on the first connection (block status answers only these). */
+  readonly metaContexts: readonly string[];
+  /** Whether the first connection agreed extended headers (64-bit lengths). */
+  readonly extendedHeaders: boolean;
+  private readonly metaContextsRefused: string | undefined;
 
-  private constructor(private readonly opts: NbdClientOptions, private readonly where: string, readonly info: BlockDeviceInfo, connections: number) {
+  private constructor(private readonly opts: NbdClientOptions, private readonly where: string, readonly info: BlockDeviceInfo, connections: number, first: Negotiated) {
     this.log = opts.log ?? (() => {});
+    this.metaContexts = Object.freeze([...first.metaContexts.keys()]);
+    this.extendedHeaders = first.extendedHeaders;
+    this.metaContextsRefused = first.metaContextsRefused;
     for (let id = 0; id < connections; id++) this.links.push({ id, conn: undefined, state: 'down', attempts: 0, lastAttemptMs: 0, timer: undefined });
   }
 
@@ -83,7 +80,7 @@ export class NbdClient {
     }
     const wanted = opts.connections ?? 1;
     if (wanted > 1 && !info.canMultiConn) opts.log?.(`the server does not advertise CAN_MULTI_CONN: using 1 connection, not ${wanted}`);
-    const client = new NbdClient(opts, where, info, info.canMultiConn ? wanted : 1);
+    const client = new NbdClient(opts, where, info, info.canMultiConn ? wanted : 1, first.negotiated);
     client.attach(client.links[0] as Link, first);
     // Extra connections are a bonus: one that fails now is retried when there is work for it.
     await Promise.all(client.links.slice(1).map((link) => client.reconnect(link, true)));
@@ -130,6 +127,36 @@ export class NbdClient {
       await this.submit({ what: 'write zeroes', type: Cmd.WRITE, flags: fuaFlag, offsetBytes, lengthBytes, zeroes, partMaxBytes: zeroes.length });
     }
     if (flushAfter) await this.flush();
+  }
+
+  /**
+   * NBD_CMD_BLOCK_STATUS: the status of [offsetBytes, offsetBytes + lengthBytes) in a selected
+   * meta context (see metaContexts), as extents in order from offsetBytes: at least one, each
+   * > 0, adjacent equal ones merged, flags as the context defines them (base:allocation:
+   * AllocationFlag HOLE | ZERO). They may cover LESS than asked — servers answer part of a range,
+   * long ranges are asked in pieces of 2 GiB (1 TiB with extended headers), and at most 65,536
+   * extents come back — so callers loop from the end of the last extent. Rejects with ENOTSUP when
+   * the context was not selected, EINVAL for a bad range; bounded by timeoutMs and reissued after
+   * a reconnect like reads.
+   */
+  async blockStatus(offsetBytes: number, lengthBytes: number, context: string = MetaContext.BASE_ALLOCATION): Promise<NbdExtent[]> {
+    const what = `block status (${context})`;
+    const bad = this.check(what, offsetBytes, lengthBytes, false);
+    if (bad !== undefined) throw bad;
+    if (!this.metaContexts.includes(context)) {
+      const why = this.metaContextsRefused ?? `the server selected ${this.metaContexts.length === 0 ? 'none' : this.metaContexts.map((c) => JSON.stringify(c)).join(', ')}`;
+      const asked = (this.opts.metaContexts ?? []).includes(context) ? '' : ' (add it to the metaContexts option)';
+      throw remoteError('ENOTSUP', `${what}: meta context ${JSON.stringify(context)} is not selected${asked}: ${why}`, this.where);
+    }
+    if (lengthBytes === 0) throw remoteError('EINVAL', `${what}: the length must not be 0`, this.where);
+    const askedBytes = Math.min(lengthBytes, STATUS_REQUEST_MAX_BYTES);
+    let extents: NbdExtent[] | undefined;
+    await this.submit({
+      what, type: Cmd.BLOCK_STATUS, flags: 0, offsetBytes, lengthBytes: askedBytes, partMaxBytes: askedBytes,
+      status: { context, deliver: (e) => { extents = e; } },
+    });
+    if (extents === undefined || extents.length === 0) throw new Error('block status invariant: success without extents');
+    return extents;
   }
 
   /** NBD_CMD_DISC on every connection, then close; pending calls reject with ESHUTDOWN. */
@@ -183,7 +210,7 @@ export class NbdClient {
   }
 
   private submit(spec: OperationSpec): Promise<void> {
-    const modifies = spec.type !== Cmd.READ && spec.type !== Cmd.FLUSH;
+    const modifies = spec.type === Cmd.WRITE || spec.type === Cmd.TRIM || spec.type === Cmd.WRITE_ZEROES;
     const err = spec.type === Cmd.FLUSH
       ? (this.closing !== undefined ? remoteError('ESHUTDOWN', 'flush: the NBD client is closed', this.where) : undefined)
       : this.check(spec.what, spec.offsetBytes, spec.lengthBytes, modifies);
@@ -220,7 +247,13 @@ export class NbdClient {
         this.queue.popFront();
         continue;
       }
-      (link.conn as ClientConnection<OpPart>).send(part);
+      const conn = link.conn as ClientConnection<OpPart>;
+      if (part.status !== undefined && !conn.hasContext(part.status.context)) {
+        // A reconnect may select fewer contexts than the first connection did.
+        this.settle(op, remoteError('ENOTSUP', `${op.what}: connection ${link.id} has no meta context ${JSON.stringify(part.status.context)} since it reconnected`, this.where));
+        continue;
+      }
+      conn.send(part);
     }
   }
 
@@ -278,6 +311,7 @@ export class NbdClient {
   private attach(link: Link, opened: OpenedConnection): void {
     const conn: ClientConnection<OpPart> = new ClientConnection<OpPart>(opened.socket, opened.acc, {
       id: link.id, where: this.where, structuredReplies: opened.negotiated.structuredReplies,
+      extendedHeaders: opened.negotiated.extendedHeaders, metaContexts: opened.negotiated.metaContexts, exportSizeBytes: this.info.sizeBytes,
       maxRequestBytes: this.info.maxRequestBytes, inFlightMax: IN_FLIGHT_PER_CONNECTION,
     }, {
       onReply: (part, err) => this.onReply(part, err),
@@ -287,6 +321,13 @@ export class NbdClient {
     link.conn = conn;
     link.state = 'up';
     link.attempts = 0;
+  }
+
+  /** Says so when a connection selected other meta contexts than the first (its requests for missing ones fail). */
+  private noteSelection(link: Link, n: Negotiated): void {
+    const now = [...n.metaContexts.keys()];
+    if (now.length === this.metaContexts.length && now.every((c) => this.metaContexts.includes(c))) return;
+    this.log(`connection ${link.id}: the server now selects meta contexts [${now.join(', ')}], not [${this.metaContexts.join(', ')}]`);
   }
 
   private onDown(link: Link, conn: ClientConnection<OpPart>, err: RemoteError, parts: OpPart[]): void {
@@ -346,6 +387,7 @@ export class NbdClient {
         throw remoteError('EPROTO', `the export's size changed from ${this.info.sizeBytes} to ${opened.negotiated.sizeBytes} bytes`, this.where);
       }
       this.attach(link, opened);
+      this.noteSelection(link, opened.negotiated);
       this.lastConnectError = undefined;
       if (!eager) this.log(`connection ${link.id} reconnected`);
       this.dispatch();

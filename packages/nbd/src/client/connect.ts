@@ -3,6 +3,8 @@
 
 import type { Socket } from 'node:net';
 import type { ByteAccumulator } from '../codec/accumulator.js';
+import { encodeString } from '../codec/bytes.js';
+import { STRING_MAX_BYTES } from '../constants.js';
 import { NbdProtocolError } from '../errors.js';
 import { RemoteError, remoteError } from './errors.js';
 import { type Negotiated, chooseExport, explainHandshakeFailure, greet, listExports } from './handshake.js';
@@ -15,6 +17,9 @@ export interface OpenedConnection {
   readonly acc: ByteAccumulator;
   readonly negotiated: Negotiated;
 }
+
+/** Meta contexts one client may ask for; real uses need one or two. */
+export const META_CONTEXTS_MAX = 32;
 
 /** More connections than this gain nothing and only load the server. */
 export const CONNECTIONS_MAX = 64;
@@ -32,6 +37,14 @@ export function checkOptions(opts: TransportOptions, where: string): void {
   const connections = opts.connections ?? 1;
   if (!(Number.isInteger(connections) && connections >= 1 && connections <= CONNECTIONS_MAX)) bad(`connections must be 1..${CONNECTIONS_MAX}`);
   if (opts.tls !== undefined && (opts.tls.cert === undefined) !== (opts.tls.key === undefined)) bad('tls.cert and tls.key go together');
+  const contexts = opts.metaContexts ?? [];
+  if (contexts.length > META_CONTEXTS_MAX) bad(`at most ${META_CONTEXTS_MAX} metaContexts`);
+  for (const name of contexts) {
+    if (!(typeof name === 'string' && name !== '' && !name.includes('\0') && encodeString(name).length <= STRING_MAX_BYTES)) {
+      bad(`meta context ${JSON.stringify(name)} is not a name of 1..${STRING_MAX_BYTES} bytes`);
+    }
+  }
+  if (new Set(contexts).size !== contexts.length) bad('metaContexts lists a name twice');
 }
 
 /** Anything thrown while connecting, as a RemoteError. */
@@ -47,7 +60,9 @@ export async function openConnection(opts: NbdClientOptions, where: string, sign
   try {
     await wire.waitConnected();
     const { noZeroes } = await greet(wire, opts.tls, opts.host);
-    const negotiated = await chooseExport(wire, opts.exportName, noZeroes);
+    const negotiated = await chooseExport(wire, opts.exportName, noZeroes, {
+      metaContexts: opts.metaContexts ?? [], extendedHeaders: opts.extendedHeaders ?? true,
+    });
     return { ...wire.detach(), negotiated };
   } catch (err) {
     const failure = explainHandshakeFailure(asRemoteError(err, where), wire, opts.tls);

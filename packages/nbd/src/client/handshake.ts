@@ -1,14 +1,16 @@
 // Option haggling, client side: greeting (fixed newstyle only), client flags, STARTTLS first when
-// TLS is wanted, STRUCTURED_REPLY, then GO with EXPORT and BLOCK_SIZE info requests (falling back
-// to EXPORT_NAME only when the server answers GO with ERR_UNSUP). Also NBD_OPT_LIST.
+// TLS is wanted, EXTENDED_HEADERS or else STRUCTURED_REPLY, SET_META_CONTEXT when contexts are
+// wanted, then GO with EXPORT and BLOCK_SIZE info requests (falling back to EXPORT_NAME only when
+// the server answers GO with ERR_UNSUP). Also NBD_OPT_LIST.
 // Every loop is bounded by a reply count, and the wire's deadline bounds the time.
 
 import type { ConnectionOptions } from 'node:tls';
 import { isIP } from 'node:net';
 import { encodeString } from '../codec/bytes.js';
 import {
-  type BlockSizeLimits, type ClientOptionReply, classifyOptionReply, decodeExportNameReply, decodeServerGreeting,
+  type BlockSizeLimits, type ClientOptionReply, classifyOptionReply, decodeExportNameReply, decodeServerGreeting, optionErrorName,
 } from '../codec/client-handshake.js';
+import { encodeMetaContextOption } from '../codec/meta-context.js';
 import { decodeOptionReply, encodeClientFlags, encodeInfoOption, encodeOption } from '../codec/handshake.js';
 import { ClientFlag, HandshakeFlag, Info, OPTION_DATA_MAX_BYTES, Opt, Rep, Size } from '../constants.js';
 import { NbdProtocolError } from '../errors.js';
@@ -22,10 +24,18 @@ export interface Negotiated {
   /** From NBD_INFO_BLOCK_SIZE; undefined when the server sent none (or EXPORT_NAME was used). */
   readonly blockSize: BlockSizeLimits | undefined;
   readonly structuredReplies: boolean;
+  /** 32-byte requests and reply headers: NBD_OPT_EXTENDED_HEADERS was agreed. */
+  readonly extendedHeaders: boolean;
+  /** The meta contexts the server selected: name → this connection's context id. */
+  readonly metaContexts: ReadonlyMap<string, number>;
+  /** Why none could be selected (for messages), when the server refused. */
+  readonly metaContextsRefused?: string;
 }
 
 /** A GO reply lists a handful of INFO items; more than this is a misbehaving server. */
 const GO_REPLIES_MAX = 64;
+/** Bounds the replies to NBD_OPT_SET_META_CONTEXT (one per context the queries match). */
+const META_CONTEXT_REPLIES_MAX = 1024;
 /** Bounds NBD_OPT_LIST (memory and time) against a server that never sends ACK. */
 const LIST_ENTRIES_MAX = 16_384;
 
@@ -82,13 +92,28 @@ export function tlsConnectOptions(tls: NbdClientTlsOptions, host: string | undef
   return options;
 }
 
-/** After greet(): structured replies, then GO (or EXPORT_NAME); the connection is then in transmission. */
-export async function chooseExport(wire: Wire, exportName: string, noZeroes: boolean): Promise<Negotiated> {
-  wire.write(encodeOption(Opt.STRUCTURED_REPLY));
-  const sr = await readOptionReply(wire, Opt.STRUCTURED_REPLY);
-  if (sr.kind === 'error' && sr.replyType === Rep.ERR_TLS_REQD) throw optionError(sr.replyType, sr.message, 'NBD_OPT_STRUCTURED_REPLY', wire.where);
-  if (sr.kind !== 'ack' && sr.kind !== 'error') throw remoteError('EPROTO', 'unexpected reply to NBD_OPT_STRUCTURED_REPLY', wire.where);
-  const structuredReplies = sr.kind === 'ack';
+/** What the client asks for beyond the export itself. */
+export interface HandshakeWants {
+  /** Meta contexts to select with NBD_OPT_SET_META_CONTEXT (none: the option is not sent). */
+  readonly metaContexts: readonly string[];
+  /** Try NBD_OPT_EXTENDED_HEADERS first. */
+  readonly extendedHeaders: boolean;
+}
+
+const NO_WANTS: HandshakeWants = { metaContexts: [], extendedHeaders: false };
+
+/**
+ * After greet(): extended headers or structured replies, the meta contexts, then GO (or
+ * EXPORT_NAME); the connection is then in transmission.
+ */
+export async function chooseExport(wire: Wire, exportName: string, noZeroes: boolean, wants: HandshakeWants = NO_WANTS): Promise<Negotiated> {
+  const style = await replyStyle(wire, wants.extendedHeaders);
+  const meta = wants.metaContexts.length === 0
+    ? { selected: new Map<string, number>() }
+    : style.structuredReplies
+      ? await selectMetaContexts(wire, exportName, wants.metaContexts)
+      : { selected: new Map<string, number>(), refused: 'the server does not support structured replies' };
+  const extra = { ...style, metaContexts: meta.selected, ...(meta.refused === undefined ? {} : { metaContextsRefused: meta.refused }) };
 
   wire.write(encodeInfoOption(Opt.GO, exportName, [Info.EXPORT, Info.BLOCK_SIZE]));
   let exportInfo: { sizeBytes: number; transmissionFlags: number } | undefined;
@@ -102,21 +127,69 @@ export async function chooseExport(wire: Wire, exportName: string, noZeroes: boo
     }
     if (reply.kind === 'ack') {
       if (exportInfo === undefined) throw remoteError('EPROTO', 'the server finished NBD_OPT_GO without NBD_INFO_EXPORT', wire.where);
-      return { ...exportInfo, blockSize, structuredReplies };
+      return { ...exportInfo, blockSize, ...extra };
     }
-    if (reply.kind === 'error' && reply.replyType === Rep.ERR_UNSUP) return exportNameFallback(wire, exportName, noZeroes, structuredReplies);
+    if (reply.kind === 'error' && reply.replyType === Rep.ERR_UNSUP) return { ...(await exportNameFallback(wire, exportName, noZeroes)), ...extra };
     if (reply.kind === 'error') throw optionError(reply.replyType, reply.message, `export ${JSON.stringify(exportName)}`, wire.where);
     throw remoteError('EPROTO', `unexpected reply type ${reply.kind === 'other' ? reply.replyType : reply.kind} to NBD_OPT_GO`, wire.where);
   }
   throw remoteError('EPROTO', `more than ${GO_REPLIES_MAX} replies to NBD_OPT_GO`, wire.where);
 }
 
+/** Extended headers when wanted and offered (they imply structured replies), else structured replies if offered. */
+async function replyStyle(wire: Wire, tryExtended: boolean): Promise<{ structuredReplies: boolean; extendedHeaders: boolean }> {
+  if (tryExtended) {
+    wire.write(encodeOption(Opt.EXTENDED_HEADERS));
+    const eh = await readOptionReply(wire, Opt.EXTENDED_HEADERS);
+    if (eh.kind === 'ack') return { structuredReplies: true, extendedHeaders: true };
+    if (eh.kind === 'error' && eh.replyType === Rep.ERR_TLS_REQD) throw optionError(eh.replyType, eh.message, 'NBD_OPT_EXTENDED_HEADERS', wire.where);
+    // Any other refusal (ERR_UNSUP from servers that predate it): fall back to compact headers.
+    if (eh.kind !== 'error') throw remoteError('EPROTO', 'unexpected reply to NBD_OPT_EXTENDED_HEADERS', wire.where);
+  }
+  wire.write(encodeOption(Opt.STRUCTURED_REPLY));
+  const sr = await readOptionReply(wire, Opt.STRUCTURED_REPLY);
+  if (sr.kind === 'error' && sr.replyType === Rep.ERR_TLS_REQD) throw optionError(sr.replyType, sr.message, 'NBD_OPT_STRUCTURED_REPLY', wire.where);
+  if (sr.kind !== 'ack' && sr.kind !== 'error') throw remoteError('EPROTO', 'unexpected reply to NBD_OPT_STRUCTURED_REPLY', wire.where);
+  return { structuredReplies: sr.kind === 'ack', extendedHeaders: false };
+}
+
+/**
+ * NBD_OPT_SET_META_CONTEXT: the contexts the server selects (name → this connection's id). A
+ * refusal selects none and is not an error (servers without block status answer ERR_UNSUP).
+ */
+async function selectMetaContexts(wire: Wire, exportName: string, queries: readonly string[]): Promise<{ selected: Map<string, number>; refused?: string }> {
+  wire.write(encodeMetaContextOption(Opt.SET_META_CONTEXT, exportName, queries));
+  const selected = new Map<string, number>();
+  const ids = new Set<number>();
+  for (let i = 0; i <= META_CONTEXT_REPLIES_MAX; i++) {
+    const reply = await readOptionReply(wire, Opt.SET_META_CONTEXT);
+    if (reply.kind === 'ack') return { selected };
+    if (reply.kind === 'meta-context') {
+      if (selected.has(reply.name) || ids.has(reply.contextId)) {
+        throw remoteError('EPROTO', `the server selected meta context ${JSON.stringify(reply.name)} (id ${reply.contextId}) twice`, wire.where);
+      }
+      selected.set(reply.name, reply.contextId);
+      ids.add(reply.contextId);
+      continue;
+    }
+    if (reply.kind === 'error') {
+      if (reply.replyType === Rep.ERR_TLS_REQD || reply.replyType === Rep.ERR_SHUTDOWN) {
+        throw optionError(reply.replyType, reply.message, 'NBD_OPT_SET_META_CONTEXT', wire.where);
+      }
+      const said = reply.message === '' ? optionErrorName(reply.replyType) : `${optionErrorName(reply.replyType)}: ${reply.message}`;
+      return { selected: new Map(), refused: `the server refused NBD_OPT_SET_META_CONTEXT [${said}]` };
+    }
+    throw remoteError('EPROTO', 'unexpected reply to NBD_OPT_SET_META_CONTEXT', wire.where);
+  }
+  throw remoteError('EPROTO', `more than ${META_CONTEXT_REPLIES_MAX} replies to NBD_OPT_SET_META_CONTEXT`, wire.where);
+}
+
 /** Old servers: EXPORT_NAME cannot carry an error, so a closed connection means "no such export". */
-async function exportNameFallback(wire: Wire, exportName: string, noZeroes: boolean, structuredReplies: boolean): Promise<Negotiated> {
+async function exportNameFallback(wire: Wire, exportName: string, noZeroes: boolean): Promise<{ sizeBytes: number; transmissionFlags: number; blockSize: undefined }> {
   wire.write(encodeOption(Opt.EXPORT_NAME, encodeString(exportName)));
   try {
     const reply = await wire.decode((b) => decodeExportNameReply(b, noZeroes), Size.EXPORT_NAME_REPLY + Size.EXPORT_NAME_ZEROES);
-    return { ...reply, blockSize: undefined, structuredReplies };
+    return { ...reply, blockSize: undefined };
   } catch (err) {
     if (err instanceof RemoteError && err.code === 'ECONNRESET') {
       throw remoteError('ENOENT', `export ${JSON.stringify(exportName)} not found (the server closed the connection on NBD_OPT_EXPORT_NAME)`, wire.where);

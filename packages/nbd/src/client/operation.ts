@@ -4,7 +4,7 @@
 
 import { Cmd } from '../constants.js';
 import type { RemoteError } from './errors.js';
-import type { Part } from './connection.js';
+import type { Part, StatusWanted } from './connection.js';
 
 export interface OperationSpec {
   readonly what: string;
@@ -20,6 +20,8 @@ export interface OperationSpec {
   readonly partMaxBytes: number;
   /** Send one request even when lengthBytes is 0 (FLUSH). */
   readonly always?: boolean;
+  /** BLOCK_STATUS: the context asked about, and where its extents go. */
+  readonly status?: StatusWanted;
 }
 
 export class OpPart implements Part {
@@ -34,6 +36,7 @@ export class OpPart implements Part {
   get type(): number { return this.op.spec.type; }
   get flags(): number { return this.op.spec.flags; }
   get what(): string { return this.op.what; }
+  get status(): StatusWanted | undefined { return this.op.spec.status; }
   /** Once the call has settled (deadline, failure elsewhere, close), its buffer is the caller's again. */
   get abandoned(): boolean { return this.op.settled; }
 }
@@ -55,6 +58,10 @@ export class Operation {
   ) {
     if (!(spec.partMaxBytes > 0)) throw new RangeError('partMaxBytes must be positive');
     if (spec.type === Cmd.WRITE && spec.buffer === undefined && spec.zeroes === undefined) throw new RangeError('a write needs bytes');
+    // One request per status call: its reply describes one range, from its own offset.
+    if ((spec.type === Cmd.BLOCK_STATUS) !== (spec.status !== undefined && spec.partMaxBytes >= spec.lengthBytes)) {
+      throw new RangeError('a block status operation is one request with a context');
+    }
   }
 
   get what(): string {

@@ -25,6 +25,13 @@ export interface NbdClientOptions {
   readonly timeoutMs: number;
   /** Connections wanted (default 1); more than one only when the server advertises CAN_MULTI_CONN. */
   readonly connections?: number;
+  /**
+   * Meta contexts to select (NBD_OPT_SET_META_CONTEXT) on every connection, e.g. 'base:allocation'.
+   * The server may select fewer, or none; NbdClient.metaContexts says which it did.
+   */
+  readonly metaContexts?: readonly string[];
+  /** Negotiate extended headers (64-bit lengths) when the server offers them; default true. */
+  readonly extendedHeaders?: boolean;
   /** One-line events (connection lost, reconnected); never secrets. */
   readonly log?: (line: string) => void;
 }

@@ -1,12 +1,13 @@
 // Pure client-side codecs for the handshake: the server greeting (refusing oldstyle by name),
-// option replies classified for the client, NBD_REP_SERVER entries, the NBD_OPT_EXPORT_NAME
-// reply, and the block-size sanity rules. Decoders return Decoded<T> (stream prefixes) or throw
-// NbdProtocolError (whole messages); nothing here touches a socket.
+// option replies classified for the client (META_CONTEXT included), NBD_REP_SERVER entries, the
+// NBD_OPT_EXPORT_NAME reply, and the block-size sanity rules. Decoders return Decoded<T> (stream
+// prefixes) or throw NbdProtocolError (whole messages); nothing here touches a socket.
 
 import { CLISERV_MAGIC, HandshakeFlag, IHAVEOPT, NBDMAGIC, Rep, STRING_MAX_BYTES, Size } from '../constants.js';
 import { type Decoded, NbdProtocolError, fail, need } from '../errors.js';
 import { decodeString, readU64, view } from './bytes.js';
 import { type InfoReply, type OptionReply, decodeInfoReply } from './handshake.js';
+import { decodeMetaContextReply } from './meta-context.js';
 
 /** The first 16 bytes tell the styles apart: NBDMAGIC then IHAVEOPT (newstyle) or CLISERV (oldstyle). */
 export const GREETING_PREFIX_BYTES = 16;
@@ -38,6 +39,7 @@ export type ClientOptionReply =
   | { readonly kind: 'ack' }
   | { readonly kind: 'server'; readonly name: string; readonly description?: string }
   | { readonly kind: 'info'; readonly info: InfoReply }
+  | { readonly kind: 'meta-context'; readonly contextId: number; readonly name: string }
   | { readonly kind: 'error'; readonly replyType: number; readonly message: string }
   | { readonly kind: 'other'; readonly replyType: number };
 
@@ -61,6 +63,11 @@ export function classifyOptionReply(reply: OptionReply, sentOption: number): Cli
       const info = decodeInfoReply(data);
       if (info === undefined) throw new NbdProtocolError('reply-malformed', 'malformed NBD_REP_INFO');
       return { kind: 'info', info };
+    }
+    case Rep.META_CONTEXT: {
+      const context = decodeMetaContextReply(data);
+      if (context === undefined) throw new NbdProtocolError('reply-malformed', 'malformed NBD_REP_META_CONTEXT');
+      return { kind: 'meta-context', ...context };
     }
     default:
       return { kind: 'other', replyType };

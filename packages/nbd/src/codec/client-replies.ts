@@ -26,14 +26,20 @@ export function isDataChunk(header: StructuredHeader): boolean {
   return header.type === ReplyType.OFFSET_DATA;
 }
 
-/** Checks the chunk header on its own: a length that fits the type, DONE where required. */
-export function checkChunkHeader(header: StructuredHeader): void {
+/**
+ * Checks the chunk header on its own: a length that fits the type, DONE where required.
+ * OFFSET_DATA carries at most `dataPayloadMaxBytes`; block status chunks are streamed, so their
+ * length is checked against their content (client-status.ts), not here.
+ */
+export function checkChunkHeader(header: StructuredHeader, dataPayloadMaxBytes = Number.MAX_SAFE_INTEGER): void {
   const bad = (why: string): never => { throw new NbdProtocolError('reply-malformed', why); };
   if ((header.flags & ~ReplyFlag.DONE) !== 0) bad(`unknown reply chunk flags 0x${header.flags.toString(16)}`);
   if (header.type === ReplyType.OFFSET_DATA) {
     if (header.payloadBytes <= 8) bad('OFFSET_DATA chunk without data');
+    if (header.payloadBytes > dataPayloadMaxBytes) bad(`OFFSET_DATA chunk of ${header.payloadBytes} bytes`);
     return;
   }
+  if (header.type === ReplyType.BLOCK_STATUS || header.type === ReplyType.BLOCK_STATUS_EXT) return;
   if (header.payloadBytes > SMALL_CHUNK_MAX_BYTES) bad(`chunk of type ${header.type} with ${header.payloadBytes} bytes`);
   if (header.type === ReplyType.NONE && !(header.payloadBytes === 0 && (header.flags & ReplyFlag.DONE) !== 0)) {
     bad('NONE chunk must be empty and final');

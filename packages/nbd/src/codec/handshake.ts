@@ -7,6 +7,7 @@ import {
 } from '../constants.js';
 import { type Decoded, fail, need } from '../errors.js';
 import { decodeString, encodeString, readU64, view, writeU64 } from './bytes.js';
+import { decodeMetaContextRequest } from './meta-context.js';
 
 export type NbdOption =
   | { readonly type: 'export-name'; readonly name: string }
@@ -15,6 +16,9 @@ export type NbdOption =
   | { readonly type: 'starttls' }
   | { readonly type: 'info' | 'go'; readonly name: string; readonly infoRequests: readonly number[] }
   | { readonly type: 'structured-reply' }
+  | { readonly type: 'extended-headers' }
+  /** LIST/SET_META_CONTEXT: the export they are about and the client's queries (bounded). */
+  | { readonly type: 'list-meta-context' | 'set-meta-context'; readonly name: string; readonly queries: readonly string[] }
   /** A known option whose data is malformed: answer ERR_INVALID and keep going. */
   | { readonly type: 'invalid'; readonly option: number; readonly reason: string }
   /** An option this codec does not model: answer ERR_UNSUP and keep going. */
@@ -150,9 +154,18 @@ function parseOptionData(option: number, data: Uint8Array): NbdOption {
       return data.length === 0 ? { type: 'starttls' } : invalid('NBD_OPT_STARTTLS carries no data');
     case Opt.STRUCTURED_REPLY:
       return data.length === 0 ? { type: 'structured-reply' } : invalid('NBD_OPT_STRUCTURED_REPLY carries no data');
+    case Opt.EXTENDED_HEADERS:
+      return data.length === 0 ? { type: 'extended-headers' } : invalid('NBD_OPT_EXTENDED_HEADERS carries no data');
     case Opt.INFO:
     case Opt.GO:
       return parseInfoRequest(option, data);
+    case Opt.LIST_META_CONTEXT:
+    case Opt.SET_META_CONTEXT: {
+      const request = decodeMetaContextRequest(data);
+      if (request.kind === 'invalid') return invalid(request.reason);
+      const type = option === Opt.LIST_META_CONTEXT ? 'list-meta-context' : 'set-meta-context';
+      return { type, name: request.value.name, queries: request.value.queries };
+    }
     default:
       return { type: 'unsupported', option };
   }

@@ -2,7 +2,7 @@
 // Encoders write into a caller-owned buffer (one slab per connection, no allocation per reply);
 // payload bytes never pass through here, so replies can be sent as views over shared memory.
 
-import { Errno, type ErrnoName, REQUEST_MAGIC, ReplyFlag, ReplyType, SIMPLE_REPLY_MAGIC, STRUCTURED_REPLY_MAGIC, Size } from '../constants.js';
+import { EXTENDED_REQUEST_MAGIC, Errno, type ErrnoName, REQUEST_MAGIC, ReplyFlag, ReplyType, SIMPLE_REPLY_MAGIC, STRUCTURED_REPLY_MAGIC, Size } from '../constants.js';
 import { type Decoded, fail, need } from '../errors.js';
 import { readU64, view, writeU64 } from './bytes.js';
 
@@ -14,13 +14,16 @@ export interface NbdRequest {
   readonly cookieLo: number;
   /** Saturates to MAX_SAFE_INTEGER past 2^53, which every range check rejects. */
   readonly offsetBytes: number;
+  /** u32 in compact requests; u64 (saturating like the offset) with extended headers. */
   readonly lengthBytes: number;
 }
 
 export function decodeRequest(bytes: Uint8Array): Decoded<NbdRequest> {
   if (bytes.length < Size.REQUEST) return need(Size.REQUEST - bytes.length);
   const dv = view(bytes);
-  if (dv.getUint32(0) !== REQUEST_MAGIC) return fail('bad-magic', `bad request magic 0x${dv.getUint32(0).toString(16)}`);
+  const magic = dv.getUint32(0);
+  if (magic === EXTENDED_REQUEST_MAGIC) return fail('bad-magic', 'extended request header without NBD_OPT_EXTENDED_HEADERS');
+  if (magic !== REQUEST_MAGIC) return fail('bad-magic', `bad request magic 0x${magic.toString(16)}`);
   const value: NbdRequest = {
     flags: dv.getUint16(4),
     type: dv.getUint16(6),

@@ -2,6 +2,8 @@
 // sockets). Every address is held as 16 bytes; an IPv4 address is its IPv4-mapped IPv6 form
 // (::ffff:a.b.c.d) and an IPv4 block a.b.c.d/n the mapped block /(96+n), so a dual-stack
 // listener's "::ffff:127.0.0.1" matches "127.0.0.0/8" and one comparison serves both families.
+// The list guards TCP only: a Unix-socket peer has no network address, and who may connect to
+// the socket is decided by its file permissions (and its directory's), not by nbd.allow.
 
 export interface Cidr {
   /** The network address, 16 bytes, host bits cleared. */
@@ -142,4 +144,16 @@ export function createAllowList(entries: readonly string[]): (peerAddress: strin
     if (parsed === undefined) return false;
     return blocks.some((b) => cidrContains(b, parsed.bytes));
   };
+}
+
+/** How a connection reached the server: only TCP peers have an address to match. */
+export type PeerTransport = 'tcp' | 'unix';
+
+/**
+ * createAllowList applied per transport: TCP peers must match `entries`; Unix-socket peers are
+ * always let through here, because file permissions on the socket already decided who connects.
+ */
+export function createPeerFilter(entries: readonly string[]): (transport: PeerTransport, peerAddress: string | undefined) => boolean {
+  const allowed = createAllowList(entries);
+  return (transport, peerAddress) => transport === 'unix' || allowed(peerAddress);
 }

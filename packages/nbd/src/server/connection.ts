@@ -1,30 +1,24 @@
-// One client connection: drives the handshake machine (upgrading the socket to TLS on STARTTLS),
-// then the request loop. Requests are parsed from a bounded accumulator, validated, and handed to
-// the backend (dispatch.ts); replies leave in completion order through ReplySender. Nothing thrown
-// here may escape to the event loop. Limits hit here (handshake deadline, in-flight cap, request
-// size, payload deadline) are reported through the server's rate-limited LimitLog.
+// One client connection: the socket's lifecycle, the handshake machine (upgrading the socket to
+// TLS on STARTTLS), then the request loop of the transmission phase (request-loop.ts), which this
+// feeds with bytes. Nothing thrown here may escape to the event loop. Limits hit here (handshake
+// deadline) and in the loop are reported through the server's rate-limited LimitLog.
 
 import type { Socket } from 'node:net';
-import type { NbdExport, NbdWriteBuffer } from '../backend.js';
 import { ByteAccumulator } from '../codec/accumulator.js';
 import { encodeGreeting } from '../codec/handshake.js';
-import { type NbdRequest, decodeRequest } from '../codec/transmission.js';
-import { Cmd, Errno, Size } from '../constants.js';
-import { BackendDispatcher, invoke } from './dispatch.js';
-import { SERVER_HANDSHAKE_FLAGS, ServerHandshake } from './handshake.js';
+import { SERVER_HANDSHAKE_FLAGS, ServerHandshake, type TransmissionSetup } from './handshake.js';
 import type { ConnectionConfig } from './connection-config.js';
 import type { LimitKey } from './limits.js';
-import { type PendingWrite, PayloadDeadline, advancePayload, newPendingWrite } from './pending-write.js';
-import { ReplySender } from './replies.js';
+import { RequestLoop } from './request-loop.js';
 import { upgradeToTls } from './tls.js';
 import { directReadSocket } from './direct-read.js';
-import { checkRequest } from './validate.js';
 
 export type { LogFn } from './limits.js';
 export type { ConnectionConfig, NbdCopyCounters } from './connection-config.js';
 
 // 'tls': STARTTLS was ACKed and the TLS handshake runs; nothing is parsed until it passes.
-type Phase = 'handshake' | 'tls' | 'header' | 'acquiring' | 'payload' | 'discard' | 'disconnecting' | 'closing' | 'closed';
+// 'transmission': the request loop runs; 'closing': fatal() destroyed the socket, 'close' is due.
+type Phase = 'handshake' | 'tls' | 'transmission' | 'closing' | 'closed';
 
 // Stop reading once this much waits unparsed (e.g. while the backend finds write-buffer space).
 const PAUSE_ABOVE_BYTES = 256 * 1024;
@@ -35,23 +29,14 @@ const PUMP_STEPS_MAX = 65536;
 const STAGING_BYTES = 64 * 1024;
 
 export class NbdConnection {
-  private readonly acc: ByteAccumulator;
+  readonly acc: ByteAccumulator;
   private readonly handshake: ServerHandshake;
   private phase: Phase = 'handshake';
-  private exp: NbdExport | undefined;
-  private structuredReplies = false;
-  private replies: ReplySender | undefined;
-  private pending: PendingWrite | undefined;
-  private pausedForSlots = false;
-  private capNoted = false;
+  private loop: RequestLoop | undefined;
   private pumping = false;
-  /** The view the kernel fills in place on the next read (direct-read.ts), if any. */
-  private directTarget: Uint8Array | null = null;
-  private backend: BackendDispatcher | undefined;
   private handshakeTimer: NodeJS.Timeout | undefined;
-  private readonly payloadDeadline: PayloadDeadline;
   /** The accepted socket, or after STARTTLS the TLS socket over it. */
-  private socket: Socket;
+  socket: Socket;
   private readonly listeners = {
     data: (chunk: Buffer): void => this.onData(chunk),
     error: (err: Error): void => this.config.log(this.phase === 'tls' ? 'warn' : 'info',
@@ -62,14 +47,11 @@ export class NbdConnection {
   /** Settles once the socket is closed and no request is left at the backend. */
   readonly drained: Promise<void> = new Promise((resolve) => { this.resolveDrained = resolve; });
 
-  constructor(socket: Socket, private readonly config: ConnectionConfig) {
+  constructor(socket: Socket, readonly config: ConnectionConfig) {
     if (!(config.inFlightMax > 0) || !(config.handshakeTimeoutMs > 0)) throw new RangeError('bad connection config');
     if ((config.tls === undefined) !== (config.handshake.tls === 'none')) throw new RangeError('tls material and handshake mode disagree');
     this.acc = new ByteAccumulator(ACCUMULATOR_CAPACITY_BYTES);
     this.handshake = new ServerHandshake(config.handshake);
-    this.payloadDeadline = new PayloadDeadline(config.payloadTimeoutMs,
-      () => (this.phase === 'payload' || this.phase === 'discard' ? this.pending : undefined),
-      (p) => this.fatal(`write payload not received within ${config.payloadTimeoutMs} ms (${p.remainingBytes} of ${p.req.lengthBytes} bytes missing; nbd.payloadTimeoutMs)`, 'warn', 'payload-timeout'));
     socket.setNoDelay(true);
     const moved = config.directRead === true && config.tls === undefined
       ? directReadSocket(socket, { nextBuffer: () => this.nextReadBuffer(), onRead: (n, buf) => this.onDirectRead(n, buf) })
@@ -87,32 +69,29 @@ export class NbdConnection {
     this.socket.destroy();
   }
 
+  tag(): string {
+    return `nbd connection ${this.config.id}`;
+  }
+
   private attach(socket: Socket, dataEvents = true): void {
     if (dataEvents) socket.on('data', this.listeners.data);
     socket.on('error', this.listeners.error).on('close', this.listeners.close);
   }
 
-  /** Zero-copy receive: the rest of the current payload chunk when nothing is buffered ahead of it. */
+  /** Where the kernel reads next: in place into a WRITE payload when possible, else a fresh staging buffer. */
   private nextReadBuffer(): Uint8Array {
-    const p = this.pending;
-    const chunk = p?.buffer?.chunks[p.chunkIndex];
-    this.directTarget = this.phase === 'payload' && this.acc.length === 0 && chunk !== undefined && p!.remainingBytes > 0
-      ? chunk.subarray(p!.chunkOffset, Math.min(chunk.length, p!.chunkOffset + p!.remainingBytes))
-      : null;
-    return this.directTarget ?? Buffer.allocUnsafe(STAGING_BYTES); // fresh: the accumulator keeps its chunks
+    const target = this.phase === 'transmission' ? this.loop?.directReadTarget() : null;
+    return target ?? Buffer.allocUnsafe(STAGING_BYTES); // fresh: the accumulator keeps its chunks
   }
 
   private onDirectRead(n: number, buf: Uint8Array): boolean {
-    if (buf !== this.directTarget || this.phase !== 'payload') {
-      this.onData(buf.subarray(0, n));
-      return true;
-    }
     try {
-      advancePayload(this.pending as PendingWrite, n);
-      this.pump();
+      if (this.phase === 'transmission' && this.loop?.takeDirectRead(n, buf) === true) return true;
     } catch (err) {
       this.fatal(`internal error: ${(err as Error).message}`, 'error');
+      return true;
     }
+    this.onData(buf.subarray(0, n));
     return true;
   }
 
@@ -130,7 +109,7 @@ export class NbdConnection {
           if (this.phase !== 'tls') return;
           this.config.log('info', `${this.tag()}: TLS established (${summary})`);
           this.phase = 'handshake';
-          this.resumeAfterWait(); // the client's next option may have come with its last TLS flight
+          this.pumpSafely(); // the client's next option may have come with its last TLS flight
         },
         onRefused: (reason) => {
           this.config.log('warn', `${this.tag()}: closing: ${reason}`);
@@ -142,28 +121,33 @@ export class NbdConnection {
     }
   }
 
-  private tag(): string {
-    return `nbd connection ${this.config.id}`;
-  }
-
   private onData(chunk: Uint8Array): void {
     try {
-      if (this.phase === 'closed' || this.phase === 'closing' || this.phase === 'disconnecting') return;
+      if (this.phase === 'closed' || this.phase === 'closing' || this.loop?.disconnecting === true) return;
       this.acc.push(chunk);
       this.pump();
-      if (this.acc.length > PAUSE_ABOVE_BYTES && this.phase === 'acquiring') this.socket.pause();
+      if (this.acc.length > PAUSE_ABOVE_BYTES && this.loop?.acquiring === true) this.socket.pause();
     } catch (err) {
       this.fatal(`internal error: ${(err as Error).message}`, 'error');
     }
   }
 
-  private pump(): void {
-    if (this.pumping) return; // re-entered from a synchronous slot release; the outer loop continues
+  private pumpSafely(): void {
+    try {
+      this.pump();
+    } catch (err) {
+      this.fatal(`internal error: ${(err as Error).message}`, 'error');
+    }
+  }
+
+  /** Runs steps until none makes progress; re-entered from a synchronous slot release, the outer loop continues. */
+  pump(): void {
+    if (this.pumping) return;
     this.pumping = true;
     try {
       let steps = 0;
       while (steps < PUMP_STEPS_MAX && this.step()) steps += 1;
-      if (steps === PUMP_STEPS_MAX) setImmediate(() => this.pump());
+      if (steps === PUMP_STEPS_MAX) setImmediate(() => this.pumpSafely());
     } finally {
       this.pumping = false;
     }
@@ -173,9 +157,7 @@ export class NbdConnection {
   private step(): boolean {
     switch (this.phase) {
       case 'handshake': return this.stepHandshake();
-      case 'header': return this.stepHeader();
-      case 'payload': return this.stepPayload();
-      case 'discard': return this.stepDiscard();
+      case 'transmission': return (this.loop as RequestLoop).step();
       default: return false;
     }
   }
@@ -194,191 +176,17 @@ export class NbdConnection {
         this.phase = 'closing';
         this.socket.destroySoon(); // flush the last replies (e.g. ABORT's ack), then close
         return false;
-      case 'transmission': {
+      case 'transmission':
         clearTimeout(this.handshakeTimer);
-        this.exp = step.setup.export;
-        this.structuredReplies = step.setup.structuredReplies;
-        this.replies = new ReplySender(this.socket, this.config.inFlightMax, this.structuredReplies, () => this.onSlotFree());
-        this.backend = new BackendDispatcher(this.exp, this.replies,
-          (message) => this.config.log('error', `${this.tag()}: backend error, replying EIO (further ones not logged): ${message}`));
-        this.phase = 'header';
-        this.config.log('info', `${this.tag()}: export ${JSON.stringify(this.exp.name)} (structured replies ${this.structuredReplies ? 'on' : 'off'})`);
+        this.loop = new RequestLoop(this, step.setup);
+        this.phase = 'transmission';
+        this.config.log('info', `${this.tag()}: ${describeSetup(step.setup)}`);
         return true;
-      }
     }
-  }
-
-  private stepHeader(): boolean {
-    if (this.acc.length < Size.REQUEST) return false;
-    const replies = this.replies as ReplySender;
-    const slot = replies.acquire();
-    if (slot < 0) {
-      this.pausedForSlots = true;
-      this.socket.pause();
-      // Back-pressure, not an error: noted once per connection (a deep-queue client hits it all the time).
-      if (!this.capNoted) this.config.limitLog.note('in-flight', 'info',
-        `${this.tag()}: ${this.config.inFlightMax} requests in flight (nbd.inFlightMax): not reading more until one completes`);
-      this.capNoted = true;
-      return false;
-    }
-    const decoded = decodeRequest(this.acc.peek(Size.REQUEST));
-    if (decoded.kind !== 'value') {
-      replies.drop(slot);
-      this.fatal(decoded.kind === 'error' ? decoded.error.message : 'short request header', 'warn');
-      return false;
-    }
-    this.acc.consume(Size.REQUEST);
-    const req = decoded.value;
-    if (req.type === Cmd.DISC) {
-      replies.drop(slot);
-      this.disconnect();
-      return false;
-    }
-    if (req.type === Cmd.WRITE) return this.startWrite(slot, req);
-    const errno = checkRequest(req, this.exp as NbdExport, this.structuredReplies);
-    if (errno === Errno.EOVERFLOW) this.noteOversized(req);
-    if (errno !== 0) replies.sendError(slot, req.cookieHi, req.cookieLo, errno);
-    else (this.backend as BackendDispatcher).dispatch(slot, req);
-    return true;
-  }
-
-  private noteOversized(req: NbdRequest): void {
-    const max = (this.exp as NbdExport).blockSize.maximumBytes;
-    this.config.limitLog.note('request-size', 'warn', `${this.tag()}: request of ${req.lengthBytes} bytes above the maximum of ${max} (nbd.maxRequestBytes): EOVERFLOW`);
-  }
-
-  private startWrite(slot: number, req: NbdRequest): boolean {
-    const exp = this.exp as NbdExport;
-    const len = req.lengthBytes;
-    if (len > exp.blockSize.maximumBytes && len > this.config.writeDiscardMaxBytes) {
-      (this.replies as ReplySender).drop(slot);
-      this.fatal(`write of ${len} bytes is above the maximum of ${exp.blockSize.maximumBytes} and too large to skip`, 'warn', 'request-size');
-      return false;
-    }
-    const errno = checkRequest(req, exp, this.structuredReplies);
-    if (errno === Errno.EOVERFLOW) this.noteOversized(req);
-    const pending = newPendingWrite(slot, req, errno);
-    this.pending = pending;
-    if (errno !== 0) {
-      this.phase = 'discard'; // the payload still has to be read to stay in sync
-      return true;
-    }
-    this.phase = 'acquiring';
-    invoke(() => exp.acquireWriteBuffer(len)).then(
-      (buffer) => this.onWriteBuffer(pending, buffer),
-      (err: unknown) => this.onWriteBufferFailed(pending, err),
-    );
-    return false;
-  }
-
-  private onWriteBuffer(pending: PendingWrite, buffer: NbdWriteBuffer): void {
-    pending.acquiring = false;
-    if (this.phase === 'closed') {
-      buffer.release();
-      this.finishPending(pending);
-      return;
-    }
-    let totalBytes = 0;
-    for (const chunk of buffer.chunks) totalBytes += chunk.length;
-    if (totalBytes !== pending.req.lengthBytes) {
-      buffer.release();
-      this.onWriteBufferFailed(pending, new Error(`write buffer holds ${totalBytes} bytes, wanted ${pending.req.lengthBytes}`));
-      return;
-    }
-    pending.buffer = buffer;
-    pending.readyMs = Date.now();
-    this.phase = 'payload';
-    this.resumeAfterWait();
-  }
-
-  private onWriteBufferFailed(pending: PendingWrite, err: unknown): void {
-    pending.acquiring = false;
-    if (this.phase === 'closed') {
-      this.finishPending(pending);
-      return;
-    }
-    pending.errno = (this.backend as BackendDispatcher).errnoOf(err);
-    pending.readyMs = Date.now();
-    this.phase = 'discard';
-    this.resumeAfterWait();
-  }
-
-  private resumeAfterWait(): void {
-    try {
-      this.pump();
-      if (!this.pausedForSlots && this.phase !== 'acquiring' && this.socket.isPaused()) this.socket.resume();
-    } catch (err) {
-      this.fatal(`internal error: ${(err as Error).message}`, 'error');
-    }
-  }
-
-  private stepPayload(): boolean {
-    const pending = this.pending as PendingWrite;
-    const buffer = pending.buffer as NbdWriteBuffer;
-    if (pending.remainingBytes > 0) {
-      if (this.acc.length === 0) {
-        this.payloadDeadline.arm();
-        return false;
-      }
-      const chunk = buffer.chunks[pending.chunkIndex] as Uint8Array;
-      const end = Math.min(chunk.length, pending.chunkOffset + pending.remainingBytes);
-      // Bytes that came in Node's own buffers (TLS, or read ahead with a header) are copied once
-      // into the backend's slots; the rest arrive in place (onDirectRead).
-      const copied = this.acc.copyTo(chunk.subarray(pending.chunkOffset, end));
-      pending.copiedBytes += copied;
-      if (this.config.copies !== undefined) this.config.copies.payloadBytesCopied += copied;
-      advancePayload(pending, copied);
-      if (pending.remainingBytes > 0) return true;
-    }
-    this.pending = undefined;
-    pending.buffer = undefined;
-    this.phase = 'header';
-    if (this.config.copies !== undefined && pending.copiedBytes > 0) this.config.copies.payloadCopies++;
-    (this.backend as BackendDispatcher).write(pending.slot, pending.req, buffer);
-    return true;
-  }
-
-  private stepDiscard(): boolean {
-    const pending = this.pending as PendingWrite;
-    if (pending.remainingBytes > 0) {
-      const n = Math.min(this.acc.length, pending.remainingBytes);
-      if (n === 0) {
-        this.payloadDeadline.arm();
-        return false;
-      }
-      this.acc.consume(n);
-      pending.remainingBytes -= n;
-      if (pending.remainingBytes > 0) return true;
-    }
-    this.pending = undefined;
-    this.phase = 'header';
-    (this.replies as ReplySender).sendError(pending.slot, pending.req.cookieHi, pending.req.cookieLo, pending.errno);
-    return true;
-  }
-
-  private onSlotFree(): void {
-    const replies = this.replies as ReplySender;
-    if (this.phase === 'closed') {
-      this.checkDrained();
-    } else if (this.phase === 'disconnecting') {
-      if (replies.inFlight === 0) this.socket.destroySoon();
-    } else if (this.pausedForSlots) {
-      this.pausedForSlots = false;
-      this.resumeAfterWait();
-    }
-  }
-
-  /** NBD_CMD_DISC: read nothing more, let in-flight requests finish, then close. */
-  private disconnect(): void {
-    this.phase = 'disconnecting';
-    this.socket.pause();
-    this.acc.clear();
-    this.config.log('info', `${this.tag()}: client disconnected`);
-    if ((this.replies as ReplySender).inFlight === 0) this.socket.destroySoon();
   }
 
   /** Hard close. With a limit key the line goes through the rate-limited log. */
-  private fatal(reason: string, level: 'warn' | 'error', limit?: LimitKey): void {
+  fatal(reason: string, level: 'warn' | 'error', limit?: LimitKey): void {
     const line = `${this.tag()}: closing: ${reason}`;
     if (limit === undefined) this.config.log(level, line);
     else this.config.limitLog.note(limit, level, line);
@@ -395,28 +203,21 @@ export class NbdConnection {
   private onClose(): void {
     this.phase = 'closed';
     clearTimeout(this.handshakeTimer);
-    this.payloadDeadline.stop();
     this.acc.clear();
-    const pending = this.pending;
-    // A write buffer held for a payload that will never arrive goes back now; one still being
-    // acquired goes back when the acquisition settles (onWriteBuffer sees 'closed').
-    if (pending !== undefined && !pending.acquiring) {
-      pending.buffer?.release();
-      pending.buffer = undefined;
-      this.finishPending(pending);
-    }
-    this.replies?.releaseSent();
+    this.loop?.onClose();
     this.checkDrained();
   }
 
-  private finishPending(pending: PendingWrite): void {
-    if (this.pending === pending) this.pending = undefined;
-    (this.replies as ReplySender).drop(pending.slot);
+  checkDrained(): void {
+    if (this.phase === 'closed' && (this.loop?.inFlight ?? 0) === 0) this.resolveDrained();
   }
+}
 
-  private checkDrained(): void {
-    if (this.phase === 'closed' && (this.replies?.inFlight ?? 0) === 0) this.resolveDrained();
-  }
+/** The transmission log line: which export, and what was negotiated for it. */
+function describeSetup(setup: TransmissionSetup): string {
+  const headers = setup.extendedHeaders ? 'extended headers' : setup.structuredReplies ? 'structured replies' : 'simple replies';
+  const contexts = setup.metaContexts.length === 0 ? 'none' : setup.metaContexts.map((c) => c.name).join(', ');
+  return `export ${JSON.stringify(setup.export.name)} (${headers}, meta contexts: ${contexts})`;
 }
 
 /** One short line: OpenSSL's messages carry a pointer and a source path we do not need. */

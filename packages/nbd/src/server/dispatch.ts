@@ -4,16 +4,21 @@
 import { type NbdExport, NbdError, type NbdReadResult, type NbdWriteBuffer } from '../backend.js';
 import type { NbdRequest } from '../codec/transmission.js';
 import { Cmd, CmdFlag, Errno } from '../constants.js';
+import { BlockStatusContractError, blockStatusReply } from './block-status.js';
+import type { SelectedContext } from './meta-context.js';
 import type { ReplySender } from './replies.js';
 
 export class BackendDispatcher {
   private backendErrors = 0;
+  private contractErrors = 0;
 
   constructor(
     private readonly exp: NbdExport,
     private readonly replies: ReplySender,
-    /** Logs a backend failure; called once per connection (the first one). */
-    private readonly logFirstError: (message: string) => void,
+    /** Contexts selected for BLOCK_STATUS (checkRequest refuses it when there are none). */
+    private readonly metaContexts: readonly SelectedContext[],
+    /** Logs a backend failure: the first of each kind per connection, so a broken backend cannot flood the log. */
+    private readonly logError: (message: string) => void,
   ) {}
 
   /** Every command but WRITE (whose payload the connection collects first) and DISC. */
@@ -36,6 +41,12 @@ export class BackendDispatcher {
         return this.settle(slot, req, invoke(() => exp.writeZeroes(off, len, { fua, noHole })));
       }
       case Cmd.CACHE: return this.settle(slot, req, invoke(() => exp.cache(off, len)));
+      case Cmd.BLOCK_STATUS:
+        invoke(() => blockStatusReply(exp, this.metaContexts, req, this.replies.mode === 'extended')).then(
+          (reply) => this.replies.sendOwned(slot, reply),
+          (err: unknown) => this.onFailed(slot, req, err),
+        );
+        return;
       default: throw new Error(`dispatch of unchecked command ${req.type}`);
     }
   }
@@ -49,14 +60,18 @@ export class BackendDispatcher {
   /** NbdError carries its errno; anything else is a backend bug or I/O failure: EIO, logged once. */
   errnoOf(err: unknown): number {
     if (err instanceof NbdError) return Errno[err.errno] ?? Errno.EIO;
-    this.backendErrors += 1;
-    if (this.backendErrors === 1) this.logFirstError(err instanceof Error ? err.message : String(err));
+    const message = err instanceof Error ? err.message : String(err);
+    if (err instanceof BlockStatusContractError) {
+      if (++this.contractErrors === 1) this.logError(`backend broke the block status contract, replying EIO (further ones not logged): ${message}`);
+    } else if (++this.backendErrors === 1) {
+      this.logError(`backend error, replying EIO (further ones not logged): ${message}`);
+    }
     return Errno.EIO;
   }
 
   private settle(slot: number, req: NbdRequest, done: Promise<void>): void {
     done.then(
-      () => this.replies.sendDone(slot, req.cookieHi, req.cookieLo),
+      () => this.replies.sendDone(slot, req),
       (err: unknown) => this.onFailed(slot, req, err),
     );
   }
@@ -69,11 +84,11 @@ export class BackendDispatcher {
       this.onFailed(slot, req, new Error(`backend read returned ${totalBytes} bytes, wanted ${req.lengthBytes}`));
       return;
     }
-    this.replies.sendRead(slot, req.cookieHi, req.cookieLo, req.offsetBytes, result, totalBytes);
+    this.replies.sendRead(slot, req, result, totalBytes);
   }
 
   private onFailed(slot: number, req: NbdRequest, err: unknown): void {
-    this.replies.sendError(slot, req.cookieHi, req.cookieLo, this.errnoOf(err));
+    this.replies.sendError(slot, req, this.errnoOf(err));
   }
 }
 

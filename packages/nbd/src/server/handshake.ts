@@ -10,6 +10,7 @@ import {
   encodeInfoExport, encodeInfoString, encodeOptionError, encodeOptionReply, encodeServerEntry,
 } from '../codec/handshake.js';
 import { ClientFlag, Info, Opt, Rep, Size, TransmissionFlag } from '../constants.js';
+import { MetaContextNegotiation, type SelectedContext } from './meta-context.js';
 
 export interface HandshakeConfig {
   readonly provider: NbdExportProvider;
@@ -28,7 +29,12 @@ export type TlsMode = 'none' | 'optional' | 'required';
 
 export interface TransmissionSetup {
   readonly export: NbdExport;
+  /** True also when extended headers are on (they imply structured replies). */
   readonly structuredReplies: boolean;
+  /** 32-byte requests and reply headers (NBD_OPT_EXTENDED_HEADERS). */
+  readonly extendedHeaders: boolean;
+  /** What NBD_OPT_SET_META_CONTEXT selected for this export; empty: BLOCK_STATUS is refused. */
+  readonly metaContexts: readonly SelectedContext[];
   readonly transmissionFlags: number;
 }
 
@@ -48,7 +54,8 @@ export function transmissionFlagsFor(exp: NbdExport, structuredReplies: boolean)
   if (exp.canFua && !exp.readOnly) flags |= TransmissionFlag.SEND_FUA;
   if (exp.canTrim && !exp.readOnly) flags |= TransmissionFlag.SEND_TRIM;
   if (exp.canWriteZeroes && !exp.readOnly) flags |= TransmissionFlag.SEND_WRITE_ZEROES;
-  // Reads always go out as one chunk, so "don't fragment" is free once chunks exist at all.
+  // Reads always go out as one chunk, so "don't fragment" is free once chunks exist at all
+  // (extended headers imply structured replies: callers pass true for them too).
   if (structuredReplies) flags |= TransmissionFlag.SEND_DF;
   if (exp.canMultiConn) flags |= TransmissionFlag.CAN_MULTI_CONN;
   if (exp.canCache) flags |= TransmissionFlag.SEND_CACHE;
@@ -61,6 +68,8 @@ export class ServerHandshake {
   private phase: 'client-flags' | 'options' | 'done' = 'client-flags';
   private noZeroes = false;
   private structuredReplies = false;
+  private extendedHeaders = false;
+  private readonly meta = new MetaContextNegotiation();
   private optionsSeen = 0;
   private tlsActive = false;
 
@@ -144,6 +153,8 @@ export class ServerHandshake {
     this.tlsActive = true;
     // Nothing negotiated in plaintext survives the upgrade (as nbdkit and qemu-nbd do).
     this.structuredReplies = false;
+    this.extendedHeaders = false;
+    this.meta.reset();
     return { kind: 'starttls' };
   }
 
@@ -162,8 +173,20 @@ export class ServerHandshake {
       case 'starttls':
         return this.startTls(acc);
       case 'structured-reply':
+        if (this.extendedHeaders) {
+          // Asking for the weaker mode after the stronger one: the spec's dedicated error.
+          this.output.push(encodeOptionError(Opt.STRUCTURED_REPLY, Rep.ERR_EXT_HEADER_REQD, 'extended headers are already negotiated'));
+          return undefined;
+        }
         this.structuredReplies = true;
         this.output.push(encodeOptionReply(Opt.STRUCTURED_REPLY, Rep.ACK));
+        return undefined;
+      case 'extended-headers':
+        this.negotiateExtendedHeaders();
+        return undefined;
+      case 'list-meta-context':
+      case 'set-meta-context':
+        this.metaContext(option.type, option.name, option.queries);
         return undefined;
       case 'info':
       case 'go':
@@ -178,13 +201,48 @@ export class ServerHandshake {
     }
   }
 
+  private negotiateExtendedHeaders(): void {
+    if (this.extendedHeaders) {
+      this.output.push(encodeOptionError(Opt.EXTENDED_HEADERS, Rep.ERR_INVALID, 'extended headers are already negotiated'));
+      return;
+    }
+    this.extendedHeaders = true;
+    this.structuredReplies = true; // implied: every reply is a chunk from here on
+    // Contexts were selected for the old header mode; the client selects again in the new one.
+    this.meta.reset();
+    this.output.push(encodeOptionReply(Opt.EXTENDED_HEADERS, Rep.ACK));
+  }
+
+  private metaContext(kind: 'list-meta-context' | 'set-meta-context', name: string, queries: readonly string[]): void {
+    const option = kind === 'list-meta-context' ? Opt.LIST_META_CONTEXT : Opt.SET_META_CONTEXT;
+    if (kind === 'set-meta-context') this.meta.reset(); // a SET replaces the selection, also when it fails
+    if (kind === 'set-meta-context' && !this.structuredReplies) {
+      this.output.push(encodeOptionError(option, Rep.ERR_INVALID, 'NBD_OPT_SET_META_CONTEXT needs structured replies first'));
+      return;
+    }
+    const exp = this.config.provider.open(name);
+    if (exp === undefined) {
+      this.output.push(encodeOptionError(option, Rep.ERR_UNKNOWN, `unknown export ${JSON.stringify(name)}`));
+      return;
+    }
+    this.output.push(...(kind === 'list-meta-context' ? this.meta.list(exp, queries) : this.meta.set(exp, queries)));
+    this.output.push(encodeOptionReply(option, Rep.ACK));
+  }
+
+  private setup(exp: NbdExport, transmissionFlags: number): TransmissionSetup {
+    return {
+      export: exp, structuredReplies: this.structuredReplies, extendedHeaders: this.extendedHeaders,
+      metaContexts: this.meta.forExport(exp), transmissionFlags,
+    };
+  }
+
   private exportName(name: string): HandshakeStep {
     const exp = this.config.provider.open(name);
     // EXPORT_NAME cannot carry an error: the spec says to drop the connection.
     if (exp === undefined) return { kind: 'close', reason: `NBD_OPT_EXPORT_NAME for unknown export ${JSON.stringify(name)}`, level: 'info' };
     const transmissionFlags = transmissionFlagsFor(exp, this.structuredReplies);
     this.output.push(encodeExportNameReply(exp.sizeBytes, transmissionFlags, this.noZeroes));
-    return { kind: 'transmission', setup: { export: exp, structuredReplies: this.structuredReplies, transmissionFlags } };
+    return { kind: 'transmission', setup: this.setup(exp, transmissionFlags) };
   }
 
   private infoOrGo(kind: 'info' | 'go', name: string, infoRequests: readonly number[]): HandshakeStep | undefined {
@@ -211,7 +269,7 @@ export class ServerHandshake {
     }
     this.output.push(encodeOptionReply(option, Rep.ACK));
     if (kind === 'info') return undefined;
-    return { kind: 'transmission', setup: { export: exp, structuredReplies: this.structuredReplies, transmissionFlags } };
+    return { kind: 'transmission', setup: this.setup(exp, transmissionFlags) };
   }
 }
 
@@ -225,6 +283,9 @@ function optionCode(option: NbdOption): number {
     case 'info': return Opt.INFO;
     case 'go': return Opt.GO;
     case 'structured-reply': return Opt.STRUCTURED_REPLY;
+    case 'extended-headers': return Opt.EXTENDED_HEADERS;
+    case 'list-meta-context': return Opt.LIST_META_CONTEXT;
+    case 'set-meta-context': return Opt.SET_META_CONTEXT;
     case 'invalid':
     case 'unsupported': return option.option;
   }

@@ -1,13 +1,22 @@
-// The reply path. Every in-flight request owns a slot: 32 header bytes in one slab allocated at
-// connection start. Replies completing in the same tick share one cork, so they leave in one
+// The reply path. Every in-flight request owns a slot: 40 header bytes in one slab allocated at
+// connection start (an extended OFFSET_DATA header and its offset is the largest). Replies completing in the same tick share one cork, so they leave in one
 // writev; read data goes out as the backend's own views, and is released only in the write
-// callback of its last chunk, because the backend reuses that memory afterwards.
+// callback of its last chunk, because the backend reuses that memory afterwards. Block status
+// replies are the exception: their payload is built per reply (block-status.ts) and sent whole.
 
 import type { Socket } from 'node:net';
 import type { NbdReadResult } from '../backend.js';
-import { encodeDataChunkHeader, encodeErrorChunk, encodeNoneChunk, encodeSimpleReply } from '../codec/transmission.js';
+import {
+  EXTENDED_DATA_PREFIX_BYTES, encodeExtendedDataHeader, encodeExtendedErrorChunk, encodeExtendedNoneChunk,
+} from '../codec/extended.js';
+import {
+  type NbdRequest, encodeDataChunkHeader, encodeErrorChunk, encodeNoneChunk, encodeSimpleReply,
+} from '../codec/transmission.js';
 
-const SLOT_BYTES = 32;
+/** How replies look: simple (16 bytes), structured chunks (20-byte headers), or extended (32-byte headers). */
+export type ReplyMode = 'simple' | 'structured' | 'extended';
+
+const SLOT_BYTES = EXTENDED_DATA_PREFIX_BYTES;
 // Slot states: free, request at the backend, reply handed to the socket.
 const FREE = 0;
 const AT_BACKEND = 1;
@@ -28,7 +37,7 @@ export class ReplySender {
   constructor(
     private readonly socket: Socket,
     readonly slotsMax: number,
-    private readonly structuredReplies: boolean,
+    readonly mode: ReplyMode,
     /** Called whenever a slot frees up (back-pressure release, drain on disconnect). */
     private readonly onSlotFree: () => void,
   ) {
@@ -52,7 +61,8 @@ export class ReplySender {
     return slot;
   }
 
-  sendRead(slot: number, cookieHi: number, cookieLo: number, offsetBytes: number, result: NbdReadResult, dataBytes: number): void {
+  /** Read data as one chunk (so NBD_CMD_FLAG_DF always holds), sent as the backend's own views. */
+  sendRead(slot: number, req: NbdRequest, result: NbdReadResult, dataBytes: number): void {
     this.assertBusy(slot);
     if (!this.writable()) {
       result.release();
@@ -60,9 +70,12 @@ export class ReplySender {
       return;
     }
     const at = slot * SLOT_BYTES;
-    const headerBytes = this.structuredReplies
-      ? encodeDataChunkHeader(this.slab, at, cookieHi, cookieLo, offsetBytes, dataBytes, true)
-      : encodeSimpleReply(this.slab, at, cookieHi, cookieLo, 0);
+    const { cookieHi, cookieLo, offsetBytes } = req;
+    const headerBytes = this.mode === 'extended'
+      ? encodeExtendedDataHeader(this.slab, at, cookieHi, cookieLo, offsetBytes, dataBytes, true)
+      : this.mode === 'structured'
+        ? encodeDataChunkHeader(this.slab, at, cookieHi, cookieLo, offsetBytes, dataBytes, true)
+        : encodeSimpleReply(this.slab, at, cookieHi, cookieLo, 0);
     this.results[slot] = result;
     this.busy[slot] = SENT;
     this.begin();
@@ -74,24 +87,46 @@ export class ReplySender {
   }
 
   /** Error reply; reads use an ERROR chunk once structured replies are on (the spec requires it). */
-  sendError(slot: number, cookieHi: number, cookieLo: number, errno: number): void {
+  sendError(slot: number, req: NbdRequest, errno: number): void {
     this.assertBusy(slot);
     if (errno === 0) throw new RangeError('sendError needs a nonzero errno');
     const at = slot * SLOT_BYTES;
-    const n = this.structuredReplies
-      ? encodeErrorChunk(this.slab, at, cookieHi, cookieLo, errno)
-      : encodeSimpleReply(this.slab, at, cookieHi, cookieLo, errno);
+    const { cookieHi, cookieLo } = req;
+    const n = this.mode === 'extended'
+      ? encodeExtendedErrorChunk(this.slab, at, cookieHi, cookieLo, req.offsetBytes, errno)
+      : this.mode === 'structured'
+        ? encodeErrorChunk(this.slab, at, cookieHi, cookieLo, errno)
+        : encodeSimpleReply(this.slab, at, cookieHi, cookieLo, errno);
     this.sendHeaderOnly(slot, n);
   }
 
   /** Success without data (everything but a read). */
-  sendDone(slot: number, cookieHi: number, cookieLo: number): void {
+  sendDone(slot: number, req: NbdRequest): void {
     this.assertBusy(slot);
     const at = slot * SLOT_BYTES;
-    const n = this.structuredReplies
-      ? encodeNoneChunk(this.slab, at, cookieHi, cookieLo)
-      : encodeSimpleReply(this.slab, at, cookieHi, cookieLo, 0);
+    const { cookieHi, cookieLo } = req;
+    const n = this.mode === 'extended'
+      ? encodeExtendedNoneChunk(this.slab, at, cookieHi, cookieLo, req.offsetBytes)
+      : this.mode === 'structured'
+        ? encodeNoneChunk(this.slab, at, cookieHi, cookieLo)
+        : encodeSimpleReply(this.slab, at, cookieHi, cookieLo, 0);
     this.sendHeaderOnly(slot, n);
+  }
+
+  /**
+   * A whole reply built elsewhere (block status chunks, the last one DONE). It is the caller's
+   * own buffer, not a slot view or backend memory: nothing to release once written.
+   */
+  sendOwned(slot: number, reply: Uint8Array): void {
+    this.assertBusy(slot);
+    if (this.mode === 'simple') throw new Error('a chunked reply without structured replies');
+    if (!this.writable()) {
+      this.complete(slot);
+      return;
+    }
+    this.busy[slot] = SENT;
+    this.begin();
+    this.socket.write(reply, this.onWritten[slot]);
   }
 
   /** Frees a slot whose request will never be answered (connection gone). */

@@ -1,21 +1,26 @@
-// The listening side: accepts TCP connections, refuses those from outside the allowlist and
-// those beyond the connection limit, and tracks the rest so that close() ends every connection
-// and waits until no request is left at the backend. Limits are resolved once (limits.ts);
-// hitting one is logged through a shared rate-limited log.
+// The listening side: accepts connections on TCP addresses, Unix sockets and inherited
+// listening sockets (listener.ts), refuses TCP peers outside the allowlist and connections beyond
+// the limit, and tracks the rest so that close() ends every connection and waits until no request
+// is left at the backend. Limits are resolved once (limits.ts); hitting one is logged through a
+// shared rate-limited log.
 
-import { type Server, type Socket, createServer } from 'node:net';
+import type { Socket } from 'node:net';
 import type { NbdExport, NbdExportProvider } from '../backend.js';
 import { OPTION_DATA_MAX_BYTES } from '../constants.js';
-import { createAllowList } from './allow.js';
+import { createPeerFilter } from './allow.js';
 import type { NbdCopyCounters } from './connection-config.js';
 import { NbdConnection } from './connection.js';
 import { type LogFn, LimitLog, type NbdLimits, resolveLimits } from './limits.js';
+import { type Listener, type NbdBoundAddress, type NbdListenTarget, type Transport, describeTarget, openListener } from './listener.js';
 import { type NbdServerTlsOptions, prepareServerTls } from './tls.js';
+
+export type { NbdBoundAddress, NbdListenTarget } from './listener.js';
 
 export interface NbdServerOptions extends Partial<NbdLimits> {
   /**
-   * Client networks allowed to connect, as CIDR blocks or single addresses, IPv4 or IPv6
+   * Client networks allowed to connect over TCP, as CIDR blocks or single addresses, IPv4 or IPv6
    * ("127.0.0.0/8", "::1", "fd00::/8"). Others are closed at accept. Empty or absent: everyone.
+   * Unix-socket connections have no address and are not filtered: the socket's file permissions are their guard.
    */
   allow?: readonly string[];
   /** Plaintext WRITE payloads read by the kernel straight into the backend's buffers (default true). */
@@ -31,7 +36,10 @@ export interface NbdServerOptions extends Partial<NbdLimits> {
 export type NbdServerStats = Readonly<NbdCopyCounters>;
 
 export interface NbdServer {
+  /** Adds a TCP listener (port 0 picks a free port). */
   listen(host: string, port: number): Promise<{ host: string; port: number }>;
+  /** Adds a listener of any kind: TCP, a Unix socket path, or an inherited listening fd. */
+  listenOn(target: NbdListenTarget): Promise<NbdBoundAddress>;
   close(): Promise<void>;
   readonly connectionCount: number;
   /** Counters over every connection so far, closed ones included. */
@@ -62,7 +70,7 @@ function clampExport(exp: NbdExport, maxRequestBytes: number): NbdExport {
 
 export function createNbdServer(provider: NbdExportProvider, options: NbdServerOptions = {}): NbdServer {
   const limits = resolveLimits(options);
-  const allowed = createAllowList(options.allow ?? []);
+  const allowed = createPeerFilter(options.allow ?? []);
   const log: LogFn = options.log ?? (() => {});
   const limitLog = new LimitLog(log, options.limitLogIntervalMs);
   const clamped: NbdExportProvider = {
@@ -80,16 +88,15 @@ export function createNbdServer(provider: NbdExportProvider, options: NbdServerO
   const copies: NbdCopyCounters = { payloadCopies: 0, payloadBytesCopied: 0 };
   let nextId = 1;
   let closing = false;
-  let listener: Server | undefined;
+  const listeners = new Set<Listener>();
 
-  const refuse = (socket: Socket): boolean => {
-    const peer = socket.remoteAddress;
+  const refuse = (socket: Socket, transport: Transport, peer: string): boolean => {
     if (closing) {
-      log('info', `nbd: refusing connection from ${peer ?? '?'}: shutting down`);
-    } else if (!allowed(peer)) {
-      limitLog.note('allow', 'warn', `nbd: refusing connection from ${peer ?? '?'}: not in nbd.allow`);
+      log('info', `nbd: refusing connection from ${peer}: shutting down`);
+    } else if (!allowed(transport, socket.remoteAddress)) {
+      limitLog.note('allow', 'warn', `nbd: refusing connection from ${peer}: not in nbd.allow`);
     } else if (connections.size >= limits.maxConnections) {
-      limitLog.note('max-connections', 'warn', `nbd: refusing connection from ${peer ?? '?'}: ${limits.maxConnections} connections open (nbd.maxConnections)`);
+      limitLog.note('max-connections', 'warn', `nbd: refusing connection from ${peer}: ${limits.maxConnections} connections open (nbd.maxConnections)`);
     } else {
       return false;
     }
@@ -98,8 +105,8 @@ export function createNbdServer(provider: NbdExportProvider, options: NbdServerO
     return true;
   };
 
-  const accept = (socket: Socket): void => {
-    if (refuse(socket)) return;
+  const accept = (socket: Socket, transport: Transport, peer: string): void => {
+    if (refuse(socket, transport, peer)) return;
     const connection = new NbdConnection(socket, {
       id: nextId++,
       handshake: { provider: clamped, optionDataMaxBytes: OPTION_DATA_MAX_BYTES, optionsMax: OPTIONS_MAX, tls: tlsMode },
@@ -117,6 +124,21 @@ export function createNbdServer(provider: NbdExportProvider, options: NbdServerO
     void connection.drained.then(() => connections.delete(connection));
   };
 
+  const listenOn = async (target: NbdListenTarget): Promise<NbdBoundAddress> => {
+    if (closing) throw new Error('NbdServer is closed');
+    const listener = await openListener(target, accept, log);
+    if (closing) { // closed while the listener was being opened
+      await listener.close();
+      throw new Error('NbdServer is closed');
+    }
+    listeners.add(listener);
+    const allowText = listener.address.transport === 'unix' ? 'not applied (Unix socket: file permissions)'
+      : (options.allow ?? []).length === 0 ? 'any' : (options.allow ?? []).join(' ');
+    log('info', `nbd: listening on ${describeTarget(listener.address)} (tls: ${tlsMode === 'none' ? 'off' : tlsMode}, allow: ${allowText}, `
+      + `maxConnections ${limits.maxConnections}, maxRequestBytes ${limits.maxRequestBytes}, inFlightMax ${limits.inFlightMax})`);
+    return listener.address;
+  };
+
   return {
     get connectionCount(): number {
       return connections.size;
@@ -129,31 +151,20 @@ export function createNbdServer(provider: NbdExportProvider, options: NbdServerO
       return { ...copies };
     },
 
-    listen(host: string, port: number): Promise<{ host: string; port: number }> {
-      if (listener !== undefined) return Promise.reject(new Error('NbdServer is already listening'));
-      // Accepted paused so a plaintext connection can move to the zero-copy reader first.
-      const server = createServer({ noDelay: true, pauseOnConnect: true }, accept);
-      listener = server;
-      return new Promise((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(port, host, () => {
-          server.off('error', reject);
-          server.on('error', (err) => log('error', `nbd: listener error: ${err.message}`));
-          const address = server.address();
-          if (address === null || typeof address === 'string') return reject(new Error('unexpected listen address'));
-          const allowText = (options.allow ?? []).length === 0 ? 'any' : (options.allow ?? []).join(' ');
-          log('info', `nbd: listening on ${address.address}:${address.port} (tls: ${tlsMode === 'none' ? 'off' : tlsMode}, allow: ${allowText}, `
-            + `maxConnections ${limits.maxConnections}, maxRequestBytes ${limits.maxRequestBytes}, inFlightMax ${limits.inFlightMax})`);
-          resolve({ host: address.address, port: address.port });
-        });
-      });
+    async listen(host: string, port: number): Promise<{ host: string; port: number }> {
+      const bound = await listenOn({ host, port });
+      if (bound.transport !== 'tcp') throw new Error('unexpected listen address');
+      return { host: bound.host, port: bound.port };
     },
+
+    listenOn,
 
     async close(): Promise<void> {
       closing = true;
-      const stopped = new Promise<void>((resolve) => (listener ? listener.close(() => resolve()) : resolve()));
+      const stopped = [...listeners].map((l) => l.close());
+      listeners.clear();
       for (const connection of connections) connection.destroy();
-      await Promise.all([stopped, ...[...connections].map((c) => c.drained)]);
+      await Promise.all([...stopped, ...[...connections].map((c) => c.drained)]);
       limitLog.close();
     },
   };

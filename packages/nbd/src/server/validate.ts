@@ -6,8 +6,11 @@ import type { NbdExport } from '../backend.js';
 import type { NbdRequest } from '../codec/transmission.js';
 import { Cmd, CmdFlag, Errno } from '../constants.js';
 
-/** 0 when the request may go to the backend, else the errno to reply with. */
-export function checkRequest(req: NbdRequest, exp: NbdExport, structuredReplies: boolean): number {
+/**
+ * 0 when the request may go to the backend, else the errno to reply with. `metaContexts` is the
+ * number of contexts SET_META_CONTEXT selected (BLOCK_STATUS needs at least one).
+ */
+export function checkRequest(req: NbdRequest, exp: NbdExport, structuredReplies: boolean, metaContexts = 0): number {
   const len = req.lengthBytes;
   switch (req.type) {
     case Cmd.READ:
@@ -33,13 +36,16 @@ export function checkRequest(req: NbdRequest, exp: NbdExport, structuredReplies:
     case Cmd.CACHE:
       if (!exp.canCache) return Errno.EINVAL;
       return inRange(req, exp) ? 0 : Errno.EINVAL;
+    case Cmd.BLOCK_STATUS:
+      // The length is a hint, but it must be nonzero and stay inside the export (proto.md).
+      if (metaContexts === 0) return Errno.EINVAL;
+      return inRange(req, exp) ? 0 : Errno.EINVAL;
     default:
-      // BLOCK_STATUS without a negotiated meta context, and unknown commands.
       return Errno.EINVAL;
   }
 }
 
-/** Nonzero length, fully inside the export (trim/zero/cache may exceed the max block size). */
+/** Nonzero length, fully inside the export (trim/zero/cache/block status may exceed the max block size). */
 function inRange(req: NbdRequest, exp: NbdExport): boolean {
   return req.lengthBytes > 0 && req.offsetBytes <= exp.sizeBytes && req.offsetBytes + req.lengthBytes <= exp.sizeBytes;
 }
