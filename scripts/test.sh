@@ -23,9 +23,10 @@ trap on_exit EXIT
 . scripts/lib/setup.sh
 
 step="installing Debian packages"
-# Test-only peers (PEERS.md): NBD clients/servers, qemu, fio, FUSE, ext4 and loop tools, iSCSI.
+# Test-only peers (PEERS.md): NBD clients/servers, qemu, fio, FUSE, ext4 and loop tools, iSCSI,
+# systemd-socket-activate (package systemd; test/socket-activation.test.ts).
 install_debs ca-certificates nbdkit libnbd-bin python3-libnbd qemu-utils fio fuse3 e2fsprogs \
-  util-linux mount tgt libiscsi-bin chromium
+  util-linux mount tgt libiscsi-bin chromium systemd
 install_qemu_system
 step="installing node/pnpm"
 ensure_node

@@ -2,7 +2,8 @@
 // volumes over sparse images `nbdinfo --map` reports one hole/zero extent; after qemu-io writes
 // at known offsets exactly those ranges are data — for linear, raid0, raid1 and raid5, for a
 // raid1 whose second leg is a remote nbdkit export (its holes and its data are asked over NBD),
-// and for a raid1 with a failed leg (whose bytes are not read, so they do not count).
+// one whose second leg is a thin iSCSI LUN on tgtd (asked with GET LBA STATUS), and for a raid1
+// with a failed leg (whose bytes are not read, so they do not count).
 // Without the native addon (ONESTACK_NATIVE=off: Node has no lseek) every volume over local
 // elements must answer the conservative "all data".
 import { openSync, writeSync, closeSync } from 'node:fs';
@@ -10,15 +11,16 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Daemon } from './lib/daemon.js';
 import { apiCall } from './lib/daemon-state.js';
-import { DATA_OFFSET_BYTES, MiB, removeDir, sparseFile, tempDir, writeConfig } from './lib/files.js';
+import { DATA_OFFSET_BYTES, MiB, removeDir, sparseFile, tempDir, writeConfig, type ElementSpec, type VolumeSpec } from './lib/files.js';
 import { qemuIo, qemuIoFailed } from './lib/peers.js';
-import { explain, missingTools, runOk } from './lib/proc.js';
-import { startNbdkit, type NbdkitPeer } from './lib/remotes.js';
+import { explain, freePort, missingTools, runOk } from './lib/proc.js';
+import { startNbdkit, startTgtd, type NbdkitPeer, type TgtdPeer } from './lib/remotes.js';
 
 const KiB = 1024;
 const DATA_BYTES = 32 * MiB;
 const LEG_BYTES = DATA_OFFSET_BYTES + DATA_BYTES;
 const missing = missingTools(['nbdinfo', 'qemu-io', 'nbdkit']);
+const missingIscsi = missingTools(['tgtd', 'tgtadm']);
 
 interface MapEntry { readonly offset: number; readonly length: number; readonly type: number }
 
@@ -59,6 +61,7 @@ function scribble(file: string, offsetBytes: number, lengthBytes: number): void 
 describe.skipIf(missing !== null)(`block status: base:allocation through the layouts${missing !== null ? ` (skipped: ${missing})` : ''}`, () => {
   let dir = '';
   let nbdkit: NbdkitPeer | null = null;
+  let tgtd: TgtdPeer | null = null;
   let daemon: Daemon | null = null;
   let images: ReadonlyMap<string, string> = new Map();
   let native = false;
@@ -68,18 +71,29 @@ describe.skipIf(missing !== null)(`block status: base:allocation through the lay
     dir = tempDir('block-status');
     await sparseFile(path.join(dir, 'remote.img'), LEG_BYTES);
     nbdkit = await startNbdkit(['file', path.join(dir, 'remote.img')]);
+    const iscsi: ElementSpec[] = [];
+    const iscsiVolume: VolumeSpec[] = [];
+    if (missingIscsi === null) {
+      // A thin-provisioned LUN: tgtd answers GET LBA STATUS from its backing file's holes.
+      await sparseFile(path.join(dir, 'lun.img'), LEG_BYTES);
+      const controlPort = 1000 + ((await freePort()) % 20000);
+      tgtd = await startTgtd({ backingFiles: [path.join(dir, 'lun.img')], controlPort });
+      await runOk('tgtadm', ['-C', String(controlPort), '--lld', 'iscsi', '--mode', 'logicalunit', '--op', 'update', '--tid', '1', '--lun', '1', '--params', 'thin_provisioning=1']);
+      iscsi.push({ name: 'y0', sizeBytes: LEG_BYTES }, { name: 'ri', uri: tgtd.uri(), options: { timeoutMs: 10_000 } });
+      iscsiVolume.push({ name: 'imixed', layout: 'raid1', elements: ['y0', 'ri'] });
+    }
     const local = (name: string) => ({ name, sizeBytes: LEG_BYTES });
     const written = await writeConfig(dir, [
       local('l0'), local('l1'), local('s0'), local('s1'), local('s2'), local('m0'), local('m1'),
       local('p0'), local('p1'), local('p2'), local('f0'), local('f1'), local('x0'),
-      { name: 'rx', uri: `nbd://127.0.0.1:${nbdkit.port}/`, options: { timeoutMs: 10_000 } },
+      { name: 'rx', uri: `nbd://127.0.0.1:${nbdkit.port}/`, options: { timeoutMs: 10_000 } }, ...iscsi,
     ], [
       { name: 'lin', layout: 'linear', elements: ['l0', 'l1'] },
       { name: 'r0', layout: 'raid0', elements: ['s0', 's1', 's2'], chunkKiB: 64 },
       { name: 'r1', layout: 'raid1', elements: ['m0', 'm1'] },
       { name: 'r5', layout: 'raid5', elements: ['p0', 'p1', 'p2'], chunkKiB: 64 },
       { name: 'deg', layout: 'raid1', elements: ['f0', 'f1'] },
-      { name: 'mixed', layout: 'raid1', elements: ['x0', 'rx'] },
+      { name: 'mixed', layout: 'raid1', elements: ['x0', 'rx'] }, ...iscsiVolume,
     ]);
     images = written.images;
     daemon = await Daemon.start({ dataDir: path.join(dir, 'data'), configPath: written.configPath });
@@ -91,6 +105,7 @@ describe.skipIf(missing !== null)(`block status: base:allocation through the lay
   afterAll(async () => {
     await daemon?.stop();
     await nbdkit?.stop();
+    await tgtd?.stop();
     if (dir !== '') removeDir(dir);
   });
 
@@ -125,6 +140,19 @@ describe.skipIf(missing !== null)(`block status: base:allocation through the lay
     // Data only the remote leg holds (written into nbdkit's file directly): the volume reads
     // from both legs, so this range is data too — which only the remote's own answer can say.
     scribble(path.join(dir, 'remote.img'), DATA_OFFSET_BYTES + 20 * MiB, 8 * KiB);
+    expect(await map(uri)).toEqual(expected(DATA_BYTES, [[2 * MiB, 64 * KiB], [20 * MiB, 8 * KiB]]));
+  });
+
+  it.skipIf(missingIscsi !== null)(`raid1 of a local leg and a thin iSCSI LUN (tgtd): the LUN is asked with GET LBA STATUS${missingIscsi !== null ? ` (skipped: ${missingIscsi})` : ''}`, async () => {
+    const uri = d().uri('imixed');
+    if (!native) {
+      expect(await map(uri)).toEqual([[0, DATA_BYTES, 0]]);
+      return;
+    }
+    expect(await map(uri), d().logs()).toEqual(expected(DATA_BYTES, []));
+    await write(uri, 2 * MiB, 64 * KiB);
+    expect(await map(uri)).toEqual(expected(DATA_BYTES, [[2 * MiB, 64 * KiB]]));
+    scribble(path.join(dir, 'lun.img'), DATA_OFFSET_BYTES + 20 * MiB, 8 * KiB);
     expect(await map(uri)).toEqual(expected(DATA_BYTES, [[2 * MiB, 64 * KiB], [20 * MiB, 8 * KiB]]));
   });
 

@@ -144,9 +144,18 @@ describe.skipIf(!cliBuilt())('refused socket paths: clear errors, nothing lost',
     const r = await run(process.execPath, [CLI_MAIN, 'serve', '--data-dir', path.join(dir, 'data'), '--nbd', `unix:${file}`, '--api', `127.0.0.1:${await freePort()}`],
       { timeoutMs: 30_000, cwd: REPO_ROOT });
     expect(r.code, explain(r)).toBe(2);
-    expect(r.stderr).toMatch(/onestack: error: cannot listen for NBD: \S+precious\.txt exists and is not a socket; refusing to replace it/);
+    expect(r.stderr).toMatch(/onestack: error: cannot listen on unix:\S+precious\.txt for NBD: \S+precious\.txt exists and is not a socket; refusing to replace it/);
     expect(r.stdout).not.toMatch(/onestack: ready/);
     expect(await readFile(file, 'utf8')).toBe('keep me\n');
+  });
+
+  it('a socket in a directory that does not exist: exit 2 saying so', async () => {
+    const socket = path.join(dir, 'no-such-dir', 'nbd.sock');
+    const r = await run(process.execPath, [CLI_MAIN, 'serve', '--data-dir', path.join(dir, 'data2'), '--nbd', `unix:${socket}`, '--api', `127.0.0.1:${await freePort()}`],
+      { timeoutMs: 30_000, cwd: REPO_ROOT });
+    expect(r.code, explain(r)).toBe(2);
+    expect(r.stderr).toMatch(/onestack: error: cannot listen on unix:\S+no-such-dir\/nbd\.sock for NBD: the directory \S+no-such-dir of the Unix socket does not exist/);
+    expect(r.stderr).toMatch(/hint: the socket's directory must exist/);
   });
 
   it('config nbd.listen "unix:" without a path: exit 2 naming the field and its line', async () => {

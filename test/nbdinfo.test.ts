@@ -81,6 +81,50 @@ describe('configured volumes', () => {
   });
 });
 
+describe('preferred block size per layout (NBD_INFO_BLOCK_SIZE)', () => {
+  const e = (prefix: string, n: number): { name: string; sizeBytes: number }[] => Array.from({ length: n }, (_, i) => ({ name: `${prefix}${i}`, sizeBytes: 64 * MiB }));
+  const names = (prefix: string, n: number): string[] => e(prefix, n).map((x) => x.name);
+  const KiB = 1024;
+  // [volume, expected preferred bytes, why]
+  const cases: readonly [string, number, string][] = [
+    ['lin', 4 * KiB, 'linear: no stripe, the page size'],
+    ['mir', 4 * KiB, 'raid1: no stripe, the page size'],
+    ['r0x2', 128 * KiB, 'raid0 over 2, 64 KiB chunks: full stripe'],
+    ['r0x3', 64 * KiB, 'raid0 over 3: a 192 KiB stripe is no power of two, so one chunk'],
+    ['r0big', 16 * MiB, 'raid0 over 4, 16 MiB chunks: a 64 MiB stripe is over the 32 MiB maximum, so one chunk'],
+    ['r10', 128 * KiB, 'raid10 over 4 (2 pairs): full stripe'],
+    ['r5x3', 128 * KiB, 'raid5 over 3: 2 data chunks'],
+    ['r5x4', 64 * KiB, 'raid5 over 4: 3 data chunks are no power of two, so one chunk'],
+    ['r6x4', 128 * KiB, 'raid6 over 4: 2 data chunks'],
+  ];
+  const fx = useDaemon('nbdinfo-blocksize', [
+    ...e('l', 2), ...e('m', 2), ...e('a', 2), ...e('b', 3), ...e('c', 4), ...e('d', 4), ...e('f', 3), ...e('g', 4), ...e('h', 4),
+  ], [
+    { name: 'lin', layout: 'linear', elements: names('l', 2) },
+    { name: 'mir', layout: 'raid1', elements: names('m', 2), boot: true },
+    { name: 'r0x2', layout: 'raid0', elements: names('a', 2), chunkKiB: 64 },
+    { name: 'r0x3', layout: 'raid0', elements: names('b', 3), chunkKiB: 64 },
+    { name: 'r0big', layout: 'raid0', elements: names('c', 4), chunkKiB: 16384 },
+    { name: 'r10', layout: 'raid10', elements: names('d', 4), chunkKiB: 64 },
+    { name: 'r5x3', layout: 'raid5', elements: names('f', 3), chunkKiB: 64 },
+    { name: 'r5x4', layout: 'raid5', elements: names('g', 4), chunkKiB: 64 },
+    { name: 'r6x4', layout: 'raid6', elements: names('h', 4), chunkKiB: 64 },
+  ]);
+
+  for (const [volume, preferred, why] of cases) {
+    it(`${volume}: preferred ${preferred / KiB} KiB (${why})`, async () => {
+      const info = await nbdinfo(fx.daemon.uri(volume));
+      const x = info.exports[0]!;
+      const [min, pref, max] = [x.block_size_minimum ?? 0, x.block_size_preferred ?? 0, x.block_size_maximum ?? 0];
+      expect(pref).toBe(preferred);
+      // proto.md: powers of two, minimum <= preferred <= maximum.
+      for (const v of [min, pref, max]) expect(v & (v - 1), `${v} is a power of two`).toBe(0);
+      expect(min).toBeLessThanOrEqual(pref);
+      expect(pref).toBeLessThanOrEqual(max);
+    });
+  }
+});
+
 describe('SPEC defaults: no --nbd / --api', () => {
   it('`nbdinfo nbd://127.0.0.1:10809/default` as written in issue 3; banner prints the GUI URL with a token', async (ctx) => {
     const busy = [];

@@ -116,8 +116,10 @@ function listenError(err: unknown, what: string, flag: string, at: string): unkn
       : `pass ${flag} HOST:PORT with an address this machine has and a port above 1023${flag === '--nbd' ? ', or a unix:PATH you may write' : ''}`;
     return new CliError(1, `cannot listen on ${at} for ${what}`, code, hint);
   }
-  if (code === 'EEXIST' || code === 'ENAMETOOLONG') {
-    return new CliError(2, `cannot listen for ${what}: ${e?.message ?? ''}`, flag === '--nbd' ? '--nbd / nbd.listen' : flag, 'choose a socket path where nothing else is, or remove what is there');
+  if (code === 'EEXIST' || code === 'ENAMETOOLONG' || code === 'ENOENT' || code === 'ENOTDIR') {
+    const hint = code === 'EEXIST' ? 'choose a socket path where nothing else is, or remove what is there'
+      : code === 'ENAMETOOLONG' ? 'choose a shorter socket path' : 'the socket\'s directory must exist';
+    return new CliError(2, `cannot listen on ${at} for ${what}: ${e?.message ?? ''}`, flag === '--nbd' ? '--nbd / nbd.listen' : flag, hint);
   }
   if (code === 'ENOTSOCK' || code === 'EBADF') {
     return new CliError(2, `cannot listen for ${what}: ${e?.message ?? ''}`, flag,

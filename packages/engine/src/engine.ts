@@ -68,6 +68,7 @@ export class Engine {
       rebuildMiBPerSec: () => (this.base.rebuild ?? DEFAULT_REBUILD).maxMiBPerSec,
       exclusive: (work) => this.exclusive(work), changed: () => this.changed(), persist: () => this.persist(),
       applyTopology: () => this.applyTopology(), stopScrub: async (volume) => void (await this.scrubs.cancel(volume, 'a resync or rebuild starts')),
+      elementRuns: (element, start, len) => this.allocatorOf().elementRuns(element, start, len),
     };
   }
 
@@ -341,8 +342,13 @@ export class Engine {
   /** @internal base:allocation of [offset, +length) of a volume: extents in order from offsetBytes (at most extentsMax). */
   allocation(volume: string, offsetBytes: number, lengthBytes: number, extentsMax: number): Promise<readonly BlockExtent[]> {
     if (this.closing !== null) return Promise.reject(new EngineError('closed', 'the engine is closed'));
+    return this.allocatorOf().allocation(volume, offsetBytes, lengthBytes, extentsMax);
+  }
+
+  /** The allocation probes, opened on first use (block status, sparse rebuilds). */
+  private allocatorOf(): VolumeAllocation {
     this.allocator ??= new VolumeAllocation({ registry: this.registry, elementState: (i) => this.dataPath.elementState(i), log: this.log }, (closer) => this.onClose(closer));
-    return this.allocator.allocation(volume, offsetBytes, lengthBytes, extentsMax);
+    return this.allocator;
   }
 
   // [checkpoint methods] — checkpoints/ (dirty bitmaps since a checkpoint)

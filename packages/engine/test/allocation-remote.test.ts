@@ -1,8 +1,9 @@
-// The remote element probe (allocation/probe-remote.ts) against real nbdkit and qemu-nbd: it
-// asks base:allocation over its own connection; a server without it, a refused connect, a server
-// too slow to answer and an iSCSI element all answer "data" within the element's timeout, a
-// failed connect is not retried at every query, and a one-client server (qemu-nbd's default) is
-// let go after each query and not waited for again while the data path holds it.
+// The remote element probe (allocation/probe-remote.ts) against real servers: nbdkit and
+// qemu-nbd over NBD base:allocation, tgtd over iSCSI GET LBA STATUS, each on a connection of its
+// own. A server without block status (noextents, a thick LUN), a refused connect and a server too
+// slow to answer all answer "data" within the element's timeout; a failed connect is not retried
+// at every query, and a one-client server (qemu-nbd's default) is let go after each query and not
+// waited for again while the data path holds it.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -10,8 +11,8 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { RemoteProbe } from '../src/allocation/probe-remote.js';
 import type { NbdRemoteSpec } from '../src/remote/spec.js';
 import { NbdClient } from '@onestack/nbd';
-import { freePort, missingTools, spawnTracked, stopChild } from '../../../test/lib/proc.js';
-import { startNbdkit, waitListening, type NbdkitPeer } from '../../../test/lib/remotes.js';
+import { freePort, missingTools, runOk, spawnTracked, stopChild } from '../../../test/lib/proc.js';
+import { startNbdkit, startTgtd, waitListening, type NbdkitPeer, type TgtdPeer } from '../../../test/lib/remotes.js';
 
 const MiB = 1024 * 1024;
 const KiB = 1024;
@@ -142,10 +143,34 @@ describe.skipIf(missing !== null)(`RemoteProbe against nbdkit${missing !== null 
     }
   });
 
-  it('iSCSI elements and elements without a remote spec answer data without connecting', async () => {
-    const iscsi = new RemoteProbe({ kind: 'iscsi', where: 'iscsi://x', host: '127.0.0.1', port: 1, targetIqn: 'iqn.x', lun: 0, digest: 'none', timeoutMs: 100 }, () => {});
-    expect((await iscsi.runs(0, 4096, 1)).runs).toEqual([{ lengthBytes: 4096, zero: false }]);
-    await iscsi.close();
+  it('an element without a remote spec answers data without connecting', async () => {
     expect((await probe(undefined).runs(0, 4096, 1)).runs).toEqual([{ lengthBytes: 4096, zero: false }]);
+  });
+});
+
+const missingIscsi = missingTools(['tgtd', 'tgtadm']);
+
+describe.skipIf(missingIscsi !== null)(`RemoteProbe against tgtd (iSCSI GET LBA STATUS)${missingIscsi !== null ? ` (skipped: ${missingIscsi})` : ''}`, () => {
+  let tgtd: TgtdPeer | null = null;
+  afterEach(async () => {
+    await tgtd?.stop();
+    tgtd = null;
+  });
+
+  const iscsiSpec = (port: number, iqn: string, lun: number) => ({ kind: 'iscsi', where: `iscsi://127.0.0.1:${port}/${iqn}/${lun}`, host: '127.0.0.1', port, targetIqn: iqn, lun, digest: 'none', timeoutMs: 5_000 }) as const;
+
+  it('a thin LUN reports its backing file\'s holes and data; a thick LUN answers data', async () => {
+    const thin = sparse('thin.img', 16 * MiB, [[4 * MiB, MiB]]);
+    const thick = sparse('thick.img', 16 * MiB, []);
+    const controlPort = 1000 + ((await freePort()) % 20000);
+    tgtd = await startTgtd({ backingFiles: [thin, thick], controlPort });
+    await runOk('tgtadm', ['-C', String(controlPort), '--lld', 'iscsi', '--mode', 'logicalunit', '--op', 'update', '--tid', '1', '--lun', '1', '--params', 'thin_provisioning=1']);
+    const warnings: string[] = [];
+    const p = probe(iscsiSpec(tgtd.port, tgtd.iqn, 1), warnings);
+    expect((await p.runs(0, 16 * MiB, 100)).runs).toEqual([{ lengthBytes: 4 * MiB, zero: true }, { lengthBytes: MiB, zero: false }, { lengthBytes: 11 * MiB, zero: true }]);
+    expect(warnings).toEqual([]);
+    const q = probe(iscsiSpec(tgtd.port, tgtd.iqn, 2), warnings);
+    expect((await q.runs(0, 16 * MiB, 100)).runs).toEqual([{ lengthBytes: 16 * MiB, zero: false }]);
+    expect(warnings).toEqual([expect.stringMatching(/not thin-provisioned.*answering data/)]);
   });
 });

@@ -157,6 +157,31 @@ describe('CheckpointBits', () => {
     await bits.close();
   });
 
+  it('marks exactly the regions each range touches (fuzzed against a set of regions), and survive a reload', async () => {
+    const size = 3 * GiB + 12345 * 4096; // a partial last region, two pages and more
+    const h = header(size);
+    const file = path.join(dir, 'f.bits');
+    const bits = await CheckpointBits.create(await openBitsFile(file, true), h, 'v/f');
+    const want = new Set<number>();
+    const next = rng(5);
+    for (let i = 0; i < 300; i++) {
+      const off = next(size);
+      const len = 1 + (next(4) === 0 ? next(size - off) : next(3 * MiB));
+      await bits.mark(off, len);
+      for (let r = Math.floor(off / h.regionBytes); r * h.regionBytes < Math.min(off + len, size); r++) want.add(r);
+    }
+    expect(bits.dirtyRegions).toBe(want.size);
+    const ref = new Uint8Array(Math.ceil(h.regionCount / 8));
+    for (const r of want) ref[r >> 3]! |= 1 << (r & 7);
+    const view = { bits: ref, regionBytes: h.regionBytes, regionCount: h.regionCount, volumeSizeBytes: size };
+    expect(dirtyExtents(bits, 0, size, 1 << 20)).toEqual(dirtyExtents(view, 0, size, 1 << 20));
+    await bits.close();
+    const again = await CheckpointBits.load(await openBitsFile(file, false), { id: h.id, name: h.name, regionBytes: h.regionBytes, volumeSizeBytes: size, createdMs: h.createdMs }, 'v/f');
+    expect(again.repairedPages).toBe(0);
+    expect(dirtyExtents(again.bits, 0, size, 1 << 20)).toEqual(dirtyExtents(view, 0, size, 1 << 20));
+    await again.bits.close();
+  });
+
   it('a write to a region set but not yet durable waits for the round carrying it', async () => {
     const ctl = controlledFile();
     const bits = await CheckpointBits.create(await ctl.open(path.join(dir, 'c.bits'), true), header(MiB), 'v/c');

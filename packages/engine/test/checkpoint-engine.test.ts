@@ -1,5 +1,5 @@
 // Checkpoints through the Engine: every data-changing path marks its regions (aligned and
-// unaligned writes, trims, write-zeroes; raid1 and raid5), names and limits, persistence across
+// unaligned writes, trims, write-zeroes, scrub repairs; raid1 and raid5), names and limits, persistence across
 // close/open, a corrupt bits file or a lost index reported unusable (and never offered), and a
 // deleted volume taking its checkpoints with it. Imports the BUILT dist.
 import * as fs from 'node:fs';
@@ -7,6 +7,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Engine } from '../dist/index.js';
+import { DATA_OFFSET_BYTES } from '../dist/meta/types.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -154,6 +155,19 @@ describe('checkpoints through the Engine', () => {
     e = await open('linear');
     expect(e.checkpoints('v', { all: true })).toEqual([]);
     expect(fs.existsSync(path.join(ckdir, 'half.bits'))).toBe(false);
+  });
+
+  it('a scrub repair that rewrites a leg counts as written (it changes what reads may return)', async () => {
+    const e = await open();
+    await e.volume('v').write(3 * MiB, bytes(MiB, 9));
+    await e.volume('v').flush();
+    await e.checkpoint('v', 's');
+    const fd = fs.openSync(path.join(dir, 'b.img'), 'r+');
+    fs.writeSync(fd, bytes(512, 0x5a), 0, 512, DATA_OFFSET_BYTES + 3 * MiB + 4096);
+    fs.closeSync(fd);
+    const result = await e.scrub('v', { repair: true });
+    expect(result).toMatchObject({ outcome: 'done', repairedUnits: 1 });
+    expect(await dirtyRegions(e, 's')).toEqual(Array.from({ length: 16 }, (_, i) => 48 + i)); // the 1 MiB unit
   });
 
   it('deleting the volume deletes its checkpoints', async () => {

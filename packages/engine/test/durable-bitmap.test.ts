@@ -189,7 +189,7 @@ describe('WriteIntentBitmap on a raid1 data path', () => {
   });
 
   it('fails the client write with EIO when no leg takes the bitmap update', async () => {
-    const failing: RawIo = { ...s.dp.raw, read: s.dp.raw.read.bind(s.dp.raw), flush: s.dp.raw.flush.bind(s.dp.raw), copy: s.dp.raw.copy.bind(s.dp.raw), write: () => Promise.reject(new Error('disk gone')) };
+    const failing: RawIo = { ...s.dp.raw, read: s.dp.raw.read.bind(s.dp.raw), flush: s.dp.raw.flush.bind(s.dp.raw), copy: s.dp.raw.copy.bind(s.dp.raw), zero: s.dp.raw.zero.bind(s.dp.raw), write: () => Promise.reject(new Error('disk gone')) };
     const legs = legsOf(s, clear);
     const broken = new WriteIntentBitmap({ raw: failing, gate: s.dp.volumeIo(0).gate, legs: { ...legs, failLeg: () => undefined }, arrayUuid: SAMPLE.arrayUuid, volumeSizeBytes: DATA_BYTES, regionBytes: 64 * KiB, sweepMs: 0 });
     s.dp.volumeIo(0).gate.setHook(broken.hook);

@@ -119,6 +119,9 @@ describe('base:allocation with nbdinfo and qemu-img', () => {
     const exports = JSON.parse(r.stdout).exports as { 'export-name': string; contexts?: string[] }[];
     const contexts = Object.fromEntries(exports.map((e) => [e['export-name'], e.contexts ?? []]));
     expect(contexts).toEqual({ disk0: ['base:allocation', 'qemu:dirty-bitmap:cp1'], sparse: ['base:allocation'], bare: [] });
+    // NBD_INFO_NAME: the empty name is answered with the default export's canonical name.
+    const def = await run('nbdinfo', ['--json', `nbd://127.0.0.1:${port}/`]);
+    expect(JSON.parse(def.stdout).exports[0]['export-name']).toBe('disk0');
     const q = await run('qemu-img', ['map', '--output=json', '-f', 'raw', uri('bare')]);
     expect(JSON.parse(q.stdout)).toMatchObject([{ start: 0, length: MiB, data: true }]);
   });

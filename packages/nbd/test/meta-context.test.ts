@@ -124,6 +124,10 @@ describe('handshake machine: LIST/SET_META_CONTEXT', () => {
     expect(m.types(list('missing', []))).toEqual([Rep.ERR_UNKNOWN]);
     expect(m.types(list('bare', []))).toEqual([Rep.ACK]); // an export without metaContexts offers none
     expect(m.types(encodeOption(Opt.LIST_META_CONTEXT, new Uint8Array(3)))).toEqual([Rep.ERR_INVALID]);
+    // A backend whose names() throws offers none rather than breaking the handshake.
+    const throwing = Object.create(other, { name: { value: 'throwing' }, metaContexts: { value: { names: () => { throw new Error('boom'); }, blockStatus: never } } });
+    const m2 = new Machine('none', createMemoryProvider([throwing]));
+    expect(m2.types(list('throwing', []))).toEqual([Rep.ACK]);
   });
 
   it('SET needs structured replies first (ERR_INVALID), then selects exact names with ids unique per connection', () => {

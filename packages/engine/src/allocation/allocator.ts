@@ -58,9 +58,23 @@ export class VolumeAllocation {
     return extents;
   }
 
-  /** After a topology change: release probes of elements that left or changed. */
+  /**
+   * Runs of one element (by data-path index) from startBytes, for a rebuild that skips holes:
+   * null when the element is unknown. Unknowns inside are data (zero: false), as for allocation().
+   */
+  async elementRuns(index: number, startBytes: number, lengthBytes: number): Promise<ElementRuns | null> {
+    const entry = [...this.host.registry.elements.values()].find((e) => e.index === index);
+    return entry === undefined ? null : this.probes.runs(entry, startBytes, lengthBytes, RUNS_MAX);
+  }
+
+  /** After a topology change: release the fds and connections of elements that left their volume or changed. */
   sync(): void {
-    this.probes.sync(this.host.registry.elements);
+    const { registry } = this.host;
+    const members = [...registry.volumes.values()].flatMap((v) => v.assembled.config.elements);
+    this.probes.sync(new Map(members.flatMap((name) => {
+      const entry = registry.elements.get(name);
+      return entry === undefined ? [] : [[name, entry] as const];
+    })));
   }
 
   private async askElements(members: readonly ElementEntry[], spans: ReadonlyMap<number, { startBytes: number; endBytes: number }>, runsMax: number): Promise<Map<number, ElementRuns>> {

@@ -1,16 +1,16 @@
-// Allocation of a remote NBD element: a control-plane connection of its own (never one of the
-// data path's), opened on first use with base:allocation selected. It must never get in the data
-// path's way: it is held between queries only when the server advertises CAN_MULTI_CONN (else
-// closed after each query, as a server may take one client at a time), closed after a quiet
-// spell, on topology change and on engine close, and a server that does not accept it promptly
-// (qemu-nbd without --shared keeps it waiting while the data path is connected) is not asked
-// again. Every wait is bounded by the element's timeoutMs (at most PROBE_TIMEOUT_MAX_MS); a
-// server without base:allocation, a failed connect or a failed query answer "data", and a
-// failure is not retried for PROBE_RETRY_MS, so a dead server costs one timeout, not one per
-// query. iSCSI elements always answer "data".
-import { AllocationFlag, MetaContext, type NbdClient } from '@onestack/nbd';
-import { connectStatusProbe } from '../remote/connect.js';
-import type { NbdRemoteSpec, RemoteSpec } from '../remote/spec.js';
+// Allocation of a remote element: a control-plane connection of its own (never one of the data
+// path's), opened on first use — NBD with base:allocation selected, iSCSI a session asking GET
+// LBA STATUS (remote/connect.ts connectStatusProbe). It must never get in the data path's way:
+// it is held between queries only when the server advertises CAN_MULTI_CONN (else closed after
+// each query, as a server may take one client at a time), closed after a quiet spell, on
+// topology change and on engine close, and a server that does not accept it promptly (qemu-nbd
+// without --shared keeps it waiting while the data path is connected) is not asked again. Every
+// wait is bounded by the element's timeoutMs (at most PROBE_TIMEOUT_MAX_MS); a remote that
+// cannot tell holes, a failed connect or a failed query answer "data", and a failure is not
+// retried for PROBE_RETRY_MS, so a dead server costs one timeout, not one per query.
+import { AllocationFlag } from '@onestack/nbd';
+import { connectStatusProbe, type StatusProbeClient } from '../remote/connect.js';
+import type { RemoteSpec } from '../remote/spec.js';
 import { allData } from './probe-local.js';
 import type { AllocRun, ElementRuns } from './map-allocation.js';
 
@@ -24,24 +24,24 @@ export const PROBE_TIMEOUT_MAX_MS = 5_000;
 const QUERIES_MAX = 64;
 
 export class RemoteProbe {
-  private client: Promise<NbdClient | null> | null = null;
+  private client: Promise<StatusProbeClient | null> | null = null;
   private retryAtMs = 0;
   private idle: NodeJS.Timeout | null = null;
   private busy = 0;
   private closed = false;
   /** Why this element is not asked any more (kept while the element is the same registry entry). */
   private givenUp: string | null = null;
-  private readonly nbd: NbdRemoteSpec | undefined;
+  private readonly spec: RemoteSpec | undefined;
 
   constructor(
     spec: RemoteSpec | undefined,
     private readonly warn: (msg: string) => void,
   ) {
-    this.nbd = spec?.kind === 'nbd' ? { ...spec, timeoutMs: Math.min(spec.timeoutMs, PROBE_TIMEOUT_MAX_MS) } : undefined;
+    this.spec = spec === undefined ? undefined : { ...spec, timeoutMs: Math.min(spec.timeoutMs, PROBE_TIMEOUT_MAX_MS) };
   }
 
   async runs(startBytes: number, lengthBytes: number, runsMax: number): Promise<ElementRuns> {
-    const spec = this.nbd;
+    const spec = this.spec;
     if (spec === undefined || this.givenUp !== null || this.closed || Date.now() < this.retryAtMs) return allData(startBytes, lengthBytes);
     this.busy++;
     this.stopIdle();
@@ -68,17 +68,17 @@ export class RemoteProbe {
     await this.drop();
   }
 
-  private connected(): Promise<NbdClient | null> {
+  private connected(): Promise<StatusProbeClient | null> {
     this.client ??= this.open();
     return this.client;
   }
 
-  private async open(): Promise<NbdClient | null> {
-    const spec = this.nbd;
+  private async open(): Promise<StatusProbeClient | null> {
+    const spec = this.spec;
     if (spec === undefined) return null;
-    let client: NbdClient;
+    let client: StatusProbeClient;
     try {
-      client = await connectStatusProbe(spec, [MetaContext.BASE_ALLOCATION]);
+      client = await connectStatusProbe(spec);
     } catch (err) {
       this.client = null;
       if ((err as { code?: unknown }).code === 'ETIMEDOUT') {
@@ -89,8 +89,8 @@ export class RemoteProbe {
       }
       return null;
     }
-    if (this.closed || !client.metaContexts.includes(MetaContext.BASE_ALLOCATION)) {
-      if (!this.closed) this.giveUp('the server offers no base:allocation');
+    if (this.closed || client.unsupported !== null) {
+      if (!this.closed && client.unsupported !== null) this.giveUp(client.unsupported);
       this.client = null;
       await client.close().catch(() => undefined);
       return null;
@@ -129,7 +129,7 @@ export class RemoteProbe {
 }
 
 /** Asks until [startBytes, +lengthBytes) is covered, runsMax runs are known or QUERIES_MAX calls were made. */
-async function query(client: NbdClient, startBytes: number, lengthBytes: number, runsMax: number): Promise<ElementRuns> {
+async function query(client: StatusProbeClient, startBytes: number, lengthBytes: number, runsMax: number): Promise<ElementRuns> {
   const runs: AllocRun[] = [];
   const deviceEnd = client.info.sizeBytes;
   const end = startBytes + lengthBytes;
@@ -138,7 +138,7 @@ async function query(client: NbdClient, startBytes: number, lengthBytes: number,
   let at = Math.floor(startBytes / block) * block;
   const askEnd = Math.min(deviceEnd, Math.ceil(end / block) * block);
   for (let calls = 0; at < askEnd && runs.length < runsMax && calls < QUERIES_MAX; calls++) {
-    const extents = await client.blockStatus(at, askEnd - at, MetaContext.BASE_ALLOCATION);
+    const extents = await client.blockStatus(at, askEnd - at);
     if (extents.length === 0) throw new Error('the server answered no extent');
     for (const x of extents) {
       if (!(Number.isSafeInteger(x.lengthBytes) && x.lengthBytes > 0) || at + x.lengthBytes > askEnd) throw new Error(`the server answered an extent of ${x.lengthBytes} bytes at ${at}`);

@@ -27,7 +27,7 @@ export class ElementProbes {
     return this.probeOf(entry).probe.runs(startBytes, lengthBytes, runsMax);
   }
 
-  /** Drops the probes of elements that left the registry or were replaced under the same name. */
+  /** Drops the probes of elements no longer in `current` (volume members) or replaced under the same name. */
   sync(current: ReadonlyMap<string, ElementEntry>): void {
     for (const [name, held] of this.probes) {
       if (current.get(name) !== held.entry) {

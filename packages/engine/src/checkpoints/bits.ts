@@ -9,6 +9,7 @@
 // not all durable is pending (next round) or in the running round.
 import * as fs from 'node:fs/promises';
 import { DataPathError, errnoFromError } from '../datapath/errno.js';
+import { deferred, type Deferred } from '../durable/bitmap.js';
 import {
   bitsBytesFor, CheckpointFormatError, decodeHeader, encodeHeader, encodePage, fileBytesFor, HEADER_BYTES, PAGE_BIT_BYTES, PAGE_BYTES, PAGE_REGIONS,
   pageIntact, pageOffsetBytes, pagesFor, type CheckpointHeader,
@@ -43,21 +44,6 @@ export const openBitsFile: OpenBitsFile = async (path, create) => {
     close: () => fh.close(),
   };
 };
-
-interface Deferred {
-  readonly promise: Promise<void>;
-  resolve(): void;
-  reject(err: unknown): void;
-}
-
-function deferred(): Deferred {
-  const d: { resolve?: () => void; reject?: (err: unknown) => void } = {};
-  const promise = new Promise<void>((ok, fail) => {
-    d.resolve = ok;
-    d.reject = fail;
-  });
-  return { promise, resolve: d.resolve!, reject: d.reject! };
-}
 
 const POPCOUNT = Uint8Array.from({ length: 256 }, (_, b) => [0, 1, 2, 3, 4, 5, 6, 7].reduce((n, i) => n + ((b >> i) & 1), 0));
 
@@ -143,18 +129,19 @@ export class CheckpointBits implements BitmapView {
     const last = Math.min(this.regionCount - 1, Math.floor((offsetBytes + lengthBytes - 1) / this.regionBytes));
     let waitNext = false;
     let waitCurrent = false;
-    for (let r = first; r <= last; r++) {
+    // Bounded by the regions of the range; whole bytes at a time where the range covers them
+    // (pages hold whole bytes, so a byte never straddles two).
+    for (let r = first; r <= last;) {
       const byte = r >> 3;
-      if ((r & 7) === 0 && r + 7 <= last && this.durable[byte] === 0xff) {
-        r += 7;
-        continue;
-      }
-      const mask = 1 << (r & 7);
-      if ((this.durable[byte]! & mask) !== 0) continue;
-      const page = Math.floor(r / PAGE_REGIONS);
-      if ((this.bits[byte]! & mask) === 0) {
-        this.bits[byte]! |= mask;
-        this.set++;
+      const whole = (r & 7) === 0 && r + 7 <= last;
+      const mask = whole ? 0xff : 1 << (r & 7);
+      r += whole ? 8 : 1;
+      if ((this.durable[byte]! & mask) === mask) continue;
+      const page = Math.floor((byte * 8) / PAGE_REGIONS);
+      const old = this.bits[byte]!;
+      if ((old & mask) !== mask) {
+        this.bits[byte] = old | mask;
+        this.set += POPCOUNT[(old | mask) ^ old]!;
         this.pending.add(page);
         waitNext = true;
       } else if (this.pending.has(page)) {

@@ -100,29 +100,26 @@ export function encodeHeader(h: CheckpointHeader): Uint8Array {
   return bytes;
 }
 
-function readU64(view: DataView, offset: number): number {
-  const value = view.getBigUint64(offset, true);
-  if (value > BigInt(Number.MAX_SAFE_INTEGER)) throw invalid(`field at ${offset} too large`);
-  return Number(value);
+/** A little-endian u64 field as a safe integer (high word below 2^21). */
+function u64At(view: DataView, offset: number): number {
+  const high = view.getUint32(offset + 4, true);
+  if (high >= 2 ** 21) throw invalid(`field at ${offset} too large`);
+  return high * 2 ** 32 + view.getUint32(offset, true);
 }
 
 function decodeChecked(bytes: Uint8Array): CheckpointHeader {
   if (!(bytes instanceof Uint8Array) || bytes.length < HEADER_BYTES) throw new CheckpointFormatError('truncated', `checkpoint header needs ${HEADER_BYTES} bytes`);
-  const block = bytes.subarray(0, HEADER_BYTES);
-  if (String.fromCharCode(...block.subarray(0, 8)) !== MAGIC) throw new CheckpointFormatError('bad-magic', 'not a onestack checkpoint file');
-  const view = new DataView(block.buffer, block.byteOffset, HEADER_BYTES);
-  const version = view.getUint32(8, true);
-  if (version !== VERSION) throw new CheckpointFormatError('bad-version', `checkpoint version ${version} (this build reads ${VERSION})`);
-  const stored = view.getUint32(CRC_OFFSET, true);
-  const computed = crc32c(block.subarray(0, CRC_OFFSET));
-  if (stored !== computed) throw new CheckpointFormatError('bad-checksum', `checkpoint header checksum ${stored.toString(16)} != ${computed.toString(16)}`);
-  if (view.getUint32(12, true) !== HEADER_BYTES) throw invalid('bad header size');
+  const view = new DataView(bytes.buffer, bytes.byteOffset, HEADER_BYTES);
+  const text = (from: number, to: number): string => String.fromCharCode(...bytes.subarray(from, to));
+  if (text(0, 8) !== MAGIC) throw new CheckpointFormatError('bad-magic', 'not a onestack checkpoint file');
+  if (view.getUint32(8, true) !== VERSION) throw new CheckpointFormatError('bad-version', `checkpoint version ${view.getUint32(8, true)} (this build reads ${VERSION})`);
+  const crc = crc32c(bytes.subarray(0, CRC_OFFSET));
+  if (view.getUint32(CRC_OFFSET, true) !== crc) throw new CheckpointFormatError('bad-checksum', `checkpoint header checksum does not match (${crc.toString(16)} computed)`);
   const nameBytes = view.getUint32(64, true);
-  if (nameBytes < 1 || nameBytes > 64) throw invalid('bad name length');
+  if (view.getUint32(12, true) !== HEADER_BYTES || nameBytes < 1 || nameBytes > 64) throw invalid('bad header size or name length');
   const h: CheckpointHeader = {
-    id: Array.from(block.subarray(16, 32), (b) => b.toString(16).padStart(2, '0')).join(''),
-    name: String.fromCharCode(...block.subarray(68, 68 + nameBytes)),
-    regionBytes: readU64(view, 32), regionCount: readU64(view, 40), volumeSizeBytes: readU64(view, 48), createdMs: readU64(view, 56),
+    id: Array.from(bytes.subarray(16, 32), (b) => b.toString(16).padStart(2, '0')).join(''), name: text(68, 68 + nameBytes),
+    regionBytes: u64At(view, 32), regionCount: u64At(view, 40), volumeSizeBytes: u64At(view, 48), createdMs: u64At(view, 56),
   };
   checkHeader(h);
   return h;

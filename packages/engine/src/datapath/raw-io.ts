@@ -12,8 +12,21 @@ export interface RawIo {
   read(element: number, offsetBytes: number, lengthBytes: number): Promise<Uint8Array>;
   write(element: number, offsetBytes: number, data: Uint8Array, opts?: { fua?: boolean }): Promise<void>;
   flush(element: number): Promise<void>;
+  /** Makes [offset, +length) of the element read as zeroes, punching a hole where it can (sparse rebuilds). */
+  zero(element: number, offsetBytes: number, lengthBytes: number): Promise<void>;
   /** Copies [offset, +length) from one element to the same offsets of another, slot by slot (no extra copy). */
   copy(source: number, target: number, offsetBytes: number, lengthBytes: number): Promise<void>;
+}
+
+/** `raw` with its copy() replaced (rebuilds that compute or skip what they copy); the rest goes straight through. */
+export function withCopy(raw: RawIo, copy: RawIo['copy']): RawIo {
+  return {
+    read: (element, off, len) => raw.read(element, off, len),
+    write: (element, off, data, opts) => raw.write(element, off, data, opts),
+    flush: (element) => raw.flush(element),
+    zero: (element, off, len) => raw.zero(element, off, len),
+    copy,
+  };
 }
 
 export class RawIoImpl implements RawIo {
@@ -46,6 +59,12 @@ export class RawIoImpl implements RawIo {
 
   flush(element: number): Promise<void> {
     return this.top.submit(this.rawIndex, Op.FLUSH, 0, 0, 0, -1, 'local', element);
+  }
+
+  zero(element: number, offsetBytes: number, lengthBytes: number): Promise<void> {
+    check(offsetBytes, lengthBytes);
+    // No NO_HOLE flag: the bottom driver punches a hole (or zeroes the range where it cannot).
+    return this.top.submit(this.rawIndex, Op.WRITE_ZEROES, offsetBytes, lengthBytes, 0, -1, 'local', element);
   }
 
   async copy(source: number, target: number, offsetBytes: number, lengthBytes: number): Promise<void> {

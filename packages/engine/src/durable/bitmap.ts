@@ -42,13 +42,13 @@ export interface BitmapOptions {
   readonly idleSweeps?: number;
 }
 
-interface Deferred {
+export interface Deferred {
   readonly promise: Promise<void>;
   resolve(): void;
   reject(err: unknown): void;
 }
 
-function deferred(): Deferred {
+export function deferred(): Deferred {
   let resolve = (): void => undefined;
   let reject = (_: unknown): void => undefined;
   const promise = new Promise<void>((ok, fail) => {

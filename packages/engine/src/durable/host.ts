@@ -2,6 +2,7 @@
 // control operations, and the side effects of a change (status event, state file, topology).
 import type { DataPath } from '../datapath/datapath.js';
 import type { Registry } from '../state/registry.js';
+import type { RunsOf } from './sparse-copy.js';
 
 export interface KeeperHost {
   readonly dataPath: DataPath;
@@ -19,4 +20,6 @@ export interface KeeperHost {
   applyTopology(): Promise<void>;
   /** Stops a scrub of the volume, if one runs (a resync or rebuild preempts it). */
   stopScrub(volume: string): Promise<void>;
+  /** Where an element holds holes that read as zeroes (allocation probes), so copies can skip them; absent = copy everything. */
+  elementRuns?: RunsOf;
 }

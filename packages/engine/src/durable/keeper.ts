@@ -20,6 +20,9 @@ import { recoveryBytes, recoveryKind, runRecovery, type RecoveryPlan, type Recov
 import { parityRebuildBytes, runParityRecovery } from './units-parity.js';
 import type { KeeperHost } from './host.js';
 import { LegWatch } from './leg-watch.js';
+import { sparseAwareRaw, type SparseCopyStats } from './sparse-copy.js';
+
+const MiBText = (bytes: number): string => `${(bytes / (1024 * 1024)).toFixed(1)} MiB`;
 
 export type { KeeperHost } from './host.js';
 
@@ -236,7 +239,14 @@ export class MirrorKeeper {
       raw: this.host.dataPath.raw, gate: this.host.dataPath.volumeIo(entry.index).gate, state: (el: number) => this.host.dataPath.elementState(el),
       maxMiBPerSec: this.host.rebuildMiBPerSec(), signal: run.controller.signal,
     };
-    if (keep.bitmap !== null) return runRecovery(plan, { ...deps, onProgress });
+    if (keep.bitmap !== null) {
+      const runsOf = this.host.elementRuns;
+      if (runsOf === undefined) return runRecovery(plan, { ...deps, onProgress });
+      const stats: SparseCopyStats = { holeBytes: 0, copiedBytes: 0 };
+      const final = await runRecovery(plan, { ...deps, raw: sparseAwareRaw(deps.raw, runsOf, stats), onProgress });
+      this.host.log('info', `volume ${keep.name}: ${MiBText(stats.copiedBytes)} copied, ${MiBText(stats.holeBytes)} of source holes zeroed on the target instead`);
+      return final;
+    }
     // raid5/6: the volume's stripe engine computes each target row from the others (row lock held).
     const element = run.targets.length === 1 ? run.targets[0]!.name : null;
     const final = await runParityRecovery({ volume: plan.volume, geometry: plan.geometry, elements: plan.elements, targetRoles: run.targets.map((t) => t.role) },

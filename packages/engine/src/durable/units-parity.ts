@@ -3,7 +3,7 @@
 // from the other roles (the stripe engine's reconstructElementRange: reads, parity maths in the
 // middle stage, one write to the target) instead of copying it from a source leg.
 import type { VolumeGeometry } from '../datapath/map.js';
-import type { RawIo } from '../datapath/raw-io.js';
+import { withCopy, type RawIo } from '../datapath/raw-io.js';
 import type { WriteGate } from '../datapath/write-gate.js';
 import type { ElementState } from '../meta/types.js';
 import { runCopyJob, type CopyProgress, type CopyUnit } from './copy-job.js';
@@ -41,16 +41,11 @@ export function parityRebuildBytes(g: VolumeGeometry, elements: readonly number[
 
 /** The raw channel for runCopyJob, with copy() computing the target's bytes (see the file comment). */
 export function parityRebuildRaw(raw: RawIo, stripe: StripeRebuilder, elements: readonly number[]): RawIo {
-  return {
-    read: (element, off, len) => raw.read(element, off, len),
-    write: (element, off, data, opts) => raw.write(element, off, data, opts),
-    flush: (element) => raw.flush(element),
-    copy: (source, target, off, len) => {
-      const role = elements.indexOf(target);
-      if (source !== NO_SOURCE || role < 0) return Promise.reject(new Error(`parity rebuild: unit for element ${target} from ${source} is not a rebuild unit`));
-      return stripe.reconstructElementRange(role, off, len);
-    },
-  };
+  return withCopy(raw, (source, target, off, len) => {
+    const role = elements.indexOf(target);
+    if (source !== NO_SOURCE || role < 0) return Promise.reject(new Error(`parity rebuild: unit for element ${target} from ${source} is not a rebuild unit`));
+    return stripe.reconstructElementRange(role, off, len);
+  });
 }
 
 export interface ParityRecoveryPlan {

@@ -1,9 +1,9 @@
 // Opens a remote element through our own protocol clients (@onestack/nbd, @onestack/iscsi).
 // Both expose the same block-device shape, so the rest of the engine sees one RemoteDevice.
-import { NbdClient, type BlockDeviceInfo, type NbdClientOptions } from '@onestack/nbd';
-import { IscsiClient } from '@onestack/iscsi';
+import { MetaContext, NbdClient, type BlockDeviceInfo, type NbdClientOptions } from '@onestack/nbd';
+import { IscsiClient, type IscsiClientOptions } from '@onestack/iscsi';
 import { DataPathError, type DataPathErrno } from '../datapath/errno.js';
-import type { NbdRemoteSpec, RemoteSpec } from './spec.js';
+import type { IscsiRemoteSpec, NbdRemoteSpec, RemoteSpec } from './spec.js';
 
 /** Both clients report the same shape (each protocol package declares it; nbd's is the reference here). */
 export type RemoteDeviceInfo = BlockDeviceInfo;
@@ -31,21 +31,42 @@ function nbdOptions(spec: NbdRemoteSpec, log?: LogLine): NbdClientOptions {
   };
 }
 
-export async function connectRemote(spec: RemoteSpec, log?: LogLine): Promise<RemoteDevice> {
+function iscsiOptions(spec: IscsiRemoteSpec, log?: LogLine): IscsiClientOptions {
   const logOpt = log !== undefined ? { log: (line: string) => log(`${spec.where}: ${line}`) } : {};
-  if (spec.kind === 'nbd') return NbdClient.connect(nbdOptions(spec, log));
-  return IscsiClient.connect({
+  return {
     host: spec.host, port: spec.port, targetIqn: spec.targetIqn, lun: spec.lun, timeoutMs: spec.timeoutMs,
     digests: { header: spec.digest, data: spec.digest }, ...(spec.chap !== undefined ? { chap: spec.chap } : {}), ...logOpt,
-  });
+  };
+}
+
+export async function connectRemote(spec: RemoteSpec, log?: LogLine): Promise<RemoteDevice> {
+  if (spec.kind === 'nbd') return NbdClient.connect(nbdOptions(spec, log));
+  return IscsiClient.connect(iscsiOptions(spec, log));
+}
+
+/** What the allocation probe (allocation/probe-remote.ts) needs of a remote element. */
+export interface StatusProbeClient {
+  readonly info: RemoteDeviceInfo;
+  /** Why this remote cannot tell holes from data (no base:allocation, a thick LUN), or null. */
+  readonly unsupported: string | null;
+  /** Extents from offsetBytes (flags: 1 hole, 2 reads as zeroes), at least one, maybe covering less than asked. */
+  blockStatus(offsetBytes: number, lengthBytes: number): Promise<readonly { readonly lengthBytes: number; readonly flags: number }[]>;
+  close(): Promise<void>;
 }
 
 /**
- * A control-plane NBD connection asking block status (allocation/probe-remote.ts): one
- * connection, the given meta contexts selected; the data path's connections never select any.
+ * A control-plane connection asking block status, apart from the data path's: NBD with one
+ * connection and base:allocation selected (the data path's select none), iSCSI a session of
+ * its own (a random ISID: never a reinstatement of the data path's) using GET LBA STATUS.
  */
-export function connectStatusProbe(spec: NbdRemoteSpec, metaContexts: readonly string[], log?: LogLine): Promise<NbdClient> {
-  return NbdClient.connect({ ...nbdOptions(spec, log), connections: 1, metaContexts });
+export async function connectStatusProbe(spec: RemoteSpec, log?: LogLine): Promise<StatusProbeClient> {
+  if (spec.kind === 'nbd') {
+    const base = MetaContext.BASE_ALLOCATION;
+    const c = await NbdClient.connect({ ...nbdOptions(spec, log), connections: 1, metaContexts: [base] });
+    return { info: c.info, unsupported: c.metaContexts.includes(base) ? null : 'the server offers no base:allocation', blockStatus: (o, l) => c.blockStatus(o, l, base), close: () => c.close() };
+  }
+  const c = await IscsiClient.connect(iscsiOptions(spec, log));
+  return { info: c.info, unsupported: c.canBlockStatus ? null : 'the LUN is not thin-provisioned (or lacks GET LBA STATUS)', blockStatus: (o, l) => c.blockStatus(o, l), close: () => c.close() };
 }
 
 const PASS_THROUGH: ReadonlySet<string> = new Set<DataPathErrno>(['EPERM', 'EIO', 'ENOMEM', 'EINVAL', 'ENOSPC', 'EOVERFLOW', 'ENOTSUP', 'ESHUTDOWN']);

@@ -29,14 +29,14 @@ const PUMP_STEPS_MAX = 65536;
 const STAGING_BYTES = 64 * 1024;
 
 export class NbdConnection {
-  readonly acc: ByteAccumulator;
+  private readonly acc: ByteAccumulator;
   private readonly handshake: ServerHandshake;
   private phase: Phase = 'handshake';
   private loop: RequestLoop | undefined;
   private pumping = false;
   private handshakeTimer: NodeJS.Timeout | undefined;
   /** The accepted socket, or after STARTTLS the TLS socket over it. */
-  socket: Socket;
+  private socket: Socket;
   private readonly listeners = {
     data: (chunk: Buffer): void => this.onData(chunk),
     error: (err: Error): void => this.config.log(this.phase === 'tls' ? 'warn' : 'info',
@@ -47,7 +47,7 @@ export class NbdConnection {
   /** Settles once the socket is closed and no request is left at the backend. */
   readonly drained: Promise<void> = new Promise((resolve) => { this.resolveDrained = resolve; });
 
-  constructor(socket: Socket, readonly config: ConnectionConfig) {
+  constructor(socket: Socket, private readonly config: ConnectionConfig) {
     if (!(config.inFlightMax > 0) || !(config.handshakeTimeoutMs > 0)) throw new RangeError('bad connection config');
     if ((config.tls === undefined) !== (config.handshake.tls === 'none')) throw new RangeError('tls material and handshake mode disagree');
     this.acc = new ByteAccumulator(ACCUMULATOR_CAPACITY_BYTES);
@@ -69,7 +69,7 @@ export class NbdConnection {
     this.socket.destroy();
   }
 
-  tag(): string {
+  private tag(): string {
     return `nbd connection ${this.config.id}`;
   }
 
@@ -141,7 +141,7 @@ export class NbdConnection {
   }
 
   /** Runs steps until none makes progress; re-entered from a synchronous slot release, the outer loop continues. */
-  pump(): void {
+  private pump(): void {
     if (this.pumping) return;
     this.pumping = true;
     try {
@@ -178,7 +178,15 @@ export class NbdConnection {
         return false;
       case 'transmission':
         clearTimeout(this.handshakeTimer);
-        this.loop = new RequestLoop(this, step.setup);
+        this.loop = new RequestLoop({
+          socket: this.socket, // final: STARTTLS is only possible before transmission
+          acc: this.acc,
+          config: this.config,
+          tag: () => this.tag(),
+          pump: () => this.pump(),
+          fatal: (reason, level, limit) => this.fatal(reason, level, limit),
+          checkDrained: () => this.checkDrained(),
+        }, step.setup);
         this.phase = 'transmission';
         this.config.log('info', `${this.tag()}: ${describeSetup(step.setup)}`);
         return true;
@@ -186,7 +194,7 @@ export class NbdConnection {
   }
 
   /** Hard close. With a limit key the line goes through the rate-limited log. */
-  fatal(reason: string, level: 'warn' | 'error', limit?: LimitKey): void {
+  private fatal(reason: string, level: 'warn' | 'error', limit?: LimitKey): void {
     const line = `${this.tag()}: closing: ${reason}`;
     if (limit === undefined) this.config.log(level, line);
     else this.config.limitLog.note(limit, level, line);
@@ -208,7 +216,7 @@ export class NbdConnection {
     this.checkDrained();
   }
 
-  checkDrained(): void {
+  private checkDrained(): void {
     if (this.phase === 'closed' && (this.loop?.inFlight ?? 0) === 0) this.resolveDrained();
   }
 }

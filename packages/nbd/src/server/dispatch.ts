@@ -1,5 +1,6 @@
 // Hands checked requests to the backend and routes each outcome to its reply slot. Split from
-// connection.ts, which owns parsing and flow control; this file owns what the backend answers.
+// request-loop.ts, which owns parsing and flow control; this file owns what the backend answers
+// (block status replies are built in block-status.ts).
 
 import { type NbdExport, NbdError, type NbdReadResult, type NbdWriteBuffer } from '../backend.js';
 import type { NbdRequest } from '../codec/transmission.js';

@@ -2,8 +2,9 @@
 // socket inherited from a supervisor (systemd socket activation passes it as an fd). Every kind
 // accepts paused, so a plaintext connection can move to the zero-copy reader first.
 
-import { fstatSync, lstatSync, readFileSync, readlinkSync, chmodSync, unlinkSync, type Stats } from 'node:fs';
+import { chmodSync, fstatSync, lstatSync, readFileSync, readlinkSync, statSync, unlinkSync, type Stats } from 'node:fs';
 import { type Server, type Socket, connect, createServer } from 'node:net';
+import { dirname } from 'node:path';
 import type { LogFn } from './limits.js';
 
 /** Where a server listens. */
@@ -91,6 +92,16 @@ function lstatOrUndefined(path: string): Stats | undefined {
   }
 }
 
+function statOrUndefined(path: string): Stats | undefined {
+  try {
+    return statSync(path);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
+    throw err;
+  }
+}
+
 /**
  * Makes `path` free for a new socket: nothing there, or a socket nobody answers on (left by a
  * crash), which is removed. A live socket or any other kind of file is refused, never removed.
@@ -99,6 +110,11 @@ async function claimSocketPath(path: string): Promise<void> {
   if (Buffer.byteLength(path) > UNIX_PATH_BYTES_MAX) {
     throw listenError('ENAMETOOLONG', `Unix socket path ${path} is longer than ${UNIX_PATH_BYTES_MAX} bytes`);
   }
+  // libuv reports a missing directory as EACCES; say what it is.
+  const dir = dirname(path);
+  const dirStats = statOrUndefined(dir);
+  if (dirStats === undefined) throw listenError('ENOENT', `the directory ${dir} of the Unix socket does not exist`);
+  if (!dirStats.isDirectory()) throw listenError('ENOTDIR', `${dir} (for the Unix socket ${path}) is not a directory`);
   const stats = lstatOrUndefined(path);
   if (stats === undefined) return;
   if (!stats.isSocket()) {

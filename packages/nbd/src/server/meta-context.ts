@@ -14,10 +14,19 @@ export interface SelectedContext {
   readonly name: string;
 }
 
-/** What the export offers: distinct names that fit the wire (a backend bug must not break the handshake). */
+/**
+ * What the export offers: distinct names that fit the wire. A backend bug must not break the
+ * handshake: names() throwing offers none, which is safe (clients then treat everything as data).
+ */
 export function offeredContexts(exp: NbdExport): string[] {
-  const names = exp.metaContexts?.names() ?? [];
-  return [...new Set(names)].filter((n) => n.length > 0 && encodeString(n).length <= STRING_MAX_BYTES);
+  let names: readonly string[];
+  try {
+    names = exp.metaContexts?.names() ?? [];
+  } catch {
+    return [];
+  }
+  if (!Array.isArray(names)) return [];
+  return [...new Set(names)].filter((n) => typeof n === 'string' && n.length > 0 && encodeString(n).length <= STRING_MAX_BYTES);
 }
 
 /**

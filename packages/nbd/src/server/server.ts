@@ -117,6 +117,7 @@ export function createNbdServer(provider: NbdExportProvider, options: NbdServerO
       log,
       limitLog,
       copies,
+      // Unix-socket handles take the in-place reader as TCP ones do (test/nbd-unix.test.ts counts the copies).
       directRead: options.directRead !== false,
       ...(tls !== undefined ? { tls } : {}),
     });
