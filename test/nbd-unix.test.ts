@@ -154,7 +154,7 @@ describe.skipIf(!cliBuilt())('refused socket paths: clear errors, nothing lost',
     const r = await run(process.execPath, [CLI_MAIN, 'serve', '--data-dir', path.join(dir, 'data2'), '--nbd', `unix:${socket}`, '--api', `127.0.0.1:${await freePort()}`],
       { timeoutMs: 30_000, cwd: REPO_ROOT });
     expect(r.code, explain(r)).toBe(2);
-    expect(r.stderr).toMatch(/onestack: error: cannot listen on unix:\S+no-such-dir\/nbd\.sock for NBD: the directory \S+no-such-dir of the Unix socket does not exist/);
+    expect(r.stderr).toMatch(/onestack: error: cannot listen on unix:\S+no-such-dir\/nbd\.sock for NBD: the directory \S+no-such-dir does not exist \(for the Unix socket /);
     expect(r.stderr).toMatch(/hint: the socket's directory must exist/);
   });
 

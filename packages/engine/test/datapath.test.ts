@@ -62,7 +62,8 @@ describe('raid0', () => {
 
   it('serves NBD through zero-copy slot views', async () => {
     const io = s.dp.volumeIo(0);
-    const exp = nbdExportFor(io, { name: 'v0', layout: 'raid0', chunkBytes: 64 * KiB, canMultiConn: true });
+    // raid0 over 3: the full stripe (192 KiB) is not a power of two, so the chunk is preferred.
+    const exp = nbdExportFor(io, { name: 'v0', layout: 'raid0', chunkBytes: 64 * KiB, elementCount: 3, canMultiConn: true });
     expect(exp.blockSize).toEqual({ minimumBytes: 1, preferredBytes: 64 * KiB, maximumBytes: 32 * MiB });
     const data = pattern(600 * KiB, 3);
     const buf = await exp.acquireWriteBuffer(data.length);

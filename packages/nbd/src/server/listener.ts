@@ -113,7 +113,7 @@ async function claimSocketPath(path: string): Promise<void> {
   // libuv reports a missing directory as EACCES; say what it is.
   const dir = dirname(path);
   const dirStats = statOrUndefined(dir);
-  if (dirStats === undefined) throw listenError('ENOENT', `the directory ${dir} of the Unix socket does not exist`);
+  if (dirStats === undefined) throw listenError('ENOENT', `the directory ${dir} does not exist (for the Unix socket ${path})`);
   if (!dirStats.isDirectory()) throw listenError('ENOTDIR', `${dir} (for the Unix socket ${path}) is not a directory`);
   const stats = lstatOrUndefined(path);
   if (stats === undefined) return;
