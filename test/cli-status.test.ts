@@ -13,6 +13,7 @@ interface Status {
     elements: Array<{ name: string; kind: string; state: string }>; stats?: { writeOps: number; readOps: number } }>;
   pools: Record<'top' | 'middle' | 'bottom', { threads: number }>;
   rdma?: { library: string; devices: unknown[]; summary: string };
+  nbd?: { tls: string; listen?: string[] };
 }
 
 describe('status and volume list over the API', () => {
@@ -33,6 +34,7 @@ describe('status and volume list over the API', () => {
     for (const e of v?.elements ?? []) expect(e).toMatchObject({ kind: 'local', state: 'active' });
     for (const pool of ['top', 'middle', 'bottom'] as const) expect(st.pools[pool].threads).toBeGreaterThanOrEqual(0);
     expect(st.pools.bottom.threads).toBeGreaterThanOrEqual(1);
+    expect(st.nbd?.listen, 'status nbd.listen').toEqual([`127.0.0.1:${fx.daemon.nbdPort}`]);
     expect(st.rdma?.summary, r.stdout).toMatch(/^rdma: no RDMA device/); // no RDMA device on this host
     const text = await cli(['status']);
     expect(text.code, explain(text)).toBe(0);

@@ -76,6 +76,9 @@ describe.skipIf(skipReason !== null)(`--nbd unix:PATH (embedded default volume)$
     // Same bound as zero-copy.test.ts over TCP: only bytes that arrived with a header are copied.
     expect(io!.copies!.requests).toBeGreaterThanOrEqual(32);
     expect(io!.copies!.bytesCopied).toBeLessThan(16 * MiB);
+    // status says where NBD is served, so `onestack bench --volume` finds the socket.
+    const nbd = (await apiStatus(running!.apiPort, path.join(dir, 'data'))).nbd as { listen?: string[] } | undefined;
+    expect(nbd?.listen).toEqual([`unix:${socket}`]);
   });
 
   it('a second daemon on the same live socket is refused (in use) and the first keeps serving', async () => {

@@ -182,7 +182,11 @@ export interface EngineStatus {
   readonly native: { readonly backend: 'native' | 'js'; readonly reason?: string };
   readonly dataDir: string;
   /** NBD TLS as configured (nbd.tls): required, optional or off. Never any key material. */
-  readonly nbd?: { readonly tls: 'required' | 'optional' | 'off' };
+  readonly nbd?: {
+    readonly tls: 'required' | 'optional' | 'off';
+    /** Where NBD is served now: "HOST:PORT" or "unix:PATH" (empty when no export was started, e.g. embedded). */
+    readonly listen?: readonly string[];
+  };
   /** RDMA verbs probe (devices and port states) plus its one-line summary; absent from older daemons. */
   readonly rdma?: EngineRdmaStatus;
   /** How the bottom driver does local element I/O; absent from older daemons. */

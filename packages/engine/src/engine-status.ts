@@ -16,6 +16,8 @@ import { BOTTOM_BATCH_MAX, uringScope } from './workers/uring-batch.js';
 export interface StatusSources {
   /** Payload copies of the NBD servers over this engine (nbd-export.ts). */
   readonly nbdCopies: () => { payloadCopies: number; payloadBytesCopied: number };
+  /** The NBD listeners' addresses (nbd-export.ts). */
+  readonly nbdListen: () => string[];
   readonly registry: Registry;
   readonly dataPath: DataPath;
   readonly keeper: MirrorKeeper;
@@ -100,7 +102,7 @@ export function buildStatus(ctx: StatusSources): EngineStatus {
     queue: ctx.dataPath.queueStatus(),
     native: { backend: native.backend, ...(native.reason !== undefined ? { reason: native.reason } : {}) },
     dataDir: ctx.base.dataDir,
-    nbd: { tls: nbdTlsMode(ctx.base.nbd.tls) },
+    nbd: { tls: nbdTlsMode(ctx.base.nbd.tls), listen: ctx.nbdListen() },
     rdma: rdmaStatusOnce(),
     io: { ...ioStatusOnce(), copies: copyTotals(volumes, ctx.nbdCopies()), fastLane: ctx.dataPath.fastLaneStats() },
   };

@@ -4,15 +4,13 @@ import { EventEmitter } from 'node:events';
 import { EngineError, type BlockExtent, type CheckpointStatus, type ElementStatus, type EngineStatus, type ScrubStatus } from './api-types.js';
 import { loadConfig, type ConfigSource } from './config/load.js';
 import type { EngineConfig } from './config/types.js';
-import { normalizeVolume } from './config/validate.js';
 import { DataPath } from './datapath/datapath.js';
-import { assembleVolume, markClean, markNeedsRebuild } from './meta/assemble.js';
-import { wipeSuperblocks } from './meta/element-io.js';
-import { layoutSurvives } from './meta/layout.js';
-import type { AssembledVolume, ElementState } from './meta/types.js';
+import { createVolumeOp, deleteVolumeOp, failElementOp, type VolumeOpsHost } from './volume-ops.js';
+import { assembleVolume, markClean } from './meta/assemble.js';
+import type { AssembledVolume } from './meta/types.js';
 import { ensureDataDir } from './state/data-dir.js';
 import { elementStatus, MAX_ELEMENT_SLOTS, MAX_VOLUME_SLOTS, Registry, type ElementEntry, type LiveView } from './state/registry.js';
-import { asInvalid, dataBytesOf, newElement, remoteSpecOf, resolveElements } from './state/runtime-element.js';
+import { dataBytesOf, newElement, remoteSpecOf } from './state/runtime-element.js';
 import { mergeState, readStateFile, writeStateFile } from './state/state-file.js';
 import { runtimeState } from './state/runtime-state.js';
 import { pickBootVolume } from './state/boot.js';
@@ -24,7 +22,7 @@ import { scrubTargetOf } from './durable/scrub-target.js';
 import { MirrorKeeper, type KeeperHost } from './durable/keeper.js';
 import { replaceLeg } from './durable/replace.js';
 import { DEFAULT_REBUILD } from './config/validate.js';
-import { nbdCopyStats } from './nbd-export.js';
+import { nbdCopyStats, nbdListenAddresses } from './nbd-export.js';
 import { VolumeAllocation } from './allocation/allocator.js';
 import { CheckpointKeeper } from './checkpoints/keeper.js';
 import { buildStatus, liveViewOf, withLiveStates, logOpenReport } from './engine-status.js';
@@ -60,6 +58,13 @@ export class Engine {
   ) {
     this.keeper = new MirrorKeeper(this.keeperHost());
     this.ckpts = new CheckpointKeeper({ dataDir: base.dataDir, log: (level, msg) => this.log(level, msg) });
+  }
+
+  private volumeOpsHost(): VolumeOpsHost {
+    return {
+      ...this.keeperHost(), base: this.base, keeper: this.keeper, ckpts: this.ckpts, scrubs: this.scrubs,
+      bind: (vol, runtime) => this.bind(vol, runtime), attachCheckpoints: (entry) => this.attachCheckpoints(entry),
+    };
   }
 
   private keeperHost(): KeeperHost {
@@ -140,7 +145,7 @@ export class Engine {
 
   status(): EngineStatus {
     this.checkOpen();
-    return buildStatus({ nbdCopies: () => nbdCopyStats(this), registry: this.registry, dataPath: this.dataPath, keeper: this.keeper, scrubs: this.scrubs, base: this.base, checkpoints: (v) => this.ckpts.list(v, true) });
+    return buildStatus({ nbdCopies: () => nbdCopyStats(this), nbdListen: () => nbdListenAddresses(this), registry: this.registry, dataPath: this.dataPath, keeper: this.keeper, scrubs: this.scrubs, base: this.base, checkpoints: (v) => this.ckpts.list(v, true) });
   }
 
   bootVolume(): Volume | undefined {
@@ -165,71 +170,11 @@ export class Engine {
 
 
   createVolume(spec: CreateVolumeSpec): Promise<Volume> {
-    return this.exclusive(async () => {
-      if (this.registry.volumes.has(spec.name)) throw new EngineError('conflict', `volume ${spec.name} already exists`, `volume ${spec.name}`);
-      const added: string[] = [];
-      try {
-        const names = await resolveElements(this.registry, this.base.dataDir, spec, added);
-        const raw = { name: spec.name, layout: spec.layout, elements: names, ...(spec.chunkKiB !== undefined ? { chunkKiB: spec.chunkKiB } : {}), ...(spec.order !== undefined ? { order: spec.order } : {}) };
-        let config;
-        try {
-          config = normalizeVolume(raw, 'volume', new Set(this.registry.elements.keys()));
-        } catch (err) {
-          throw asInvalid(err);
-        }
-        checkLayout(config.layout, config.name);
-        for (const name of config.elements) {
-          const owner = this.registry.ownerOf(name);
-          if (owner !== undefined) throw new EngineError('conflict', `element ${name} is already used by volume ${owner.assembled.config.name}`, `element ${name}`);
-        }
-        const elementConfigs = new Map([...this.registry.elements.values()].map((e) => [e.config.name, e.config]));
-        const vol = await assembleVolume(config, elementConfigs, { create: true });
-        for (const name of added) this.registry.element(name).dataSizeBytes = await dataBytesOf(this.registry.element(name).config);
-        const entry = this.bind(await markClean(vol, false), true);
-        // The data path keeps the live state of elements it already knows (so a failed leg is
-        // never revived by a topology change); an element joining a volume takes its assembled state.
-        for (const e of vol.elements) this.dataPath.setElementState(this.registry.element(e.config.name).index, e.state);
-        try {
-          await this.applyTopology();
-        } catch (err) {
-          this.registry.volumes.delete(config.name);
-          entry.handle.detach();
-          throw err;
-        }
-        await this.keeper.attach(this.registry.volumes.get(config.name)!).catch((err: Error) => this.log('warn', `volume ${config.name}: no write-intent bitmap: ${err.message}`));
-        await this.attachCheckpoints(this.registry.volumes.get(config.name)!).catch((err: Error) => this.log('warn', `volume ${config.name}: no checkpoints: ${err.message}`));
-        this.persist();
-        this.changed();
-        return entry.handle;
-      } catch (err) {
-        for (const name of added) this.registry.elements.delete(name);
-        throw err;
-      }
-    });
+    return this.exclusive(() => createVolumeOp(this.volumeOpsHost(), spec));
   }
 
   deleteVolume(name: string): Promise<void> {
-    return this.exclusive(async () => {
-      const entry = this.registry.volumes.get(name);
-      if (entry === undefined) throw new EngineError('not-found', `no volume named ${name}`, `volume ${name}`);
-      await this.scrubs.cancel(name, 'volume deleted');
-      this.scrubs.forget(name);
-      await this.keeper.detach(name, entry.handle.io);
-      await this.ckpts.remove(name).catch((err: Error) => this.log('warn', `volume ${name}: removing its checkpoints: ${err.message}`));
-      await entry.handle.flush().catch((err: Error) => this.log('warn', `volume ${name}: flush before delete failed: ${err.message}`));
-      entry.handle.detach();
-      this.registry.volumes.delete(name);
-      await this.applyTopology();
-      for (const e of entry.assembled.elements) {
-        const element = this.registry.elements.get(e.config.name);
-        if (element !== undefined) this.dataPath.setElementState(element.index, element.idleState);
-      }
-      await wipeSuperblocks(entry.assembled.elements.filter((e) => e.state !== 'failed' || e.config.location.kind === 'local').map((e) => e.config))
-        .catch((err: Error) => this.log('warn', `volume ${name}: ${err.message}`));
-      if (!entry.runtime) this.log('warn', `volume ${name} is defined in the config file: it will be created again (empty) at the next start unless removed there`);
-      this.persist();
-      this.changed();
-    });
+    return this.exclusive(() => deleteVolumeOp(this.volumeOpsHost(), name));
   }
 
   addElement(spec: AddElementSpec): Promise<ElementStatus> {
@@ -261,25 +206,7 @@ export class Engine {
   }
 
   failElement(name: string): Promise<void> {
-    return this.exclusive(async () => {
-      const entry = this.registry.element(name);
-      const owner = this.registry.ownerOf(name);
-      if (owner !== undefined) {
-        const live = this.liveView();
-        const states = owner.assembled.config.elements.map((n): ElementState => (n === name ? 'failed' : live.state(this.registry.element(n))));
-        if (!layoutSurvives(owner.assembled.config.layout, states)) {
-          throw new EngineError('conflict', `failing element ${name} would leave volume ${owner.assembled.config.name} without its data`, `element ${name}`, 'add and rebuild another element first');
-        }
-        owner.assembled = { ...owner.assembled, elements: owner.assembled.elements.map((e) => (e.config.name === name ? { ...e, state: 'failed', reason: 'failed by request' } : e)) };
-        const role = owner.assembled.config.elements.indexOf(name);
-        if (!(await markNeedsRebuild(owner.assembled, role, undefined, { faulty: true }))) this.log('warn', `element ${name}: could not mark its superblock for rebuild`);
-      } else {
-        entry.idleState = 'failed';
-      }
-      this.dataPath.setElementState(entry.index, 'failed');
-      this.log('warn', `element ${name} failed by request`);
-      this.changed();
-    });
+    return this.exclusive(() => failElementOp(this.volumeOpsHost(), name));
   }
 
   /**

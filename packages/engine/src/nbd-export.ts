@@ -61,7 +61,16 @@ function providerFor(engine: Engine): NbdExportProvider {
 }
 
 /** The NBD servers of each engine, for status `io.copies` (their payload copy counters). */
-const serversOf = new WeakMap<Engine, Set<{ stats(): NbdServerStats }>>();
+const serversOf = new WeakMap<Engine, Set<{ stats(): NbdServerStats; addresses?: readonly NbdBoundAddress[] }>>();
+
+/** Where the engine's NBD servers listen: "HOST:PORT" or "unix:PATH" (an unnamed inherited socket: "unix:"), for status. */
+export function nbdListenAddresses(engine: Engine): string[] {
+  const out: string[] = [];
+  for (const s of serversOf.get(engine) ?? []) {
+    for (const a of s.addresses ?? []) out.push(a.transport === 'tcp' ? (a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`) : `unix:${a.socketPath ?? ''}`);
+  }
+  return out;
+}
 
 /** Payload copies made by the engine's NBD servers so far (closed servers' counts are dropped). */
 export function nbdCopyStats(engine: Engine): NbdServerStats {
@@ -109,12 +118,13 @@ export async function startNbdExport(engine: Engine, listen?: NbdListenTarget | 
     }
   }
   const servers = serversOf.get(engine) ?? new Set();
-  serversOf.set(engine, servers.add(server));
+  const entry = { stats: () => server.stats(), addresses };
+  serversOf.set(engine, servers.add(entry));
   let closing: Promise<void> | null = null;
   const close = (): Promise<void> => {
     closing ??= (async () => {
       unregister();
-      servers.delete(server);
+      servers.delete(entry);
       await server.close();
     })();
     return closing;

@@ -93,9 +93,13 @@ async function volumeUri(volume: string, nbdFlag: HostPort | undefined, values: 
   if (!status.volumes.some((x) => x.name === volume)) {
     throw new CliError(1, `no volume "${volume}"`, 'bench', 'list them with: onestack volume list');
   }
-  // Daemons that report their NBD listen address carry it as status.nbd.listen.
-  const listen = (status.nbd as { listen?: unknown } | undefined)?.listen;
-  const address = nbdFlag ?? parseHostPort(typeof listen === 'string' ? listen : NBD_DEFAULT, '--nbd', false);
+  // The daemon reports where it listens (status.nbd.listen: "HOST:PORT" or "unix:PATH"); older ones do not.
+  const listen = status.nbd?.listen ?? [];
+  const first = listen.find((a) => !a.startsWith('unix:')) ?? listen.find((a) => a.length > 'unix:'.length);
+  if (nbdFlag === undefined && first?.startsWith('unix:') === true) {
+    return `nbd+unix:///${encodeURIComponent(volume)}?socket=${encodeURIComponent(first.slice('unix:'.length))}`;
+  }
+  const address = nbdFlag ?? parseHostPort(first ?? NBD_DEFAULT, '--nbd', false);
   return `nbd://${formatHostPort(address)}/${encodeURIComponent(volume)}`;
 }
 
