@@ -127,8 +127,8 @@ describe.skipIf(missing !== null)(`block status: base:allocation through the lay
     });
   }
 
-  it('raid1 of a local leg and a remote nbdkit leg: holes and data of the remote leg are asked over NBD', async () => {
-    const uri = d().uri('mixed');
+  /** A raid1 of a local leg and a remote one whose backing file is `remoteFile`. */
+  async function mixedLegMaps(uri: string, remoteFile: string): Promise<void> {
     if (!native) {
       // The local leg cannot tell without lseek: all data, whatever the remote says.
       expect(await map(uri)).toEqual([[0, DATA_BYTES, 0]]);
@@ -137,23 +137,18 @@ describe.skipIf(missing !== null)(`block status: base:allocation through the lay
     expect(await map(uri), d().logs()).toEqual(expected(DATA_BYTES, []));
     await write(uri, 2 * MiB, 64 * KiB);
     expect(await map(uri)).toEqual(expected(DATA_BYTES, [[2 * MiB, 64 * KiB]]));
-    // Data only the remote leg holds (written into nbdkit's file directly): the volume reads
-    // from both legs, so this range is data too — which only the remote's own answer can say.
-    scribble(path.join(dir, 'remote.img'), DATA_OFFSET_BYTES + 20 * MiB, 8 * KiB);
+    // Data only the remote leg holds (written into its file directly): the volume reads from
+    // both legs, so this range is data too — which only the remote's own answer can say.
+    scribble(remoteFile, DATA_OFFSET_BYTES + 20 * MiB, 8 * KiB);
     expect(await map(uri)).toEqual(expected(DATA_BYTES, [[2 * MiB, 64 * KiB], [20 * MiB, 8 * KiB]]));
+  }
+
+  it('raid1 of a local leg and a remote nbdkit leg: holes and data of the remote leg are asked over NBD', async () => {
+    await mixedLegMaps(d().uri('mixed'), path.join(dir, 'remote.img'));
   });
 
   it.skipIf(missingIscsi !== null)(`raid1 of a local leg and a thin iSCSI LUN (tgtd): the LUN is asked with GET LBA STATUS${missingIscsi !== null ? ` (skipped: ${missingIscsi})` : ''}`, async () => {
-    const uri = d().uri('imixed');
-    if (!native) {
-      expect(await map(uri)).toEqual([[0, DATA_BYTES, 0]]);
-      return;
-    }
-    expect(await map(uri), d().logs()).toEqual(expected(DATA_BYTES, []));
-    await write(uri, 2 * MiB, 64 * KiB);
-    expect(await map(uri)).toEqual(expected(DATA_BYTES, [[2 * MiB, 64 * KiB]]));
-    scribble(path.join(dir, 'lun.img'), DATA_OFFSET_BYTES + 20 * MiB, 8 * KiB);
-    expect(await map(uri)).toEqual(expected(DATA_BYTES, [[2 * MiB, 64 * KiB], [20 * MiB, 8 * KiB]]));
+    await mixedLegMaps(d().uri('imixed'), path.join(dir, 'lun.img'));
   });
 
   it('raid1 with a failed leg answers from the leg it reads', async () => {

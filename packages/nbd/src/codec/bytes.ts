@@ -18,6 +18,18 @@ export function writeU64(dv: DataView, at: number, value: number): void {
   dv.setUint32(at + 4, value >>> 0);
 }
 
+/**
+ * The 16 bytes every request and reply header starts with (but the simple reply): magic, u16
+ * flags, u16 type, the cookie's two u32 halves. The caller writes the rest.
+ */
+export function writeHead(dv: DataView, at: number, magic: number, flags: number, type: number, cookieHi: number, cookieLo: number): void {
+  dv.setUint32(at, magic);
+  dv.setUint16(at + 4, flags);
+  dv.setUint16(at + 6, type);
+  dv.setUint32(at + 8, cookieHi);
+  dv.setUint32(at + 12, cookieLo);
+}
+
 const utf8Decoder = new TextDecoder('utf-8', { fatal: true });
 const utf8Encoder = new TextEncoder();
 

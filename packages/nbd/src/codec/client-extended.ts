@@ -4,7 +4,7 @@
 
 import { EXTENDED_REPLY_MAGIC, EXTENDED_REQUEST_MAGIC, SIMPLE_REPLY_MAGIC, STRUCTURED_REPLY_MAGIC, Size } from '../constants.js';
 import { type Decoded, fail, need } from '../errors.js';
-import { readU64, view, writeU64 } from './bytes.js';
+import { readU64, view, writeHead, writeU64 } from './bytes.js';
 import type { NbdRequest, ReplyHeader } from './transmission.js';
 
 export type ExtendedReplyHeader = Extract<ReplyHeader, { kind: 'structured' }> & {
@@ -15,11 +15,7 @@ export type ExtendedReplyHeader = Extract<ReplyHeader, { kind: 'structured' }> &
 /** Writes a 32-byte request at `at` (u64 length: BLOCK_STATUS etc. may exceed 4 GiB); returns bytes written. */
 export function encodeExtendedRequest(target: Uint8Array, at: number, request: NbdRequest): number {
   const dv = view(target);
-  dv.setUint32(at, EXTENDED_REQUEST_MAGIC);
-  dv.setUint16(at + 4, request.flags);
-  dv.setUint16(at + 6, request.type);
-  dv.setUint32(at + 8, request.cookieHi);
-  dv.setUint32(at + 12, request.cookieLo);
+  writeHead(dv, at, EXTENDED_REQUEST_MAGIC, request.flags, request.type, request.cookieHi, request.cookieLo);
   writeU64(dv, at + 16, request.offsetBytes);
   writeU64(dv, at + 24, request.lengthBytes);
   return Size.EXTENDED_REQUEST;

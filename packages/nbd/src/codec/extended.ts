@@ -5,7 +5,7 @@
 
 import { EXTENDED_REPLY_MAGIC, EXTENDED_REQUEST_MAGIC, REQUEST_MAGIC, ReplyFlag, ReplyType, Size } from '../constants.js';
 import { type Decoded, fail, need } from '../errors.js';
-import { readU64, view, writeU64 } from './bytes.js';
+import { readU64, view, writeHead, writeU64 } from './bytes.js';
 import type { NbdRequest } from './transmission.js';
 
 /** An OFFSET_DATA header plus its 8-byte offset: what precedes read data (40 bytes). */
@@ -41,11 +41,7 @@ export function encodeExtendedReplyHeader(
   target: Uint8Array, at: number, flags: number, type: number, cookieHi: number, cookieLo: number, offsetBytes: number, payloadBytes: number,
 ): number {
   const dv = view(target);
-  dv.setUint32(at, EXTENDED_REPLY_MAGIC);
-  dv.setUint16(at + 4, flags);
-  dv.setUint16(at + 6, type);
-  dv.setUint32(at + 8, cookieHi);
-  dv.setUint32(at + 12, cookieLo);
+  writeHead(dv, at, EXTENDED_REPLY_MAGIC, flags, type, cookieHi, cookieLo);
   writeU64(dv, at + 16, offsetBytes);
   writeU64(dv, at + 24, payloadBytes);
   return Size.EXTENDED_REPLY_HEADER;

@@ -4,7 +4,7 @@
 
 import { EXTENDED_REQUEST_MAGIC, Errno, type ErrnoName, REQUEST_MAGIC, ReplyFlag, ReplyType, SIMPLE_REPLY_MAGIC, STRUCTURED_REPLY_MAGIC, Size } from '../constants.js';
 import { type Decoded, fail, need } from '../errors.js';
-import { readU64, view, writeU64 } from './bytes.js';
+import { readU64, view, writeHead, writeU64 } from './bytes.js';
 
 /** The 64-bit cookie ("handle") is opaque: kept as two u32 halves to avoid BigInt per request. */
 export interface NbdRequest {
@@ -38,11 +38,7 @@ export function decodeRequest(bytes: Uint8Array): Decoded<NbdRequest> {
 /** Client side: writes a 28-byte request header at `at`; returns bytes written. */
 export function encodeRequest(target: Uint8Array, at: number, request: NbdRequest): number {
   const dv = view(target);
-  dv.setUint32(at, REQUEST_MAGIC);
-  dv.setUint16(at + 4, request.flags);
-  dv.setUint16(at + 6, request.type);
-  dv.setUint32(at + 8, request.cookieHi);
-  dv.setUint32(at + 12, request.cookieLo);
+  writeHead(dv, at, REQUEST_MAGIC, request.flags, request.type, request.cookieHi, request.cookieLo);
   writeU64(dv, at + 16, request.offsetBytes);
   dv.setUint32(at + 24, request.lengthBytes);
   return Size.REQUEST;
@@ -67,11 +63,7 @@ export function encodeChunkHeader(
   target: Uint8Array, at: number, flags: number, type: number, cookieHi: number, cookieLo: number, payloadBytes: number,
 ): number {
   const dv = view(target);
-  dv.setUint32(at, STRUCTURED_REPLY_MAGIC);
-  dv.setUint16(at + 4, flags);
-  dv.setUint16(at + 6, type);
-  dv.setUint32(at + 8, cookieHi);
-  dv.setUint32(at + 12, cookieLo);
+  writeHead(dv, at, STRUCTURED_REPLY_MAGIC, flags, type, cookieHi, cookieLo);
   dv.setUint32(at + 16, payloadBytes);
   return Size.STRUCTURED_HEADER;
 }
