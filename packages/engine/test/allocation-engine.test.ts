@@ -154,8 +154,8 @@ describe.skipIf(NO_SEEK !== null)(`Engine.allocation on sparse local elements ($
   });
 });
 
-describe.skipIf(NO_SEEK === null)('Engine.allocation without the addon', () => {
-  it(`answers "all data", the conservative answer (${NO_SEEK ?? ''})`, async () => {
+describe.skipIf(NO_SEEK === null)(`Engine.allocation without the addon${NO_SEEK === null ? ' (skipped: the addon is loaded; ONESTACK_NATIVE=off runs it)' : ''}`, () => {
+  it(`answers "all data", the conservative answer (${NO_SEEK ?? 'addon loaded'})`, async () => {
     const e = await open([{ name: 'm', layout: 'raid1', legs: ['a', 'b'] }]);
     const size = e.volume('m').sizeBytes;
     expect(await e.allocation('m', 0, size, 16)).toEqual([{ lengthBytes: size, flags: 0 }]);
