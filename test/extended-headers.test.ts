@@ -37,9 +37,15 @@ describe('extended headers with qemu 10', () => {
     expect(info.code, explain(info)).toBe(0);
     const libnbdData = (JSON.parse(info.stdout) as { offset: number; length: number; type: number }[]).filter((e) => (e.type & 1) === 0).map((e) => [e.offset, e.length]);
     expect(libnbdData).toEqual(qemuData);
-    // What the two tests of this file wrote: 1M at 1M, 64k zeroed at 3M is not data on a sparse leg.
-    expect(qemuData).toContainEqual([100 * MiB, 2 * MiB]);
-    expect(qemuData).toContainEqual([700 * MiB, 64 * 1024]);
+    // The daemon tells holes on local elements only with its native addon (SEEK_DATA).
+    const native = ((await fx.daemon.status()) as unknown as { native: { backend: string } }).native.backend === 'native';
+    if (native) {
+      expect(qemuData).toContainEqual([100 * MiB, 2 * MiB]);
+      expect(qemuData).toContainEqual([700 * MiB, 64 * 1024]);
+    } else {
+      // Without the addon local elements cannot tell holes (no lseek in Node): all data, both ways.
+      expect(qemuData).toEqual([[0, 1024 * MiB]]);
+    }
     const compact = await nbdinfo(uri);
     expect(compact.structured, 'libnbd 1.14 gets structured (compact) replies').toBe(true);
   });

@@ -61,7 +61,7 @@ describe('NBD over TLS (nbd.tls.require: true)', () => {
     const res = await fetch(`http://127.0.0.1:${d.apiPort}/api/v1/status`, { headers: { authorization: `Bearer ${token}` } });
     expect(res.status).toBe(200);
     const text = await res.text();
-    expect((JSON.parse(text) as { nbd?: { tls: string } }).nbd).toEqual({ tls: 'required' });
+    expect((JSON.parse(text) as { nbd?: { tls: string } }).nbd).toMatchObject({ tls: 'required' });
     expect(text).not.toMatch(/PRIVATE KEY|BEGIN CERTIFICATE/);
   });
 

@@ -2,6 +2,7 @@
 //!
 //! Layout (one role per file):
 //! - `errors.rs`: errno -> JS error whose `code` and message carry the errno name.
+//! - `checksum.rs`: per-block CRC32C / xxHash64 of a byte view into a typed array (issue 10).
 //! - `memory.rs`: real addresses of typed-array memory (O_DIRECT alignment).
 //! - `file.rs`:   O_DIRECT open, fallocate (punch hole, zero range), block-device ioctls.
 //! - `nowait.rs`: preadv2(RWF_NOWAIT): page-cache reads that never wait for the device.
@@ -18,6 +19,7 @@
 // Under `cargo test` napi-derive registers nothing, so the exported fns look unused.
 #![cfg_attr(test, allow(dead_code))]
 
+mod checksum;
 mod errors;
 mod file;
 mod memory;

@@ -24,3 +24,4 @@ export type { RemoteSpec } from './remote/spec.js';
 export type { ScrubOptions, ScrubTarget, ScrubUnit, UnitChecker, UnitContext, UnitVerdict, CheckerFactory } from './durable/scrub.js';
 export type { ScrubStarted } from './durable/scrub-jobs.js';
 export { formatRdmaLine, rdmaProbe, type RdmaProbe } from '@onestack/native';
+export { blockChecksums, crc32cBlocksJs, nativeInfo, type BlockChecksums, type ChecksumAlgo } from '@onestack/native';

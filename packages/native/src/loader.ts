@@ -29,6 +29,9 @@ export interface NativeAddon {
   preadNowait?(fd: number, view: Uint8Array, viewOffsetBytes: number, lengthBytes: number, fileOffsetBytes: number): number;
   /** Optional too: an addon built before io_uring support keeps everything else (sync I/O then). */
   Uring?: NativeUringClass;
+  /** Optional (older builds lack them): per-block checksums into `out`; the block count. */
+  crc32cBlocks?(data: Uint8Array, blockBytes: number, out: Uint32Array): number;
+  xxh64Blocks?(data: Uint8Array, blockBytes: number, out: BigUint64Array): number;
 }
 
 const addonFunctions: readonly (keyof NativeAddon)[] = [

@@ -7,6 +7,8 @@
 // 152 created ms u64 | 160 bitmap offset u64 | 168 bitmap size u64 | 176 element UUID [16]
 // 192..4092 reserved (zero) | 4092 CRC32C of bytes 0..4092 u32
 // decodeSuperblock never throws anything but SuperblockError, whatever the input (it is fuzzed).
+import { crc32c } from '@onestack/native';
+
 import type { Layout } from '../config/types.js';
 import { SUPERBLOCK_BYTES } from './types.js';
 import { FormatError, type FormatErrorKind } from './format-error.js';
@@ -23,6 +25,10 @@ const FLAG_NEEDS_REBUILD = 2;
 // resynced back into the array by itself at the next start.
 const FLAG_FAULTY = 4;
 const MAX_COUNT = 255;
+
+// CRC32C lives in @onestack/native (also the fallback of the per-block checksums); re-exported
+// here because the bitmap, checkpoint and superblock codecs and their tests import it from here.
+export { crc32c };
 
 export interface Superblock {
   readonly version: number;
@@ -53,23 +59,6 @@ export class SuperblockError extends FormatError {
   constructor(kind: SuperblockErrorKind, message: string) {
     super('SuperblockError', kind, message);
   }
-}
-
-const CRC_TABLE = ((): Uint32Array => {
-  const table = new Uint32Array(256);
-  for (let n = 0; n < 256; n++) {
-    let c = n;
-    for (let k = 0; k < 8; k++) c = c & 1 ? 0x82f63b78 ^ (c >>> 1) : c >>> 1;
-    table[n] = c >>> 0;
-  }
-  return table;
-})();
-
-/** CRC32C (Castagnoli), as in iSCSI and ext4: crc32c("123456789") = 0xe3069283. */
-export function crc32c(bytes: Uint8Array, seed = 0): number {
-  let crc = ~seed >>> 0;
-  for (let i = 0; i < bytes.length; i++) crc = (CRC_TABLE[(crc ^ (bytes[i] ?? 0)) & 0xff] ?? 0) ^ (crc >>> 8);
-  return ~crc >>> 0;
 }
 
 function invalid(message: string): SuperblockError {
