@@ -14,4 +14,4 @@ export type { PreadNowait } from './nowait.js';
 export { preadNowait } from './nowait.js';
 export { sparseSeek, sparseSeekUnavailable, type SparseSeek } from './seek.js';
 export { blockChecksums, crc32cBlocksJs, CHECKSUM_BLOCK_BYTES_MAX, CHECKSUM_BLOCK_BYTES_MIN, type BlockChecksums, type ChecksumAlgo, type Crc32cBlocks, type Xxh64Blocks } from './checksum.js';
-export { crc32c } from './crc32c.js';
+export { crc32c, crc32cUpdate } from './crc32c.js';

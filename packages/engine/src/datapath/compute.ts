@@ -1,7 +1,7 @@
 // The COMPUTE op: parity work that the stripe engine (main thread) hands to the middle stage, so
 // XOR and GF(2^8) loops run in the middle pool (or inline when pools.middle = 0) and not on the
 // thread that owns the sockets. The block layout is in compute-layout.ts.
-import { crc32c } from '@onestack/iscsi';
+import { crc32c } from '@onestack/native';
 import { CHECK_P_BAD, CHECK_Q_BAD, CHECK_UNLOCATABLE, ComputeMode, oldEntry, PARAM_WORDS, PW, WIDTH_MAX } from './compute-layout.js';
 import { checkParity, reconstruct, rmwUpdate } from './parity.js';
 import type { SharedViews } from './shared-layout.js';

@@ -4,7 +4,7 @@
 // records. A record is a 4 KiB header block followed by its payload (DATA) or nothing (ZERO);
 // the next record starts on the next 4 KiB boundary. Integers little-endian, CRC32C
 // (Castagnoli) over the header fields and, separately, over the payload.
-import { crc32c } from '@onestack/iscsi';
+import { crc32c } from '@onestack/native';
 import { JOURNAL_MAX_BYTES, JOURNAL_OFFSET_BYTES } from '../meta/types.js';
 
 export const JOURNAL_BLOCK_BYTES = 4096;

@@ -5,7 +5,7 @@
 // whose records are all there may have been cut half-way. Committed transactions at or above the
 // checkpoint are applied again, in sequence order (idempotent: the records carry the new bytes of
 // data and parity alike), so data and parity agree whatever the crash interrupted.
-import { crc32c } from '@onestack/iscsi';
+import { crc32c } from '@onestack/native';
 import { JOURNAL_OFFSET_BYTES } from '../meta/types.js';
 import { DataPathError } from './errno.js';
 import { decodeJournalHeader, decodeRecordHeader, encodeJournalHeader, JOURNAL_BLOCK_BYTES, RecordKind, recordSpanBytes, RING_BYTES, RING_OFFSET_BYTES, sameArray, type RecordHeader } from './journal-format.js';

@@ -4,7 +4,7 @@
 // them -> write in place -> end the journal transaction. An element that fails on the way is
 // marked failed and the unit starts over with the states as they are now (bounded: each retry
 // follows a newly failed element); the write is acknowledged if the volume still has every byte.
-import { crc32c } from '@onestack/iscsi';
+import { crc32c } from '@onestack/native';
 import { ComputeMode } from './compute-layout.js';
 import { DataPathError } from './errno.js';
 import { encodeRecordHeader, JOURNAL_BLOCK_BYTES, RecordKind, recordSpanBytes, RING_OFFSET_BYTES, type RecordKindCode } from './journal-format.js';
