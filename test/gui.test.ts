@@ -187,6 +187,14 @@ describe.skipIf(skipReason !== null)(`web GUI in chromium${skipReason !== null ?
     await screenshot(page, 'boot');
   });
 
+  it('starts a checkpoint from the volume card and lists it', async () => {
+    await byId('checkpoint-new-guivol').click();
+    await byId('checkpoint-guivol-ckpt-1').waitFor({ timeout: 15_000 });
+    const status = await daemon!.status() as unknown as { volumes: { name: string; checkpoints?: { name: string }[] }[] };
+    expect(status.volumes.find((v) => v.name === 'guivol')?.checkpoints?.map((c) => c.name)).toEqual(['ckpt-1']);
+    expect(await byId('checkpoints-guivol').textContent()).toContain('ckpt-1');
+  });
+
   it('raised no CSP violation or script error', () => {
     // 401 answers to the wrong token show as failed loads; anything else is a fault.
     expect(problems.filter((p) => !/status of 401/.test(p))).toEqual([]);

@@ -55,7 +55,11 @@ export interface VolumeStatus {
   lastRebuild?: LastRebuild | null;
   elements: ElementStatus[];
   stats: VolumeStats;
+  /** Dirty bitmaps for incremental backup (NBD qemu:dirty-bitmap:NAME); absent from older daemons. */
+  checkpoints?: CheckpointStatus[];
 }
+
+export interface CheckpointStatus { name: string; createdMs: number; regionBytes: number; dirtyBytes: number; unusable?: string }
 
 export interface PoolStatus { threads: number; queueDepth: number }
 export type PoolName = 'top' | 'middle' | 'bottom' | 'remote';

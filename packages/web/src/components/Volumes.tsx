@@ -45,6 +45,7 @@ function VolumeCard({ volume, spares, series, refresh }: { volume: VolumeStatus;
       </header>
       <Message action={boot} />
       <RebuildLine volume={volume} />
+      <CheckpointLine volume={volume} refresh={refresh} />
       <ElementTable volume={volume} spares={spares} refresh={refresh} />
       <VolumeCharts name={volume.name} series={series} />
     </article>
@@ -67,6 +68,31 @@ function RebuildLine({ volume }: { volume: VolumeStatus }) {
   }
   const label = `${what} done: 100% in ${last.seconds.toFixed(1)} s (${formatRate(last.mibPerSec)} MiB/s)`;
   return <Progress percent={100} label={label} testid={testid} />;
+}
+
+/** Checkpoints (qemu:dirty-bitmap:NAME over NBD) and a button to start one. */
+function CheckpointLine({ volume, refresh }: { volume: VolumeStatus; refresh: () => void }) {
+  const act = useAction();
+  const list = volume.checkpoints ?? [];
+  const start = (): void => {
+    void act.run(async () => {
+      const made = await call<{ name?: string } | null>('POST', `/volumes/${seg(volume.name)}/checkpoints`, {});
+      refresh();
+      return `checkpoint ${made?.name ?? ''} started: NBD clients can read qemu:dirty-bitmap:${made?.name ?? 'NAME'}`;
+    });
+  };
+  return (
+    <div class="checkpoints" data-testid={`checkpoints-${volume.name}`}>
+      <span class="muted">Checkpoints: </span>
+      {list.length === 0 ? <span class="muted">none</span> : list.map((c) => (
+        <span key={c.name} class="checkpoint" data-testid={`checkpoint-${volume.name}-${c.name}`}>
+          {c.name} ({c.unusable !== undefined ? `unusable: ${c.unusable}` : `${formatBytes(c.dirtyBytes)} changed`}){' '}
+        </span>
+      ))}
+      <button type="button" class="small" disabled={act.busy} onClick={start} data-testid={`checkpoint-new-${volume.name}`}>New checkpoint</button>
+      <Message action={act} />
+    </div>
+  );
 }
 
 function ElementTable({ volume, spares, refresh }: { volume: VolumeStatus; spares: ElementStatus[]; refresh: () => void }) {
