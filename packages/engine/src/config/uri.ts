@@ -21,7 +21,10 @@ export interface ParsedElementUri {
  * The same for SCHEME://USER:SECRET@ of any other scheme (a mistyped "iscsi" included).
  */
 export function maskUri(uri: string): string {
-  return uri.replace(/^(iscsi:[^%:]*[%:]|[a-z][a-z0-9+.-]*:\/\/[^%:]*[%:]).*@/is, `$1${MASK}@`);
+  return uri.replace(/^(iscsi:[^%:]*[%:]|[a-z][a-z0-9+.-]*:\/\/[^%:]*[%:]).*@/is, `$1${MASK}@`)
+    // Also USER%SECRET@ / USER:SECRET@ after any "//", so a mangled scheme ("is csi://…", taken
+    // for a local path) still shows no secret in errors and status.
+    .replace(/(\/\/[^/%:@\s]*[%:])[^\s]*@/g, `$1${MASK}@`);
 }
 
 function decode(text: string, field: string, what: string): string {
