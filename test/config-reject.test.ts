@@ -116,7 +116,7 @@ describe('config: rejected changes leave the daemon and the disk untouched', () 
       { title: 'the name of an existing volume', method: 'POST', route: 'volumes', body: { name: 'n', layout: 'raid1', elements: ['s0', 's1'] }, status: 409, says: /already exists/ },
       { title: 'an element smaller than one chunk', method: 'POST', route: 'volumes', body: { name: 'z', layout: 'raid0', elements: ['s0', 't0'], chunkKiB: 16384 }, status: 400, says: /smaller than one/ },
       { title: 'element add: unknown scheme', method: 'POST', route: 'elements', body: { uri: 'ftp://127.0.0.1/x', name: 'x' }, status: 400, says: /uri|scheme/i },
-      { title: 'element add: unreachable nbd://', method: 'POST', route: 'elements', body: { uri: 'nbd://127.0.0.1:1/x', name: 'x' }, status: 500, says: /cannot reach.*"code":"io"/ },
+      { title: 'element add: unreachable nbd://', method: 'POST', route: 'elements', body: { uri: 'nbd://127.0.0.1:1/x', name: 'x' }, status: 502, says: /cannot reach.*"code":"unreachable"/ },
       { title: 'element add: missing file', method: 'POST', route: 'elements', body: { uri: `file:${path.join(dir, 'no-such-dir', 'x.img')}`, name: 'x' }, status: 404, says: /not found|no such/i },
       { title: 'element add: the file of element a0', method: 'POST', route: 'elements', body: { uri: `file:${img('a0')}`, name: 'x' }, status: 409, says: /a0/ },
       { title: 'element add: the name of element a0', method: 'POST', route: 'elements', body: { uri: `file:${path.join(dir, 'tiny-extra.img')}`, name: 'a0' }, status: 409, says: /a0/ },

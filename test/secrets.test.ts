@@ -152,7 +152,10 @@ describe.skipIf(missing !== null)(`secrets stay in their files${missing !== null
 
   it('errors carrying secrets: wrong password, inline secret to a bad target, secret for nbd://, unknown field, discovery', async () => {
     const wrong = await call('POST', '/elements', { uri: tgtd!.uri(BOB.user, 3), name: 'bad0', secret: WRONG });
-    expect(wrong.status, wrong.text).toBeGreaterThanOrEqual(400);
+    // The remote refused us: 502 with the initiator's own reason, not a 500 "internal error".
+    expect(wrong.status, wrong.text).toBe(502);
+    expect(wrong.text).toMatch(/"code":"unreachable"/);
+    expect(wrong.text).toMatch(/authentication|CHAP|EAUTH/i);
     const inline = await call('POST', '/elements', { uri: `iscsi://${BOB.user}%${BOB.secret}@127.0.0.1:${tgtd!.port}/iqn.2026-11.dev.onestack.test:nope/1`, name: 'bad1' });
     expect(inline.status, inline.text).toBeGreaterThanOrEqual(400);
     const nbd = await call('POST', '/elements', { uri: 'nbd://127.0.0.1:1/x', secret: BOB.secret });

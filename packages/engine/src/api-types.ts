@@ -19,6 +19,14 @@ export interface ElementStatus {
   readonly stats?: ElementIoStats;
   /** Remote elements with a local cache tier (config `cacheTier`, write-through): reads served from it since the daemon started. */
   readonly cacheTier?: ElementCacheTierStatus;
+  /** Elements of an integrity volume: blocks since the daemon started whose checksum failed, rewritten from a good copy, with no good copy (docs/integrity.md). */
+  readonly integrity?: ElementIntegrityStatus;
+}
+
+export interface ElementIntegrityStatus {
+  readonly mismatches: number;
+  readonly repaired: number;
+  readonly unrecoverable: number;
 }
 
 /** `hits` + `misses` = the element's data reads (maintenance reads bypass the tier); `enabled` false once a cache-file error turned it off. */
@@ -166,6 +174,8 @@ export interface VolumeStatus {
   readonly cache?: { readonly hits: number; readonly misses: number; readonly hitRatio: number };
   /** Checkpoints (dirty bitmaps) of the volume, oldest first. Absent from older daemons. */
   readonly checkpoints?: readonly CheckpointStatus[];
+  /** Per-block checksums on every element (docs/integrity.md); always present from this daemon on, absent from older ones. */
+  readonly integrity?: boolean;
 }
 
 export interface PoolStatus {
@@ -221,7 +231,8 @@ export interface EngineRdmaStatus {
 }
 
 
-export type EngineErrorCode = 'config' | 'not-found' | 'conflict' | 'invalid' | 'io' | 'closed';
+/** `unreachable`: a remote element did not answer, or refused us (wrong password): not the daemon's fault. */
+export type EngineErrorCode = 'config' | 'not-found' | 'conflict' | 'invalid' | 'io' | 'closed' | 'unreachable';
 
 /** Every error the engine raises on purpose. `where` names the field/file/element concerned. */
 export class EngineError extends Error {

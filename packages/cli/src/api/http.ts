@@ -29,7 +29,7 @@ export function badRequest(message: string, where: string, hint?: string): HttpE
 }
 
 const ENGINE_STATUS: Readonly<Record<string, number>> = {
-  config: 400, invalid: 400, 'not-found': 404, conflict: 409, io: 500, closed: 503,
+  config: 400, invalid: 400, 'not-found': 404, conflict: 409, io: 500, closed: 503, unreachable: 502,
 };
 
 /** HttpError as is; EngineError by its code; anything else is a 500 that says nothing inside. */

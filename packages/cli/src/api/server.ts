@@ -99,7 +99,9 @@ class ApiHandler {
     this.#route(req, res).catch((err: unknown) => {
       const httpError = toHttpError(err);
       // Never log the URL's query: the GUI URL carries the token.
-      if (httpError.status >= 500) this.#log('error', `${req.method ?? '?'} ${pathOf(req)}: ${err instanceof Error ? err.stack ?? err.message : String(err)}`);
+      // A daemon fault gets its stack; a remote that did not answer (502) or a closing engine (503) one line.
+      if (httpError.status === 500) this.#log('error', `${req.method ?? '?'} ${pathOf(req)}: ${err instanceof Error ? err.stack ?? err.message : String(err)}`);
+      else if (httpError.status > 500) this.#log('warn', `${req.method ?? '?'} ${pathOf(req)}: ${httpError.message}`);
       if (!res.headersSent) sendError(res, httpError);
       else res.destroy();
     });

@@ -3,7 +3,7 @@
 import * as fs from 'node:fs';
 import { EngineError } from '../api-types.js';
 import type { ElementCache, ElementConfig } from '../config/types.js';
-import { defaultElementName } from '../config/uri.js';
+import { defaultElementName, maskUri } from '../config/uri.js';
 import { normalizeElement } from '../config/validate.js';
 import { localSizeBytes } from '../meta/device.js';
 import { withRemote } from '../meta/remote-io.js';
@@ -96,10 +96,18 @@ export async function resolveElements(registry: Registry, dataDir: string, spec:
 export async function newElement(registry: Registry, dataDir: string, spec: RuntimeElementSpec): Promise<ElementEntry> {
   const config = runtimeElementConfig(registry, spec, dataDir);
   const remote = await remoteSpecOf(config);
-  const dataSizeBytes = await dataBytesOf(config);
-  if (remote !== undefined && dataSizeBytes === 0) {
-    // Reachability is checked now, so a wrong URI or password is a clear error, not a failed leg later.
-    throw new EngineError('io', `element ${config.name}: cannot reach ${config.uri} or it is smaller than 5 MiB`, config.uri, 'check the URI, that the remote is up and the credentials');
+  if (remote === undefined) return registry.addElement(config, true, await dataBytesOf(config), remote);
+  // Reachability is checked now, so a wrong URI or password is a clear error, not a failed leg
+  // later; the client's own message says which (its errors never carry the secret).
+  let totalBytes: number;
+  try {
+    totalBytes = await withRemote(config, async (dev) => dev.info.sizeBytes);
+  } catch (err) {
+    const why = maskUri(err instanceof Error ? err.message : String(err));
+    throw new EngineError('unreachable', `element ${config.name}: cannot reach ${maskUri(config.uri)}: ${why}`, maskUri(config.uri), 'check the URI, that the remote is up and the credentials');
   }
-  return registry.addElement(config, true, dataSizeBytes, remote);
+  if (totalBytes <= DATA_OFFSET_BYTES) {
+    throw new EngineError('invalid', `element ${config.name}: ${maskUri(config.uri)} holds ${totalBytes} bytes, not more than the ${DATA_OFFSET_BYTES}-byte header`, maskUri(config.uri));
+  }
+  return registry.addElement(config, true, totalBytes - DATA_OFFSET_BYTES, remote);
 }
