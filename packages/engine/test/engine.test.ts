@@ -101,7 +101,7 @@ describe('Engine', () => {
     fs.truncateSync(path.join(dir, 'c.img'), DATA_OFFSET_BYTES + 4 * MiB);
     expect(await engine.addElement({ uri: 'c.img' })).toMatchObject({ name: 'c', state: 'spare', sizeBytes: 4 * MiB, volume: null });
     // Nothing listens on port 1: a remote element is checked when added, with a clear error.
-    await expect(engine.addElement({ uri: 'nbd://127.0.0.1:1/x', name: 'r0' })).rejects.toMatchObject({ code: 'io', message: expect.stringMatching(/cannot reach nbd:\/\/127\.0\.0\.1:1\/x/) });
+    await expect(engine.addElement({ uri: 'nbd://127.0.0.1:1/x', name: 'r0' })).rejects.toMatchObject({ code: 'unreachable', message: expect.stringMatching(/cannot reach nbd:\/\/127\.0\.0\.1:1\/x/) });
     expect(readStateFile(dir).volumes.map((v) => v.name)).toEqual(['fast']);
     expect(changes.length).toBeGreaterThanOrEqual(2);
     await engine.close();
