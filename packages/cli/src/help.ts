@@ -69,7 +69,7 @@ ${CLIENT_OPTIONS}
 `,
   volume: `usage: onestack volume list [--json]
        onestack volume create NAME --layout L --element E... [--chunk-kib N] [--size BYTES]
-                                   [--order fifo|lifo|priority]
+                                   [--order fifo|lifo|priority] [--integrity]
        onestack volume delete NAME
        onestack volume scrub NAME [--repair] [--wait] [--max-mib-per-sec N] [--json]
        onestack volume scrub NAME --cancel
@@ -83,6 +83,8 @@ ${CLIENT_OPTIONS}
   --chunk-kib N       stripe chunk in KiB (default: the engine's, 64)
   --size BYTES        cap the volume's size (suffixes K, M, G, T are powers of 1024)
   --order O           request order: fifo (default), lifo or priority
+  --integrity         per-block checksums on every element (raid1, raid10): a read whose
+                      checksum fails is served from another leg and the bad copy rewritten
   --json              (list) print JSON; (scrub) the started scrub, or with --wait its result
 
 scrub (raid1, raid10) reads every leg unit by unit (1 MiB on raid1, one chunk on raid10) and

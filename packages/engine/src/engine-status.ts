@@ -2,7 +2,7 @@
 // bitmap, checkpoints), elements with live states and error counts, pools, queue, native backend, NBD TLS, RDMA
 // devices, the bottom driver's I/O backend (io_uring or sync).
 import { formatRdmaLine, ioBackendInfo, nativeInfo, rdmaProbe } from '@onestack/native';
-import type { CheckpointStatus, ElementStatus, EngineIoStatus, EngineRdmaStatus, EngineStatus, VolumeStatus } from './api-types.js';
+import type { CheckpointStatus, ElementIntegrityStatus, ElementStatus, EngineIoStatus, EngineRdmaStatus, EngineStatus, VolumeStatus } from './api-types.js';
 import type { EngineConfig } from './config/types.js';
 import type { DataPath } from './datapath/datapath.js';
 import { isMirror, isParity, type MirrorKeeper } from './durable/keeper.js';
@@ -25,6 +25,8 @@ export interface StatusSources {
   readonly base: EngineConfig;
   /** Every checkpoint of a volume, unusable ones included. */
   readonly checkpoints?: (volume: string) => readonly CheckpointStatus[];
+  /** An element's integrity counters (by data-path index). */
+  readonly integrityCounts?: (element: number) => ElementIntegrityStatus;
 }
 
 /** Element states and error counters as the data path sees them now. */
@@ -77,7 +79,8 @@ export function ioStatusOnce(): EngineIoStatus {
 
 /** An element's status with its I/O counters from the data path. */
 function elementWithStats(ctx: StatusSources, e: ElementEntry, live: LiveView): ElementStatus {
-  return { ...elementStatus(ctx.registry, e, live), stats: ctx.dataPath.elementStats(e.index) };
+  const integrity = ctx.registry.ownerOf(e.config.name)?.assembled.config.integrity === true ? ctx.integrityCounts?.(e.index) : undefined;
+  return { ...elementStatus(ctx.registry, e, live), stats: ctx.dataPath.elementStats(e.index), ...(integrity !== undefined ? { integrity } : {}) };
 }
 
 export function buildStatus(ctx: StatusSources): EngineStatus {
@@ -89,7 +92,7 @@ export function buildStatus(ctx: StatusSources): EngineStatus {
       name: config.name, layout: config.layout, sizeBytes: v.assembled.sizeBytes, chunkKiB: config.chunkKiB, order: config.order, boot: config.boot,
       state: volumeState(config.layout, elements.map((e) => e.state)), rebuild: ctx.keeper.progress(config.name) ?? ctx.scrubs.progress(config.name),
       scrub: ctx.scrubs.result(config.name), elements, stats: v.handle.io.stats(), cache: v.handle.io.cacheStats(),
-      checkpoints: ctx.checkpoints?.(config.name) ?? [],
+      checkpoints: ctx.checkpoints?.(config.name) ?? [], integrity: config.integrity === true,
       ...(isMirror(config.layout) ? { lastRebuild: ctx.keeper.lastRebuild(config.name), bitmap: ctx.keeper.bitmapStatus(config.name) } : {}),
       ...(isParity(config.layout) ? { lastRebuild: ctx.keeper.lastRebuild(config.name) } : {}),
     };

@@ -25,6 +25,8 @@ export interface CreateVolumeSpec {
   /** Creates missing local files with this many data bytes each. */
   sizeBytes?: number;
   order?: QueueOrder;
+  /** Per-block checksums on every element (raid1/raid10; docs/integrity.md). */
+  integrity?: boolean;
 }
 
 export interface AddElementSpec {

@@ -5,7 +5,7 @@ import { EngineError, type BlockExtent, type CheckpointStatus, type ElementStatu
 import { loadConfig, type ConfigSource } from './config/load.js';
 import type { EngineConfig } from './config/types.js';
 import { DataPath } from './datapath/datapath.js';
-import { createVolumeOp, deleteVolumeOp, failElementOp, type VolumeOpsHost } from './volume-ops.js';
+import { createVolumeOp, deleteVolumeOp, failElementOp, startScrubOp, type VolumeOpsHost } from './volume-ops.js';
 import { assembleVolume, markClean } from './meta/assemble.js';
 import type { AssembledVolume } from './meta/types.js';
 import { ensureDataDir } from './state/data-dir.js';
@@ -18,13 +18,14 @@ import { discover as discoverRemote, type DiscoverOptions, type DiscoverResult }
 import { Volume } from './volume.js';
 import { ScrubJobs, type ScrubStarted } from './durable/scrub-jobs.js';
 import type { ScrubOptions } from './durable/scrub.js';
-import { scrubTargetOf } from './durable/scrub-target.js';
 import { MirrorKeeper, type KeeperHost } from './durable/keeper.js';
 import { replaceLeg } from './durable/replace.js';
 import { DEFAULT_REBUILD } from './config/validate.js';
 import { nbdCopyStats, nbdListenAddresses } from './nbd-export.js';
 import { VolumeAllocation } from './allocation/allocator.js';
 import { CheckpointKeeper } from './checkpoints/keeper.js';
+import { IntegrityStores } from './integrity/stores.js';
+import type { IntegrityStore } from './integrity/store.js';
 import { buildStatus, liveViewOf, withLiveStates, logOpenReport } from './engine-status.js';
 import { checkLayout, defaultLog, type AddElementSpec, type CreateVolumeSpec, type EngineOpenOptions, type LogFn } from './engine-types.js';
 
@@ -50,6 +51,8 @@ export class Engine {
   private readonly keeper: MirrorKeeper;
   /** Checkpoints (dirty bitmaps for incremental backup) of every volume. */
   private readonly ckpts: CheckpointKeeper;
+  /** Checksum stores of integrity volumes, their page cache and per-element counters (integrity/). */
+  readonly integrity: IntegrityStores;
 
   private constructor(
     private readonly base: EngineConfig,
@@ -58,11 +61,17 @@ export class Engine {
   ) {
     this.keeper = new MirrorKeeper(this.keeperHost());
     this.ckpts = new CheckpointKeeper({ dataDir: base.dataDir, log: (level, msg) => this.log(level, msg) });
+    this.integrity = new IntegrityStores({ raw: () => this.dataPath.raw, volume: (n) => this.registry.volumes.get(n)?.assembled, elementIndex: (n) => this.registry.elements.get(n)?.index });
+  }
+
+  /** @internal The checksum store of an integrity volume (undefined without integrity). */
+  integrityStoreOf(volume: string): IntegrityStore | undefined {
+    return this.integrity.of(volume);
   }
 
   private volumeOpsHost(): VolumeOpsHost {
     return {
-      ...this.keeperHost(), base: this.base, keeper: this.keeper, ckpts: this.ckpts, scrubs: this.scrubs,
+      ...this.keeperHost(), base: this.base, keeper: this.keeper, ckpts: this.ckpts, scrubs: this.scrubs, integrity: this.integrity,
       bind: (vol, runtime) => this.bind(vol, runtime), attachCheckpoints: (entry) => this.attachCheckpoints(entry),
     };
   }
@@ -74,6 +83,10 @@ export class Engine {
       exclusive: (work) => this.exclusive(work), changed: () => this.changed(), persist: () => this.persist(),
       applyTopology: () => this.applyTopology(), stopScrub: async (volume) => void (await this.scrubs.cancel(volume, 'a resync or rebuild starts')),
       elementRuns: (element, start, len) => this.allocatorOf().elementRuns(element, start, len),
+      integrityOf: (volume) => {
+        const store = this.integrity.of(volume);
+        return store === undefined ? undefined : { store, count: this.integrity.counters.count };
+      },
     };
   }
 
@@ -108,6 +121,8 @@ export class Engine {
       for (const vol of assembled) engine.bind(vol, runtimeVolumes.has(vol.config.name));
       await engine.applyTopology();
       for (const entry of engine.registry.volumes.values()) entry.assembled = await markClean(entry.assembled, false);
+      // Checksum stores before the keeper: a resync recomputes the checksums of what it settles.
+      for (const name of engine.registry.volumes.keys()) engine.integrity.attach(name);
       // Bitmaps, then the resyncs an unclean stop or a stale leg needs (they run in the background).
       for (const entry of engine.registry.volumes.values()) await engine.keeper.attach(entry);
       for (const entry of engine.registry.volumes.values()) await engine.attachCheckpoints(entry);
@@ -145,7 +160,7 @@ export class Engine {
 
   status(): EngineStatus {
     this.checkOpen();
-    return buildStatus({ nbdCopies: () => nbdCopyStats(this), nbdListen: () => nbdListenAddresses(this), registry: this.registry, dataPath: this.dataPath, keeper: this.keeper, scrubs: this.scrubs, base: this.base, checkpoints: (v) => this.ckpts.list(v, true) });
+    return buildStatus({ nbdCopies: () => nbdCopyStats(this), nbdListen: () => nbdListenAddresses(this), registry: this.registry, dataPath: this.dataPath, keeper: this.keeper, scrubs: this.scrubs, base: this.base, checkpoints: (v) => this.ckpts.list(v, true), integrityCounts: (i) => this.integrity.counters.snapshot(i) });
   }
 
   bootVolume(): Volume | undefined {
@@ -167,7 +182,6 @@ export class Engine {
       this.changed();
     });
   }
-
 
   createVolume(spec: CreateVolumeSpec): Promise<Volume> {
     return this.exclusive(() => createVolumeOp(this.volumeOpsHost(), spec));
@@ -216,19 +230,7 @@ export class Engine {
    */
   async startScrub(volume: string, opts: ScrubOptions = {}): Promise<ScrubStarted> {
     this.checkOpen();
-    const entry = this.registry.volumes.get(volume);
-    if (entry === undefined) throw new EngineError('not-found', `no volume named ${volume}`, `volume ${volume}`, 'list volumes with `onestack volume list`');
-    const mirrorTarget = scrubTargetOf(this.registry, entry, (index) => this.dataPath.elementState(index));
-    // raid5/6 rows are checked by the volume's stripe engine (parity maths in the middle stage).
-    const parity = entry.assembled.config.layout === 'raid5' || entry.assembled.config.layout === 'raid6';
-    // A repair that rewrites legs may change what a read returns: drop those bytes from the read cache.
-    // It changes what reads return, so checkpoints count it as written (marked after the rewrite, under the unit's fence).
-    const onRewrite = (off: number, len: number): void => {
-      if (entry.handle.open) entry.handle.io.invalidateCache(off, len);
-      this.ckpts.mark(volume, off, len)?.catch((err: Error) => this.log('error', `volume ${volume}: a scrub repair is missing from its checkpoints: ${err.message}`));
-    };
-    const target = parity ? { ...mirrorTarget, stripe: this.dataPath.stripe(entry.index), onRewrite } : { ...mirrorTarget, onRewrite };
-    return this.scrubs.start(target, entry.handle.io.gate, opts);
+    return startScrubOp(this.volumeOpsHost(), volume, opts);
   }
 
   /** Scrubs a volume to the end: startScrub, then its result. */
@@ -338,6 +340,7 @@ export class Engine {
         entry.handle.detach();
       }
       await this.ckpts.close();
+      await this.integrity.close();
       await this.dataPath.close();
       this.log('info', 'engine closed');
     })();
@@ -388,7 +391,6 @@ export class Engine {
     await this.dataPath.setTopology(volumes, elements);
     this.allocator?.sync();
   }
-
 
   private liveView(): LiveView {
     return liveViewOf(this.dataPath);

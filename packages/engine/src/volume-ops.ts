@@ -1,13 +1,14 @@
-// Creating and deleting volumes and failing elements at run time (Engine.createVolume,
-// deleteVolume, failElement): the control operations with the most steps, kept apart from
-// engine.ts. All run inside Engine.exclusive.
+// Control operations with many steps, kept apart from engine.ts: creating and deleting volumes
+// and failing elements at run time (inside Engine.exclusive), and starting a scrub.
 import { EngineError } from './api-types.js';
 import type { EngineConfig } from './config/types.js';
 import { normalizeVolume } from './config/validate.js';
 import type { CheckpointKeeper } from './checkpoints/keeper.js';
 import type { KeeperHost } from './durable/host.js';
 import type { MirrorKeeper } from './durable/keeper.js';
-import type { ScrubJobs } from './durable/scrub-jobs.js';
+import type { ScrubJobs, ScrubStarted } from './durable/scrub-jobs.js';
+import type { ScrubOptions } from './durable/scrub.js';
+import { scrubTargetOf } from './durable/scrub-target.js';
 import { assembleVolume, markClean, markNeedsRebuild } from './meta/assemble.js';
 import { layoutSurvives } from './meta/layout.js';
 import { liveViewOf } from './engine-status.js';
@@ -17,12 +18,14 @@ import type { VolumeEntry } from './state/registry.js';
 import { asInvalid, dataBytesOf, resolveElements } from './state/runtime-element.js';
 import { checkLayout, type CreateVolumeSpec } from './engine-types.js';
 import type { Volume } from './volume.js';
+import type { IntegrityStores } from './integrity/stores.js';
 
 export interface VolumeOpsHost extends KeeperHost {
   readonly base: EngineConfig;
   readonly keeper: MirrorKeeper;
   readonly ckpts: CheckpointKeeper;
   readonly scrubs: ScrubJobs;
+  readonly integrity: IntegrityStores;
   /** Registers an assembled volume with a fresh handle and volume index. */
   bind(vol: AssembledVolume, runtime: boolean): { handle: Volume };
   attachCheckpoints(entry: VolumeEntry): Promise<void>;
@@ -32,7 +35,8 @@ export interface VolumeOpsHost extends KeeperHost {
 async function newVolumeConfig(host: VolumeOpsHost, spec: CreateVolumeSpec, added: string[]): Promise<AssembledVolume['config']> {
   const { registry } = host;
   const names = await resolveElements(registry, host.base.dataDir, spec, added);
-  const raw = { name: spec.name, layout: spec.layout, elements: names, ...(spec.chunkKiB !== undefined ? { chunkKiB: spec.chunkKiB } : {}), ...(spec.order !== undefined ? { order: spec.order } : {}) };
+  const raw = { name: spec.name, layout: spec.layout, elements: names, ...(spec.chunkKiB !== undefined ? { chunkKiB: spec.chunkKiB } : {}), ...(spec.order !== undefined ? { order: spec.order } : {}),
+    ...(spec.integrity === true ? { integrity: true } : {}) };
   let config;
   try {
     config = normalizeVolume(raw, 'volume', new Set(registry.elements.keys()));
@@ -68,6 +72,7 @@ export async function createVolumeOp(host: VolumeOpsHost, spec: CreateVolumeSpec
       throw err;
     }
     const bound = registry.volumes.get(config.name)!;
+    host.integrity.attach(config.name);
     await host.keeper.attach(bound).catch((err: Error) => host.log('warn', `volume ${config.name}: no write-intent bitmap: ${err.message}`));
     await host.attachCheckpoints(bound).catch((err: Error) => host.log('warn', `volume ${config.name}: no checkpoints: ${err.message}`));
     host.persist();
@@ -88,6 +93,7 @@ export async function deleteVolumeOp(host: VolumeOpsHost, name: string): Promise
   await host.keeper.detach(name, entry.handle.io);
   await host.ckpts.remove(name).catch((err: Error) => host.log('warn', `volume ${name}: removing its checkpoints: ${err.message}`));
   await entry.handle.flush().catch((err: Error) => host.log('warn', `volume ${name}: flush before delete failed: ${err.message}`));
+  await host.integrity.detach(name);
   entry.handle.detach();
   registry.volumes.delete(name);
   await host.applyTopology();
@@ -122,4 +128,26 @@ export async function failElementOp(host: VolumeOpsHost, name: string): Promise<
   dataPath.setElementState(entry.index, 'failed');
   host.log('warn', `element ${name} failed by request`);
   host.changed();
+}
+
+/** Starts a scrub (Engine.startScrub): mirror legs unit by unit, raid5/6 rows by the stripe engine. */
+export async function startScrubOp(host: VolumeOpsHost, volume: string, opts: ScrubOptions): Promise<ScrubStarted> {
+  const entry = host.registry.volumes.get(volume);
+  if (entry === undefined) throw new EngineError('not-found', `no volume named ${volume}`, `volume ${volume}`, 'list volumes with `onestack volume list`');
+  // A repair by majority could copy a leg that fails its checksums over a good one; integrity
+  // volumes repair on read (from a copy that verifies) until scrub learns to ask the checksums.
+  if (opts.repair === true && entry.assembled.config.integrity === true) {
+    throw new EngineError('invalid', `volume ${volume} keeps checksums: scrub repair by majority is refused (reads repair from the copy that verifies)`, `volume ${volume}`, 'run a check scrub (without repair), or read the volume to repair it');
+  }
+  const mirrorTarget = scrubTargetOf(host.registry, entry, (index) => host.dataPath.elementState(index));
+  // raid5/6 rows are checked by the volume's stripe engine (parity maths in the middle stage).
+  const parity = entry.assembled.config.layout === 'raid5' || entry.assembled.config.layout === 'raid6';
+  // A repair that rewrites legs may change what a read returns: drop those bytes from the read cache.
+  // It changes what reads return, so checkpoints count it as written (marked after the rewrite, under the unit's fence).
+  const onRewrite = (off: number, len: number): void => {
+    if (entry.handle.open) entry.handle.io.invalidateCache(off, len);
+    host.ckpts.mark(volume, off, len)?.catch((err: Error) => host.log('error', `volume ${volume}: a scrub repair is missing from its checkpoints: ${err.message}`));
+  };
+  const target = parity ? { ...mirrorTarget, stripe: host.dataPath.stripe(entry.index), onRewrite } : { ...mirrorTarget, onRewrite };
+  return host.scrubs.start(target, entry.handle.io.gate, opts);
 }

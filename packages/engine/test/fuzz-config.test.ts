@@ -38,7 +38,7 @@ const BASE = {
     { name: 'u0', uri: 'nbd+unix:///e?socket=/tmp/nbd.sock' },
   ],
   volumes: [
-    { name: 'default', layout: 'raid1', elements: ['d0', 'd1'], boot: true, spares: ['s0'], bitmapRegionKiB: 4096, sizeBytes: '512MiB' },
+    { name: 'default', layout: 'raid1', elements: ['d0', 'd1'], boot: true, spares: ['s0'], bitmapRegionKiB: 4096, sizeBytes: '512MiB', integrity: true },
     { name: 'v2', layout: 'linear', elements: ['d2', 'r0', 'u0'], chunkKiB: 64, order: 'lifo' },
     { name: 'v3', layout: 'linear', elements: ['i0'], order: 'priority' },
   ],
@@ -195,6 +195,8 @@ function checkConfig(c: EngineConfig, doc: Json): void {
       owners.add(e);
     }
     for (const s of v.spares ?? []) expect(v.elements).not.toContain(s);
+    // Integrity only where the data path can repair (issue 10: raid1/raid10 for now).
+    if (v.integrity === true) expect(['raid1', 'raid10']).toContain(v.layout);
   }
   expect(c.volumes.filter((v) => v.boot).length).toBeLessThanOrEqual(1);
   expect(c.queue.depth & (c.queue.depth - 1)).toBe(0);

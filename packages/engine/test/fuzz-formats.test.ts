@@ -32,9 +32,15 @@ const superblockArb: fc.Arbitrary<SuperblockInput> = fc.record({
   clean: fc.boolean(), needsRebuild: fc.boolean(), faulty: fc.constantFrom(undefined, true),
 }, { requiredKeys: ['arrayUuid', 'elementUuid', 'volumeName', 'layout', 'chunkBytes', 'count', 'role', 'dataOffsetBytes', 'dataSizeBytes',
   'volumeSizeBytes', 'eventCount', 'createdMs', 'bitmapOffsetBytes', 'bitmapSizeBytes', 'clean', 'needsRebuild'] })
-  .map((sb) => {
+  .chain((sb) => {
     const { faulty, ...rest } = sb;
-    return { ...rest, role: sb.role % sb.count, ...(faulty === true ? { faulty: true } : {}) };
+    const base = { ...rest, role: sb.role % sb.count, ...(faulty === true ? { faulty: true } : {}) };
+    // An integrity area (issue 10) after the data, 4 KiB aligned, when the sum stays a safe integer; else none (zeros).
+    const dataEnd = Math.ceil((sb.dataOffsetBytes + sb.dataSizeBytes) / 4096) * 4096;
+    if (!Number.isSafeInteger(dataEnd + 2 ** 45)) return fc.constant(base);
+    const area = fc.record({ gapPages: fc.nat({ max: 2 ** 20 }), sizePages: fc.integer({ min: 1, max: 2 ** 24 }) })
+      .map(({ gapPages, sizePages }) => ({ offsetBytes: dataEnd + gapPages * 4096, sizeBytes: sizePages * 4096, blockBytes: 4096, algo: 1 }));
+    return fc.option(area, { nil: undefined }).map((integrity) => (integrity === undefined ? base : { ...base, integrity }));
   });
 
 /** Recomputes a block's trailing CRC32C (so that edits reach the field checks behind it). */
@@ -84,8 +90,8 @@ describe('fuzz: superblock', () => {
 
   it('field edits with a valid checksum: refused, or a superblock the encoder accepts and that decodes the same', () => {
     fuzz('superblock field edits', fc.property(superblockArb, mutations(4), (sb, muts) => {
-      // Edits confined to the fields (the first 192 bytes), then the CRC made valid again.
-      const edited = withCrc(applyMutations(encodeSuperblock(sb), muts, 192).slice(0, SUPERBLOCK_BYTES));
+      // Edits confined to the fields (the first 216 bytes, integrity included), then the CRC made valid again.
+      const edited = withCrc(applyMutations(encodeSuperblock(sb), muts, 216).slice(0, SUPERBLOCK_BYTES));
       const d = outcome(() => decodeSuperblock(edited), SuperblockError);
       if ('error' in d || 'kind' in d) return;
       const again = encodeSuperblock(d);

@@ -15,7 +15,7 @@ export interface ClientOptions {
 }
 
 export interface CreateVolumeBody {
-  name: string; layout: string; elements: string[]; chunkKiB?: number; sizeBytes?: number; order?: string;
+  name: string; layout: string; elements: string[]; chunkKiB?: number; sizeBytes?: number; order?: string; integrity?: boolean;
 }
 export interface AddElementBody { uri: string; name?: string; cache?: string; secretFile?: string }
 export interface DiscoverBody {

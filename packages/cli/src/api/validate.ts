@@ -20,7 +20,7 @@ const SECRET_CHARS_MAX = 1024;
 const DISCOVER_SCHEMES_RE = /^(nbds?(\+unix)?|iscsi):\/\//i;
 
 export interface CreateVolumeSpec {
-  name: string; layout: LayoutName; elements: string[]; chunkKiB?: number; sizeBytes?: number; order?: OrderName;
+  name: string; layout: LayoutName; elements: string[]; chunkKiB?: number; sizeBytes?: number; order?: OrderName; integrity?: boolean;
 }
 export interface AddElementSpec { uri: string; name?: string; cache?: CacheName; secretFile?: string }
 export interface DiscoverTlsFiles { ca?: string; cert?: string; key?: string }
@@ -58,7 +58,7 @@ function checkPositiveInt(value: unknown, field: string, max: number): number {
 }
 
 export function checkCreateVolume(body: unknown): CreateVolumeSpec {
-  const b = objectBody(body, ['name', 'layout', 'elements', 'chunkKiB', 'sizeBytes', 'order']);
+  const b = objectBody(body, ['name', 'layout', 'elements', 'chunkKiB', 'sizeBytes', 'order', 'integrity']);
   const name = checkName(b['name'], 'name');
   const layout = checkChoice(b['layout'], 'layout', LAYOUTS);
   const elements = b['elements'];
@@ -72,6 +72,14 @@ export function checkCreateVolume(body: unknown): CreateVolumeSpec {
   if (b['chunkKiB'] !== undefined) spec.chunkKiB = checkPositiveInt(b['chunkKiB'], 'chunkKiB', CHUNK_KIB_MAX);
   if (b['sizeBytes'] !== undefined) spec.sizeBytes = checkPositiveInt(b['sizeBytes'], 'sizeBytes', Number.MAX_SAFE_INTEGER);
   if (b['order'] !== undefined) spec.order = checkChoice(b['order'], 'order', ORDERS);
+  if (b['integrity'] !== undefined) {
+    if (typeof b['integrity'] !== 'boolean') throw badRequest('integrity must be true or false', 'integrity', `got ${JSON.stringify(b['integrity'])}`);
+    // Refused here too (the engine refuses it as well), so the client hears it before anything is created.
+    if (b['integrity'] && layout !== 'raid1' && layout !== 'raid10') {
+      throw badRequest(`integrity is supported on raid1 and raid10 (raid5/6: not yet); this volume is ${layout}`, 'integrity', 'create it without integrity, or as raid1 or raid10');
+    }
+    if (b['integrity']) spec.integrity = true;
+  }
   return spec;
 }
 

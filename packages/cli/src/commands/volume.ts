@@ -18,7 +18,7 @@ const SUBCOMMANDS = ['list', 'create', 'delete', 'scrub', 'checkpoint', 'checkpo
 const CREATE_OPTIONS: OptionSpecs = {
   ...CLIENT_OPTIONS,
   layout: { type: 'string' }, element: { type: 'string', multiple: true, greedy: true },
-  'chunk-kib': { type: 'string' }, size: { type: 'string' }, order: { type: 'string' },
+  'chunk-kib': { type: 'string' }, size: { type: 'string' }, order: { type: 'string' }, integrity: { type: 'boolean' },
 };
 
 export async function volumeCommand(argv: readonly string[], io: CliIo): Promise<ExitCode> {
@@ -79,6 +79,12 @@ export function createBody(args: ParsedArgs): CreateVolumeBody {
   if (typeof v['chunk-kib'] === 'string') body.chunkKiB = parsePositiveInt(v['chunk-kib'], '--chunk-kib', CHUNK_KIB_MAX);
   if (typeof v['size'] === 'string') body.sizeBytes = parseSize(v['size'], '--size');
   if (typeof v['order'] === 'string') body.order = parseChoice(v['order'], '--order', ORDERS);
+  if (v['integrity'] === true) {
+    if (body.layout !== 'raid1' && body.layout !== 'raid10') {
+      throw usageError(`--integrity is supported on raid1 and raid10 (raid5/6: not yet); this volume is ${body.layout}`, '--integrity', 'drop --integrity, or use --layout raid1 or raid10');
+    }
+    body.integrity = true;
+  }
   return body;
 }
 

@@ -74,6 +74,8 @@ export interface VolumeConfig {
   readonly spares?: readonly string[];
   /** Write-intent bitmap region size for a new bitmap (mirrors; default 4096 KiB). */
   readonly bitmapRegionKiB?: number;
+  /** Per-block checksums on every element (docs/integrity.md); present only when true. raid1/raid10 only for now. */
+  readonly integrity?: boolean;
 }
 
 /** Resyncs and rebuilds (durable/keeper.ts). */

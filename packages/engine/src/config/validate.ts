@@ -120,7 +120,7 @@ export function normalizeElement(raw: unknown, field: string, baseDir: string): 
   return element;
 }
 
-const VOLUME_KEYS = ['name', 'layout', 'elements', 'chunkKiB', 'order', 'boot', 'sizeBytes', 'spares', 'bitmapRegionKiB'];
+const VOLUME_KEYS = ['name', 'layout', 'elements', 'chunkKiB', 'order', 'boot', 'sizeBytes', 'spares', 'bitmapRegionKiB', 'integrity'];
 
 /** volumes[].spares: known elements, not members of this volume, each once. */
 function readSpares(raw: unknown, field: string, elementNames: ReadonlySet<string>, members: readonly string[]): string[] {
@@ -134,6 +134,12 @@ function readSpares(raw: unknown, field: string, elementNames: ReadonlySet<strin
     spares.push(name);
   });
   return spares;
+}
+
+/** Why a layout cannot carry per-block checksums yet (undefined = it can): the data path verifies and repairs mirrors only. */
+export function integrityLayoutProblem(layout: Layout): string | undefined {
+  if (layout === 'raid1' || layout === 'raid10') return undefined;
+  return `integrity is supported on raid1 and raid10 (raid5/6: not yet); this volume is ${layout}`;
 }
 
 export function normalizeVolume(raw: unknown, field: string, elementNames: ReadonlySet<string>): VolumeConfig {
@@ -172,8 +178,11 @@ export function normalizeVolume(raw: unknown, field: string, elementNames: Reado
   if (bitmapRegionKiB !== undefined && ((bitmapRegionKiB & (bitmapRegionKiB - 1)) !== 0 || !mirror)) {
     throw configError(join(field, 'bitmapRegionKiB'), mirror ? `${bitmapRegionKiB} is not a power of two` : `the write-intent bitmap is for raid1 and raid10 volumes (this one is ${layout})`, 'like 64, 1024 or 4096');
   }
+  const integrity = map.integrity === undefined ? false : readBool(map.integrity, join(field, 'integrity'));
+  const integrityProblem = integrity ? integrityLayoutProblem(layout) : undefined;
+  if (integrityProblem !== undefined) throw configError(join(field, 'integrity'), integrityProblem, 'use integrity: false, or a raid1 or raid10 layout');
   return { name, layout, elements, chunkKiB, order, boot, ...(sizeBytes !== undefined ? { sizeBytes } : {}), ...(spares.length > 0 ? { spares } : {}),
-    ...(bitmapRegionKiB !== undefined ? { bitmapRegionKiB } : {}) };
+    ...(bitmapRegionKiB !== undefined ? { bitmapRegionKiB } : {}), ...(integrity ? { integrity } : {}) };
 }
 
 export function normalizePools(raw: unknown, field: string): PoolsConfig {

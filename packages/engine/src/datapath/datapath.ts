@@ -21,6 +21,7 @@ import { ReadCache } from './read-cache.js';
 import { FastLane, type FastLaneStats } from './fast-lane.js';
 import { VolumeIoImpl, type VolumeBinding, type VolumeIo } from './volume-io.js';
 import { SlotPool } from './waiters.js';
+import { integrityFor, type IntegrityOptions } from '../integrity/wire.js';
 
 export type { TopologyElement, TopologyVolume } from './topology.js';
 
@@ -58,6 +59,8 @@ export class DataPath {
   private readonly readCache: ReadCache;
   /** Inline page-cache reads, or null (no addon, or turned off). */
   private readonly lane: FastLane | null;
+  /** Volumes with integrity (raid1/raid10): their checksum stores, rewired on every topology. */
+  private readonly integrity = new Map<number, IntegrityOptions>();
 
   private constructor(
     private readonly v: SharedViews,
@@ -154,6 +157,22 @@ export class DataPath {
     const run = this.serial.then(() => this.applyTopology(volumes, elements));
     this.serial = run.catch(() => undefined);
     return run;
+  }
+
+  /** Turns a bound raid1/raid10 volume's checksums on (before it serves I/O) or off (null). */
+  setIntegrity(index: number, opts: IntegrityOptions | null): void {
+    const io = this.volumeIos.get(index);
+    const vol = this.volumes.find((v) => v.index === index);
+    if (io === undefined || vol === undefined) throw new EngineError('not-found', `no volume is bound at index ${index}`);
+    if (opts === null) this.integrity.delete(index);
+    else this.integrity.set(index, opts);
+    this.wireIntegrity(vol, io);
+  }
+
+  private wireIntegrity(vol: TopologyVolume, io: VolumeIoImpl): void {
+    const opts = this.integrity.get(vol.index);
+    const byIndex = new Map(this.elements.map((e) => [e.index, e]));
+    io.setIntegrity(opts === undefined ? null : integrityFor(vol, vol.elements.map((i) => byIndex.get(i)!), opts, { elemState: this.v.elemState, raw: this.raw, gate: io.gate }));
   }
 
   volumeIo(index: number): VolumeIo {
@@ -321,7 +340,9 @@ export class DataPath {
       const io = this.volumeIos.get(vol.index);
       if (io === undefined) this.volumeIos.set(vol.index, new VolumeIoImpl(binding, this.top, this.slots, this.v.slab, this.readCache));
       else io.rebind(binding);
+      if (this.integrity.has(vol.index)) this.wireIntegrity(vol, this.volumeIos.get(vol.index)!);
     }
+    for (const index of this.integrity.keys()) if (!volumes.some((v) => v.index === index)) this.integrity.delete(index);
   }
 
   /** Posts a topology to every loop, then bumps the generation word and wakes sleepers; waits for all acks. */

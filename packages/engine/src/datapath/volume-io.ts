@@ -16,6 +16,7 @@ import type { Top } from './top.js';
 import { arraySource, chunksSource, isAligned, requestViews, rmwRange, spanFor, splitEdges, zeroSource, type ByteSource, type Span } from './unaligned.js';
 import type { SlotPool } from './waiters.js';
 import { WriteGate, type GateMode } from './write-gate.js';
+import { integrityBinding, type VolumeIntegrity } from '../integrity/checksum-io.js';
 
 export type { VolumeBinding, VolumeCacheStats, VolumeIo, VolumeStats } from './volume-io-types.js';
 import type { VolumeBinding, VolumeCacheStats, VolumeIo, VolumeStats } from './volume-io-types.js';
@@ -34,6 +35,10 @@ export class VolumeIoImpl implements VolumeIo {
   private readonly writeBuffers = new WeakMap<NbdWriteBuffer, number[]>();
   /** Orders client writes against resync/rebuild copies, and runs the bitmap hook (write-gate.ts). */
   readonly gate = new WriteGate();
+  /** Checksums of a raid1/raid10 volume with integrity (integrity/checksum-io.ts); null = no work at all. */
+  protected integrity: VolumeIntegrity | null = null;
+  /** The binding as the data path gave it (integrity may widen its alignment). */
+  private bound: VolumeBinding;
 
   constructor(
     protected b: VolumeBinding,
@@ -42,6 +47,7 @@ export class VolumeIoImpl implements VolumeIo {
     protected readonly slab: Slab,
     protected readonly readCache: ReadCache = NO_CACHE,
   ) {
+    this.bound = b;
     // A volume index may be reused after a delete: the old volume's blocks must not answer.
     readCache.invalidateVolume(b.index);
   }
@@ -49,8 +55,19 @@ export class VolumeIoImpl implements VolumeIo {
   /** The control plane changed the volume's size or elements; counters carry on, cached blocks do not. */
   rebind(b: VolumeBinding): void {
     if (b.index !== this.b.index) throw new Error(`rebind: volume index ${b.index} is not ${this.b.index}`);
-    this.b = b;
+    this.bound = b;
+    this.b = this.integrity === null ? b : integrityBinding(b);
     this.readCache.invalidateVolume(b.index);
+  }
+
+  /**
+   * Turns checksums on (or off). Element I/O then moves whole 4 KiB blocks only (smaller or
+   * unaligned requests take the read-modify-write path), so every block a leg sees is checksummed.
+   */
+  setIntegrity(integrity: VolumeIntegrity | null): void {
+    this.integrity = integrity;
+    this.b = integrity === null ? this.bound : integrityBinding(this.bound);
+    this.readCache.invalidateVolume(this.b.index);
   }
 
   get sizeBytes(): number {
@@ -86,7 +103,7 @@ export class VolumeIoImpl implements VolumeIo {
       await this.count('read', lengthBytes, this.pieces(span.start, span.end - span.start, this.slab.slotBytes, async (off, len) => {
         const [slot] = await this.slots.acquire(1);
         try {
-          await this.readPiece(off, len, slot!, cls);
+          await this.readVerified(off, len, slot!, cls, 0, false);
           const from = Math.max(off, offsetBytes);
           const to = Math.min(off + len, offsetBytes + lengthBytes);
           if (to > from) out.set(this.slab.view(slot!, from - off, to - from), from - offsetBytes);
@@ -125,11 +142,23 @@ export class VolumeIoImpl implements VolumeIo {
 
   protected writeSlots(offsetBytes: number, chunks: readonly Uint8Array[], slots: readonly number[], flags: number, cls: RequestClass): Promise<void> {
     const sb = this.slab.slotBytes;
-    return settleAll(chunks.map((c, i) => this.top.submit(this.b.index, Op.WRITE, offsetBytes + i * sb, c.length, flags, slots[i]!, cls)));
+    // Checksums from the slots before the subs are queued; recorded alongside the data writes.
+    const sums = this.integrity?.sumsOf(chunks);
+    const data = chunks.map((c, i) => this.top.submit(this.b.index, Op.WRITE, offsetBytes + i * sb, c.length, flags, slots[i]!, cls));
+    return settleAll(sums === undefined ? data : [...data, this.integrity!.record(offsetBytes, sums, (flags & DescFlags.FUA) !== 0)]);
   }
 
-  protected flushAll(): Promise<void> {
+  protected async flushAll(): Promise<void> {
+    // Checksum pages first: the elements' flush then makes them durable with the data.
+    if (this.integrity !== null) await this.integrity.flush();
     return this.top.submit(this.b.index, Op.FLUSH, 0, 0, 0, -1, 'local');
+  }
+
+  /** A read piece, checked against its checksums (and repaired) when the volume has them. */
+  private async readVerified(off: number, len: number, slot: number, cls: RequestClass, slotOffset: number, gateHeld: boolean): Promise<void> {
+    await this.readPiece(off, len, slot, cls, slotOffset);
+    const checked = this.integrity?.verify(off, this.slab.view(slot, slotOffset, len), gateHeld);
+    if (checked !== undefined) await checked;
   }
 
   protected noDataPiece(op: OpCode, off: number, len: number, flags: number): Promise<void> {
@@ -141,7 +170,7 @@ export class VolumeIoImpl implements VolumeIo {
       const [slot] = await this.slots.acquire(1);
       try {
         this.slab.view(slot!, 0, len).set(data.subarray(at, at + len));
-        await this.top.submit(this.b.index, Op.WRITE, off, len, flags, slot!, cls);
+        await this.writeSlots(off, [this.slab.view(slot!, 0, len)], [slot!], flags, cls);
       } finally {
         this.slots.release([slot!]);
       }
@@ -169,7 +198,7 @@ export class VolumeIoImpl implements VolumeIo {
     const views = slots.map((s, i) => this.slab.view(s, 0, Math.min(sb, spanBytes - i * sb)));
     let chunks: Uint8Array[];
     try {
-      await this.count('read', lengthBytes, settleAll(views.map((v, i) => this.readPiece(span.start + i * sb, v.length, slots[i]!, cls))), startedUs);
+      await this.count('read', lengthBytes, settleAll(views.map((v, i) => this.readVerified(span.start + i * sb, v.length, slots[i]!, cls, 0, false))), startedUs);
       // Unaligned: views of the asked bytes inside the span's slots, still no copy.
       chunks = span.start === offsetBytes && spanBytes === lengthBytes ? views : requestViews(views, span.start, offsetBytes, lengthBytes);
     } catch (err) {
@@ -236,7 +265,10 @@ export class VolumeIoImpl implements VolumeIo {
 
   private async noData(op: OpCode, off: number, len: number, flags: number): Promise<void> {
     this.check(off, len, op === Op.CACHE ? 'EINVAL' : 'ENOSPC');
-    const run = (o: number, l: number): Promise<void> => this.pieces(o, l, NODATA_PIECE_BYTES, (po, pl) => this.noDataPiece(op, po, pl, flags));
+    const pieces = (o: number, l: number): Promise<void> => this.pieces(o, l, NODATA_PIECE_BYTES, (po, pl) => this.noDataPiece(op, po, pl, flags));
+    // Zeroed or trimmed whole blocks carry no checksum any more (partial ones are written by RMW).
+    const integrity = op === Op.CACHE ? null : this.integrity;
+    const run = integrity === null ? pieces : (o: number, l: number): Promise<void> => settleAll([pieces(o, l), integrity.clear(o, l, (flags & DescFlags.FUA) !== 0)]);
     if (op === Op.CACHE) return this.count('other', 0, run(off, len));
     // Whole blocks only: a remote leg zeroes blocks of its size, an O_DIRECT leg may have to write
     // zeroes, the stripe engine reads old bytes; a trim's partial blocks are zeroed like write-zeroes'.
@@ -272,7 +304,7 @@ export class VolumeIoImpl implements VolumeIo {
     return rmwRange({
       slab: this.slab,
       slots: this.slots,
-      read: (o, l, slot, slotOffset) => this.readPiece(o, l, slot, cls, slotOffset),
+      read: (o, l, slot, slotOffset) => this.readVerified(o, l, slot, cls, slotOffset, true),
       write: (o, l, slot) => this.writeSlots(o, [this.slab.view(slot, 0, l)], [slot], flags, cls),
     }, this.spanOf(req.start, req.end - req.start), req, this.b.alignBytes, src);
   }

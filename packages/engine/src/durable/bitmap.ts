@@ -16,6 +16,7 @@ import {
   encodeBitmapHeader, regionCountFor, REGIONS_PER_PAGE, setRuns, type BitmapHeader,
 } from './bitmap-codec.js';
 import type { VolumeRange } from './units.js';
+import { PageWriteQueue } from './page-queue.js';
 
 export interface BitmapLegs {
   /** Elements the bitmap goes to now: the volume's active and rebuilding legs. */
@@ -42,27 +43,8 @@ export interface BitmapOptions {
   readonly idleSweeps?: number;
 }
 
-export interface Deferred {
-  readonly promise: Promise<void>;
-  resolve(): void;
-  reject(err: unknown): void;
-}
-
-export function deferred(): Deferred {
-  let resolve = (): void => undefined;
-  let reject = (_: unknown): void => undefined;
-  const promise = new Promise<void>((ok, fail) => {
-    resolve = ok;
-    reject = fail;
-  });
-  return { promise, resolve, reject };
-}
-
-/** Per page (index 0 = header, k + 1 = bit page k): the write running and the one queued behind it. */
-interface PageQueue {
-  running: boolean;
-  queued: Deferred | null;
-}
+// The page queue is shared with the checksum store; re-exported for existing importers.
+export { deferred, type Deferred } from './page-queue.js';
 
 /** What was found on the legs at open. */
 export interface LoadedBitmap {
@@ -87,7 +69,8 @@ export class WriteIntentBitmap {
   private readonly onDisk: Uint8Array;
   /** Sweeps since the region was last written (saturating). */
   private readonly idle: Uint8Array;
-  private readonly queues: PageQueue[];
+  /** Page writes (index 0 = header, k + 1 = bit page k), serialised and coalesced per page. */
+  private readonly queues: PageWriteQueue<number>;
   /** Changes per page, so a leg seeded from a snapshot can catch up on what changed meanwhile. */
   private readonly gens: Uint32Array;
   private eventsCleared: number;
@@ -107,7 +90,7 @@ export class WriteIntentBitmap {
     }
     this.onDisk = this.bits.slice();
     this.idle = new Uint8Array(this.regionCount);
-    this.queues = Array.from({ length: this.bitPages + 1 }, () => ({ running: false, queued: null }));
+    this.queues = new PageWriteQueue((k) => this.writePage(k));
     this.gens = new Uint32Array(this.bitPages + 1);
     this.eventsCleared = loaded?.eventsCleared ?? o.legs.eventCount();
     const sweepMs = o.sweepMs ?? 1000;
@@ -280,30 +263,16 @@ export class WriteIntentBitmap {
 
   /** Resolves when page k as it is now (or later) is on the legs. */
   private persist(k: number): Promise<void> {
-    const q = this.queues[k];
-    if (q === undefined) throw new Error(`bitmap page ${k} out of range`);
-    q.queued ??= deferred();
-    const done = q.queued.promise;
-    if (!q.running) this.pump(k);
-    return done;
+    if (!(Number.isInteger(k) && k >= 0 && k <= this.bitPages)) throw new Error(`bitmap page ${k} out of range`);
+    return this.queues.persist(k);
   }
 
-  private pump(k: number): void {
-    const q = this.queues[k]!;
-    const waiting = q.queued;
-    if (waiting === null) return;
-    q.queued = null;
-    q.running = true;
-    // Taken when the write starts: every change made before now is in it.
+  /** One page write, as the page is when it starts: every change made before now is in it. */
+  private async writePage(k: number): Promise<void> {
     const bytes = k === 0 ? encodeBitmapHeader(this.header()) : this.bits.slice((k - 1) * BITMAP_PAGE_BYTES, k * BITMAP_PAGE_BYTES);
     const offset = k === 0 ? BITMAP_OFFSET_BYTES : bitPageOffsetBytes(k - 1);
-    this.writeToLegs(offset, bytes).then(() => {
-      if (k > 0) this.onDisk.set(bytes, (k - 1) * BITMAP_PAGE_BYTES);
-      waiting.resolve();
-    }, (err: unknown) => waiting.reject(err)).finally(() => {
-      q.running = false;
-      this.pump(k);
-    });
+    await this.writeToLegs(offset, bytes);
+    if (k > 0) this.onDisk.set(bytes, (k - 1) * BITMAP_PAGE_BYTES);
   }
 
   private async writeToLegs(offsetBytes: number, bytes: Uint8Array): Promise<void> {

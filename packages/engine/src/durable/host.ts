@@ -3,6 +3,8 @@
 import type { DataPath } from '../datapath/datapath.js';
 import type { Registry } from '../state/registry.js';
 import type { RunsOf } from './sparse-copy.js';
+import type { ChecksumStore } from '../integrity/types.js';
+import type { IntegrityCount } from '../integrity/checksum-io.js';
 
 export interface KeeperHost {
   readonly dataPath: DataPath;
@@ -22,4 +24,6 @@ export interface KeeperHost {
   stopScrub(volume: string): Promise<void>;
   /** Where an element holds holes that read as zeroes (allocation probes), so copies can skip them; absent = copy everything. */
   elementRuns?: RunsOf;
+  /** The checksum store and counters of an integrity volume (integrity/); undefined = none. */
+  integrityOf?(volume: string): { store: ChecksumStore; count: IntegrityCount } | undefined;
 }

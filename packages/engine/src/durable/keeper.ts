@@ -21,6 +21,7 @@ import { parityRebuildBytes, runParityRecovery } from './units-parity.js';
 import type { KeeperHost } from './host.js';
 import { LegWatch } from './leg-watch.js';
 import { sparseAwareRaw, type SparseCopyStats } from './sparse-copy.js';
+import { recomputingRaw } from '../integrity/recompute.js';
 
 const MiBText = (bytes: number): string => `${(bytes / (1024 * 1024)).toFixed(1)} MiB`;
 
@@ -110,6 +111,8 @@ export class MirrorKeeper {
     if (isParity(vol.config.layout)) return this.attachParity(entry);
     if (!isMirror(vol.config.layout)) return;
     const dp = this.host.dataPath;
+    // Checksums on before anything else: a write without them would fail its check later.
+    this.wireIntegrity(entry);
     const index = (name: string): number => this.host.registry.element(name).index;
     const sources = vol.config.elements.filter((n) => this.liveState(n) === 'active').map(index);
     const want = regionBytesFor(vol.sizeBytes, (vol.config.bitmapRegionKiB ?? REGION_DEFAULT_BYTES / 1024) * 1024);
@@ -223,6 +226,21 @@ export class MirrorKeeper {
     this.host.changed();
   }
 
+  /** Integrity volumes: the data path records and verifies checksums (integrity/checksum-io.ts). */
+  private wireIntegrity(entry: VolumeEntry): void {
+    const name = entry.assembled.config.name;
+    const it = this.host.integrityOf?.(name);
+    if (it === undefined) return;
+    this.host.dataPath.setIntegrity(entry.index, {
+      store: it.store, count: it.count, log: (line) => this.host.log('warn', line),
+      unsettled: (off, len) => {
+        const keep = this.keeps.get(name);
+        if (keep === undefined || keep.bitmap === null || (keep.run === null && keep.pending.size === 0)) return false;
+        return keep.bitmap.dirtyRanges().some((r) => r.offsetBytes < off + len && off < r.offsetBytes + r.lengthBytes);
+      },
+    });
+  }
+
   private async copy(keep: Keep, entry: VolumeEntry, run: Run, plan: RecoveryPlan): Promise<RebuildStatus> {
     await this.host.stopScrub(keep.name); // a resync or rebuild preempts a scrub, as in md
     const what = run.targets.map((t) => `${t.name} (${t.full ? 'everything' : 'dirty regions'})`).join(', ');
@@ -235,15 +253,18 @@ export class MirrorKeeper {
         this.host.changed();
       }
     };
+    // Integrity: each unit's checksums recomputed from the source, on every leg, before it counts.
+    const it = this.host.integrityOf?.(keep.name);
+    const recompute = it === undefined ? null : recomputingRaw(this.host.dataPath.raw, it.store, () => entry.assembled.dataOffsetBytes);
     const deps = {
-      raw: this.host.dataPath.raw, gate: this.host.dataPath.volumeIo(entry.index).gate, state: (el: number) => this.host.dataPath.elementState(el),
+      raw: recompute?.raw ?? this.host.dataPath.raw, gate: this.host.dataPath.volumeIo(entry.index).gate, state: (el: number) => this.host.dataPath.elementState(el),
       maxMiBPerSec: this.host.rebuildMiBPerSec(), signal: run.controller.signal,
     };
     if (keep.bitmap !== null) {
       const runsOf = this.host.elementRuns;
       if (runsOf === undefined) return runRecovery(plan, { ...deps, onProgress });
       const stats: SparseCopyStats = { holeBytes: 0, copiedBytes: 0 };
-      const final = await runRecovery(plan, { ...deps, raw: sparseAwareRaw(deps.raw, runsOf, stats), onProgress });
+      const final = await runRecovery(plan, { ...deps, raw: sparseAwareRaw(deps.raw, runsOf, stats, recompute?.holeOf), onProgress });
       this.host.log('info', `volume ${keep.name}: ${MiBText(stats.copiedBytes)} copied, ${MiBText(stats.holeBytes)} of source holes zeroed on the target instead`);
       return final;
     }

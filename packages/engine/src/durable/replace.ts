@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { EngineError } from '../api-types.js';
 import type { ElementConfig } from '../config/types.js';
-import { markClean, markNeedsRebuild } from '../meta/assemble.js';
+import { elementIntegrityArea, markClean, markNeedsRebuild } from '../meta/assemble.js';
 import { localSizeBytes } from '../meta/device.js';
 import { readSuperblockFile, type ReadSuperblock } from '../meta/element-io.js';
 import { probeRemote } from '../meta/remote-io.js';
@@ -58,8 +58,11 @@ async function checkReplacement(host: KeeperHost, entry: VolumeEntry, oldName: s
     if (err instanceof EngineError && err.code !== 'io') throw err;
     throw new EngineError('io', `element ${newName}: cannot read it: ${(err as Error).message}`, fresh.config.uri);
   }
-  if (probe.sizeBytes - DATA_OFFSET_BYTES < old.dataSizeBytes) {
-    throw new EngineError('invalid', `element ${newName} holds ${Math.max(0, probe.sizeBytes - DATA_OFFSET_BYTES)} data bytes; the leg needs ${old.dataSizeBytes}`, `element ${newName}`, 'use a larger element');
+  // With integrity the leg's checksum area comes after its data (meta/layout.ts).
+  const area = elementIntegrityArea(vol, old);
+  const needBytes = area !== undefined ? area.offsetBytes + area.sizeBytes - DATA_OFFSET_BYTES : old.dataSizeBytes;
+  if (probe.sizeBytes - DATA_OFFSET_BYTES < needBytes) {
+    throw new EngineError('invalid', `element ${newName} holds ${Math.max(0, probe.sizeBytes - DATA_OFFSET_BYTES)} data bytes; the leg needs ${needBytes}${area !== undefined ? ' (checksums included)' : ''}`, `element ${newName}`, 'use a larger element');
   }
   if (probe.sb instanceof SuperblockError && probe.sb.kind === 'bad-magic') {
     refuse(`element ${newName} holds data that is not a onestack superblock; refusing to overwrite it`, `element ${newName}`, 'zero its first 4 KiB if its data is disposable');

@@ -18,7 +18,7 @@ export interface SparseCopyStats {
 }
 
 /** `raw` with a copy() that skips the source's holes; every other call goes straight through. */
-export function sparseAwareRaw(raw: RawIo, runsOf: RunsOf, stats: SparseCopyStats): RawIo {
+export function sparseAwareRaw(raw: RawIo, runsOf: RunsOf, stats: SparseCopyStats, onHole?: (source: number, offsetBytes: number, lengthBytes: number) => Promise<void>): RawIo {
   const copyData = async (source: number, target: number, at: number, len: number): Promise<void> => {
     await raw.copy(source, target, at, len);
     stats.copiedBytes += len;
@@ -35,6 +35,7 @@ export function sparseAwareRaw(raw: RawIo, runsOf: RunsOf, stats: SparseCopyStat
         const n = Math.min(run.lengthBytes, end - at);
         if (run.zero) {
           await raw.zero(target, at, n);
+          await onHole?.(source, at, n); // integrity: the source's hole has no checksum either
           stats.holeBytes += n;
         } else {
           await copyData(source, target, at, n);

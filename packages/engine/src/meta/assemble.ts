@@ -5,11 +5,12 @@ import { randomUUID } from 'node:crypto';
 import * as fs from 'node:fs/promises';
 import { EngineError } from '../api-types.js';
 import type { ElementConfig, VolumeConfig } from '../config/types.js';
-import { layoutCountProblem } from '../config/validate.js';
+import { integrityLayoutProblem, layoutCountProblem } from '../config/validate.js';
+import type { IntegrityArea } from '../integrity/types.js';
 import { localSizeBytes } from './device.js';
 import { createSparseFile, readSuperblockFile, writeSuperblockOf, type ReadSuperblock } from './element-io.js';
 import { probeRemote } from './remote-io.js';
-import { isRedundant, layoutCapacityBytes, layoutSurvives } from './layout.js';
+import { integrityAreaFor, integrityDataBytes, isRedundant, layoutCapacityBytes, layoutSurvives } from './layout.js';
 import { encodeSuperblock, SuperblockError, type Superblock } from './superblock.js';
 import { BITMAP_MAX_BYTES, BITMAP_OFFSET_BYTES, DATA_OFFSET_BYTES, type AssembledElement, type AssembledVolume, type ElementState } from './types.js';
 
@@ -37,7 +38,7 @@ function isSuperblock(sb: ReadSuperblock): sb is Superblock {
 }
 
 function resolveElements(volume: VolumeConfig, elements: ReadonlyMap<string, ElementConfig>): ElementConfig[] {
-  const problem = layoutCountProblem(volume.layout, volume.elements.length);
+  const problem = layoutCountProblem(volume.layout, volume.elements.length) ?? (volume.integrity === true ? integrityLayoutProblem(volume.layout) : undefined);
   if (problem !== undefined) throw new EngineError('invalid', `volume ${volume.name}: ${problem}`, `volume ${volume.name}`);
   return volume.elements.map((name) => {
     const config = elements.get(name);
@@ -121,15 +122,28 @@ function bitmapFields(vol: Omit<AssembledVolume, 'elements'>): { bitmapOffsetByt
   return mirror ? { bitmapOffsetBytes: BITMAP_OFFSET_BYTES, bitmapSizeBytes: BITMAP_MAX_BYTES } : { bitmapOffsetBytes: 0, bitmapSizeBytes: 0 };
 }
 
+/**
+ * Where an element of `vol` keeps its checksums: its own area (from its superblock or creation),
+ * else — a leg that joined later (replace, spare) — the area after its data, as at creation.
+ */
+export function elementIntegrityArea(vol: Pick<AssembledVolume, 'config'>, element: Pick<AssembledElement, 'integrity' | 'dataSizeBytes'>): IntegrityArea | undefined {
+  if (vol.config.integrity !== true) return undefined;
+  return element.integrity ?? integrityAreaFor(element.dataSizeBytes);
+}
+
 function superblockFor(vol: Omit<AssembledVolume, 'elements'>, element: AssembledElement, flags: SuperblockFlags): Uint8Array {
   return encodeSuperblock({
     arrayUuid: vol.arrayUuid, elementUuid: element.elementUuid ?? randomUUID(), volumeName: vol.config.name, layout: vol.config.layout,
     chunkBytes: vol.config.chunkKiB * 1024, role: element.role, count: vol.config.elements.length,
     dataOffsetBytes: vol.dataOffsetBytes, dataSizeBytes: element.dataSizeBytes, volumeSizeBytes: vol.sizeBytes,
-    createdMs: vol.createdMs ?? Date.now(), ...bitmapFields(vol), clean: flags.clean, needsRebuild: flags.needsRebuild,
+    createdMs: vol.createdMs ?? Date.now(), ...bitmapFields(vol), ...integrityField(elementIntegrityArea(vol, element)), clean: flags.clean, needsRebuild: flags.needsRebuild,
     ...(flags.faulty === true || (flags.needsRebuild && element.faulty === true) ? { faulty: true } : {}),
     eventCount: flags.needsRebuild ? flags.eventCount ?? vol.eventCount : vol.eventCount,
   });
+}
+
+function integrityField(area: IntegrityArea | undefined): { integrity?: IntegrityArea } {
+  return area !== undefined ? { integrity: area } : {};
 }
 
 async function writeAll(vol: AssembledVolume, targets: readonly AssembledElement[], flags: SuperblockFlags): Promise<void> {
@@ -154,7 +168,9 @@ async function createArray(volume: VolumeConfig, probes: readonly Probe[], opts:
   }
   if (!opts.create) throw new EngineError('invalid', `volume ${volume.name}: its elements have no superblocks`, `volume ${volume.name}`, 'create the volume first');
   const chunkBytes = volume.chunkKiB * 1024;
-  const own = probes.map((p) => chunkRound(p.sizeBytes - DATA_OFFSET_BYTES, chunkBytes));
+  // With integrity the checksum area comes off the end of each element (meta/layout.ts has the geometry).
+  const usable = (rawBytes: number): number => (volume.integrity === true ? integrityDataBytes(rawBytes) : rawBytes - DATA_OFFSET_BYTES);
+  const own = probes.map((p) => chunkRound(usable(p.sizeBytes), chunkBytes));
   const tiny = own.findIndex((bytes) => bytes === 0);
   if (tiny >= 0) throw new EngineError('invalid', `element ${probes[tiny]?.config.name}: smaller than one ${volume.chunkKiB} KiB chunk`, probes[tiny]?.path);
   const legBytes = volume.layout === 'linear' ? own : own.map(() => Math.min(...own));
@@ -164,7 +180,8 @@ async function createArray(volume: VolumeConfig, probes: readonly Probe[], opts:
   }
   const vol: AssembledVolume = {
     config: volume, arrayUuid: randomUUID(), sizeBytes: volume.sizeBytes ?? capacity, dataOffsetBytes: DATA_OFFSET_BYTES, eventCount: 1, createdMs: Date.now(), wasClean: true,
-    elements: probes.map((p, i) => ({ config: p.config, role: p.role, state: 'active' as const, dataSizeBytes: legBytes[i] ?? 0, path: p.path, elementUuid: randomUUID(), blockSizeBytes: p.blockSizeBytes })),
+    elements: probes.map((p, i) => ({ config: p.config, role: p.role, state: 'active' as const, dataSizeBytes: legBytes[i] ?? 0, path: p.path, elementUuid: randomUUID(), blockSizeBytes: p.blockSizeBytes,
+      ...integrityField(volume.integrity === true ? integrityAreaFor(legBytes[i] ?? 0) : undefined) })),
   };
   await writeAll(vol, vol.elements, { clean: true, needsRebuild: false });
   return vol;
@@ -198,9 +215,31 @@ function checkMember(volume: VolumeConfig, p: Probe, ref: Superblock): void {
   if (sb.role !== p.role) {
     throw new EngineError('conflict', `volume ${volume.name}: element ${p.config.name} is role ${sb.role} of the array but listed at position ${p.role}`, where, 'list the elements in their original order');
   }
-  if (sb.dataOffsetBytes !== DATA_OFFSET_BYTES || p.sizeBytes < sb.dataOffsetBytes + sb.dataSizeBytes) {
-    throw new EngineError('invalid', `element ${p.config.name}: ${p.sizeBytes} bytes, smaller than its superblock says (${sb.dataOffsetBytes + sb.dataSizeBytes})`, where, 'was the file truncated?');
+  const end = Math.max(sb.dataOffsetBytes + sb.dataSizeBytes, sb.integrity !== undefined ? sb.integrity.offsetBytes + sb.integrity.sizeBytes : 0);
+  if (sb.dataOffsetBytes !== DATA_OFFSET_BYTES || p.sizeBytes < end) {
+    throw new EngineError('invalid', `element ${p.config.name}: ${p.sizeBytes} bytes, smaller than its superblock says (${end})`, where, 'was the file truncated?');
   }
+  if (!sameArea(sb.integrity, ref.integrity)) {
+    throw new EngineError('conflict', `volume ${volume.name}: element ${p.config.name} keeps checksums ${areaText(sb.integrity)}; the freshest element says ${areaText(ref.integrity)}`, where,
+      'its superblock does not match the array: replace the element (it is rebuilt with the right area)');
+  }
+}
+
+function sameArea(a: IntegrityArea | undefined, b: IntegrityArea | undefined): boolean {
+  if (a === undefined || b === undefined) return a === b;
+  return a.offsetBytes === b.offsetBytes && a.sizeBytes === b.sizeBytes && a.blockBytes === b.blockBytes && a.algo === b.algo;
+}
+
+function areaText(a: IntegrityArea | undefined): string {
+  return a === undefined ? 'nowhere (no integrity)' : `at ${a.offsetBytes} (${a.sizeBytes} bytes, ${a.blockBytes}-byte blocks, algorithm ${a.algo})`;
+}
+
+/** An existing volume keeps the integrity it was created with: the config must say the same. */
+function checkIntegrityConfig(volume: VolumeConfig, ref: Superblock): void {
+  const onDisk = ref.integrity !== undefined;
+  if (onDisk === (volume.integrity === true)) return;
+  throw new EngineError('conflict', `volume ${volume.name} was created ${onDisk ? 'with' : 'without'} integrity; the config says integrity: ${volume.integrity === true}`, `volume ${volume.name}`,
+    `integrity is chosen at creation: restore integrity: ${onDisk} in the config, or delete the volume and create it again`);
 }
 
 /**
@@ -220,6 +259,7 @@ function memberState(layout: VolumeConfig['layout'], p: Probe, ref: Superblock):
 async function reassemble(volume: VolumeConfig, probes: readonly Probe[]): Promise<AssembledVolume> {
   const members = probes.filter((p) => isSuperblock(p.sb));
   const ref = reference(volume, members);
+  checkIntegrityConfig(volume, ref);
   for (const p of members) checkMember(volume, p, ref);
   if (volume.sizeBytes !== undefined && volume.sizeBytes !== ref.volumeSizeBytes) {
     throw new EngineError('conflict', `volume ${volume.name} is ${ref.volumeSizeBytes} bytes on its elements; the config asks for ${volume.sizeBytes}`, `volume ${volume.name}`, 'resizing is not supported yet: restore sizeBytes or remove it');
@@ -230,13 +270,15 @@ async function reassemble(volume: VolumeConfig, probes: readonly Probe[]): Promi
     if (state !== 'active' && !isRedundant(volume.layout)) {
       throw new EngineError('invalid', `volume ${volume.name} (${volume.layout}) cannot be assembled: element ${p.config.name}: ${reason}`, p.path, 'a non-redundant volume needs every element intact');
     }
-    if (state === 'stale' && p.sizeBytes - DATA_OFFSET_BYTES < legBytes) {
-      throw new EngineError('invalid', `element ${p.config.name}: too small to rejoin volume ${volume.name} (needs ${legBytes} data bytes)`, p.path);
-    }
     const own = isSuperblock(p.sb) ? p.sb : undefined;
+    const area = own?.integrity ?? (ref.integrity !== undefined ? integrityAreaFor(legBytes) : undefined);
+    const needBytes = area !== undefined ? area.offsetBytes + area.sizeBytes - DATA_OFFSET_BYTES : legBytes;
+    if (state === 'stale' && p.sizeBytes - DATA_OFFSET_BYTES < needBytes) {
+      throw new EngineError('invalid', `element ${p.config.name}: too small to rejoin volume ${volume.name} (needs ${needBytes} bytes after the header${area !== undefined ? ', checksums included' : ''})`, p.path);
+    }
     return { config: p.config, role: p.role, state, dataSizeBytes: own?.dataSizeBytes ?? legBytes, path: p.path,
       elementUuid: own?.elementUuid ?? randomUUID(), blockSizeBytes: p.blockSizeBytes, ...(reason !== undefined ? { reason } : {}),
-      ...(syncedEvents !== undefined ? { syncedEvents } : {}), ...(faulty === true ? { faulty } : {}) };
+      ...(syncedEvents !== undefined ? { syncedEvents } : {}), ...(faulty === true ? { faulty } : {}), ...integrityField(area) };
   });
   if (!layoutSurvives(volume.layout, elements.map((e) => e.state))) {
     throw new EngineError('invalid', `volume ${volume.name}: too many stale elements to assemble ${volume.layout}`, `volume ${volume.name}`);

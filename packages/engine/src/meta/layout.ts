@@ -1,7 +1,8 @@
 // Layout arithmetic for assembly: capacity and redundancy. The data path's map.ts does the
 // byte mapping; these rules must agree with it for the layouts it supports.
 import type { Layout } from '../config/types.js';
-import type { ElementState } from './types.js';
+import { INTEGRITY_ALGO_CRC32C, INTEGRITY_BLOCK_BYTES, INTEGRITY_SUM_BYTES, type IntegrityArea } from '../integrity/types.js';
+import { DATA_OFFSET_BYTES, type ElementState } from './types.js';
 
 /** Layouts that survive losing a leg (a blank or lagging leg can be rebuilt from the others). */
 export function isRedundant(layout: Layout): boolean {
@@ -45,4 +46,31 @@ export function layoutSurvives(layout: Layout, states: readonly ElementState[]):
 export function volumeHealth(layout: Layout, states: readonly ElementState[]): 'optimal' | 'degraded' | 'failed' {
   if (states.every((s) => s === 'active')) return 'optimal';
   return layoutSurvives(layout, states) ? 'degraded' : 'failed';
+}
+
+const PAGE_BYTES = 4096;
+
+/** Bytes of the checksum area for `dataBytes` of data: one u32 per 4 KiB block, rounded up to 4 KiB pages. */
+export function integrityAreaBytes(dataBytes: number): number {
+  const sums = Math.ceil(dataBytes / INTEGRITY_BLOCK_BYTES) * INTEGRITY_SUM_BYTES;
+  return Math.ceil(sums / PAGE_BYTES) * PAGE_BYTES;
+}
+
+/**
+ * Data bytes an element of `rawBytes` holds with integrity on: the largest multiple of 4 KiB, D,
+ * with header + D + its checksum area <= rawBytes (before any chunk rounding). 0 when none fits.
+ */
+export function integrityDataBytes(rawBytes: number): number {
+  const avail = rawBytes - DATA_OFFSET_BYTES;
+  if (!(avail > 0)) return 0;
+  // D × 1025/1024 ≈ avail; the two bounded loops fix the page rounding (a step or two at most).
+  let d = Math.floor((avail * 1024) / 1025 / PAGE_BYTES) * PAGE_BYTES;
+  while (d + PAGE_BYTES + integrityAreaBytes(d + PAGE_BYTES) <= avail) d += PAGE_BYTES;
+  while (d > 0 && d + integrityAreaBytes(d) > avail) d -= PAGE_BYTES;
+  return d;
+}
+
+/** The checksum area of an element whose data area holds `dataSizeBytes`: right after the data. */
+export function integrityAreaFor(dataSizeBytes: number): IntegrityArea {
+  return { offsetBytes: DATA_OFFSET_BYTES + dataSizeBytes, sizeBytes: integrityAreaBytes(dataSizeBytes), blockBytes: INTEGRITY_BLOCK_BYTES, algo: INTEGRITY_ALGO_CRC32C };
 }

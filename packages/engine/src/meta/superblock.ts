@@ -5,11 +5,14 @@
 //     bit 2 = faulty: failed on request, stays out until replaced)
 // 120 data offset u64 | 128 data size u64 | 136 volume size u64 | 144 event counter u64
 // 152 created ms u64 | 160 bitmap offset u64 | 168 bitmap size u64 | 176 element UUID [16]
-// 192..4092 reserved (zero) | 4092 CRC32C of bytes 0..4092 u32
+// 192 integrity offset u64 | 200 integrity size u64 | 208 integrity block bytes u32 | 212 integrity
+//     algorithm u32 (all zero = no integrity: what older superblocks hold; docs/integrity.md)
+// 216..4092 reserved (zero) | 4092 CRC32C of bytes 0..4092 u32
 // decodeSuperblock never throws anything but SuperblockError, whatever the input (it is fuzzed).
 import { crc32c } from '@onestack/native';
 
 import type { Layout } from '../config/types.js';
+import { INTEGRITY_ALGO_CRC32C, INTEGRITY_BLOCK_BYTES, type IntegrityArea } from '../integrity/types.js';
 import { SUPERBLOCK_BYTES } from './types.js';
 import { FormatError, type FormatErrorKind } from './format-error.js';
 
@@ -51,6 +54,8 @@ export interface Superblock {
   readonly createdMs: number;
   readonly bitmapOffsetBytes: number;
   readonly bitmapSizeBytes: number;
+  /** The element's checksum area; absent = no integrity (stored as zeros). */
+  readonly integrity?: IntegrityArea;
 }
 
 export type SuperblockErrorKind = FormatErrorKind;
@@ -93,6 +98,16 @@ function checkFields(sb: Omit<Superblock, 'version'>): void {
     if (!u64(value)) throw invalid(`bad ${name} ${value}`);
   }
   if (sb.volumeName.length === 0) throw invalid('empty volume name');
+  if (sb.integrity !== undefined) checkIntegrity(sb.integrity, sb.dataOffsetBytes + sb.dataSizeBytes);
+}
+
+/** An integrity area sits after the data, 4 KiB aligned, with a 4096-byte block and a known algorithm. */
+function checkIntegrity(area: IntegrityArea, dataEndBytes: number): void {
+  const u64 = (n: number): boolean => Number.isSafeInteger(n) && n >= 0;
+  if (!u64(area.offsetBytes) || area.offsetBytes % 4096 !== 0 || area.offsetBytes < dataEndBytes) throw invalid(`bad integrity offset ${area.offsetBytes} (data ends at ${dataEndBytes})`);
+  if (!u64(area.sizeBytes) || area.sizeBytes === 0 || area.sizeBytes % 4096 !== 0) throw invalid(`bad integrity size ${area.sizeBytes}`);
+  if (area.blockBytes !== INTEGRITY_BLOCK_BYTES) throw invalid(`bad integrity block size ${area.blockBytes}`);
+  if (area.algo !== INTEGRITY_ALGO_CRC32C) throw invalid(`unknown integrity algorithm ${area.algo}`);
 }
 
 export function encodeSuperblock(sb: Omit<Superblock, 'version'> & { readonly version?: number }): Uint8Array {
@@ -115,6 +130,12 @@ export function encodeSuperblock(sb: Omit<Superblock, 'version'> & { readonly ve
   const u64s = [sb.dataOffsetBytes, sb.dataSizeBytes, sb.volumeSizeBytes, sb.eventCount, sb.createdMs, sb.bitmapOffsetBytes, sb.bitmapSizeBytes];
   u64s.forEach((value, i) => view.setBigUint64(120 + i * 8, BigInt(value), true));
   bytes.set(uuidToBytes(sb.elementUuid, 'element UUID'), 176);
+  if (sb.integrity !== undefined) {
+    view.setBigUint64(192, BigInt(sb.integrity.offsetBytes), true);
+    view.setBigUint64(200, BigInt(sb.integrity.sizeBytes), true);
+    view.setUint32(208, sb.integrity.blockBytes, true);
+    view.setUint32(212, sb.integrity.algo, true);
+  }
   view.setUint32(CRC_OFFSET, crc32c(bytes.subarray(0, CRC_OFFSET)), true);
   return bytes;
 }
@@ -168,9 +189,20 @@ function decodeChecked(bytes: Uint8Array): Superblock | { kind: 'blank' } {
     bitmapOffsetBytes: readU64(view, 160, 'bitmap offset'),
     bitmapSizeBytes: readU64(view, 168, 'bitmap size'),
     ...((flags & FLAG_FAULTY) !== 0 ? { faulty: true } : {}),
+    ...decodeIntegrity(view),
   };
   checkFields(sb);
   return sb;
+}
+
+/** The integrity fields at 192..216: all zero = none (older superblocks); anything else is checked by checkFields. */
+function decodeIntegrity(view: DataView): { integrity?: IntegrityArea } {
+  const offsetBytes = readU64(view, 192, 'integrity offset');
+  const sizeBytes = readU64(view, 200, 'integrity size');
+  const blockBytes = view.getUint32(208, true);
+  const algo = view.getUint32(212, true);
+  if (offsetBytes === 0 && sizeBytes === 0 && blockBytes === 0 && algo === 0) return {};
+  return { integrity: { offsetBytes, sizeBytes, blockBytes, algo } };
 }
 
 /** Decodes the first 4096 bytes; all-zero = blank. Throws only SuperblockError. */

@@ -1,6 +1,7 @@
 // What assembly (meta/assemble.ts) hands to the data path: a volume whose elements have been
 // identified by their superblocks. The data path never reads superblocks itself.
 import type { ElementConfig, VolumeConfig } from '../config/types.js';
+import type { IntegrityArea } from '../integrity/types.js';
 
 /** Bytes reserved at the start of every element for superblock + (later) bitmap/journal. */
 export const DATA_OFFSET_BYTES = 4 * 1024 * 1024;
@@ -36,6 +37,8 @@ export interface AssembledElement {
   readonly syncedEvents?: number;
   /** Failed on request: not resynced back by itself (superblock flag; docs/durability.md). */
   readonly faulty?: true;
+  /** Where its per-block checksums live (volumes with integrity; docs/integrity.md). */
+  readonly integrity?: IntegrityArea;
 }
 
 export interface AssembledVolume {

@@ -31,6 +31,7 @@ export interface PersistedVolume {
   readonly sizeBytes?: number;
   readonly spares?: readonly string[];
   readonly bitmapRegionKiB?: number;
+  readonly integrity?: boolean;
 }
 
 /**
@@ -76,7 +77,8 @@ function persistElement(e: ElementConfig): PersistedElement {
 
 function persistVolume(v: VolumeConfig): PersistedVolume {
   return { name: v.name, layout: v.layout, elements: v.elements, chunkKiB: v.chunkKiB, order: v.order, boot: v.boot, ...(v.sizeBytes !== undefined ? { sizeBytes: v.sizeBytes } : {}),
-    ...(v.spares !== undefined && v.spares.length > 0 ? { spares: v.spares } : {}), ...(v.bitmapRegionKiB !== undefined ? { bitmapRegionKiB: v.bitmapRegionKiB } : {}) };
+    ...(v.spares !== undefined && v.spares.length > 0 ? { spares: v.spares } : {}), ...(v.bitmapRegionKiB !== undefined ? { bitmapRegionKiB: v.bitmapRegionKiB } : {}),
+    ...(v.integrity === true ? { integrity: true } : {}) };
 }
 
 /** Element names the volumes of the state file mention (members and spares), unchecked. */

@@ -1,0 +1,39 @@
+// Per-element integrity event counters (docs/integrity.md): blocks whose checksum failed
+// (mismatches), copies rewritten from a good one (repaired), blocks with no good copy left
+// (unrecoverable). Keyed by data-path element index, kept since the daemon started, shown in the
+// element's status. The data path counts through count(); status reads snapshot().
+
+export type IntegrityCounterName = 'mismatches' | 'repaired' | 'unrecoverable';
+
+export interface IntegrityCounts {
+  mismatches: number;
+  repaired: number;
+  unrecoverable: number;
+}
+
+export class IntegrityCounters {
+  /** Only elements that had an event (at most one entry per element slot). */
+  private readonly byElement = new Map<number, IntegrityCounts>();
+
+  /** Adds `blocks` to `event` of `element` (same shape as checksum-io's IntegrityCount; bind-free). */
+  readonly count = (element: number, event: IntegrityCounterName, blocks: number): void => {
+    if (!(Number.isInteger(element) && element >= 0) || !(Number.isSafeInteger(blocks) && blocks > 0)) return;
+    let c = this.byElement.get(element);
+    if (c === undefined) {
+      c = { mismatches: 0, repaired: 0, unrecoverable: 0 };
+      this.byElement.set(element, c);
+    }
+    c[event] += blocks;
+  };
+
+  /** A copy of `element`'s counters (zeros when nothing happened). */
+  snapshot(element: number): IntegrityCounts {
+    const c = this.byElement.get(element);
+    return c === undefined ? { mismatches: 0, repaired: 0, unrecoverable: 0 } : { ...c };
+  }
+
+  /** The slot was freed (element removed): a new element in it starts from zero. */
+  forget(element: number): void {
+    this.byElement.delete(element);
+  }
+}

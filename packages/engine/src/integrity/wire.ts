@@ -1,0 +1,33 @@
+// Builds a volume's VolumeIntegrity from the data path's topology (datapath.ts calls it whenever
+// the topology is applied, so replaced or re-ordered legs are followed), from what the control
+// plane hands over once per volume: its checksum store, counters and log.
+import type { RawIo } from '../datapath/raw-io.js';
+import type { TopologyElement, TopologyVolume } from '../datapath/topology.js';
+import type { WriteGate } from '../datapath/write-gate.js';
+import { VolumeIntegrity, type IntegrityCount } from './checksum-io.js';
+import type { ChecksumStore } from './types.js';
+import type { Crc32cBlocks } from '@onestack/native';
+
+/** What the control plane gives the data path for a volume with integrity. */
+export interface IntegrityOptions {
+  readonly store: ChecksumStore;
+  readonly count: IntegrityCount;
+  readonly log: (line: string) => void;
+  /** Tests: the checksum kernel (to count calls). */
+  readonly crc32cBlocks?: Crc32cBlocks;
+  /** Ranges still waiting for a resync after an unclean stop (checksum-io.ts IntegrityDeps.unsettled). */
+  readonly unsettled?: (offsetBytes: number, lengthBytes: number) => boolean;
+}
+
+/** The volume's integrity over its current legs; null when the layout has none (raid1/raid10 only here). */
+export function integrityFor(vol: TopologyVolume, els: readonly TopologyElement[], opts: IntegrityOptions, dp: { elemState: Int32Array; raw: RawIo; gate: WriteGate }): VolumeIntegrity {
+  if (vol.layout !== 'raid1' && vol.layout !== 'raid10') throw new Error(`volume ${vol.name}: integrity is supported on raid1 and raid10 (raid5/6: not yet), not ${vol.layout}`);
+  return new VolumeIntegrity({
+    ...opts,
+    layout: { layout: vol.layout, chunkBytes: vol.chunkBytes, elements: els.map((e) => ({ index: e.index, dataOffsetBytes: e.dataOffsetBytes })) },
+    state: (el) => Atomics.load(dp.elemState, el),
+    raw: dp.raw,
+    gate: dp.gate,
+    volume: vol.name,
+  });
+}

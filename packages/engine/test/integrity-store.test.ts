@@ -1,0 +1,176 @@
+// The checksum store (integrity/store.ts) over a real data path on sparse files: fresh areas read
+// as zeros, round trips across pages, per-page coalescing, the engine-wide LRU bound, FUA and
+// flush, durability across a reopen, failures as EIO, forget().
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DataPath } from '../dist/datapath/datapath.js';
+import { ChecksumPageCache, IntegrityStore } from '../dist/integrity/store.js';
+import type { RawIo } from '../src/datapath/raw-io.js';
+import type { IntegrityArea } from '../src/integrity/types.js';
+import { integrityAreaBytes } from '../src/meta/layout.js';
+import { DATA_OFFSET_BYTES } from '../src/meta/types.js';
+import { elementsFor, MiB, startWith, stop, volume, DATA_BYTES, type Started } from './datapath-harness.js';
+import { readFileRange } from './helpers.js';
+
+// An area after 32 MiB of data: 32 KiB = 8 pages of 1024 checksums.
+const AREA: IntegrityArea = { offsetBytes: DATA_OFFSET_BYTES + 32 * MiB, sizeBytes: integrityAreaBytes(32 * MiB), blockBytes: 4096, algo: 1 };
+const PAGES = AREA.sizeBytes / 4096;
+
+interface PageWrite { element: number; page: number; fua: boolean }
+
+/** A RawIo that delays and records writes to the checksum area (and can be told to fail them). */
+function recordingRaw(raw: RawIo, log: PageWrite[], o: { delayMs: number; failWrites?: boolean; failReads?: boolean }): RawIo {
+  return {
+    read: (e, off, len) => (o.failReads === true ? Promise.reject(new Error('read refused')) : raw.read(e, off, len)),
+    flush: (e) => raw.flush(e),
+    zero: (e, off, len) => raw.zero(e, off, len),
+    copy: (a, b, off, len) => raw.copy(a, b, off, len),
+    write: async (e, off, data, opts) => {
+      await new Promise((r) => setTimeout(r, o.delayMs));
+      if (o.failWrites === true) throw new Error('disk gone');
+      await raw.write(e, off, data, opts);
+      log.push({ element: e, page: (off - AREA.offsetBytes) / 4096, fua: opts?.fua === true });
+    },
+  };
+}
+
+function storeOver(raw: RawIo, cache = new ChecksumPageCache()): IntegrityStore {
+  return new IntegrityStore({ raw, cache, volume: 'v', areaOf: (e) => (e === 0 || e === 1 ? AREA : undefined) });
+}
+
+function sumsOnFile(path: string, firstBlock: number, count: number): number[] {
+  const bytes = readFileRange(path, AREA.offsetBytes + firstBlock * 4, count * 4);
+  return Array.from({ length: count }, (_, i) => new DataView(bytes.buffer, bytes.byteOffset).getUint32(i * 4, true));
+}
+
+const seq = (count: number, from: number): Uint32Array => Uint32Array.from({ length: count }, (_, i) => from + i);
+
+describe('IntegrityStore on a data path', () => {
+  let s: Started;
+  const log: PageWrite[] = [];
+  const knobs = { delayMs: 0, failWrites: false, failReads: false };
+  let raw: RawIo;
+  beforeAll(async () => {
+    s = await startWith('raid1', 2);
+    raw = recordingRaw(s.dp.raw, log, knobs);
+  });
+  afterAll(async () => {
+    await stop(s);
+  });
+
+  it('reads a fresh (sparse) area as zeros: no checksum, no initialisation', async () => {
+    const store = storeOver(raw);
+    const sums = await store.read(0, 500, 3000);
+    expect(sums.length).toBe(3000);
+    expect(sums.every((x) => x === 0)).toBe(true);
+    expect(log).toEqual([]);
+  });
+
+  it('round-trips checksums across page boundaries, little-endian on the element, zeros around them', async () => {
+    const store = storeOver(raw);
+    await store.write(0, 1000, seq(2100, 1));
+    const back = await store.read(0, 990, 2200);
+    expect(Array.from(back.subarray(0, 10))).toEqual(new Array(10).fill(0));
+    expect(Array.from(back.subarray(10, 2110))).toEqual(Array.from(seq(2100, 1)));
+    expect(Array.from(back.subarray(2110))).toEqual(new Array(90).fill(0));
+    expect(new Set(log.map((w) => w.page))).toEqual(new Set([0, 1, 2, 3])); // blocks 1000..3099
+    expect(sumsOnFile(s.paths[0]!, 1023, 3)).toEqual([24, 25, 26]);
+    expect(sumsOnFile(s.paths[1]!, 1000, 1), 'only the element named is written').toEqual([0]);
+    // A fresh store (empty cache) reads what the element holds.
+    expect(Array.from(await storeOver(raw).read(0, 2047, 3))).toEqual([1048, 1049, 1050]);
+  });
+
+  it('coalesces concurrent writers of one page into at most two page writes', async () => {
+    const store = storeOver(raw);
+    await store.read(1, 0, 1); // page cached: the writers below only wait for page writes
+    log.length = 0;
+    knobs.delayMs = 20;
+    try {
+      await Promise.all(Array.from({ length: 50 }, (_, i) => store.write(1, i * 10, Uint32Array.of(7000 + i))));
+    } finally {
+      knobs.delayMs = 0;
+    }
+    expect(log.length, `${log.length} page writes for 50 writers`).toBeGreaterThanOrEqual(1);
+    expect(log.length).toBeLessThanOrEqual(2);
+    expect(log.every((w) => w.element === 1 && w.page === 0 && !w.fua)).toBe(true);
+    expect(sumsOnFile(s.paths[1]!, 0, 491).filter((_, i) => i % 10 === 0)).toEqual(Array.from({ length: 50 }, (_, i) => 7000 + i));
+  });
+
+  it('issues FUA page writes for fua writes; flush waits for page writes in flight', async () => {
+    const store = storeOver(raw);
+    log.length = 0;
+    await store.write(0, 5000, Uint32Array.of(11, 12), { fua: true });
+    expect(log).toEqual([{ element: 0, page: 4, fua: true }]);
+    knobs.delayMs = 30;
+    try {
+      const pending = store.write(0, 6200, Uint32Array.of(13));
+      await store.flush(0); // must not resolve before the page write queued above
+      expect(log.at(-1)).toEqual({ element: 0, page: 6, fua: false });
+      await pending;
+    } finally {
+      knobs.delayMs = 0;
+    }
+  });
+
+  it('keeps the engine-wide cache within its bound (clean pages evicted, re-read when needed)', async () => {
+    const cache = new ChecksumPageCache(3 * 4096);
+    const a = storeOver(raw, cache);
+    const b = storeOver(raw, cache);
+    for (let page = 0; page < PAGES; page++) {
+      await a.write(0, page * 1024 + 1, Uint32Array.of(100 + page));
+      expect(cache.bytes).toBeLessThanOrEqual(3 * 4096);
+    }
+    await Promise.all(Array.from({ length: PAGES }, (_, page) => b.read(1, page * 1024, 1)));
+    expect(cache.bytes).toBeLessThanOrEqual(3 * 4096);
+    expect(a.cachedPages + b.cachedPages).toBeLessThanOrEqual(3);
+    for (let page = 0; page < PAGES; page++) expect(Array.from(await a.read(0, page * 1024 + 1, 1))).toEqual([100 + page]);
+    expect(() => new ChecksumPageCache(100)).toThrow(RangeError);
+  });
+
+  it('rejects a failed page write or read with EIO, and bad ranges or elements with EINVAL', async () => {
+    const store = storeOver(raw);
+    knobs.failWrites = true;
+    try {
+      await expect(store.write(0, 7000, Uint32Array.of(1))).rejects.toMatchObject({ errno: 'EIO', message: expect.stringMatching(/checksum page 6 of element index 0: disk gone/) });
+    } finally {
+      knobs.failWrites = false;
+    }
+    knobs.failReads = true;
+    try {
+      await expect(storeOver(raw).read(0, 0, 1)).rejects.toMatchObject({ errno: 'EIO' });
+    } finally {
+      knobs.failReads = false;
+    }
+    await expect(store.read(0, PAGES * 1024 - 1, 2)).rejects.toMatchObject({ errno: 'EINVAL' });
+    await expect(store.read(0, -1, 1)).rejects.toMatchObject({ errno: 'EINVAL' });
+    await expect(store.read(5, 0, 1)).rejects.toMatchObject({ errno: 'EINVAL', message: expect.stringMatching(/element index 5 keeps no checksums/) });
+    expect(Array.from(await store.read(0, 0, 0))).toEqual([]);
+  });
+
+  it('forget() drops an element\'s cached pages (the next read goes to the element)', async () => {
+    const store = storeOver(raw);
+    await store.write(0, 3, Uint32Array.of(99));
+    await store.read(1, 3, 1);
+    expect(store.cachedPages).toBe(2);
+    store.forget(0);
+    expect(store.cachedPages).toBe(1);
+    const reads: number[] = [];
+    const counting: RawIo = { ...raw, read: (e, off, len) => (reads.push(e), raw.read(e, off, len)) };
+    const again = new IntegrityStore({ raw: counting, cache: new ChecksumPageCache(), volume: 'v', areaOf: () => AREA });
+    expect(Array.from(await again.read(0, 3, 1))).toEqual([99]);
+    again.forget(0);
+    expect(Array.from(await again.read(0, 3, 1))).toEqual([99]);
+    expect(reads).toEqual([0, 0]);
+  });
+
+  it('flushed checksums survive closing the data path and opening a new one over the same files', async () => {
+    const store = storeOver(s.dp.raw);
+    await store.write(1, 7800, seq(300, 500_000));
+    await store.flush(1);
+    await s.dp.close();
+    const dp = await DataPath.start({ pools: { top: 1, middle: 1, bottom: 2, remote: 1 }, queue: { depth: 64, slots: 16, slotKiB: 256 }, probeDir: s.dir });
+    s = { ...s, dp };
+    const els = elementsFor(s.paths);
+    await dp.setTopology([volume(0, 'raid1', els.map((e) => e.index), DATA_BYTES)], els);
+    expect(Array.from(await storeOver(dp.raw).read(1, 7800, 300))).toEqual(Array.from(seq(300, 500_000)));
+  });
+});
