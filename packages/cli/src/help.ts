@@ -90,8 +90,11 @@ ${CLIENT_OPTIONS}
 scrub (raid1, raid10) reads every leg unit by unit (1 MiB on raid1, one chunk on raid10) and
 counts the units whose copies differ; client I/O goes on meanwhile. --repair also rewrites the
 odd copies: with three or more legs from the copy most legs agree on; with two legs there is no
-majority, so from the first active leg - a 2-way mirror cannot know which copy is right (per-block
-checksums arrive later). Progress shows in onestack status.
+majority, so from the first active leg - a 2-way mirror cannot know which copy is right. On a
+volume with integrity each copy is verified against its checksums instead: the result names each
+element whose copy failed them with its bad 4 KiB blocks, --repair rewrites those from a copy that
+verifies, and blocks that fail on every copy are reported unrecoverable and left alone (exit 1).
+Progress shows in onestack status.
   --repair            rewrite mismatched copies (default: only count them)
   --wait              follow the scrub to its end and print its result; exit 1 when mismatches
                       are left in place (a check that found some, a repair that could not write),

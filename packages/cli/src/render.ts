@@ -84,6 +84,13 @@ export function scrubSummary(s: ScrubStatus, volume: string): string {
     if (s.kind === 'repair') parts.push(`${s.repairedUnits} repaired`);
   }
   if (s.ioErrors > 0) parts.push(`${s.ioErrors} I/O error${s.ioErrors === 1 ? '' : 's'}`);
+  // Integrity volumes name the element whose copy failed its checksums (absent from older daemons).
+  for (const b of s.byElement ?? []) {
+    const fixed = s.kind === 'repair' ? `, ${b.repairedBlocks} repaired` : '';
+    const lost = b.unrecoverableBlocks > 0 ? `, ${b.unrecoverableBlocks} unrecoverable (no copy verifies)` : '';
+    parts.push(`element ${b.element}: ${b.badBlocks} bad block${b.badBlocks === 1 ? '' : 's'}${fixed}${lost}`);
+  }
+  if (s.byElement !== undefined && s.byElement.length === 0) parts.push('checksums: 0 bad blocks');
   return parts.join(', ');
 }
 
@@ -108,11 +115,27 @@ export function renderVolume(volume: VolumeStatus, iops: Iops | undefined): stri
   const s = volume.stats;
   const rate = iops === undefined ? '' : `iops: read ${iops.read.toFixed(0)}/s write ${iops.write.toFixed(0)}/s; `;
   lines.push(`      ${rate}ops: read ${s.readOps} write ${s.writeOps}; bytes: read ${formatBytes(s.readBytes)} write ${formatBytes(s.writeBytes)}; errors ${s.errors}`);
+  if (volume.integrity === true) lines.push(`      ${integrityLine(volume)}`);
   // Older daemons have no checkpoints field.
   if (volume.checkpoints !== undefined && volume.checkpoints.length > 0) lines.push(`      checkpoints: ${volume.checkpoints.map(checkpointBrief).join(', ')}`);
   const width = Math.max(0, ...volume.elements.map((e) => e.name.length));
   for (const e of volume.elements) lines.push(elementLine(e, width));
   return lines;
+}
+
+/**
+ * `integrity: crc32c per 4 KiB; d0 2 repaired, 0 unrecoverable; d1 0` — each element's blocks
+ * since the daemon started (docs/integrity.md); bad copies not (yet) rewritten are named too.
+ */
+export function integrityLine(volume: VolumeStatus): string {
+  const members = [...volume.elements].sort((x, y) => (x.role ?? Infinity) - (y.role ?? Infinity));
+  const parts = members.map((e) => {
+    const c = e.integrity ?? { mismatches: 0, repaired: 0, unrecoverable: 0 };
+    if (c.mismatches === 0 && c.repaired === 0 && c.unrecoverable === 0) return `${e.name} 0`;
+    const pending = c.mismatches - c.repaired;
+    return `${e.name} ${c.repaired} repaired, ${c.unrecoverable} unrecoverable${pending > 0 ? `, ${pending} not rewritten` : ''}`;
+  });
+  return ['integrity: crc32c per 4 KiB', ...parts].join('; ');
 }
 
 /** `nightly (12.00 MiB dirty)`, or `old (UNUSABLE)`. */
@@ -154,7 +177,8 @@ export function renderStatus(status: EngineStatus, previous?: OpSample, current?
 
 export function renderVolumeList(volumes: readonly VolumeStatus[]): string {
   if (volumes.length === 0) return 'no volumes\n';
-  const rows = volumes.map((v) => [v.name, v.layout, v.state, formatBytes(v.sizeBytes),
+  // An integrity volume's layout is marked `+integrity` (per-block checksums, docs/integrity.md).
+  const rows = volumes.map((v) => [v.name, v.integrity === true ? `${v.layout}+integrity` : v.layout, v.state, formatBytes(v.sizeBytes),
     v.rebuild === null ? '-' : `${v.rebuild.percent.toFixed(1)}% ${v.rebuild.kind}`, v.elements.map((e) => e.name).join(',')]);
   return table(['NAME', 'LAYOUT', 'STATE', 'SIZE', 'REBUILT', 'ELEMENTS'], rows);
 }

@@ -83,3 +83,25 @@ describe('escaping', () => {
     expect(renderStatus(status([volume({ scrub })]))).toContain('      last scrub 1970-01-01T00:00:00.002Z: repair of v0: done in 0.0 s, 1 B compared (0.0 MiB/s), 4 units mismatched (9 bytes differ), 3 repaired\n');
   });
 });
+
+describe('integrity in status text', () => {
+  const counts = (mismatches: number, repaired: number, unrecoverable: number) => ({ mismatches, repaired, unrecoverable });
+  const withIntegrity = (): VolumeStatus => {
+    const v = volume({ integrity: true });
+    return { ...v, elements: [{ ...v.elements[1]!, integrity: counts(0, 0, 0) }, { ...v.elements[0]!, integrity: counts(3, 2, 1) }] };
+  };
+
+  it('one line per integrity volume: the checksum, then each element by role', () => {
+    const text = renderStatus(status([withIntegrity()]));
+    expect(text).toContain('\n      integrity: crc32c per 4 KiB; d0 2 repaired, 1 unrecoverable, 1 not rewritten; r1 0\n');
+    expect(renderStatus(status([volume()]))).not.toContain('integrity:');
+    // Older daemons report no counters on elements: zeros.
+    expect(renderStatus(status([volume({ integrity: true })]))).toContain('integrity: crc32c per 4 KiB; d0 0; r1 0\n');
+  });
+
+  it('volume list marks integrity volumes', () => {
+    const list = renderVolumeList([withIntegrity(), { ...volume(), name: 'v1', integrity: false }]);
+    expect(list).toMatch(/^v0 +raid1\+integrity +rebuilding/m);
+    expect(list).toMatch(/^v1 +raid1 +rebuilding/m);
+  });
+});

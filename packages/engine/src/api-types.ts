@@ -123,7 +123,21 @@ export interface ScrubStatus {
   readonly repairedUnits: number;
   /** Leg reads or writes that failed; such a leg is left out for the rest of the scrub. */
   readonly ioErrors: number;
+  /**
+   * Integrity volumes: per element whose copy failed its checksums, the 4 KiB blocks found bad,
+   * rewritten from a copy that verifies, and left bad (no copy verified); present (maybe empty) on
+   * integrity volumes, absent elsewhere and from older daemons.
+   */
+  readonly byElement?: readonly ScrubElementCount[];
   readonly message?: string;
+}
+
+/** One element's share of a scrub's checksum verdicts (ScrubStatus.byElement). */
+export interface ScrubElementCount {
+  readonly element: string;
+  readonly badBlocks: number;
+  readonly repairedBlocks: number;
+  readonly unrecoverableBlocks: number;
 }
 
 /** One extent of a block status answer (NBD_CMD_BLOCK_STATUS): base:allocation or a dirty bitmap. */

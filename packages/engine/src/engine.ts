@@ -85,7 +85,7 @@ export class Engine {
       elementRuns: (element, start, len) => this.allocatorOf().elementRuns(element, start, len),
       integrityOf: (volume) => {
         const store = this.integrity.of(volume);
-        return store === undefined ? undefined : { store, count: this.integrity.counters.count };
+        return store === undefined ? undefined : { store, count: this.integrity.counters.countFor(volume) };
       },
     };
   }
@@ -278,6 +278,13 @@ export class Engine {
   private allocatorOf(): VolumeAllocation {
     this.allocator ??= new VolumeAllocation({ registry: this.registry, elementState: (i) => this.dataPath.elementState(i), log: this.log }, (closer) => this.onClose(closer));
     return this.allocator;
+  }
+
+  /** @internal x-onestack:integrity of [offset, +length) of an integrity volume (integrity/map.ts flags: 1 bad, 2 repaired). */
+  integrityExtents(volume: string, offsetBytes: number, lengthBytes: number, extentsMax: number): Promise<readonly BlockExtent[]> {
+    if (this.closing !== null) return Promise.reject(new EngineError('closed', 'the engine is closed'));
+    if (this.integrity.of(volume) === undefined) return Promise.reject(new EngineError('not-found', `volume ${JSON.stringify(volume)} has no integrity`));
+    return Promise.resolve(this.integrity.counters.maps.extents(volume, offsetBytes, lengthBytes, extentsMax));
   }
 
   // [checkpoint methods] — checkpoints/ (dirty bitmaps since a checkpoint)

@@ -22,7 +22,12 @@ export interface VolumeStatusSource {
   allocation(offsetBytes: number, lengthBytes: number, extentsMax: number): Promise<readonly BlockExtent[]>;
   checkpointNames(): readonly string[];
   dirtyExtents(checkpoint: string, offsetBytes: number, lengthBytes: number, extentsMax: number): Promise<readonly BlockExtent[]>;
+  /** Integrity volumes only (absent = no x-onestack:integrity context): blocks found bad (1) or repaired (2). */
+  integrityExtents?(offsetBytes: number, lengthBytes: number, extentsMax: number): Promise<readonly BlockExtent[]>;
 }
+
+/** The integrity map's meta context (docs/nbd.md): flag 1 = found bad, not repaired; 2 = repaired. */
+export const INTEGRITY_CONTEXT = 'x-onestack:integrity';
 
 const MAXIMUM_BLOCK_BYTES = 32 * 1024 * 1024;
 const PREFERRED_BLOCK_BYTES = 4096;
@@ -72,13 +77,21 @@ export function preferredBytes(layout: Layout, chunkBytes: number, elementCount:
   return Math.max(PREFERRED_BLOCK_BYTES, minimumBytes);
 }
 
-/** base:allocation plus one qemu:dirty-bitmap:NAME per checkpoint, as the NBD server wants them. */
+/** base:allocation, one qemu:dirty-bitmap:NAME per checkpoint and, with integrity, x-onestack:integrity, as the NBD server wants them. */
 export function metaContextsFor(source: VolumeStatusSource): NbdMetaContexts {
   const prefix = MetaContext.DIRTY_BITMAP_PREFIX;
   return {
-    names: () => [MetaContext.BASE_ALLOCATION, ...source.checkpointNames().map((name) => prefix + name)],
+    names: () => [
+      MetaContext.BASE_ALLOCATION,
+      ...(source.integrityExtents !== undefined ? [INTEGRITY_CONTEXT] : []),
+      ...source.checkpointNames().map((name) => prefix + name),
+    ],
     blockStatus: (context: string, offsetBytes: number, lengthBytes: number, extentsMax: number): Promise<readonly NbdExtent[]> => {
       if (context === MetaContext.BASE_ALLOCATION) return wrap(() => source.allocation(offsetBytes, lengthBytes, extentsMax));
+      if (context === INTEGRITY_CONTEXT && source.integrityExtents !== undefined) {
+        const integrityExtents = source.integrityExtents.bind(source);
+        return wrap(() => integrityExtents(offsetBytes, lengthBytes, extentsMax));
+      }
       if (context.startsWith(prefix)) return wrap(() => source.dirtyExtents(context.slice(prefix.length), offsetBytes, lengthBytes, extentsMax));
       return Promise.reject(new NbdError('EINVAL', `no meta context ${JSON.stringify(context)}`));
     },

@@ -40,6 +40,8 @@ function exportOf(engine: Engine, volume: Volume): NbdExport {
       allocation: (off, len, max) => engine.allocation(name, off, len, max),
       checkpointNames: () => engine.checkpoints(name).map((c) => c.name),
       dirtyExtents: (checkpoint, off, len, max) => engine.dirtyExtents(name, checkpoint, off, len, max),
+      // Offered only by integrity volumes (their checksum store exists once attached).
+      ...(engine.integrityStoreOf(name) !== undefined ? { integrityExtents: (off: number, len: number, max: number) => engine.integrityExtents(name, off, len, max) } : {}),
     },
   });
 }

@@ -134,12 +134,14 @@ export async function failElementOp(host: VolumeOpsHost, name: string): Promise<
 export async function startScrubOp(host: VolumeOpsHost, volume: string, opts: ScrubOptions): Promise<ScrubStarted> {
   const entry = host.registry.volumes.get(volume);
   if (entry === undefined) throw new EngineError('not-found', `no volume named ${volume}`, `volume ${volume}`, 'list volumes with `onestack volume list`');
-  // A repair by majority could copy a leg that fails its checksums over a good one; integrity
-  // volumes repair on read (from a copy that verifies) until scrub learns to ask the checksums.
-  if (opts.repair === true && entry.assembled.config.integrity === true) {
-    throw new EngineError('invalid', `volume ${volume} keeps checksums: scrub repair by majority is refused (reads repair from the copy that verifies)`, `volume ${volume}`, 'run a check scrub (without repair), or read the volume to repair it');
+  // Integrity volumes: each copy is judged by its stored checksums, so a repair rewrites the copy
+  // that fails them (never by majority) with the one that verifies (durable/scrub-verify.ts).
+  const store = host.integrity.of(volume);
+  if (entry.assembled.config.integrity === true && store === undefined) {
+    throw new EngineError('invalid', `volume ${volume} keeps checksums but has no checksum store attached`, `volume ${volume}`, 'see the daemon log');
   }
-  const mirrorTarget = scrubTargetOf(host.registry, entry, (index) => host.dataPath.elementState(index));
+  const integrity = store === undefined ? {} : { integrity: { store, count: host.integrity.counters.countFor(volume) } };
+  const mirrorTarget = { ...scrubTargetOf(host.registry, entry, (index) => host.dataPath.elementState(index)), ...integrity };
   // raid5/6 rows are checked by the volume's stripe engine (parity maths in the middle stage).
   const parity = entry.assembled.config.layout === 'raid5' || entry.assembled.config.layout === 'raid6';
   // A repair that rewrites legs may change what a read returns: drop those bytes from the read cache.

@@ -4,6 +4,8 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WriteIntentBitmap, type BitmapLegs } from '../dist/durable/bitmap.js';
+import { ChecksumPageCache, IntegrityStore } from '../dist/integrity/store.js';
+import { integrityAreaBytes } from '../src/meta/layout.js';
 import type { RawIo } from '../src/datapath/raw-io.js';
 import {
   BITMAP_BITS_MAX_BYTES, BITMAP_HEADER_BYTES, BitmapError, bitmapBytesFor, bitPageOffsetBytes, countSet, decodeBitmapHeader, encodeBitmapHeader,
@@ -200,5 +202,102 @@ describe('WriteIntentBitmap on a raid1 data path', () => {
       s.dp.volumeIo(0).gate.setHook(bitmap.hook);
       await broken.close();
     }
+  });
+});
+
+describe('WriteIntentBitmap with write-back checksum pages (beforeClear)', () => {
+  // Checksums of the first 32 MiB of data, in an area after it (inside the 64 MiB files).
+  const AREA = { offsetBytes: DATA_OFFSET_BYTES + 32 * MiB, sizeBytes: integrityAreaBytes(32 * MiB), blockBytes: 4096, algo: 1 };
+  let s: Started;
+  const clear = { allowed: true, events: 9 };
+  const log: string[] = [];
+  let store: IntegrityStore;
+  let bitmap: WriteIntentBitmap;
+  let failFlush = false;
+  let duringFlush: (() => Promise<void>) | null = null;
+  beforeAll(async () => {
+    s = await startWith('raid1', 2);
+    const raw = s.dp.raw;
+    const tracing: RawIo = {
+      ...raw, read: (e, o, l) => raw.read(e, o, l), copy: (a, b, o, l) => raw.copy(a, b, o, l), zero: (e, o, l) => raw.zero(e, o, l),
+      write: async (e, o, d, opts) => {
+        await raw.write(e, o, d, opts);
+        log.push(o >= AREA.offsetBytes ? `sums ${e}` : `bitmap ${e}`);
+      },
+      flush: async (e) => {
+        if (failFlush) throw new Error('flush refused');
+        await raw.flush(e);
+        log.push(`flush ${e}`);
+      },
+    };
+    store = new IntegrityStore({ raw: tracing, cache: new ChecksumPageCache(), volume: 'v', writeBack: true, areaOf: () => AREA });
+    bitmap = new WriteIntentBitmap({
+      raw: tracing, gate: s.dp.volumeIo(0).gate, legs: legsOf(s, clear), arrayUuid: SAMPLE.arrayUuid, volumeSizeBytes: DATA_BYTES, regionBytes: 64 * KiB, sweepMs: 0, idleSweeps: 1,
+      beforeClear: async () => {
+        await duringFlush?.();
+        await Promise.all([0, 1].map((e) => store.flush(e)));
+      },
+    });
+    await bitmap.writeImage([0, 1]);
+    s.dp.volumeIo(0).gate.setHook(bitmap.hook);
+  });
+  afterAll(async () => {
+    await bitmap.close();
+    await stop(s);
+  });
+
+  /** A client write of region `r` with its checksums recorded write-back on both legs (as checksum-io does). */
+  const writeRegion = async (r: number, seed: number): Promise<void> => {
+    await s.dp.volumeIo(0).write(r * 64 * KiB, pattern(4096, seed));
+    await Promise.all([0, 1].map((e) => store.write(e, (r * 64 * KiB) / 4096, Uint32Array.of(1000 + seed))));
+  };
+
+  it('clears a bit only after its region\'s dirty checksum pages are written and flushed on every leg', async () => {
+    await writeRegion(12, 1);
+    expect(store.dirtyPages).toBe(2);
+    expect(bitOnLeg(s.paths[0]!, 12)).toBe(true);
+    log.length = 0;
+    await bitmap.sweep();
+    expect(bitmap.dirtyRegions).toBe(0);
+    expect(store.dirtyPages).toBe(0);
+    const lastBitmap = log.lastIndexOf('bitmap 0');
+    for (const e of [0, 1]) {
+      expect(log.indexOf(`sums ${e}`), `${log.join(', ')}`).toBeGreaterThanOrEqual(0);
+      expect(log.indexOf(`flush ${e}`)).toBeGreaterThan(log.indexOf(`sums ${e}`));
+      expect(log.indexOf(`flush ${e}`), 'the element flush comes before the bit is cleared on the legs').toBeLessThan(lastBitmap);
+    }
+    for (const path of s.paths) {
+      expect(bitOnLeg(path, 12)).toBe(false);
+      expect(readFileRange(path, AREA.offsetBytes + ((12 * 64 * KiB) / 4096) * 4, 4)).toEqual(Uint8Array.of(1001 & 0xff, 1001 >> 8, 0, 0));
+    }
+  });
+
+  it('keeps the bit set when the checksum pages cannot be made durable', async () => {
+    await writeRegion(13, 2);
+    failFlush = true;
+    try {
+      await expect(bitmap.sweep()).rejects.toThrow(/flush refused/);
+    } finally {
+      failFlush = false;
+    }
+    expect(bitmap.dirtyRegions).toBe(1);
+    expect(bitOnLeg(s.paths[1]!, 13)).toBe(true);
+    await bitmap.sweep();
+    expect(bitmap.dirtyRegions).toBe(0);
+  });
+
+  it('keeps the bit of a region written while the pages were being flushed (its pages may be dirty again)', async () => {
+    await writeRegion(14, 3);
+    await writeRegion(15, 4);
+    duringFlush = async () => {
+      duringFlush = null;
+      await writeRegion(15, 5); // lands after the sweep chose its candidates
+    };
+    await bitmap.sweep();
+    expect(bitmap.dirtyRanges()).toEqual([{ offsetBytes: 15 * 64 * KiB, lengthBytes: 64 * KiB }]);
+    expect(bitOnLeg(s.paths[0]!, 15)).toBe(true);
+    await bitmap.sweep();
+    expect(bitmap.dirtyRegions).toBe(0);
+    expect(store.dirtyPages).toBe(0);
   });
 });

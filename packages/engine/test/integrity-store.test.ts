@@ -33,8 +33,14 @@ function recordingRaw(raw: RawIo, log: PageWrite[], o: { delayMs: number; failWr
   };
 }
 
-function storeOver(raw: RawIo, cache = new ChecksumPageCache()): IntegrityStore {
-  return new IntegrityStore({ raw, cache, volume: 'v', areaOf: (e) => (e === 0 || e === 1 ? AREA : undefined) });
+function storeOver(raw: RawIo, cache = new ChecksumPageCache(), writeBack = false): IntegrityStore {
+  return new IntegrityStore({ raw, cache, volume: 'v', writeBack, areaOf: (e) => (e === 0 || e === 1 ? AREA : undefined) });
+}
+
+/** `raw` counting element flushes per element. */
+function countingFlushes(raw: RawIo, flushes: number[]): RawIo {
+  return { ...raw, read: (e, o, l) => raw.read(e, o, l), write: (e, o, d, opts) => raw.write(e, o, d, opts), zero: (e, o, l) => raw.zero(e, o, l), copy: (a, b, o, l) => raw.copy(a, b, o, l),
+    flush: (e) => (flushes.push(e), raw.flush(e)) };
 }
 
 function sumsOnFile(path: string, firstBlock: number, count: number): number[] {
@@ -172,5 +178,111 @@ describe('IntegrityStore on a data path', () => {
     const els = elementsFor(s.paths);
     await dp.setTopology([volume(0, 'raid1', els.map((e) => e.index), DATA_BYTES)], els);
     expect(Array.from(await storeOver(dp.raw).read(1, 7800, 300))).toEqual(Array.from(seq(300, 500_000)));
+  });
+
+  describe('write-back mode', () => {
+    beforeAll(() => {
+      raw = recordingRaw(s.dp.raw, log, knobs); // the test above reopened the data path
+    });
+
+    it('writes no page until flush; flush writes each dirty page once, then syncs the element once', async () => {
+      const flushes: number[] = [];
+      const store = storeOver(countingFlushes(raw, flushes), new ChecksumPageCache(), true);
+      await store.read(0, 0, 1); // page 0 cached (a write-back write of part of a page needs it)
+      log.length = 0;
+      for (let i = 0; i < 20; i++) await store.write(0, 100 + i, Uint32Array.of(40_000 + i));
+      await store.write(0, 2 * 1024, seq(1024, 50_000)); // a whole page: no read first
+      expect(log, 'no page write before the flush').toEqual([]);
+      expect(store.dirtyPages).toBe(2);
+      expect(Array.from(await store.read(0, 100, 2)), 'readers see the cached change').toEqual([40_000, 40_001]);
+      expect(sumsOnFile(s.paths[0]!, 100, 1)).toEqual([0]);
+      await store.flush(0);
+      expect(log.map((w) => w.page).sort()).toEqual([0, 2]);
+      expect(flushes).toEqual([0]);
+      expect(store.dirtyPages).toBe(0);
+      expect(sumsOnFile(s.paths[0]!, 100, 20)).toEqual(Array.from(seq(20, 40_000)));
+      await store.flush(0);
+      expect(flushes, 'nothing written since: no second element sync').toEqual([0]);
+      await store.writeBack(0);
+      expect(log.length).toBe(2);
+    });
+
+    it('FUA writes through: the page goes out with FUA before the write resolves', async () => {
+      const store = storeOver(raw, new ChecksumPageCache(), true);
+      log.length = 0;
+      await store.write(1, 3 * 1024 + 5, Uint32Array.of(77), { fua: true });
+      expect(log).toEqual([{ element: 1, page: 3, fua: true }]);
+      expect(store.dirtyPages).toBe(0);
+      expect(sumsOnFile(s.paths[1]!, 3 * 1024 + 5, 1)).toEqual([77]);
+    });
+
+    it('writes a dirty page before it is evicted', async () => {
+      const cache = new ChecksumPageCache(2 * 4096);
+      const store = storeOver(raw, cache, true);
+      log.length = 0;
+      await store.write(1, 4 * 1024 + 1, Uint32Array.of(4401));
+      expect(log).toEqual([]);
+      // Two more pages, busy with their (slow) FUA write: only the dirty page 4 can make room.
+      knobs.delayMs = 20;
+      try {
+        await store.write(1, 5 * 1024 + 1, seq(1024, 5501), { fua: true });
+      } finally {
+        knobs.delayMs = 0;
+      }
+      expect(log.find((w) => w.page === 4), 'page 4 written for its eviction, before any flush').toEqual({ element: 1, page: 4, fua: false });
+      await store.writeBack(1);
+      expect(cache.bytes).toBeLessThanOrEqual(2 * 4096);
+      expect(sumsOnFile(s.paths[1]!, 4 * 1024 + 1, 1)).toEqual([4401]);
+      expect(Array.from(await store.read(1, 4 * 1024 + 1, 1))).toEqual([4401]);
+    });
+
+    it('bounds dirty pages: writers over half the cache wait for write-back, nothing is dropped', async () => {
+      const cache = new ChecksumPageCache(4 * 4096); // at most 2 dirty pages
+      const store = storeOver(raw, cache, true);
+      expect(cache.dirtyLimitPages).toBe(2);
+      log.length = 0;
+      knobs.delayMs = 10;
+      try {
+        for (let page = 0; page < PAGES; page++) {
+          await store.write(0, page * 1024 + 9, Uint32Array.of(900 + page));
+          expect(cache.dirtyPages, `after page ${page}`).toBeLessThanOrEqual(2);
+        }
+      } finally {
+        knobs.delayMs = 0;
+      }
+      expect(log.length).toBeGreaterThanOrEqual(PAGES - 2);
+      await store.flush(0);
+      for (let page = 0; page < PAGES; page++) expect(sumsOnFile(s.paths[0]!, page * 1024 + 9, 1)).toEqual([900 + page]);
+    });
+
+    it('keeps a page whose write-back failed dirty: flush reports it, a later flush writes it', async () => {
+      const store = storeOver(raw, new ChecksumPageCache(), true);
+      await store.write(0, 6 * 1024 + 2, Uint32Array.of(6602));
+      knobs.failWrites = true;
+      try {
+        await expect(store.flush(0)).rejects.toMatchObject({ errno: 'EIO' });
+      } finally {
+        knobs.failWrites = false;
+      }
+      expect(store.dirtyPages).toBe(1);
+      await store.flush(0);
+      expect(sumsOnFile(s.paths[0]!, 6 * 1024 + 2, 1)).toEqual([6602]);
+    });
+
+    it('flushAll() makes every element durable: a new data path over the files reads the checksums', async () => {
+      const store = storeOver(s.dp.raw, new ChecksumPageCache(), true);
+      await store.write(0, 7 * 1024 + 3, Uint32Array.of(7703));
+      await store.write(1, 7 * 1024 + 4, Uint32Array.of(7704));
+      await store.flushAll();
+      expect(store.dirtyPages).toBe(0);
+      await s.dp.close();
+      const dp = await DataPath.start({ pools: { top: 1, middle: 1, bottom: 2, remote: 1 }, queue: { depth: 64, slots: 16, slotKiB: 256 }, probeDir: s.dir });
+      s = { ...s, dp };
+      const els = elementsFor(s.paths);
+      await dp.setTopology([volume(0, 'raid1', els.map((e) => e.index), DATA_BYTES)], els);
+      raw = recordingRaw(s.dp.raw, log, knobs);
+      expect(Array.from(await storeOver(dp.raw).read(0, 7 * 1024 + 3, 1))).toEqual([7703]);
+      expect(Array.from(await storeOver(dp.raw).read(1, 7 * 1024 + 4, 1))).toEqual([7704]);
+    });
   });
 });

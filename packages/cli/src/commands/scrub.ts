@@ -1,5 +1,6 @@
 // `onestack volume scrub NAME [--repair] [--wait] [--max-mib-per-sec N] [--json] | --cancel`:
-// compare a mirror's legs (and rewrite the odd ones with --repair). The daemon runs the scrub;
+// compare a mirror's legs (and rewrite the odd ones with --repair; on an integrity volume the ones
+// failing their checksums, named per element in the summary). The daemon runs the scrub;
 // --wait follows it through GET /volumes/NAME until the volume's last scrub is this run.
 import type { ScrubStatus } from '@onestack/engine';
 import type { ApiClient, ScrubBody, ScrubStartedBody } from '../api/client.js';
@@ -66,6 +67,12 @@ function verdict(result: ScrubStatus, name: string): ExitCode {
     throw new CliError(1, `the scrub of volume ${name} ${result.outcome === 'cancelled' ? 'was cancelled' : 'failed'}${result.message === undefined ? '' : `: ${result.message}`}`, 'volume scrub');
   }
   const left = result.mismatchedUnits - result.repairedUnits;
+  const lost = (result.byElement ?? []).filter((b) => b.unrecoverableBlocks > 0);
+  if (lost.length > 0) {
+    const where = lost.map((b) => `element ${b.element}: ${b.unrecoverableBlocks}`).join(', ');
+    throw new CliError(1, `volume ${name}: blocks failed their checksums on every copy, unrecoverable, left as found (${where})`, 'volume scrub',
+      'restore those blocks from a backup; the daemon log names the elements');
+  }
   if (left > 0) {
     throw new CliError(1, `volume ${name}: ${left} mismatched unit${left === 1 ? '' : 's'} left as found`, 'volume scrub',
       result.kind === 'check' ? `repair with: onestack volume scrub ${name} --repair` : 'see the daemon log for the legs that failed');

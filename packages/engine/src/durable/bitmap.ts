@@ -41,6 +41,12 @@ export interface BitmapOptions {
   readonly sweepMs?: number;
   /** Sweeps a region must stay unwritten before its bit is cleared (default 3: 2 to 3 s idle). */
   readonly idleSweeps?: number;
+  /**
+   * Runs before a sweep clears bits and must make durable, on every leg, whatever a resync of
+   * the regions would otherwise have to repair: an integrity volume's write-back checksum pages
+   * (keeper.ts wires it to a flush of the volume's checksum store). A rejection clears nothing.
+   */
+  readonly beforeClear?: () => Promise<void>;
 }
 
 // The page queue is shared with the checksum store; re-exported for existing importers.
@@ -217,6 +223,13 @@ export class WriteIntentBitmap {
       }
     }
     if (candidates.length === 0) return;
+    // THE INVARIANT of write-back checksums (integrity/store.ts): a bit is cleared only after the
+    // checksum pages of every write that finished in its region are durable on every leg, since
+    // after a crash only set regions get their checksums recomputed. beforeClear flushes every
+    // page changed so far; a write still in flight now may finish after that flush, and one
+    // admitted later resets its region's idle count (hook): both regions stay set this time.
+    const busyBefore = this.o.gate.inFlightRanges();
+    await this.o.beforeClear?.();
     // The header first: once a cleared bit is on a leg, eventsCleared must already say since when.
     const now = this.o.legs.eventCount();
     if (now !== this.eventsCleared) {
@@ -226,10 +239,11 @@ export class WriteIntentBitmap {
     }
     // Synchronous from here to the last bit change: no writer can slip in between the check and the clear.
     if (!this.o.legs.canClear() || this.o.legs.eventCount() !== this.eventsCleared) return;
-    const busy = this.o.gate.inFlightRanges();
+    const busy = [...busyBefore, ...this.o.gate.inFlightRanges()];
     const pages = new Set<number>();
     for (const r of candidates) {
       const start = r * this.regionBytes;
+      if (this.idle[r]! < idleSweeps) continue; // written since the scan above
       if (busy.some((b) => b.start < start + this.regionBytes && start < b.end)) continue;
       const byte = r >> 3;
       const mask = 1 << (r & 7);

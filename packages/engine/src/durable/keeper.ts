@@ -127,6 +127,8 @@ export class MirrorKeeper {
         canClear: () => this.canClear(name),
         eventCount: () => this.host.registry.volumes.get(name)?.assembled.eventCount ?? 0,
       },
+      // Integrity keeps checksum pages write-back: a bit is cleared only once they are durable on every leg (bitmap.ts).
+      beforeClear: () => this.flushChecksums(name),
     }, loaded.valid ? loaded : undefined);
     if (!loaded.valid && sources.length > 0 && vol.wasClean === false) this.host.log('warn', `volume ${name}: no usable write-intent bitmap (${loaded.problems.join('; ')}): the resync copies everything`);
     await bitmap.writeImage(sources);
@@ -224,6 +226,16 @@ export class MirrorKeeper {
     run.copying = copied.then(() => undefined);
     void copied.then((how) => this.finish(keep, run, how));
     this.host.changed();
+  }
+
+  /**
+   * Makes an integrity volume's checksum pages durable on every leg (write, then element flush);
+   * nothing without integrity. canClear() holds every leg active, so every leg is flushed.
+   */
+  private async flushChecksums(name: string): Promise<void> {
+    const store = this.host.integrityOf?.(name)?.store;
+    if (store === undefined) return;
+    await Promise.all(this.members(name).map((m) => store.flush(m.index)));
   }
 
   /** Integrity volumes: the data path records and verifies checksums (integrity/checksum-io.ts). */

@@ -3,7 +3,8 @@
 // read of its superblock through the data path's own link, and comes back when it answers
 // (replace.ts returnLeg), without a restart. Probes back off while a remote stays away, and
 // longer for a leg that fails again soon after it came back (a flapping remote).
-import { SUPERBLOCK_BYTES } from '../meta/types.js';
+import { elementIntegrityArea } from '../meta/assemble.js';
+import { DATA_OFFSET_BYTES, SUPERBLOCK_BYTES, type AssembledVolume } from '../meta/types.js';
 import type { VolumeEntry } from '../state/registry.js';
 import type { KeeperHost } from './host.js';
 import { canRebuild, type Keep, type MirrorKeeper } from './keeper.js';
@@ -35,6 +36,7 @@ export class LegWatch {
   private timer: NodeJS.Timeout | null = null;
   private readonly probes = new Map<string, ProbeState>();
   private readonly replacing = new Set<string>();
+  private readonly said = new Set<string>();
 
   constructor(
     private readonly host: KeeperHost,
@@ -70,13 +72,25 @@ export class LegWatch {
     }
   }
 
-  /** A configured spare of the volume that is unused, idle and large enough for every leg. */
+  /** A configured spare of the volume that is unused, idle and large enough for every leg (checksums included). */
   private freeSpare(entry: VolumeEntry): string | undefined {
-    const need = Math.max(...entry.assembled.elements.map((e) => e.dataSizeBytes));
+    const need = legNeedBytes(entry.assembled);
     return (entry.assembled.config.spares ?? []).find((name) => {
       const e = this.host.registry.elements.get(name);
-      return e !== undefined && this.host.registry.ownerOf(name) === undefined && this.host.dataPath.elementState(e.index) === 'spare' && (e.dataSizeBytes === 0 || e.dataSizeBytes >= need);
+      if (e === undefined || this.host.registry.ownerOf(name) !== undefined || this.host.dataPath.elementState(e.index) !== 'spare') return false;
+      // Size unknown (a remote not asked yet): replace.ts checks it and fails the spare if small.
+      if (e.dataSizeBytes === 0 || e.dataSizeBytes >= need) return true;
+      this.sayOnce(`${entry.assembled.config.name}/${name}`, `volume ${entry.assembled.config.name}: spare ${name} holds ${e.dataSizeBytes} data bytes, a leg needs ${need}${entry.assembled.config.integrity === true ? ' (checksums included)' : ''}: skipped`);
+      return false;
     });
+  }
+
+  /** Logs `line` once per key (a too-small spare is seen every tick); bounded by the spares configured. */
+  private sayOnce(key: string, line: string): void {
+    if (this.said.has(key)) return;
+    if (this.said.size >= 1024) this.said.clear();
+    this.said.add(key);
+    this.host.log('warn', line);
   }
 
   private replaceWithSpare(volume: string, failed: string, spare: string): void {
@@ -139,4 +153,17 @@ export class LegWatch {
       p.said = why;
     }
   }
+}
+
+/**
+ * Bytes after the header a spare must hold to take any leg of `vol`: the largest leg's data and,
+ * on an integrity volume, its checksum area after it (meta/layout.ts; replace.ts refuses less).
+ */
+export function legNeedBytes(vol: Pick<AssembledVolume, 'config' | 'elements'>): number {
+  let need = 0;
+  for (const e of vol.elements) {
+    const area = elementIntegrityArea(vol, e);
+    need = Math.max(need, area !== undefined ? area.offsetBytes + area.sizeBytes - DATA_OFFSET_BYTES : e.dataSizeBytes);
+  }
+  return need;
 }

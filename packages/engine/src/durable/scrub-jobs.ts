@@ -120,7 +120,8 @@ export class ScrubJobs {
     this.results.set(name, result);
     const what = `scrub (${result.kind}) of volume ${name}: ${result.outcome}${result.message !== undefined ? ` (${result.message})` : ''}; ` +
       `${result.checkedBytes} bytes compared, ${result.skippedBytes} skipped, ${result.mismatchedUnits} unit(s) mismatched ` +
-      `(${result.mismatchedBytes} bytes), ${result.repairedUnits} repaired, ${result.ioErrors} I/O error(s)`;
+      `(${result.mismatchedBytes} bytes), ${result.repairedUnits} repaired, ${result.ioErrors} I/O error(s)` +
+      (result.byElement ?? []).map((b) => `; element ${b.element}: ${b.badBlocks} block(s) failed their checksums, ${b.repairedBlocks} repaired, ${b.unrecoverableBlocks} unrecoverable`).join('');
     this.deps.log(result.outcome === 'failed' || result.mismatchedUnits > result.repairedUnits ? 'warn' : 'info', what);
     this.deps.onChange();
     return result;

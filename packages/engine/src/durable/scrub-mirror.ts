@@ -3,8 +3,12 @@
 // Repair picks a reference copy and rewrites the others from it: with three or more legs the
 // copy most legs agree on (ties: the lowest role); with two legs there is no majority, so the
 // first active role wins. A 2-way mirror cannot know which copy is right: without checksums a
-// repair only makes the legs agree (md does the same); per-block checksums arrive with issue 10.
+// repair only makes the legs agree (md does the same). A volume with integrity judges every copy
+// by its stored checksums instead (scrub-verify.ts), and falls back to this rule only for blocks
+// that carry none.
+import { INTEGRITY_BLOCK_BYTES } from '../integrity/types.js';
 import { RAID1_UNIT_BYTES } from './units.js';
+import { verifyMirrorUnit } from './scrub-verify.js';
 import type { ScrubTarget, ScrubUnit, UnitChecker, UnitContext, UnitVerdict } from './scrub.js';
 
 export interface MirrorUnit extends ScrubUnit {
@@ -24,6 +28,9 @@ export function mirrorChecker(t: ScrubTarget): UnitChecker<MirrorUnit> {
   if (g.layout !== 'raid1' && g.layout !== 'raid10') throw new Error(`mirrorChecker: ${g.layout} is not a mirror layout`);
   const dataOffset = g.elements[0]?.dataOffsetBytes ?? 0;
   if (g.elements.some((e) => e.dataOffsetBytes !== dataOffset)) throw new Error(`volume ${t.name}: mirror legs with different data offsets`);
+  if (t.integrity !== undefined && (g.sizeBytes % INTEGRITY_BLOCK_BYTES !== 0 || (g.layout === 'raid10' && g.chunkBytes % INTEGRITY_BLOCK_BYTES !== 0))) {
+    throw new Error(`volume ${t.name}: integrity scrub needs whole ${INTEGRITY_BLOCK_BYTES}-byte blocks (size ${g.sizeBytes}, chunk ${g.chunkBytes})`);
+  }
   const groups = g.layout === 'raid1' ? [t.elements.map((_, role) => role)] : pairsOf(t.elements.length);
   const unitBytes = g.layout === 'raid1' ? RAID1_UNIT_BYTES : g.chunkBytes;
   return {
@@ -31,7 +38,7 @@ export function mirrorChecker(t: ScrubTarget): UnitChecker<MirrorUnit> {
     concurrency: Math.max(4, Math.floor(INFLIGHT_BYTES / unitBytes)),
     units: () => (g.layout === 'raid1' ? raid1Units(g.sizeBytes, dataOffset, groups[0]!) : raid10Units(g.sizeBytes, g.chunkBytes, dataOffset, groups)),
     comparable: (usable) => groups.some((roles) => roles.filter(usable).length >= 2),
-    check: (unit, ctx) => checkMirrorUnit(t, unit, ctx),
+    check: (unit, ctx) => checkMirrorUnit(t, unit, ctx, dataOffset),
   };
 }
 
@@ -74,9 +81,14 @@ async function readCopies(t: ScrubTarget, unit: MirrorUnit, ctx: UnitContext): P
   return reads.filter((c): c is Copy => c !== null);
 }
 
-async function checkMirrorUnit(t: ScrubTarget, unit: MirrorUnit, ctx: UnitContext): Promise<UnitVerdict> {
+async function checkMirrorUnit(t: ScrubTarget, unit: MirrorUnit, ctx: UnitContext, dataOffsetBytes: number): Promise<UnitVerdict> {
   const copies = await readCopies(t, unit, ctx);
   if (copies.length < 2) return { compared: false, mismatchedBytes: 0, repaired: false };
+  if (t.integrity !== undefined) {
+    // Copies that agree are still verified: all of them may have gone bad together.
+    const mismatchedBytes = sameBytes(copies).length === 1 ? 0 : differingBytes(copies.map((c) => c.bytes));
+    return verifyMirrorUnit(t.integrity, t.elements, { volumeOffsetBytes: unit.volumeOffsetBytes, elementOffsetBytes: unit.elementOffsetBytes, dataOffsetBytes }, copies, mismatchedBytes, ctx);
+  }
   const classes = sameBytes(copies);
   if (classes.length === 1) return { compared: true, mismatchedBytes: 0, repaired: false };
   const mismatchedBytes = differingBytes(copies.map((c) => c.bytes));

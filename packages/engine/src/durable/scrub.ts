@@ -12,6 +12,7 @@ import type { WriteGate } from '../datapath/write-gate.js';
 import type { ElementState } from '../meta/types.js';
 import { mirrorChecker } from './scrub-mirror.js';
 import { parityChecker, type StripeChecker } from './scrub-parity.js';
+import type { RoleBlocks, ScrubIntegrity } from './scrub-verify.js';
 
 /** The volume a scrub walks, as the control plane sees it when the scrub starts. */
 export interface ScrubTarget {
@@ -27,6 +28,8 @@ export interface ScrubTarget {
   readonly stripe?: StripeChecker;
   /** Called once a repair wrote legs under a volume range (the engine drops it from its read cache). */
   readonly onRewrite?: (offsetBytes: number, lengthBytes: number) => void;
+  /** Integrity volumes (raid1/raid10): copies are judged by their stored checksums (scrub-verify.ts). */
+  readonly integrity?: ScrubIntegrity;
 }
 
 export interface ScrubUnit {
@@ -52,6 +55,10 @@ export interface UnitVerdict {
   readonly repaired: boolean;
   /** Elements written by the repair (flushed at the end of the scrub). */
   readonly written?: readonly number[];
+  /** Integrity: the unit is mismatched even when its copies agree byte for byte (they failed their checksums). */
+  readonly mismatched?: boolean;
+  /** Integrity: per role with blocks that failed their checksums (or disagreed with a copy that verified). */
+  readonly byRole?: readonly RoleBlocks[];
 }
 
 /** A layout's way of checking a volume, unit by unit. `U` carries whatever the layout needs. */
@@ -130,11 +137,14 @@ interface Tally {
   ioErrors: number;
 }
 
+type BlockCounts = Omit<RoleBlocks, 'role'>;
+
 /** Walks every unit once; resolves with the result (outcome cancelled on abort, failed on an unexpected error). */
 export async function runScrub(opts: ScrubRunOptions): Promise<ScrubStatus> {
   const kind = opts.repair === true ? 'repair' : 'check';
   const startedMs = opts.startedMs ?? Date.now();
   const tally: Tally = { checkedBytes: 0, skippedBytes: 0, mismatchedUnits: 0, mismatchedBytes: 0, repairedUnits: 0, ioErrors: 0 };
+  const blocks = new Map<number, BlockCounts>();
   const lost = new Set<number>();
   let lostReason = '';
   const written = new Set<number>();
@@ -163,6 +173,7 @@ export async function runScrub(opts: ScrubRunOptions): Promise<ScrubStatus> {
     await forEachUnit(opts, async (unit) => {
       const verdict = await opts.checker.check(unit, ctx);
       count(tally, unit, verdict);
+      for (const r of verdict.byRole ?? []) addBlocks(blocks, r);
       for (const e of verdict.written ?? []) written.add(e);
       if ((verdict.written?.length ?? 0) > 0) opts.target.onRewrite?.(unit.volumeOffsetBytes, unit.volumeLengthBytes);
       report();
@@ -173,7 +184,8 @@ export async function runScrub(opts: ScrubRunOptions): Promise<ScrubStatus> {
     message = outcome === 'cancelled' ? String(opts.signal?.reason ?? 'cancelled') : (err as Error).message;
   }
   for (const element of written) await opts.raw.flush(element).catch(() => { tally.ioErrors++; });
-  const result: ScrubStatus = { kind, startedMs, finishedMs: Date.now(), outcome, ...tally, ...(message !== undefined ? { message } : {}) };
+  const byElement = opts.target.integrity === undefined ? {} : { byElement: [...blocks].sort(([a], [b]) => a - b).map(([role, b]) => ({ element: opts.target.elementNames[role] ?? String(role), ...b })) };
+  const result: ScrubStatus = { kind, startedMs, finishedMs: Date.now(), outcome, ...tally, ...byElement, ...(message !== undefined ? { message } : {}) };
   opts.onProgress?.(scrubProgress(kind, tally.checkedBytes + tally.skippedBytes, opts.checker.totalBytes, startedMs));
   return result;
 }
@@ -184,10 +196,18 @@ function count(tally: Tally, unit: ScrubUnit, verdict: UnitVerdict): void {
     return;
   }
   tally.checkedBytes += unit.volumeLengthBytes;
-  if (verdict.mismatchedBytes === 0) return;
+  if (verdict.mismatchedBytes === 0 && verdict.mismatched !== true) return;
   tally.mismatchedUnits++;
   tally.mismatchedBytes += verdict.mismatchedBytes;
   if (verdict.repaired) tally.repairedUnits++;
+}
+
+function addBlocks(blocks: Map<number, BlockCounts>, r: RoleBlocks): void {
+  const b = blocks.get(r.role) ?? { badBlocks: 0, repairedBlocks: 0, unrecoverableBlocks: 0 };
+  b.badBlocks += r.badBlocks;
+  b.repairedBlocks += r.repairedBlocks;
+  b.unrecoverableBlocks += r.unrecoverableBlocks;
+  blocks.set(r.role, b);
 }
 
 /**

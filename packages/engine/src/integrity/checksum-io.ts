@@ -25,7 +25,8 @@ export interface IntegrityLayout {
 
 /** Per-element event counts (the element's integrity counters). */
 export type IntegrityEvent = 'mismatches' | 'repaired' | 'unrecoverable';
-export type IntegrityCount = (element: number, event: IntegrityEvent, blocks: number) => void;
+/** volumeOffsetBytes: the block's place in the volume, for the volume's map (integrity/map.ts). */
+export type IntegrityCount = (element: number, event: IntegrityEvent, blocks: number, volumeOffsetBytes?: number) => void;
 
 export interface IntegrityDeps {
   readonly store: ChecksumStore;
@@ -63,6 +64,14 @@ interface Piece {
  */
 export interface PeekableStore extends ChecksumStore {
   peek?(element: number, firstBlock: number, count: number, out: Uint32Array): boolean;
+}
+
+/**
+ * A store that can write its changed pages without flushing the element (optional;
+ * integrity/store.ts offers it): the volume FLUSH that follows then syncs each element once.
+ */
+export interface WriteBackStore extends ChecksumStore {
+  writeBack?(element: number): Promise<void>;
 }
 
 /** An integrity volume's binding: element I/O in whole checksum blocks at least (partial ones take the RMW path). */
@@ -151,13 +160,18 @@ export class VolumeIntegrity {
     for (let at = first; at < end; at += CLEAR_BATCH_BLOCKS) await this.record(at * BLOCK, zeros.subarray(0, Math.min(CLEAR_BATCH_BLOCKS, end - at)), fua);
   }
 
-  /** Makes every checksum written so far durable on every leg (before the elements' flush). */
+  /**
+   * Writes every checksum page changed so far on every leg; the caller (volume-io.ts flushAll)
+   * then flushes the elements, which makes them durable with the data. A store without
+   * writeBack() is flushed instead (its own element flush, then the caller's).
+   */
   async flush(): Promise<void> {
+    const store = this.d.store as WriteBackStore;
     await Promise.all(this.d.layout.elements.map(async (e) => {
       const s = this.d.state(e.index);
       if (s !== STATE_ACTIVE && s !== STATE_REBUILDING) return;
       try {
-        await this.d.store.flush(e.index);
+        await (store.writeBack !== undefined ? store.writeBack(e.index) : store.flush(e.index));
       } catch (err) {
         if (this.d.state(e.index) === s) throw err;
       }
@@ -250,7 +264,7 @@ export class VolumeIntegrity {
       }
       const block = (c: { data: Uint8Array }): Uint8Array => c.data.subarray(i * BLOCK, (i + 1) * BLOCK);
       if (good === undefined) {
-        for (const c of copies) this.d.count(c.e.index, 'unrecoverable', 1);
+        for (const c of copies) this.d.count(c.e.index, 'unrecoverable', 1, requestOffsetBytes + (p.at + i) * BLOCK);
         lost.push(p.firstBlock + i);
         continue;
       }
@@ -262,8 +276,8 @@ export class VolumeIntegrity {
         const dataBad = storedChecksum(c.crcs[i]!) !== goodSum;
         const sumBad = c.stored[i] !== (good.stored[i] === 0 ? 0 : goodSum);
         if (!dataBad && !sumBad) continue;
-        this.d.count(c.e.index, 'mismatches', 1);
-        rewrites.push(this.rewrite(c.e, p.firstBlock + i, dataBad ? block(good) : null, good.stored[i] === 0 ? 0 : goodSum));
+        this.d.count(c.e.index, 'mismatches', 1, requestOffsetBytes + (p.at + i) * BLOCK);
+        rewrites.push(this.rewrite(c.e, p.firstBlock + i, dataBad ? block(good) : null, good.stored[i] === 0 ? 0 : goodSum, requestOffsetBytes + (p.at + i) * BLOCK));
       }
     }
     const results = await Promise.allSettled(rewrites);
@@ -276,12 +290,12 @@ export class VolumeIntegrity {
   }
 
   /** Writes the good block (and its checksum) over a bad leg's copy; counts it repaired once both are on the leg. */
-  private async rewrite(e: { index: number; dataOffsetBytes: number }, block: number, data: Uint8Array | null, sum: number): Promise<void> {
+  private async rewrite(e: { index: number; dataOffsetBytes: number }, block: number, data: Uint8Array | null, sum: number, volumeOffsetBytes: number): Promise<void> {
     await Promise.all([
       data === null ? undefined : this.d.raw.write(e.index, e.dataOffsetBytes + block * BLOCK, data),
       this.d.store.write(e.index, block, Uint32Array.of(sum)),
     ]);
-    this.d.count(e.index, 'repaired', 1);
+    this.d.count(e.index, 'repaired', 1, volumeOffsetBytes);
     this.note(`volume ${this.d.volume}: element index ${e.index} block ${block} failed its checksum; ${data === null ? 'checksum' : 'data'} rewritten from a verified copy`);
   }
 

@@ -1,7 +1,10 @@
 // Per-element integrity event counters (docs/integrity.md): blocks whose checksum failed
 // (mismatches), copies rewritten from a good one (repaired), blocks with no good copy left
 // (unrecoverable). Keyed by data-path element index, kept since the daemon started, shown in the
-// element's status. The data path counts through count(); status reads snapshot().
+// element's status. The data path counts through count(); status reads snapshot(). Events the
+// data path places (a volume offset) also go to the volume's map (map.ts, NBD x-onestack:integrity).
+import { IntegrityMaps } from './map.js';
+import { INTEGRITY_BLOCK_BYTES } from './types.js';
 
 export type IntegrityCounterName = 'mismatches' | 'repaired' | 'unrecoverable';
 
@@ -14,6 +17,8 @@ export interface IntegrityCounts {
 export class IntegrityCounters {
   /** Only elements that had an event (at most one entry per element slot). */
   private readonly byElement = new Map<number, IntegrityCounts>();
+  /** Per-volume block maps of the events with a volume offset. */
+  readonly maps = new IntegrityMaps();
 
   /** Adds `blocks` to `event` of `element` (same shape as checksum-io's IntegrityCount; bind-free). */
   readonly count = (element: number, event: IntegrityCounterName, blocks: number): void => {
@@ -25,6 +30,18 @@ export class IntegrityCounters {
     }
     c[event] += blocks;
   };
+
+  /**
+   * count() for one volume: an event given a volume offset (its first block's; the `blocks` are
+   * consecutive from there) is also marked in the volume's map.
+   */
+  countFor(volume: string): (element: number, event: IntegrityCounterName, blocks: number, volumeOffsetBytes?: number) => void {
+    return (element, event, blocks, volumeOffsetBytes) => {
+      this.count(element, event, blocks);
+      if (volumeOffsetBytes === undefined || !(Number.isSafeInteger(blocks) && blocks > 0)) return;
+      for (let i = 0; i < blocks; i++) this.maps.mark(volume, volumeOffsetBytes + i * INTEGRITY_BLOCK_BYTES, event);
+    };
+  }
 
   /** A copy of `element`'s counters (zeros when nothing happened). */
   snapshot(element: number): IntegrityCounts {

@@ -6,6 +6,7 @@
 import { blockChecksums, type Crc32cBlocks } from '@onestack/native';
 import { withCopy, type RawIo } from '../datapath/raw-io.js';
 import { DataPathError } from '../datapath/errno.js';
+import type { WriteBackStore } from './checksum-io.js';
 import { INTEGRITY_BLOCK_BYTES, storedChecksum, type ChecksumStore } from './types.js';
 
 const BLOCK = INTEGRITY_BLOCK_BYTES;
@@ -70,8 +71,11 @@ export function recomputingRaw(raw: RawIo, store: ChecksumStore, dataOffsetOf: (
         await clear(element, offsetBytes, lengthBytes);
       },
       flush: async (element) => {
-        // The source's checksums were rewritten too: make them durable with the target's.
-        await Promise.all([...touched].map((el) => store.flush(el)));
+        // The source's checksums were rewritten too: make them durable with the target's. The
+        // element flushed next only needs its pages written (one sync for pages and data).
+        const pages = store as WriteBackStore;
+        const mine = touched.has(element) && pages.writeBack !== undefined;
+        await Promise.all([...touched].map((el) => (el === element && mine ? pages.writeBack!(el) : store.flush(el))));
         touched.clear();
         await raw.flush(element);
       },

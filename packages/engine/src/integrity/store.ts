@@ -3,76 +3,31 @@
 // data path's maintenance channel (RawIo). Pages are cached in one LRU per engine
 // (ChecksumPageCache, bounded in bytes) and their writes are serialised and coalesced per page
 // exactly like the write-intent bitmap's (durable/page-queue.ts): N writers of one page cost at
-// most two page writes. A dirty page always has its write queued, so eviction takes only clean
-// pages (written before they go). A fresh area is sparse zeros = "no checksum": no initialisation.
+// most two page writes. A fresh area is sparse zeros = "no checksum": no initialisation.
+//
+// Two modes. Write-through (the default): write() queues the page write and resolves once the
+// page is on the element. Write-back (`writeBack: true`, what integrity volumes use): write()
+// updates the cached page, marks it dirty and resolves at once (FUA writes still go through and
+// wait); dirty pages are written on flush(), before they are evicted, and when the dirty pages
+// exceed half the cache (writers then wait for write-back: back-pressure, never a drop).
+// A random 4 KiB write then costs no checksum page write of its own, which is most of what
+// integrity cost a raid1. Crash safety comes from the write-intent bitmap, not from the order of
+// page writes: a region's bit is cleared only after its checksum pages are durable on every leg
+// (durable/bitmap.ts beforeClear, wired in durable/keeper.ts), and resync recomputes the
+// checksums of every set region (integrity/recompute.ts). A dirty page is never dropped, even
+// when its write failed: flush() reports the failure until a write succeeds.
 import { endianness } from 'node:os';
 import { DataPathError } from '../datapath/errno.js';
 import type { RawIo } from '../datapath/raw-io.js';
 import { PageWriteQueue } from '../durable/page-queue.js';
+import { CHECKSUM_PAGE_BYTES, ChecksumPageCache, DEFAULT_CHECKSUM_CACHE_BYTES, isDirty, type Page } from './page-cache.js';
 import { INTEGRITY_BLOCK_BYTES, INTEGRITY_SUM_BYTES, type ChecksumStore, type IntegrityArea } from './types.js';
 
-export const CHECKSUM_PAGE_BYTES = 4096;
 export const SUMS_PER_PAGE = CHECKSUM_PAGE_BYTES / INTEGRITY_SUM_BYTES;
-/** Default bound of the engine's checksum page cache: 4096 pages, covering 16 GiB of data. */
-export const DEFAULT_CHECKSUM_CACHE_BYTES = 16 * 1024 * 1024;
+export { CHECKSUM_PAGE_BYTES, ChecksumPageCache, DEFAULT_CHECKSUM_CACHE_BYTES };
 
 // Pages are Uint32Array views written as bytes: the on-disk format is little-endian.
 if (endianness() !== 'LE') throw new Error('the checksum store assumes a little-endian host');
-
-interface Page {
-  readonly store: IntegrityStore;
-  readonly element: number;
-  readonly index: number;
-  readonly sums: Uint32Array;
-  /** Changes so far, and the change count the last successful write carried. */
-  gen: number;
-  writtenGen: number;
-  /** A writer asked for FUA since the last write started. */
-  fua: boolean;
-  /** Readers/writers between load and use: never evicted meanwhile. */
-  pins: number;
-  /** Its last write failed: the memory copy is not on the element; dropped as soon as it is idle. */
-  failed: boolean;
-}
-
-/** The LRU of checksum pages shared by every volume of an engine. */
-export class ChecksumPageCache {
-  /** Oldest first (a Set keeps insertion order; touch re-inserts). */
-  private readonly lru = new Set<Page>();
-
-  constructor(readonly limitBytes = DEFAULT_CHECKSUM_CACHE_BYTES) {
-    if (!(Number.isSafeInteger(limitBytes) && limitBytes >= CHECKSUM_PAGE_BYTES)) throw new RangeError(`checksum cache of ${limitBytes} bytes: at least one ${CHECKSUM_PAGE_BYTES}-byte page`);
-  }
-
-  /** Bytes of pages held now (may exceed the limit only by pages pinned or being written). */
-  get bytes(): number {
-    return this.lru.size * CHECKSUM_PAGE_BYTES;
-  }
-
-  /** @internal */
-  touch(page: Page): void {
-    this.lru.delete(page);
-    this.lru.add(page);
-  }
-
-  /** @internal */
-  remove(page: Page): void {
-    this.lru.delete(page);
-  }
-
-  /** @internal Evicts idle clean (or failed) pages, oldest first, until under the limit. */
-  trim(): void {
-    let over = this.lru.size - Math.floor(this.limitBytes / CHECKSUM_PAGE_BYTES);
-    if (over <= 0) return;
-    for (const page of this.lru) {
-      if (over <= 0) break;
-      if (!page.store.evictable(page)) continue;
-      this.lru.delete(page);
-      page.store.dropPage(page);
-      over--;
-    }
-  }
-}
 
 export interface IntegrityStoreOptions {
   readonly raw: RawIo;
@@ -81,6 +36,8 @@ export interface IntegrityStoreOptions {
   readonly areaOf: (element: number) => IntegrityArea | undefined;
   /** For messages. */
   readonly volume: string;
+  /** Write-back mode (see the top of this file); default write-through. */
+  readonly writeBack?: boolean;
 }
 
 /** Waits for every promise (so no work outlives the call unseen), then throws the first rejection. */
@@ -105,6 +62,9 @@ export class IntegrityStore implements ChecksumStore {
   private readonly pending = new Map<number, Set<Promise<void>>>();
   /** Per element: bumped by forget(), so a page read that started before it is not cached. */
   private readonly epochs = new Map<number, number>();
+  /** Per element: page writes that succeeded so far, and how many of them an element flush covered. */
+  private readonly writtenPages = new Map<number, number>();
+  private readonly flushedPages = new Map<number, number>();
 
   constructor(private readonly o: IntegrityStoreOptions) {}
 
@@ -125,18 +85,66 @@ export class IntegrityStore implements ChecksumStore {
   private async writeNow(element: number, firstBlock: number, sums: Uint32Array, opts: { fua?: boolean }): Promise<void> {
     const area = this.check(element, firstBlock, sums.length);
     const writes: Promise<void>[] = [];
+    const through = this.o.writeBack !== true || opts.fua === true;
     await this.eachPage(element, area, firstBlock, sums.length, true, (page, from, to, at) => {
       page.sums.set(sums.subarray(at, at + (to - from)), from);
       page.gen++;
+      this.o.cache.markDirty(page);
+      if (!through) return;
       if (opts.fua === true) page.fua = true;
-      writes.push(this.queue.persist(page));
+      writes.push(this.writeBackPage(page));
     });
-    await settleAll(writes);
+    if (writes.length > 0) await settleAll(writes);
+    else await this.o.cache.relieve();
   }
 
-  async flush(element: number): Promise<void> {
+  /**
+   * Writes every page changed by write() calls so far on `element` (waiting for those still
+   * loading their pages), without flushing the element: for a caller that flushes the element
+   * itself next (a volume FLUSH), so the element is synced once, not twice.
+   */
+  async writeBack(element: number): Promise<void> {
     await settleAll([...(this.pending.get(element) ?? [])]);
+    await settleAll(this.o.cache.dirtyOf(this, element).map((page) => this.writeBackPage(page)));
+  }
+
+  /** writeBack(), then the element flush unless no page write succeeded since the last one. */
+  async flush(element: number): Promise<void> {
+    await this.writeBack(element);
+    const written = this.writtenPages.get(element) ?? 0;
+    if (written === (this.flushedPages.get(element) ?? 0)) return;
     await this.o.raw.flush(element);
+    // Every page write counted in `written` had completed before the flush started.
+    if (written > (this.flushedPages.get(element) ?? 0)) this.flushedPages.set(element, written);
+  }
+
+  /** flush() of every element with pages changed or being written (engine close, bitmap sweep). */
+  async flushAll(): Promise<void> {
+    const elements = new Set([...this.pending.keys(), ...[...this.pages.values()].filter((p) => isDirty(p)).map((p) => p.element)]);
+    await settleAll([...elements].map((el) => this.flush(el)));
+  }
+
+  /** Pages of this store changed and not written yet (tests, status). */
+  get dirtyPages(): number {
+    let n = 0;
+    for (const page of this.pages.values()) if (isDirty(page)) n++;
+    return n;
+  }
+
+  /**
+   * @internal Resolves when the page as it is now is written: joins the write already asked
+   * for at the same change count, else queues one (coalesced per page by the queue).
+   */
+  writeBackPage(page: Page): Promise<void> {
+    const asked = page.persisting;
+    if (asked !== null && asked.gen === page.gen) return asked.done;
+    const entry = { gen: page.gen, done: this.queue.persist(page) };
+    page.persisting = entry;
+    const settled = (): void => {
+      if (page.persisting === entry) page.persisting = null;
+    };
+    entry.done.then(settled, settled);
+    return entry.done;
   }
 
   forget(element: number): void {
@@ -164,9 +172,12 @@ export class IntegrityStore implements ChecksumStore {
     return this.pages.size;
   }
 
-  /** @internal (ChecksumPageCache) Idle, and clean or known bad. */
+  /**
+   * @internal (ChecksumPageCache) Idle, and clean (a write of it may still be finishing: it
+   * carried every change), or (write-through only) known bad with no write queued: its writer was told.
+   */
   evictable(page: Page): boolean {
-    return page.pins === 0 && (page.gen === page.writtenGen || page.failed) && !this.queue.busy(page);
+    return page.pins === 0 && (!isDirty(page) || (page.failed && this.o.writeBack !== true && !this.queue.busy(page)));
   }
 
   /** @internal (ChecksumPageCache) */
@@ -244,7 +255,7 @@ export class IntegrityStore implements ChecksumStore {
         }
         sums = new Uint32Array(bytes.slice().buffer, 0, SUMS_PER_PAGE);
       }
-      const fresh: Page = { store: this, element, index, sums, gen: 0, writtenGen: 0, fua: false, pins: 0, failed: false };
+      const fresh: Page = { store: this, element, index, sums, gen: 0, writtenGen: 0, fua: false, pins: 0, failed: false, persisting: null };
       // Cached only if no forget() came in between (the element may have left the volume).
       if ((this.epochs.get(element) ?? 0) === epoch && !this.pages.has(key)) {
         this.pages.set(key, fresh);
@@ -294,7 +305,11 @@ export class IntegrityStore implements ChecksumStore {
       throw new DataPathError('EIO', `volume ${this.o.volume}: writing checksum page ${page.index} of element index ${page.element}: ${(err as Error).message}`);
     }
     if (gen > page.writtenGen) page.writtenGen = gen;
-    if (page.gen === page.writtenGen) page.failed = false;
+    this.writtenPages.set(page.element, (this.writtenPages.get(page.element) ?? 0) + 1);
+    if (page.gen === page.writtenGen) {
+      page.failed = false;
+      this.o.cache.markClean(page);
+    }
     this.o.cache.trim(); // pages that became clean may go now
   }
 }

@@ -33,7 +33,8 @@ export class IntegrityStores {
     if (existing !== undefined) return existing;
     const vol = this.o.volume(name);
     if (vol?.config.integrity !== true) return undefined;
-    const store = new IntegrityStore({ raw: this.o.raw(), cache: this.cache, volume: name, areaOf: (element) => this.areaOf(name, element) });
+    // Write-back: the keeper's bitmap sweep flushes the store before it clears a bit (keeper.ts).
+    const store = new IntegrityStore({ raw: this.o.raw(), cache: this.cache, volume: name, writeBack: true, areaOf: (element) => this.areaOf(name, element) });
     this.stores.set(name, store);
     return store;
   }
@@ -47,14 +48,22 @@ export class IntegrityStores {
   async detach(name: string): Promise<void> {
     const store = this.stores.get(name);
     this.stores.delete(name);
+    this.counters.maps.forget(name); // a new volume with the name starts with a clean map
     if (store === undefined) return;
     await store.idle();
     store.forgetAll();
   }
 
-  /** Engine close: every page write settled (the volumes' flushes made them durable). */
+  /**
+   * Engine close (before the data path closes): the volumes' flushes made their pages durable;
+   * pages changed after them (a repair) are flushed here. A failure leaves its regions' bits set
+   * (the keeper cleared them only after its own flush), so the next open recomputes them.
+   */
   async close(): Promise<void> {
-    for (const name of [...this.stores.keys()]) await this.detach(name);
+    for (const [name, store] of [...this.stores]) {
+      await store.flushAll().catch(() => undefined);
+      await this.detach(name);
+    }
   }
 
   private areaOf(name: string, element: number): IntegrityArea | undefined {

@@ -38,7 +38,7 @@ export interface ChecksumStore {
   readonly blockBytes: number;
   /** Stored checksums of blocks [firstBlock, +count) of `element` (0 = none). */
   read(element: number, firstBlock: number, count: number): Promise<Uint32Array>;
-  /** Records checksums of blocks [firstBlock, +sums.length) (0 = none); resolves once on the element (durable with fua). */
+  /** Records checksums of blocks [firstBlock, +sums.length) (0 = none); resolves once on the element (durable with fua), or once cached in a write-back store (store.ts). */
   write(element: number, firstBlock: number, sums: Uint32Array, opts?: { fua?: boolean }): Promise<void>;
   /** Resolves once every write() so far on `element` is durable. */
   flush(element: number): Promise<void>;
