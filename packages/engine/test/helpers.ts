@@ -26,3 +26,23 @@ export function readFileRange(p: string, offsetBytes: number, lengthBytes: numbe
     fs.closeSync(fd);
   }
 }
+
+/** `length` seeded pseudo-random bytes (the same for the same seed). */
+export function randomBytes(length: number, seed: number): Uint8Array {
+  const next = rng(seed);
+  const out = new Uint8Array(length);
+  for (let i = 0; i < length; i++) out[i] = next(256);
+  return out;
+}
+
+/** XORs `length` bytes of file `p` at `offsetBytes` with 0xff (every byte changes), bypassing the engine. */
+export function flipFileBytes(p: string, offsetBytes: number, length: number): void {
+  const bytes = readFileRange(p, offsetBytes, length);
+  for (let i = 0; i < bytes.length; i++) bytes[i] = bytes[i]! ^ 0xff;
+  const fd = fs.openSync(p, 'r+');
+  try {
+    fs.writeSync(fd, bytes, 0, bytes.length, offsetBytes);
+  } finally {
+    fs.closeSync(fd);
+  }
+}

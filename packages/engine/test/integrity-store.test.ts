@@ -85,6 +85,21 @@ describe('IntegrityStore on a data path', () => {
     expect(Array.from(await storeOver(raw).read(0, 2047, 3))).toEqual([1048, 1049, 1050]);
   });
 
+  it('peek answers from cached pages only, synchronously; an uncached page or a bad range says false', async () => {
+    const store = storeOver(raw);
+    const out = new Uint32Array(4);
+    expect(store.peek(0, 5000, 4, out)).toBe(false); // nothing cached yet
+    await store.write(0, 5000, seq(4, 7));
+    expect(store.peek(0, 5000, 4, out)).toBe(true);
+    expect(Array.from(out)).toEqual(Array.from(seq(4, 7)));
+    expect(store.peek(0, 1022, 4, out)).toBe(false); // pages 0 and 1 never loaded
+    expect(store.peek(0, -1, 1, out)).toBe(false);
+    expect(store.peek(0, 5000, 8, out)).toBe(false); // out too small
+    await store.flush(0);
+    store.forget(0); // the cache is shared by the tests of this file
+    expect(store.peek(0, 5000, 4, out)).toBe(false);
+  });
+
   it('coalesces concurrent writers of one page into at most two page writes', async () => {
     const store = storeOver(raw);
     await store.read(1, 0, 1); // page cached: the writers below only wait for page writes

@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Engine } from '../dist/index.js';
 import { DATA_OFFSET_BYTES } from '../dist/meta/types.js';
-import { readFileRange, rng } from './helpers.js';
+import { flipFileBytes, randomBytes, readFileRange, rng } from './helpers.js';
 
 const MiB = 1024 * 1024;
 const KiB = 1024;
@@ -39,23 +39,11 @@ async function open(layout: 'raid1' | 'raid10', legs: readonly string[]): Promis
   return engine;
 }
 
-function random(length: number, seed: number): Uint8Array {
-  const next = rng(seed);
-  const out = new Uint8Array(length);
-  for (let i = 0; i < length; i++) out[i] = next(256);
-  return out;
-}
+const random = randomBytes;
 
 /** XORs `length` bytes of a leg's image at data offset `at` with 0xff, bypassing the engine. */
 function corrupt(leg: string, at: number, length: number): void {
-  const bytes = readFileRange(image(leg), DATA_OFFSET_BYTES + at, length);
-  for (let i = 0; i < bytes.length; i++) bytes[i] = bytes[i]! ^ 0xff;
-  const fd = fs.openSync(image(leg), 'r+');
-  try {
-    fs.writeSync(fd, bytes, 0, bytes.length, DATA_OFFSET_BYTES + at);
-  } finally {
-    fs.closeSync(fd);
-  }
+  flipFileBytes(image(leg), DATA_OFFSET_BYTES + at, length);
 }
 
 const legData = (leg: string, at: number, length: number): Buffer => Buffer.from(readFileRange(image(leg), DATA_OFFSET_BYTES + at, length));

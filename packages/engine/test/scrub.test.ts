@@ -10,7 +10,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Engine, EngineError, type ScrubStatus } from '../dist/index.js';
 import { differingBytes } from '../dist/durable/scrub-mirror.js';
 import { DATA_OFFSET_BYTES } from '../dist/meta/types.js';
-import { rng, readFileRange } from './helpers.js';
+import { flipFileBytes, randomBytes, readFileRange, rng } from './helpers.js';
 
 const MiB = 1024 * 1024;
 const KiB = 1024;
@@ -41,23 +41,11 @@ async function open(layout: 'raid1' | 'raid10' | 'raid0', legs: readonly string[
   return engine;
 }
 
-function random(length: number, seed: number): Uint8Array {
-  const next = rng(seed);
-  const out = new Uint8Array(length);
-  for (let i = 0; i < length; i++) out[i] = next(256);
-  return out;
-}
+const random = randomBytes;
 
 /** Flips `length` bytes of a leg's image at volume-data offset `at` (XOR 0xff: every byte changes). */
 function corrupt(leg: string, at: number, length: number): void {
-  const bytes = readFileRange(image(leg), DATA_OFFSET_BYTES + at, length);
-  for (let i = 0; i < bytes.length; i++) bytes[i] = bytes[i]! ^ 0xff;
-  const fd = fs.openSync(image(leg), 'r+');
-  try {
-    fs.writeSync(fd, bytes, 0, bytes.length, DATA_OFFSET_BYTES + at);
-  } finally {
-    fs.closeSync(fd);
-  }
+  flipFileBytes(image(leg), DATA_OFFSET_BYTES + at, length);
 }
 
 function legsEqual(a: string, b: string, length: number): boolean {
