@@ -7,6 +7,7 @@ import * as fs from 'node:fs';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { blockChecksums } from '@onestack/native';
 import { DataPath } from '../dist/datapath/datapath.js';
+import { flipFileBytes, readFileRange } from './helpers.js';
 import { DATA_OFFSET_BYTES } from '../src/meta/types.js';
 import type { IntegrityEvent } from '../src/integrity/checksum-io.js';
 import { DATA_BYTES, KiB, MiB, elementsFor, equalBytes, pattern, sparseFiles, tempDir, volume } from './datapath-harness.js';
@@ -57,27 +58,12 @@ function crcOf(bytes: Uint8Array): number {
 }
 
 function rawRead(path: string, volumeOffsetBytes: number, len: number): Uint8Array {
-  const fd = fs.openSync(path, 'r');
-  try {
-    const out = new Uint8Array(len);
-    fs.readSync(fd, out, 0, len, DATA_OFFSET_BYTES + volumeOffsetBytes);
-    return out;
-  } finally {
-    fs.closeSync(fd);
-  }
+  return readFileRange(path, DATA_OFFSET_BYTES + volumeOffsetBytes, len);
 }
 
-/** Flips one byte of a leg file through the page cache (what the daemon reads from). */
+/** Changes one byte of a leg file (through the page cache, which the data path reads from). */
 function flip(path: string, volumeOffsetBytes: number): void {
-  const fd = fs.openSync(path, 'r+');
-  try {
-    const b = Buffer.alloc(1);
-    fs.readSync(fd, b, 0, 1, DATA_OFFSET_BYTES + volumeOffsetBytes);
-    b[0] = b[0]! ^ 0x5a;
-    fs.writeSync(fd, b, 0, 1, DATA_OFFSET_BYTES + volumeOffsetBytes);
-  } finally {
-    fs.closeSync(fd);
-  }
+  flipFileBytes(path, DATA_OFFSET_BYTES + volumeOffsetBytes, 1);
 }
 
 /** One rig per describe block, started before its tests and closed after them. */

@@ -5,22 +5,16 @@ import * as fs from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { DataPath } from '../dist/datapath/datapath.js';
 import { IntegrityCounters } from '../dist/integrity/counters.js';
+import { flipFileBytes, readFileRange } from './helpers.js';
 import { DATA_OFFSET_BYTES } from '../src/meta/types.js';
 import { DATA_BYTES, KiB, MiB, elementsFor, equalBytes, pattern, sparseFiles, tempDir, volume } from './datapath-harness.js';
 import { PeekableMemStore } from './integrity-harness.js';
 
 const BLOCK = 4096;
 
+/** Changes one byte of a leg file (through the page cache, which the data path reads from). */
 function flip(path: string, columnOffsetBytes: number): void {
-  const fd = fs.openSync(path, 'r+');
-  try {
-    const b = Buffer.alloc(1);
-    fs.readSync(fd, b, 0, 1, DATA_OFFSET_BYTES + columnOffsetBytes);
-    b[0] = b[0]! ^ 0x5a;
-    fs.writeSync(fd, b, 0, 1, DATA_OFFSET_BYTES + columnOffsetBytes);
-  } finally {
-    fs.closeSync(fd);
-  }
+  flipFileBytes(path, DATA_OFFSET_BYTES + columnOffsetBytes, 1);
 }
 
 describe('integrity map from the raid10 data path', () => {
