@@ -2,11 +2,10 @@
 // integrity raid1 is caught and repaired on read; then `nbdinfo --map=x-onestack:integrity`
 // shows flag 2 (repaired) exactly over that 4 KiB block and 0 everywhere else, and
 // `nbdinfo --list --json` offers the context only on the integrity volume.
-import { openSync, readFileSync, readSync, writeSync, closeSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Daemon } from './lib/daemon.js';
-import { DATA_OFFSET_BYTES, MiB, removeDir, tempDir, writeConfig } from './lib/files.js';
+import { DATA_OFFSET_BYTES, flipBytes, MiB, removeDir, tempDir, writeConfig } from './lib/files.js';
 import { qemuIo, qemuIoFailed } from './lib/peers.js';
 import { explain, missingTools, runOk } from './lib/proc.js';
 
@@ -17,16 +16,9 @@ const missing = missingTools(['nbdinfo', 'qemu-io']);
 
 interface Counts { mismatches: number; repaired: number; unrecoverable: number }
 
+/** Flips one byte of a leg file at data offset `dataOffsetBytes` (files.ts flipBytes). */
 function flip(file: string, dataOffsetBytes: number): void {
-  const fd = openSync(file, 'r+');
-  try {
-    const b = Buffer.alloc(1);
-    readSync(fd, b, 0, 1, DATA_OFFSET_BYTES + dataOffsetBytes);
-    b[0] = b[0]! ^ 0xff;
-    writeSync(fd, b, 0, 1, DATA_OFFSET_BYTES + dataOffsetBytes);
-  } finally {
-    closeSync(fd);
-  }
+  flipBytes(file, DATA_OFFSET_BYTES + dataOffsetBytes);
 }
 
 /** `nbdinfo --map=CONTEXT --json`: every extent with its type. */
@@ -44,11 +36,9 @@ describe.skipIf(missing !== null)(`integrity map over NBD${missing !== null ? ` 
     dir = tempDir('integrity-map');
     let configPath: string;
     ({ configPath, images } = await writeConfig(dir, ['a', 'b', 'c', 'd'].map((name) => ({ name, sizeBytes: ELEMENT_BYTES })),
-      [{ name: 'mir', layout: 'raid1', elements: ['a', 'b'] }, { name: 'plain', layout: 'raid1', elements: ['c', 'd'] }],
+      [{ name: 'mir', layout: 'raid1', elements: ['a', 'b'], integrity: true }, { name: 'plain', layout: 'raid1', elements: ['c', 'd'] }],
       // RAM read cache off: a cached block was verified when filled, a re-read would never reach a leg.
       ['cache: { readMiB: 0 }']));
-    // files.ts writes no integrity key: add it to mir's volume line only.
-    writeFileSync(configPath, readFileSync(configPath, 'utf8').replace('elements: [a, b] }', 'elements: [a, b], integrity: true }'));
     daemon = await Daemon.start({ dataDir: path.join(dir, 'data'), configPath });
   }, 60_000);
 

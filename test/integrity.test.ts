@@ -3,12 +3,11 @@
 // client gets the original bytes (sha256), the element's integrity counters rise in status, and
 // the leg file holds the original block again afterwards. kill -9 during heavy writes, restart:
 // reading everything back raises no checksum mismatch, and data flushed before the crash reads back.
-import { openSync, writeSync, readSync, closeSync, readFileSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Daemon } from './lib/daemon.js';
-import { DATA_OFFSET_BYTES, MiB, readAt, removeDir, sha256Range, sparseFile, tempDir, writeConfig } from './lib/files.js';
+import { DATA_OFFSET_BYTES, flipBytes, MiB, readAt, removeDir, sha256Range, sparseFile, tempDir, writeConfig } from './lib/files.js';
 import { nbdcopy, qemuIo, qemuIoFailed } from './lib/peers.js';
 import { explain, missingTools, sleep, spawnTracked } from './lib/proc.js';
 import { startNbdkit, type NbdkitPeer } from './lib/remotes.js';
@@ -32,17 +31,9 @@ function countsOf(v: VolumeView, element: string): Counts {
   return v.elements.find((e) => e.name === element)?.integrity ?? { mismatches: -1, repaired: -1, unrecoverable: -1 };
 }
 
-/** Flips one byte of a leg file with a plain write (through the page cache the daemon and nbdkit read). */
+/** Flips one byte of a leg file at data offset `dataOffsetBytes` (files.ts flipBytes). */
 function flip(file: string, dataOffsetBytes: number): void {
-  const fd = openSync(file, 'r+');
-  try {
-    const b = Buffer.alloc(1);
-    readSync(fd, b, 0, 1, DATA_OFFSET_BYTES + dataOffsetBytes);
-    b[0] = b[0]! ^ 0xff;
-    writeSync(fd, b, 0, 1, DATA_OFFSET_BYTES + dataOffsetBytes);
-  } finally {
-    closeSync(fd);
-  }
+  flipBytes(file, DATA_OFFSET_BYTES + dataOffsetBytes);
 }
 
 function sha256(buf: Buffer): string {
@@ -64,11 +55,9 @@ describe.skipIf(missing !== null)(`integrity on raid1 (local + nbdkit)${missing 
     // leg are lost while its data writes landed (new data, old checksum) — what the resync must fix.
     remote = await startNbdkit(['--filter=delay', 'file', file('far'), 'wdelay=10ms']);
     ({ configPath } = await writeConfig(dir, [{ name: 'near', sizeBytes: ELEMENT_BYTES }, { name: 'far', uri: remote.uri, options: { timeoutMs: 3000 } }],
-      [{ name: 'mir', layout: 'raid1', elements: ['near', 'far'], bitmapRegionKiB: 64 }],
+      [{ name: 'mir', layout: 'raid1', elements: ['near', 'far'], bitmapRegionKiB: 64, integrity: true }],
       // RAM read cache off: its blocks were verified when they were filled, so a re-read would never reach a leg.
       ['cache: { readMiB: 0 }']));
-    // files.ts writes no integrity key: add it to the volume line.
-    writeFileSync(configPath, readFileSync(configPath, 'utf8').replace('bitmapRegionKiB: 64 }', 'bitmapRegionKiB: 64, integrity: true }'));
     daemon = await Daemon.start({ dataDir: path.join(dir, 'data'), configPath });
   }, 60_000);
 

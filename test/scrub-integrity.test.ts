@@ -3,11 +3,10 @@
 // bypassing onestack: a check names that element and the bad block count (exit 1), --repair
 // rewrites them from the copy that verifies (exit 0), a second scrub reports zero, and the
 // remote file holds the original bytes again.
-import { openSync, writeSync, readSync, closeSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLI_MAIN, Daemon, REPO_ROOT } from './lib/daemon.js';
-import { DATA_OFFSET_BYTES, MiB, readAt, removeDir, sparseFile, tempDir, writeConfig } from './lib/files.js';
+import { DATA_OFFSET_BYTES, flipBytes, MiB, readAt, removeDir, sparseFile, tempDir, writeConfig } from './lib/files.js';
 import { qemuIo, qemuIoFailed } from './lib/peers.js';
 import { explain, missingTools, run, runOk } from './lib/proc.js';
 import { startNbdkit, type NbdkitPeer } from './lib/remotes.js';
@@ -23,17 +22,9 @@ async function flagged(uri: string): Promise<{ offset: number; length: number; t
   return (JSON.parse(r.stdout) as { offset: number; length: number; type: number }[]).filter((e) => e.type !== 0).map(({ offset, length, type }) => ({ offset, length, type }));
 }
 
-/** XORs `length` bytes of a leg file at data offset `at` with 0xff (a plain write, as a bad disk or target would leave them). */
+/** Flips `length` bytes of a leg file at data offset `at` (files.ts flipBytes). */
 function flip(file: string, at: number, length: number): void {
-  const fd = openSync(file, 'r+');
-  try {
-    const b = Buffer.alloc(length);
-    readSync(fd, b, 0, length, DATA_OFFSET_BYTES + at);
-    for (let i = 0; i < length; i++) b[i] = b[i]! ^ 0xff;
-    writeSync(fd, b, 0, length, DATA_OFFSET_BYTES + at);
-  } finally {
-    closeSync(fd);
-  }
+  flipBytes(file, DATA_OFFSET_BYTES + at, length);
 }
 
 describe.skipIf(missing !== null)(`scrub of an integrity raid1 (local + nbdkit)${missing !== null ? ` (skipped: ${missing})` : ''}`, () => {
@@ -50,9 +41,7 @@ describe.skipIf(missing !== null)(`scrub of an integrity raid1 (local + nbdkit)$
     remote = await startNbdkit(['file', file('far')]);
     const { configPath } = await writeConfig(dir, [{ name: 'near', sizeBytes: ELEMENT_BYTES }, { name: 'far', uri: remote.uri, options: { timeoutMs: 10_000 } }],
       // near is role 0: the plain 2-way rule would take it as the reference.
-      [{ name: 'mir', layout: 'raid1', elements: ['near', 'far'], bitmapRegionKiB: 64 }], ['cache: { readMiB: 0 }']);
-    // files.ts writes no integrity key: add it to the volume line.
-    writeFileSync(configPath, readFileSync(configPath, 'utf8').replace('bitmapRegionKiB: 64 }', 'bitmapRegionKiB: 64, integrity: true }'));
+      [{ name: 'mir', layout: 'raid1', elements: ['near', 'far'], bitmapRegionKiB: 64, integrity: true }], ['cache: { readMiB: 0 }']);
     daemon = await Daemon.start({ dataDir: path.join(dir, 'data'), configPath });
     const w = await qemuIo(daemon.uri('mir'), [`write -P 0x5a 0 ${PATTERN_BYTES}`, 'flush']);
     expect(qemuIoFailed(w), explain(w)).toBe(false);

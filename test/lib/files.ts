@@ -1,6 +1,6 @@
 // Temp dirs, sparse element images, random payloads, hashes, and onestack config files.
 import { createHash, randomFillSync } from 'node:crypto';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, readSync, rmSync, writeSync } from 'node:fs';
 import { open, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -108,6 +108,8 @@ export interface VolumeSpec {
   readonly spares?: readonly string[];
   /** Write-intent bitmap region size (raid1/raid10). */
   readonly bitmapRegionKiB?: number;
+  /** Per-block checksums (raid1/raid10; docs/integrity.md). */
+  readonly integrity?: boolean;
 }
 
 export interface WrittenConfig {
@@ -142,9 +144,26 @@ export async function writeConfig(dir: string, elements: readonly ElementSpec[],
     const boot = v.boot === true ? ', boot: true' : '';
     const spares = v.spares === undefined ? '' : `, spares: [${v.spares.join(', ')}]`;
     const region = v.bitmapRegionKiB === undefined ? '' : `, bitmapRegionKiB: ${v.bitmapRegionKiB}`;
-    lines.push(`  - { name: ${v.name}, layout: ${v.layout}, elements: [${v.elements.join(', ')}]${chunk}${boot}${spares}${region} }`);
+    const integrity = v.integrity === true ? ', integrity: true' : '';
+    lines.push(`  - { name: ${v.name}, layout: ${v.layout}, elements: [${v.elements.join(', ')}]${chunk}${boot}${spares}${region}${integrity} }`);
   }
   const configPath = path.join(dir, 'onestack.yaml');
   await writeFile(configPath, lines.join('\n') + '\n');
   return { configPath, images };
+}
+
+/**
+ * XORs `lengthBytes` bytes of `file` at `offsetBytes` with 0xff (every byte changes) with a plain
+ * write, behind the daemon's back — as a bad disk or a buggy target would leave them.
+ */
+export function flipBytes(file: string, offsetBytes: number, lengthBytes = 1): void {
+  const fd = openSync(file, 'r+');
+  try {
+    const b = Buffer.alloc(lengthBytes);
+    readSync(fd, b, 0, lengthBytes, offsetBytes);
+    for (let i = 0; i < lengthBytes; i++) b[i] = b[i]! ^ 0xff;
+    writeSync(fd, b, 0, lengthBytes, offsetBytes);
+  } finally {
+    closeSync(fd);
+  }
 }
