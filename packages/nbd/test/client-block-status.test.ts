@@ -4,39 +4,22 @@
 // default, compact when turned off), plus a scripted server for refusals and malformed replies.
 // Ranges written here are 64 KiB-aligned so every server's granularity reports them exactly.
 
-import { mkdtempSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { statSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   AllocationFlag, Cmd, type NbdExtent, NbdClient, type NbdClientOptions, type NbdServer, Opt, Rep, createMemoryExport, createMemoryProvider, createNbdServer,
   encodeOptionError, encodeOptionReply,
 } from '../src/index.js';
-import { type Fake, metaContextReply, startFake, statusChunk } from './client-fake.js';
-import { type Peer, freePort, pattern, rejectsWith, sleep, startNbdkit, startQemuNbd } from './client-helpers.js';
+import { metaContextReply, startFake, statusChunk } from './client-fake.js';
+import { freePort, useClientScope, pattern, rejectsWith, sleep, startNbdkit, startQemuNbd } from './client-helpers.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
 const GiB = 1024 * MiB;
 const HOLE_ZERO = AllocationFlag.HOLE | AllocationFlag.ZERO;
-let dir: string;
-const peers: Peer[] = [];
-const fakes: Fake[] = [];
-const clients: NbdClient[] = [];
-
-beforeAll(() => {
-  dir = mkdtempSync(join(tmpdir(), 'onestack-nbd-status-'));
-});
-
-afterEach(async () => {
-  await Promise.all(clients.splice(0).map((c) => c.close()));
-  await Promise.all(peers.splice(0).map((p) => p.kill()));
-  await Promise.all(fakes.splice(0).map((f) => f.close()));
-});
-
-afterAll(() => {
-  rmSync(dir, { recursive: true, force: true });
-});
+const scope = useClientScope('onestack-nbd-status-');
+const { peers, fakes, clients } = scope;
 
 async function open(opts: NbdClientOptions): Promise<NbdClient> {
   const c = await NbdClient.connect(opts);
@@ -112,7 +95,7 @@ describe('against nbdkit 1.32', () => {
   });
 
   it('file plugin over a sparse file: data exactly where written (4 KiB granularity), a trim punches a hole', async () => {
-    const file = join(dir, 'nbdkit-sparse.img');
+    const file = join(scope.dir, 'nbdkit-sparse.img');
     writeFileSync(file, '');
     truncateSync(file, 64 * MiB);
     const peer = await startNbdkit(['file', file]);
@@ -156,7 +139,7 @@ describe('against nbdkit 1.32', () => {
   });
 
   it('killed with a question in flight and restarted on the same port: re-selects the context and answers', async () => {
-    const file = join(dir, 'nbdkit-restart.img');
+    const file = join(scope.dir, 'nbdkit-restart.img');
     writeFileSync(file, '');
     truncateSync(file, 16 * MiB);
     const port = await freePort();
@@ -201,7 +184,7 @@ describe('against qemu-nbd 10', () => {
 
   it('negotiates extended headers: one extent covers 8 GiB of a sparse file; written ranges = data', async () => {
     expect(version).toMatch(/qemu-nbd (\d{2,})\./); // extended headers came with qemu 8.2
-    const file = join(dir, 'qemu-sparse.img');
+    const file = join(scope.dir, 'qemu-sparse.img');
     writeFileSync(file, '');
     truncateSync(file, 8 * GiB);
     const peer = await startQemuNbd(file, 'q');
@@ -224,7 +207,7 @@ describe('against qemu-nbd 10', () => {
   });
 
   it('extendedHeaders: false: compact replies, at most 2 GiB per question, the same map', async () => {
-    const file = join(dir, 'qemu-compact.img');
+    const file = join(scope.dir, 'qemu-compact.img');
     writeFileSync(file, '');
     truncateSync(file, 8 * GiB);
     const peer = await startQemuNbd(file, 'q');
@@ -239,7 +222,7 @@ describe('against qemu-nbd 10', () => {
   });
 
   it('killed and restarted on the same port: a question asked during the outage is answered after the reconnect', async () => {
-    const file = join(dir, 'qemu-restart.img');
+    const file = join(scope.dir, 'qemu-restart.img');
     writeFileSync(file, '');
     truncateSync(file, 64 * MiB);
     const port = await freePort();
@@ -283,7 +266,7 @@ describe('against onestack\'s own server (memory export)', () => {
 
 describe('reconnecting to a different server', () => {
   it('qemu-nbd (extended headers) replaced by nbdkit (compact) on the same port: long questions narrow to 2 GiB', async () => {
-    const file = join(dir, 'swap.img');
+    const file = join(scope.dir, 'swap.img');
     writeFileSync(file, '');
     truncateSync(file, 8 * GiB);
     const port = await freePort();

@@ -2,33 +2,16 @@
 // a server killed for good, close() with requests pending, and protocol violations from a
 // scripted fake (oldstyle, EXPORT_NAME fallback, unknown cookies, chunks outside the read).
 
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { Cmd, Errno, NbdClient } from '../src/index.js';
-import { type Fake, dataChunk, errorChunk, simpleReply, startFake } from './client-fake.js';
-import { type Peer, freePort, pattern, rejectsWith, sleep, startNbdkit } from './client-helpers.js';
+import { dataChunk, errorChunk, simpleReply, startFake } from './client-fake.js';
+import { freePort, useClientScope, pattern, rejectsWith, sleep, startNbdkit } from './client-helpers.js';
 
 const MiB = 1024 * 1024;
-let dir: string;
-const peers: Peer[] = [];
-const fakes: Fake[] = [];
-const clients: NbdClient[] = [];
-
-beforeAll(() => {
-  dir = mkdtempSync(join(tmpdir(), 'onestack-nbd-faults-'));
-});
-
-afterEach(async () => {
-  await Promise.all(clients.splice(0).map((c) => c.close()));
-  await Promise.all(peers.splice(0).map((p) => p.kill()));
-  await Promise.all(fakes.splice(0).map((f) => f.close()));
-});
-
-afterAll(() => {
-  rmSync(dir, { recursive: true, force: true });
-});
+const scope = useClientScope('onestack-nbd-faults-');
+const { peers, fakes, clients } = scope;
 
 async function open(opts: Parameters<typeof NbdClient.connect>[0]): Promise<NbdClient> {
   const c = await NbdClient.connect(opts);
@@ -94,7 +77,7 @@ describe('deadlines', () => {
 
 describe('server killed', () => {
   it('killed (SIGKILL) mid-run and restarted on the same port: in-flight and new requests complete', async () => {
-    const file = join(dir, 'restart.img');
+    const file = join(scope.dir, 'restart.img');
     writeFileSync(file, Buffer.alloc(16 * MiB));
     const port = await freePort();
     // Writes held 300 ms by the first server, so they are surely in flight when it dies.

@@ -4,11 +4,40 @@
 import type { ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { connect } from 'node:net';
-import { expect } from 'vitest';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, expect } from 'vitest';
 import { type RemoteErrorCode, RemoteError } from '../src/index.js';
 import { freePort, hasExited, sleep, spawnTracked, stopChild } from '../../../test/lib/proc.js';
 
 export { freePort, sleep };
+
+/** What a client test file starts: closed after each test (clients first), the temp dir after all. */
+export interface ClientScope {
+  readonly dir: string;
+  readonly peers: Peer[];
+  readonly fakes: { close(): Promise<unknown> }[];
+  readonly clients: { close(): Promise<unknown> }[];
+}
+
+/** Registers the file's hooks: a temp dir (prefix) for the file, and per test its clients, peers and fakes stopped. */
+export function useClientScope(prefix: string): ClientScope {
+  let dir = '';
+  const scope = { peers: [] as Peer[], fakes: [] as { close(): Promise<unknown> }[], clients: [] as { close(): Promise<unknown> }[], get dir(): string { return dir; } };
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), prefix));
+  });
+  afterEach(async () => {
+    await Promise.all(scope.clients.splice(0).map((c) => c.close()));
+    await Promise.all(scope.peers.splice(0).map((p) => p.kill()));
+    await Promise.all(scope.fakes.splice(0).map((f) => f.close()));
+  });
+  afterAll(() => {
+    rmSync(dir, { recursive: true, force: true });
+  });
+  return scope;
+}
 
 export interface Peer {
   readonly child: ChildProcess;
