@@ -96,6 +96,8 @@ export class VolumeIntegrity {
   private logWindowMs = 0;
   private logged = 0;
   private suppressed = 0;
+  /** Stored checksums of one peek (verify): 64 blocks covers a 256 KiB slot; grown if ever needed. */
+  private peekScratch = new Uint32Array(64);
 
   constructor(private readonly d: IntegrityDeps) {
     this.crc = d.crc32cBlocks ?? blockChecksums().crc32cBlocks;
@@ -198,7 +200,9 @@ export class VolumeIntegrity {
       for (const p of pieces) {
         const el = this.referenceLeg(p);
         if (el < 0) continue;
-        const stored = new Uint32Array(p.blocks);
+        // Used and dropped before anything awaits: one scratch array serves every read.
+        if (this.peekScratch.length < p.blocks) this.peekScratch = new Uint32Array(p.blocks);
+        const stored = this.peekScratch.subarray(0, p.blocks);
         if (!store.peek(el, p.firstBlock, p.blocks, stored)) {
           known = false;
           break;
