@@ -4,7 +4,8 @@
 // Prints IOPS / MiB/s and the integrity ÷ plain ratio per workload; keeps a JSON record.
 // Build: pnpm exec tsc -p bench    Run: node bench/dist/integrity.js [--seconds 5] [--image-mib 1024] [--rounds 2]
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { truncate, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
+import { sparseImage } from './lib/images.js';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -21,10 +22,7 @@ function progress(msg: string): void {
 
 async function daemon(dir: string, name: string, integrity: boolean, imageBytes: number): Promise<BenchDaemon> {
   const images = [0, 1].map((i) => path.join(dir, `${name}-${i}.img`));
-  for (const img of images) {
-    await writeFile(img, '');
-    await truncate(img, imageBytes + HEADER_BYTES + imageBytes / 512); // room for the checksum area
-  }
+  for (const img of images) await sparseImage(img, imageBytes + HEADER_BYTES + imageBytes / 512); // room for the checksum area
   return startBenchDaemon(dir, name, [
     'cache: { readMiB: 0 }', // measure the elements and the checksums, not the RAM cache
     'elements:',

@@ -11,6 +11,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { runFio, WORKLOADS, type FioFigures } from './lib/fio.js';
 import { benchApi, REPO_ROOT, startBenchDaemon, type BenchDaemon } from './lib/daemon.js';
+import { sparseImage } from './lib/images.js';
 import { killAll, runCommand, stopServer } from './lib/proc.js';
 
 const RESULTS_DIR = path.join(REPO_ROOT, 'bench', 'results');
@@ -85,7 +86,7 @@ async function main(): Promise<void> {
   const images = ['e0', 'e1', 'e2'].map((n) => path.join(dir, `${n}.img`));
   const randread = WORKLOADS.find((w) => w.id === 'randread4k')!;
   try {
-    for (const img of images) await writeFile(img, '').then(() => open(img, 'r+')).then(async (fh) => { await fh.truncate(HEADER_BYTES + dataBytes); await fh.close(); });
+    for (const img of images) await sparseImage(img, HEADER_BYTES + dataBytes);
     const src = path.join(dir, 'src.bin');
     progress(`filling a ${dataBytes / MiB} MiB volume with random data`);
     await fill(src, dataBytes);

@@ -8,6 +8,7 @@
 // Build: pnpm exec tsc -p bench    Run: node bench/dist/soak.js --minutes 30 [--json FILE]
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { open, writeFile } from 'node:fs/promises';
+import { sparseImage } from './lib/images.js';
 import { request } from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
@@ -59,19 +60,14 @@ let tempDirToRemove: string | undefined;
 
 interface Setup { dir: string; nbdkit: Server; daemon: Server; nbdPort: number; apiPort: number; dataDir: string; local: string; remote: string }
 
-async function sparse(file: string, sizeBytes: number): Promise<void> {
-  const fh = await open(file, 'w');
-  try { await fh.truncate(sizeBytes); } finally { await fh.close(); }
-}
-
 async function setUp(): Promise<Setup> {
   const base = opt.dir ?? os.tmpdir();
   mkdirSync(base, { recursive: true });
   const dir = mkdtempSync(path.join(base, 'onestack-soak-'));
   tempDirToRemove = dir;
   const [local, remote] = [path.join(dir, 'l0.img'), path.join(dir, 'r0.img')];
-  await sparse(local, HEADER_BYTES + IMAGE_BYTES);
-  await sparse(remote, HEADER_BYTES + IMAGE_BYTES);
+  await sparseImage(local, HEADER_BYTES + IMAGE_BYTES);
+  await sparseImage(remote, HEADER_BYTES + IMAGE_BYTES);
   const peerPort = await freePort();
   const nbdkit = startServer('nbdkit', 'nbdkit', ['-f', '--exit-with-parent', '-p', String(peerPort), '-i', '127.0.0.1', 'file', `dir=${dir}`]);
   await waitReady(nbdkit, peerPort, 15_000);

@@ -7,7 +7,8 @@
 // Build: pnpm exec tsc -p bench    Run: node bench/dist/sparse-copy.js [--size-gib 4] [--data-mib 64]
 import { createHash } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
-import { open, truncate, writeFile } from 'node:fs/promises';
+import { open, writeFile } from 'node:fs/promises';
+import { sparseImage } from './lib/images.js';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -37,8 +38,7 @@ interface Row {
 
 /** A sparse source: `dataBytes` of random pieces at deterministic scattered offsets. */
 async function makeSource(file: string, sizeBytes: number, dataBytes: number): Promise<void> {
-  await writeFile(file, '');
-  await truncate(file, sizeBytes);
+  await sparseImage(file, sizeBytes);
   const fh = await open(file, 'r+');
   const pieces = Math.floor(dataBytes / PIECE_BYTES);
   const slots = Math.floor(sizeBytes / PIECE_BYTES);
@@ -117,11 +117,7 @@ async function onestack(layout: 'linear' | 'raid1' | 'raid5', dir: string, src: 
   const n = layout === 'linear' ? 1 : layout === 'raid1' ? 2 : 3;
   const perElement = layout === 'raid5' ? sizeBytes / 2 : sizeBytes;
   const images = Array.from({ length: n }, (_, i) => path.join(dir, `${layout}-${i}.img`));
-  for (const img of images) {
-    rmSync(img, { force: true });
-    await writeFile(img, '');
-    await truncate(img, perElement + HEADER_BYTES);
-  }
+  for (const img of images) await sparseImage(img, perElement + HEADER_BYTES);
   const d = await startBenchDaemon(dir, layout, [
     'elements:',
     ...images.map((img, i) => `  - { name: e${i}, uri: "file:${img}" }`),

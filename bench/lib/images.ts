@@ -7,6 +7,16 @@ import { open } from 'node:fs/promises';
 const HEADER_BYTES = 4 * 1024 * 1024;
 const FILL_BLOCK_BYTES = 4 * 1024 * 1024;
 
+/** An empty sparse file of `sizeBytes` (replacing whatever was at `file`). */
+export async function sparseImage(file: string, sizeBytes: number): Promise<void> {
+  const fh = await open(file, 'w');
+  try {
+    await fh.truncate(sizeBytes);
+  } finally {
+    await fh.close();
+  }
+}
+
 /** Non-zero data everywhere, so no system reads holes. */
 export async function fillImage(file: string, sizeBytes: number): Promise<void> {
   const block = Buffer.alloc(FILL_BLOCK_BYTES);
