@@ -11,6 +11,7 @@ import { elementOffset, rowCount, segmentBytesFor, unitsOf } from './map-parity.
 import { bufferHeader, bufferSlot, WRITABLE, type ScratchPool, type StripeIo, type StripeVolume } from './stripe-io.js';
 import { GroupFlush, StripeJournal } from './stripe-journal.js';
 import { RowLock } from './stripe-lock.js';
+import type { StripeIntegrity } from './stripe-integrity.js';
 import { checkSpan, rebuildSpan, type StripeCheck } from './stripe-maint.js';
 import { chunkSource, journaled, readUnit, writeUnit, ZERO_SOURCE, type StripeFaults, type UnitContext, type WriteSource } from './stripe-unit.js';
 
@@ -29,6 +30,8 @@ export class StripeEngine implements UnitContext {
   private opened: Promise<ReplayResult> | null = null;
   /** Crash-test seam (stripe-unit.ts StripeFaults); null in service. */
   faults: StripeFaults | null = null;
+  /** The volume's checksums when it has integrity (integrity/parity-io.ts); set by the data path. */
+  integrity: StripeIntegrity | null = null;
 
   constructor(
     readonly io: StripeIo,

@@ -11,6 +11,7 @@ import { encodeRecordHeader, JOURNAL_BLOCK_BYTES, RecordKind, recordSpanBytes, R
 import { elementOffset, indexRole, volumeOffset, type StripeUnit } from './map-parity.js';
 import { bufferData, bufferHeader, bufferSlot, type Scratch, type ScratchPool, type StripeIo } from './stripe-io.js';
 import type { GroupFlush, StripeJournal } from './stripe-journal.js';
+import type { StripeIntegrity } from './stripe-integrity.js';
 import { planRead, planWrite, type WritePlan } from './stripe-plan.js';
 
 export interface UnitContext {
@@ -19,6 +20,8 @@ export interface UnitContext {
   readonly journal: StripeJournal;
   readonly flusher: GroupFlush;
   readonly faults: StripeFaults | null;
+  /** The volume's checksums (stripe-integrity.ts); null without integrity. */
+  readonly integrity: StripeIntegrity | null;
 }
 
 /**
