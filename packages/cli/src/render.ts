@@ -2,6 +2,7 @@
 // layout, state, size, [n/m] [UU_] map, rebuild/scrub progress, the last scrub and elements;
 // then spares and pools.
 import type { CheckpointStatus, ElementStatus, EngineStatus, RebuildStatus, ScrubStatus, VolumeStatus } from '@onestack/engine';
+import { scheduleLine } from './render-schedule.js';
 
 export interface OpSample {
   readonly atMs: number;
@@ -112,6 +113,7 @@ export function renderVolume(volume: VolumeStatus, iops: Iops | undefined): stri
   if (volume.scrub !== undefined && volume.scrub !== null) {
     lines.push(`      last scrub ${new Date(volume.scrub.finishedMs).toISOString()}: ${scrubSummary(volume.scrub, volume.name)}`);
   }
+  if (volume.scrubSchedule !== undefined && volume.scrubSchedule !== null) lines.push(`      ${scheduleLine(volume.scrubSchedule, Date.now())}`);
   const s = volume.stats;
   const rate = iops === undefined ? '' : `iops: read ${iops.read.toFixed(0)}/s write ${iops.write.toFixed(0)}/s; `;
   lines.push(`      ${rate}ops: read ${s.readOps} write ${s.writeOps}; bytes: read ${formatBytes(s.readBytes)} write ${formatBytes(s.writeBytes)}; errors ${s.errors}`);

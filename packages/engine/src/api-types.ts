@@ -132,6 +132,18 @@ export interface ScrubStatus {
   readonly message?: string;
 }
 
+/** A volume's scrub schedule (durable/scrub-schedule.ts). */
+export interface ScrubScheduleStatus {
+  readonly everyMs: number;
+  readonly repair: boolean;
+  /** When the last scrub that ran to the end (scheduled or by request) finished, kept across restarts; null before the first. */
+  readonly lastFinishedMs: number | null;
+  /** When the next scrub is due: `every` after the last finished scrub (or after the schedule first saw the volume). */
+  readonly nextMs: number;
+  /** Why a due scrub has not started (the volume is degraded, rebuilt, or another scrub runs); absent otherwise. */
+  readonly waiting?: string;
+}
+
 /** One element's share of a scrub's checksum verdicts (ScrubStatus.byElement). */
 export interface ScrubElementCount {
   readonly element: string;
@@ -172,6 +184,8 @@ export interface VolumeStatus {
   readonly rebuild: RebuildStatus | null;
   /** The last scrub's result (since the engine opened), or null. */
   readonly scrub: ScrubStatus | null;
+  /** Scheduled scrubs (config `scrub`, docs/integrity.md): the volume's schedule, or null when it has none; absent from older daemons. */
+  readonly scrubSchedule?: ScrubScheduleStatus | null;
   /** The last resync or rebuild (since the engine opened); absent for layouts without one. */
   readonly lastRebuild?: LastRebuild | null;
   /** raid1/raid10 only. */

@@ -2,7 +2,7 @@
 // bitmap, checkpoints), elements with live states and error counts, pools, queue, native backend, NBD TLS, RDMA
 // devices, the bottom driver's I/O backend (io_uring or sync).
 import { formatRdmaLine, ioBackendInfo, nativeInfo, rdmaProbe } from '@onestack/native';
-import type { CheckpointStatus, ElementIntegrityStatus, ElementStatus, EngineIoStatus, EngineRdmaStatus, EngineStatus, VolumeStatus } from './api-types.js';
+import type { CheckpointStatus, ElementIntegrityStatus, ScrubScheduleStatus, ElementStatus, EngineIoStatus, EngineRdmaStatus, EngineStatus, VolumeStatus } from './api-types.js';
 import type { EngineConfig } from './config/types.js';
 import type { DataPath } from './datapath/datapath.js';
 import { isMirror, isParity, type MirrorKeeper } from './durable/keeper.js';
@@ -27,6 +27,8 @@ export interface StatusSources {
   readonly checkpoints?: (volume: string) => readonly CheckpointStatus[];
   /** An element's integrity counters (by data-path index). */
   readonly integrityCounts?: (element: number) => ElementIntegrityStatus;
+  /** A volume's scrub schedule (durable/scrub-schedule.ts), or null. */
+  readonly scrubSchedule?: (volume: VolumeEntry) => ScrubScheduleStatus | null;
 }
 
 /** Element states and error counters as the data path sees them now. */
@@ -91,7 +93,7 @@ export function buildStatus(ctx: StatusSources): EngineStatus {
     return {
       name: config.name, layout: config.layout, sizeBytes: v.assembled.sizeBytes, chunkKiB: config.chunkKiB, order: config.order, boot: config.boot,
       state: volumeState(config.layout, elements.map((e) => e.state)), rebuild: ctx.keeper.progress(config.name) ?? ctx.scrubs.progress(config.name),
-      scrub: ctx.scrubs.result(config.name), elements, stats: v.handle.io.stats(), cache: v.handle.io.cacheStats(),
+      scrub: ctx.scrubs.result(config.name), scrubSchedule: ctx.scrubSchedule?.(v) ?? null, elements, stats: v.handle.io.stats(), cache: v.handle.io.cacheStats(),
       checkpoints: ctx.checkpoints?.(config.name) ?? [], integrity: config.integrity === true,
       ...(isMirror(config.layout) ? { lastRebuild: ctx.keeper.lastRebuild(config.name), bitmap: ctx.keeper.bitmapStatus(config.name) } : {}),
       ...(isParity(config.layout) ? { lastRebuild: ctx.keeper.lastRebuild(config.name) } : {}),

@@ -17,6 +17,8 @@ import { pickBootVolume } from './state/boot.js';
 import { discover as discoverRemote, type DiscoverOptions, type DiscoverResult } from './remote/discover.js';
 import { Volume } from './volume.js';
 import { ScrubJobs, type ScrubStarted } from './durable/scrub-jobs.js';
+import type { ScrubSchedule } from './durable/scrub-schedule.js';
+import { scheduleVolumeOf, startScrubSchedule } from './durable/scrub-schedule-host.js';
 import type { ScrubOptions } from './durable/scrub.js';
 import { MirrorKeeper, type KeeperHost } from './durable/keeper.js';
 import { replaceLeg } from './durable/replace.js';
@@ -44,8 +46,10 @@ export class Engine {
   private readonly scrubs = new ScrubJobs({
     raw: () => this.dataPath.raw, log: (level, msg) => this.log(level, msg),
     // A scrub cancelled by close() ends after the engine stopped answering status().
-    onChange: () => { if (this.closing === null) this.changed(); },
+    onChange: () => { this.schedule?.sync(); if (this.closing === null) this.changed(); },
   });
+  /** Scheduled scrubs (config `scrub`); started once the engine is open. */
+  private schedule: ScrubSchedule | null = null;
 
   /** Write-intent bitmaps, resyncs, rebuilds, spares and returning legs of mirror volumes. */
   private readonly keeper: MirrorKeeper;
@@ -133,6 +137,8 @@ export class Engine {
     }
     logOpenReport([...engine.registry.volumes.values()], (index) => engine.dataPath.volumeOpenError(index), log);
     engine.failureWatch = setInterval(() => engine.recordFailures(), FAILURE_WATCH_MS).unref();
+    engine.schedule = startScrubSchedule({ base: loaded, registry: engine.registry, elementState: (i) => dataPath.elementState(i), maintenance: (v) => engine.keeper.progress(v), scrubs: engine.scrubs, startScrub: (v, o) => engine.startScrub(v, o), log });
+    engine.onClose(async () => engine.schedule?.stop());
     engine.onClose(() => engine.scrubs.cancelAll('engine closing'));
     log('info', `engine open: ${engine.registry.volumes.size} volume(s), data dir ${loaded.dataDir}`);
     return engine;
@@ -160,7 +166,8 @@ export class Engine {
 
   status(): EngineStatus {
     this.checkOpen();
-    return buildStatus({ nbdCopies: () => nbdCopyStats(this), nbdListen: () => nbdListenAddresses(this), registry: this.registry, dataPath: this.dataPath, keeper: this.keeper, scrubs: this.scrubs, base: this.base, checkpoints: (v) => this.ckpts.list(v, true), integrityCounts: (i) => this.integrity.counters.snapshot(i) });
+    return buildStatus({ nbdCopies: () => nbdCopyStats(this), nbdListen: () => nbdListenAddresses(this), registry: this.registry, dataPath: this.dataPath, keeper: this.keeper, scrubs: this.scrubs, base: this.base, checkpoints: (v) => this.ckpts.list(v, true), integrityCounts: (i) => this.integrity.counters.snapshot(i),
+      scrubSchedule: (v) => this.schedule?.statusOf(scheduleVolumeOf(this.base, v)) ?? null });
   }
 
   bootVolume(): Volume | undefined {

@@ -2,8 +2,9 @@
 export { EngineError, LATENCY_BUCKET_BOUNDS_US } from './api-types.js';
 export type { BlockExtent, CheckpointStatus, ElementIoStats, LatencyStats } from './api-types.js';
 export type { ElementCacheTierStatus } from './api-types.js';
-export type { ElementStatus, EngineErrorCode, EngineRdmaStatus, EngineStatus, MaintenanceKind, PoolStatus, RebuildStatus, ScrubElementCount, ScrubStatus, VolumeState, VolumeStatus } from './api-types.js';
+export type { ElementStatus, EngineErrorCode, EngineRdmaStatus, EngineStatus, MaintenanceKind, PoolStatus, RebuildStatus, ScrubElementCount, ScrubScheduleStatus, ScrubStatus, VolumeState, VolumeStatus } from './api-types.js';
 export type * from './config/types.js';
+export { formatEvery, parseScrubEvery, type ScrubScheduleConfig, type VolumeScrubConfig } from './config/scrub-schedule.js';
 export { loadConfig, embeddedDefaultConfig, normalizeConfig, defaultDataDir, DEFAULT_API_LISTEN, DEFAULT_NBD_LISTEN, type ConfigOverrides, type ConfigSource } from './config/load.js';
 export { normalizeElement, normalizeVolume, LAYOUTS, ORDERS, CACHES } from './config/validate.js';
 export { parseElementUri, parseListen, maskUri, defaultElementName, type ParsedElementUri } from './config/uri.js';

@@ -62,11 +62,11 @@ describe('integrity through the Engine', () => {
     expect(checked.outcome).toBe('done');
   });
 
-  it('createVolume: integrity on raid1/raid10, refused on raid5 before anything is created; delete drops the store', async () => {
+  it('createVolume: integrity on raid1/raid10, refused on raid0 before anything is created; delete drops the store', async () => {
     engine = await Engine.open({ log: () => undefined, config: { dataDir: dir, nbd: { listen: '127.0.0.1:0' }, elements: [], volumes: [] } });
     const file = (n: string): string => `file:${path.join(dir, `${n}.img`)}`;
-    await expect(engine.createVolume({ name: 'p', layout: 'raid5', elements: ['p0', 'p1', 'p2'].map(file), sizeBytes: 8 * MiB, integrity: true }))
-      .rejects.toThrow(/integrity is supported on raid1 and raid10 \(raid5\/6: not yet\)/);
+    await expect(engine.createVolume({ name: 'p', layout: 'raid0', elements: ['p0', 'p1', 'p2'].map(file), sizeBytes: 8 * MiB, integrity: true }))
+      .rejects.toThrow(/integrity needs a layout that can repair a bad block/);
     expect(fs.existsSync(path.join(dir, 'p0.img'))).toBe(false);
     const vol = await engine.createVolume({ name: 'm', layout: 'raid10', elements: ['m0', 'm1', 'm2', 'm3'].map(file), sizeBytes: 8 * MiB, integrity: true });
     expect(vol.sizeBytes).toBe(2 * (8 * MiB - 64 * 1024));

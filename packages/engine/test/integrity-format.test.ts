@@ -89,9 +89,11 @@ describe('integrity config', () => {
     expect(normalizeVolume({ name: 'v', layout: 'raid1', elements: ['a', 'b'], integrity: false }, 'volumes[0]', names).integrity).toBeUndefined();
     expect(normalizeVolume({ name: 'v', layout: 'raid1', elements: ['a', 'b'], integrity: true }, 'volumes[0]', names).integrity).toBe(true);
     expect(normalizeVolume({ name: 'v', layout: 'raid10', elements: ['a', 'b', 'c', 'd'], integrity: true }, 'volumes[0]', names).integrity).toBe(true);
-    for (const [layout, elements] of [['raid5', ['a', 'b', 'c']], ['raid6', ['a', 'b', 'c', 'd']], ['raid0', ['a', 'b']], ['linear', ['a']]] as const) {
+    expect(normalizeVolume({ name: 'v', layout: 'raid5', elements: ['a', 'b', 'c'], integrity: true }, 'volumes[0]', names).integrity).toBe(true);
+    expect(normalizeVolume({ name: 'v', layout: 'raid6', elements: ['a', 'b', 'c', 'd'], integrity: true }, 'volumes[0]', names).integrity).toBe(true);
+    for (const [layout, elements] of [['raid0', ['a', 'b']], ['linear', ['a']]] as const) {
       expect(() => normalizeVolume({ name: 'v', layout, elements, integrity: true }, 'volumes[0]', names))
-        .toThrow(/volumes\[0\]\.integrity.*integrity is supported on raid1 and raid10 \(raid5\/6: not yet\)/);
+        .toThrow(/volumes\[0\]\.integrity.*integrity needs a layout that can repair a bad block/);
     }
     expect(() => normalizeVolume({ name: 'v', layout: 'raid1', elements: ['a', 'b'], integrity: 'yes' }, 'volumes[0]', names)).toThrow(/volumes\[0\]\.integrity/);
   });
@@ -148,8 +150,8 @@ describe('integrity assembly', () => {
   });
 
   it('refuses other layouts, a config that changes integrity, and elements whose areas disagree', async () => {
-    const e5 = await refusal(assembleVolume(volume('raid5', ['r0', 'r1', 'r2']), elements(['r0', 'r1', 'r2']), { create: true }));
-    expect(e5.message).toMatch(/integrity is supported on raid1 and raid10 \(raid5\/6: not yet\)/);
+    const e5 = await refusal(assembleVolume(volume('raid0', ['r0', 'r1', 'r2']), elements(['r0', 'r1', 'r2']), { create: true }));
+    expect(e5.message).toMatch(/integrity needs a layout that can repair a bad block/);
     expect(fs.existsSync(path.join(dir, 'r0.img'))).toBe(false); // refused before touching anything
 
     const els = elements(['d0', 'd1']);

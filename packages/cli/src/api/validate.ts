@@ -75,8 +75,8 @@ export function checkCreateVolume(body: unknown): CreateVolumeSpec {
   if (b['integrity'] !== undefined) {
     if (typeof b['integrity'] !== 'boolean') throw badRequest('integrity must be true or false', 'integrity', `got ${JSON.stringify(b['integrity'])}`);
     // Refused here too (the engine refuses it as well), so the client hears it before anything is created.
-    if (b['integrity'] && layout !== 'raid1' && layout !== 'raid10') {
-      throw badRequest(`integrity is supported on raid1 and raid10 (raid5/6: not yet); this volume is ${layout}`, 'integrity', 'create it without integrity, or as raid1 or raid10');
+    if (b['integrity'] && (layout === 'linear' || layout === 'raid0')) {
+      throw badRequest(`integrity needs a layout that can repair a bad block (raid1, raid10, raid5 or raid6); this volume is ${layout}`, 'integrity', 'create it without integrity, or as raid1, raid10, raid5 or raid6');
     }
     if (b['integrity']) spec.integrity = true;
   }

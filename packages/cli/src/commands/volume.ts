@@ -80,8 +80,8 @@ export function createBody(args: ParsedArgs): CreateVolumeBody {
   if (typeof v['size'] === 'string') body.sizeBytes = parseSize(v['size'], '--size');
   if (typeof v['order'] === 'string') body.order = parseChoice(v['order'], '--order', ORDERS);
   if (v['integrity'] === true) {
-    if (body.layout !== 'raid1' && body.layout !== 'raid10') {
-      throw usageError(`--integrity is supported on raid1 and raid10 (raid5/6: not yet); this volume is ${body.layout}`, '--integrity', 'drop --integrity, or use --layout raid1 or raid10');
+    if (body.layout === 'linear' || body.layout === 'raid0') {
+      throw usageError(`--integrity needs a layout that can repair a bad block (raid1, raid10, raid5 or raid6); this volume is ${body.layout}`, '--integrity', 'drop --integrity, or use --layout raid1, raid10, raid5 or raid6');
     }
     body.integrity = true;
   }

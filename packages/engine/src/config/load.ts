@@ -8,6 +8,7 @@ import type { ElementConfig, EngineConfig, ListenAddress, VolumeConfig } from '.
 import { configError, errorField } from './errors.js';
 import { readList, readMap, readString } from './fields.js';
 import { parseListen, parseNbdListen } from './uri.js';
+import { checkVolumeScrubs, normalizeScrubDefault } from './scrub-schedule.js';
 import {
   MAX_ELEMENTS, MAX_VOLUMES, normalizeApi, normalizeCache, normalizeElement, normalizeNbd, normalizePools, normalizeQueue, normalizeRebuild, normalizeVolume,
   DEFAULT_CHUNK_KIB, DEFAULT_POOLS, DEFAULT_QUEUE, DEFAULT_TIMEOUT_MS,
@@ -19,7 +20,7 @@ export interface ConfigOverrides { dataDir?: string; nbdListen?: string; apiList
 export const DEFAULT_NBD_LISTEN: ListenAddress = { host: '127.0.0.1', port: 10809 };
 export const DEFAULT_API_LISTEN: ListenAddress = { host: '127.0.0.1', port: 9090 };
 export const EMBEDDED_DISK_BYTES = 1024 * 1024 * 1024;
-const TOP_KEYS = ['dataDir', 'nbd', 'api', 'pools', 'queue', 'cache', 'rebuild', 'elements', 'volumes'];
+const TOP_KEYS = ['dataDir', 'nbd', 'api', 'pools', 'queue', 'cache', 'rebuild', 'scrub', 'elements', 'volumes'];
 const MAX_CONFIG_BYTES = 4 * 1024 * 1024;
 
 /** The data dir used when neither a flag nor the config names one: $ONESTACK_DATA_DIR, else BASE/data. */
@@ -59,6 +60,8 @@ export function normalizeConfig(raw: unknown, baseDir: string): Omit<EngineConfi
   const rawVolumes = map.volumes === undefined ? [] : readList(map.volumes, 'volumes', MAX_VOLUMES);
   const volumes = rawVolumes.map((item, i) => normalizeVolume(item, `volumes[${i}]`, names));
   checkVolumesConsistent(volumes);
+  const scrub = normalizeScrubDefault(map.scrub, 'scrub');
+  checkVolumeScrubs(volumes, scrub);
   return {
     dataDir,
     nbd: normalizeNbd(map.nbd, 'nbd', baseDir, DEFAULT_NBD_LISTEN),
@@ -67,6 +70,7 @@ export function normalizeConfig(raw: unknown, baseDir: string): Omit<EngineConfi
     queue: normalizeQueue(map.queue, 'queue'),
     cache: normalizeCache(map.cache, 'cache'),
     rebuild: normalizeRebuild(map.rebuild, 'rebuild'),
+    ...(scrub !== undefined ? { scrub } : {}),
     elements,
     volumes,
   };

@@ -1,5 +1,6 @@
 // Normalized configuration: what the loader (config/load.ts) produces after validation and
 // defaults. Every other module of the engine consumes these types, never raw YAML.
+import type { ScrubScheduleConfig, VolumeScrubConfig } from './scrub-schedule.js';
 
 export type Layout = 'linear' | 'raid0' | 'raid1' | 'raid10' | 'raid5' | 'raid6';
 export type QueueOrder = 'fifo' | 'lifo' | 'priority';
@@ -74,8 +75,10 @@ export interface VolumeConfig {
   readonly spares?: readonly string[];
   /** Write-intent bitmap region size for a new bitmap (mirrors; default 4096 KiB). */
   readonly bitmapRegionKiB?: number;
-  /** Per-block checksums on every element (docs/integrity.md); present only when true. raid1/raid10 only for now. */
+  /** Per-block checksums on every element (docs/integrity.md); present only when true. raid1, raid10, raid5 and raid6. */
   readonly integrity?: boolean;
+  /** Scheduled scrubs: overrides of the top-level `scrub` default (config/scrub-schedule.ts). */
+  readonly scrub?: VolumeScrubConfig;
 }
 
 /** Resyncs and rebuilds (durable/keeper.ts). */
@@ -147,6 +150,8 @@ export interface EngineConfig {
   readonly cache: { readonly readMiB: number };
   /** Absent in configs built by hand: DEFAULT_REBUILD applies. */
   readonly rebuild?: RebuildConfig;
+  /** Scheduled scrubs of every redundant volume (config/scrub-schedule.ts); absent = none. */
+  readonly scrub?: ScrubScheduleConfig;
   readonly elements: readonly ElementConfig[];
   readonly volumes: readonly VolumeConfig[];
 }

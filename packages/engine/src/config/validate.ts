@@ -6,6 +6,7 @@ import type { CacheTierConfig, ElementCache, ElementConfig, Layout, ListenAddres
 import { configError, didYouMean, show } from './errors.js';
 import { join, readBool, readEnum, readInt, readList, readMap, readName, readSizeBytes, readString } from './fields.js';
 import { parseElementUri, parseListen, parseNbdListen } from './uri.js';
+import { normalizeVolumeScrub } from './scrub-schedule.js';
 
 export const LAYOUTS: readonly Layout[] = ['linear', 'raid0', 'raid1', 'raid10', 'raid5', 'raid6'];
 export const ORDERS: readonly QueueOrder[] = ['fifo', 'lifo', 'priority'];
@@ -120,7 +121,7 @@ export function normalizeElement(raw: unknown, field: string, baseDir: string): 
   return element;
 }
 
-const VOLUME_KEYS = ['name', 'layout', 'elements', 'chunkKiB', 'order', 'boot', 'sizeBytes', 'spares', 'bitmapRegionKiB', 'integrity'];
+const VOLUME_KEYS = ['name', 'layout', 'elements', 'chunkKiB', 'order', 'boot', 'sizeBytes', 'spares', 'bitmapRegionKiB', 'integrity', 'scrub'];
 
 /** volumes[].spares: known elements, not members of this volume, each once. */
 function readSpares(raw: unknown, field: string, elementNames: ReadonlySet<string>, members: readonly string[]): string[] {
@@ -136,10 +137,10 @@ function readSpares(raw: unknown, field: string, elementNames: ReadonlySet<strin
   return spares;
 }
 
-/** Why a layout cannot carry per-block checksums yet (undefined = it can): the data path verifies and repairs mirrors only. */
+/** Why a layout cannot carry per-block checksums (undefined = it can): without a second copy or parity a bad block could be found but never repaired. */
 export function integrityLayoutProblem(layout: Layout): string | undefined {
-  if (layout === 'raid1' || layout === 'raid10') return undefined;
-  return `integrity is supported on raid1 and raid10 (raid5/6: not yet); this volume is ${layout}`;
+  if (layout === 'raid1' || layout === 'raid10' || layout === 'raid5' || layout === 'raid6') return undefined;
+  return `integrity needs a layout that can repair a bad block (raid1, raid10, raid5 or raid6); this volume is ${layout}`;
 }
 
 export function normalizeVolume(raw: unknown, field: string, elementNames: ReadonlySet<string>): VolumeConfig {
@@ -180,9 +181,10 @@ export function normalizeVolume(raw: unknown, field: string, elementNames: Reado
   }
   const integrity = map.integrity === undefined ? false : readBool(map.integrity, join(field, 'integrity'));
   const integrityProblem = integrity ? integrityLayoutProblem(layout) : undefined;
-  if (integrityProblem !== undefined) throw configError(join(field, 'integrity'), integrityProblem, 'use integrity: false, or a raid1 or raid10 layout');
+  if (integrityProblem !== undefined) throw configError(join(field, 'integrity'), integrityProblem, 'use integrity: false, or a raid1, raid10, raid5 or raid6 layout');
   return { name, layout, elements, chunkKiB, order, boot, ...(sizeBytes !== undefined ? { sizeBytes } : {}), ...(spares.length > 0 ? { spares } : {}),
-    ...(bitmapRegionKiB !== undefined ? { bitmapRegionKiB } : {}), ...(integrity ? { integrity } : {}) };
+    ...(bitmapRegionKiB !== undefined ? { bitmapRegionKiB } : {}), ...(integrity ? { integrity } : {}),
+    ...(map.scrub !== undefined ? { scrub: normalizeVolumeScrub(map.scrub, join(field, 'scrub'), layout) } : {}) };
 }
 
 export function normalizePools(raw: unknown, field: string): PoolsConfig {

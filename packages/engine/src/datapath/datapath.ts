@@ -21,7 +21,7 @@ import { ReadCache } from './read-cache.js';
 import { FastLane, type FastLaneStats } from './fast-lane.js';
 import { VolumeIoImpl, type VolumeBinding, type VolumeIo } from './volume-io.js';
 import { SlotPool } from './waiters.js';
-import { integrityFor, type IntegrityOptions } from '../integrity/wire.js';
+import { integrityFor, parityIntegrityFor, type IntegrityOptions } from '../integrity/wire.js';
 
 export type { TopologyElement, TopologyVolume } from './topology.js';
 
@@ -159,11 +159,21 @@ export class DataPath {
     return run;
   }
 
-  /** Turns a bound raid1/raid10 volume's checksums on (before it serves I/O) or off (null). */
-  setIntegrity(index: number, opts: IntegrityOptions | null): void {
+  /**
+   * Turns a bound volume's checksums on (before it serves I/O) or off (null). raid5/6: resolves
+   * once its journal is replayed with them (a failed replay is reported as the volume's open error).
+   */
+  async setIntegrity(index: number, opts: IntegrityOptions | null): Promise<void> {
     const io = this.volumeIos.get(index);
     const vol = this.volumes.find((v) => v.index === index);
     if (io === undefined || vol === undefined) throw new EngineError('not-found', `no volume is bound at index ${index}`);
+    if (isParityLayout(vol.layout)) {
+      if (opts === null) throw new EngineError('invalid', `volume ${vol.name}: a raid5/6 volume's checksums cannot be turned off while bound`);
+      const integrity = parityIntegrityFor(vol, opts, this.parity.engine(index), this.raw);
+      io.setIntegrity(null, integrity);
+      await this.parity.attachIntegrity(index, integrity);
+      return;
+    }
     if (opts === null) this.integrity.delete(index);
     else this.integrity.set(index, opts);
     this.wireIntegrity(vol, io);

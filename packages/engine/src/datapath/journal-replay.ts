@@ -31,6 +31,15 @@ export interface ReplayResult {
   readonly applied: number;
   /** Transactions dropped because a present participant lacked its record (never reached the data area). */
   readonly dropped: number;
+  /** Element ranges written again (integrity recomputes their checksums: integrity/parity-io.ts). */
+  readonly rewritten: readonly ReplayedRange[];
+}
+
+/** A range a replayed record wrote (bounded by the rings' size: one per record). */
+export interface ReplayedRange {
+  readonly role: number;
+  readonly elementOffsetBytes: number;
+  readonly lengthBytes: number;
 }
 
 /** Flushes `roles`, then writes checkpoint `seq` into their journal headers (FUA). Lost elements are failed; EIO if the volume cannot survive. */
@@ -114,8 +123,11 @@ async function applyRecord(io: StripeIo, f: Found, slot: number): Promise<void> 
   }
 }
 
-/** Replays the journal of a volume (see the file comment); ends with a fresh checkpoint on every element. */
-export async function replayJournal(io: StripeIo, slot: number): Promise<ReplayResult> {
+/**
+ * Replays the journal of a volume (see the file comment); ends with a fresh checkpoint on every
+ * element. `beforeCheckpoint` runs between the last re-applied record and that checkpoint.
+ */
+export async function replayJournal(io: StripeIo, slot: number, beforeCheckpoint?: (rewritten: readonly ReplayedRange[]) => Promise<void>): Promise<ReplayResult> {
   io.checkSurvives('journal replay');
   const scanned = io.roles(WRITABLE);
   const fromSeq = await readCheckpoint(io, scanned, slot);
@@ -132,6 +144,7 @@ export async function replayJournal(io: StripeIo, slot: number): Promise<ReplayR
   for (const found of byRole.values()) for (const f of found) txns.set(f.h.seq, [...(txns.get(f.h.seq) ?? []), f]);
   let applied = 0;
   let dropped = 0;
+  const rewritten: ReplayedRange[] = [];
   for (const seq of [...txns.keys()].sort((a, b) => a - b)) {
     const records = txns.get(seq)!;
     const holders = new Set(records.map((f) => f.h.role));
@@ -144,11 +157,13 @@ export async function replayJournal(io: StripeIo, slot: number): Promise<ReplayR
     for (const f of records) {
       const [failed] = await io.settle([[f.h.role, applyRecord(io, f, slot)]]);
       if (failed !== undefined) io.checkSurvives('journal replay');
+      else rewritten.push({ role: f.h.role, elementOffsetBytes: f.h.elementOffsetBytes, lengthBytes: f.h.lengthBytes });
     }
     applied++;
   }
   const next = Math.max(fromSeq, maxSeq + 1) + SEQ_GAP_AT_OPEN;
   if (!Number.isSafeInteger(next)) throw new DataPathError('EIO', `${io.vol.name}: journal sequence ${next} overflows`);
+  if (beforeCheckpoint !== undefined && rewritten.length > 0) await beforeCheckpoint(rewritten);
   await writeCheckpoint(io, slot, next);
-  return { seq: next, applied, dropped };
+  return { seq: next, applied, dropped, rewritten };
 }

@@ -9,6 +9,7 @@ import { ParityVolumeIo } from './parity-volume-io.js';
 import type { ReadCache } from './read-cache.js';
 import type { SharedViews } from './shared-layout.js';
 import { StripeEngine } from './stripe-engine.js';
+import type { StripeIntegrity } from './stripe-integrity.js';
 import { ScratchPool, StripeIo, type StripeVolume } from './stripe-io.js';
 import type { Top } from './top.js';
 import type { TopologyElement, TopologyVolume } from './topology.js';
@@ -74,13 +75,26 @@ export class ParityVolumes {
     }
     const fresh = new StripeEngine(new StripeIo(this.top, this.v, sv), this.scratch, this.waitersMax, align);
     this.engines.set(vol.index, fresh);
-    try {
-      await fresh.open();
-      this.errors.delete(vol.index);
-    } catch (err) {
-      this.errors.set(vol.index, (err as Error).message);
-    }
+    // With integrity the replay waits for the checksums (attachIntegrity): what it writes again
+    // needs them recomputed before its checkpoint retires the records. I/O waits for it either way.
+    if (vol.integrity !== true) await this.replay(vol.index, fresh);
     return new ParityVolumeIo(binding, this.top, this.slots, this.v.slab, fresh, this.readCache);
+  }
+
+  /** Hands a bound volume its checksums, then replays its journal if that has not happened yet. */
+  async attachIntegrity(index: number, integrity: StripeIntegrity): Promise<void> {
+    const engine = this.engine(index);
+    engine.integrity = integrity;
+    await this.replay(index, engine);
+  }
+
+  private async replay(index: number, engine: StripeEngine): Promise<void> {
+    try {
+      await engine.open();
+      this.errors.delete(index);
+    } catch (err) {
+      this.errors.set(index, (err as Error).message);
+    }
   }
 
   unbind(index: number): void {

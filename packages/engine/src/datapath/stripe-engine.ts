@@ -5,7 +5,7 @@
 // each under its row lock. Reads whose chunks are all on active elements never come here: the
 // middle stage maps them directly (middle-core.ts planParityRead).
 import { DataPathError } from './errno.js';
-import { replayJournal, writeCheckpoint, type ReplayResult } from './journal-replay.js';
+import { replayJournal, writeCheckpoint, type ReplayedRange, type ReplayResult } from './journal-replay.js';
 import { RecordKind } from './journal-format.js';
 import { elementOffset, rowCount, segmentBytesFor, unitsOf } from './map-parity.js';
 import { bufferHeader, bufferSlot, WRITABLE, type ScratchPool, type StripeIo, type StripeVolume } from './stripe-io.js';
@@ -13,6 +13,7 @@ import { GroupFlush, StripeJournal } from './stripe-journal.js';
 import { RowLock } from './stripe-lock.js';
 import type { StripeIntegrity } from './stripe-integrity.js';
 import { checkSpan, rebuildSpan, type StripeCheck } from './stripe-maint.js';
+import type { StripeRoleBlocks } from './stripe-maint-verify.js';
 import { chunkSource, journaled, readUnit, writeUnit, ZERO_SOURCE, type StripeFaults, type UnitContext, type WriteSource } from './stripe-unit.js';
 
 /** Units of one request in flight at once (more wait; the row lock and scratch slots bound the rest). */
@@ -41,7 +42,12 @@ export class StripeEngine implements UnitContext {
   ) {
     this.lock = new RowLock(waitersMax);
     this.flusher = new GroupFlush((role) => this.io.flush(role));
-    this.journal = new StripeJournal(io.vol.g.n, (seq) => this.scratch.withJournalSlot((slot) => writeCheckpoint(this.io, slot, seq)), waitersMax);
+    // Checksum pages first: the checkpoint's element flush makes them durable, and the records it
+    // retires are never replayed again, so their checksums must be on the elements by then.
+    this.journal = new StripeJournal(io.vol.g.n, async (seq) => {
+      await this.integrity?.writeBack();
+      await this.scratch.withJournalSlot((slot) => writeCheckpoint(this.io, slot, seq));
+    }, waitersMax);
     this.segment = StripeEngine.segmentFor(io.vol, scratch, alignBytes);
   }
 
@@ -58,7 +64,9 @@ export class StripeEngine implements UnitContext {
   /** Replays the journal once (the first call does it; a failed replay is tried again at the next call). */
   open(): Promise<ReplayResult> {
     if (this.opened !== null) return this.opened;
-    const run = this.scratch.withJournalSlot((slot) => replayJournal(this.io, slot)).then((r) => {
+    // Integrity: what replay wrote again gets its checksums recomputed before the checkpoint retires its records.
+    const recompute = (ranges: readonly ReplayedRange[]): Promise<void> => this.integrity?.recompute(ranges) ?? Promise.resolve();
+    const run = this.scratch.withJournalSlot((slot) => replayJournal(this.io, slot, recompute)).then((r) => {
       this.journal.reset(r.seq);
       return r;
     });
@@ -171,7 +179,22 @@ export class StripeEngine implements UnitContext {
     await this.rowsOf(spans, (r) => rebuildSpan(this, r, targetRole));
   }
 
-  /** Scrub: checks (and with `repair`, fixes) every segment of a row; one verdict for the row. */
+  /** Runs `fn` holding row `row`'s lock (integrity repairs: no stripe write lands between their reads and rewrites). */
+  async underRow<T>(row: number, fn: () => Promise<T>): Promise<T> {
+    const release = await this.lock.acquire(row, row + 1);
+    try {
+      return await fn();
+    } finally {
+      release();
+    }
+  }
+
+  /** Writes the volume's changed checksum pages (a rebuild's end, before it flushes its targets); nothing without integrity. */
+  async writeBackChecksums(): Promise<void> {
+    await this.integrity?.writeBack();
+  }
+
+  /** Scrub: checks (and with `repair`, fixes) every segment of a row; one verdict for the row (with integrity, its blocks per role). */
   async checkStripe(row: number, repair = false): Promise<StripeCheck> {
     await this.ready();
     const g = this.io.vol.g;
@@ -179,6 +202,7 @@ export class StripeEngine implements UnitContext {
     const release = await this.lock.acquire(row, row + 1);
     try {
       const bad = new Set<number>();
+      const blocks = new Map<number, StripeRoleBlocks>();
       let compared = true;
       let repaired = true;
       let mismatchedBytes = 0;
@@ -188,8 +212,18 @@ export class StripeEngine implements UnitContext {
         mismatchedBytes += r.mismatchedBytes;
         if (!r.ok) repaired &&= r.repaired;
         for (const role of r.badRoles) bad.add(role);
+        for (const x of r.byRole ?? []) {
+          const sum = blocks.get(x.role) ?? { role: x.role, badBlocks: 0, repairedBlocks: 0, unrecoverableBlocks: 0 };
+          sum.badBlocks += x.badBlocks;
+          sum.repairedBlocks += x.repairedBlocks;
+          sum.unrecoverableBlocks += x.unrecoverableBlocks;
+          blocks.set(x.role, sum);
+        }
       }
-      return { compared, ok: bad.size === 0, badRoles: [...bad].sort((x, y) => x - y), mismatchedBytes, repaired: bad.size > 0 && repaired };
+      // Repaired checksums go to their pages now: the scrub's closing flush of the written elements makes them durable.
+      if (this.integrity !== null && [...blocks.values()].some((x) => x.repairedBlocks > 0)) await this.integrity.writeBack();
+      const byRole = this.integrity === null ? {} : { byRole: [...blocks.values()].sort((x, y) => x.role - y.role) };
+      return { compared, ok: bad.size === 0, badRoles: [...bad].sort((x, y) => x - y), mismatchedBytes, repaired: bad.size > 0 && repaired, ...byRole };
     } finally {
       release();
     }

@@ -13,6 +13,7 @@ import { bufferData, bufferHeader, bufferSlot, type Scratch, type ScratchPool, t
 import type { GroupFlush, StripeJournal } from './stripe-journal.js';
 import type { StripeIntegrity } from './stripe-integrity.js';
 import { planRead, planWrite, type WritePlan } from './stripe-plan.js';
+import { readsVerified } from './stripe-verify.js';
 
 export interface UnitContext {
   readonly io: StripeIo;
@@ -107,6 +108,9 @@ async function attemptWrite(ctx: UnitContext, u: StripeUnit, src: WriteSource, p
   const data = Array.from({ length: g.k }, (_, j) => j);
   if (plan.kind !== 'recon') copyNew(ctx, u, s, plan, src);
   if (!(await readEntries(ctx, u, s, plan.buf, plan.reads))) return false;
+  // Parity is never computed from bytes that fail their checksums: repaired first, then read again.
+  const inputs = plan.reads.map((e) => ({ index: e < g.k + g.np ? e : e - g.k - g.np, view: view(ctx, s, plan.buf[e]!, len) }));
+  if (!(await readsVerified(ctx, u.row, u.a, u.b, inputs))) return false;
   let crcOf: (e: number) => number;
   if (plan.kind === 'direct') {
     crcOf = (e) => crc32c(view(ctx, s, plan.buf[e]!, len));
@@ -162,6 +166,8 @@ export async function journaled(ctx: UnitContext, row: number, records: readonly
     io.checkSurvives('journal write');
     const durable = journaledRecords.filter((r) => !lost2.includes(r.role));
     const crash = ctx.faults?.afterJournal(row, durable.map((r) => r.role)) ?? null;
+    // Checksums once the journal holds the bytes: a crash from here on is replayed, and replay recomputes them.
+    if (ctx.integrity !== null) await recordChecksums(ctx, durable);
     const inPlace = crash === null ? durable : durable.filter((r) => crash.includes(r.role));
     await io.settle(inPlace.map((r) => [r.role, r.inPlace()] as const));
     if (crash !== null) await new Promise<never>(() => undefined); // the simulated crash: this unit never ends
@@ -169,6 +175,17 @@ export async function journaled(ctx: UnitContext, row: number, records: readonly
   } finally {
     journal.end(txn);
   }
+}
+
+/** Records the checksums of each record's bytes (a ZERO record clears them) on its element; a store error fails that element. */
+async function recordChecksums(ctx: UnitContext, records: readonly PendingRecord[]): Promise<void> {
+  const it = ctx.integrity!;
+  const { io } = ctx;
+  await io.settle(records.map((r) => {
+    const bytes = r.kind === RecordKind.DATA ? io.v.slab.view(r.slot, r.header + JOURNAL_BLOCK_BYTES, r.lengthBytes) : null;
+    return [r.role, it.record(r.role, r.elementOffsetBytes, r.lengthBytes, bytes)] as const;
+  }));
+  io.checkSurvives('checksum write');
 }
 
 /** The data unit's records: one per stripe index written, its buffer holding header then new bytes. */
@@ -227,6 +244,8 @@ export async function readUnit(ctx: UnitContext, u: StripeUnit, dst: ReadTarget)
     const s = await ctx.scratch.acquire(g.k + g.np, len);
     try {
       if (!(await readEntries(ctx, u, s, buf, plan.reads))) continue;
+      // A rebuilt read comes only from units that verify (a failing one is repaired, then read again).
+      if (!(await readsVerified(ctx, u.row, u.a, u.b, plan.reads.map((e) => ({ index: e, view: view(ctx, s, e, len) }))))) continue;
       const data = buf.slice(0, g.k);
       await compute(ctx, s, len, ComputeMode.RECONSTRUCT, buf, [...data, ...plan.reads.filter((e) => e >= g.k)], plan.lost, []);
       for (const j of u.touched) io.v.slab.view(dst.slot, at(j), len).set(view(ctx, s, j, len));

@@ -20,6 +20,8 @@ export interface TopologyVolume {
   readonly raw?: boolean;
   /** The array's UUID (superblocks): raid5/6 stripe journal records carry it, so a reused element's old records are never replayed. */
   readonly arrayId?: string;
+  /** Per-block checksums (docs/integrity.md): a raid5/6 volume replays its journal only once they are attached. */
+  readonly integrity?: boolean;
 }
 
 export interface TopologyElement {

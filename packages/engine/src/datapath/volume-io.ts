@@ -16,7 +16,7 @@ import type { Top } from './top.js';
 import { arraySource, chunksSource, isAligned, requestViews, rmwRange, spanFor, splitEdges, zeroSource, type ByteSource, type Span } from './unaligned.js';
 import type { SlotPool } from './waiters.js';
 import { WriteGate, type GateMode } from './write-gate.js';
-import { integrityBinding, type VolumeIntegrity } from '../integrity/checksum-io.js';
+import { integrityBinding, type ReadVerifier, type VolumeIntegrity } from '../integrity/checksum-io.js';
 
 export type { VolumeBinding, VolumeCacheStats, VolumeIo, VolumeStats } from './volume-io-types.js';
 import type { VolumeBinding, VolumeCacheStats, VolumeIo, VolumeStats } from './volume-io-types.js';
@@ -37,6 +37,8 @@ export class VolumeIoImpl implements VolumeIo {
   readonly gate = new WriteGate();
   /** Checksums of a raid1/raid10 volume with integrity (integrity/checksum-io.ts); null = no work at all. */
   protected integrity: VolumeIntegrity | null = null;
+  /** What checks a read's blocks: the mirror integrity, or a raid5/6 volume's (integrity/parity-io.ts). */
+  private verifier: ReadVerifier | null = null;
   /** The binding as the data path gave it (integrity may widen its alignment). */
   private bound: VolumeBinding;
 
@@ -56,7 +58,7 @@ export class VolumeIoImpl implements VolumeIo {
   rebind(b: VolumeBinding): void {
     if (b.index !== this.b.index) throw new Error(`rebind: volume index ${b.index} is not ${this.b.index}`);
     this.bound = b;
-    this.b = this.integrity === null ? b : integrityBinding(b);
+    this.b = this.verifier === null ? b : integrityBinding(b);
     this.readCache.invalidateVolume(b.index);
   }
 
@@ -64,9 +66,10 @@ export class VolumeIoImpl implements VolumeIo {
    * Turns checksums on (or off). Element I/O then moves whole 4 KiB blocks only (smaller or
    * unaligned requests take the read-modify-write path), so every block a leg sees is checksummed.
    */
-  setIntegrity(integrity: VolumeIntegrity | null): void {
+  setIntegrity(integrity: VolumeIntegrity | null, verifier: ReadVerifier | null = integrity): void {
     this.integrity = integrity;
-    this.b = integrity === null ? this.bound : integrityBinding(this.bound);
+    this.verifier = verifier;
+    this.b = verifier === null ? this.bound : integrityBinding(this.bound);
     this.readCache.invalidateVolume(this.b.index);
   }
 
@@ -157,7 +160,7 @@ export class VolumeIoImpl implements VolumeIo {
   /** A read piece, checked against its checksums (and repaired) when the volume has them. */
   private async readVerified(off: number, len: number, slot: number, cls: RequestClass, slotOffset: number, gateHeld: boolean): Promise<void> {
     await this.readPiece(off, len, slot, cls, slotOffset);
-    const checked = this.integrity?.verify(off, this.slab.view(slot, slotOffset, len), gateHeld);
+    const checked = this.verifier?.verify(off, this.slab.view(slot, slotOffset, len), gateHeld);
     if (checked !== undefined) await checked;
   }
 

@@ -112,7 +112,7 @@ export class MirrorKeeper {
     if (!isMirror(vol.config.layout)) return;
     const dp = this.host.dataPath;
     // Checksums on before anything else: a write without them would fail its check later.
-    this.wireIntegrity(entry);
+    await this.wireIntegrity(entry);
     const index = (name: string): number => this.host.registry.element(name).index;
     const sources = vol.config.elements.filter((n) => this.liveState(n) === 'active').map(index);
     const want = regionBytesFor(vol.sizeBytes, (vol.config.bitmapRegionKiB ?? REGION_DEFAULT_BYTES / 1024) * 1024);
@@ -141,6 +141,8 @@ export class MirrorKeeper {
 
   /** raid5/6: no bitmap, no hook; a stale leg (older counter, needs rebuild) is rebuilt in full. */
   private async attachParity(entry: VolumeEntry): Promise<void> {
+    // Integrity: the journal replay waits for the checksums (it recomputes what it writes again).
+    await this.wireIntegrity(entry);
     const keep: Keep = { name: entry.assembled.config.name, bitmap: null, bitmapLoaded: false, run: null, pending: new Map(), last: null };
     this.keeps.set(keep.name, keep);
     for (const e of entry.assembled.elements) {
@@ -239,11 +241,11 @@ export class MirrorKeeper {
   }
 
   /** Integrity volumes: the data path records and verifies checksums (integrity/checksum-io.ts). */
-  private wireIntegrity(entry: VolumeEntry): void {
+  private async wireIntegrity(entry: VolumeEntry): Promise<void> {
     const name = entry.assembled.config.name;
     const it = this.host.integrityOf?.(name);
     if (it === undefined) return;
-    this.host.dataPath.setIntegrity(entry.index, {
+    await this.host.dataPath.setIntegrity(entry.index, {
       store: it.store, count: it.count, log: (line) => this.host.log('warn', line),
       unsettled: (off, len) => {
         const keep = this.keeps.get(name);

@@ -3,7 +3,9 @@
 // the middle stage, raid6 locating a single bad data chunk by its syndrome) under the row lock,
 // while the scrub's fence holds client writes to the row's volume range back. Repair rewrites
 // what the check blames: raid5 the parity (it cannot tell which chunk is wrong, like md), raid6
-// the located chunk, or P and Q when no single chunk explains the mismatch.
+// the located chunk, or P and Q when no single chunk explains the mismatch. With integrity the
+// stripe engine judges every unit by its checksums first and reports blocks per role (byRole),
+// which the scrub shows per element.
 import type { StripeCheck } from '../datapath/stripe-maint.js';
 import type { ScrubTarget, ScrubUnit, UnitChecker, UnitContext, UnitVerdict } from './scrub.js';
 
@@ -54,5 +56,9 @@ async function checkRow(t: ScrubTarget, stripe: StripeChecker, unit: ParityUnit,
     });
     return skipped;
   }
-  return { compared: true, mismatchedBytes: r.mismatchedBytes, repaired: r.repaired, written: r.repaired ? r.badRoles.map((role) => t.elements[role]!) : [] };
+  // Integrity: blocks that failed their checksums make the row mismatched even when the parity agrees (a wrong checksum).
+  const byRole = r.byRole === undefined ? {} : { byRole: r.byRole.map((x) => ({ ...x })), mismatched: r.byRole.some((x) => x.badBlocks > 0) };
+  const fixed = (r.byRole ?? []).filter((x) => x.repairedBlocks > 0).map((x) => x.role);
+  const written = [...new Set([...(r.repaired ? r.badRoles : []), ...fixed])].map((role) => t.elements[role]!);
+  return { compared: true, mismatchedBytes: r.mismatchedBytes, repaired: r.repaired, written, ...byRole };
 }

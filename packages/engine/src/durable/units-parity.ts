@@ -11,6 +11,8 @@ import { runCopyJob, type CopyProgress, type CopyUnit } from './copy-job.js';
 /** What the rebuild needs of the volume's stripe engine. */
 export interface StripeRebuilder {
   reconstructElementRange(targetRole: number, elementOffsetBytes: number, lengthBytes: number): Promise<void>;
+  /** Integrity: writes the checksum pages the rebuild changed (the targets' flush then makes them durable). */
+  writeBackChecksums?(): Promise<void>;
 }
 
 /** Marks units whose bytes are computed, not copied: there is no source leg. */
@@ -88,6 +90,7 @@ export async function runParityRecovery(plan: ParityRecoveryPlan, deps: ParityRe
     raw: parityRebuildRaw(deps.raw, deps.stripe, plan.elements), gate: deps.gate, units: units(), totalBytes, concurrency: 4,
     maxMiBPerSec: deps.maxMiBPerSec, signal: deps.signal, onProgress: deps.onProgress,
   });
+  await deps.stripe.writeBackChecksums?.();
   await Promise.all(plan.targetRoles.map((role) => deps.raw.flush(plan.elements[role]!)));
   return final;
 }

@@ -10,6 +10,7 @@ import { stripeSplit } from '../datapath/map.js';
 import type { RawIo } from '../datapath/raw-io.js';
 import { STATE_ACTIVE, STATE_REBUILDING } from '../datapath/topology.js';
 import type { WriteGate } from '../datapath/write-gate.js';
+import { RateLimitedLog } from './log.js';
 import { checksumMatches, INTEGRITY_BLOCK_BYTES, storedChecksum, type ChecksumStore } from './types.js';
 
 const BLOCK = INTEGRITY_BLOCK_BYTES;
@@ -74,6 +75,11 @@ export interface WriteBackStore extends ChecksumStore {
   writeBack?(element: number): Promise<void>;
 }
 
+/** What checks a read's bytes against stored checksums (and repairs them): undefined = passed, no promise. */
+export interface ReadVerifier {
+  verify(offsetBytes: number, view: Uint8Array, gateHeld: boolean): Promise<void> | undefined;
+}
+
 /** An integrity volume's binding: element I/O in whole checksum blocks at least (partial ones take the RMW path). */
 export function integrityBinding<B extends { readonly alignBytes: number }>(b: B): B {
   const a = Math.max(b.alignBytes, BLOCK);
@@ -86,21 +92,18 @@ function mismatchIn(stored: Uint32Array, crcs: Uint32Array, at: number): boolean
   return false;
 }
 
-/** Log lines per second at most; the rest are counted and summed up in the next line. */
-const LOG_PER_SECOND = 5;
 /** Blocks whose checksums a trim clears per store call (256 MiB of volume). */
 const CLEAR_BATCH_BLOCKS = 65536;
 
 export class VolumeIntegrity {
   private readonly crc: Crc32cBlocks;
-  private logWindowMs = 0;
-  private logged = 0;
-  private suppressed = 0;
+  private readonly log: RateLimitedLog;
   /** Stored checksums of one peek (verify): 64 blocks covers a 256 KiB slot; grown if ever needed. */
   private peekScratch = new Uint32Array(64);
 
   constructor(private readonly d: IntegrityDeps) {
     this.crc = d.crc32cBlocks ?? blockChecksums().crc32cBlocks;
+    this.log = new RateLimitedLog(d.log, d.volume);
     if (d.layout.layout === 'raid10' && !(d.layout.chunkBytes > 0 && d.layout.chunkBytes % BLOCK === 0)) {
       throw new DataPathError('EINVAL', `${d.volume}: raid10 chunk ${d.layout.chunkBytes} is not a multiple of the ${BLOCK}-byte checksum block`);
     }
@@ -304,15 +307,7 @@ export class VolumeIntegrity {
   }
 
   private note(line: string): void {
-    const now = Date.now();
-    if (now - this.logWindowMs >= 1000) {
-      if (this.suppressed > 0) this.d.log(`volume ${this.d.volume}: ${this.suppressed} more integrity event(s) not logged`);
-      this.logWindowMs = now;
-      this.logged = 0;
-      this.suppressed = 0;
-    }
-    if (this.logged++ < LOG_PER_SECOND) this.d.log(line);
-    else this.suppressed++;
+    this.log.line(line);
   }
 
   /** The first active leg of a piece, whose checksums the fast check uses (legs hold the same ones). */

@@ -4,7 +4,9 @@
 import type { RawIo } from '../datapath/raw-io.js';
 import type { TopologyElement, TopologyVolume } from '../datapath/topology.js';
 import type { WriteGate } from '../datapath/write-gate.js';
+import type { StripeEngine } from '../datapath/stripe-engine.js';
 import { VolumeIntegrity, type IntegrityCount } from './checksum-io.js';
+import { ParityIntegrity } from './parity-io.js';
 import type { ChecksumStore } from './types.js';
 import type { Crc32cBlocks } from '@onestack/native';
 
@@ -19,9 +21,9 @@ export interface IntegrityOptions {
   readonly unsettled?: (offsetBytes: number, lengthBytes: number) => boolean;
 }
 
-/** The volume's integrity over its current legs; null when the layout has none (raid1/raid10 only here). */
+/** The volume's integrity over its current legs (raid1/raid10; raid5/6 take parityIntegrityFor). */
 export function integrityFor(vol: TopologyVolume, els: readonly TopologyElement[], opts: IntegrityOptions, dp: { elemState: Int32Array; raw: RawIo; gate: WriteGate }): VolumeIntegrity {
-  if (vol.layout !== 'raid1' && vol.layout !== 'raid10') throw new Error(`volume ${vol.name}: integrity is supported on raid1 and raid10 (raid5/6: not yet), not ${vol.layout}`);
+  if (vol.layout !== 'raid1' && vol.layout !== 'raid10') throw new Error(`volume ${vol.name}: mirror integrity on a ${vol.layout} volume`);
   return new VolumeIntegrity({
     ...opts,
     layout: { layout: vol.layout, chunkBytes: vol.chunkBytes, elements: els.map((e) => ({ index: e.index, dataOffsetBytes: e.dataOffsetBytes })) },
@@ -30,4 +32,9 @@ export function integrityFor(vol: TopologyVolume, els: readonly TopologyElement[
     gate: dp.gate,
     volume: vol.name,
   });
+}
+
+/** A raid5/6 volume's integrity: over its stripe engine, which follows replaced elements itself. */
+export function parityIntegrityFor(vol: TopologyVolume, opts: IntegrityOptions, stripe: StripeEngine, raw: RawIo): ParityIntegrity {
+  return new ParityIntegrity({ store: opts.store, count: opts.count, log: opts.log, volume: vol.name, stripe, raw, ...(opts.crc32cBlocks !== undefined ? { crc32cBlocks: opts.crc32cBlocks } : {}) });
 }

@@ -98,6 +98,7 @@ export class Registry {
     const volumes = [...this.volumes.values()].map((v): TopologyVolume => ({
       index: v.index, name: v.assembled.config.name, layout: v.assembled.config.layout, chunkBytes: v.assembled.config.chunkKiB * 1024,
       sizeBytes: v.assembled.sizeBytes, order: v.assembled.config.order, arrayId: v.assembled.arrayUuid,
+      ...(v.assembled.config.integrity === true ? { integrity: true } : {}),
       elements: v.assembled.config.elements.map((name) => this.element(name).index),
     }));
     return { volumes, elements };
