@@ -62,6 +62,20 @@ describe('integrity through the Engine', () => {
     expect(checked.outcome).toBe('done');
   });
 
+  it('a degraded raid1 is still scrubbed: its one copy is judged by its checksums (found bad, not repairable)', async () => {
+    engine = await open();
+    await engine.volume('v').write(0, new Uint8Array(MiB).fill(0x3c));
+    await engine.volume('v').flush();
+    await engine.failElement('b');
+    const fd = fs.openSync(path.join(dir, 'a.img'), 'r+');
+    fs.writeSync(fd, Buffer.from([0xc3]), 0, 1, DATA_OFFSET_BYTES + 4096 + 9);
+    fs.closeSync(fd);
+    const result = await engine.scrub('v', { repair: true });
+    expect(result).toMatchObject({ outcome: 'done', byElement: [{ element: 'a', badBlocks: 1, repairedBlocks: 0, unrecoverableBlocks: 1 }] });
+    expect(result.skippedBytes).toBe(0);
+    await expect(engine.volume('v').read(4096, 4096)).rejects.toThrow(/EIO|checksum/);
+  });
+
   it('createVolume: integrity on raid1/raid10, refused on raid0 before anything is created; delete drops the store', async () => {
     engine = await Engine.open({ log: () => undefined, config: { dataDir: dir, nbd: { listen: '127.0.0.1:0' }, elements: [], volumes: [] } });
     const file = (n: string): string => `file:${path.join(dir, `${n}.img`)}`;

@@ -32,14 +32,21 @@ export function mirrorChecker(t: ScrubTarget): UnitChecker<MirrorUnit> {
     throw new Error(`volume ${t.name}: integrity scrub needs whole ${INTEGRITY_BLOCK_BYTES}-byte blocks (size ${g.sizeBytes}, chunk ${g.chunkBytes})`);
   }
   const groups = g.layout === 'raid1' ? [t.elements.map((_, role) => role)] : pairsOf(t.elements.length);
+  // With checksums one copy can be judged alone (a degraded mirror still learns what is bad);
+  // without them it takes two to compare.
+  const minCopies = copiesNeeded(t);
   const unitBytes = g.layout === 'raid1' ? RAID1_UNIT_BYTES : g.chunkBytes;
   return {
     totalBytes: g.sizeBytes,
     concurrency: Math.max(4, Math.floor(INFLIGHT_BYTES / unitBytes)),
     units: () => (g.layout === 'raid1' ? raid1Units(g.sizeBytes, dataOffset, groups[0]!) : raid10Units(g.sizeBytes, g.chunkBytes, dataOffset, groups)),
-    comparable: (usable) => groups.some((roles) => roles.filter(usable).length >= 2),
+    comparable: (usable) => groups.some((roles) => roles.filter(usable).length >= minCopies),
     check: (unit, ctx) => checkMirrorUnit(t, unit, ctx, dataOffset),
   };
+}
+
+function copiesNeeded(t: ScrubTarget): number {
+  return t.integrity !== undefined ? 1 : 2;
 }
 
 function pairsOf(count: number): number[][] {
@@ -69,7 +76,7 @@ interface Copy {
 
 async function readCopies(t: ScrubTarget, unit: MirrorUnit, ctx: UnitContext): Promise<Copy[]> {
   const roles = unit.roles.filter(ctx.usable);
-  if (roles.length < 2) return [];
+  if (roles.length < copiesNeeded(t)) return [];
   const reads = await Promise.all(roles.map(async (role): Promise<Copy | null> => {
     try {
       return { role, bytes: await ctx.raw.read(t.elements[role]!, unit.elementOffsetBytes, unit.volumeLengthBytes) };
@@ -83,7 +90,7 @@ async function readCopies(t: ScrubTarget, unit: MirrorUnit, ctx: UnitContext): P
 
 async function checkMirrorUnit(t: ScrubTarget, unit: MirrorUnit, ctx: UnitContext, dataOffsetBytes: number): Promise<UnitVerdict> {
   const copies = await readCopies(t, unit, ctx);
-  if (copies.length < 2) return { compared: false, mismatchedBytes: 0, repaired: false };
+  if (copies.length < copiesNeeded(t)) return { compared: false, mismatchedBytes: 0, repaired: false };
   if (t.integrity !== undefined) {
     // Copies that agree are still verified: all of them may have gone bad together.
     const mismatchedBytes = sameBytes(copies).length === 1 ? 0 : differingBytes(copies.map((c) => c.bytes));

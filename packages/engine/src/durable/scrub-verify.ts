@@ -71,7 +71,7 @@ function sameBlock(a: Uint8Array, b: Uint8Array): boolean {
 
 /**
  * Checks (and with ctx.repair fixes) one mirror unit of an integrity volume. `copies` were read
- * from the usable roles (at least two); `elements[role]` is the role's data-path index.
+ * from the usable roles (one is enough: it is judged by its own checksums); `elements[role]` is the role's data-path index.
  * `mismatchedBytes` is computed by the caller (byte positions where the copies differ).
  */
 export async function verifyMirrorUnit(it: ScrubIntegrity, elements: readonly number[], unit: VerifyUnit, copies: readonly MirrorCopy[],
@@ -95,7 +95,8 @@ export async function verifyMirrorUnit(it: ScrubIntegrity, elements: readonly nu
       return null;
     }
   }))).filter((c): c is Checked => c !== null);
-  if (checked.length < 2) return { compared: false, mismatchedBytes: 0, repaired: false };
+  // One copy is judged by its checksums alone (a degraded mirror): it can be found bad, not repaired.
+  if (checked.length < 1) return { compared: false, mismatchedBytes: 0, repaired: false };
   let unrecoverable = 0;
   for (let i = 0; i < blocks; i++) {
     const withSum = checked.filter((c) => c.stored[i] !== 0);

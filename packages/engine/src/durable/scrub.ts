@@ -177,7 +177,7 @@ export async function runScrub(opts: ScrubRunOptions): Promise<ScrubStatus> {
       for (const e of verdict.written ?? []) written.add(e);
       if ((verdict.written?.length ?? 0) > 0) opts.target.onRewrite?.(unit.volumeOffsetBytes, unit.volumeLengthBytes);
       report();
-      if (lost.size > 0 && !opts.checker.comparable(ctx.usable)) throw new Error(`no two usable copies left to compare (${lostReason})`);
+      if (lost.size > 0 && !opts.checker.comparable(ctx.usable)) throw new Error(`not enough usable copies left to check (${lostReason})`);
     }, () => throttle(opts.maxMiBPerSec, tally.checkedBytes + tally.skippedBytes, startedMs, opts.signal));
   } catch (err) {
     outcome = opts.signal?.aborted === true ? 'cancelled' : 'failed';
