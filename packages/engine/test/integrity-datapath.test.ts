@@ -250,3 +250,33 @@ describe('integrity on a raid10 volume', () => {
     }
   });
 });
+
+describe('a leg whose checksum pages cannot be written', () => {
+  it('is failed (its checksums would no longer describe its data); the volume flush succeeds on the other leg', async () => {
+    const { DataPathError } = await import('../dist/datapath/errno.js');
+    const dir = tempDir();
+    const paths = sparseFiles(dir, 2);
+    const dp = await DataPath.start({ pools: { top: 1, middle: 1, bottom: 2, remote: 1 }, queue: { depth: 64, slots: 16, slotKiB: 256 }, probeDir: dir });
+    try {
+      await dp.setTopology([volume(0, 'raid1', [0, 1], DATA_BYTES)], elementsFor(paths));
+      // A store whose page writes for element 1 fail as a dying device's would.
+      const store = new (class extends MemChecksumStore {
+        override async flush(element: number): Promise<void> {
+          if (element === 1) throw new DataPathError('EIO', 'checksum page write failed (test)');
+        }
+      })();
+      const logs: string[] = [];
+      await dp.setIntegrity(0, { store, count: () => undefined, log: (l: string) => logs.push(l) });
+      const io = dp.volumeIo(0);
+      await io.write(0, pattern(64 * KiB, 9));
+      await io.flush();
+      expect(dp.elementState(1)).toBe('failed');
+      expect(dp.elementState(0)).toBe('active');
+      expect(logs.some((l) => /element index 1 failed: its checksum pages could not be written/.test(l))).toBe(true);
+      expect(equalBytes(await io.read(0, 64 * KiB), pattern(64 * KiB, 9))).toBe(true);
+    } finally {
+      await dp.close();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

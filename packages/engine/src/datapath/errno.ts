@@ -51,3 +51,11 @@ export class DataPathError extends NbdError {
     this.name = 'DataPathError';
   }
 }
+
+/** Errors that say nothing about the element they came from (the request was bad, or the engine is stopping). */
+const NOT_DEVICE: readonly DataPathErrno[] = ['EINVAL', 'ESHUTDOWN', 'ENOMEM'];
+
+/** Whether `err` is an element's own failure (a leg that returns it is failed, as complete.ts does). */
+export function isDeviceError(err: unknown): boolean {
+  return err instanceof DataPathError && !NOT_DEVICE.includes(err.errno);
+}

@@ -4,7 +4,7 @@
 // states, and the scratch buffers (the slab's stripe slots, taken all at once per unit).
 import { DescFlags, Op } from '@onestack/queue';
 import { ComputeParams } from './compute-layout.js';
-import { DataPathError, type DataPathErrno } from './errno.js';
+import { DataPathError, isDeviceError } from './errno.js';
 import type { ParityGeometry } from './map-parity.js';
 import type { SharedViews } from './shared-layout.js';
 import type { Top } from './top.js';
@@ -25,8 +25,6 @@ export interface StripeVolume {
   readonly arrayId: Uint8Array;
 }
 
-/** Errors that say nothing about the element: they fail the request, not the leg. */
-const NOT_DEVICE: readonly DataPathErrno[] = ['EINVAL', 'ESHUTDOWN', 'ENOMEM'];
 
 export class StripeIo {
   constructor(
@@ -90,7 +88,7 @@ export class StripeIo {
    * already is. Errors that are not the element's fault are rethrown: they fail the request.
    */
   fail(role: number, err: unknown): void {
-    if (!(err instanceof DataPathError) || NOT_DEVICE.includes(err.errno)) throw err;
+    if (!isDeviceError(err)) throw err;
     const e = this.element(role);
     if (Atomics.compareExchange(this.v.elemState, e, STATE_ACTIVE, STATE_FAILED) !== STATE_ACTIVE) {
       Atomics.compareExchange(this.v.elemState, e, STATE_REBUILDING, STATE_FAILED);

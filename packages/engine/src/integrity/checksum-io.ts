@@ -48,6 +48,11 @@ export interface IntegrityDeps {
    * mismatch with no good copy is settled from the data (the resync recomputes it anyway), not EIO.
    */
   readonly unsettled?: (offsetBytes: number, lengthBytes: number) => boolean;
+  /**
+   * Fails a leg whose checksum pages could not be written (a device error): its checksums would
+   * no longer describe its data. True when the leg is failed now; absent = never (tests).
+   */
+  readonly failLeg?: (element: number, err: unknown) => boolean;
 }
 
 /** A mirror group's share of a block-aligned volume range: the same blocks on each of `roles`. */
@@ -178,7 +183,10 @@ export class VolumeIntegrity {
       try {
         await (store.writeBack !== undefined ? store.writeBack(e.index) : store.flush(e.index));
       } catch (err) {
-        if (this.d.state(e.index) === s) throw err;
+        if (this.d.state(e.index) !== s) return; // failed meanwhile: the layout no longer promises it
+        // A leg that cannot keep its checksums leaves the volume, as one that cannot keep its data does.
+        if (this.d.failLeg?.(e.index, err) !== true) throw err;
+        this.note(`volume ${this.d.volume}: element index ${e.index} failed: its checksum pages could not be written: ${(err as Error).message}`);
       }
     }));
   }

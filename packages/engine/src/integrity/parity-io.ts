@@ -107,7 +107,11 @@ export class ParityIntegrity implements StripeIntegrity {
       try {
         await (store.writeBack !== undefined ? store.writeBack(el) : store.flush(el));
       } catch (err) {
-        if (this.io.state(role) === s) throw err; // an element that failed meanwhile has nothing to keep
+        if (this.io.state(role) !== s) return; // an element that failed meanwhile has nothing to keep
+        // Its checksums would no longer describe its data: it leaves the volume (rethrows a non-device error).
+        this.io.fail(role, err);
+        this.note(`volume ${this.d.volume}: element index ${el} failed: its checksum pages could not be written: ${(err as Error).message}`);
+        this.io.checkSurvives('checksum write-back');
       }
     }));
   }
