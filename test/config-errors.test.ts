@@ -41,6 +41,10 @@ const cases: readonly BadConfig[] = [
     text: (img) => [...good(img).slice(0, 3), 'volumez:', '  - { name: v, layout: linear, elements: [d0] }'].join('\n') },
   { title: 'YAML syntax error', file: 'syntax.yaml', field: /yaml|syntax|parse|indent|map|flow|collection/i, line: [5, 6],
     text: (img) => [...good(img), '  - { name: v, layout: linear, elements: [d0'].join('\n') },
+  { title: 'scrub every is not a duration', file: 'scrub.yaml', field: /scrub\.every|fortnight/, line: 1,
+    text: (img) => ['scrub: { every: fortnight }', ...good(img), '  - { name: v, layout: raid1, elements: [d0, d1] }'].join('\n') },
+  { title: 'a volume scrub every shorter than a minute', file: 'scrub-short.yaml', field: /volumes\[0\]\.scrub\.every/, line: 8,
+    text: (img) => [...good(img), '  - name: v', '    layout: raid1', '    elements: [d0, d1]', '    scrub: { every: 30s }'].join('\n') },
   { title: 'JSON config with a wrong type', file: 'config.json', field: /layout/,
     text: (img) => JSON.stringify({ elements: [{ name: 'd0', uri: `file:${img}` }], volumes: [{ name: 'v', layout: 42, elements: ['d0'] }] }, null, 2) },
 ];

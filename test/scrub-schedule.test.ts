@@ -2,9 +2,11 @@
 // `scrub: { every, repair: true }` scrubs an integrity raid1 by itself. A byte flipped straight in
 // the role-0 leg's image (the one a plain 2-way repair would trust) is found and rewritten from the
 // copy that verifies, with no command run; `status` shows when the next scrub is due; a volume
-// with `scrub: false` has no schedule; the record of the last scrub is kept in the data dir.
+// with `scrub: false` has no schedule; after a restart the next scrub is due `every` after the
+// last one (kept in the data dir), and nothing runs at once.
 // ONESTACK_SCRUB_MIN_EVERY_MS (test-only) lets `every` go below one minute.
 import { existsSync, readFileSync } from 'node:fs';
+import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLI_MAIN, Daemon, REPO_ROOT } from './lib/daemon.js';
@@ -32,6 +34,7 @@ interface VolumeView {
 describe.skipIf(missing !== null)(`scheduled scrubs against the daemon${missing !== null ? ` (skipped: ${missing})` : ''}`, () => {
   let dir = '';
   let daemon: Daemon | null = null;
+  let configPath = '';
   const file = (name: string): string => path.join(dir, `${name}.img`);
   const cli = (args: readonly string[]) => run(process.execPath, [CLI_MAIN, ...args, '--api', `127.0.0.1:${daemon!.apiPort}`],
     { timeoutMs: 30_000, cwd: REPO_ROOT, env: { ...process.env, ONESTACK_DATA_DIR: daemon!.dataDir } });
@@ -42,13 +45,13 @@ describe.skipIf(missing !== null)(`scheduled scrubs against the daemon${missing 
 
   beforeAll(async () => {
     dir = tempDir('scrub-schedule');
-    const { configPath } = await writeConfig(dir, [{ name: 'a', sizeBytes: ELEMENT_BYTES }, { name: 'b', sizeBytes: ELEMENT_BYTES },
+    const written = await writeConfig(dir, [{ name: 'a', sizeBytes: ELEMENT_BYTES }, { name: 'b', sizeBytes: ELEMENT_BYTES },
       { name: 'c', sizeBytes: ELEMENT_BYTES }, { name: 'd', sizeBytes: ELEMENT_BYTES }],
     [{ name: 'mir', layout: 'raid1', elements: ['a', 'b'], integrity: true }, { name: 'quiet', layout: 'raid1', elements: ['c', 'd'] }],
     // The read cache is off so nothing serves the flipped block from memory; `quiet` opts out below.
     ['cache: { readMiB: 0 }', `scrub: { every: ${EVERY_MS / 1000}s, repair: true, maxMiBPerSec: 0 }`]);
     // writeConfig has no per-volume scrub: add `scrub: false` to the second volume's line.
-    const { readFile, writeFile } = await import('node:fs/promises');
+    configPath = written.configPath;
     const text = await readFile(configPath, 'utf8');
     await writeFile(configPath, text.replace(/(name: quiet, .*) \}/, '$1, scrub: false }'));
     daemon = await Daemon.start({ dataDir: path.join(dir, 'data'), configPath, env: { ONESTACK_SCRUB_MIN_EVERY_MS: '1000' } });
@@ -104,5 +107,19 @@ describe.skipIf(missing !== null)(`scheduled scrubs against the daemon${missing 
     // The opted-out volume prints no schedule line.
     const quiet = text.slice(text.indexOf('quiet :'));
     expect(quiet.split('\n').slice(0, 4).join('\n')).not.toContain('scrub every');
+  });
+
+  it('a restart keeps the last finished time: the next scrub is due `every` after it, not at once', async () => {
+    const last = (await volume('mir')).scrubSchedule!.lastFinishedMs!;
+    await daemon!.stop();
+    // Same data dir, a longer period: were the record lost, the due time would count from the restart.
+    const text = await readFile(configPath, 'utf8');
+    await writeFile(configPath, text.replace(/every: \d+s/, 'every: 1h'));
+    daemon = await Daemon.start({ dataDir: path.join(dir, 'data'), configPath, env: { ONESTACK_SCRUB_MIN_EVERY_MS: '1000' } });
+    const v = await volume('mir');
+    expect(v.scrubSchedule?.lastFinishedMs).toBeGreaterThanOrEqual(last);
+    expect(v.scrubSchedule?.nextMs).toBe(v.scrubSchedule!.lastFinishedMs! + 3_600_000);
+    await new Promise((r) => setTimeout(r, 1500));
+    expect((await volume('mir')).scrub).toBeNull(); // nothing ran since the start
   });
 });

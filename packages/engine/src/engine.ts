@@ -137,8 +137,8 @@ export class Engine {
     }
     logOpenReport([...engine.registry.volumes.values()], (index) => engine.dataPath.volumeOpenError(index), log);
     engine.failureWatch = setInterval(() => engine.recordFailures(), FAILURE_WATCH_MS).unref();
-    engine.schedule = startScrubSchedule({ base: loaded, registry: engine.registry, elementState: (i) => dataPath.elementState(i), maintenance: (v) => engine.keeper.progress(v), scrubs: engine.scrubs, startScrub: (v, o) => engine.startScrub(v, o), log });
-    engine.onClose(async () => engine.schedule?.stop());
+    engine.schedule = startScrubSchedule({ base: loaded, registry: engine.registry, elementState: (i) => dataPath.elementState(i),
+      maintenance: (v) => engine.keeper.progress(v), scrubs: engine.scrubs, startScrub: (v, o) => engine.startScrub(v, o), log });
     engine.onClose(() => engine.scrubs.cancelAll('engine closing'));
     log('info', `engine open: ${engine.registry.volumes.size} volume(s), data dir ${loaded.dataDir}`);
     return engine;
@@ -339,6 +339,7 @@ export class Engine {
   close(): Promise<void> {
     this.closing ??= (async () => {
       if (this.failureWatch !== null) clearInterval(this.failureWatch);
+      this.schedule?.stop();
       await this.control.catch(() => undefined);
       for (const closer of [...this.closers]) await closer().catch((err: Error) => this.log('warn', `closing an export: ${err.message}`));
       await this.keeper.close(async (name) => this.registry.volumes.get(name)?.handle.flush());
