@@ -12,7 +12,7 @@ import type { ScrubStatus } from '../src/api-types.js';
 import { DATA_OFFSET_BYTES } from '../src/meta/types.js';
 import { flipFileBytes, randomBytes, readFileRange } from './helpers.js';
 import { refPQ, refRoles } from './raid56-ref.js';
-import { BLOCK, failingBlocks, geometryOf, seedSums, startIntegrityParity, type IntegrityParityRig } from './integrity-parity-rig.js';
+import { BLOCK, failingBlocks, geometryOf, seedSums, startIntegrityParity, startWiredParity, type IntegrityParityRig } from './integrity-parity-rig.js';
 import { KiB, equalBytes, pattern } from './datapath-harness.js';
 import { stopParity, volumeFromFiles } from './raid56-harness.js';
 
@@ -135,6 +135,25 @@ describe('resolveStripeSpan (pure)', () => {
     expect(resolveStripeSpan(3, 1, entries(u), 1, crc).lost[0]).toEqual([0]);
   });
 
+  it('raid6 with one fault rebuilds from verified units only: an unchecked wrong P does not spoil the fix', () => {
+    const s = makeSpan(3, 2, 1, 13);
+    s.stored[3]![0] = 0;
+    flip(s, 3, 0); // P unchecked and wrong
+    flip(s, 0, 0, 300);
+    const r = resolveStripeSpan(3, 2, entries(s), 1, crc);
+    expect(r.fixes[0]).toEqual([{ block: 0, data: true, sum: s.stored[0]![0] }]);
+    expect(r.lost.flat()).toEqual([]);
+    expect(equalBytes(s.bytes[0]!, s.good[0]!)).toBe(true);
+    // Unchecked P is not a fix target: its bytes stay as they are (a parity scrub's business).
+    expect(r.fixes[3]).toEqual([]);
+    // And a wrong stored checksum with an unchecked data unit: P and Q (verified) vouch for the bytes.
+    const t = makeSpan(3, 2, 1, 14);
+    t.stored[1]![0] = 0;
+    const right = t.stored[2]![0]!;
+    t.stored[2]![0] = right ^ 0x99;
+    expect(resolveStripeSpan(3, 2, entries(t), 1, crc).fixes[2]).toEqual([{ block: 0, data: false, sum: right }]);
+  });
+
   it('absent entries (a rebuild target) count against the parity: raid6 fixes one bad source, raid5 none', () => {
     const s6 = makeSpan(3, 2, 2, 10);
     flip(s6, 1, 0);
@@ -191,6 +210,19 @@ function scrub(r: IntegrityParityRig, repair: boolean): Promise<ScrubStatus> {
     integrity: { store: r.store, count: () => undefined },
   };
   return runScrub({ target, checker: scrubCheckerFor(target), raw: rig.dp.raw, gate: rig.dp.volumeIo(0).gate, repair });
+}
+
+/** Replaces `role` with a blank element (random bytes, no checksums) and rebuilds it over rows [0, ROWS). */
+async function replaceAndRebuild(r: IntegrityParityRig, role: number): Promise<void> {
+  const { rig } = r;
+  rig.dp.setElementState(role, 'failed');
+  const fd = fs.openSync(rig.paths[role]!, 'r+');
+  fs.writeSync(fd, randomBytes(ROWS * CHUNK, 99), 0, ROWS * CHUNK, DATA_OFFSET_BYTES);
+  fs.closeSync(fd);
+  r.store.forget(role);
+  rig.dp.setElementState(role, 'rebuilding');
+  await rig.dp.stripe(0).reconstructElementRange(role, DATA_OFFSET_BYTES, ROWS * CHUNK);
+  rig.dp.setElementState(role, 'active');
 }
 
 function blockOfRow(row: number, block: number): number {
@@ -265,18 +297,6 @@ for (const [layout, n] of [['raid5', 4], ['raid6', 5]] as const) {
   });
 
   describe(`integrity rebuild of a ${layout} volume over ${n} files`, () => {
-    /** Replaces `role` with a blank element and rebuilds it over rows [0, ROWS). */
-    async function replaceAndRebuild(r: IntegrityParityRig, role: number): Promise<void> {
-      const { rig } = r;
-      rig.dp.setElementState(role, 'failed');
-      const fd = fs.openSync(rig.paths[role]!, 'r+');
-      fs.writeSync(fd, randomBytes(ROWS * CHUNK, 99), 0, ROWS * CHUNK, DATA_OFFSET_BYTES);
-      fs.closeSync(fd);
-      r.store.forget(role);
-      rig.dp.setElementState(role, 'rebuilding');
-      await rig.dp.stripe(0).reconstructElementRange(role, DATA_OFFSET_BYTES, ROWS * CHUNK);
-      rig.dp.setElementState(role, 'active');
-    }
 
     it('a replaced leg is rebuilt with checksums of every block, which its bytes verify', async () => {
       const { r, data } = await startWritten(layout, n, 23);
@@ -310,3 +330,52 @@ for (const [layout, n] of [['raid5', 4], ['raid6', 5]] as const) {
     });
   });
 }
+
+describe('scrub and rebuild over the data path\'s own integrity wiring (the write path records every unit\'s checksums)', () => {
+  for (const [layout, n] of [['raid5', 4], ['raid6', 5]] as const) {
+    it(`${layout}: written units verify; a flipped data and parity block are named, repaired, then clean; a rebuilt leg verifies and reads right`, async () => {
+      const r = await startWiredParity(layout, n, { chunkBytes: CHUNK });
+      held = r;
+      const io = r.rig.dp.volumeIo(0);
+      const data = pattern(ROWS * (n - r.rig.np) * CHUNK, 31);
+      await io.write(0, data);
+      await io.flush();
+      for (let role = 0; role < n; role++) expect(failingBlocks(r, role, ROWS), `role ${role} after the write`).toEqual([]);
+      const row0 = refRoles(n, r.rig.np, 0);
+      flipLeg(r, row0.data[2]!, 0, 9);
+      flipLeg(r, row0.p, 0, 1);
+      const repair = await scrub(r, true);
+      expect(repair).toMatchObject({ outcome: 'done', mismatchedUnits: 1, repairedUnits: 1 });
+      expect(repair.byElement).toEqual([row0.data[2]!, row0.p].sort((x, y) => x - y).map((role) => ({ element: `e${role}`, badBlocks: 1, repairedBlocks: 1, unrecoverableBlocks: 0 })));
+      expect(r.events.get(`${row0.data[2]!}:repaired`)).toBe(1);
+      expect(r.placed).toContainEqual({ element: row0.data[2]!, event: 'repaired', volumeOffsetBytes: 2 * CHUNK + 9 * BLOCK });
+      expect(await scrub(r, false)).toMatchObject({ mismatchedUnits: 0, byElement: [] });
+      await replaceAndRebuild(r, 0);
+      for (let role = 0; role < n; role++) expect(failingBlocks(r, role, ROWS), `role ${role} after the rebuild`).toEqual([]);
+      expect(equalBytes(await io.read(0, data.length), data)).toBe(true);
+      expect(equalBytes(volumeFromFiles(r.rig, data.length), data)).toBe(true);
+    });
+  }
+
+  it('raid5: a rebuild over a source block that fails its checksum leaves that target block unreadable: the client gets EIO, never its bytes', async () => {
+    const r = await startWiredParity('raid5', 4, { chunkBytes: CHUNK });
+    held = r;
+    const io = r.rig.dp.volumeIo(0);
+    const data = pattern(ROWS * 3 * CHUNK, 32);
+    await io.write(0, data);
+    await io.flush();
+    const row1 = refRoles(4, 1, 1);
+    const [target, source] = [row1.data[0]!, row1.data[1]!];
+    flipLeg(r, source, 1, 6);
+    await replaceAndRebuild(r, target);
+    expect(r.events.get(`${target}:unrecoverable`)).toBe(1);
+    expect(failingBlocks(r, target, ROWS)).toEqual([blockOfRow(1, 6)]);
+    // Volume offsets of the target's and the source's block 6 in row 1 (data indices 0 and 1).
+    const targetAt = 3 * CHUNK + 6 * BLOCK;
+    await expect(io.read(targetAt, BLOCK)).rejects.toMatchObject({ errno: 'EIO' });
+    await expect(io.read(targetAt + CHUNK, BLOCK)).rejects.toMatchObject({ errno: 'EIO' });
+    // Every other block reads right.
+    expect(equalBytes(await io.read(0, targetAt), data.subarray(0, targetAt))).toBe(true);
+    expect(equalBytes(await io.read(targetAt + BLOCK, CHUNK - BLOCK), data.subarray(targetAt + BLOCK, targetAt + CHUNK))).toBe(true);
+  });
+});

@@ -73,6 +73,26 @@ export async function startIntegrityParity(layout: 'raid5' | 'raid6', n: number,
   return { rig, store, it, events, placed, notes };
 }
 
+/** The same over the data path's own wiring (DataPath.setIntegrity: ParityIntegrity, the write path records). */
+export async function startWiredParity(layout: 'raid5' | 'raid6', n: number, opts: RigOptions = {}): Promise<IntegrityParityRig> {
+  const rig = await startParity(layout, n, opts);
+  const store = new MemChecksumStore();
+  const events = new Map<string, number>();
+  const placed: IntegrityParityRig['placed'] = [];
+  const notes: string[] = [];
+  await rig.dp.setIntegrity(0, {
+    store,
+    count: (element, event, blocks, volumeOffsetBytes) => {
+      events.set(`${element}:${event}`, (events.get(`${element}:${event}`) ?? 0) + blocks);
+      if (volumeOffsetBytes !== undefined) placed.push({ element, event, volumeOffsetBytes });
+    },
+    log: (line) => notes.push(line),
+  });
+  const it = rig.dp.stripe(0).integrity;
+  if (it === null) throw new Error('setIntegrity left the stripe engine without checksums');
+  return { rig, store, it, events, placed, notes };
+}
+
 /** Stores every role's checksums of rows [0, rows) from the leg files (what a verified write would have recorded). */
 export async function seedSums(r: IntegrityParityRig, rows: number): Promise<void> {
   for (let role = 0; role < r.rig.n; role++) {

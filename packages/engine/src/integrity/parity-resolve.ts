@@ -70,8 +70,12 @@ export function resolveStripeSpan(k: number, np: 1 | 2, entries: readonly EntryS
       for (const e of bad) out.lost[e]!.push(i);
       continue;
     }
-    rebuildBlock(k, np, entries, i, [...bad, ...absent], scratch);
-    const inputsVerified = v.every((x) => x === 'good' || x === 'bad' || x === 'absent');
+    // Parity left over (raid6 with one fault) keeps unchecked entries out of the inputs too, so
+    // the rebuild comes from verified bytes when there are enough of them.
+    const fails = [...bad, ...absent];
+    for (let e = 0; e < entries.length && fails.length < np; e++) if (v[e] === 'unchecked') fails.push(e);
+    rebuildBlock(k, np, entries, i, fails, scratch);
+    const inputsVerified = v.every((x, e) => x === 'good' || fails.includes(e));
     for (const e of bad) {
       const rebuilt = scratch[e]!;
       const one = new Uint32Array(1);
