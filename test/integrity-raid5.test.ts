@@ -1,12 +1,14 @@
 // Acceptance (issue 10, raid5/raid6): per-block checksums on every unit of a stripe, data and
 // parity. raid5 over 3 local legs + 1 nbdkit leg and raid6 over 5 local legs, RAM read cache off.
-// Bytes flipped behind the daemon's back in a data unit (local, remote; raid6: two units of one
-// row) are caught on read: the client gets the original bytes, the element's counters rise (and
-// no other's), the leg holds the right bytes again, and the integrity map marks the block
-// repaired. A flipped parity unit (never read by a client) is found by scrub, named per element,
-// repaired, and a second scrub reports zero. kill -9 under heavy writes, restart: reading
-// everything back counts no mismatch. Degraded (the remote leg gone) with a bad input of a
-// rebuild: the client gets EIO, never wrong bytes. `onestack volume create --integrity` on raid5.
+// Bytes flipped behind the daemon's back in a data unit (local, remote; raid6: the same block of
+// two units of one row) are caught on read: the client gets the original bytes, the element's
+// counters rise (and no other's), the leg holds the right bytes again, and the integrity map marks
+// the block repaired. A flipped parity unit (never read by a client) is found by scrub, named per
+// element, repaired, and a second scrub reports zero. A partial-row write over bad parity and a bad
+// data block of another unit bakes neither into parity. kill -9 under heavy writes, restart: reading
+// everything back counts no mismatch and a scrub finds none. Degraded (raid5: the remote leg gone,
+// then missing at start; raid6: a leg failed) with bad rebuild inputs beyond what parity covers:
+// the client gets EIO, never wrong bytes. `onestack volume create --integrity` on raid5.
 import { randomFillSync } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -20,7 +22,7 @@ import { startNbdkit, type NbdkitPeer } from './lib/remotes.js';
 
 const CHUNK_BYTES = 64 * 1024;
 const BLOCK_BYTES = 4096;
-// 16 MiB of data + its checksum area (data / 1024) after the 4 MiB header: volumes of ~48 MiB.
+// ~17 MiB of data + its checksum area (data / 1024) after the 4 MiB header: volumes of ~50 MiB.
 const ELEMENT_BYTES = DATA_OFFSET_BYTES + 17 * MiB;
 const PATTERN_BYTES = 8 * MiB;
 /** Where the degraded test writes its qemu-io pattern: past the pattern and the kill -9 writes. */
@@ -64,6 +66,16 @@ function rowWithData(v: Vol, role: number, fromRow: number): { row: number; j: n
     if (j >= 0) return { row, j };
   }
   throw new Error(`no row from ${fromRow} keeps data on role ${role}`);
+}
+
+/** The bytes of `qemu-io read -v` output (lines `OFFSET:  xx xx ... ASCII`). */
+function hexDump(out: string): Buffer {
+  const bytes: number[] = [];
+  for (const line of out.split('\n')) {
+    const m = /^[0-9a-f]{8}:((?:\s+[0-9a-f]{2}){1,16})/.exec(line);
+    if (m !== null) for (const h of m[1]!.trim().split(/\s+/)) bytes.push(parseInt(h, 16));
+  }
+  return Buffer.from(bytes);
 }
 
 const blockOf = (offset: number): number => Math.floor(offset / BLOCK_BYTES) * BLOCK_BYTES;
@@ -113,7 +125,8 @@ describe.skipIf(missing !== null)(`integrity on raid5 (local + nbdkit) and raid6
   beforeAll(async () => {
     dir = tempDir('integrity-raid5');
     await sparseFile(file('n0'), ELEMENT_BYTES);
-    remote = await startNbdkit(['file', file('n0')]);
+    // Slow remote writes widen the window in which a kill -9 finds n0's data and checksums apart.
+    remote = await startNbdkit(['--filter=delay', 'file', file('n0'), 'wdelay=5ms']);
     const local = (name: string) => ({ name, sizeBytes: ELEMENT_BYTES });
     ({ configPath } = await writeConfig(dir, [...['a0', 'a1', 'a2'].map(local), { name: 'n0', uri: remote.uri, options: { timeoutMs: 3000 } },
       ...R6.legs.map(local), ...['c0', 'c1', 'c2'].map(local)],
@@ -235,6 +248,34 @@ describe.skipIf(missing !== null)(`integrity on raid5 (local + nbdkit) and raid6
     for (const w of wants) await legHolds(w.leg, w.fileBlock, w.want);
   }, 120_000);
 
+  for (const v of [R5, R6]) {
+    it(`${v.name}: a partial-row write over a row with a bad parity block and a bad block of another data unit bakes neither into parity`, async () => {
+      // Row 14, data index 0, blocks 4..7 written; P bad at block 5, data index 1 bad at block 6
+      // (a read-modify-write reads P, a reconstruct-write reads index 1: both must be verified).
+      const row = 14;
+      const roles = legRoles(v.legs.length, v.np, row);
+      const at = volumeOffsetOf(v, row, 0, 4 * BLOCK_BYTES);
+      flipBytes(file(v.legs[roles.p]!), parityAt(v, row, 5 * BLOCK_BYTES + 11).fileOffset);
+      flipBytes(file(v.legs[roles.data[1]!]!), DATA_OFFSET_BYTES + row * CHUNK_BYTES + 6 * BLOCK_BYTES + 22);
+      const w = await qemuIo(daemon!.uri(v.name), [`write -P 0x77 ${at} 16k`, 'flush']);
+      expect(qemuIoFailed(w), explain(w) + daemon!.logs()).toBe(false);
+      src.fill(0x77, at, at + 4 * BLOCK_BYTES); // what both volumes hold there once both ran
+      const r = await qemuIo(daemon!.uri(v.name), [`read -P 0x77 ${at} 16k`]);
+      expect(qemuIoFailed(r), explain(r)).toBe(false);
+      const want = Buffer.from(src);
+      want.fill(0x77, at, at + 4 * BLOCK_BYTES);
+      const back = path.join(dir, `${v.name}-rmw.raw`);
+      const down = await nbdcopy(daemon!.uri(v.name), back);
+      expect(down.code, explain(down)).toBe(0);
+      expect((await readAt(back, 0, PATTERN_BYTES)).findIndex((b, i) => b !== want[i]), `${v.name}: first wrong byte`).toBe(-1);
+      // Parity of the row is right on the legs, and a scrub finds no unit failing its checksums.
+      expect(await badParityRows(v.legs.map(file), v.np, CHUNK_BYTES, row + 1), daemon!.logs()).toEqual([]);
+      const check = await cli(['volume', 'scrub', v.name, '--wait', '--json']);
+      expect(check.code, explain(check) + daemon!.logs()).toBe(0);
+      expect(JSON.parse(check.stdout)).toMatchObject({ outcome: 'done', mismatchedUnits: 0, byElement: [] });
+    }, 120_000);
+  }
+
   it('kill -9 during heavy writes, restart: reading everything back counts no mismatch, flushed data intact', async () => {
     // fio on both volumes over [16M, 40M), killed mid-flight; [0, 8M) was flushed long before.
     const writers = [R5, R6].map((v) => run('fio', ['--name=crash', '--ioengine=nbd', `--uri=${daemon!.uri(v.name)}`, '--rw=randwrite', '--bsrange=4k-192k',
@@ -255,6 +296,12 @@ describe.skipIf(missing !== null)(`integrity on raid5 (local + nbdkit) and raid6
       await readsBackRight(v, 'after-crash-2');
       const c = await counts(v);
       for (const e of v.legs) expect(c[e], `${v.name}/${e}\n${daemon.logs()}`).toEqual(ZERO);
+    }
+    // A scrub verifies every unit, parity too, against its checksums: none may fail.
+    for (const v of [R5, R6]) {
+      const check = await cli(['volume', 'scrub', v.name, '--wait', '--json']);
+      expect(check.code, explain(check) + daemon.logs()).toBe(0);
+      expect(JSON.parse(check.stdout), v.name).toMatchObject({ outcome: 'done', mismatchedUnits: 0, byElement: [] });
     }
     const rows = Math.floor(40 * MiB / (3 * CHUNK_BYTES));
     expect(await badParityRows(R5.legs.map(file), 1, CHUNK_BYTES, rows), 'r5 parity after the crash').toEqual([]);
@@ -298,18 +345,54 @@ describe.skipIf(missing !== null)(`integrity on raid5 (local + nbdkit) and raid6
     flipBytes(file(lost.leg), lost.fileOffset);
     const flipped = await readAt(file(lost.leg), blockOf(lost.fileOffset), BLOCK_BYTES);
     // n0's block at the same place needs lost's block to be rebuilt; lost's own block needs n0's.
-    for (const at of [volumeOffsetOf(R5, row, jRemote, within), volumeOffsetOf(R5, row, jLocal, within)]) {
-      const r = await qemuIo(d.uri('r5'), [`read -P 0x3c ${blockOf(at)} 4k`]);
-      expect(r.stdout + r.stderr, `read at ${at}: ${explain(r)}`).toMatch(/Input\/output error/);
-      expect(r.stdout + r.stderr).not.toMatch(/Pattern verification failed/);
+    async function eioButTheRestReads(): Promise<void> {
+      for (const at of [volumeOffsetOf(R5, row, jRemote, within), volumeOffsetOf(R5, row, jLocal, within)]) {
+        const r = await qemuIo(daemon!.uri('r5'), [`read -P 0x3c ${blockOf(at)} 4k`]);
+        expect(r.stdout + r.stderr, `read at ${at}: ${explain(r)}`).toMatch(/Input\/output error/);
+        expect(r.stdout + r.stderr).not.toMatch(/Pattern verification failed/);
+      }
+      // The other blocks of the row still read right.
+      const ok = await qemuIo(daemon!.uri('r5'), [`read -P 0x3c ${volumeOffsetOf(R5, row, jRemote, 0)} 16k`, `read -P 0x3c ${volumeOffsetOf(R5, row, jLocal, 8 * BLOCK_BYTES)} 32k`]);
+      expect(qemuIoFailed(ok), explain(ok)).toBe(false);
     }
-    // The other blocks of the row still read right.
-    const ok = await qemuIo(d.uri('r5'), [`read -P 0x3c ${volumeOffsetOf(R5, row, jRemote, 0)} 16k`, `read -P 0x3c ${volumeOffsetOf(R5, row, jLocal, 8 * BLOCK_BYTES)} 32k`]);
-    expect(qemuIoFailed(ok), explain(ok)).toBe(false);
+    await eioButTheRestReads();
     const after = (await counts(R5))[lost.leg]!;
-    expect(after.mismatches, `${lost.leg}: ${JSON.stringify(after)}\n${d.logs()}`).toBeGreaterThan(before.mismatches);
-    expect(after.unrecoverable).toBeGreaterThan(before.unrecoverable);
+    // Counted unrecoverable (as raid1 does, not also as a mismatch), never repaired.
+    expect(after.unrecoverable, `${lost.leg}: ${JSON.stringify(after)}\n${d.logs()}`).toBeGreaterThan(before.unrecoverable);
+    expect(after.repaired).toBe(before.repaired);
     // No good copy: the bad block is left as it is, never overwritten with a guess.
     expect(await readAt(file(lost.leg), blockOf(lost.fileOffset), BLOCK_BYTES)).toEqual(flipped);
+    // Restarted with the remote still gone (n0 missing from the start): the same.
+    const { dataDir, nbdPort, apiPort } = d;
+    await d.stop();
+    daemon = await Daemon.start({ dataDir, configPath, nbdPort, apiPort });
+    expect((await vol('r5')).state).toBe('degraded');
+    await eioButTheRestReads();
+  }, 120_000);
+
+  it('degraded r6 (a leg failed): one bad input besides the lost leg is rebuilt and repaired; two give EIO', async () => {
+    const failed = await cli(['element', 'fail', 'b4']);
+    expect(failed.code, explain(failed)).toBe(0);
+    expect((await vol('r6')).state).toBe('degraded');
+    const { row, j } = rowWithData(R6, 4, 20); // b4 is role 4
+    const others = legRoles(R6.legs.length, 2, row).data.filter((role) => role !== 4);
+    const lostAt = (block: number): number => volumeOffsetOf(R6, row, j, block * BLOCK_BYTES);
+    const legBlock = (role: number, block: number): { leg: string; fileOffset: number } => ({ leg: R6.legs[role]!, fileOffset: DATA_OFFSET_BYTES + row * CHUNK_BYTES + block * BLOCK_BYTES });
+    // One bad input (block 2 of another data unit): the lost unit's block 2 is still rebuilt right.
+    const one = legBlock(others[0]!, 2);
+    const oneWant = await readAt(file(one.leg), one.fileOffset, BLOCK_BYTES);
+    const before = (await counts(R6))[one.leg]!;
+    flipBytes(file(one.leg), one.fileOffset + 100);
+    const r = await qemuIo(daemon!.uri('r6'), [`read -v ${lostAt(2)} 4k`]);
+    expect(qemuIoFailed(r), explain(r) + daemon!.logs()).toBe(false);
+    expect(hexDump(r.stdout)).toEqual(src.subarray(lostAt(2), lostAt(2) + BLOCK_BYTES));
+    const after = (await counts(R6))[one.leg]!;
+    expect(after.mismatches, `${one.leg}: ${JSON.stringify(after)}\n${daemon!.logs()}`).toBeGreaterThan(before.mismatches);
+    await legHolds(one.leg, one.fileOffset, oneWant);
+    // Two bad inputs at block 3 besides the lost leg: more than two parities can rebuild.
+    for (const role of others) flipBytes(file(legBlock(role, 3).leg), legBlock(role, 3).fileOffset + 7);
+    const eio = await qemuIo(daemon!.uri('r6'), [`read -v ${lostAt(3)} 4k`]);
+    expect(eio.stdout + eio.stderr, explain(eio)).toMatch(/Input\/output error/);
+    expect(eio.stdout).not.toMatch(/^[0-9a-f]{8}:/m); // no bytes printed
   }, 120_000);
 });

@@ -20,7 +20,9 @@ interface Rig {
 
 async function startRig(dir: string, elements: readonly ElementSpec[], volumes: readonly VolumeSpec[]): Promise<Rig> {
   const { configPath } = await writeConfig(dir, elements, volumes);
-  return { dir, daemon: await Daemon.start({ dataDir: path.join(dir, 'data'), configPath }) };
+  // The earlier read rule (least queued, alternating): the faulty remote leg must get about half
+  // the reads; the latency-aware default (docs/transport.md) would keep them on the local leg.
+  return { dir, daemon: await Daemon.start({ dataDir: path.join(dir, 'data'), configPath, env: { ONESTACK_READ_POLICY: 'queue' } }) };
 }
 
 function fioVerifyArgs(uri: string): string[] {

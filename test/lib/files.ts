@@ -108,7 +108,7 @@ export interface VolumeSpec {
   readonly spares?: readonly string[];
   /** Write-intent bitmap region size (raid1/raid10). */
   readonly bitmapRegionKiB?: number;
-  /** Per-block checksums (raid1/raid10; docs/integrity.md). */
+  /** Per-block checksums (raid1/raid10/raid5/raid6; docs/integrity.md). */
   readonly integrity?: boolean;
 }
 

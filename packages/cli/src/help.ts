@@ -7,7 +7,7 @@ usage: onestack COMMAND [OPTIONS]
 commands:
   serve      run the daemon: NBD exports plus the JSON API and GUI
   status     volumes, layout, state, % rebuilt, elements, IOPS (like /proc/mdstat)
-  volume     list | create | delete | scrub | checkpoint volumes
+  volume     list | create | delete | grow | scrub | checkpoint volumes
   element    list | add | remove | fail | replace elements (disks)
   discover   list the exports of an NBD server or the targets of an iSCSI portal
   rdma       RDMA devices and port states on this host (libibverbs probe; no daemon needed)
@@ -50,6 +50,11 @@ options:
 systemd socket activation: with LISTEN_PID = this process and LISTEN_FDS >= 1, NBD is served on
 the passed fd named "nbd" in LISTEN_FDNAMES (else fd 3) and the API on the one named "api";
 --nbd (and --api, when an "api" fd is passed) are then ignored. Example units: docs/nbd.md.
+
+Upgrades without dropping clients: SIGUSR2 starts the same command line again (the installed
+code as it is now), hands the new process the listening sockets and every live plaintext NBD
+connection, and exits; TLS connections are closed after their replies (clients reconnect). If
+the new process fails, this one keeps serving. Details: docs/nbd.md.
 `,
   status: `usage: onestack status [--json] [--watch [--count N]]
 
@@ -71,6 +76,7 @@ ${CLIENT_OPTIONS}
        onestack volume create NAME --layout L --element E... [--chunk-kib N] [--size BYTES]
                                    [--order fifo|lifo|priority] [--integrity]
        onestack volume delete NAME
+       onestack volume grow NAME --size SIZE [--json]
        onestack volume scrub NAME [--repair] [--wait] [--max-mib-per-sec N] [--json]
        onestack volume scrub NAME --cancel
        onestack volume checkpoint NAME [--name CKPT] [--json]
@@ -81,11 +87,18 @@ ${CLIENT_OPTIONS}
   --element E...      element names in role order: repeat the flag, separate with commas, or
                       list them after one flag (--element d0 d1)
   --chunk-kib N       stripe chunk in KiB (default: the engine's, 64)
-  --size BYTES        cap the volume's size (suffixes K, M, G, T are powers of 1024)
+  --size BYTES        (create) cap the volume's size; (grow) the new size (suffixes K, M, G, T
+                      are powers of 1024)
   --order O           request order: fifo (default), lifo or priority
   --integrity         per-block checksums on every element (raid1, raid10): a read whose
                       checksum fails is served from another leg and the bad copy rewritten
   --json              (list) print JSON; (scrub) the started scrub, or with --wait its result
+
+grow makes a volume larger into room its elements already have (a file enlarged with truncate -s,
+a larger device): linear grows its last element, raid1/raid10 every leg, raid0/raid5/raid6 add
+rows on every element (no data moves; the new bytes read as zeroes). NBD clients see the new size
+on their next connection, or at once with the RESIZE extension (docs/nbd.md). Shrinking, and
+volumes with integrity or checkpoints, are refused.
 
 scrub (raid1, raid10) reads every leg unit by unit (1 MiB on raid1, one chunk on raid10) and
 counts the units whose copies differ; client I/O goes on meanwhile. --repair also rewrites the
@@ -111,6 +124,7 @@ cannot be trusted shows as unusable and is not offered: delete it and take a ful
 ${CLIENT_OPTIONS}
 
 example: onestack volume create vol1 --layout raid1 --element d2 --element d3
+         onestack volume grow vol1 --size 2G
          onestack volume scrub vol1 --repair --wait
          onestack volume checkpoint vol1 --name nightly
 `,

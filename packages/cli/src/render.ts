@@ -3,6 +3,7 @@
 // then spares and pools.
 import type { CheckpointStatus, ElementStatus, EngineStatus, RebuildStatus, ScrubStatus, VolumeStatus } from '@onestack/engine';
 import { scheduleLine } from './render-schedule.js';
+import { latencySuffix } from './render-latency.js';
 
 export interface OpSample {
   readonly atMs: number;
@@ -98,7 +99,7 @@ export function scrubSummary(s: ScrubStatus, volume: string): string {
 function elementLine(e: ElementStatus, nameWidth: number): string {
   const role = e.role === null ? '' : `[${e.role}]`;
   const errors = e.errors > 0 ? `  errors ${e.errors}` : '';
-  return `      ${(e.name + role).padEnd(nameWidth + 4)} ${e.kind.padEnd(6)} ${e.state.padEnd(11)} ${formatBytes(e.sizeBytes).padStart(11)}  ${e.uri}${errors}`;
+  return `      ${(e.name + role).padEnd(nameWidth + 4)} ${e.kind.padEnd(6)} ${e.state.padEnd(11)} ${formatBytes(e.sizeBytes).padStart(11)}  ${e.uri}${errors}${latencySuffix(e)}`;
 }
 
 export function renderVolume(volume: VolumeStatus, iops: Iops | undefined): string[] {

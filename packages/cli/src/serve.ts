@@ -2,12 +2,14 @@
 // the banner and `onestack: ready`; on SIGINT/SIGTERM close everything within a bounded time.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Engine, NbdExportHandle, NbdTlsMode } from '@onestack/engine';
-import type { NbdBoundAddress, NbdListenTarget } from '@onestack/nbd';
+import type { Engine, EngineOpenOptions, NbdExportHandle, NbdTlsMode } from '@onestack/engine';
+import type { NbdBoundAddress, NbdListenTarget, NbdServer } from '@onestack/nbd';
 import { startApiServer, type ApiServer } from './api/server.js';
 import type { Log, LogLevel } from './api/engine-port.js';
 import { checkNbdListenFlag, formatHostPort, helpHint, parseCommandArgs, parseHostPort, type HostPort } from './args.js';
 import { clearActivation, readActivation, type ActivationFds } from './socket-activation.js';
+import { TakeoverChild } from './takeover-child.js';
+import { TAKEOVER_FDS_ENV, takeOver, type TakeoverHost } from './takeover.js';
 import { cliVersion } from './version.js';
 import { CliError, usageError, type ExitCode } from './errors.js';
 import { HELP } from './help.js';
@@ -17,7 +19,7 @@ import { formatBytes } from './render.js';
 const SHUTDOWN_MS_MAX = 15_000;
 const API_CLOSE_MS = 1_000;
 
-interface Running { engine?: Engine; nbd?: NbdExportHandle; api?: ApiServer }
+interface Running { engine?: Engine; nbd?: NbdExportHandle; api?: ApiServer; apiFd?: number }
 
 export async function serveCommand(argv: readonly string[], io: CliIo): Promise<ExitCode> {
   const args = parseCommandArgs('serve', argv, {
@@ -35,44 +37,54 @@ export async function serveCommand(argv: readonly string[], io: CliIo): Promise<
   // Read and removed at once, so no process we start takes the sockets for its own.
   const activation = readActivation(process.env, process.pid);
   clearActivation(process.env);
+  const takeoverChild = TakeoverChild.fromEnv(process.env);
 
   const logger = new Logger(io);
   const signals = new Signals(logger);
   const running: Running = {};
+  const opts: EngineOpenOptions = { log: logger.log };
+  const configPath = text('config');
+  const dataDir = text('data-dir');
+  if (configPath !== undefined) opts.configPath = configPath;
+  if (dataDir !== undefined) opts.dataDir = dataDir;
+  if (nbdListen !== undefined) opts.nbdListen = nbdListen;
+  if (apiListen !== undefined) opts.apiListen = apiListen;
+  const fds = takeoverChild?.fds ?? (activation.kind === 'fds' ? activation.fds : undefined);
+  const plan: StartPlan = { opts, fds, fromTakeover: takeoverChild !== undefined };
   try {
-    const { Engine, startNbdExport, ensureApiToken } = await import('@onestack/engine');
-    const opts: Parameters<typeof Engine.open>[0] = { log: logger.log };
-    const configPath = text('config');
-    const dataDir = text('data-dir');
-    if (configPath !== undefined) opts.configPath = configPath;
-    if (dataDir !== undefined) opts.dataDir = dataDir;
-    if (nbdListen !== undefined) opts.nbdListen = nbdListen;
-    if (apiListen !== undefined) opts.apiListen = apiListen;
-    running.engine = await Engine.open(opts);
-    const engine = running.engine;
-    if (activation.kind === 'other-pid') logger.log('info', `LISTEN_FDS ignored: LISTEN_PID ${activation.listenPid} is not this process (${process.pid})`);
-    const fds = activation.kind === 'fds' ? activation.fds : undefined;
-    if (fds !== undefined) logActivation(logger, fds, { nbd: nbdListen !== undefined, api: apiListen !== undefined });
-    const nbdAt: readonly NbdListenTarget[] = fds !== undefined ? fds.nbd.map((fd) => ({ fd })) : [engine.config.nbd.listen];
-    running.nbd = await startNbdExport(engine, nbdAt, { log: logger.log })
-      .catch((err: unknown) => { throw listenError(err, 'NBD', fds !== undefined ? 'LISTEN_FDS' : '--nbd', nbdAt.map(describeTarget).join(', ')); });
-    const nbd = running.nbd;
-    const token = ensureApiToken(engine.config.dataDir);
-    logger.redact(token);
-    const apiAt = fds?.api !== undefined ? { fd: fds.api } : { ...engine.config.api.listen };
-    running.api = await startApiServer({ engine, token, log: logger.log, version: cliVersion() }, apiAt)
-      .catch((err: unknown) => { throw listenError(err, 'API', 'fd' in apiAt ? 'LISTEN_FDS' : '--api', 'fd' in apiAt ? `fd ${apiAt.fd}` : formatHostPort(apiAt)); });
-    const apiText = 'fd' in apiAt ? `fd ${apiAt.fd}${running.api.port === 0 ? ' (Unix socket)' : ` = ${formatHostPort(running.api)}`}` : formatHostPort(running.api);
-    io.stdout(banner(engine, nbd, running.api, token, apiText));
-    io.stdout('onestack: ready\n');
-    logger.log('info', `serving: NBD on ${nbd.addresses.map(describeAddress).join(', ')} (tls: ${nbd.tls}), API on ${apiText}`);
+    if (takeoverChild !== undefined) await prepareTakeover(takeoverChild, opts, logger);
+    else if (activation.kind === 'other-pid') logger.log('info', `LISTEN_FDS ignored: LISTEN_PID ${activation.listenPid} is not this process (${process.pid})`);
+    if (takeoverChild === undefined && fds !== undefined) logActivation(logger, fds, { nbd: nbdListen !== undefined, api: apiListen !== undefined });
+    await startServing(running, plan, logger, io);
+    if (takeoverChild !== undefined) await takeoverChild.serving(running.nbd?.server as NbdServer, logger.log);
   } catch (err) {
+    await takeoverChild?.failed(err);
     await closeAll(running, logger);
     signals.dispose();
     throw err;
   }
-  const signal = await signals.first;
-  logger.log('info', `${signal}: stopping (flushing volumes, closing exports)`);
+  let failed = false;
+  for (;;) {
+    const signal = await signals.next();
+    if (signal !== 'SIGUSR2') {
+      logger.log('info', `${signal}: stopping (flushing volumes, closing exports)`);
+      break;
+    }
+    const outcome = await takeOver(takeoverHost(running, plan, logger, io));
+    if (outcome.kind === 'handed-over') {
+      // A stop asked of this process meanwhile is not forwarded (Ctrl-C reached the new one too).
+      const stop = signals.pendingStop();
+      if (stop !== undefined) logger.log('warn', `${stop} came during the takeover: process ${outcome.pid} serves on; stop that one`);
+      signals.dispose();
+      // Now, in this tick: a bound Unix listener is still open, and anything it accepted from
+      // here on would be lost (takeover.ts).
+      process.exit(0);
+    }
+    if (outcome.kind === 'failed') { // no way back: close what is open (bounded below), exit 1
+      failed = true;
+      break;
+    }
+  }
   const timeout = new Promise<'timeout'>((resolve) => { setTimeout(() => { resolve('timeout'); }, SHUTDOWN_MS_MAX).unref(); });
   const outcome = await Promise.race([closeAll(running, logger), timeout]);
   signals.dispose();
@@ -80,9 +92,71 @@ export async function serveCommand(argv: readonly string[], io: CliIo): Promise<
     logger.log('error', `stopping took longer than ${SHUTDOWN_MS_MAX / 1000} s; exiting without a clean stop`);
     return 1;
   }
-  if (outcome === false) return 1;
+  if (outcome === false || failed) return 1;
   logger.log('info', 'stopped cleanly');
   return 0;
+}
+
+interface StartPlan {
+  readonly opts: EngineOpenOptions;
+  /** Listening sockets passed by systemd or by the previous process of a takeover. */
+  readonly fds: ActivationFds | undefined;
+  readonly fromTakeover: boolean;
+}
+
+/** Opens the engine, the NBD export and the API, prints the banner and `onestack: ready`. */
+async function startServing(running: Running, plan: StartPlan, logger: Logger, io: CliIo): Promise<void> {
+  const { Engine, startNbdExport, ensureApiToken } = await import('@onestack/engine');
+  const { fds } = plan;
+  const flag = fds === undefined ? '--nbd' : plan.fromTakeover ? TAKEOVER_FDS_ENV : 'LISTEN_FDS';
+  running.engine = await Engine.open(plan.opts);
+  const engine = running.engine;
+  const nbdAt: readonly NbdListenTarget[] = fds !== undefined ? fds.nbd.map((fd) => ({ fd })) : [engine.config.nbd.listen];
+  running.nbd = await startNbdExport(engine, nbdAt, { log: logger.log })
+    .catch((err: unknown) => { throw listenError(err, 'NBD', flag, nbdAt.map(describeTarget).join(', ')); });
+  const nbd = running.nbd;
+  const token = ensureApiToken(engine.config.dataDir);
+  logger.redact(token);
+  const apiAt = fds?.api !== undefined ? { fd: fds.api } : { ...engine.config.api.listen };
+  running.api = await startApiServer({ engine, token, log: logger.log, version: cliVersion() }, apiAt)
+    .catch((err: unknown) => { throw listenError(err, 'API', 'fd' in apiAt ? flag : '--api', 'fd' in apiAt ? `fd ${apiAt.fd}` : formatHostPort(apiAt)); });
+  running.apiFd = fds?.api ?? running.api.fd;
+  const apiText = 'fd' in apiAt ? `fd ${apiAt.fd}${running.api.port === 0 ? ' (Unix socket)' : ` = ${formatHostPort(running.api)}`}` : formatHostPort(running.api);
+  io.stdout(banner(engine, nbd, running.api, token, apiText));
+  io.stdout('onestack: ready\n');
+  logger.log('info', `serving: NBD on ${nbd.addresses.map(describeAddress).join(', ')} (tls: ${nbd.tls}), API on ${apiText} (pid ${process.pid})`);
+}
+
+/** The new process of a takeover: config and sockets checked, then wait for the old one's engine to close. */
+async function prepareTakeover(child: TakeoverChild, opts: EngineOpenOptions, logger: Logger): Promise<void> {
+  const { loadConfig } = await import('@onestack/engine');
+  const overrides = {
+    ...(opts.dataDir !== undefined ? { dataDir: opts.dataDir } : {}),
+    ...(opts.nbdListen !== undefined ? { nbdListen: opts.nbdListen } : {}),
+    ...(opts.apiListen !== undefined ? { apiListen: opts.apiListen } : {}),
+  };
+  loadConfig(opts.configPath !== undefined ? { path: opts.configPath } : { embeddedDefault: true }, overrides);
+  child.checkFds();
+  logger.log('info', `takeover: config loaded, ${child.fds.nbd.length} NBD socket(s) passed; waiting for the previous process to close its engine`);
+  await child.ready();
+}
+
+/** What takeover.ts needs from this process (SIGUSR2). */
+function takeoverHost(running: Running, plan: StartPlan, logger: Logger, io: CliIo): TakeoverHost {
+  return {
+    log: logger.log,
+    nbdServer: () => {
+      if (running.nbd === undefined) throw new Error('not serving');
+      return running.nbd.server;
+    },
+    apiFd: running.apiFd,
+    closeAll: () => closeAll(running, logger),
+    reopen: async () => {
+      // The configured targets again: the passed fds (if any) went with the failed process.
+      await startServing(running, { ...plan, fds: plan.fds !== undefined && plan.fromTakeover ? undefined : plan.fds }, logger, io);
+      return running.nbd?.server as NbdServer;
+    },
+  };
 }
 
 /** Closes what was opened, in reverse order: API, NBD, then the engine (flush + clean superblocks). */
@@ -211,32 +285,61 @@ class Logger {
 }
 
 /**
- * First SIGINT/SIGTERM starts a clean stop; a second one exits at once with status 1. SIGHUP
- * (a closed terminal, or someone expecting a config reload) would end the process uncleanly by
- * default: the config is read at start only, so it is ignored, with a warning.
+ * First SIGINT/SIGTERM starts a clean stop; a second one exits at once with status 1. SIGUSR2
+ * starts a takeover (takeover.ts; nginx's signal for the same, which leaves SIGHUP harmless).
+ * SIGHUP (a closed terminal, or someone expecting a config reload) would end the process
+ * uncleanly by default: the config is read at start only, so it is ignored, with a warning.
  */
 class Signals {
-  readonly first: Promise<string>;
-  #count = 0;
+  #stops = 0;
+  #pending: string[] = [];
+  #wake: (() => void) | undefined;
   readonly #handler: (signal: NodeJS.Signals) => void;
   readonly #hangup: () => void;
+  readonly #usr2: () => void;
   constructor(logger: Logger) {
-    this.#hangup = () => logger.log('warn', 'SIGHUP ignored: the config is read at start only (restart onestack to apply a changed config)');
+    this.#hangup = () => logger.log('warn', 'SIGHUP ignored: the config is read at start only (restart onestack, or send SIGUSR2 for a takeover, to apply a changed config)');
     process.on('SIGHUP', this.#hangup);
-    let resolveFirst: (signal: string) => void = () => undefined;
-    this.first = new Promise((resolve) => { resolveFirst = resolve; });
     this.#handler = (signal) => {
-      this.#count++;
-      if (this.#count === 1) { resolveFirst(signal); return; }
+      this.#stops++;
+      if (this.#stops === 1) { this.#push(signal); return; }
       logger.log('error', `${signal} again: exiting now, without a clean stop`);
       process.exit(1);
     };
+    this.#usr2 = () => {
+      if (this.#pending.includes('SIGUSR2')) logger.log('warn', 'SIGUSR2 ignored: a takeover is due already');
+      else this.#push('SIGUSR2');
+    };
     process.on('SIGINT', this.#handler);
     process.on('SIGTERM', this.#handler);
+    process.on('SIGUSR2', this.#usr2);
+  }
+  /** A stop signal waiting to be acted on, if any. */
+  pendingStop(): string | undefined {
+    return this.#pending.find((s) => s !== 'SIGUSR2');
+  }
+  /** The next signal to act on; a stop goes before a takeover. */
+  async next(): Promise<string> {
+    for (;;) {
+      const stop = this.#pending.find((s) => s !== 'SIGUSR2');
+      const signal = stop ?? this.#pending[0];
+      if (signal !== undefined) {
+        this.#pending = this.#pending.filter((s) => s !== signal);
+        return signal;
+      }
+      await new Promise<void>((resolve) => { this.#wake = resolve; });
+    }
+  }
+  #push(signal: string): void {
+    this.#pending.push(signal);
+    const wake = this.#wake;
+    this.#wake = undefined;
+    wake?.();
   }
   dispose(): void {
     process.off('SIGINT', this.#handler);
     process.off('SIGTERM', this.#handler);
     process.off('SIGHUP', this.#hangup);
+    process.off('SIGUSR2', this.#usr2);
   }
 }

@@ -17,6 +17,8 @@ export interface ElementStatus {
   readonly reason?: string;
   /** Element I/O since the daemon started (every sub that ended well, fast-lane reads included); absent from older daemons. */
   readonly stats?: ElementIoStats;
+  /** Measured service latency and throughput (EWMAs, docs/transport.md); absent from older daemons. */
+  readonly latency?: ElementLatencyStatus;
   /** Remote elements with a local cache tier (config `cacheTier`, write-through): reads served from it since the daemon started. */
   readonly cacheTier?: ElementCacheTierStatus;
   /** Elements of an integrity volume: blocks since the daemon started whose checksum failed, rewritten from a good copy, with no good copy (docs/integrity.md). */
@@ -46,6 +48,14 @@ export interface ElementIoStats {
   readonly writeOps: number;
   readonly readBytes: number;
   readonly writeBytes: number;
+}
+
+/** Element EWMAs (docs/transport.md): latency µs per successful READ/WRITE (null = no sample yet), throughput MiB/s (~1 s time constant). */
+export interface ElementLatencyStatus {
+  readonly readUsEwma: number | null;
+  readonly writeUsEwma: number | null;
+  readonly readMiBPerSec: number;
+  readonly writeMiBPerSec: number;
 }
 
 /**

@@ -82,7 +82,7 @@ export function ioStatusOnce(): EngineIoStatus {
 /** An element's status with its I/O counters from the data path. */
 function elementWithStats(ctx: StatusSources, e: ElementEntry, live: LiveView): ElementStatus {
   const integrity = ctx.registry.ownerOf(e.config.name)?.assembled.config.integrity === true ? ctx.integrityCounts?.(e.index) : undefined;
-  return { ...elementStatus(ctx.registry, e, live), stats: ctx.dataPath.elementStats(e.index), ...(integrity !== undefined ? { integrity } : {}) };
+  return { ...elementStatus(ctx.registry, e, live), stats: ctx.dataPath.elementStats(e.index), latency: ctx.dataPath.elementLatency(e.index), ...(integrity !== undefined ? { integrity } : {}) };
 }
 
 export function buildStatus(ctx: StatusSources): EngineStatus {

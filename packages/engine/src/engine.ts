@@ -6,6 +6,7 @@ import { loadConfig, type ConfigSource } from './config/load.js';
 import type { EngineConfig } from './config/types.js';
 import { DataPath } from './datapath/datapath.js';
 import { createVolumeOp, deleteVolumeOp, failElementOp, startScrubOp, type VolumeOpsHost } from './volume-ops.js';
+import { growVolumeOp, type GrowResult, type GrowVolumeSpec } from './volume-grow.js';
 import { assembleVolume, markClean } from './meta/assemble.js';
 import type { AssembledVolume } from './meta/types.js';
 import { ensureDataDir } from './state/data-dir.js';
@@ -192,6 +193,11 @@ export class Engine {
 
   createVolume(spec: CreateVolumeSpec): Promise<Volume> {
     return this.exclusive(() => createVolumeOp(this.volumeOpsHost(), spec));
+  }
+
+  /** Grows a volume into room its elements already have (volume-grow.ts); the NBD export's size follows. */
+  growVolume(name: string, spec: GrowVolumeSpec): Promise<GrowResult> {
+    return this.exclusive(() => growVolumeOp(this.volumeOpsHost(), name, spec));
   }
 
   deleteVolume(name: string): Promise<void> {

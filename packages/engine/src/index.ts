@@ -1,6 +1,6 @@
 // @onestack/engine: the embeddable storage engine (config, superblocks, assembly, data path, NBD).
 export { EngineError, LATENCY_BUCKET_BOUNDS_US } from './api-types.js';
-export type { BlockExtent, CheckpointStatus, ElementIoStats, LatencyStats } from './api-types.js';
+export type { BlockExtent, CheckpointStatus, ElementIoStats, ElementLatencyStatus, LatencyStats } from './api-types.js';
 export type { ElementCacheTierStatus } from './api-types.js';
 export type { ElementStatus, EngineErrorCode, EngineRdmaStatus, EngineStatus, MaintenanceKind, PoolStatus, RebuildStatus, ScrubElementCount, ScrubScheduleStatus, ScrubStatus, VolumeState, VolumeStatus } from './api-types.js';
 export type * from './config/types.js';
@@ -18,6 +18,7 @@ export { ensureDataDir, ensureApiToken, readApiToken, API_TOKEN_FILE } from './s
 export { readStateFile, writeStateFile, mergeState, STATE_FILE } from './state/state-file.js';
 export { Engine, type AddElementSpec, type CreateVolumeSpec, type EngineOpenOptions, type LogFn } from './engine.js';
 export { Volume } from './volume.js';
+export type { GrowResult, GrowVolumeSpec } from './volume-grow.js';
 export { startNbdExport, type NbdExportHandle, type NbdExportOptions } from './nbd-export.js';
 export { nbdTlsMode, type NbdTlsMode } from './nbd-tls.js';
 export { discover, type DiscoverOptions, type DiscoverResult, type DiscoveredItem } from './remote/discover.js';

@@ -15,6 +15,8 @@ export interface NbdExportMeta {
   readonly canMultiConn: boolean;
   /** Block status sources; absent = no meta contexts offered. */
   readonly status?: VolumeStatusSource;
+  /** Grows the volume (NBD_CMD_RESIZE); rejects with an NbdError. Absent = RESIZE not offered. */
+  readonly grow?: (sizeBytes: number) => Promise<void>;
 }
 
 /** What a volume can say about its blocks (engine.allocation, engine.checkpoints / dirtyExtents). */
@@ -127,6 +129,7 @@ export function nbdExportFor(io: VolumeIo, meta: NbdExportMeta): NbdExport {
     writeZeroes: (offsetBytes: number, lengthBytes: number, flags: { fua: boolean; noHole: boolean }): Promise<void> => wrap(() => io.writeZeroes(offsetBytes, lengthBytes, flags)),
     cache: (offsetBytes: number, lengthBytes: number): Promise<void> => wrap(() => io.cache(offsetBytes, lengthBytes)),
     ...(meta.status !== undefined ? { metaContexts: metaContextsFor(meta.status) } : {}),
+    ...(meta.grow !== undefined ? { resize: meta.grow } : {}),
   };
   return exp;
 }

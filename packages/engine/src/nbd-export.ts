@@ -1,9 +1,10 @@
 // Serves the engine's volumes over NBD: export name = volume name, '' = the boot volume.
 import {
-  createNbdServer, describeTarget, type NbdBoundAddress, type NbdListenTarget, type NbdServerStats, type NbdExport, type NbdExportInfo, type NbdExportProvider,
+  createNbdServer, describeTarget, type NbdServer, type NbdBoundAddress, type NbdListenTarget, type NbdServerStats, type NbdExport, type NbdExportInfo, type NbdExportProvider,
 } from '@onestack/nbd';
 import type { Engine, LogFn } from './engine.js';
 import { nbdExportFor } from './nbd-adapter.js';
+import { growNbdError } from './volume-grow.js';
 import { loadNbdTls, nbdTlsMode, nbdTlsSetupError, type NbdTlsMode } from './nbd-tls.js';
 import type { Volume } from './volume.js';
 
@@ -15,6 +16,8 @@ export interface NbdExportHandle {
   readonly port: number;
   /** From config nbd.tls: whether clients must, may or cannot use TLS (STARTTLS). */
   readonly tls: NbdTlsMode;
+  /** The NBD server itself: a takeover hands its connections over (packages/cli/src/takeover*.ts). */
+  readonly server: NbdServer;
   close(): Promise<void>;
 }
 
@@ -43,6 +46,8 @@ function exportOf(engine: Engine, volume: Volume): NbdExport {
       // Offered only by integrity volumes (their checksum store exists once attached).
       ...(engine.integrityStoreOf(name) !== undefined ? { integrityExtents: (off: number, len: number, max: number) => engine.integrityExtents(name, off, len, max) } : {}),
     },
+    // NBD_CMD_RESIZE (docs/nbd.md "Growing a volume"): the same grow as `onestack volume grow`.
+    grow: (sizeBytes) => engine.growVolume(name, { sizeBytes }).then(() => undefined, (err: unknown) => { throw growNbdError(err); }),
   });
 }
 
@@ -135,7 +140,7 @@ export async function startNbdExport(engine: Engine, listen?: NbdListenTarget | 
   const tcp = addresses.find((a) => a.transport === 'tcp');
   return {
     addresses, host: tcp?.transport === 'tcp' ? tcp.host : '', port: tcp?.transport === 'tcp' ? tcp.port : 0,
-    tls: nbdTlsMode(engine.config.nbd.tls), close,
+    tls: nbdTlsMode(engine.config.nbd.tls), server, close,
   };
 }
 

@@ -7,16 +7,26 @@ import type { VolumeIo } from './datapath/volume-io.js';
 
 export class Volume {
   readonly name: string;
-  readonly sizeBytes: number;
   readonly layout: Layout;
+  #sizeBytes: number;
   #io: (() => VolumeIo) | null;
 
   /** @internal Created by Engine only. */
   constructor(name: string, layout: Layout, sizeBytes: number, io: () => VolumeIo) {
     this.name = name;
     this.layout = layout;
-    this.sizeBytes = sizeBytes;
+    this.#sizeBytes = sizeBytes;
     this.#io = io;
+  }
+
+  /** The size now: it follows a grow (Engine.growVolume). */
+  get sizeBytes(): number {
+    try {
+      if (this.#io !== null) this.#sizeBytes = this.#io().sizeBytes;
+    } catch {
+      // The data path is closing: the last size known.
+    }
+    return this.#sizeBytes;
   }
 
   /** @internal The data path's I/O object (the NBD export uses its zero-copy calls). */

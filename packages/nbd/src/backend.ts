@@ -83,6 +83,12 @@ export interface NbdExport {
   cache(offsetBytes: number, lengthBytes: number): Promise<void>;
   /** Block status contexts; absent = none (BLOCK_STATUS is then refused). */
   readonly metaContexts?: NbdMetaContexts;
+  /**
+   * NBD_CMD_RESIZE (the experimental RESIZE extension): make the export `sizeBytes` large; once
+   * it resolves, sizeBytes says so and requests up to the new end are served. Rejects with
+   * NbdError (ENOSPC: no room, EINVAL: refused). Absent = NBD_FLAG_SEND_RESIZE not advertised.
+   */
+  resize?(sizeBytes: number): Promise<void>;
 }
 
 export interface NbdExportInfo {

@@ -74,6 +74,8 @@ export const Cmd = {
   CACHE: 5,
   WRITE_ZEROES: 6,
   BLOCK_STATUS: 7,
+  /** Experimental RESIZE extension: the new size in the offset field, length 0 (docs/nbd.md). */
+  RESIZE: 8,
 } as const;
 
 export const CmdFlag = { FUA: 1, NO_HOLE: 2, DF: 4, REQ_ONE: 8, FAST_ZERO: 16, PAYLOAD_LEN: 32 } as const;

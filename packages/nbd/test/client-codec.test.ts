@@ -128,7 +128,7 @@ describe('block sizes and device info', () => {
       | TransmissionFlag.SEND_WRITE_ZEROES | TransmissionFlag.CAN_MULTI_CONN;
     expect(deviceInfoFrom({ sizeBytes: 1 << 20, transmissionFlags: all, blockSize: undefined, structuredReplies: true })).toEqual({
       sizeBytes: 1 << 20, blockSizeBytes: 1, maxRequestBytes: 32 << 20, readOnly: false,
-      canFlush: true, canFua: true, canTrim: true, canWriteZeroes: true, canMultiConn: true,
+      canFlush: true, canFua: true, canTrim: true, canWriteZeroes: true, canMultiConn: true, canResize: false,
     });
     const ro = deviceInfoFrom({
       sizeBytes: 4096, transmissionFlags: TransmissionFlag.HAS_FLAGS | TransmissionFlag.READ_ONLY,

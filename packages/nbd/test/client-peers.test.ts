@@ -93,7 +93,7 @@ describe('against onestack\'s own server', () => {
     const c = await open({ host: '127.0.0.1', port, exportName: 'disk0', timeoutMs: 5000 });
     expect(c.info).toEqual({
       sizeBytes: 64 * MiB, blockSizeBytes: 1, maxRequestBytes: 32 * MiB, readOnly: false,
-      canFlush: true, canFua: true, canTrim: true, canWriteZeroes: true, canMultiConn: true,
+      canFlush: true, canFua: true, canTrim: true, canWriteZeroes: true, canMultiConn: true, canResize: false,
     });
     expect(c.connected).toBe(true);
     const expected = await roundTrip(c);

@@ -45,6 +45,9 @@ export class ApiClient {
     return this.#request('POST', '/volumes', body) as Promise<VolumeStatus>;
   }
   async deleteVolume(name: string): Promise<void> { await this.#request('DELETE', `/volumes/${encodeURIComponent(name)}`); }
+  growVolume(name: string, sizeBytes: number): Promise<VolumeStatus> {
+    return this.#request('POST', `/volumes/${encodeURIComponent(name)}/grow`, { sizeBytes }) as Promise<VolumeStatus>;
+  }
   volume(name: string): Promise<VolumeStatus> {
     return this.#request('GET', `/volumes/${encodeURIComponent(name)}`) as Promise<VolumeStatus>;
   }

@@ -3,6 +3,7 @@
 import type { ElementIoStats, ElementStatus, EngineStatus } from '@onestack/engine';
 import type { Registry } from 'prom-client';
 import { counterFamily, gaugeFamily, type Row, type Snapshot } from './metrics-families.js';
+import { registerLatencyFamilies } from './metrics-latency.js';
 
 export const ELEMENT_STATES = ['active', 'failed', 'spare', 'rebuilding', 'stale'] as const;
 
@@ -30,6 +31,7 @@ export function registerElementFamilies(registry: Registry, snap: Snapshot): voi
   counterFamily(registry, snap, { name: 'onestack_element_cache_tier_hits_total', help: 'Reads of a remote element served from its local cache tier.', labels, rows: byElement((e) => e.cacheTier?.hits) });
   counterFamily(registry, snap, { name: 'onestack_element_cache_tier_misses_total', help: 'Reads of a remote element its cache tier could not serve.', labels, rows: byElement((e) => e.cacheTier?.misses) });
   gaugeFamily(registry, snap, { name: 'onestack_element_cache_tier_hit_ratio', help: 'hits / (hits + misses) of the element\'s cache tier.', labels, rows: byElement((e) => e.cacheTier?.hitRatio) });
+  registerLatencyFamilies(registry, snap, labels);
   counterFamily(registry, snap, { name: 'onestack_element_errors_total', help: 'I/O errors seen on the element.', labels, rows: byElement((e) => e.errors) });
   gaugeFamily(registry, snap, {
     name: 'onestack_element_state', help: 'Element state: 1 for the current state, 0 for the others.', labels: ['element', 'state'],

@@ -13,7 +13,7 @@ import { renderPage, renderUnauthorizedPage } from './page.js';
 import { DEFAULT_WEB_DIR, WebRoot } from './web-root.js';
 import { listCandidates } from './candidates.js';
 import { addElement, checkAddElementRequest } from './element-secret.js';
-import { checkCheckpointName, checkCreateCheckpoint, checkCreateVolume, checkDiscover, checkName, checkReplace, checkScrub, type DiscoverSpec } from './validate.js';
+import { checkCheckpointName, checkCreateCheckpoint, checkCreateVolume, checkDiscover, checkGrow, checkName, checkReplace, checkScrub, type DiscoverSpec } from './validate.js';
 import { redact } from '../uri-secret.js';
 import { isEngineError } from '../errors.js';
 
@@ -30,6 +30,8 @@ export interface ApiServerOptions {
 export interface ApiServer {
   readonly host: string;
   readonly port: number;
+  /** The listening socket's fd, passed on to the next process by a takeover (takeover.ts). */
+  readonly fd: number | undefined;
   /** Stops listening, ends event streams, and after `timeoutMs` (default 1000) drops what is left. */
   close(timeoutMs?: number): Promise<void>;
 }
@@ -59,7 +61,8 @@ export async function startApiServer(options: ApiServerOptions, listen: { host: 
   server.on('error', (err) => { log('error', `API server: ${err.message}`); });
   const bound = server.address();
   const address: Pick<AddressInfo, 'address' | 'port'> = bound !== null && typeof bound === 'object' ? bound : { address: '', port: 0 };
-  return { host: address.address, port: address.port, close: (timeoutMs = 1000) => closeServer(server, handler, timeoutMs) };
+  const fd = (server as unknown as { _handle?: { fd?: unknown } })._handle?.fd;
+  return { host: address.address, port: address.port, fd: typeof fd === 'number' && fd >= 0 ? fd : undefined, close: (timeoutMs = 1000) => closeServer(server, handler, timeoutMs) };
 }
 
 async function closeServer(server: Server, handler: ApiHandler, timeoutMs: number): Promise<void> {
@@ -176,6 +179,7 @@ class ApiHandler {
     if (action === 'replace') return this.#replace(req, res, method, name);
     if (action === 'scrub') return this.#scrub(req, res, method, name);
     if (action === 'boot') return this.#boot(req, res, method, name);
+    if (action === 'grow') return this.#grow(req, res, method, name);
     if (action === 'checkpoints') return this.#checkpoints(req, res, method, name, extra);
     if (action !== undefined) throw notFound(['volumes', name, action]);
     if (method === 'GET') return sendJson(res, 200, this.#volume(name));
@@ -195,6 +199,16 @@ class ApiHandler {
     }
     await this.#mutate(() => engine.replaceElement!(name, spec.old, spec.new));
     return sendJson(res, 202, this.#volume(name));
+  }
+
+  /** POST `{ sizeBytes }` grows the volume into room its elements have (engine volume-grow.ts); 200 with the volume. */
+  async #grow(req: IncomingMessage, res: ServerResponse, method: string, name: string): Promise<void> {
+    if (method !== 'POST') throw methodNotAllowed(['POST']);
+    const spec = checkGrow(await readJsonBody(req));
+    const engine = this.#engine;
+    if (engine.growVolume === undefined) throw new HttpError(501, 'not-implemented', 'this engine cannot grow volumes', `volumes/${name}/grow`);
+    await this.#mutate(() => engine.growVolume!(name, spec));
+    return sendJson(res, 200, this.#volume(name));
   }
 
   /** POST makes the volume the boot volume (an empty JSON object as body); 200 with the volume. */
@@ -351,7 +365,7 @@ function pathOf(req: IncomingMessage): string {
 
 function notFound(parts: readonly string[]): HttpError {
   return new HttpError(404, 'not-found', `no such route: ${PREFIX}/${parts.join('/')}`, 'path',
-    'routes: status, volumes[/NAME[/scrub|/replace|/boot|/checkpoints[/CKPT]]], elements[/NAME[/fail]], discover, candidates, events, metrics');
+    'routes: status, volumes[/NAME[/scrub|/replace|/boot|/grow|/checkpoints[/CKPT]]], elements[/NAME[/fail]], discover, candidates, events, metrics');
 }
 
 function checkEmptyBody(body: unknown): void {

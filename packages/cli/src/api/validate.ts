@@ -195,3 +195,15 @@ export function checkReplace(body: unknown): ReplaceSpec {
   if (spec.old === spec.new) throw badRequest('old and new name the same element', 'new', 'name a spare element to rebuild onto');
   return spec;
 }
+
+export interface GrowSpec { sizeBytes: number }
+
+/** POST /volumes/NAME/grow: `{ sizeBytes }`, a positive integer (the engine checks the rest: alignment, room, no shrinking). */
+export function checkGrow(body: unknown): GrowSpec {
+  const b = objectBody(body, ['sizeBytes']);
+  const size = b['sizeBytes'];
+  if (typeof size !== 'number' || !Number.isSafeInteger(size) || size <= 0) {
+    throw badRequest('sizeBytes must be a positive integer', 'sizeBytes', `got ${JSON.stringify(size)}`);
+  }
+  return { sizeBytes: size };
+}

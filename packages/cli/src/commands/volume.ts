@@ -1,4 +1,4 @@
-// `onestack volume list | create NAME --layout L --element E... | delete NAME | scrub NAME (scrub.ts)
+// `onestack volume list | create NAME --layout L --element E... | delete NAME | grow NAME --size S | scrub NAME (scrub.ts)
 // | checkpoint, checkpoints, checkpoint-delete (checkpoint.ts)`
 import type { CreateVolumeBody } from '../api/client.js';
 import { helpHint, parseChoice, parseCommandArgs, parsePositiveInt, parseSize, closest, type OptionSpecs, type ParsedArgs } from '../args.js';
@@ -13,7 +13,7 @@ import { checkpointCommand } from './checkpoint.js';
 
 const CHUNK_KIB_MAX = 1024 * 1024;
 const ELEMENTS_MAX = 256;
-const SUBCOMMANDS = ['list', 'create', 'delete', 'scrub', 'checkpoint', 'checkpoints', 'checkpoint-delete'];
+const SUBCOMMANDS = ['list', 'create', 'delete', 'grow', 'scrub', 'checkpoint', 'checkpoints', 'checkpoint-delete'];
 
 const CREATE_OPTIONS: OptionSpecs = {
   ...CLIENT_OPTIONS,
@@ -49,6 +49,16 @@ export async function volumeCommand(argv: readonly string[], io: CliIo): Promise
       const name = expectPositionals('volume delete', args, 1)[0] ?? '';
       await clientFor(args.values, io).deleteVolume(name);
       io.stdout(`deleted volume ${name}\n`);
+      return 0;
+    }
+    case 'grow': {
+      const args = parseCommandArgs('volume grow', rest, { ...CLIENT_OPTIONS, size: { type: 'string' }, json: { type: 'boolean' } });
+      if (args.values['help'] === true) { io.stdout(HELP['volume'] ?? ''); return 0; }
+      const name = expectPositionals('volume grow', args, 1)[0] ?? '';
+      if (typeof args.values['size'] !== 'string') throw usageError('volume grow needs --size', 'volume grow', 'onestack volume grow NAME --size 2G');
+      const sizeBytes = parseSize(args.values['size'], '--size');
+      const volume = await clientFor(args.values, io).growVolume(name, sizeBytes);
+      io.stdout(args.values['json'] === true ? JSON.stringify(volume, null, 2) + '\n' : `volume ${volume.name}: ${formatBytes(volume.sizeBytes)} (${volume.sizeBytes} bytes)\n`);
       return 0;
     }
     case 'scrub':

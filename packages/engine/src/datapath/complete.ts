@@ -6,6 +6,7 @@ import type { ElementIoStats } from '../api-types.js';
 import { errnoCode } from './errno.js';
 import { ELEM_IO, ELEM_IO_WORDS, PUSH_TIMEOUT_MS, type SharedViews } from './shared-layout.js';
 import { FLAG_MIRRORED, STATE_ACTIVE, STATE_FAILED, STATE_REBUILDING } from './topology.js';
+import { foldThroughput, nowMs, recordLatency } from './transport.js';
 
 const EIO = errnoCode('EIO');
 const EINVAL = errnoCode('EINVAL');
@@ -114,8 +115,11 @@ export function resetElementIo(elemIo: BigInt64Array, element: number): void {
   for (let k = 0; k < ELEM_IO_WORDS; k++) Atomics.store(elemIo, base + k, 0n);
 }
 
-/** A sub finished with `errno` (0 = success): account it, free it, release its parent. */
-export function finishSub(v: SharedViews, sub: number, errno: number): boolean {
+/**
+ * A sub finished with `errno` (0 = success): account it, free it, release its parent.
+ * `serviceUs`: how long the element took (bottom stage start to completion), < 0 = not timed.
+ */
+export function finishSub(v: SharedViews, sub: number, errno: number, serviceUs = -1): boolean {
   const w = v.words;
   const sb = sub * DESC_WORDS;
   const parent = w[sb + D.PARENT]!;
@@ -123,7 +127,13 @@ export function finishSub(v: SharedViews, sub: number, errno: number): boolean {
   const peer = w[sb + SUB_PEER]!;
   if (peer < PEER_UNWRITTEN || peer > v.params.maxElements) throw new Error(`sub ${sub}: peer word ${peer} names no element`);
   // Read before table.reset clears the sub.
-  if (errno === 0 && element >= 0) countElementIo(v.elemIo, element, w[sb + D.OP]!, w[sb + D.LENGTH]!);
+  if (errno === 0 && element >= 0) {
+    const op = w[sb + D.OP]!;
+    countElementIo(v.elemIo, element, op, w[sb + D.LENGTH]!);
+    const now = nowMs();
+    if (serviceUs >= 0 && (op === Op.READ || op === Op.WRITE)) recordLatency(v.elemLat, element, op === Op.READ, serviceUs, now);
+    foldThroughput(v.elemLat, v.elemMark, v.elemIo, element, now);
+  }
   if (errno !== 0) failParent(v, parent, element, errno);
   if (peer !== PEER_NONE && element >= 0) checkPair(v, parent, element, peer);
   if (element >= 0) Atomics.sub(v.elemQueued, element, 1);

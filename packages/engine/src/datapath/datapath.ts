@@ -3,8 +3,9 @@
 import * as fs from 'node:fs';
 import { addressMod4096, preadNowait, probeAddressMod4096 } from '@onestack/native';
 import { createQueue, type SubmissionQueue } from '@onestack/queue';
-import { EngineError, type ElementIoStats, type PoolStatus } from '../api-types.js';
+import { EngineError, type ElementIoStats, type ElementLatencyStatus, type PoolStatus } from '../api-types.js';
 import { readElementIo, resetElementIo } from './complete.js';
+import { readLatency, resetLatency } from './transport.js';
 import type { PoolsConfig, QueueConfig } from '../config/types.js';
 import type { ElementState } from '../meta/types.js';
 import { SUPPORTED_LAYOUTS, volumeCapacityBytes } from './map.js';
@@ -204,6 +205,11 @@ export class DataPath {
     return readElementIo(this.v.elemIo, this.elementIndex(index));
   }
 
+  /** Latency and throughput EWMAs of the element (transport.ts). */
+  elementLatency(index: number): ElementLatencyStatus {
+    return readLatency(this.v.elemLat, this.v.elemMark, this.v.elemIo, this.elementIndex(index));
+  }
+
   /** Why a bottom worker could not open the element (last topology), if it could not. */
   elementOpenError(index: number): string | undefined {
     return this.openErrors.get(index);
@@ -324,7 +330,10 @@ export class DataPath {
     const prevElements = new Map(this.elements.map((e) => [e.index, e]));
     for (const e of elements) {
       const prev = prevElements.get(e.index);
-      if (prev === undefined || prev.name !== e.name) resetElementIo(this.v.elemIo, e.index); // a new element in the slot starts at zero
+      if (prev === undefined || prev.name !== e.name) {
+        resetElementIo(this.v.elemIo, e.index); // a new element in the slot starts at zero
+        resetLatency(this.v.elemLat, this.v.elemMark, e.index);
+      }
       // A live element keeps its live state (the data path may have failed it); use setElementState to change it.
       if (prev === undefined || prev.name !== e.name || prev.path !== e.path || prev.direct !== e.direct || prev.kind !== e.kind) this.setElementState(e.index, e.state);
     }

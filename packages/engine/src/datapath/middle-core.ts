@@ -8,12 +8,14 @@
 import { createQueue, D, DESC_WORDS, DescStatus, Op, type SubmissionQueue, pushSure } from '@onestack/queue';
 import { errnoCode } from './errno.js';
 import { failParent, PEER_NONE, releaseParent, SUB_PEER } from './complete.js';
-import { mapLinear, mapRaid0, mapRaid0Coalesced, mapRaid1, pickReadLeg, type Extent, type VolumeGeometry } from './map.js';
+import { mapLinear, mapRaid0, mapRaid0Coalesced, mapRaid1, type Extent, type VolumeGeometry } from './map.js';
 import { isParityLayout, mapParityData, parityGeometry, type ParityGeometry } from './map-parity.js';
 import { runCompute } from './compute.js';
 import { planPaired } from './plan-raid10.js';
+import { pickLeg, readPolicyFromEnv, type ReadPolicy } from './read-choice.js';
 import { PUSH_TIMEOUT_MS, type SharedViews } from './shared-layout.js';
 import { FLAG_ELEMENT, FLAG_MIRRORED, ID_CLASS_REMOTE, STATE_ACTIVE, STATE_REBUILDING, type TopologyMessage, type TopologyVolume } from './topology.js';
+import { latencyUs, nowMs, readIsStale } from './transport.js';
 
 const EIO = errnoCode('EIO');
 const EINVAL = errnoCode('EINVAL');
@@ -44,6 +46,8 @@ export class MiddleCore {
   private routes = new Int32Array(0);
   /** Subs pushed since the last ringBells(), per destination: [bottom, remote 0, remote 1, ...]. */
   private readonly unrung: Int32Array;
+  /** Mirrored reads: latency-aware (read-choice.ts) unless ONESTACK_READ_POLICY=queue. */
+  private readonly readPolicy: ReadPolicy = readPolicyFromEnv();
 
   constructor(private readonly v: SharedViews) {
     this.unrung = new Int32Array(1 + v.remote.length);
@@ -115,7 +119,7 @@ export class MiddleCore {
         return extents === null ? this.reject(parent, EINVAL) : { parent, extents, roles, peers: null, next: 0 };
       }
       if (vol.spec.layout === 'raid10') {
-        const paired = planPaired(this.v, parent, vol.spec, vol.geom, this.rotation++ & 0x3fffffff);
+        const paired = planPaired(this.v, parent, vol.spec, vol.geom, this.rotation++ & 0x3fffffff, this.readPolicy);
         if (paired === null) return this.reject(parent, EIO);
         return { parent, extents: paired.extents, roles, peers: paired.peers, next: 0 };
       }
@@ -208,7 +212,10 @@ export class MiddleCore {
     let legs = op === Op.READ || op === Op.CACHE ? active : [...active, ...rebuilding].sort((a, b) => a - b);
     if (op === Op.READ || op === Op.CACHE) {
       const q = (role: number): number => Atomics.load(this.v.elemQueued, vol.spec.elements[role]!);
-      legs = [pickReadLeg(active, q, this.rotation++ & 0x3fffffff)];
+      const now = nowMs();
+      const us = (role: number): number => latencyUs(this.v.elemLat, vol.spec.elements[role]!, true);
+      const stale = (role: number): boolean => readIsStale(this.v.elemLat, vol.spec.elements[role]!, now);
+      legs = [pickLeg(this.readPolicy, active, q, us, this.rotation++ & 0x3fffffff, stale)];
     }
     const off = op === Op.FLUSH ? 0 : this.v.table.getOffset(parent);
     const len = op === Op.FLUSH ? 0 : w[pb + D.LENGTH]!;

@@ -3,10 +3,12 @@
 // inline on the main thread; reads element states, writes only the parent's descriptor.
 import { D, DESC_WORDS, Op } from '@onestack/queue';
 import { PEER_UNWRITTEN, peerWord } from './complete.js';
-import { pickReadLeg, type ColumnExtent, type Extent, type VolumeGeometry } from './map.js';
+import type { ColumnExtent, Extent, VolumeGeometry } from './map.js';
 import { mapRaid10Pairs, mapRaid10PairsCoalesced, raid10Leg, raid10Pairs } from './map-raid10.js';
+import { pickLeg, type ReadPolicy } from './read-choice.js';
 import type { SharedViews } from './shared-layout.js';
 import { FLAG_MIRRORED, STATE_ACTIVE, STATE_REBUILDING, type TopologyVolume } from './topology.js';
+import { latencyUs, nowMs, readIsStale } from './transport.js';
 
 export interface PairedPlan {
   readonly extents: Extent[];
@@ -15,7 +17,7 @@ export interface PairedPlan {
 }
 
 /**
- * Maps a raid10 parent: reads and cache go to one active leg per chunk (least queued), writes,
+ * Maps a raid10 parent: reads and cache go to one active leg per chunk (the faster, read-choice.ts), writes,
  * trims, zeroes and flushes to every active or rebuilding leg of each pair touched (a leg being
  * rebuilt must stay current where it was already copied). Returns null when a touched pair has no
  * active leg: nothing can hold (or serve) those bytes, so the caller fails the request with EIO
@@ -23,7 +25,7 @@ export interface PairedPlan {
  * names its active partner (checkPair then needs that partner), and the partner's sub says
  * PEER_UNWRITTEN, as for a failed leg.
  */
-export function planPaired(v: SharedViews, parent: number, spec: TopologyVolume, g: VolumeGeometry, rotation: number): PairedPlan | null {
+export function planPaired(v: SharedViews, parent: number, spec: TopologyVolume, g: VolumeGeometry, rotation: number, policy: ReadPolicy = 'latency'): PairedPlan | null {
   const w = v.words;
   const pb = parent * DESC_WORDS;
   const op = w[pb + D.OP]!;
@@ -35,6 +37,9 @@ export function planPaired(v: SharedViews, parent: number, spec: TopologyVolume,
   const written = states.map((s) => s === STATE_ACTIVE || s === STATE_REBUILDING);
   const read = op === Op.READ || op === Op.CACHE;
   const queued = (role: number): number => Atomics.load(v.elemQueued, spec.elements[role]!);
+  const now = nowMs();
+  const readUs = (role: number): number => latencyUs(v.elemLat, spec.elements[role]!, true);
+  const stale = (role: number): boolean => readIsStale(v.elemLat, spec.elements[role]!, now);
   const pieces = op === Op.FLUSH ? everyPair(pairs) : piecesOf(v, parent, g, op);
   const extents: Extent[] = [];
   for (const x of pieces) {
@@ -44,7 +49,7 @@ export function planPaired(v: SharedViews, parent: number, spec: TopologyVolume,
     if (read) {
       // Ties alternate by row, so one long read takes turns on both legs of each pair.
       const row = Math.floor(x.columnOffsetBytes / g.chunkBytes);
-      const leg = active[a] && active[b] ? pickReadLeg([a, b], queued, rotation + row) : active[a] ? a : b;
+      const leg = active[a] && active[b] ? pickLeg(policy, [a, b], queued, readUs, rotation + row, stale) : active[a] ? a : b;
       extents.push(raid10Leg(g, x, leg));
       continue;
     }

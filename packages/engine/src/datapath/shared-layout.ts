@@ -26,6 +26,12 @@ const BELLS_FIXED = 4;
  */
 export const ELEM_IO = { READ_OPS: 0, WRITE_OPS: 1, READ_BYTES: 2, WRITE_BYTES: 3 } as const;
 export const ELEM_IO_WORDS = 4;
+/** Per-element latency/throughput EWMAs (transport.ts): Int32 words of `elemLat`, ELEM_LAT_WORDS each. */
+export const ELEM_LAT = { READ_US_X16: 0, WRITE_US_X16: 1, READ_KIBPS: 2, WRITE_KIBPS: 3, WINDOW_MS: 4, READ_AT_MS: 5, WRITE_AT_MS: 6 } as const;
+export const ELEM_LAT_WORDS = 8;
+/** BigInt64 words of `elemMark`: the byte counters at the start of the current throughput window. */
+export const ELEM_MARK = { READ_BYTES: 0, WRITE_BYTES: 1 } as const;
+export const ELEM_MARK_WORDS = 2;
 
 export interface LayoutParams {
   /** Parent descriptors = queue.depth (power of two). */
@@ -64,6 +70,8 @@ interface Offsets {
   readonly elemErrors: number;
   readonly elemQueued: number;
   readonly elemIo: number;
+  readonly elemLat: number;
+  readonly elemMark: number;
   readonly computeParams: number;
   readonly total: number;
 }
@@ -110,8 +118,10 @@ function offsets(p: LayoutParams): Offsets {
   const elemErrors = take(p.maxElements * 4);
   const elemQueued = take(p.maxElements * 4);
   const elemIo = take(p.maxElements * ELEM_IO_WORDS * 8);
+  const elemLat = take(p.maxElements * ELEM_LAT_WORDS * 4);
+  const elemMark = take(p.maxElements * ELEM_MARK_WORDS * 8);
   const computeParams = take(p.stripeSlots * PARAM_WORDS * 4);
-  return { table, parentPool, subPool, volumeQueues, volumeQueueBytes: vqBytes, bottom, completion, remote, bells, elemState, elemErrors, elemQueued, elemIo, computeParams, total: alignUp(at, REGION_ALIGN) };
+  return { table, parentPool, subPool, volumeQueues, volumeQueueBytes: vqBytes, bottom, completion, remote, bells, elemState, elemErrors, elemQueued, elemIo, elemLat, elemMark, computeParams, total: alignUp(at, REGION_ALIGN) };
 }
 
 export interface SharedViews {
@@ -138,6 +148,10 @@ export interface SharedViews {
   readonly elemQueued: Int32Array;
   /** Successful READ/WRITE subs and bytes per element, ELEM_IO_WORDS each (see ELEM_IO). */
   readonly elemIo: BigInt64Array;
+  /** Latency and throughput EWMAs per element, ELEM_LAT_WORDS each (transport.ts). */
+  readonly elemLat: Int32Array;
+  /** Throughput window marks per element, ELEM_MARK_WORDS each (transport.ts). */
+  readonly elemMark: BigInt64Array;
   readonly slab: Slab;
   /** A slot that is never handed out and stays zero: the source of zero writes (aligned for O_DIRECT). */
   readonly zeroSlot: number;
@@ -213,6 +227,8 @@ export function attach(handles: SharedHandles): SharedViews {
     elemErrors: new Int32Array(c, o.elemErrors, p.maxElements),
     elemQueued: new Int32Array(c, o.elemQueued, p.maxElements),
     elemIo: new BigInt64Array(c, o.elemIo, p.maxElements * ELEM_IO_WORDS),
+    elemLat: new Int32Array(c, o.elemLat, p.maxElements * ELEM_LAT_WORDS),
+    elemMark: new BigInt64Array(c, o.elemMark, p.maxElements * ELEM_MARK_WORDS),
     slab: new Slab(handles.data, p.slots + 1 + p.stripeSlots, p.slotBytes, p.misalignmentBytes ?? 0),
     zeroSlot: p.slots,
     stripeSlotBase: p.slots + 1,

@@ -12,6 +12,7 @@ import { createSparseFile, readSuperblockFile, writeSuperblockOf, type ReadSuper
 import { probeRemote } from './remote-io.js';
 import { integrityAreaFor, integrityDataBytes, isRedundant, layoutCapacityBytes, layoutSurvives } from './layout.js';
 import { encodeSuperblock, SuperblockError, type Superblock } from './superblock.js';
+import { agreedSizeBytes } from './grow.js';
 import { BITMAP_MAX_BYTES, BITMAP_OFFSET_BYTES, DATA_OFFSET_BYTES, type AssembledElement, type AssembledVolume, type ElementState } from './types.js';
 
 export const MIN_ELEMENT_DATA_BYTES = 1024 * 1024;
@@ -261,8 +262,10 @@ async function reassemble(volume: VolumeConfig, probes: readonly Probe[]): Promi
   const ref = reference(volume, members);
   checkIntegrityConfig(volume, ref);
   for (const p of members) checkMember(volume, p, ref);
-  if (volume.sizeBytes !== undefined && volume.sizeBytes !== ref.volumeSizeBytes) {
-    throw new EngineError('conflict', `volume ${volume.name} is ${ref.volumeSizeBytes} bytes on its elements; the config asks for ${volume.sizeBytes}`, `volume ${volume.name}`, 'resizing is not supported yet: restore sizeBytes or remove it');
+  // A grow cut short leaves some superblocks at the old size: it wins (meta/grow.ts).
+  const sizeBytes = agreedSizeBytes(members.map((p) => p.sb as Superblock), ref);
+  if (volume.sizeBytes !== undefined && volume.sizeBytes !== sizeBytes) {
+    throw new EngineError('conflict', `volume ${volume.name} is ${sizeBytes} bytes on its elements; the config asks for ${volume.sizeBytes}`, `volume ${volume.name}`, 'set sizeBytes to the size on the elements, or remove it (grow with `onestack volume grow`)');
   }
   const legBytes = Math.min(...members.map((p) => (p.sb as Superblock).dataSizeBytes));
   const elements: AssembledElement[] = probes.map((p) => {
@@ -283,7 +286,7 @@ async function reassemble(volume: VolumeConfig, probes: readonly Probe[]): Promi
   if (!layoutSurvives(volume.layout, elements.map((e) => e.state))) {
     throw new EngineError('invalid', `volume ${volume.name}: too many stale elements to assemble ${volume.layout}`, `volume ${volume.name}`);
   }
-  const vol: AssembledVolume = { config: volume, arrayUuid: ref.arrayUuid, sizeBytes: ref.volumeSizeBytes, dataOffsetBytes: DATA_OFFSET_BYTES, eventCount: ref.eventCount, createdMs: ref.createdMs, wasClean: ref.clean, elements };
+  const vol: AssembledVolume = { config: volume, arrayUuid: ref.arrayUuid, sizeBytes, dataOffsetBytes: DATA_OFFSET_BYTES, eventCount: ref.eventCount, createdMs: ref.createdMs, wasClean: ref.clean, elements };
   // A stale leg is marked so it can never pass for up to date later (e.g. if the good leg vanishes).
   const unmarked = elements.filter((e, i) => e.state === 'stale' && !(isSuperblock(probes[i]!.sb) && (probes[i]!.sb as Superblock).needsRebuild));
   await writeAll(vol, unmarked, { clean: false, needsRebuild: true });
@@ -346,4 +349,9 @@ export async function markNeedsRebuild(vol: AssembledVolume, role: number, synce
   } catch {
     return false;
   }
+}
+
+/** Rewrites the active elements' superblocks as `vol` says, event counter unchanged (volume grow: the order is in volume-grow.ts). */
+export async function rewriteActive(vol: AssembledVolume): Promise<void> {
+  await writeAll(vol, vol.elements.filter((e) => e.state === 'active'), { clean: false, needsRebuild: false });
 }

@@ -23,7 +23,7 @@ class BottomLoop {
   private readonly scratch: Scratch;
   /** null: no io_uring here (reason logged once at start); every sub runs synchronously. */
   private readonly batch: UringBatch | null;
-  private readonly finish = (sub: number, errno: number): boolean => finishSub(this.v, sub, errno);
+  private readonly finish = (sub: number, errno: number, serviceUs: number): boolean => finishSub(this.v, sub, errno, serviceUs);
 
   constructor(private readonly v: SharedViews, data: SharedArrayBuffer) {
     this.scratch = { zeros: v.slab.view(v.zeroSlot), cache: new Uint8Array(CACHE_SCRATCH_BYTES), slabMisalignmentBytes: v.params.misalignmentBytes ?? 0 };
@@ -101,6 +101,7 @@ class BottomLoop {
     const w = v.words;
     const sb = sub * DESC_WORDS;
     let errno = 0;
+    const t0 = performance.now(); // service time for the element's latency EWMA (transport.ts)
     try {
       w[sb + D.STATUS] = DescStatus.RUNNING;
       const element = w[sb + D.TARGET]!;
@@ -115,7 +116,7 @@ class BottomLoop {
     } catch (err) {
       errno = errnoCode(err instanceof DataPathError ? err.errno : errnoFromError(err));
     }
-    return finishSub(v, sub, errno);
+    return finishSub(v, sub, errno, (performance.now() - t0) * 1000);
   }
 
   close(): void {

@@ -66,9 +66,10 @@ class RemoteLoop {
     if (TRACE_IDS) traceSub(`remote[${this.loopId}]`, w, sub, offsetBytes);
     const link = this.links[element];
     this.inFlight++;
+    const t0 = performance.now(); // request sent to its reply: the remote's service time (transport.ts)
     const done = (errno: number): void => {
       this.inFlight--;
-      if (finishSub(v, sub, errno)) this.completedAny = true;
+      if (finishSub(v, sub, errno, (performance.now() - t0) * 1000)) this.completedAny = true;
       this.scheduleRing();
     };
     if (link === undefined) return done(EIO);

@@ -43,8 +43,8 @@ function errnoOf(err: unknown): number {
   return errnoCode(err instanceof DataPathError ? err.errno : errnoFromError(err));
 }
 
-/** Finishes one sub (0 = success); true when that finalised its parent. */
-export type FinishSub = (sub: number, errno: number) => boolean;
+/** Finishes one sub (0 = success) that took `serviceUs` (< 0: not timed); true when that finalised its parent. */
+export type FinishSub = (sub: number, errno: number, serviceUs: number) => boolean;
 
 export class UringBatch {
   private readonly ops: Float64Array;
@@ -136,6 +136,8 @@ export class UringBatch {
     if (count === 0) return false;
     this.count = 0;
     let fallback = false;
+    // The batch completes as one: each record's service time is the batch's (submit to last CQE).
+    const t0 = performance.now();
     try {
       this.ring.submitAndWait(this.ops, count, this.results);
     } catch (err) {
@@ -147,6 +149,7 @@ export class UringBatch {
       fallback = true;
     }
     let completed = false;
+    const serviceUs = fallback ? -1 : (performance.now() - t0) * 1000;
     for (let i = 0; i < count; i++) {
       let errno = 0;
       try {
@@ -155,7 +158,7 @@ export class UringBatch {
       } catch (err) {
         errno = errnoOf(err);
       }
-      if (finish(this.subOf[i]!, errno)) completed = true;
+      if (finish(this.subOf[i]!, errno, serviceUs)) completed = true;
     }
     return completed;
   }

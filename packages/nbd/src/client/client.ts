@@ -5,6 +5,7 @@
 // after a reconnect with back-off, each still bounded by its operation's deadline. Block status
 // questions travel the same way, one request each, answered for the meta contexts selected.
 
+import type { EventEmitter } from 'node:events';
 import type { NbdExtent } from '../backend.js';
 import { Cmd, CmdFlag, MetaContext } from '../constants.js';
 import { asRemoteError, checkOptions, openConnection, type OpenedConnection } from './connect.js';
@@ -15,6 +16,7 @@ import { OpPart, OpQueue, Operation, type OperationSpec } from './operation.js';
 import type { BlockDeviceInfo, NbdClientOptions } from './types.js';
 import { describeTarget } from './wire.js';
 import { deviceInfoFrom } from './device-info.js';
+import { ExportSize } from './export-size.js';
 
 export { deviceInfoFrom };
 
@@ -30,6 +32,7 @@ const CLOSE_GRACE_MAX_MS = 1000;
 /** Largest block status question: a sparse terabyte at once (compact headers narrow it to 2 GiB). */
 const STATUS_REQUEST_MAX_BYTES = 2 ** 40;
 
+
 interface Link {
   readonly id: number;
   conn: ClientConnection<OpPart> | undefined;
@@ -38,6 +41,8 @@ interface Link {
   attempts: number;
   /** When the last attempt started: the back-off counts from it, not from the next call. */
   lastAttemptMs: number;
+  /** The export's size when this connection was negotiated (servers may size each connection). */
+  negotiatedBytes: number;
   timer: NodeJS.Timeout | undefined;
 }
 
@@ -57,13 +62,15 @@ export class NbdClient {
   /** Whether the first connection agreed extended headers (64-bit lengths). */
   readonly extendedHeaders: boolean;
   private readonly metaContextsRefused: string | undefined;
+  private readonly size: ExportSize;
 
-  private constructor(private readonly opts: NbdClientOptions, private readonly where: string, readonly info: BlockDeviceInfo, connections: number, first: Negotiated) {
+  private constructor(private readonly opts: NbdClientOptions, private readonly where: string, info: BlockDeviceInfo, connections: number, first: Negotiated) {
     this.log = opts.log ?? (() => {});
+    this.size = new ExportSize(info, opts, where, this.abort.signal, this.log);
     this.metaContexts = Object.freeze([...first.metaContexts.keys()]);
     this.extendedHeaders = first.extendedHeaders;
     this.metaContextsRefused = first.metaContextsRefused;
-    for (let id = 0; id < connections; id++) this.links.push({ id, conn: undefined, state: 'down', attempts: 0, lastAttemptMs: 0, timer: undefined });
+    for (let id = 0; id < connections; id++) this.links.push({ id, conn: undefined, state: 'down', attempts: 0, lastAttemptMs: 0, negotiatedBytes: 0, timer: undefined });
   }
 
   /** Connects (and haggles) within opts.timeoutMs; rejects with a RemoteError. */
@@ -82,9 +89,70 @@ export class NbdClient {
     if (wanted > 1 && !info.canMultiConn) opts.log?.(`the server does not advertise CAN_MULTI_CONN: using 1 connection, not ${wanted}`);
     const client = new NbdClient(opts, where, info, info.canMultiConn ? wanted : 1, first.negotiated);
     client.attach(client.links[0] as Link, first);
+    client.size.watch(() => client.refreshAndCycle());
     // Extra connections are a bonus: one that fails now is retried when there is work for it.
     await Promise.all(client.links.slice(1).map((link) => client.reconnect(link, true)));
     return client;
+  }
+
+  /** The device as last learnt (sizeBytes follows resize() and refreshSize()). */
+  get info(): BlockDeviceInfo {
+    return this.size.info;
+  }
+
+  get sizeBytes(): number {
+    return this.size.info.sizeBytes;
+  }
+
+  /**
+   * 'size' (sizeBytes, previousBytes): the export's size changed — learnt from resize(),
+   * refreshSize() (or watchSizeMs), or a reconnect that found it larger.
+   */
+  get events(): EventEmitter {
+    return this.size.events;
+  }
+
+  /**
+   * NBD_CMD_RESIZE (experimental RESIZE extension, docs/nbd.md): asks the server to make the
+   * export `sizeBytes` large; on success sizeBytes says so and I/O up to the new end is allowed.
+   * ENOTSUP when the server did not advertise NBD_FLAG_SEND_RESIZE.
+   */
+  async resize(sizeBytes: number): Promise<void> {
+    if (this.closing !== undefined) throw remoteError('ESHUTDOWN', 'resize: the NBD client is closed', this.where);
+    if (this.info.canResize !== true) throw remoteError('ENOTSUP', 'resize: the server does not offer the RESIZE extension (NBD_FLAG_SEND_RESIZE)', this.where);
+    if (!(Number.isSafeInteger(sizeBytes) && sizeBytes >= 0)) throw remoteError('EINVAL', `resize: bad size ${sizeBytes}`, this.where);
+    // Not range-checked like I/O: the new size is in the offset field, past the current end.
+    await this.enqueue({ what: `resize to ${sizeBytes} bytes`, type: Cmd.RESIZE, flags: 0, offsetBytes: sizeBytes, lengthBytes: 0, partMaxBytes: 1, always: true });
+    this.size.adopt(sizeBytes);
+  }
+
+  /**
+   * Asks the server for the export's size now on a short side connection (NBD_OPT_INFO, then
+   * NBD_OPT_ABORT), keeping the connections in use; adopts and returns it. Concurrent calls share one probe.
+   */
+  refreshSize(): Promise<number> {
+    if (this.closing !== undefined) return Promise.reject(remoteError('ESHUTDOWN', 'refreshSize: the NBD client is closed', this.where));
+    return this.refreshAndCycle();
+  }
+
+  /**
+   * refresh, and when the export grew on a server that does not offer RESIZE (so it may size
+   * each connection at its handshake, as nbdkit and qemu-nbd do), re-establish the connections
+   * negotiated at a smaller size: NBD_CMD_DISC once their requests are answered, then a new
+   * handshake when there is work. A server offering RESIZE (ours) serves the new size on the
+   * connections it has, so they stay.
+   */
+  private async refreshAndCycle(pastEnd = false): Promise<number> {
+    const now = await this.size.refresh(pastEnd);
+    if (this.info.canResize === true || this.closing !== undefined) return now;
+    const graceMs = Math.min(this.opts.timeoutMs, CLOSE_GRACE_MAX_MS);
+    for (const link of this.links) {
+      if (link.conn === undefined || link.state !== 'up' || link.negotiatedBytes >= now) continue;
+      link.negotiatedBytes = now; // once per link and size
+      this.log(`connection ${link.id}: reconnecting to see the export's new size`);
+      void link.conn.disconnect(graceMs);
+    }
+    return now;
   }
 
   get connected(): boolean {
@@ -161,6 +229,7 @@ export class NbdClient {
 
   /** NBD_CMD_DISC on every connection, then close; pending calls reject with ESHUTDOWN. */
   close(): Promise<void> {
+    this.size.stop();
     this.closing ??= this.shutdown();
     return this.closing;
   }
@@ -214,8 +283,28 @@ export class NbdClient {
     const err = spec.type === Cmd.FLUSH
       ? (this.closing !== undefined ? remoteError('ESHUTDOWN', 'flush: the NBD client is closed', this.where) : undefined)
       : this.check(spec.what, spec.offsetBytes, spec.lengthBytes, modifies);
-    if (err !== undefined) return Promise.reject(err);
+    if (err !== undefined) return this.pastEnd(spec) ? this.afterRefresh(spec, err) : Promise.reject(err);
     if (spec.lengthBytes === 0 && spec.always !== true) return Promise.resolve();
+    return this.enqueue(spec);
+  }
+
+  /**
+   * A request past the end as last known: the export may have grown since (a volume grow behind
+   * a remote element). Ask once (at most one side handshake a second, shared by the requests
+   * that wait for it), then check again; the first error stands if nothing changed.
+   */
+  private pastEnd(spec: OperationSpec): boolean {
+    return spec.type !== Cmd.FLUSH && this.closing === undefined && this.size.mayAskFor(spec.offsetBytes, spec.lengthBytes);
+  }
+
+  private async afterRefresh(spec: OperationSpec, first: RemoteError): Promise<void> {
+    const grown = await this.refreshAndCycle(true).then((n) => spec.offsetBytes + spec.lengthBytes <= n, () => false);
+    if (!grown) throw first;
+    return this.submit(spec);
+  }
+
+  /** Queues a checked call (bounded by its deadline) and sends what fits. */
+  private enqueue(spec: OperationSpec): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       const op = new Operation(spec, resolve, reject);
       op.timer = setTimeout(() => this.expire(op), this.opts.timeoutMs);
@@ -309,9 +398,12 @@ export class NbdClient {
   }
 
   private attach(link: Link, opened: OpenedConnection): void {
+    const client = this; // eslint-disable-line @typescript-eslint/no-this-alias -- the config getter below reads the size live
     const conn: ClientConnection<OpPart> = new ClientConnection<OpPart>(opened.socket, opened.acc, {
       id: link.id, where: this.where, structuredReplies: opened.negotiated.structuredReplies,
-      extendedHeaders: opened.negotiated.extendedHeaders, metaContexts: opened.negotiated.metaContexts, exportSizeBytes: this.info.sizeBytes,
+      extendedHeaders: opened.negotiated.extendedHeaders, metaContexts: opened.negotiated.metaContexts,
+      // Read live: a grow learnt later (resize, refreshSize) widens block status bounds at once.
+      get exportSizeBytes(): number { return client.info.sizeBytes; },
       maxRequestBytes: this.info.maxRequestBytes, inFlightMax: IN_FLIGHT_PER_CONNECTION,
     }, {
       onReply: (part, err) => this.onReply(part, err),
@@ -319,6 +411,7 @@ export class NbdClient {
       onDown: (err, parts) => this.onDown(link, conn, err, parts),
     });
     link.conn = conn;
+    link.negotiatedBytes = opened.negotiated.sizeBytes;
     link.state = 'up';
     link.attempts = 0;
   }
@@ -382,10 +475,13 @@ export class NbdClient {
         opened.socket.destroy();
         return;
       }
-      if (opened.negotiated.sizeBytes !== this.info.sizeBytes) {
+      // A larger export grew meanwhile (volume grow, RESIZE by another client): adopt it. A
+      // smaller one would cut off requests already accepted: refuse.
+      if (opened.negotiated.sizeBytes < this.info.sizeBytes) {
         opened.socket.destroy();
-        throw remoteError('EPROTO', `the export's size changed from ${this.info.sizeBytes} to ${opened.negotiated.sizeBytes} bytes`, this.where);
+        throw remoteError('EPROTO', `the export's size shrank from ${this.info.sizeBytes} to ${opened.negotiated.sizeBytes} bytes`, this.where);
       }
+      this.size.adopt(opened.negotiated.sizeBytes);
       this.attach(link, opened);
       this.noteSelection(link, opened.negotiated);
       this.lastConnectError = undefined;

@@ -21,6 +21,9 @@ export interface OpenedConnection {
 /** Meta contexts one client may ask for; real uses need one or two. */
 export const META_CONTEXTS_MAX = 32;
 
+/** A size poll more often than this would be a side connection storm. */
+export const WATCH_SIZE_MIN_MS = 100;
+
 /** More connections than this gain nothing and only load the server. */
 export const CONNECTIONS_MAX = 64;
 
@@ -34,6 +37,8 @@ export function checkOptions(opts: TransportOptions, where: string): void {
   if (tcp && (opts.host === undefined || opts.host === '')) bad('host is missing');
   if (opts.port !== undefined && !(Number.isInteger(opts.port) && opts.port > 0 && opts.port < 65536)) bad(`port ${opts.port} out of range`);
   if (!(Number.isFinite(opts.timeoutMs) && opts.timeoutMs > 0)) bad('timeoutMs must be a positive number');
+  const watch = (opts as Partial<NbdClientOptions>).watchSizeMs;
+  if (watch !== undefined && !(Number.isFinite(watch) && watch >= WATCH_SIZE_MIN_MS)) bad(`watchSizeMs must be at least ${WATCH_SIZE_MIN_MS}`);
   const connections = opts.connections ?? 1;
   if (!(Number.isInteger(connections) && connections >= 1 && connections <= CONNECTIONS_MAX)) bad(`connections must be 1..${CONNECTIONS_MAX}`);
   if (opts.tls !== undefined && (opts.tls.cert === undefined) !== (opts.tls.key === undefined)) bad('tls.cert and tls.key go together');

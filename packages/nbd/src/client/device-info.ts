@@ -19,5 +19,6 @@ export function deviceInfoFrom(n: Pick<Negotiated, 'sizeBytes' | 'transmissionFl
     canTrim: has(TransmissionFlag.SEND_TRIM),
     canWriteZeroes: has(TransmissionFlag.SEND_WRITE_ZEROES),
     canMultiConn: has(TransmissionFlag.CAN_MULTI_CONN),
+    canResize: has(TransmissionFlag.SEND_RESIZE),
   };
 }

@@ -215,7 +215,7 @@ export async function listExports(wire: Wire): Promise<NbdExportListing[]> {
   throw remoteError('ENOMEM', `the server listed more than ${LIST_ENTRIES_MAX} exports`, wire.where);
 }
 
-async function readOptionReply(wire: Wire, sentOption: number): Promise<ClientOptionReply> {
+export async function readOptionReply(wire: Wire, sentOption: number): Promise<ClientOptionReply> {
   const reply = await wire.decode((b) => decodeOptionReply(b, OPTION_DATA_MAX_BYTES), Size.OPTION_REPLY_HEADER + OPTION_DATA_MAX_BYTES);
   if (wire.phase === AFTER_TLS) wire.phase = 'during the handshake (over TLS)';
   try {

@@ -32,6 +32,12 @@ export interface NbdClientOptions {
   readonly metaContexts?: readonly string[];
   /** Negotiate extended headers (64-bit lengths) when the server offers them; default true. */
   readonly extendedHeaders?: boolean;
+  /**
+   * Poll the export's size this often (ms) on a short side connection (refreshSize), so a grow
+   * made elsewhere is seen without reconnecting; absent = never. NBD has no server-to-client
+   * notification, so polling is the only protocol-compliant way.
+   */
+  readonly watchSizeMs?: number;
   /** One-line events (connection lost, reconnected); never secrets. */
   readonly log?: (line: string) => void;
 }
@@ -48,6 +54,8 @@ export interface BlockDeviceInfo {
   readonly canTrim: boolean;
   readonly canWriteZeroes: boolean;
   readonly canMultiConn: boolean;
+  /** NBD_FLAG_SEND_RESIZE: the server takes NBD_CMD_RESIZE (NbdClient.resize). */
+  readonly canResize?: boolean;
 }
 
 export interface NbdExportListing {

@@ -12,9 +12,18 @@ import type { LimitKey } from './limits.js';
 import { RequestLoop } from './request-loop.js';
 import { upgradeToTls } from './tls.js';
 import { directReadSocket } from './direct-read.js';
+import { type DetachedConnection, type NbdConnectionState, encodePending, takeHandle } from './handover.js';
+import type { Transport } from './listener.js';
 
 export type { LogFn } from './limits.js';
 export type { ConnectionConfig, NbdCopyCounters } from './connection-config.js';
+
+/** A connection moved from another server (handover.ts): it starts in transmission, no greeting. */
+export interface ConnectionResume {
+  readonly setup: TransmissionSetup;
+  /** Bytes the previous server had read but not parsed. */
+  readonly pending: Uint8Array;
+}
 
 // 'tls': STARTTLS was ACKed and the TLS handshake runs; nothing is parsed until it passes.
 // 'transmission': the request loop runs; 'closing': fatal() destroyed the socket, 'close' is due.
@@ -22,6 +31,8 @@ type Phase = 'handshake' | 'tls' | 'transmission' | 'closing' | 'closed';
 
 // Stop reading once this much waits unparsed (e.g. while the backend finds write-buffer space).
 const PAUSE_ABOVE_BYTES = 256 * 1024;
+// A takeover polls its connections this often while they quiesce.
+const HANDOVER_POLL_MS = 5;
 // Hard bound: PAUSE_ABOVE_BYTES plus the socket's in-flight chunks, with a wide margin.
 const ACCUMULATOR_CAPACITY_BYTES = 16 * 1024 * 1024;
 const PUMP_STEPS_MAX = 65536;
@@ -35,6 +46,9 @@ export class NbdConnection {
   private loop: RequestLoop | undefined;
   private pumping = false;
   private handshakeTimer: NodeJS.Timeout | undefined;
+  private setup: TransmissionSetup | undefined;
+  /** STARTTLS happened: session keys live in this process, so the connection cannot move. */
+  private tlsUsed = false;
   /** The accepted socket, or after STARTTLS the TLS socket over it. */
   private socket: Socket;
   private readonly listeners = {
@@ -47,7 +61,8 @@ export class NbdConnection {
   /** Settles once the socket is closed and no request is left at the backend. */
   readonly drained: Promise<void> = new Promise((resolve) => { this.resolveDrained = resolve; });
 
-  constructor(socket: Socket, private readonly config: ConnectionConfig) {
+  constructor(socket: Socket, private readonly config: ConnectionConfig, resume?: ConnectionResume,
+    private readonly origin: { transport: Transport; peer: string } = { transport: 'tcp', peer: '?' }) {
     if (!(config.inFlightMax > 0) || !(config.handshakeTimeoutMs > 0)) throw new RangeError('bad connection config');
     if ((config.tls === undefined) !== (config.handshake.tls === 'none')) throw new RangeError('tls material and handshake mode disagree');
     this.acc = new ByteAccumulator(ACCUMULATOR_CAPACITY_BYTES);
@@ -58,10 +73,69 @@ export class NbdConnection {
       : null;
     this.socket = moved ?? socket;
     this.attach(this.socket, moved === null);
+    if (resume !== undefined) {
+      this.acc.push(resume.pending);
+      this.enterTransmission(resume.setup, 'resumed after a takeover');
+      if (this.socket.isPaused()) this.socket.resume(); // before pumping: a pump that pauses (slots) must win
+      this.pumpSafely();
+      return;
+    }
     if (this.socket.isPaused()) this.socket.resume(); // accepted paused (pauseOnConnect)
     // Runs on across a TLS upgrade: a client stalling in the TLS handshake is dropped as well.
     this.handshakeTimer = setTimeout(() => this.onHandshakeTimeout(), config.handshakeTimeoutMs);
     this.socket.write(encodeGreeting(SERVER_HANDSHAKE_FLAGS));
+  }
+
+  /**
+   * Takeover: finish the request being read and every reply, read nothing more, then give up the
+   * socket. Resolves with the handle and state to resume elsewhere, or null when the connection
+   * closed instead: during its handshake or a disconnect, over TLS (after its replies), or not
+   * quiet by `deadlineMs` (Date.now() based).
+   */
+  async handOver(deadlineMs: number): Promise<DetachedConnection | null> {
+    for (;;) {
+      if (this.phase === 'closed') return null;
+      if (this.phase === 'transmission' && this.loop !== undefined && !this.loop.disconnecting) {
+        this.loop.quiesce();
+        this.pumpSafely();
+        if (this.loop.quiescent && this.socket.writableLength === 0) {
+          if (!this.tlsUsed) return this.detach(this.loop);
+          this.config.log('info', `${this.tag()}: closing: TLS connections cannot move to the next process (the client reconnects)`);
+          this.phase = 'closing';
+          this.socket.destroySoon();
+        }
+      }
+      if (Date.now() >= deadlineMs) {
+        if (this.phase !== 'closing') this.fatal('the server is restarting and this connection did not become idle in time', 'warn');
+        return null;
+      }
+      await new Promise((resolve) => setTimeout(resolve, HANDOVER_POLL_MS));
+    }
+  }
+
+  private detach(loop: RequestLoop): DetachedConnection | null {
+    const setup = this.setup as TransmissionSetup;
+    const socket = this.socket;
+    socket.off('data', this.listeners.data).off('error', this.listeners.error).off('close', this.listeners.close);
+    const handle = takeHandle(socket);
+    // A socket without the zero-copy reader may hold bytes Node read ahead (paused stream): they
+    // come after what the accumulator holds.
+    for (let chunk = socket.read() as Buffer | null; chunk !== null; chunk = socket.read() as Buffer | null) this.acc.push(chunk);
+    const pending = new Uint8Array(this.acc.length);
+    this.acc.copyTo(pending);
+    socket.destroy(); // closes nothing: the handle is no longer the socket's
+    this.phase = 'closed';
+    loop.onClose();
+    this.resolveDrained();
+    if (handle === null) return null;
+    const exp = setup.export;
+    const state: NbdConnectionState = {
+      exportName: exp.name, structuredReplies: setup.structuredReplies, extendedHeaders: setup.extendedHeaders,
+      metaContexts: setup.metaContexts.map((c) => ({ id: c.id, name: c.name })), transmissionFlags: setup.transmissionFlags,
+      sizeBytes: exp.sizeBytes, pendingBase64: encodePending(pending), transport: this.origin.transport, peer: this.origin.peer,
+    };
+    this.config.log('info', `${this.tag()}: handed over (${pending.length} bytes read ahead)`);
+    return { handle, state };
   }
 
   /** Server shutdown: hard disconnect; in-flight backend work still settles and is released. */
@@ -103,6 +177,7 @@ export class NbdConnection {
     if (tls === undefined || this.acc.length !== 0 || raw.readableLength !== 0) throw new Error('STARTTLS with plaintext bytes pending');
     raw.off('data', this.listeners.data).off('error', this.listeners.error).off('close', this.listeners.close);
     this.phase = 'tls';
+    this.tlsUsed = true;
     try {
       this.socket = upgradeToTls(raw, tls, {
         onSecure: (summary) => {
@@ -177,20 +252,25 @@ export class NbdConnection {
         this.socket.destroySoon(); // flush the last replies (e.g. ABORT's ack), then close
         return false;
       case 'transmission':
-        clearTimeout(this.handshakeTimer);
-        this.loop = new RequestLoop({
-          socket: this.socket, // final: STARTTLS is only possible before transmission
-          acc: this.acc,
-          config: this.config,
-          tag: () => this.tag(),
-          pump: () => this.pump(),
-          fatal: (reason, level, limit) => this.fatal(reason, level, limit),
-          checkDrained: () => this.checkDrained(),
-        }, step.setup);
-        this.phase = 'transmission';
-        this.config.log('info', `${this.tag()}: ${describeSetup(step.setup)}`);
+        this.enterTransmission(step.setup, '');
         return true;
     }
+  }
+
+  private enterTransmission(setup: TransmissionSetup, note: string): void {
+    clearTimeout(this.handshakeTimer);
+    this.setup = setup;
+    this.loop = new RequestLoop({
+      socket: this.socket, // final: STARTTLS is only possible before transmission
+      acc: this.acc,
+      config: this.config,
+      tag: () => this.tag(),
+      pump: () => this.pump(),
+      fatal: (reason, level, limit) => this.fatal(reason, level, limit),
+      checkDrained: () => this.checkDrained(),
+    }, setup);
+    this.phase = 'transmission';
+    this.config.log('info', `${this.tag()}: ${describeSetup(setup)}${note === '' ? '' : ` (${note})`}`);
   }
 
   /** Hard close. With a limit key the line goes through the rate-limited log. */

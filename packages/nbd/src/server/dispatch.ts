@@ -48,6 +48,8 @@ export class BackendDispatcher {
           (err: unknown) => this.onFailed(slot, req, err),
         );
         return;
+      // checkRequest saw the hook; the export's sizeBytes says the new size once this resolves.
+      case Cmd.RESIZE: return this.settle(slot, req, invoke(() => exp.resize!(off)));
       default: throw new Error(`dispatch of unchecked command ${req.type}`);
     }
   }

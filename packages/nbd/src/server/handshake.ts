@@ -59,6 +59,7 @@ export function transmissionFlagsFor(exp: NbdExport, structuredReplies: boolean)
   if (structuredReplies) flags |= TransmissionFlag.SEND_DF;
   if (exp.canMultiConn) flags |= TransmissionFlag.CAN_MULTI_CONN;
   if (exp.canCache) flags |= TransmissionFlag.SEND_CACHE;
+  if (exp.resize !== undefined && !exp.readOnly) flags |= TransmissionFlag.SEND_RESIZE;
   return flags;
 }
 

@@ -25,6 +25,8 @@ export type Transport = NbdBoundAddress['transport'];
 
 export interface Listener {
   readonly address: NbdBoundAddress;
+  /** The listening net.Server (a takeover passes its fd to the next process: handover.ts). */
+  readonly server: Server;
   close(): Promise<void>;
 }
 
@@ -155,7 +157,7 @@ async function listenTcp(target: { host: string; port: number }, accept: AcceptF
   await listening(server, log, (done) => server.listen(target.port, target.host, done));
   const address = server.address();
   if (address === null || typeof address === 'string') throw new Error('unexpected listen address');
-  return { address: { transport: 'tcp', host: address.address, port: address.port }, close: () => closeServer(server) };
+  return { address: { transport: 'tcp', host: address.address, port: address.port }, server, close: () => closeServer(server) };
 }
 
 async function listenUnix(target: { socketPath: string; mode?: number }, accept: AcceptFn, log: LogFn): Promise<Listener> {
@@ -174,7 +176,7 @@ async function listenUnix(target: { socketPath: string; mode?: number }, accept:
       try { unlinkSync(path); } catch { /* gone meanwhile */ }
     }
   };
-  return { address: { transport: 'unix', socketPath: path }, close };
+  return { address: { transport: 'unix', socketPath: path }, server, close };
 }
 
 async function listenFd(fd: number, accept: AcceptFn, log: LogFn): Promise<Listener> {
@@ -207,7 +209,7 @@ async function listenFd(fd: number, accept: AcceptFn, log: LogFn): Promise<Liste
     if (socketPath !== undefined) label = `unix:${socketPath}`;
   }
   // The socket belongs to the supervisor (it may hand it to our next start): never unlinked here.
-  return { address, close: () => closeServer(server) };
+  return { address, server, close: () => closeServer(server) };
 }
 
 function closeServer(server: Server): Promise<void> {

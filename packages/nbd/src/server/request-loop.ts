@@ -49,6 +49,8 @@ export class RequestLoop {
   /** The view the kernel fills in place on the next read (direct-read.ts), if any. */
   private directTarget: Uint8Array | null = null;
   private readonly payloadDeadline: PayloadDeadline;
+  /** A takeover: no new request is read; the one whose payload is arriving still completes. */
+  private quiescing = false;
 
   constructor(private readonly host: LoopHost, private readonly setup: TransmissionSetup) {
     const config = host.config;
@@ -75,6 +77,16 @@ export class RequestLoop {
   /** NBD_CMD_DISC came: nothing more is read. */
   get disconnecting(): boolean {
     return this.phase === 'disconnecting';
+  }
+
+  /** Takeover (handover.ts): stop before the next request header; what is buffered stays unparsed. */
+  quiesce(): void {
+    this.quiescing = true;
+  }
+
+  /** Quiesced between requests with every reply written: the connection may move. */
+  get quiescent(): boolean {
+    return this.quiescing && !this.closed && this.phase === 'header' && this.replies.inFlight === 0;
   }
 
   /** One unit of progress; false when waiting for bytes, a slot, or the backend. */
@@ -122,6 +134,11 @@ export class RequestLoop {
 
   private stepHeader(): boolean {
     const acc = this.host.acc;
+    if (this.quiescing) {
+      this.payloadDeadline.stop();
+      this.host.socket.pause(); // bytes already read stay in acc and move with the connection
+      return false;
+    }
     if (acc.length === 0) return false;
     const headerBytes = this.extended ? Size.EXTENDED_REQUEST : Size.REQUEST;
     const header = acc.peek(Math.min(acc.length, headerBytes));
@@ -232,7 +249,7 @@ export class RequestLoop {
   private resumeAfterWait(): void {
     try {
       this.host.pump();
-      if (!this.pausedForSlots && this.phase !== 'acquiring' && this.phase !== 'disconnecting' && this.host.socket.isPaused()) this.host.socket.resume();
+      if (!this.pausedForSlots && !this.quiescing && this.phase !== 'acquiring' && this.phase !== 'disconnecting' && this.host.socket.isPaused()) this.host.socket.resume();
     } catch (err) {
       this.host.fatal(`internal error: ${(err as Error).message}`, 'error');
     }

@@ -10,11 +10,16 @@ import { OPTION_DATA_MAX_BYTES } from '../constants.js';
 import { createPeerFilter } from './allow.js';
 import type { NbdCopyCounters } from './connection-config.js';
 import { NbdConnection } from './connection.js';
+import {
+  type DetachedConnection, type HeldConnection, type NbdServerHandover, handoverOf, listenerFd, resumeFor, socketFromHandle, takeHandle,
+} from './handover.js';
 import { type LogFn, LimitLog, type NbdLimits, resolveLimits } from './limits.js';
 import { type Listener, type NbdBoundAddress, type NbdListenTarget, type Transport, describeTarget, openListener } from './listener.js';
 import { type NbdServerTlsOptions, prepareServerTls } from './tls.js';
 
 export type { NbdBoundAddress, NbdListenTarget } from './listener.js';
+
+export type { NbdServerHandover } from './handover.js';
 
 export interface NbdServerOptions extends Partial<NbdLimits> {
   /**
@@ -36,6 +41,8 @@ export interface NbdServerOptions extends Partial<NbdLimits> {
 export type NbdServerStats = Readonly<NbdCopyCounters>;
 
 export interface NbdServer {
+  /** The fds of the listening sockets (a takeover passes them to the next process). */
+  listenerFds(): { address: NbdBoundAddress; fd: number | undefined }[];
   /** Adds a TCP listener (port 0 picks a free port). */
   listen(host: string, port: number): Promise<{ host: string; port: number }>;
   /** Adds a listener of any kind: TCP, a Unix socket path, or an inherited listening fd. */
@@ -44,6 +51,16 @@ export interface NbdServer {
   readonly connectionCount: number;
   /** Counters over every connection so far, closed ones included. */
   stats(): NbdServerStats;
+  /**
+   * Takeover: stop serving without dropping clients. Listeners stay open but hold what they
+   * accept; every connection finishes its current request and replies and gives up its socket
+   * (or closes: TLS, mid-handshake past the deadline). The server is then empty.
+   */
+  handOver(opts: { timeoutMs: number }): Promise<NbdServerHandover>;
+  /** Resumes a connection another server handed over; false (and the socket closed) if it cannot go on here. */
+  adopt(connection: DetachedConnection): boolean;
+  /** Serves a connection another server accepted but never greeted. */
+  adoptHeld(held: HeldConnection): void;
   /** 'none' without TLS material, else whether clients must upgrade before anything else. */
   readonly tls: 'none' | 'optional' | 'required';
   /** The limits in force (defaults filled in). */
@@ -53,6 +70,7 @@ export interface NbdServer {
 // Oversized writes up to this are read and dropped (EOVERFLOW); larger ones close the connection.
 const WRITE_DISCARD_MAX_BYTES = 64 * 1024 * 1024;
 const OPTIONS_MAX = 256;
+const DRAIN_AFTER_HANDOVER_MS = 5_000;
 
 /**
  * The export as this server offers it: its maximum block size lowered to the server's request
@@ -89,6 +107,29 @@ export function createNbdServer(provider: NbdExportProvider, options: NbdServerO
   let nextId = 1;
   let closing = false;
   const listeners = new Set<Listener>();
+  // During a handover, accepted sockets wait here (paused, no greeting) for the next server.
+  let held: HeldConnection[] | undefined;
+
+  const newConnection = (socket: Socket, transport: Transport, peer: string,
+    resume?: ConstructorParameters<typeof NbdConnection>[2]): NbdConnection => {
+    const connection = new NbdConnection(socket, {
+      id: nextId++,
+      handshake: { provider: clamped, optionDataMaxBytes: OPTION_DATA_MAX_BYTES, optionsMax: OPTIONS_MAX, tls: tlsMode },
+      handshakeTimeoutMs: limits.handshakeTimeoutMs,
+      inFlightMax: limits.inFlightMax,
+      payloadTimeoutMs: limits.payloadTimeoutMs,
+      writeDiscardMaxBytes: WRITE_DISCARD_MAX_BYTES,
+      log,
+      limitLog,
+      copies,
+      // Unix-socket handles take the in-place reader as TCP ones do (test/nbd-unix.test.ts counts the copies).
+      directRead: options.directRead !== false,
+      ...(tls !== undefined ? { tls } : {}),
+    }, resume, { transport, peer });
+    connections.add(connection);
+    void connection.drained.then(() => connections.delete(connection));
+    return connection;
+  };
 
   const refuse = (socket: Socket, transport: Transport, peer: string): boolean => {
     if (closing) {
@@ -106,23 +147,47 @@ export function createNbdServer(provider: NbdExportProvider, options: NbdServerO
   };
 
   const accept = (socket: Socket, transport: Transport, peer: string): void => {
+    if (held !== undefined) {
+      // Handing over (also once close() ran: the listeners belong to the handover): the next
+      // server greets it. Bounded like served connections.
+      const handle = held.length < limits.maxConnections && allowed(transport, socket.remoteAddress) ? takeHandle(socket) : null;
+      if (handle === null) log('warn', `nbd: refusing connection from ${peer}: restarting, and ${held.length} connections wait already`);
+      else held.push({ handle, transport, peer });
+      socket.on('error', () => {});
+      socket.destroy(); // without its handle this closes nothing
+      return;
+    }
     if (refuse(socket, transport, peer)) return;
-    const connection = new NbdConnection(socket, {
-      id: nextId++,
-      handshake: { provider: clamped, optionDataMaxBytes: OPTION_DATA_MAX_BYTES, optionsMax: OPTIONS_MAX, tls: tlsMode },
-      handshakeTimeoutMs: limits.handshakeTimeoutMs,
-      inFlightMax: limits.inFlightMax,
-      payloadTimeoutMs: limits.payloadTimeoutMs,
-      writeDiscardMaxBytes: WRITE_DISCARD_MAX_BYTES,
-      log,
-      limitLog,
-      copies,
-      // Unix-socket handles take the in-place reader as TCP ones do (test/nbd-unix.test.ts counts the copies).
-      directRead: options.directRead !== false,
-      ...(tls !== undefined ? { tls } : {}),
-    });
-    connections.add(connection);
-    void connection.drained.then(() => connections.delete(connection));
+    newConnection(socket, transport, peer);
+  };
+
+  const adopt = (moved: DetachedConnection): boolean => {
+    const { state } = moved;
+    const socket = socketFromHandle(moved.handle);
+    const resume = resumeFor(closing ? undefined : clamped.open(state.exportName), state);
+    if ('problem' in resume) {
+      log('warn', `nbd: closing a connection from ${state.peer} handed over by the previous process: ${resume.problem}`);
+      socket.on('error', () => {});
+      socket.destroy();
+      return false;
+    }
+    newConnection(socket, state.transport, state.peer, resume);
+    return true;
+  };
+
+  const handOver = async (opts: { timeoutMs: number }): Promise<NbdServerHandover> => {
+    if (closing || held !== undefined) throw new Error('NbdServer is closed or already handing over');
+    const heldNow: HeldConnection[] = [];
+    held = heldNow;
+    const mine = [...listeners];
+    listeners.clear(); // close() no longer closes them: they belong to the handover now
+    const deadlineMs = Date.now() + opts.timeoutMs;
+    const results = await Promise.all([...connections].map((c) => c.handOver(deadlineMs)));
+    // The ones that closed instead, once their backend work settled (bounded: a stuck backend must not stop the takeover).
+    await Promise.race([Promise.all([...connections].map((c) => c.drained)), new Promise((resolve) => setTimeout(resolve, DRAIN_AFTER_HANDOVER_MS).unref())]);
+    const moved = results.filter((r): r is DetachedConnection => r !== null);
+    log('info', `nbd: handing over ${moved.length} connection(s); ${results.length - moved.length} closed`);
+    return handoverOf(mine, moved, heldNow);
   };
 
   const listenOn = async (target: NbdListenTarget): Promise<NbdBoundAddress> => {
@@ -159,6 +224,13 @@ export function createNbdServer(provider: NbdExportProvider, options: NbdServerO
     },
 
     listenOn,
+    handOver,
+    listenerFds: () => [...listeners].map((l) => ({ address: l.address, fd: listenerFd(l.server) })),
+    adopt,
+
+    adoptHeld(h: HeldConnection): void {
+      accept(socketFromHandle(h.handle), h.transport, h.peer);
+    },
 
     async close(): Promise<void> {
       closing = true;

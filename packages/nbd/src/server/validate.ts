@@ -4,6 +4,7 @@
 
 import type { NbdExport } from '../backend.js';
 import type { NbdRequest } from '../codec/transmission.js';
+import { checkResize } from '../codec/resize.js';
 import { Cmd, CmdFlag, Errno } from '../constants.js';
 
 /**
@@ -40,6 +41,8 @@ export function checkRequest(req: NbdRequest, exp: NbdExport, structuredReplies:
       // The length is a hint, but it must be nonzero and stay inside the export (proto.md).
       if (metaContexts === 0) return Errno.EINVAL;
       return inRange(req, exp) ? 0 : Errno.EINVAL;
+    case Cmd.RESIZE:
+      return checkResize(req, { sizeBytes: exp.sizeBytes, readOnly: exp.readOnly, canResize: exp.resize !== undefined });
     default:
       return Errno.EINVAL;
   }
