@@ -58,7 +58,9 @@ describe.skipIf(missing !== null)(`integrity on raid1 (local + nbdkit)${missing 
       [{ name: 'mir', layout: 'raid1', elements: ['near', 'far'], bitmapRegionKiB: 64, integrity: true }],
       // RAM read cache off: its blocks were verified when they were filled, so a re-read would never reach a leg.
       ['cache: { readMiB: 0 }']));
-    daemon = await Daemon.start({ dataDir: path.join(dir, 'data'), configPath });
+    // Reads alternate between legs (the earlier rule), so the far leg's flipped block is read too;
+    // the latency-aware default (docs/transport.md) would keep reads on the near leg.
+    daemon = await Daemon.start({ dataDir: path.join(dir, 'data'), configPath, env: { ONESTACK_READ_POLICY: 'queue' } });
   }, 60_000);
 
   afterAll(async () => {
