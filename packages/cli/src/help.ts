@@ -7,7 +7,7 @@ usage: onestack COMMAND [OPTIONS]
 commands:
   serve      run the daemon: NBD exports plus the JSON API and GUI
   status     volumes, layout, state, % rebuilt, elements, IOPS (like /proc/mdstat)
-  volume     list | create | delete | grow | scrub | checkpoint volumes
+  volume     list | create | delete | grow | add-member | remove-member | scrub | checkpoint volumes
   element    list | add | remove | fail | replace elements (disks)
   discover   list the exports of an NBD server or the targets of an iSCSI portal
   rdma       RDMA devices and port states on this host (libibverbs probe; no daemon needed)
@@ -77,6 +77,8 @@ ${CLIENT_OPTIONS}
                                    [--order fifo|lifo|priority] [--integrity]
        onestack volume delete NAME
        onestack volume grow NAME --size SIZE [--json]
+       onestack volume add-member NAME ELEMENT [--json]
+       onestack volume remove-member NAME ELEMENT [--json]
        onestack volume scrub NAME [--repair] [--wait] [--max-mib-per-sec N] [--json]
        onestack volume scrub NAME --cancel
        onestack volume checkpoint NAME [--name CKPT] [--json]
@@ -99,6 +101,12 @@ a larger device): linear grows its last element, raid1/raid10 every leg, raid0/r
 rows on every element (no data moves; the new bytes read as zeroes). NBD clients see the new size
 on their next connection, or at once with the RESIZE extension (docs/nbd.md). Shrinking, and
 volumes with integrity or checkpoints, are refused.
+
+add-member gives a raid1 one more leg while it serves: ELEMENT (an unused element, at least as
+large as a leg) takes every write at once and is rebuilt in full in the background (progress in
+onestack status). remove-member takes a leg out of a raid1 of 3 or more legs (at least 2 active
+legs must stay); it becomes an unused element (failed if it had failed) whose superblock can never
+pass for the volume's data. Other layouts are refused (raid10, raid5, raid6: element replace; linear, raid0: grow).
 
 scrub (raid1, raid10) reads every leg unit by unit (1 MiB on raid1, one chunk on raid10) and
 counts the units whose copies differ; client I/O goes on meanwhile. --repair also rewrites the
@@ -125,6 +133,7 @@ ${CLIENT_OPTIONS}
 
 example: onestack volume create vol1 --layout raid1 --element d2 --element d3
          onestack volume grow vol1 --size 2G
+         onestack volume add-member vol1 d4
          onestack volume scrub vol1 --repair --wait
          onestack volume checkpoint vol1 --name nightly
 `,

@@ -23,6 +23,7 @@ import { scheduleVolumeOf, startScrubSchedule } from './durable/scrub-schedule-h
 import type { ScrubOptions } from './durable/scrub.js';
 import { MirrorKeeper, type KeeperHost } from './durable/keeper.js';
 import { replaceLeg } from './durable/replace.js';
+import { addMember, removeMember } from './durable/members.js';
 import { DEFAULT_REBUILD } from './config/validate.js';
 import { nbdCopyStats, nbdListenAddresses } from './nbd-export.js';
 import { VolumeAllocation } from './allocation/allocator.js';
@@ -265,6 +266,16 @@ export class Engine {
    */
   replaceElement(volume: string, oldElement: string, newElement: string): Promise<void> {
     return this.exclusive(() => replaceLeg(this.keeperHost(), this.keeper, volume, oldElement, newElement, 'by request'));
+  }
+
+  /** Adds an unused element to a raid1 as a new leg, rebuilt in full in the background (durable/members.ts). */
+  addMember(volume: string, element: string): Promise<void> {
+    return this.exclusive(() => addMember(this.keeperHost(), this.keeper, volume, element));
+  }
+
+  /** Removes a leg from a raid1 of 3+ legs (at least 2 active stay); it becomes an idle spare. */
+  removeMember(volume: string, element: string): Promise<void> {
+    return this.exclusive(() => removeMember(this.keeperHost(), this.keeper, volume, element));
   }
 
   /**

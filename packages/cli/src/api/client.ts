@@ -60,6 +60,12 @@ export class ApiClient {
   replaceElement(volume: string, oldElement: string, newElement: string): Promise<VolumeStatus> {
     return this.#request('POST', `/volumes/${encodeURIComponent(volume)}/replace`, { old: oldElement, new: newElement }) as Promise<VolumeStatus>;
   }
+  addMember(volume: string, element: string): Promise<VolumeStatus> {
+    return this.#request('POST', `/volumes/${encodeURIComponent(volume)}/members`, { element }) as Promise<VolumeStatus>;
+  }
+  removeMember(volume: string, element: string): Promise<VolumeStatus> {
+    return this.#request('DELETE', `/volumes/${encodeURIComponent(volume)}/members/${encodeURIComponent(element)}`) as Promise<VolumeStatus>;
+  }
   createCheckpoint(volume: string, name?: string): Promise<CheckpointStatus> {
     return this.#request('POST', `/volumes/${encodeURIComponent(volume)}/checkpoints`, name === undefined ? {} : { name }) as Promise<CheckpointStatus>;
   }

@@ -22,6 +22,9 @@ export interface ApiEngine {
    * started. Optional so the API builds before the engine has it (the route answers 501 then).
    */
   replaceElement?(volume: string, oldElement: string, newElement: string): Promise<void>;
+  /** Adds a raid1 leg (rebuilt in the background) / removes one; optional like replaceElement (501 without them). */
+  addMember?(volume: string, element: string): Promise<void>;
+  removeMember?(volume: string, element: string): Promise<void>;
   /** Grows a volume into room its elements have; optional like replaceElement (501 without it). */
   growVolume?(name: string, spec: { sizeBytes: number }): Promise<unknown>;
   /** Makes the volume the boot volume (the empty NBD export name); optional like replaceElement (501 without it). */

@@ -13,7 +13,7 @@ import { renderPage, renderUnauthorizedPage } from './page.js';
 import { DEFAULT_WEB_DIR, WebRoot } from './web-root.js';
 import { listCandidates } from './candidates.js';
 import { addElement, checkAddElementRequest } from './element-secret.js';
-import { checkCheckpointName, checkCreateCheckpoint, checkCreateVolume, checkDiscover, checkGrow, checkName, checkReplace, checkScrub, type DiscoverSpec } from './validate.js';
+import { checkAddMember, checkCheckpointName, checkCreateCheckpoint, checkCreateVolume, checkDiscover, checkGrow, checkName, checkReplace, checkScrub, type DiscoverSpec } from './validate.js';
 import { redact } from '../uri-secret.js';
 import { isEngineError } from '../errors.js';
 
@@ -147,8 +147,8 @@ class ApiHandler {
 
   async #api(req: IncomingMessage, res: ServerResponse, method: string, parts: readonly string[]): Promise<void> {
     const [collection, name, action, extra, more] = parts;
-    // Four segments only for one checkpoint: volumes/NAME/checkpoints/CKPT.
-    if (more !== undefined || (extra !== undefined && (collection !== 'volumes' || action !== 'checkpoints'))) throw notFound(parts);
+    // Four segments only for one checkpoint or member: volumes/NAME/checkpoints/CKPT, volumes/NAME/members/ELEMENT.
+    if (more !== undefined || (extra !== undefined && (collection !== 'volumes' || (action !== 'checkpoints' && action !== 'members')))) throw notFound(parts);
     if (collection === 'status' && name === undefined) return this.#get(method, res, () => this.#engine.status());
     if (collection === 'metrics' && name === undefined) {
       if (method !== 'GET') throw methodNotAllowed(['GET']);
@@ -181,6 +181,7 @@ class ApiHandler {
     if (action === 'boot') return this.#boot(req, res, method, name);
     if (action === 'grow') return this.#grow(req, res, method, name);
     if (action === 'checkpoints') return this.#checkpoints(req, res, method, name, extra);
+    if (action === 'members') return this.#members(req, res, method, name, extra);
     if (action !== undefined) throw notFound(['volumes', name, action]);
     if (method === 'GET') return sendJson(res, 200, this.#volume(name));
     if (method !== 'DELETE') throw methodNotAllowed(['GET', 'DELETE']);
@@ -199,6 +200,22 @@ class ApiHandler {
     }
     await this.#mutate(() => engine.replaceElement!(name, spec.old, spec.new));
     return sendJson(res, 202, this.#volume(name));
+  }
+
+  /** POST `{ element }` adds a raid1 leg (202 once its rebuild started); DELETE .../members/ELEMENT removes one (200). */
+  async #members(req: IncomingMessage, res: ServerResponse, method: string, name: string, element?: string): Promise<void> {
+    const engine = this.#engine;
+    if (engine.addMember === undefined || engine.removeMember === undefined) throw new HttpError(501, 'not-implemented', 'this engine cannot change volume members', `volumes/${name}/members`);
+    if (element === undefined) {
+      if (method !== 'POST') throw methodNotAllowed(['POST']);
+      const spec = checkAddMember(await readJsonBody(req));
+      await this.#mutate(() => engine.addMember!(name, spec.element));
+      return sendJson(res, 202, this.#volume(name));
+    }
+    if (method !== 'DELETE') throw methodNotAllowed(['DELETE']);
+    const leg = checkName(element, 'element');
+    await this.#mutate(() => engine.removeMember!(name, leg));
+    return sendJson(res, 200, this.#volume(name));
   }
 
   /** POST `{ sizeBytes }` grows the volume into room its elements have (engine volume-grow.ts); 200 with the volume. */
@@ -365,7 +382,7 @@ function pathOf(req: IncomingMessage): string {
 
 function notFound(parts: readonly string[]): HttpError {
   return new HttpError(404, 'not-found', `no such route: ${PREFIX}/${parts.join('/')}`, 'path',
-    'routes: status, volumes[/NAME[/scrub|/replace|/boot|/grow|/checkpoints[/CKPT]]], elements[/NAME[/fail]], discover, candidates, events, metrics');
+    'routes: status, volumes[/NAME[/scrub|/replace|/boot|/grow|/members[/ELEMENT]|/checkpoints[/CKPT]]], elements[/NAME[/fail]], discover, candidates, events, metrics');
 }
 
 function checkEmptyBody(body: unknown): void {

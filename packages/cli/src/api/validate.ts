@@ -196,6 +196,12 @@ export function checkReplace(body: unknown): ReplaceSpec {
   return spec;
 }
 
+/** POST /volumes/NAME/members: `{ element }`, the unused element to add as a raid1 leg. */
+export function checkAddMember(body: unknown): { element: string } {
+  const b = objectBody(body, ['element']);
+  return { element: checkName(b['element'], 'element') };
+}
+
 export interface GrowSpec { sizeBytes: number }
 
 /** POST /volumes/NAME/grow: `{ sizeBytes }`, a positive integer (the engine checks the rest: alignment, room, no shrinking). */

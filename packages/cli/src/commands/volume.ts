@@ -1,4 +1,5 @@
-// `onestack volume list | create NAME --layout L --element E... | delete NAME | grow NAME --size S | scrub NAME (scrub.ts)
+// `onestack volume list | create NAME --layout L --element E... | delete NAME | grow NAME --size S
+// | add-member NAME ELEMENT | remove-member NAME ELEMENT | scrub NAME (scrub.ts)
 // | checkpoint, checkpoints, checkpoint-delete (checkpoint.ts)`
 import type { CreateVolumeBody } from '../api/client.js';
 import { helpHint, parseChoice, parseCommandArgs, parsePositiveInt, parseSize, closest, type OptionSpecs, type ParsedArgs } from '../args.js';
@@ -13,7 +14,7 @@ import { checkpointCommand } from './checkpoint.js';
 
 const CHUNK_KIB_MAX = 1024 * 1024;
 const ELEMENTS_MAX = 256;
-const SUBCOMMANDS = ['list', 'create', 'delete', 'grow', 'scrub', 'checkpoint', 'checkpoints', 'checkpoint-delete'];
+const SUBCOMMANDS = ['list', 'create', 'delete', 'grow', 'add-member', 'remove-member', 'scrub', 'checkpoint', 'checkpoints', 'checkpoint-delete'];
 
 const CREATE_OPTIONS: OptionSpecs = {
   ...CLIENT_OPTIONS,
@@ -61,6 +62,9 @@ export async function volumeCommand(argv: readonly string[], io: CliIo): Promise
       io.stdout(args.values['json'] === true ? JSON.stringify(volume, null, 2) + '\n' : `volume ${volume.name}: ${formatBytes(volume.sizeBytes)} (${volume.sizeBytes} bytes)\n`);
       return 0;
     }
+    case 'add-member':
+    case 'remove-member':
+      return membersCommand(sub, rest, io);
     case 'scrub':
       return scrubCommand(rest, io);
     case 'checkpoint':
@@ -70,6 +74,20 @@ export async function volumeCommand(argv: readonly string[], io: CliIo): Promise
     default:
       throw unknownSubcommand('volume', sub, SUBCOMMANDS);
   }
+}
+
+/** `volume add-member NAME ELEMENT` (rebuild in the background) and `volume remove-member NAME ELEMENT`. */
+async function membersCommand(sub: 'add-member' | 'remove-member', rest: readonly string[], io: CliIo): Promise<ExitCode> {
+  const command = `volume ${sub}`;
+  const args = parseCommandArgs(command, rest, { ...CLIENT_OPTIONS, json: { type: 'boolean' } });
+  if (args.values['help'] === true) { io.stdout(HELP['volume'] ?? ''); return 0; }
+  const [name = '', element = ''] = expectPositionals(command, args, 2);
+  const client = clientFor(args.values, io);
+  const volume = sub === 'add-member' ? await client.addMember(name, element) : await client.removeMember(name, element);
+  const legs = volume.elements.map((e) => `${e.name} ${e.state}`).join(', ');
+  io.stdout(args.values['json'] === true ? JSON.stringify(volume, null, 2) + '\n'
+    : `volume ${volume.name}: ${sub === 'add-member' ? `added ${element}` : `removed ${element}`}; ${volume.elements.length} legs: ${legs}\n`);
+  return 0;
 }
 
 /** Validates `volume create` locally so typos fail fast, before the daemon is asked. */

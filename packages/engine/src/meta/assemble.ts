@@ -207,13 +207,16 @@ function checkMember(volume: VolumeConfig, p: Probe, ref: Superblock): void {
   if (sb.arrayUuid !== ref.arrayUuid) {
     throw new EngineError('conflict', `element ${p.config.name} belongs to another array of volume "${volume.name}" (${sb.arrayUuid}, not ${ref.arrayUuid})`, where, 'use the elements of one array only');
   }
-  const configured = `${volume.layout}, ${volume.elements.length} elements, ${volume.chunkKiB} KiB chunks`;
+  // raid1 legs hold the same bytes in any role: members added or removed at run time (durable/members.ts)
+  // may name another count and role until the survivors' superblocks are rewritten.
+  const anyWidth = volume.layout === 'raid1' && sb.layout === 'raid1';
+  const configured = `${volume.layout}, ${anyWidth ? sb.count : volume.elements.length} elements, ${volume.chunkKiB} KiB chunks`;
   const onDisk = `${sb.layout}, ${sb.count} elements, ${sb.chunkBytes / 1024} KiB chunks`;
   if (configured !== onDisk) {
     throw new EngineError('conflict', `volume ${volume.name}: element ${p.config.name} says ${onDisk}; the config says ${configured}`, where,
       'an existing volume cannot change its layout: restore the config, or delete the volume and create it again');
   }
-  if (sb.role !== p.role) {
+  if (sb.role !== p.role && !anyWidth) {
     throw new EngineError('conflict', `volume ${volume.name}: element ${p.config.name} is role ${sb.role} of the array but listed at position ${p.role}`, where, 'list the elements in their original order');
   }
   const end = Math.max(sb.dataOffsetBytes + sb.dataSizeBytes, sb.integrity !== undefined ? sb.integrity.offsetBytes + sb.integrity.sizeBytes : 0);

@@ -10,12 +10,16 @@ export function runtimeState(registry: Registry, base: EngineConfig): PersistedS
   const elements = [...registry.elements.values()].filter((e) => e.runtime).map((e) => e.config);
   const volumes = [...registry.volumes.values()].filter((v) => v.runtime).map((v) => v.assembled.config);
   // Config-file volumes whose legs were replaced at run time (they reassemble from these).
-  const replaced = [...registry.volumes.values()].flatMap((v) => {
+  const changed = [...registry.volumes.values()].flatMap((v) => {
     const configured = base.volumes.find((c) => c.name === v.assembled.config.name);
     const now = v.assembled.config.elements;
     if (v.runtime || configured === undefined || (configured.elements.length === now.length && configured.elements.every((e) => now.includes(e)))) return [];
     return [{ volume: configured.name, configElements: configured.elements, elements: now }];
   });
+  // Same member count: legs replaced; another count: members added or removed (state-file.ts withMembers).
+  const count = (r: { volume: string; elements: readonly string[] }): number => base.volumes.find((c) => c.name === r.volume)?.elements.length ?? -1;
+  const replaced = changed.filter((r) => r.elements.length === count(r));
+  const members = changed.filter((r) => r.elements.length !== count(r));
   const bootPick = currentBootPick(registry, base);
-  return { elements, volumes, replaced, ...(bootPick !== undefined ? { bootPick } : {}) };
+  return { elements, volumes, replaced, members, ...(bootPick !== undefined ? { bootPick } : {}) };
 }

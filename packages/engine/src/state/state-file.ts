@@ -48,22 +48,27 @@ export interface PersistedState {
   readonly elements: readonly ElementConfig[];
   readonly volumes: readonly VolumeConfig[];
   readonly replaced?: readonly ReplacedVolume[];
+  /**
+   * Config-file raid1 volumes whose member count changed at run time (add-member, remove-member),
+   * same shape as `replaced`; applied at start while the config still lists `configElements`.
+   */
+  readonly members?: readonly ReplacedVolume[];
   /** The boot volume picked at run time (state/boot.ts). */
   readonly bootPick?: BootPick;
 }
 
 export const EMPTY_STATE: PersistedState = { elements: [], volumes: [] };
 
-function readReplaced(raw: unknown): ReplacedVolume[] {
+function readReplaced(raw: unknown, key = 'replaced'): ReplacedVolume[] {
   if (raw === undefined) return [];
-  if (!Array.isArray(raw)) throw new Error('replaced: expected a list');
+  if (!Array.isArray(raw)) throw new Error(`${key}: expected a list`);
   const names = (v: unknown, what: string): string[] => {
-    if (!Array.isArray(v) || v.length > 64 || !v.every((x) => typeof x === 'string' && x.length > 0 && x.length <= 64)) throw new Error(`replaced: ${what} must be a list of element names`);
+    if (!Array.isArray(v) || v.length > 64 || !v.every((x) => typeof x === 'string' && x.length > 0 && x.length <= 64)) throw new Error(`${key}: ${what} must be a list of element names`);
     return v as string[];
   };
   return raw.slice(0, 64).map((item: unknown) => {
     const r = (item ?? {}) as { volume?: unknown; configElements?: unknown; elements?: unknown };
-    if (typeof r.volume !== 'string' || r.volume.length === 0) throw new Error('replaced: volume must be a name');
+    if (typeof r.volume !== 'string' || r.volume.length === 0) throw new Error(`${key}: volume must be a name`);
     return { volume: r.volume, configElements: names(r.configElements, 'configElements'), elements: names(r.elements, 'elements') };
   });
 }
@@ -105,7 +110,7 @@ export function readStateFile(dataDir: string): PersistedState {
     throw new EngineError('config', `cannot read the runtime state: ${(err as Error).message}`, file, 'fix or move the file away (its volumes will then not be served)');
   }
   try {
-    const map = (raw ?? {}) as { version?: unknown; elements?: unknown; volumes?: unknown; replaced?: unknown; bootPick?: unknown };
+    const map = (raw ?? {}) as { version?: unknown; elements?: unknown; volumes?: unknown; replaced?: unknown; members?: unknown; bootPick?: unknown };
     if (map.version !== STATE_VERSION) throw new Error(`unsupported version ${JSON.stringify(map.version)}`);
     const rawElements = Array.isArray(map.elements) ? map.elements.slice(0, 256) : [];
     const elements = rawElements.map((item, i) => normalizeElement(item, `elements[${i}]`, dataDir));
@@ -114,7 +119,7 @@ export function readStateFile(dataDir: string): PersistedState {
     // merged config (mergeState), not against this file's own elements.
     const names = new Set([...elements.map((e) => e.name), ...referencedElements(rawVolumes)]);
     const bootPick = readBootPick(map.bootPick);
-    return { elements, volumes: rawVolumes.map((item, i) => normalizeVolume(item, `volumes[${i}]`, names)), replaced: readReplaced(map.replaced), ...(bootPick !== undefined ? { bootPick } : {}) };
+    return { elements, volumes: rawVolumes.map((item, i) => normalizeVolume(item, `volumes[${i}]`, names)), replaced: readReplaced(map.replaced), members: readReplaced(map.members, 'members'), ...(bootPick !== undefined ? { bootPick } : {}) };
   } catch (err) {
     throw new EngineError('config', `invalid runtime state: ${(err as Error).message}`, file, 'fix or move the file away (its volumes will then not be served)');
   }
@@ -125,8 +130,9 @@ export function writeStateFile(dataDir: string, state: PersistedState): void {
   const file = path.join(dataDir, STATE_FILE);
   const tmp = `${file}.tmp-${process.pid}`;
   const replaced = state.replaced !== undefined && state.replaced.length > 0 ? { replaced: state.replaced } : {};
+  const members = state.members !== undefined && state.members.length > 0 ? { members: state.members } : {};
   const bootPick = state.bootPick !== undefined ? { bootPick: state.bootPick } : {};
-  const body = JSON.stringify({ version: STATE_VERSION, elements: state.elements.map(persistElement), volumes: state.volumes.map(persistVolume), ...replaced, ...bootPick }, null, 2);
+  const body = JSON.stringify({ version: STATE_VERSION, elements: state.elements.map(persistElement), volumes: state.volumes.map(persistVolume), ...replaced, ...members, ...bootPick }, null, 2);
   const fd = fs.openSync(tmp, 'w', 0o600);
   try {
     fs.writeSync(fd, `${body}\n`);
@@ -162,7 +168,7 @@ export function mergeState(config: EngineConfig, state: PersistedState, warn: (m
     return false;
   });
   const known = new Set([...config.elements.map((e) => e.name), ...elements.map((e) => e.name)]);
-  const configVolumes = config.volumes.map((v) => withReplacement(v, state.replaced ?? [], known, warn));
+  const configVolumes = config.volumes.map((v) => withMembers(withReplacement(v, state.replaced ?? [], known, warn), state.members ?? [], known, warn));
   const used = new Set(configVolumes.flatMap((v) => v.elements));
   const volumeNames = new Set(config.volumes.map((v) => v.name));
   let hasBoot = config.volumes.some((v) => v.boot);
@@ -186,7 +192,8 @@ export function mergeState(config: EngineConfig, state: PersistedState, warn: (m
   const runtimeVolumes = picked.filter((v) => volumes.some((r) => r.name === v.name));
   return {
     config: { ...config, elements: [...config.elements, ...elements], volumes: picked },
-    runtime: { elements, volumes: runtimeVolumes, replaced: (state.replaced ?? []).filter((r) => configVolumes.some((v) => v.name === r.volume && sameSet(v.elements, r.elements))) },
+    runtime: { elements, volumes: runtimeVolumes, replaced: (state.replaced ?? []).filter((r) => configVolumes.some((v) => v.name === r.volume && sameSet(v.elements, r.elements))),
+      members: (state.members ?? []).filter((r) => configVolumes.some((v) => v.name === r.volume && sameSet(v.elements, r.elements))) },
   };
 }
 
@@ -200,6 +207,21 @@ function withReplacement(v: VolumeConfig, replaced: readonly ReplacedVolume[], k
   if (r === undefined) return v;
   if (!sameSet(r.configElements, v.elements) || r.elements.length !== v.elements.length || !r.elements.every((e) => known.has(e))) {
     warn(`volume ${v.name}: run-time replacement of its elements (${r.elements.join(', ')}) ignored: the config lists ${v.elements.join(', ')} now`);
+    return v;
+  }
+  return { ...v, elements: r.elements, ...(v.spares !== undefined ? { spares: v.spares.filter((s) => !r.elements.includes(s)) } : {}) };
+}
+
+/**
+ * A config raid1 volume with the members added or removed at run time: applied while the config
+ * lists the members it listed then (`configElements`); a config that lists the members as they
+ * are now has caught up (nothing to say); any other config wins, with a warning.
+ */
+function withMembers(v: VolumeConfig, records: readonly ReplacedVolume[], known: ReadonlySet<string>, warn: (msg: string) => void): VolumeConfig {
+  const r = records.find((x) => x.volume === v.name);
+  if (r === undefined || sameSet(r.elements, v.elements)) return v;
+  if (v.layout !== 'raid1' || !sameSet(r.configElements, v.elements) || r.elements.length < 2 || !r.elements.every((e) => known.has(e))) {
+    warn(`volume ${v.name}: run-time change of its members (${r.elements.join(', ')}) ignored: the config lists ${v.elements.join(', ')} now`);
     return v;
   }
   return { ...v, elements: r.elements, ...(v.spares !== undefined ? { spares: v.spares.filter((s) => !r.elements.includes(s)) } : {}) };
