@@ -26,8 +26,10 @@ export interface ElementStatus {
 }
 
 export interface ElementIntegrityStatus {
+  /** Blocks found bad while a good copy existed (each is repaired or waits for its rewrite). */
   readonly mismatches: number;
   readonly repaired: number;
+  /** Blocks found bad with no good copy left (not also counted as mismatches). */
   readonly unrecoverable: number;
 }
 

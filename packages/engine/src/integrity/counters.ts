@@ -1,6 +1,7 @@
-// Per-element integrity event counters (docs/integrity.md): blocks whose checksum failed
-// (mismatches), copies rewritten from a good one (repaired), blocks with no good copy left
-// (unrecoverable). Keyed by data-path element index, kept since the daemon started, shown in the
+// Per-element integrity event counters (docs/integrity.md): blocks found bad while a good copy
+// existed (mismatches: the checksum failed, or the bytes differed from the copy that verified),
+// those rewritten from it (repaired), and blocks found bad with no good copy left (unrecoverable,
+// counted there only, never also as mismatches). Keyed by data-path element index, kept since the daemon started, shown in the
 // element's status. The data path counts through count(); status reads snapshot(). Events the
 // data path places (a volume offset) also go to the volume's map (map.ts, NBD x-onestack:integrity).
 import { IntegrityMaps } from './map.js';
