@@ -2,17 +2,16 @@
 // starts the data path and serves volumes. Control operations run one at a time.
 import { EventEmitter } from 'node:events';
 import { EngineError, type BlockExtent, type CheckpointStatus, type ElementStatus, type EngineStatus, type ScrubStatus } from './api-types.js';
-import { loadConfig, type ConfigSource } from './config/load.js';
 import type { EngineConfig } from './config/types.js';
 import { DataPath } from './datapath/datapath.js';
 import { createVolumeOp, deleteVolumeOp, failElementOp, startScrubOp, type VolumeOpsHost } from './volume-ops.js';
 import { growVolumeOp, type GrowResult, type GrowVolumeSpec } from './volume-grow.js';
-import { assembleVolume, markClean } from './meta/assemble.js';
+import { markClean } from './meta/assemble.js';
+import { loadEngine } from './engine-load.js';
 import type { AssembledVolume } from './meta/types.js';
-import { ensureDataDir } from './state/data-dir.js';
 import { elementStatus, MAX_ELEMENT_SLOTS, MAX_VOLUME_SLOTS, Registry, type ElementEntry, type LiveView } from './state/registry.js';
 import { dataBytesOf, newElement, remoteSpecOf } from './state/runtime-element.js';
-import { mergeState, readStateFile, writeStateFile } from './state/state-file.js';
+import { writeStateFile } from './state/state-file.js';
 import { runtimeState } from './state/runtime-state.js';
 import { pickBootVolume } from './state/boot.js';
 import { discover as discoverRemote, type DiscoverOptions, type DiscoverResult } from './remote/discover.js';
@@ -31,7 +30,7 @@ import { CheckpointKeeper } from './checkpoints/keeper.js';
 import { IntegrityStores } from './integrity/stores.js';
 import type { IntegrityStore } from './integrity/store.js';
 import { buildStatus, liveViewOf, withLiveStates, logOpenReport } from './engine-status.js';
-import { checkLayout, defaultLog, type AddElementSpec, type CreateVolumeSpec, type EngineOpenOptions, type LogFn } from './engine-types.js';
+import { defaultLog, type AddElementSpec, type CreateVolumeSpec, type EngineOpenOptions, type LogFn } from './engine-types.js';
 
 export type { AddElementSpec, CreateVolumeSpec, EngineOpenOptions, LogFn } from './engine-types.js';
 
@@ -98,23 +97,7 @@ export class Engine {
 
   static async open(opts: EngineOpenOptions = {}): Promise<Engine> {
     const log = opts.log ?? defaultLog;
-    const overrides = {
-      ...(opts.dataDir !== undefined ? { dataDir: opts.dataDir } : {}),
-      ...(opts.nbdListen !== undefined ? { nbdListen: opts.nbdListen } : {}),
-      ...(opts.apiListen !== undefined ? { apiListen: opts.apiListen } : {}),
-    };
-    const source: ConfigSource = opts.configPath !== undefined ? { path: opts.configPath }
-      : opts.config !== undefined ? { object: opts.config } : { embeddedDefault: true };
-    const loaded = loadConfig(source, overrides);
-    ensureDataDir(loaded.dataDir);
-    const merged = mergeState(loaded, readStateFile(loaded.dataDir), (msg) => log('warn', msg));
-    const runtimeElements = new Set(merged.runtime.elements.map((e) => e.name));
-    const runtimeVolumes = new Set(merged.runtime.volumes.map((v) => v.name));
-    for (const v of merged.config.volumes) checkLayout(v.layout, v.name);
-    // Assemble before any thread starts: a refused element fails the open with nothing running.
-    const byName = new Map(merged.config.elements.map((e) => [e.name, e]));
-    const assembled: AssembledVolume[] = [];
-    for (const v of merged.config.volumes) assembled.push(await assembleVolume(v, byName, { create: true }));
+    const { loaded, merged, runtimeElements, runtimeVolumes, assembled } = await loadEngine(opts, log);
     const dataPath = await DataPath.start({ pools: loaded.pools, queue: loaded.queue, probeDir: loaded.dataDir, readCacheMiB: loaded.cache.readMiB, maxVolumes: MAX_VOLUME_SLOTS, maxElements: MAX_ELEMENT_SLOTS });
     const engine = new Engine(loaded, dataPath, log);
     try {
