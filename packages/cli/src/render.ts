@@ -4,6 +4,7 @@
 import type { CheckpointStatus, ElementStatus, EngineStatus, RebuildStatus, ScrubStatus, VolumeStatus } from '@onestack/engine';
 import { scheduleLine } from './render-schedule.js';
 import { latencySuffix } from './render-latency.js';
+import { retryLine } from './render-retry.js';
 
 export interface OpSample {
   readonly atMs: number;
@@ -122,8 +123,18 @@ export function renderVolume(volume: VolumeStatus, iops: Iops | undefined): stri
   // Older daemons have no checkpoints field.
   if (volume.checkpoints !== undefined && volume.checkpoints.length > 0) lines.push(`      checkpoints: ${volume.checkpoints.map(checkpointBrief).join(', ')}`);
   const width = Math.max(0, ...volume.elements.map((e) => e.name.length));
-  for (const e of volume.elements) lines.push(elementLine(e, width));
+  for (const e of volume.elements) {
+    lines.push(elementLine(e, width));
+    const retry = retryLine(e, Date.now());
+    if (retry !== null) lines.push(retry);
+    if (e.writeBehind !== undefined) lines.push(writeBehindLine(e.writeBehind));
+  }
   return lines;
+}
+
+/** `write-behind: lag 1.20 MiB of 64.00 MiB, 32 in flight, 310 queued, 0 dropped` under a leg written behind. */
+export function writeBehindLine(wb: NonNullable<ElementStatus['writeBehind']>): string {
+  return `        write-behind: lag ${formatBytes(wb.lagBytes)} of ${formatBytes(wb.maxLagBytes)}, ${wb.writesInFlight} in flight, ${wb.writesQueued} queued, ${wb.droppedWrites} dropped`;
 }
 
 /**

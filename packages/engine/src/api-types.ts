@@ -15,6 +15,8 @@ export interface ElementStatus {
   readonly errors: number;
   /** Why a failed or stale element is out (I/O error, unreachable, replaced, ...). */
   readonly reason?: string;
+  /** A remote leg that went away and is being probed (state `stale`, docs/durability.md); absent otherwise. */
+  readonly retry?: ElementRetryStatus;
   /** Element I/O since the daemon started (every sub that ended well, fast-lane reads included); absent from older daemons. */
   readonly stats?: ElementIoStats;
   /** Measured service latency and throughput (EWMAs, docs/transport.md); absent from older daemons. */
@@ -23,6 +25,37 @@ export interface ElementStatus {
   readonly cacheTier?: ElementCacheTierStatus;
   /** Elements of an integrity volume: blocks since the daemon started whose checksum failed, rewritten from a good copy, with no good copy (docs/integrity.md). */
   readonly integrity?: ElementIntegrityStatus;
+  /** A raid1 leg written behind (config `writeBehind`, docs/durability.md): its lag now; absent on other elements. */
+  readonly writeBehind?: ElementWriteBehindStatus;
+}
+
+export interface ElementWriteBehindStatus {
+  /** Acknowledged bytes not yet on this leg (at most maxLagBytes). */
+  readonly lagBytes: number;
+  readonly maxLagBytes: number;
+  /** Writes sent to the leg and not yet answered. */
+  readonly writesInFlight: number;
+  /** Acknowledged writes not yet on the leg (in flight included). */
+  readonly writesQueued: number;
+  /** Writes that reached the leg since start. */
+  readonly writesDone: number;
+  /** Writes dropped because the leg went down (its regions stay dirty in the bitmap and are resynced). */
+  readonly droppedWrites: number;
+  readonly peakLagBytes: number;
+}
+
+/** Probing of a remote leg that went away: every 3 s for 2 minutes, then doubling up to once a minute. */
+export interface ElementRetryStatus {
+  /** Probes that found it still away in this outage. */
+  readonly attempts: number;
+  /** Pause between probes now. */
+  readonly delayMs: number;
+  /** When the next probe is due (epoch ms); null before the first one is scheduled. */
+  readonly nextAttemptMs: number | null;
+  /** When the outage began (epoch ms, as the leg watch saw it). */
+  readonly sinceMs: number;
+  /** Why the last probe failed (or why the leg was taken back no further). */
+  readonly lastError: string | null;
 }
 
 export interface ElementIntegrityStatus {

@@ -6,6 +6,7 @@ import type { CheckpointStatus, ElementIntegrityStatus, ScrubScheduleStatus, Ele
 import type { EngineConfig } from './config/types.js';
 import type { DataPath } from './datapath/datapath.js';
 import { isMirror, isParity, type MirrorKeeper } from './durable/keeper.js';
+import { retryView } from './durable/leg-watch.js';
 import type { ScrubJobs } from './durable/scrub-jobs.js';
 import type { AssembledVolume, ElementState } from './meta/types.js';
 import { nbdTlsMode } from './nbd-tls.js';
@@ -82,7 +83,8 @@ export function ioStatusOnce(): EngineIoStatus {
 /** An element's status with its I/O counters from the data path. */
 function elementWithStats(ctx: StatusSources, e: ElementEntry, live: LiveView): ElementStatus {
   const integrity = ctx.registry.ownerOf(e.config.name)?.assembled.config.integrity === true ? ctx.integrityCounts?.(e.index) : undefined;
-  return { ...elementStatus(ctx.registry, e, live), stats: ctx.dataPath.elementStats(e.index), latency: ctx.dataPath.elementLatency(e.index), ...(integrity !== undefined ? { integrity } : {}) };
+  return { ...retryView(ctx.keeper, elementStatus(ctx.registry, e, live)), stats: ctx.dataPath.elementStats(e.index), latency: ctx.dataPath.elementLatency(e.index), ...(integrity !== undefined ? { integrity } : {}),
+    ...writeBehindField(ctx.dataPath.writeBehindStatus(e.index)) };
 }
 
 export function buildStatus(ctx: StatusSources): EngineStatus {
@@ -138,4 +140,8 @@ export function logOpenReport(entries: readonly VolumeEntry[], openError: (index
     const stale = entry.assembled.elements.filter((e) => e.state !== 'active');
     for (const e of stale) log('warn', `volume ${entry.assembled.config.name}: element ${e.config.name} is ${e.state}: ${e.reason ?? ''}`);
   }
+}
+
+function writeBehindField(wb: ElementStatus['writeBehind']): { writeBehind?: NonNullable<ElementStatus['writeBehind']> } {
+  return wb === undefined ? {} : { writeBehind: wb };
 }

@@ -342,6 +342,8 @@ export class Engine {
       this.schedule?.stop();
       await this.control.catch(() => undefined);
       for (const closer of [...this.closers]) await closer().catch((err: Error) => this.log('warn', `closing an export: ${err.message}`));
+      // Write-behind legs catch up first, so the clean stop below leaves nothing to resync.
+      for (const entry of this.registry.volumes.values()) await Promise.resolve().then(() => entry.handle.io.drainBehind?.()).catch(() => undefined);
       await this.keeper.close(async (name) => this.registry.volumes.get(name)?.handle.flush());
       for (const entry of this.registry.volumes.values()) {
         const name = entry.assembled.config.name;

@@ -2,7 +2,7 @@
 export { EngineError, LATENCY_BUCKET_BOUNDS_US } from './api-types.js';
 export type { BlockExtent, CheckpointStatus, ElementIoStats, ElementLatencyStatus, LatencyStats } from './api-types.js';
 export type { ElementCacheTierStatus } from './api-types.js';
-export type { ElementStatus, EngineErrorCode, EngineRdmaStatus, EngineStatus, MaintenanceKind, PoolStatus, RebuildStatus, ScrubElementCount, ScrubScheduleStatus, ScrubStatus, VolumeState, VolumeStatus } from './api-types.js';
+export type { ElementRetryStatus, ElementStatus, EngineErrorCode, EngineRdmaStatus, EngineStatus, MaintenanceKind, PoolStatus, RebuildStatus, ScrubElementCount, ScrubScheduleStatus, ScrubStatus, VolumeState, VolumeStatus } from './api-types.js';
 export type * from './config/types.js';
 export { formatEvery, parseScrubEvery, type ScrubScheduleConfig, type VolumeScrubConfig } from './config/scrub-schedule.js';
 export { loadConfig, embeddedDefaultConfig, normalizeConfig, defaultDataDir, DEFAULT_API_LISTEN, DEFAULT_NBD_LISTEN, type ConfigOverrides, type ConfigSource } from './config/load.js';

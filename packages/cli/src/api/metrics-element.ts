@@ -32,6 +32,8 @@ export function registerElementFamilies(registry: Registry, snap: Snapshot): voi
   counterFamily(registry, snap, { name: 'onestack_element_cache_tier_misses_total', help: 'Reads of a remote element its cache tier could not serve.', labels, rows: byElement((e) => e.cacheTier?.misses) });
   gaugeFamily(registry, snap, { name: 'onestack_element_cache_tier_hit_ratio', help: 'hits / (hits + misses) of the element\'s cache tier.', labels, rows: byElement((e) => e.cacheTier?.hitRatio) });
   registerLatencyFamilies(registry, snap, labels);
+  // Write-behind legs (config volumes[].writeBehind): acknowledged bytes not yet on the leg.
+  gaugeFamily(registry, snap, { name: 'onestack_element_write_behind_lag_bytes', help: 'Bytes acknowledged to clients but not yet on this write-behind leg.', labels, rows: byElement((e) => e.writeBehind?.lagBytes) });
   counterFamily(registry, snap, { name: 'onestack_element_errors_total', help: 'I/O errors seen on the element.', labels, rows: byElement((e) => e.errors) });
   gaugeFamily(registry, snap, {
     name: 'onestack_element_state', help: 'Element state: 1 for the current state, 0 for the others.', labels: ['element', 'state'],

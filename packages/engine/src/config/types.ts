@@ -1,6 +1,7 @@
 // Normalized configuration: what the loader (config/load.ts) produces after validation and
 // defaults. Every other module of the engine consumes these types, never raw YAML.
 import type { ScrubScheduleConfig, VolumeScrubConfig } from './scrub-schedule.js';
+import type { WriteBehindConfig } from './write-behind.js';
 
 export type Layout = 'linear' | 'raid0' | 'raid1' | 'raid10' | 'raid5' | 'raid6';
 export type QueueOrder = 'fifo' | 'lifo' | 'priority';
@@ -79,6 +80,8 @@ export interface VolumeConfig {
   readonly integrity?: boolean;
   /** Scheduled scrubs: overrides of the top-level `scrub` default (config/scrub-schedule.ts). */
   readonly scrub?: VolumeScrubConfig;
+  /** One raid1 leg written after the acknowledgement, with a bounded lag (config/write-behind.ts). */
+  readonly writeBehind?: WriteBehindConfig;
 }
 
 /** Resyncs and rebuilds (durable/keeper.ts). */

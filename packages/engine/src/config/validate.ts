@@ -7,6 +7,7 @@ import { configError, didYouMean, show } from './errors.js';
 import { join, readBool, readEnum, readInt, readList, readMap, readName, readSizeBytes, readString } from './fields.js';
 import { parseElementUri, parseListen, parseNbdListen } from './uri.js';
 import { normalizeVolumeScrub } from './scrub-schedule.js';
+import { normalizeWriteBehind } from './write-behind.js';
 
 export const LAYOUTS: readonly Layout[] = ['linear', 'raid0', 'raid1', 'raid10', 'raid5', 'raid6'];
 export const ORDERS: readonly QueueOrder[] = ['fifo', 'lifo', 'priority'];
@@ -121,7 +122,7 @@ export function normalizeElement(raw: unknown, field: string, baseDir: string): 
   return element;
 }
 
-const VOLUME_KEYS = ['name', 'layout', 'elements', 'chunkKiB', 'order', 'boot', 'sizeBytes', 'spares', 'bitmapRegionKiB', 'integrity', 'scrub'];
+const VOLUME_KEYS = ['name', 'layout', 'elements', 'chunkKiB', 'order', 'boot', 'sizeBytes', 'spares', 'bitmapRegionKiB', 'integrity', 'scrub', 'writeBehind'];
 
 /** volumes[].spares: known elements, not members of this volume, each once. */
 function readSpares(raw: unknown, field: string, elementNames: ReadonlySet<string>, members: readonly string[]): string[] {
@@ -184,7 +185,8 @@ export function normalizeVolume(raw: unknown, field: string, elementNames: Reado
   if (integrityProblem !== undefined) throw configError(join(field, 'integrity'), integrityProblem, 'use integrity: false, or a raid1, raid10, raid5 or raid6 layout');
   return { name, layout, elements, chunkKiB, order, boot, ...(sizeBytes !== undefined ? { sizeBytes } : {}), ...(spares.length > 0 ? { spares } : {}),
     ...(bitmapRegionKiB !== undefined ? { bitmapRegionKiB } : {}), ...(integrity ? { integrity } : {}),
-    ...(map.scrub !== undefined ? { scrub: normalizeVolumeScrub(map.scrub, join(field, 'scrub'), layout) } : {}) };
+    ...(map.scrub !== undefined ? { scrub: normalizeVolumeScrub(map.scrub, join(field, 'scrub'), layout) } : {}),
+    ...(map.writeBehind !== undefined ? { writeBehind: normalizeWriteBehind(map.writeBehind, join(field, 'writeBehind'), layout, elements, integrity) } : {}) };
 }
 
 export function normalizePools(raw: unknown, field: string): PoolsConfig {

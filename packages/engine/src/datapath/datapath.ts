@@ -21,6 +21,7 @@ import { RawIoImpl, type RawIo } from './raw-io.js';
 import { ReadCache } from './read-cache.js';
 import { FastLane, type FastLaneStats } from './fast-lane.js';
 import { VolumeIoImpl, type VolumeBinding, type VolumeIo } from './volume-io.js';
+import { behindLinkFor, type WriteBehindStatus } from './write-behind-io.js';
 import { SlotPool } from './waiters.js';
 import { integrityFor, parityIntegrityFor, type IntegrityOptions } from '../integrity/wire.js';
 
@@ -206,6 +207,12 @@ export class DataPath {
   }
 
   /** Latency and throughput EWMAs of the element (transport.ts). */
+  /** The write-behind state of a leg written behind (datapath/write-behind.ts), else undefined. */
+  writeBehindStatus(index: number): WriteBehindStatus | undefined {
+    for (const io of this.volumeIos.values()) if (io.behindLink?.element === index) return io.behindLink.writer.status();
+    return undefined;
+  }
+
   elementLatency(index: number): ElementLatencyStatus {
     return readLatency(this.v.elemLat, this.v.elemMark, this.v.elemIo, this.elementIndex(index));
   }
@@ -235,7 +242,7 @@ export class DataPath {
    * would then hold a second copy of the same pages (and cost a copy per fill), so it stays off.
    */
   private laneServes(vol: TopologyVolume, els: readonly TopologyElement[]): boolean {
-    return this.lane !== null && LANE_LAYOUTS.includes(vol.layout) && els.every((e) => e.kind === 'local' && !e.direct);
+    return this.lane !== null && LANE_LAYOUTS.includes(vol.layout) && vol.writeBehind === undefined && els.every((e) => e.kind === 'local' && !e.direct);
   }
 
   /** Reads served inline from the page cache (fast-lane.ts), or null when the lane is off. */
@@ -256,6 +263,7 @@ export class DataPath {
 
   private async shutdown(): Promise<void> {
     const timeoutMs = this.opts.closeTimeoutMs ?? 10_000;
+    for (const io of this.volumeIos.values()) io.setWriteBehind(null);
     this.top.close('data path is closing');
     this.slots.close('data path is closing');
     this.lane?.close();
@@ -316,6 +324,7 @@ export class DataPath {
     if (changed.length > 0) {
       for (const old of changed) {
         this.top.unbindVolume(old.index);
+        this.volumeIos.get(old.index)?.setWriteBehind(null);
         this.volumeIos.delete(old.index);
         this.parity.unbind(old.index);
       }
@@ -359,6 +368,7 @@ export class DataPath {
       const io = this.volumeIos.get(vol.index);
       if (io === undefined) this.volumeIos.set(vol.index, new VolumeIoImpl(binding, this.top, this.slots, this.v.slab, this.readCache));
       else io.rebind(binding);
+      this.volumeIos.get(vol.index)!.setWriteBehind(behindLinkFor(vol, byIndex, { top: this.top, slots: this.slots, slab: this.v.slab, rawIndex: this.rawIndex, v: this.v }, this.volumeIos.get(vol.index)!.behindLink));
       if (this.integrity.has(vol.index)) this.wireIntegrity(vol, this.volumeIos.get(vol.index)!);
     }
     for (const index of this.integrity.keys()) if (!volumes.some((v) => v.index === index)) this.integrity.delete(index);

@@ -64,7 +64,8 @@ export class FastLane {
     this.paths = paths;
     const volumes: (LaneVolume | undefined)[] = [];
     for (const vol of msg.volumes) {
-      if (vol.raw === true || (vol.layout !== 'linear' && vol.layout !== 'raid0' && vol.layout !== 'raid1')) continue;
+      // A write-behind leg may lag: its volume's reads go through the middle stage, which avoids it.
+      if (vol.raw === true || vol.writeBehind !== undefined || (vol.layout !== 'linear' && vol.layout !== 'raid0' && vol.layout !== 'raid1')) continue;
       const els = vol.elements.map((i) => byIndex.get(i));
       if (els.some((e) => e === undefined || (fds[e.index] ?? -1) < 0)) continue; // every leg must be page-cache local
       const elements = els.map((e) => ({ dataOffsetBytes: e!.dataOffsetBytes, dataSizeBytes: e!.dataSizeBytes }));

@@ -14,7 +14,7 @@ import { runCompute } from './compute.js';
 import { planPaired } from './plan-raid10.js';
 import { pickLeg, readPolicyFromEnv, type ReadPolicy } from './read-choice.js';
 import { PUSH_TIMEOUT_MS, type SharedViews } from './shared-layout.js';
-import { FLAG_ELEMENT, FLAG_MIRRORED, ID_CLASS_REMOTE, STATE_ACTIVE, STATE_REBUILDING, type TopologyMessage, type TopologyVolume } from './topology.js';
+import { FLAG_ELEMENT, FLAG_MIRRORED, FLAG_SKIP_BEHIND, ID_CLASS_REMOTE, STATE_ACTIVE, STATE_REBUILDING, type TopologyMessage, type TopologyVolume } from './topology.js';
 import { latencyUs, nowMs, readIsStale } from './transport.js';
 
 const EIO = errnoCode('EIO');
@@ -210,12 +210,19 @@ export class MiddleCore {
     if (active.length === 0) return null;
     // Writes also go to legs being rebuilt: the part already copied must stay current.
     let legs = op === Op.READ || op === Op.CACHE ? active : [...active, ...rebuilding].sort((a, b) => a - b);
+    const behind = vol.spec.writeBehind === undefined ? -1 : vol.spec.elements.indexOf(vol.spec.writeBehind.element);
+    if (behind >= 0 && (op === Op.READ || op === Op.CACHE ? active.length > 1 : (w[pb + D.FLAGS]! & FLAG_SKIP_BEHIND) !== 0)) {
+      // The write-behind leg may lag: it serves no read while another leg can, and a write the
+      // volume I/O stages for it later (write-behind.ts) skips it; one with no other active leg fails.
+      legs = legs.filter((role) => role !== behind);
+      if (!legs.some((role) => active.includes(role))) return null;
+    }
     if (op === Op.READ || op === Op.CACHE) {
       const q = (role: number): number => Atomics.load(this.v.elemQueued, vol.spec.elements[role]!);
       const now = nowMs();
       const us = (role: number): number => latencyUs(this.v.elemLat, vol.spec.elements[role]!, true);
       const stale = (role: number): boolean => readIsStale(this.v.elemLat, vol.spec.elements[role]!, now);
-      legs = [pickLeg(this.readPolicy, active, q, us, this.rotation++ & 0x3fffffff, stale)];
+      legs = [pickLeg(this.readPolicy, legs, q, us, this.rotation++ & 0x3fffffff, stale)];
     }
     const off = op === Op.FLUSH ? 0 : this.v.table.getOffset(parent);
     const len = op === Op.FLUSH ? 0 : w[pb + D.LENGTH]!;

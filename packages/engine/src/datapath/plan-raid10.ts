@@ -7,7 +7,7 @@ import type { ColumnExtent, Extent, VolumeGeometry } from './map.js';
 import { mapRaid10Pairs, mapRaid10PairsCoalesced, raid10Leg, raid10Pairs } from './map-raid10.js';
 import { pickLeg, type ReadPolicy } from './read-choice.js';
 import type { SharedViews } from './shared-layout.js';
-import { FLAG_MIRRORED, STATE_ACTIVE, STATE_REBUILDING, type TopologyVolume } from './topology.js';
+import { FLAG_MIRRORED, FLAG_SKIP_BEHIND, STATE_ACTIVE, STATE_REBUILDING, type TopologyVolume } from './topology.js';
 import { latencyUs, nowMs, readIsStale } from './transport.js';
 
 export interface PairedPlan {
@@ -36,6 +36,14 @@ export function planPaired(v: SharedViews, parent: number, spec: TopologyVolume,
   const active = states.map((s) => s === STATE_ACTIVE);
   const written = states.map((s) => s === STATE_ACTIVE || s === STATE_REBUILDING);
   const read = op === Op.READ || op === Op.CACHE;
+  // A write-behind leg (write-behind.ts) serves no read while its partner can, and a write the
+  // volume I/O stages for it later skips it: its partner alone holds the write meanwhile.
+  const behind = spec.writeBehind === undefined ? -1 : spec.elements.indexOf(spec.writeBehind.element);
+  const readable = behind >= 0 && active[behind] && active[behind ^ 1] ? active.map((x, role) => x && role !== behind) : active;
+  if (behind >= 0 && !read && (w[pb + D.FLAGS]! & FLAG_SKIP_BEHIND) !== 0) {
+    written[behind] = false;
+    active[behind] = false;
+  }
   const queued = (role: number): number => Atomics.load(v.elemQueued, spec.elements[role]!);
   const now = nowMs();
   const readUs = (role: number): number => latencyUs(v.elemLat, spec.elements[role]!, true);
@@ -49,7 +57,7 @@ export function planPaired(v: SharedViews, parent: number, spec: TopologyVolume,
     if (read) {
       // Ties alternate by row, so one long read takes turns on both legs of each pair.
       const row = Math.floor(x.columnOffsetBytes / g.chunkBytes);
-      const leg = active[a] && active[b] ? pickLeg(policy, [a, b], queued, readUs, rotation + row, stale) : active[a] ? a : b;
+      const leg = readable[a] && readable[b] ? pickLeg(policy, [a, b], queued, readUs, rotation + row, stale) : readable[a] ? a : b;
       extents.push(raid10Leg(g, x, leg));
       continue;
     }

@@ -22,6 +22,8 @@ export interface TopologyVolume {
   readonly arrayId?: string;
   /** Per-block checksums (docs/integrity.md): a raid5/6 volume replays its journal only once they are attached. */
   readonly integrity?: boolean;
+  /** raid1/raid10: the leg written after the acknowledgement (datapath/write-behind.ts), by element index. */
+  readonly writeBehind?: { readonly element: number; readonly maxLagBytes: number; readonly drainOnFlush: boolean };
 }
 
 export interface TopologyElement {
@@ -85,6 +87,8 @@ export const STATE_REBUILDING = 3;
 export const FLAG_MIRRORED = 1 << 8;
 /** Engine-private parent flag: element-addressed I/O of the raid5/6 stripe engine (AUX = element, offset = element offset). */
 export const FLAG_ELEMENT = 1 << 9;
+/** Engine-private parent flag: a raid1 write, trim or flush that skips the volume's write-behind leg (it gets it later). */
+export const FLAG_SKIP_BEHIND = 1 << 10;
 
 /** Bit 31 of a descriptor's ID_HI word: the request class (1 = remote). On a sub it says where the element is. */
 export const ID_CLASS_REMOTE = 0x8000_0000 | 0;

@@ -46,6 +46,8 @@ export interface VolumeIo {
   cache(off: number, len: number): Promise<void>;
   stats(): VolumeStats;
   cacheStats(): VolumeCacheStats;
+  /** Waits until a write-behind leg holds every write acknowledged so far (absent or at once without one). */
+  drainBehind?(): Promise<void>;
   /** Drops the range from the read cache: a scrub repair rewrote legs under it. */
   invalidateCache(off: number, len: number): void;
 }

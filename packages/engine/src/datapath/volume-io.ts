@@ -16,6 +16,8 @@ import type { Top } from './top.js';
 import { arraySource, chunksSource, isAligned, requestViews, rmwRange, spanFor, splitEdges, zeroSource, type ByteSource, type Span } from './unaligned.js';
 import type { SlotPool } from './waiters.js';
 import { WriteGate, type GateMode } from './write-gate.js';
+import { FLAG_SKIP_BEHIND } from './topology.js';
+import { writeWithBehind, type BehindLink } from './write-behind-io.js';
 import { integrityBinding, type ReadVerifier, type VolumeIntegrity } from '../integrity/checksum-io.js';
 
 export type { VolumeBinding, VolumeCacheStats, VolumeIo, VolumeStats } from './volume-io-types.js';
@@ -41,6 +43,8 @@ export class VolumeIoImpl implements VolumeIo {
   private verifier: ReadVerifier | null = null;
   /** The binding as the data path gave it (integrity may widen its alignment). */
   private bound: VolumeBinding;
+  /** raid1 with a write-behind leg (write-behind.ts); null = every leg is written before the ack. */
+  behindLink: BehindLink | null = null;
 
   constructor(
     protected b: VolumeBinding,
@@ -71,6 +75,21 @@ export class VolumeIoImpl implements VolumeIo {
     this.verifier = verifier;
     this.b = verifier === null ? this.bound : integrityBinding(this.bound);
     this.readCache.invalidateVolume(this.b.index);
+  }
+
+  /** Attaches (or with null detaches) the write-behind writer; a replaced one stops (its queue is dropped, the bitmap keeps it). */
+  setWriteBehind(link: BehindLink | null): void {
+    if (this.behindLink !== null && this.behindLink.writer !== link?.writer) this.behindLink.writer.close();
+    this.behindLink = link;
+    this.gate.setLagging(link === null ? null : { ranges: () => link.writer.pendingRanges(), settle: (start, end) => link.writer.settle(start, end) });
+  }
+
+  /** Waits until the write-behind leg holds every write acknowledged so far (clean stop); at once without one. */
+  async drainBehind(): Promise<void> {
+    const wb = this.behindLink;
+    if (wb === null) return;
+    await wb.writer.drain();
+    if (wb.legUp()) await wb.flushLeg();
   }
 
   get sizeBytes(): number {
@@ -139,11 +158,24 @@ export class VolumeIoImpl implements VolumeIo {
   // Hooks for layouts with a path of their own (raid5/6: parity-volume-io.ts). The public
   // methods keep the checks, the write gate, slot handling and counters.
 
-  protected readPiece(off: number, len: number, slot: number, cls: RequestClass, slotOffset = 0): Promise<void> {
+  protected async readPiece(off: number, len: number, slot: number, cls: RequestClass, slotOffset = 0): Promise<void> {
+    // Only the write-behind leg is left: it must catch up before it answers.
+    const wb = this.behindLink;
+    if (wb !== null && wb.writer.lagBytes > 0 && !wb.otherActive()) await wb.writer.drain();
     return this.top.submit(this.b.index, Op.READ, off, len, 0, slot, cls, -1, slotOffset);
   }
 
   protected writeSlots(offsetBytes: number, chunks: readonly Uint8Array[], slots: readonly number[], flags: number, cls: RequestClass): Promise<void> {
+    const wb = this.behindLink;
+    const all = (): Promise<void> => this.writeAllSlots(offsetBytes, chunks, slots, flags, cls);
+    if (wb === null || this.integrity !== null) return all();
+    const sb = this.slab.slotBytes;
+    const skipping = (): Promise<void> => settleAll(chunks.map((c, i) => this.top.submit(this.b.index, Op.WRITE, offsetBytes + i * sb, c.length, flags | FLAG_SKIP_BEHIND, slots[i]!, cls)));
+    const mine = wb.piecesOf(offsetBytes, chunks, sb);
+    return writeWithBehind(wb, mine.chunks, mine.offsets, skipping, all);
+  }
+
+  private writeAllSlots(offsetBytes: number, chunks: readonly Uint8Array[], slots: readonly number[], flags: number, cls: RequestClass): Promise<void> {
     const sb = this.slab.slotBytes;
     // Checksums from the slots before the subs are queued; recorded alongside the data writes.
     const sums = this.integrity?.sumsOf(chunks);
@@ -154,7 +186,11 @@ export class VolumeIoImpl implements VolumeIo {
   protected async flushAll(): Promise<void> {
     // Checksum pages first: the elements' flush then makes them durable with the data.
     if (this.integrity !== null) await this.integrity.flush();
-    return this.top.submit(this.b.index, Op.FLUSH, 0, 0, 0, -1, 'local');
+    const wb = this.behindLink;
+    if (wb === null) return this.top.submit(this.b.index, Op.FLUSH, 0, 0, 0, -1, 'local');
+    // drainOnFlush: the leg catches up first and is flushed with the others; else the others only.
+    if (wb.drainOnFlush || !wb.otherActive()) await wb.writer.drain();
+    return this.top.submit(this.b.index, Op.FLUSH, 0, 0, wb.drainOnFlush || !wb.otherActive() ? 0 : FLAG_SKIP_BEHIND, -1, 'local');
   }
 
   /** A read piece, checked against its checksums (and repaired) when the volume has them. */
@@ -164,7 +200,10 @@ export class VolumeIoImpl implements VolumeIo {
     if (checked !== undefined) await checked;
   }
 
-  protected noDataPiece(op: OpCode, off: number, len: number, flags: number): Promise<void> {
+  protected async noDataPiece(op: OpCode, off: number, len: number, flags: number): Promise<void> {
+    // Trims and zeroes reach every leg at once (rare): after the write-behind queue, for order.
+    const wb = this.behindLink;
+    if (wb !== null && op !== Op.CACHE && wb.writer.lagBytes > 0) await wb.writer.drain();
     return this.top.submit(this.b.index, op, off, len, flags, -1, 'local');
   }
 

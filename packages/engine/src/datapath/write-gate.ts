@@ -18,7 +18,7 @@
 // bitmap) and the tracker (checkpoint dirty bitmaps, checkpoints/). An empty slot costs nothing.
 import { DataPathError } from './errno.js';
 
-interface Range {
+export interface Range {
   readonly start: number;
   readonly end: number;
 }
@@ -28,6 +28,14 @@ interface Entry extends Range {
   readonly exclusive: boolean;
   /** Resolves a queued entry's wait; set while it is queued. */
   admit: (() => void) | null;
+}
+
+/** Writes acknowledged but not yet on a write-behind leg (datapath/write-behind.ts). */
+export interface Lagging {
+  /** Their volume ranges. */
+  ranges(): Range[];
+  /** Resolves once those overlapping [start, end) are on the leg (or dropped with it). */
+  settle(start: number, end: number): Promise<void>;
 }
 
 /** Runs before a write is submitted (after the gate admitted it); may be async (persisting a bitmap). */
@@ -51,6 +59,8 @@ export class WriteGate {
   private nextId = 1;
   private hook: WriteHook | null = null;
   private tracker: WriteHook | null = null;
+  /** Acknowledged writes still on their way to a write-behind leg (write-behind.ts): their bits stay set, fences wait for them. */
+  private lagging: Lagging | null = null;
 
   setHook(hook: WriteHook | null): void {
     this.hook = hook;
@@ -105,12 +115,26 @@ export class WriteGate {
         this.drainWaiters.add(wake);
       });
     }
+    // A copy or scrub of the range must see what was acknowledged there on every leg.
+    if (this.lagging !== null) {
+      try {
+        await this.lagging.settle(fence.start, fence.end);
+      } catch (err) {
+        lift();
+        throw err;
+      }
+    }
     return lift;
   }
 
-  /** Volume ranges [start, end) of the writes admitted now (hook included): the bitmap keeps their bits. */
+  setLagging(lagging: Lagging | null): void {
+    this.lagging = lagging;
+  }
+
+  /** Volume ranges [start, end) of the writes admitted now (hook included) or not yet on a write-behind leg: the bitmap keeps their bits. */
   inFlightRanges(): { start: number; end: number }[] {
-    return [...this.admitted.values()].map((r) => ({ start: r.start, end: r.end }));
+    const admitted = [...this.admitted.values()].map((r) => ({ start: r.start, end: r.end }));
+    return this.lagging === null ? admitted : [...admitted, ...this.lagging.ranges()];
   }
 
   get writesInFlight(): number {

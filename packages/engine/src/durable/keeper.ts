@@ -157,7 +157,9 @@ export class MirrorKeeper {
     const vol = entry.assembled;
     const targets: RecoveryTarget[] = [];
     const reference = new Set<number>();
-    for (const e of [...vol.elements].sort((a, b) => a.role - b.role)) {
+    // A write-behind leg (config writeBehind) may lag: it is the reference only when no other leg can be.
+    const behind = (e: { config: { name: string } }): number => (vol.config.writeBehind?.element === e.config.name ? 1 : 0);
+    for (const e of [...vol.elements].sort((a, b) => behind(a) - behind(b) || a.role - b.role)) {
       const live = this.liveState(e.config.name);
       const element = this.host.registry.element(e.config.name).index;
       if (live === 'stale' && e.faulty !== true) {

@@ -4,6 +4,7 @@
 import type { ElementStatus, VolumeState } from '../api-types.js';
 import { EngineError } from '../api-types.js';
 import type { ElementConfig } from '../config/types.js';
+import { writeBehindTopology } from '../config/write-behind.js';
 import type { TopologyElement, TopologyVolume } from '../datapath/topology.js';
 import { volumeHealth } from '../meta/layout.js';
 import { DATA_OFFSET_BYTES, type AssembledVolume, type ElementState } from '../meta/types.js';
@@ -99,6 +100,7 @@ export class Registry {
       index: v.index, name: v.assembled.config.name, layout: v.assembled.config.layout, chunkBytes: v.assembled.config.chunkKiB * 1024,
       sizeBytes: v.assembled.sizeBytes, order: v.assembled.config.order, arrayId: v.assembled.arrayUuid,
       ...(v.assembled.config.integrity === true ? { integrity: true } : {}),
+      ...writeBehindTopology(v.assembled.config.writeBehind, v.assembled.config.elements, (name) => this.element(name).index),
       elements: v.assembled.config.elements.map((name) => this.element(name).index),
     }));
     return { volumes, elements };
