@@ -6,14 +6,14 @@
 // reads the remote leg served (status counters). The RAM read cache is off: the legs are measured.
 // Build: pnpm exec tsc -p bench
 // Run: node bench/dist/transport-reads.js [--seconds 5] [--rounds 1] [--image-mib 256] [--rdelay 20ms]
-import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { benchApi, startBenchDaemon, type BenchDaemon } from './lib/daemon.js';
 import { runFio, WORKLOADS } from './lib/fio.js';
-import { sparseImage } from './lib/images.js';
-import { ENV, freePort, killAll, startServer, stopServer, waitReady, type Server } from './lib/proc.js';
+import { delayedPairs } from './lib/delayed-remote.js';
+import { ENV, killAll, stopServer, type Server } from './lib/proc.js';
 
 const MiB = 1024 * 1024;
 const HEADER_BYTES = 4 * MiB;
@@ -65,17 +65,9 @@ async function main(): Promise<void> {
   const servers: Server[] = [];
   const daemons: BenchDaemon[] = [];
   try {
-    const remoteDir = path.join(dir, 'remote');
-    mkdirSync(remoteDir);
-    for (const p of POLICIES) {
-      await sparseImage(path.join(dir, `local-${p}.img`), imageBytes + HEADER_BYTES);
-      await sparseImage(path.join(remoteDir, `remote-${p}.img`), imageBytes + HEADER_BYTES);
-    }
-    const port = await freePort();
-    const nbdkit = startServer('nbdkit', 'nbdkit', ['-f', '-p', String(port), '-i', '127.0.0.1', '--filter=delay', 'file', `dir=${remoteDir}`, `rdelay=${rdelay}`, `wdelay=${rdelay}`]);
-    servers.push(nbdkit);
-    await waitReady(nbdkit, port, 15_000);
-    for (const p of POLICIES) daemons.push(await daemon(dir, p, path.join(dir, `local-${p}.img`), `nbd://127.0.0.1:${port}/remote-${p}.img`));
+    const pairs = await delayedPairs(dir, POLICIES, imageBytes + HEADER_BYTES, [`rdelay=${rdelay}`, `wdelay=${rdelay}`]);
+    servers.push(pairs.server);
+    for (const p of POLICIES) daemons.push(await daemon(dir, p, pairs.local(p), pairs.remoteUri(p)));
     const base = WORKLOADS.find((x) => x.id === 'randread4k')!;
     const rows: Row[] = [];
     for (let round = 0; round < rounds; round++) {

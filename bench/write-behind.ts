@@ -6,14 +6,14 @@
 // after each write-behind run a flush drains the lag and the time it took is shown.
 // Build: pnpm exec tsc -p bench
 // Run: node bench/dist/write-behind.js [--seconds 5] [--rounds 1] [--image-mib 256] [--wdelay 10ms] [--max-lag-mib 64]
-import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { benchApi, startBenchDaemon, type BenchDaemon } from './lib/daemon.js';
 import { runFio, WORKLOADS } from './lib/fio.js';
-import { sparseImage } from './lib/images.js';
-import { freePort, killAll, runCommand, startServer, stopServer, waitReady, type Server } from './lib/proc.js';
+import { delayedPairs } from './lib/delayed-remote.js';
+import { killAll, runCommand, stopServer, type Server } from './lib/proc.js';
 
 const MiB = 1024 * 1024;
 const HEADER_BYTES = 4 * MiB;
@@ -58,18 +58,10 @@ async function main(): Promise<void> {
   const servers: Server[] = [];
   const daemons: BenchDaemon[] = [];
   try {
-    const remoteDir = path.join(dir, 'remote');
-    mkdirSync(remoteDir);
-    for (const m of MODES) {
-      await sparseImage(path.join(dir, `local-${m}.img`), imageBytes + HEADER_BYTES);
-      await sparseImage(path.join(remoteDir, `remote-${m}.img`), imageBytes + HEADER_BYTES);
-    }
-    const port = await freePort();
     // 128 threads: the remote takes many writes at once (a WAN link with latency, not a slow disk).
-    const nbdkit = startServer('nbdkit', 'nbdkit', ['-f', '-t', '128', '-p', String(port), '-i', '127.0.0.1', '--filter=delay', 'file', `dir=${remoteDir}`, `wdelay=${wdelay}`]);
-    servers.push(nbdkit);
-    await waitReady(nbdkit, port, 15_000);
-    for (const m of MODES) daemons.push(await daemon(dir, m, path.join(dir, `local-${m}.img`), `nbd://127.0.0.1:${port}/remote-${m}.img`, maxLagMiB));
+    const pairs = await delayedPairs(dir, MODES, imageBytes + HEADER_BYTES, [`wdelay=${wdelay}`], 128);
+    servers.push(pairs.server);
+    for (const m of MODES) daemons.push(await daemon(dir, m, pairs.local(m), pairs.remoteUri(m), maxLagMiB));
     const w = WORKLOADS.find((x) => x.id === 'randwrite4k')!;
     const rows: Row[] = [];
     for (let round = 0; round < rounds; round++) {
