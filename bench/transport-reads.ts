@@ -13,7 +13,7 @@ import { parseArgs } from 'node:util';
 import { benchApi, startBenchDaemon, type BenchDaemon } from './lib/daemon.js';
 import { runFio, WORKLOADS } from './lib/fio.js';
 import { delayedPairs } from './lib/delayed-remote.js';
-import { ENV, killAll, stopServer, type Server } from './lib/proc.js';
+import { ENV, runMain, stopServer, type Server } from './lib/proc.js';
 
 const MiB = 1024 * 1024;
 const HEADER_BYTES = 4 * MiB;
@@ -99,9 +99,4 @@ async function main(): Promise<void> {
   }
 }
 
-process.on('SIGINT', () => { killAll(); process.exit(130); });
-main().catch((err: unknown) => {
-  killAll();
-  process.stderr.write(`transport-reads: ${(err as Error).stack ?? String(err)}\n`);
-  process.exit(1);
-});
+runMain('transport-reads', main);

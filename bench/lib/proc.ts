@@ -153,3 +153,13 @@ export function rssBytes(pid: number | undefined): number {
     return Number.NaN;
   }
 }
+
+/** Runs a bench's main: peers it started are killed on Ctrl-C or on an error, which is printed under the bench's name. */
+export function runMain(name: string, main: () => Promise<void>): void {
+  process.on('SIGINT', () => { killAll(); process.exit(130); });
+  main().catch((err: unknown) => {
+    killAll();
+    process.stderr.write(`${name}: ${(err as Error).stack ?? String(err)}\n`);
+    process.exit(1);
+  });
+}
