@@ -6,7 +6,7 @@
 // A rebuilt target whose block came from a lost source block gets a checksum that can never
 // match: the client then gets EIO for it, never wrong bytes.
 import { resolveStripeSpan, type BlockFix, type EntrySpan, type SpanResolution } from '../integrity/parity-resolve.js';
-import { INTEGRITY_BLOCK_BYTES, storedChecksum } from '../integrity/types.js';
+import { INTEGRITY_BLOCK_BYTES, storedSums } from '../integrity/types.js';
 import { DataPathError } from './errno.js';
 import { elementOffset, indexRole, volumeOffset } from './map-parity.js';
 import { bufferData, bufferSlot, type Scratch } from './stripe-io.js';
@@ -148,9 +148,7 @@ export async function recordTarget(ctx: UnitContext, it: StripeIntegrity, r: Row
   const g = ctx.io.vol.g;
   const len = r.b - r.a;
   const role = indexRole(g, r.row, target);
-  const sums = new Uint32Array(len / BLOCK);
-  it.crc32cBlocks(view(ctx, s, target, len), BLOCK, sums);
-  for (let i = 0; i < sums.length; i++) sums[i] = storedChecksum(sums[i]!);
+  const sums = storedSums(it.crc32cBlocks, view(ctx, s, target, len));
   for (const i of lost) sums[i] = (sums[i]! ^ 0xffffffff) >>> 0 || 1;
   await it.recordSums(role, elementOffset(g, role, r.row, r.a), sums);
   if (lost.size === 0) return;

@@ -11,7 +11,7 @@ import type { RawIo } from '../datapath/raw-io.js';
 import { STATE_ACTIVE, STATE_REBUILDING } from '../datapath/topology.js';
 import type { WriteGate } from '../datapath/write-gate.js';
 import { RateLimitedLog } from './log.js';
-import { checksumMatches, INTEGRITY_BLOCK_BYTES, storedChecksum, type ChecksumStore } from './types.js';
+import { checksumMatches, INTEGRITY_BLOCK_BYTES, storedChecksum, storedSums, type ChecksumStore } from './types.js';
 
 const BLOCK = INTEGRITY_BLOCK_BYTES;
 
@@ -127,10 +127,9 @@ export class VolumeIntegrity {
       if (c.length % BLOCK !== 0) throw new DataPathError('EINVAL', `${this.d.volume}: integrity write of ${c.length} bytes is not whole ${BLOCK}-byte blocks`);
       const n = c.length / BLOCK;
       if (n === 0) continue;
-      this.crc(c, BLOCK, sums.subarray(at, at + n));
+      storedSums(this.crc, c, sums.subarray(at, at + n));
       at += n;
     }
-    for (let i = 0; i < sums.length; i++) sums[i] = storedChecksum(sums[i]!);
     return sums;
   }
 

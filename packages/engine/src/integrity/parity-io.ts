@@ -13,7 +13,7 @@ import type { SpanRepair, StripeIntegrity, StripeIntegrityEvent } from '../datap
 import type { IntegrityCount, PeekableStore, WriteBackStore } from './checksum-io.js';
 import { RateLimitedLog } from './log.js';
 import { resolveStripeSpan, type EntrySpan } from './parity-resolve.js';
-import { checksumMatches, INTEGRITY_BLOCK_BYTES, storedChecksum, type ChecksumStore } from './types.js';
+import { checksumMatches, INTEGRITY_BLOCK_BYTES, storedSums, type ChecksumStore } from './types.js';
 
 const BLOCK = INTEGRITY_BLOCK_BYTES;
 /** Checksums written per store call when a large range is zeroed (256 MiB of element). */
@@ -67,18 +67,11 @@ export class ParityIntegrity implements StripeIntegrity {
     return rel / BLOCK;
   }
 
-  sumsOf(bytes: Uint8Array): Uint32Array {
-    const sums = new Uint32Array(bytes.length / BLOCK);
-    this.crc32cBlocks(bytes, BLOCK, sums);
-    for (let i = 0; i < sums.length; i++) sums[i] = storedChecksum(sums[i]!);
-    return sums;
-  }
-
   async record(role: number, elementOffsetBytes: number, lengthBytes: number, bytes: Uint8Array | null): Promise<void> {
     const first = this.block(role, elementOffsetBytes, lengthBytes);
     if (bytes !== null) {
       if (bytes.length !== lengthBytes) throw new DataPathError('EINVAL', `${this.d.volume}: ${bytes.length} bytes recorded for ${lengthBytes}`);
-      return this.d.store.write(this.element(role), first, this.sumsOf(bytes));
+      return this.d.store.write(this.element(role), first, storedSums(this.crc32cBlocks, bytes));
     }
     // Zeroed: no checksum (a sparse, trimmed range stays unverified, as on raid1).
     const blocks = lengthBytes / BLOCK;

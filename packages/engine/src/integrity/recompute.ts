@@ -7,7 +7,7 @@ import { blockChecksums, type Crc32cBlocks } from '@onestack/native';
 import { withCopy, type RawIo } from '../datapath/raw-io.js';
 import { DataPathError } from '../datapath/errno.js';
 import type { WriteBackStore } from './checksum-io.js';
-import { INTEGRITY_BLOCK_BYTES, storedChecksum, type ChecksumStore } from './types.js';
+import { INTEGRITY_BLOCK_BYTES, storedSums, type ChecksumStore } from './types.js';
 
 const BLOCK = INTEGRITY_BLOCK_BYTES;
 /** Bytes read, checksummed and written per step of a unit (bounded memory per copy worker). */
@@ -49,9 +49,7 @@ export function recomputingRaw(raw: RawIo, store: ChecksumStore, dataOffsetOf: (
     for (let at = 0; at < total; at += STEP_BYTES) {
       const n = Math.min(STEP_BYTES, total - at);
       const data = await raw.read(source, base + at, n);
-      const sums = new Uint32Array(n / BLOCK);
-      crc32cBlocks(data, BLOCK, sums);
-      for (let i = 0; i < sums.length; i++) sums[i] = storedChecksum(sums[i]!);
+      const sums = storedSums(crc32cBlocks, data);
       await Promise.all([raw.write(target, base + at, data), record([source, target], first + at / BLOCK, sums)]);
     }
   });

@@ -2,6 +2,7 @@
 // the data path that computes and verifies checksums (docs/integrity.md). One checksum (CRC32C,
 // 4 bytes) per 4 KiB block of an element's data area; a stored 0 means "no checksum" (fresh or
 // trimmed), so a computed 0 is stored as 1.
+import type { Crc32cBlocks } from '@onestack/native';
 
 /** Bytes each checksum covers. */
 export const INTEGRITY_BLOCK_BYTES = 4096;
@@ -13,6 +14,13 @@ export const INTEGRITY_ALGO_CRC32C = 1;
 /** What is stored for a block whose CRC32C is `crc`: never 0 (0 = no checksum). */
 export function storedChecksum(crc: number): number {
   return crc === 0 ? 1 : crc >>> 0;
+}
+
+/** CRC32C per block computed into `out` in one kernel call, turned into what is stored (0 as 1); returns `out`. */
+export function storedSums(crc32cBlocks: Crc32cBlocks, bytes: Uint8Array, out: Uint32Array = new Uint32Array(bytes.length / INTEGRITY_BLOCK_BYTES)): Uint32Array {
+  crc32cBlocks(bytes, INTEGRITY_BLOCK_BYTES, out);
+  for (let i = 0; i < out.length; i++) out[i] = storedChecksum(out[i]!);
+  return out;
 }
 
 /** Whether `crc` (computed from the bytes) matches `stored`; a stored 0 (no checksum) matches anything. */
