@@ -143,25 +143,36 @@ export class ParityIntegrity implements StripeIntegrity {
     if (view.length === 0) return undefined;
     const crcs = new Uint32Array(view.length / BLOCK);
     this.crc32cBlocks(view, BLOCK, crcs);
+    // The common case: every chunk's checksums cached and matching, checked without building extent lists.
+    if (this.cachedPass(offsetBytes, view.length, crcs)) return undefined;
     // Chunks on a role that is not readable were rebuilt from parity: stripe-verify.ts checked their inputs.
     const extents = mapParityData(this.io.vol.g, offsetBytes, view.length).filter((x) => this.io.state(x.role) === READABLE);
+    return this.verifyStored(offsetBytes, view, crcs, extents);
+  }
+
+  /** True when the store answers for every readable chunk of the range from its cache and every block matches. */
+  private cachedPass(offsetBytes: number, lengthBytes: number, crcs: Uint32Array): boolean {
     const store = this.d.store as PeekableStore;
-    if (store.peek !== undefined) {
-      let known = true;
-      const bad: typeof extents = [];
-      for (const x of extents) {
-        const n = x.lengthBytes / BLOCK;
+    if (store.peek === undefined) return false;
+    const g = this.io.vol.g;
+    const end = offsetBytes + lengthBytes;
+    for (let at = offsetBytes; at < end; ) {
+      const chunk = Math.floor(at / g.chunkBytes);
+      const within = at - chunk * g.chunkBytes;
+      const len = Math.min(end - at, g.chunkBytes - within);
+      const row = Math.floor(chunk / g.k);
+      const role = indexRole(g, row, chunk % g.k);
+      if (this.io.state(role) === READABLE) {
+        const n = len / BLOCK;
         if (this.peekScratch.length < n) this.peekScratch = new Uint32Array(n);
         const stored = this.peekScratch.subarray(0, n);
-        if (!store.peek(this.element(x.role), this.block(x.role, x.elementOffsetBytes, x.lengthBytes), n, stored)) {
-          known = false;
-          break;
-        }
-        if (mismatchIn(stored, crcs, x.bufferOffsetBytes / BLOCK)) bad.push(x);
+        const elementAt = elementOffset(g, role, row, within);
+        if (!store.peek(this.element(role), this.block(role, elementAt, len), n, stored)) return false;
+        if (mismatchIn(stored, crcs, (at - offsetBytes) / BLOCK)) return false;
       }
-      if (known) return bad.length === 0 ? undefined : this.repairExtents(offsetBytes, view, bad);
+      at += len;
     }
-    return this.verifyStored(offsetBytes, view, crcs, extents);
+    return true;
   }
 
   private async verifyStored(offsetBytes: number, view: Uint8Array, crcs: Uint32Array, extents: ReturnType<typeof mapParityData>): Promise<void> {
