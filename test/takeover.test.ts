@@ -103,6 +103,19 @@ h.shutdown()
 print("phase2 ok", flush=True)
 `;
 
+/**
+ * What a takeover test leaves running: the process it started (if still alive) and the successor
+ * serving now (another pid after a takeover); both are stopped, then the test's directory removed.
+ */
+async function stopServing(dir: string, first: { readonly child: ChildProcess; stop(): Promise<unknown> } | null, servingPid: number): Promise<void> {
+  try {
+    if (first !== null && !hasExited(first.child)) await first.stop();
+    if (servingPid !== 0 && servingPid !== first?.child.pid) await stopPid(servingPid);
+  } finally {
+    if (dir !== '') removeDir(dir);
+  }
+}
+
 describe.skipIf(missing !== null)(`takeover (SIGUSR2) ${missing ?? ''}`, () => {
   let dir = '';
   let configPath = '';
@@ -122,14 +135,7 @@ describe.skipIf(missing !== null)(`takeover (SIGUSR2) ${missing ?? ''}`, () => {
     servingPid = d().child.pid ?? 0;
   });
 
-  afterAll(async () => {
-    try {
-      if (daemon !== null && !hasExited(daemon.child)) await daemon.stop();
-      if (servingPid !== 0 && servingPid !== daemon?.child.pid) await stopPid(servingPid);
-    } finally {
-      if (dir !== '') removeDir(dir);
-    }
-  });
+  afterAll(() => stopServing(dir, daemon, servingPid));
 
   it('fio (libnbd, never reconnects) with verify=crc32c runs across a takeover without an error; the pid changes', async () => {
     const since = d().stderr.length;
@@ -250,14 +256,7 @@ describe.skipIf(missing !== null)('takeover on a Unix socket', () => {
   let servingPid = 0;
 
   beforeAll(() => { dir = tempDir('takeover-unix'); });
-  afterAll(async () => {
-    try {
-      if (daemon !== null && !hasExited(daemon.child)) await daemon.stop();
-      if (servingPid !== 0 && servingPid !== daemon?.child.pid) await stopPid(servingPid);
-    } finally {
-      if (dir !== '') removeDir(dir);
-    }
-  });
+  afterAll(() => stopServing(dir, daemon, servingPid));
 
   it('the socket path stays, a session moves, and a new client connects after', async () => {
     const sock = path.join(dir, 'nbd.sock');
@@ -351,14 +350,7 @@ describe.skipIf(missing !== null)('takeover with a TLS client', () => {
   let servingPid = 0;
 
   beforeAll(() => { dir = tempDir('takeover-tls'); });
-  afterAll(async () => {
-    try {
-      if (daemon !== null && !hasExited(daemon.child)) await daemon.stop();
-      if (servingPid !== 0 && servingPid !== daemon?.child.pid) await stopPid(servingPid);
-    } finally {
-      if (dir !== '') removeDir(dir);
-    }
-  });
+  afterAll(() => stopServing(dir, daemon, servingPid));
 
   it('the TLS connection is closed after its replies; qemu (reconnect-delay) reconnects to the successor and goes on', async () => {
     const pki = await makeTestPki(path.join(dir, 'pki'));
@@ -394,14 +386,7 @@ describe.skipIf(missing !== null || !have('systemd-socket-activate'))('takeover 
   let servingPid = 0;
 
   beforeAll(() => { dir = tempDir('takeover-sd'); });
-  afterAll(async () => {
-    try {
-      if (proc !== null && !hasExited(proc.child)) await proc.stop();
-      if (servingPid !== 0 && servingPid !== proc?.child.pid) await stopPid(servingPid);
-    } finally {
-      if (dir !== '') removeDir(dir);
-    }
-  });
+  afterAll(() => stopServing(dir, proc, servingPid));
 
   it('the passed NBD and API sockets move; a session and API requests go on through the takeover', async () => {
     const socket = path.join(dir, 'nbd.sock');
