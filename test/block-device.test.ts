@@ -62,7 +62,7 @@ describe.skipIf(skip !== null)(`block-device elements, O_DIRECT and page cache${
       ['write -P 0xa5 1M 4k', MiB, 4096, 0xa5],
       ['write -P 0x3c 10M 1M', 10 * MiB, MiB, 0x3c],
     ] as const;
-    const w = await qemuIo(uri, writes.map((x) => x[0]).concat(['flush']));
+    const w = await qemuIo(uri, [...writes.map((x): string => x[0]), 'flush']);
     expect(qemuIoFailed(w), explain(w)).toBe(false);
     const r = await qemuIo(uri, ['read -P 0x5a 0 64k', 'read -P 0xa5 1M 4k', 'read -P 0x3c 10M 1M', 'read -P 0 2M 1M']);
     expect(qemuIoFailed(r), explain(r)).toBe(false);

@@ -45,8 +45,8 @@ export async function badParityRows(legs: readonly (string | null)[], np: 1 | 2,
       data.forEach((d, j) => {
         const t = tables[j]!;
         for (let i = 0; i < chunkBytes; i++) {
-          p[i] ^= d[i]!;
-          q[i] ^= t[d[i]!]!;
+          p[i] = p[i]! ^ d[i]!;
+          q[i] = q[i]! ^ t[d[i]!]!;
         }
       });
       const pOk = p.equals(await chunk(roles.p, row));
