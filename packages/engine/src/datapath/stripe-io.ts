@@ -8,7 +8,7 @@ import { DataPathError, isDeviceError } from './errno.js';
 import type { ParityGeometry } from './map-parity.js';
 import type { SharedViews } from './shared-layout.js';
 import type { Top } from './top.js';
-import { FLAG_ELEMENT, STATE_ACTIVE, STATE_FAILED, STATE_REBUILDING } from './topology.js';
+import { failElementState, FLAG_ELEMENT, STATE_ACTIVE, STATE_REBUILDING } from './topology.js';
 import { BoundedFifo } from './waiters.js';
 
 /** What a role can do now: nothing, take writes only (being rebuilt), or serve reads too. */
@@ -90,9 +90,7 @@ export class StripeIo {
   fail(role: number, err: unknown): void {
     if (!isDeviceError(err)) throw err;
     const e = this.element(role);
-    if (Atomics.compareExchange(this.v.elemState, e, STATE_ACTIVE, STATE_FAILED) !== STATE_ACTIVE) {
-      Atomics.compareExchange(this.v.elemState, e, STATE_REBUILDING, STATE_FAILED);
-    }
+    failElementState(this.v.elemState, e);
   }
 
   /** Waits for every op; fails the roles whose op hit a device error and returns them. */

@@ -83,6 +83,15 @@ export const STATE_FAILED = 1;
 /** Being rebuilt: takes writes (so the copied part stays current) but serves no reads. */
 export const STATE_REBUILDING = 3;
 
+/**
+ * Marks an active or rebuilding element failed from the main thread (a device error its caller
+ * saw); the control plane's failure watch takes it from there. False if it was neither.
+ */
+export function failElementState(elemState: Int32Array, element: number): boolean {
+  return Atomics.compareExchange(elemState, element, STATE_ACTIVE, STATE_FAILED) === STATE_ACTIVE
+    || Atomics.compareExchange(elemState, element, STATE_REBUILDING, STATE_FAILED) === STATE_REBUILDING;
+}
+
 /** Engine-private parent flag (above the queue package's FUA/NO_HOLE bits): subs are mirror legs. */
 export const FLAG_MIRRORED = 1 << 8;
 /** Engine-private parent flag: element-addressed I/O of the raid5/6 stripe engine (AUX = element, offset = element offset). */

@@ -5,7 +5,7 @@ import { Op, type Slab } from '@onestack/queue';
 import { stripeLocate, stripeSplit } from './map.js';
 import type { SharedViews } from './shared-layout.js';
 import type { Top } from './top.js';
-import { FLAG_ELEMENT, STATE_ACTIVE, STATE_FAILED, STATE_REBUILDING, type TopologyElement, type TopologyVolume } from './topology.js';
+import { failElementState, FLAG_ELEMENT, STATE_ACTIVE, STATE_REBUILDING, type TopologyElement, type TopologyVolume } from './topology.js';
 import type { SlotPool } from './waiters.js';
 import { WriteBehind, type BehindSink } from './write-behind.js';
 
@@ -63,7 +63,7 @@ export function behindLinkFor(vol: TopologyVolume, elements: ReadonlyMap<number,
     fail: () => {
       Atomics.add(deps.v.elemErrors, cfg.element, 1);
       // Like a failed mirror leg (complete.ts failParent): out at once; the bitmap keeps its regions.
-      if (Atomics.compareExchange(state, cfg.element, STATE_ACTIVE, STATE_FAILED) !== STATE_ACTIVE) Atomics.compareExchange(state, cfg.element, STATE_REBUILDING, STATE_FAILED);
+      failElementState(state, cfg.element);
     },
   };
   const flushLeg = (): Promise<void> => deps.top.submit(deps.rawIndex, Op.FLUSH, 0, 0, FLAG_ELEMENT, -1, 'local', cfg.element);

@@ -3,7 +3,7 @@
 // plane hands over once per volume: its checksum store, counters and log.
 import { isDeviceError } from '../datapath/errno.js';
 import type { RawIo } from '../datapath/raw-io.js';
-import { STATE_ACTIVE, STATE_FAILED, STATE_REBUILDING } from '../datapath/topology.js';
+import { failElementState } from '../datapath/topology.js';
 import type { TopologyElement, TopologyVolume } from '../datapath/topology.js';
 import type { WriteGate } from '../datapath/write-gate.js';
 import type { StripeEngine } from '../datapath/stripe-engine.js';
@@ -40,10 +40,4 @@ export function integrityFor(vol: TopologyVolume, els: readonly TopologyElement[
 /** A raid5/6 volume's integrity: over its stripe engine, which follows replaced elements itself. */
 export function parityIntegrityFor(vol: TopologyVolume, opts: IntegrityOptions, stripe: StripeEngine, raw: RawIo): ParityIntegrity {
   return new ParityIntegrity({ store: opts.store, count: opts.count, log: opts.log, volume: vol.name, stripe, raw, ...(opts.crc32cBlocks !== undefined ? { crc32cBlocks: opts.crc32cBlocks } : {}) });
-}
-
-/** Marks an active or rebuilding element failed (the keeper's failure watch takes it from there); false if it was neither. */
-function failElementState(elemState: Int32Array, el: number): boolean {
-  return Atomics.compareExchange(elemState, el, STATE_ACTIVE, STATE_FAILED) === STATE_ACTIVE
-    || Atomics.compareExchange(elemState, el, STATE_REBUILDING, STATE_FAILED) === STATE_REBUILDING;
 }
