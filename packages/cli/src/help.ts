@@ -7,7 +7,7 @@ usage: onestack COMMAND [OPTIONS]
 commands:
   serve      run the daemon: NBD exports plus the JSON API and GUI
   status     volumes, layout, state, % rebuilt, elements, IOPS (like /proc/mdstat)
-  volume     list | create | delete | grow | add-member | remove-member | scrub | checkpoint volumes
+  volume     list | create | delete | grow | add-member | remove-member | reshape | scrub | checkpoint volumes
   element    list | add | remove | fail | replace elements (disks)
   discover   list the exports of an NBD server or the targets of an iSCSI portal
   rdma       RDMA devices and port states on this host (libibverbs probe; no daemon needed)
@@ -79,6 +79,7 @@ ${CLIENT_OPTIONS}
        onestack volume grow NAME --size SIZE [--json]
        onestack volume add-member NAME ELEMENT [--json]
        onestack volume remove-member NAME ELEMENT [--json]
+       onestack volume reshape NAME --add E1[,E2..] [--layout raid5|raid6] [--max-mib-per-sec N] [--watch] [--json]
        onestack volume scrub NAME [--repair] [--wait] [--max-mib-per-sec N] [--json]
        onestack volume scrub NAME --cancel
        onestack volume checkpoint NAME [--name CKPT] [--json]
@@ -108,6 +109,15 @@ onestack status). remove-member takes a leg out of a raid1 of 3 or more legs (at
 legs must stay); it becomes an unused element (failed if it had failed) whose superblock can never
 pass for the volume's data. Other layouts are refused (raid10, raid5, raid6: element replace; linear, raid0: grow).
 
+reshape adds elements to a linear, raid0, raid5 or raid6 volume, or changes its level (raid1 of 2 to
+raid5 with --add, raid5 to raid6 with --layout raid6), while it serves: data moves row by row into
+the new geometry, crash-safe (a position in every superblock; docs/reshape.md). Clients see the old
+size until it finishes, then the new one. Progress shows in onestack status. Integrity volumes,
+raid10, shrinking and volumes with checkpoints are refused.
+  --add E1[,E2..]     the unused elements that join (at least as large as the present ones)
+  --layout L          the new layout (default: the same; a raid1 becomes raid5)
+  --watch             follow it to its end
+
 scrub (raid1, raid10) reads every leg unit by unit (1 MiB on raid1, one chunk on raid10) and
 counts the units whose copies differ; client I/O goes on meanwhile. --repair also rewrites the
 odd copies: with three or more legs from the copy most legs agree on; with two legs there is no
@@ -134,6 +144,7 @@ ${CLIENT_OPTIONS}
 example: onestack volume create vol1 --layout raid1 --element d2 --element d3
          onestack volume grow vol1 --size 2G
          onestack volume add-member vol1 d4
+         onestack volume reshape vol5 --add d5 --watch
          onestack volume scrub vol1 --repair --wait
          onestack volume checkpoint vol1 --name nightly
 `,
@@ -261,7 +272,8 @@ example: onestack init
        onestack element replace OLD NEW [--volume V]
 
 URI: file:PATH or a bare path, nbd://HOST[:PORT]/EXPORT, nbds://..., nbd+unix:///EXPORT?socket=PATH,
-iscsi://[USER@]HOST[:PORT]/TARGET-IQN/LUN
+iscsi://[USER@]HOST[:PORT]/TARGET-IQN/LUN, rbd://POOL/IMAGE[?conf=PATH&id=USER&keyring=PATH]
+(Ceph RBD through a qemu-nbd gateway the daemon supervises; docs/rbd.md)
 
   --name N            element name (default: chosen by the engine)
   --cache C           local elements: writeback (page cache, default) or none (O_DIRECT)

@@ -5,6 +5,8 @@ import type { CheckpointStatus, ElementStatus, EngineStatus, RebuildStatus, Scru
 import { scheduleLine } from './render-schedule.js';
 import { latencySuffix } from './render-latency.js';
 import { retryLine } from './render-retry.js';
+import { reshapeLine } from './render-reshape.js';
+import { rbdLine } from './render-rbd.js';
 
 export interface OpSample {
   readonly atMs: number;
@@ -111,6 +113,7 @@ export function renderVolume(volume: VolumeStatus, iops: Iops | undefined): stri
     `      ${formatBytes(volume.sizeBytes)} (${volume.sizeBytes} bytes) chunk ${volume.chunkKiB}K ${roleMap(volume)}  ${flags}`,
   ];
   if (volume.rebuild !== null) lines.push(`      ${progressLine(volume.rebuild, volume.name)}`);
+  if (volume.reshape !== undefined && volume.reshape !== null) lines.push(`      ${reshapeLine(volume.reshape)}`);
   // Older daemons have no scrub field: treat it as absent.
   if (volume.scrub !== undefined && volume.scrub !== null) {
     lines.push(`      last scrub ${new Date(volume.scrub.finishedMs).toISOString()}: ${scrubSummary(volume.scrub, volume.name)}`);
@@ -128,6 +131,7 @@ export function renderVolume(volume: VolumeStatus, iops: Iops | undefined): stri
     const retry = retryLine(e, Date.now());
     if (retry !== null) lines.push(retry);
     if (e.writeBehind !== undefined) lines.push(writeBehindLine(e.writeBehind));
+    if (e.rbd !== undefined) lines.push(rbdLine(e.rbd));
   }
   return lines;
 }

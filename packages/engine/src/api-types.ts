@@ -27,6 +27,19 @@ export interface ElementStatus {
   readonly integrity?: ElementIntegrityStatus;
   /** A raid1 leg written behind (config `writeBehind`, docs/durability.md): its lag now; absent on other elements. */
   readonly writeBehind?: ElementWriteBehindStatus;
+  /** rbd:// elements: how the image is reached (remote/rbd-gateway.ts); absent on other elements. */
+  readonly rbd?: ElementRbdStatus;
+}
+
+/** `path`: 'gateway' = a supervised qemu-nbd (pid while it serves), 'librbd' = the native crate (later). */
+export interface ElementRbdStatus {
+  readonly path: 'gateway' | 'librbd';
+  readonly pool: string;
+  readonly image: string;
+  readonly pid: number | null;
+  readonly restarts: number;
+  readonly state: 'starting' | 'up' | 'down' | 'stopped';
+  readonly error?: string;
 }
 
 export interface ElementWriteBehindStatus {
@@ -129,6 +142,24 @@ export interface RebuildStatus {
   readonly totalBytes: number;
 }
 
+/** A running reshape (durable/reshape.ts, docs/reshape.md): [0, positionBytes) holds the new geometry. */
+export interface ReshapeStatus {
+  readonly from: { readonly layout: Layout; readonly count: number };
+  readonly to: { readonly layout: Layout; readonly count: number };
+  readonly positionBytes: number;
+  /** The size clients see while it runs (C0); sizeBytes is the size once it finishes (C1). */
+  readonly totalBytes: number;
+  readonly sizeBytes: number;
+  readonly percent: number;
+  readonly state: 'running' | 'paused' | 'finishing';
+  readonly rateMiBps: number;
+  /** Steps that first saved their window in the backup area (their new rows overlapped old rows still needed). */
+  readonly backupSteps: number;
+  readonly startedMs: number;
+  /** Why it stopped (it is retried at the next start), absent while it runs. */
+  readonly error?: string;
+}
+
 /** The last resync or rebuild of a volume (since the engine opened): what it copied and how it ended. */
 export interface LastRebuild {
   readonly kind: 'rebuild' | 'resync';
@@ -227,6 +258,8 @@ export interface VolumeStatus {
   readonly state: VolumeState;
   /** The maintenance job running on the volume (rebuild, resync, scrub check or repair), or null. */
   readonly rebuild: RebuildStatus | null;
+  /** A running reshape (`onestack volume reshape`), or null; absent from older daemons. */
+  readonly reshape?: ReshapeStatus | null;
   /** The last scrub's result (since the engine opened), or null. */
   readonly scrub: ScrubStatus | null;
   /** Scheduled scrubs (config `scrub`, docs/integrity.md): the volume's schedule, or null when it has none; absent from older daemons. */

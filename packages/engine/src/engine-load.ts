@@ -8,6 +8,7 @@ import { assembleVolume } from './meta/assemble.js';
 import type { AssembledVolume } from './meta/types.js';
 import { ensureDataDir } from './state/data-dir.js';
 import { mergeState, readStateFile } from './state/state-file.js';
+import { attachRbdGateways, stopRbdGateways } from './remote/rbd-gateway.js';
 import { checkLayout, type EngineOpenOptions, type LogFn } from './engine-types.js';
 
 export interface LoadedEngine {
@@ -33,7 +34,13 @@ export async function loadEngine(opts: EngineOpenOptions, log: LogFn): Promise<L
   for (const v of merged.config.volumes) checkLayout(v.layout, v.name);
   const byName = new Map(merged.config.elements.map((e) => [e.name, e]));
   const assembled: AssembledVolume[] = [];
-  for (const v of merged.config.volumes) assembled.push(await assembleVolume(v, byName, { create: true }));
+  attachRbdGateways(loaded.dataDir, log);
+  try {
+    for (const v of merged.config.volumes) assembled.push(await assembleVolume(v, byName, { create: true }));
+  } catch (err) {
+    await stopRbdGateways(loaded.dataDir); // rbd:// gateways started by the probes
+    throw err;
+  }
   return {
     loaded, merged, assembled,
     runtimeElements: new Set(merged.runtime.elements.map((e) => e.name)),

@@ -2,7 +2,7 @@
 // bitmap, checkpoints), elements with live states and error counts, pools, queue, native backend, NBD TLS, RDMA
 // devices, the bottom driver's I/O backend (io_uring or sync).
 import { formatRdmaLine, ioBackendInfo, nativeInfo, rdmaProbe } from '@onestack/native';
-import type { CheckpointStatus, ElementIntegrityStatus, ScrubScheduleStatus, ElementStatus, EngineIoStatus, EngineRdmaStatus, EngineStatus, VolumeStatus } from './api-types.js';
+import type { CheckpointStatus, ReshapeStatus, ElementIntegrityStatus, ScrubScheduleStatus, ElementStatus, EngineIoStatus, EngineRdmaStatus, EngineStatus, VolumeStatus } from './api-types.js';
 import type { EngineConfig } from './config/types.js';
 import type { DataPath } from './datapath/datapath.js';
 import { isMirror, isParity, type MirrorKeeper } from './durable/keeper.js';
@@ -10,6 +10,7 @@ import { retryView } from './durable/leg-watch.js';
 import type { ScrubJobs } from './durable/scrub-jobs.js';
 import type { AssembledVolume, ElementState } from './meta/types.js';
 import { nbdTlsMode } from './nbd-tls.js';
+import { rbdField } from './remote/rbd-gateway.js';
 import { elementStatus, volumeState, type ElementEntry, type LiveView, type Registry, type VolumeEntry } from './state/registry.js';
 import type { LogFn } from './engine-types.js';
 import { BOTTOM_BATCH_MAX, uringScope } from './workers/uring-batch.js';
@@ -30,6 +31,8 @@ export interface StatusSources {
   readonly integrityCounts?: (element: number) => ElementIntegrityStatus;
   /** A volume's scrub schedule (durable/scrub-schedule.ts), or null. */
   readonly scrubSchedule?: (volume: VolumeEntry) => ScrubScheduleStatus | null;
+  /** A volume's running reshape (durable/reshape.ts), or null. */
+  readonly reshape?: (volume: string) => ReshapeStatus | null;
 }
 
 /** Element states and error counters as the data path sees them now. */
@@ -84,7 +87,7 @@ export function ioStatusOnce(): EngineIoStatus {
 function elementWithStats(ctx: StatusSources, e: ElementEntry, live: LiveView): ElementStatus {
   const integrity = ctx.registry.ownerOf(e.config.name)?.assembled.config.integrity === true ? ctx.integrityCounts?.(e.index) : undefined;
   return { ...retryView(ctx.keeper, elementStatus(ctx.registry, e, live)), stats: ctx.dataPath.elementStats(e.index), latency: ctx.dataPath.elementLatency(e.index), ...(integrity !== undefined ? { integrity } : {}),
-    ...writeBehindField(ctx.dataPath.writeBehindStatus(e.index)) };
+    ...writeBehindField(ctx.dataPath.writeBehindStatus(e.index)), ...rbdField(e.config) };
 }
 
 export function buildStatus(ctx: StatusSources): EngineStatus {
@@ -94,7 +97,7 @@ export function buildStatus(ctx: StatusSources): EngineStatus {
     const { config } = v.assembled;
     return {
       name: config.name, layout: config.layout, sizeBytes: v.assembled.sizeBytes, chunkKiB: config.chunkKiB, order: config.order, boot: config.boot,
-      state: volumeState(config.layout, elements.map((e) => e.state)), rebuild: ctx.keeper.progress(config.name) ?? ctx.scrubs.progress(config.name),
+      state: volumeState(config.layout, elements.map((e) => e.state)), rebuild: ctx.keeper.progress(config.name) ?? ctx.scrubs.progress(config.name), reshape: ctx.reshape?.(config.name) ?? null,
       scrub: ctx.scrubs.result(config.name), scrubSchedule: ctx.scrubSchedule?.(v) ?? null, elements, stats: v.handle.io.stats(), cache: v.handle.io.cacheStats(),
       checkpoints: ctx.checkpoints?.(config.name) ?? [], integrity: config.integrity === true,
       ...(isMirror(config.layout) ? { lastRebuild: ctx.keeper.lastRebuild(config.name), bitmap: ctx.keeper.bitmapStatus(config.name) } : {}),

@@ -1,7 +1,7 @@
 // The embedding API: opens a configuration, assembles its volumes from their superblocks,
 // starts the data path and serves volumes. Control operations run one at a time.
 import { EventEmitter } from 'node:events';
-import { EngineError, type BlockExtent, type CheckpointStatus, type ElementStatus, type EngineStatus, type ScrubStatus } from './api-types.js';
+import { EngineError, type BlockExtent, type CheckpointStatus, type ElementStatus, type EngineStatus, type ReshapeStatus, type ScrubStatus } from './api-types.js';
 import type { EngineConfig } from './config/types.js';
 import { DataPath } from './datapath/datapath.js';
 import { createVolumeOp, deleteVolumeOp, failElementOp, startScrubOp, type VolumeOpsHost } from './volume-ops.js';
@@ -23,6 +23,7 @@ import type { ScrubOptions } from './durable/scrub.js';
 import { MirrorKeeper, type KeeperHost } from './durable/keeper.js';
 import { replaceLeg } from './durable/replace.js';
 import { addMember, removeMember } from './durable/members.js';
+import { Reshapes, type ReshapeSpec } from './durable/reshape-start.js';
 import { DEFAULT_REBUILD } from './config/validate.js';
 import { nbdCopyStats, nbdListenAddresses } from './nbd-export.js';
 import { VolumeAllocation } from './allocation/allocator.js';
@@ -30,6 +31,7 @@ import { CheckpointKeeper } from './checkpoints/keeper.js';
 import { IntegrityStores } from './integrity/stores.js';
 import type { IntegrityStore } from './integrity/store.js';
 import { buildStatus, liveViewOf, withLiveStates, logOpenReport } from './engine-status.js';
+import { stopRbdGatewayOf, stopRbdGateways } from './remote/rbd-gateway.js';
 import { defaultLog, type AddElementSpec, type CreateVolumeSpec, type EngineOpenOptions, type LogFn } from './engine-types.js';
 
 export type { AddElementSpec, CreateVolumeSpec, EngineOpenOptions, LogFn } from './engine-types.js';
@@ -58,6 +60,8 @@ export class Engine {
   private readonly ckpts: CheckpointKeeper;
   /** Checksum stores of integrity volumes, their page cache and per-element counters (integrity/). */
   readonly integrity: IntegrityStores;
+  /** Online reshapes (durable/reshape*.ts). */
+  private readonly reshapes: Reshapes;
 
   private constructor(
     private readonly base: EngineConfig,
@@ -67,6 +71,7 @@ export class Engine {
     this.keeper = new MirrorKeeper(this.keeperHost());
     this.ckpts = new CheckpointKeeper({ dataDir: base.dataDir, log: (level, msg) => this.log(level, msg) });
     this.integrity = new IntegrityStores({ raw: () => this.dataPath.raw, volume: (n) => this.registry.volumes.get(n)?.assembled, elementIndex: (n) => this.registry.elements.get(n)?.index });
+    this.reshapes = new Reshapes({ ...this.volumeOpsHost(), closing: () => this.closing !== null }, () => (this.base.rebuild ?? DEFAULT_REBUILD).maxMiBPerSec);
   }
 
   /** @internal The checksum store of an integrity volume (undefined without integrity). */
@@ -98,7 +103,8 @@ export class Engine {
   static async open(opts: EngineOpenOptions = {}): Promise<Engine> {
     const log = opts.log ?? defaultLog;
     const { loaded, merged, runtimeElements, runtimeVolumes, assembled } = await loadEngine(opts, log);
-    const dataPath = await DataPath.start({ pools: loaded.pools, queue: loaded.queue, probeDir: loaded.dataDir, readCacheMiB: loaded.cache.readMiB, maxVolumes: MAX_VOLUME_SLOTS, maxElements: MAX_ELEMENT_SLOTS });
+    const dataPath = await DataPath.start({ pools: loaded.pools, queue: loaded.queue, probeDir: loaded.dataDir, readCacheMiB: loaded.cache.readMiB, maxVolumes: MAX_VOLUME_SLOTS, maxElements: MAX_ELEMENT_SLOTS })
+      .catch(async (err: unknown) => { await stopRbdGateways(loaded.dataDir); throw err; });
     const engine = new Engine(loaded, dataPath, log);
     try {
       // Remote members were just probed by assembly: no second connection (and no second timeout).
@@ -116,6 +122,8 @@ export class Engine {
       for (const entry of engine.registry.volumes.values()) await engine.keeper.attach(entry);
       for (const entry of engine.registry.volumes.values()) await engine.attachCheckpoints(entry);
       engine.keeper.start();
+      for (const entry of engine.registry.volumes.values()) engine.reshapes.resume(entry);
+      engine.onClose(() => engine.reshapes.close());
     } catch (err) {
       await engine.close().catch(() => undefined);
       throw err;
@@ -152,7 +160,7 @@ export class Engine {
   status(): EngineStatus {
     this.checkOpen();
     return buildStatus({ nbdCopies: () => nbdCopyStats(this), nbdListen: () => nbdListenAddresses(this), registry: this.registry, dataPath: this.dataPath, keeper: this.keeper, scrubs: this.scrubs, base: this.base, checkpoints: (v) => this.ckpts.list(v, true), integrityCounts: (i) => this.integrity.counters.snapshot(i),
-      scrubSchedule: (v) => this.schedule?.statusOf(scheduleVolumeOf(this.base, v)) ?? null });
+      scrubSchedule: (v) => this.schedule?.statusOf(scheduleVolumeOf(this.base, v)) ?? null, reshape: (v) => this.reshapes.status(v) });
   }
 
   bootVolume(): Volume | undefined {
@@ -181,11 +189,16 @@ export class Engine {
 
   /** Grows a volume into room its elements already have (volume-grow.ts); the NBD export's size follows. */
   growVolume(name: string, spec: GrowVolumeSpec): Promise<GrowResult> {
-    return this.exclusive(() => growVolumeOp(this.volumeOpsHost(), name, spec));
+    return this.exclusive(async () => (this.reshapes.refuseBusy(name, 'a grow'), growVolumeOp(this.volumeOpsHost(), name, spec)));
+  }
+
+  /** Starts an online reshape (durable/reshape*.ts): more elements, raid1→raid5, raid5→raid6; progress in status `reshape`. */
+  reshapeVolume(name: string, spec: ReshapeSpec): Promise<ReshapeStatus | null> {
+    return this.exclusive(() => this.reshapes.start(name, spec));
   }
 
   deleteVolume(name: string): Promise<void> {
-    return this.exclusive(() => deleteVolumeOp(this.volumeOpsHost(), name));
+    return this.exclusive(async () => (this.reshapes.refuseBusy(name, 'deleting it'), deleteVolumeOp(this.volumeOpsHost(), name)));
   }
 
   addElement(spec: AddElementSpec): Promise<ElementStatus> {
@@ -210,6 +223,7 @@ export class Engine {
       if (owner !== undefined) throw new EngineError('conflict', `element ${name} is used by volume ${owner.assembled.config.name}`, `element ${name}`, 'delete the volume first (or replace the element)');
       this.registry.elements.delete(name);
       await this.applyTopology();
+      await stopRbdGatewayOf(entry.config);
       if (!entry.runtime) this.log('warn', `element ${name} is defined in the config file: it comes back at the next start unless removed there`);
       this.persist();
       this.changed();
@@ -227,6 +241,7 @@ export class Engine {
    */
   async startScrub(volume: string, opts: ScrubOptions = {}): Promise<ScrubStarted> {
     this.checkOpen();
+    this.reshapes.refuseBusy(volume, 'a scrub');
     return startScrubOp(this.volumeOpsHost(), volume, opts);
   }
 
@@ -248,17 +263,17 @@ export class Engine {
    * `rebuild`), and the change is saved so a restart reassembles the volume the same way.
    */
   replaceElement(volume: string, oldElement: string, newElement: string): Promise<void> {
-    return this.exclusive(() => replaceLeg(this.keeperHost(), this.keeper, volume, oldElement, newElement, 'by request'));
+    return this.exclusive(async () => (this.reshapes.refuseBusy(volume, 'replacing an element'), replaceLeg(this.keeperHost(), this.keeper, volume, oldElement, newElement, 'by request')));
   }
 
   /** Adds an unused element to a raid1 as a new leg, rebuilt in full in the background (durable/members.ts). */
   addMember(volume: string, element: string): Promise<void> {
-    return this.exclusive(() => addMember(this.keeperHost(), this.keeper, volume, element));
+    return this.exclusive(async () => (this.reshapes.refuseBusy(volume, 'add-member'), addMember(this.keeperHost(), this.keeper, volume, element)));
   }
 
   /** Removes a leg from a raid1 of 3+ legs (at least 2 active stay); it becomes an idle spare. */
   removeMember(volume: string, element: string): Promise<void> {
-    return this.exclusive(() => removeMember(this.keeperHost(), this.keeper, volume, element));
+    return this.exclusive(async () => (this.reshapes.refuseBusy(volume, 'remove-member'), removeMember(this.keeperHost(), this.keeper, volume, element)));
   }
 
   /**
@@ -359,6 +374,7 @@ export class Engine {
       await this.ckpts.close();
       await this.integrity.close();
       await this.dataPath.close();
+      await stopRbdGateways(this.base.dataDir); // after the last flush went through them
       this.log('info', 'engine closed');
     })();
     return this.closing;

@@ -2,7 +2,7 @@
 export { EngineError, LATENCY_BUCKET_BOUNDS_US } from './api-types.js';
 export type { BlockExtent, CheckpointStatus, ElementIoStats, ElementLatencyStatus, LatencyStats } from './api-types.js';
 export type { ElementCacheTierStatus } from './api-types.js';
-export type { ElementRetryStatus, ElementStatus, EngineErrorCode, EngineRdmaStatus, EngineStatus, MaintenanceKind, PoolStatus, RebuildStatus, ScrubElementCount, ScrubScheduleStatus, ScrubStatus, VolumeState, VolumeStatus } from './api-types.js';
+export type { ElementRetryStatus, ElementStatus, EngineErrorCode, EngineRdmaStatus, EngineStatus, MaintenanceKind, PoolStatus, RebuildStatus, ReshapeStatus, ScrubElementCount, ScrubScheduleStatus, ScrubStatus, VolumeState, VolumeStatus } from './api-types.js';
 export type * from './config/types.js';
 export { formatEvery, parseScrubEvery, type ScrubScheduleConfig, type VolumeScrubConfig } from './config/scrub-schedule.js';
 export { loadConfig, embeddedDefaultConfig, normalizeConfig, defaultDataDir, DEFAULT_API_LISTEN, DEFAULT_NBD_LISTEN, type ConfigOverrides, type ConfigSource } from './config/load.js';
@@ -19,6 +19,7 @@ export { readStateFile, writeStateFile, mergeState, STATE_FILE } from './state/s
 export { Engine, type AddElementSpec, type CreateVolumeSpec, type EngineOpenOptions, type LogFn } from './engine.js';
 export { Volume } from './volume.js';
 export type { GrowResult, GrowVolumeSpec } from './volume-grow.js';
+export type { ReshapeSpec } from './durable/reshape-start.js';
 export { startNbdExport, type NbdExportHandle, type NbdExportOptions } from './nbd-export.js';
 export { nbdTlsMode, type NbdTlsMode } from './nbd-tls.js';
 export { discover, type DiscoverOptions, type DiscoverResult, type DiscoveredItem } from './remote/discover.js';

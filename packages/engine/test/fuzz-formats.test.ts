@@ -9,7 +9,7 @@ import {
   decodeJournalHeader, decodeRecordHeader, encodeJournalHeader, encodeRecordHeader, JOURNAL_BLOCK_BYTES, RecordKind, type RecordHeader,
 } from '../src/datapath/journal-format.js';
 import { crc32c, decodeSuperblock, encodeSuperblock, SuperblockError, type Superblock } from '../src/meta/superblock.js';
-import { SUPERBLOCK_BYTES } from '../src/meta/types.js';
+import { SUPERBLOCK_BYTES, type ReshapeRecord } from '../src/meta/types.js';
 import { applyMutations, embedded, mutations, surround } from '../../../test/lib/fuzz-bytes.js';
 import { fuzz, onlyTyped } from '../../../test/lib/fuzz-run.js';
 
@@ -37,11 +37,27 @@ const superblockArb: fc.Arbitrary<SuperblockInput> = fc.record({
     const base = { ...rest, role: sb.role % sb.count, ...(faulty === true ? { faulty: true } : {}) };
     // An integrity area (issue 10) after the data, 4 KiB aligned, when the sum stays a safe integer; else none (zeros).
     const dataEnd = Math.ceil((sb.dataOffsetBytes + sb.dataSizeBytes) / 4096) * 4096;
-    if (!Number.isSafeInteger(dataEnd + 2 ** 45)) return fc.constant(base);
-    const area = fc.record({ gapPages: fc.nat({ max: 2 ** 20 }), sizePages: fc.integer({ min: 1, max: 2 ** 24 }) })
-      .map(({ gapPages, sizePages }) => ({ offsetBytes: dataEnd + gapPages * 4096, sizeBytes: sizePages * 4096, blockBytes: 4096, algo: 1 }));
-    return fc.option(area, { nil: undefined }).map((integrity) => (integrity === undefined ? base : { ...base, integrity }));
+    const withArea: fc.Arbitrary<SuperblockInput> = !Number.isSafeInteger(dataEnd + 2 ** 45) ? fc.constant(base)
+      : fc.option(fc.record({ gapPages: fc.nat({ max: 2 ** 20 }), sizePages: fc.integer({ min: 1, max: 2 ** 24 }) })
+        .map(({ gapPages, sizePages }) => ({ offsetBytes: dataEnd + gapPages * 4096, sizeBytes: sizePages * 4096, blockBytes: 4096, algo: 1 })), { nil: undefined })
+        .map((integrity) => (integrity === undefined ? base : { ...base, integrity }));
+    // A reshape record (issue 11) consistent with the superblock: C0 = its volume size, from count ≤ count.
+    return fc.tuple(withArea, fc.option(reshapeArb(sb.count, sb.volumeSizeBytes), { nil: undefined }))
+      .map(([v, reshape]) => (reshape === undefined ? v : { ...v, reshape }));
   });
+
+function reshapeArb(count: number, c0: number): fc.Arbitrary<ReshapeRecord> {
+  return fc.record({
+    fromLayout: fc.constantFrom(...LAYOUTS), fromCount: fc.integer({ min: 1, max: count }), fromChunkBytes: fc.integer({ min: 12, max: 30 }).map((k) => 2 ** k),
+    extra: fc.nat({ max: Number.MAX_SAFE_INTEGER - c0 }), position: fc.nat({ max: c0 }), startedMs: u53,
+    backup: fc.option(fc.record({ at: fc.double({ min: 0, max: 1, noNaN: true }), len: fc.integer({ min: 1, max: 0xffffffff }), crc: fc.nat({ max: 0xffffffff }) }), { nil: undefined }),
+  }).map(({ extra, position, backup, ...r }) => {
+    const room = c0 - position;
+    const startBytes = position + Math.floor((backup?.at ?? 0) * Math.max(0, room - 1));
+    const b = backup !== undefined && room >= 1 ? { backup: { startBytes, lengthBytes: Math.min(backup.len, c0 - startBytes), crc: backup.crc } } : {};
+    return { ...r, fromSizeBytes: c0, toSizeBytes: c0 + extra, positionBytes: position, ...b };
+  });
+}
 
 /** Recomputes a block's trailing CRC32C (so that edits reach the field checks behind it). */
 function withCrc(block: Uint8Array): Uint8Array {
@@ -90,8 +106,8 @@ describe('fuzz: superblock', () => {
 
   it('field edits with a valid checksum: refused, or a superblock the encoder accepts and that decodes the same', () => {
     fuzz('superblock field edits', fc.property(superblockArb, mutations(4), (sb, muts) => {
-      // Edits confined to the fields (the first 216 bytes, integrity included), then the CRC made valid again.
-      const edited = withCrc(applyMutations(encodeSuperblock(sb), muts, 216).slice(0, SUPERBLOCK_BYTES));
+      // Edits confined to the fields (the first 284 bytes, integrity and reshape record included), then the CRC made valid again.
+      const edited = withCrc(applyMutations(encodeSuperblock(sb), muts, 284).slice(0, SUPERBLOCK_BYTES));
       const d = outcome(() => decodeSuperblock(edited), SuperblockError);
       if ('error' in d || 'kind' in d) return;
       const again = encodeSuperblock(d);

@@ -68,7 +68,7 @@ describe('raid1 membership changes', () => {
       await expect(engine.addMember('m', 'r')).rejects.toMatchObject({ code: 'conflict', message: expect.stringMatching(/already a member of volume m/) });
       await expect(engine.addMember('m', 'z0')).rejects.toMatchObject({ code: 'conflict', message: expect.stringMatching(/already used by volume z/) });
       await expect(engine.addMember('m', 'nope')).rejects.toMatchObject({ code: 'not-found' });
-      await expect(engine.addMember('z', 's')).rejects.toMatchObject({ code: 'invalid', message: expect.stringMatching(/z is raid0: only a raid1/), hint: expect.stringMatching(/volume grow/) });
+      await expect(engine.addMember('z', 's')).rejects.toMatchObject({ code: 'invalid', message: expect.stringMatching(/z is raid0: only a raid1/), hint: expect.stringMatching(/volume reshape NAME --add/) });
       await expect(engine.removeMember('z', 'z0')).rejects.toMatchObject({ code: 'invalid', message: expect.stringMatching(/raid0/) });
       await expect(engine.removeMember('m', 's')).rejects.toMatchObject({ code: 'not-found', message: expect.stringMatching(/not a member of volume m/) });
       expect(legs(engine).map((l) => l[0])).toEqual(['p', 'q', 'r']);

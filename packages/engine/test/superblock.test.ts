@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { crc32c, decodeSuperblock, encodeSuperblock, SuperblockError, type Superblock } from '../src/meta/superblock.js';
-import { DATA_OFFSET_BYTES, SUPERBLOCK_BYTES } from '../src/meta/types.js';
+import { DATA_OFFSET_BYTES, SUPERBLOCK_BYTES, type ReshapeRecord } from '../src/meta/types.js';
 
 const SAMPLE: Omit<Superblock, 'version'> = {
   arrayUuid: randomUUID(), elementUuid: randomUUID(), volumeName: 'défault-é', layout: 'raid1', chunkBytes: 65536, role: 1, count: 2,
@@ -109,5 +109,66 @@ describe('superblock codec', () => {
     }
     // The fuzz reached every rejection path, not only the magic check.
     for (const kind of ['truncated', 'bad-magic', 'bad-checksum', 'invalid-field']) expect(kinds.get(kind) ?? 0).toBeGreaterThan(0);
+  });
+});
+
+describe('superblock reshape record (bytes 216..284)', () => {
+  // A raid5 over 4 growing to 5: the superblock carries the NEW geometry; volume size = C0.
+  const NEW = { ...SAMPLE, layout: 'raid5' as const, count: 5, role: 4, volumeSizeBytes: 3 * 1024 ** 3 };
+  const RECORD: ReshapeRecord = {
+    fromLayout: 'raid5', fromCount: 4, fromChunkBytes: 65536, fromSizeBytes: 3 * 1024 ** 3, toSizeBytes: 4 * 1024 ** 3,
+    positionBytes: 8 * 65536, backup: { startBytes: 8 * 65536, lengthBytes: 3 * 65536, crc: 0xdeadbeef }, startedMs: 1_790_000_000_123,
+  };
+
+  it('round-trips with and without a backup; older superblocks (zeros there) have none', () => {
+    expect(decodeSuperblock(encodeSuperblock({ ...NEW, reshape: RECORD }))).toEqual({ ...NEW, reshape: RECORD, version: 1 });
+    const { backup: _b, ...noBackup } = RECORD;
+    const bytes = encodeSuperblock({ ...NEW, reshape: noBackup });
+    expect(decodeSuperblock(bytes)).toEqual({ ...NEW, reshape: noBackup, version: 1 });
+    const view = new DataView(bytes.buffer);
+    expect(view.getUint32(216, true)).toBe(0x50485352);
+    expect([view.getUint32(220, true), view.getUint32(224, true), view.getUint32(228, true)]).toEqual([4, 4, 65536]);
+    expect([232, 240, 248, 256].map((o) => Number(view.getBigUint64(o, true)))).toEqual([RECORD.fromSizeBytes, RECORD.toSizeBytes, RECORD.positionBytes, 0]);
+    expect([view.getUint32(264, true), view.getUint32(268, true), view.getUint32(280, true)]).toEqual([0, 0, 0]);
+    const plain = encodeSuperblock(SAMPLE);
+    expect(plain.subarray(216, 4092).every((b) => b === 0)).toBe(true);
+    expect(decodeSuperblock(plain)).not.toHaveProperty('reshape');
+  });
+
+  it('refuses an inconsistent record on encode', () => {
+    const bad: Array<[Partial<ReshapeRecord>, RegExp]> = [
+      [{ positionBytes: RECORD.fromSizeBytes + 1 }, /position/],
+      [{ toSizeBytes: RECORD.fromSizeBytes - 1 }, /new size/],
+      [{ fromCount: 6 }, /from count/],
+      [{ fromCount: 0 }, /from count/],
+      [{ fromSizeBytes: 1024 ** 3 }, /volume size/],
+      [{ fromLayout: 'raid7' as never }, /from layout/],
+      [{ fromChunkBytes: 1000 }, /chunk/],
+      [{ backup: { startBytes: 0, lengthBytes: 4096, crc: 1 } }, /backup/],
+      [{ backup: { startBytes: RECORD.fromSizeBytes - 4096, lengthBytes: 8192, crc: 1 } }, /backup/],
+      [{ backup: { startBytes: RECORD.positionBytes, lengthBytes: 0, crc: 1 } }, /backup/],
+    ];
+    for (const [patch, message] of bad) expect(() => encodeSuperblock({ ...NEW, reshape: { ...RECORD, ...patch } }), JSON.stringify(patch)).toThrow(message);
+  });
+
+  it('decode names a damaged record invalid-field (magic, layout code, reserved, stray backup fields, position)', () => {
+    const edits: Array<(v: DataView) => void> = [
+      (v) => v.setUint32(216, 0x12345678, true),
+      (v) => v.setUint32(216, 0, true),
+      (v) => v.setUint32(220, 6, true),
+      (v) => v.setUint32(280, 1, true),
+      (v) => { v.setUint32(264, 0, true); }, // backup start and crc left without a length
+      (v) => v.setBigUint64(248, BigInt(RECORD.fromSizeBytes + 1), true),
+      (v) => v.setBigUint64(240, 2n ** 60n, true),
+    ];
+    for (const edit of edits) {
+      const bytes = encodeSuperblock({ ...NEW, reshape: RECORD });
+      edit(new DataView(bytes.buffer));
+      expect(kindOf(reseal(bytes))).toBe('invalid-field');
+    }
+    // Stray bytes in an otherwise empty record area are damage, not "no reshape".
+    const stray = encodeSuperblock(NEW);
+    stray[250] = 1;
+    expect(kindOf(reseal(stray))).toBe('invalid-field');
   });
 });

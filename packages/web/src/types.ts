@@ -14,6 +14,52 @@ export interface ElementStatus {
   role: number | null;
   errors: number;
   reason?: string;
+  /** Measured service latency and throughput (docs/transport.md); absent from older daemons. */
+  latency?: ElementLatency;
+  /** A raid1/raid10 leg written behind (config `writeBehind`): its lag now; absent on other elements. */
+  writeBehind?: ElementWriteBehind;
+  /** A remote leg that went away and is being probed (state `stale`, docs/durability.md). */
+  retry?: ElementRetry;
+}
+
+/** EWMAs: µs per successful READ / WRITE (null = no sample yet), MiB/s with a ~1 s time constant. */
+export interface ElementLatency { readUsEwma: number | null; writeUsEwma: number | null; readMiBPerSec: number; writeMiBPerSec: number }
+
+export interface ElementWriteBehind {
+  /** Acknowledged bytes not yet on the leg (at most maxLagBytes). */
+  lagBytes: number; maxLagBytes: number;
+  writesInFlight: number; writesQueued: number; writesDone: number;
+  /** Writes dropped because the leg went down (resynced from the bitmap). */
+  droppedWrites: number; peakLagBytes: number;
+}
+
+export interface ElementRetry {
+  /** Probes that found it still away in this outage. */
+  attempts: number;
+  delayMs: number;
+  /** Epoch ms of the next probe; null before the first one is scheduled. */
+  nextAttemptMs: number | null;
+  /** Epoch ms the outage began. */
+  sinceMs: number;
+  lastError: string | null;
+}
+
+/** An online reshape in progress (status().volumes[].reshape, issue 11 contract); absent otherwise. */
+export interface ReshapeStatus {
+  from: { layout: string; count: number };
+  to: { layout: string; count: number };
+  /** Volume bytes already in the new geometry. */
+  positionBytes: number;
+  /** The old capacity (what clients see while it runs). */
+  totalBytes: number;
+  /** The new capacity (seen when it finishes). */
+  sizeBytes: number;
+  percent: number;
+  state: 'running' | 'paused' | 'finishing';
+  rateMiBps: number;
+  backupSteps: number;
+  startedMs: number;
+  error?: string;
 }
 
 export interface RebuildStatus {
@@ -57,6 +103,8 @@ export interface VolumeStatus {
   stats: VolumeStats;
   /** Dirty bitmaps for incremental backup (NBD qemu:dirty-bitmap:NAME); absent from older daemons. */
   checkpoints?: CheckpointStatus[];
+  /** Online reshape (grow / level migration) in progress; absent otherwise and from older daemons. */
+  reshape?: ReshapeStatus | null;
 }
 
 export interface CheckpointStatus { name: string; createdMs: number; regionBytes: number; dirtyBytes: number; unusable?: string }

@@ -48,6 +48,9 @@ export class ApiClient {
   growVolume(name: string, sizeBytes: number): Promise<VolumeStatus> {
     return this.#request('POST', `/volumes/${encodeURIComponent(name)}/grow`, { sizeBytes }) as Promise<VolumeStatus>;
   }
+  reshapeVolume(name: string, body: { add: string[]; layout?: string; maxMiBPerSec?: number }): Promise<VolumeStatus> {
+    return this.#request('POST', `/volumes/${encodeURIComponent(name)}/reshape`, body) as Promise<VolumeStatus>;
+  }
   volume(name: string): Promise<VolumeStatus> {
     return this.#request('GET', `/volumes/${encodeURIComponent(name)}`) as Promise<VolumeStatus>;
   }

@@ -2,7 +2,7 @@
 // tested against the real Engine and reasoned about without the whole class.
 import type { EventEmitter } from 'node:events';
 import type { CheckpointStatus, DiscoverOptions, DiscoverResult, ElementStatus, EngineStatus, RebuildStatus } from '@onestack/engine';
-import type { AddElementSpec, CreateVolumeSpec } from './validate.js';
+import type { AddElementSpec, CreateVolumeSpec, LayoutName } from './validate.js';
 
 export interface ApiEngine {
   status(): EngineStatus;
@@ -27,6 +27,8 @@ export interface ApiEngine {
   removeMember?(volume: string, element: string): Promise<void>;
   /** Grows a volume into room its elements have; optional like replaceElement (501 without it). */
   growVolume?(name: string, spec: { sizeBytes: number }): Promise<unknown>;
+  /** Starts an online reshape (more elements, raid1→raid5, raid5→raid6); optional like replaceElement (501 without it). */
+  reshapeVolume?(name: string, spec: { add: string[]; layout?: LayoutName; maxMiBPerSec?: number }): Promise<unknown>;
   /** Makes the volume the boot volume (the empty NBD export name); optional like replaceElement (501 without it). */
   setBootVolume?(name: string): Promise<void>;
   /** Checkpoints (dirty bitmaps for incremental backup); optional like replaceElement (501 without them). */

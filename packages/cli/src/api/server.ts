@@ -13,7 +13,7 @@ import { renderPage, renderUnauthorizedPage } from './page.js';
 import { DEFAULT_WEB_DIR, WebRoot } from './web-root.js';
 import { listCandidates } from './candidates.js';
 import { addElement, checkAddElementRequest } from './element-secret.js';
-import { checkAddMember, checkCheckpointName, checkCreateCheckpoint, checkCreateVolume, checkDiscover, checkGrow, checkName, checkReplace, checkScrub, type DiscoverSpec } from './validate.js';
+import { checkAddMember, checkCheckpointName, checkCreateCheckpoint, checkCreateVolume, checkDiscover, checkGrow, checkName, checkReshape, checkReplace, checkScrub, type DiscoverSpec } from './validate.js';
 import { redact } from '../uri-secret.js';
 import { isEngineError } from '../errors.js';
 
@@ -180,6 +180,7 @@ class ApiHandler {
     if (action === 'scrub') return this.#scrub(req, res, method, name);
     if (action === 'boot') return this.#boot(req, res, method, name);
     if (action === 'grow') return this.#grow(req, res, method, name);
+    if (action === 'reshape') return this.#reshape(req, res, method, name);
     if (action === 'checkpoints') return this.#checkpoints(req, res, method, name, extra);
     if (action === 'members') return this.#members(req, res, method, name, extra);
     if (action !== undefined) throw notFound(['volumes', name, action]);
@@ -226,6 +227,16 @@ class ApiHandler {
     if (engine.growVolume === undefined) throw new HttpError(501, 'not-implemented', 'this engine cannot grow volumes', `volumes/${name}/grow`);
     await this.#mutate(() => engine.growVolume!(name, spec));
     return sendJson(res, 200, this.#volume(name));
+  }
+
+  /** POST `{ add, layout?, maxMiBPerSec? }` starts a reshape (engine durable/reshape*.ts); 202 once it runs, progress in status `reshape`. */
+  async #reshape(req: IncomingMessage, res: ServerResponse, method: string, name: string): Promise<void> {
+    if (method !== 'POST') throw methodNotAllowed(['POST']);
+    const spec = checkReshape(await readJsonBody(req));
+    const engine = this.#engine;
+    if (engine.reshapeVolume === undefined) throw new HttpError(501, 'not-implemented', 'this engine cannot reshape volumes', `volumes/${name}/reshape`);
+    await this.#mutate(() => engine.reshapeVolume!(name, spec));
+    return sendJson(res, 202, this.#volume(name));
   }
 
   /** POST makes the volume the boot volume (an empty JSON object as body); 200 with the volume. */
@@ -382,7 +393,7 @@ function pathOf(req: IncomingMessage): string {
 
 function notFound(parts: readonly string[]): HttpError {
   return new HttpError(404, 'not-found', `no such route: ${PREFIX}/${parts.join('/')}`, 'path',
-    'routes: status, volumes[/NAME[/scrub|/replace|/boot|/grow|/members[/ELEMENT]|/checkpoints[/CKPT]]], elements[/NAME[/fail]], discover, candidates, events, metrics');
+    'routes: status, volumes[/NAME[/scrub|/replace|/boot|/grow|/reshape|/members[/ELEMENT]|/checkpoints[/CKPT]]], elements[/NAME[/fail]], discover, candidates, events, metrics');
 }
 
 function checkEmptyBody(body: unknown): void {

@@ -202,6 +202,24 @@ export function checkAddMember(body: unknown): { element: string } {
   return { element: checkName(b['element'], 'element') };
 }
 
+/** POST /volumes/NAME/reshape: `{ add: [ELEMENT..], layout?, maxMiBPerSec? }` (the engine checks the rest: sizes, supported reshapes). */
+export interface ReshapeSpec { add: string[]; layout?: LayoutName; maxMiBPerSec?: number }
+
+export function checkReshape(body: unknown): ReshapeSpec {
+  const b = objectBody(body, ['add', 'layout', 'maxMiBPerSec']);
+  const add = b['add'];
+  if (!Array.isArray(add) || add.length > 64) throw badRequest('add must be a list of at most 64 element names', 'add', 'the unused elements that join the volume');
+  const spec: ReshapeSpec = { add: add.map((e, i) => checkName(e, `add[${i}]`)) };
+  if (new Set(spec.add).size !== spec.add.length) throw badRequest('add names an element twice', 'add');
+  if (b['layout'] !== undefined) spec.layout = checkChoice(b['layout'], 'layout', LAYOUTS);
+  const rate = b['maxMiBPerSec'];
+  if (rate !== undefined) {
+    if (typeof rate !== 'number' || !Number.isFinite(rate) || rate < 0 || rate > 1_000_000) throw badRequest('maxMiBPerSec must be a number from 0 (unthrottled) to 1000000', 'maxMiBPerSec');
+    spec.maxMiBPerSec = rate;
+  }
+  return spec;
+}
+
 export interface GrowSpec { sizeBytes: number }
 
 /** POST /volumes/NAME/grow: `{ sizeBytes }`, a positive integer (the engine checks the rest: alignment, room, no shrinking). */

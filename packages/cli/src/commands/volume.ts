@@ -1,5 +1,5 @@
 // `onestack volume list | create NAME --layout L --element E... | delete NAME | grow NAME --size S
-// | add-member NAME ELEMENT | remove-member NAME ELEMENT | scrub NAME (scrub.ts)
+// | add-member NAME ELEMENT | remove-member NAME ELEMENT | reshape NAME --add E.. (reshape.ts) | scrub NAME (scrub.ts)
 // | checkpoint, checkpoints, checkpoint-delete (checkpoint.ts)`
 import type { CreateVolumeBody } from '../api/client.js';
 import { helpHint, parseChoice, parseCommandArgs, parsePositiveInt, parseSize, closest, type OptionSpecs, type ParsedArgs } from '../args.js';
@@ -10,11 +10,12 @@ import { formatBytes, renderVolumeList } from '../render.js';
 import { LAYOUTS, ORDERS } from '../api/validate.js';
 import { CLIENT_OPTIONS, clientFor, groupHelp, isSubcommand } from './common.js';
 import { scrubCommand } from './scrub.js';
+import { reshapeCommand } from './reshape.js';
 import { checkpointCommand } from './checkpoint.js';
 
 const CHUNK_KIB_MAX = 1024 * 1024;
 const ELEMENTS_MAX = 256;
-const SUBCOMMANDS = ['list', 'create', 'delete', 'grow', 'add-member', 'remove-member', 'scrub', 'checkpoint', 'checkpoints', 'checkpoint-delete'];
+const SUBCOMMANDS = ['list', 'create', 'delete', 'grow', 'add-member', 'remove-member', 'reshape', 'scrub', 'checkpoint', 'checkpoints', 'checkpoint-delete'];
 
 const CREATE_OPTIONS: OptionSpecs = {
   ...CLIENT_OPTIONS,
@@ -65,6 +66,8 @@ export async function volumeCommand(argv: readonly string[], io: CliIo): Promise
     case 'add-member':
     case 'remove-member':
       return membersCommand(sub, rest, io);
+    case 'reshape':
+      return reshapeCommand(rest, io);
     case 'scrub':
       return scrubCommand(rest, io);
     case 'checkpoint':

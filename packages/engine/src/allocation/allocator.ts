@@ -46,6 +46,8 @@ export class VolumeAllocation {
       throw new EngineError('invalid', (err as Error).message, `volume ${volume}`);
     }
     if (lengthBytes === 0) throw new EngineError('invalid', 'allocation of an empty range', `volume ${volume}`);
+    // While a reshape runs two geometries hold the volume (docs/reshape.md): all data, never a wrong hole.
+    if (entry.assembled.reshape !== undefined) return [{ lengthBytes, flags: 0 }];
     const members = entry.assembled.config.elements.map((name) => this.host.registry.element(name));
     const readable = members.map((e) => this.host.elementState(e.index) === 'active');
     const segments = allocationSegments(geom, readable, offsetBytes, lengthBytes, SEGMENTS_MAX);

@@ -8,6 +8,7 @@ import type { ElementConfig, EngineConfig, ListenAddress, VolumeConfig } from '.
 import { configError, errorField } from './errors.js';
 import { readList, readMap, readString } from './fields.js';
 import { parseListen, parseNbdListen } from './uri.js';
+import { withRbdRunDir } from './rbd.js';
 import { checkVolumeScrubs, normalizeScrubDefault } from './scrub-schedule.js';
 import {
   MAX_ELEMENTS, MAX_VOLUMES, normalizeApi, normalizeCache, normalizeElement, normalizeNbd, normalizePools, normalizeQueue, normalizeRebuild, normalizeVolume,
@@ -206,12 +207,12 @@ export function loadConfig(source: ConfigSource, overrides?: ConfigOverrides): E
   }
   if ('object' in source) {
     const baseDir = path.resolve(source.baseDir ?? process.cwd());
-    return applyOverrides(normalizeConfig(source.object, baseDir), overrides);
+    return withRbdRunDir(applyOverrides(normalizeConfig(source.object, baseDir), overrides));
   }
   const { doc, lines, raw } = parseFile(source.path);
   const sourcePath = path.resolve(source.path);
   try {
-    return applyOverrides({ ...normalizeConfig(raw, path.dirname(sourcePath)), sourcePath }, overrides);
+    return withRbdRunDir(applyOverrides({ ...normalizeConfig(raw, path.dirname(sourcePath)), sourcePath }, overrides));
   } catch (err) {
     if (err instanceof EngineError && err.code === 'config' && !err.where?.startsWith('--')) throw relocated(err, source.path, doc, lines);
     throw err;

@@ -19,8 +19,11 @@ export type NbdListenAddress = ListenAddress | { readonly socketPath: string };
 /** A parsed element URI. Secrets are never part of this object's printable form. */
 export type ElementLocation =
   | { readonly kind: 'local'; readonly path: string }
-  | { readonly kind: 'nbd'; readonly uri: string; readonly tls: boolean; readonly host?: string; readonly port?: number; readonly socketPath?: string; readonly exportName: string }
+  | { readonly kind: 'nbd'; readonly uri: string; readonly tls: boolean; readonly host?: string; readonly port?: number; readonly socketPath?: string; readonly exportName: string; readonly rbd?: RbdTarget }
   | { readonly kind: 'iscsi'; readonly uri: string; readonly host: string; readonly port: number; readonly targetIqn: string; readonly lun: number; readonly user?: string };
+
+/** rbd://POOL/IMAGE: an NBD element over a Unix socket served by a supervised gateway (remote/rbd-gateway.ts, config/rbd.ts). */
+export interface RbdTarget { readonly pool: string; readonly image: string; readonly conf: string; readonly id: string; readonly keyring?: string; readonly runDir: string }
 
 export interface ElementConfig {
   readonly name: string;

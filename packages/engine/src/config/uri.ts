@@ -3,6 +3,7 @@
 import * as path from 'node:path';
 import type { ElementLocation, ListenAddress, NbdListenAddress } from './types.js';
 import { configError, show } from './errors.js';
+import { parseRbdUri } from './rbd.js';
 
 export const NBD_DEFAULT_PORT = 10809;
 export const ISCSI_DEFAULT_PORT = 3260;
@@ -176,13 +177,15 @@ export function parseElementUri(uri: string, field: string, baseDir: string): Pa
     return { location: parseNbd(uri, splitUri(uri, field), field, baseDir), maskedUri: uri };
   }
   if (scheme === 'iscsi') return parseIscsi(uri, splitUri(uri, field), field);
-  throw configError(field, `unknown URI scheme "${scheme}:" in ${show(maskUri(uri))}`, 'use file:PATH, a path, /dev/..., nbd://HOST[:PORT]/EXPORT, nbds://..., nbd+unix:///EXPORT?socket=PATH or iscsi://HOST[:PORT]/IQN/LUN');
+  if (scheme === 'rbd') return { location: parseRbdUri(uri, field, baseDir), maskedUri: uri };
+  throw configError(field, `unknown URI scheme "${scheme}:" in ${show(maskUri(uri))}`, 'use file:PATH, a path, /dev/..., nbd://HOST[:PORT]/EXPORT, nbds://..., nbd+unix:///EXPORT?socket=PATH, iscsi://HOST[:PORT]/IQN/LUN or rbd://POOL/IMAGE');
 }
 
 /** A default element name for a URI: the file name without extension, the export name, or target-lun. */
 export function defaultElementName(location: ElementLocation): string {
   let base: string;
   if (location.kind === 'local') base = path.basename(location.path).replace(/\.[^.]*$/, '');
+  else if (location.kind === 'nbd' && location.rbd !== undefined) base = location.rbd.image;
   else if (location.kind === 'nbd') base = location.exportName !== '' ? location.exportName : (location.host ?? 'nbd');
   else base = `${location.targetIqn.replace(/^.*:/, '')}-${location.lun}`;
   const cleaned = base.replace(/[^A-Za-z0-9._-]/g, '-').replace(/^[^A-Za-z0-9]+/, '').slice(0, 64);

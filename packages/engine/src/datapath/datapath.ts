@@ -24,6 +24,9 @@ import { VolumeIoImpl, type VolumeBinding, type VolumeIo } from './volume-io.js'
 import { behindLinkFor, type WriteBehindStatus } from './write-behind-io.js';
 import { SlotPool } from './waiters.js';
 import { integrityFor, parityIntegrityFor, type IntegrityOptions } from '../integrity/wire.js';
+import { Reshapes, validateReshapes, VolumeHandle } from './datapath-reshape.js';
+import type { ReshapeRouter } from './reshape-router.js';
+import type { JournalAreaName } from './journal-area.js';
 
 export type { TopologyElement, TopologyVolume } from './topology.js';
 
@@ -63,6 +66,10 @@ export class DataPath {
   private readonly lane: FastLane | null;
   /** Volumes with integrity (raid1/raid10): their checksum stores, rewired on every topology. */
   private readonly integrity = new Map<number, IntegrityOptions>();
+  /** What volumeIo hands out: one stable handle per bound volume (datapath-reshape.ts). */
+  private readonly handles = new Map<number, VolumeHandle>();
+  /** Routers of reshaping volumes (docs/reshape.md). */
+  private readonly reshapes: Reshapes;
 
   private constructor(
     private readonly v: SharedViews,
@@ -82,6 +89,7 @@ export class DataPath {
     this.lane = pread === null ? null : new FastLane(pread, v.slab, v.elemState, v.elemQueued, v.elemIo);
     top.setFastLane(this.lane);
     this.parity = new ParityVolumes(v, top, slots, opts.waitersMax ?? 65536, this.readCache);
+    this.reshapes = new Reshapes(opts.waitersMax ?? 65536);
   }
 
   static async start(opts: DataPathOptions): Promise<DataPath> {
@@ -187,10 +195,37 @@ export class DataPath {
     io.setIntegrity(opts === undefined ? null : integrityFor(vol, vol.elements.map((i) => byIndex.get(i)!), opts, { elemState: this.v.elemState, raw: this.raw, gate: io.gate }));
   }
 
+  /** The volume's I/O: a stable handle that goes through its ReshapeRouter while it reshapes (datapath-reshape.ts). */
   volumeIo(index: number): VolumeIo {
     const io = this.volumeIos.get(index);
     if (io === undefined) throw new EngineError('not-found', `no volume is bound at index ${index}`);
-    return io;
+    let h = this.handles.get(index);
+    if (h === undefined) {
+      h = new VolumeHandle(() => this.reshapes.router(index) ?? this.volumeIos.get(index), io, this.opts.waitersMax ?? 65536);
+      this.handles.set(index, h);
+    }
+    return h;
+  }
+
+  /** The router of a reshaping volume (its position, fences, the two views), else undefined. */
+  reshapeRouter(index: number): ReshapeRouter | undefined {
+    return this.reshapes.router(index);
+  }
+
+  /** Holds new client requests of volume `index` (router or plain) and waits until none is in flight; resolves with the resume. */
+  pauseVolume(index: number): Promise<() => void> {
+    this.volumeIo(index);
+    return this.handles.get(index)!.pause();
+  }
+
+  /** raid5/6: retires every transaction begun so far below a durable checkpoint; returns the next sequence. */
+  checkpointJournal(index: number): Promise<number> {
+    return this.parity.engine(index).checkpointAll();
+  }
+
+  /** raid5/6: writes the journal header of `area` with checkpoint `seq` on every writable element of volume `index`. */
+  writeJournalHeader(index: number, area: JournalAreaName, seq: number): Promise<void> {
+    return this.parity.engine(index).writeJournalHeader(area, seq);
   }
 
   elementState(index: number): ElementState {
@@ -294,6 +329,7 @@ export class DataPath {
       }
     }
     const seen = new Set<number>();
+    validateReshapes(volumes);
     for (const vol of volumes) {
       if (!(Number.isInteger(vol.index) && vol.index >= 0 && vol.index < this.rawIndex) || seen.has(vol.index)) {
         throw new EngineError('invalid', `volume index ${vol.index} is out of range or used twice`, vol.name);
@@ -323,6 +359,8 @@ export class DataPath {
     });
     if (changed.length > 0) {
       for (const old of changed) {
+        this.handles.get(old.index)?.detach();
+        this.handles.delete(old.index);
         this.top.unbindVolume(old.index);
         this.volumeIos.get(old.index)?.setWriteBehind(null);
         this.volumeIos.delete(old.index);
@@ -372,6 +410,7 @@ export class DataPath {
       if (this.integrity.has(vol.index)) this.wireIntegrity(vol, this.volumeIos.get(vol.index)!);
     }
     for (const index of this.integrity.keys()) if (!volumes.some((v) => v.index === index)) this.integrity.delete(index);
+    this.reshapes.apply(volumes, this.volumeIos);
   }
 
   /** Posts a topology to every loop, then bumps the generation word and wakes sleepers; waits for all acks. */

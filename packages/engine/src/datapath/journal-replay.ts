@@ -6,9 +6,9 @@
 // checkpoint are applied again, in sequence order (idempotent: the records carry the new bytes of
 // data and parity alike), so data and parity agree whatever the crash interrupted.
 import { crc32c } from '@onestack/native';
-import { JOURNAL_OFFSET_BYTES } from '../meta/types.js';
 import { DataPathError } from './errno.js';
-import { decodeJournalHeader, decodeRecordHeader, encodeJournalHeader, JOURNAL_BLOCK_BYTES, RecordKind, recordSpanBytes, RING_BYTES, RING_OFFSET_BYTES, sameArray, type RecordHeader } from './journal-format.js';
+import { decodeJournalHeader, decodeRecordHeader, encodeJournalHeader, JOURNAL_BLOCK_BYTES, RecordKind, recordSpanBytes, sameArray, type RecordHeader } from './journal-format.js';
+import type { JournalArea } from './journal-area.js';
 import { rowCount } from './map-parity.js';
 import { READABLE, WRITABLE, type StripeIo } from './stripe-io.js';
 
@@ -42,14 +42,18 @@ export interface ReplayedRange {
   readonly lengthBytes: number;
 }
 
-/** Flushes `roles`, then writes checkpoint `seq` into their journal headers (FUA). Lost elements are failed; EIO if the volume cannot survive. */
-export async function writeCheckpoint(io: StripeIo, slot: number, seq: number): Promise<void> {
+/**
+ * Flushes the writable roles, then writes checkpoint `seq` into their journal headers (FUA), in the
+ * volume's own journal area unless `area` names another (a reshape's hand-over). Lost elements are
+ * failed; EIO if the volume cannot survive.
+ */
+export async function writeCheckpoint(io: StripeIo, slot: number, seq: number, area: JournalArea = io.vol.journal): Promise<void> {
   const roles = io.roles(WRITABLE);
   await io.settle(roles.map((r) => [r, io.flush(r)] as const));
   io.checkSurvives('checkpoint');
   encodeJournalHeader(io.v.slab.view(slot, 0, JOURNAL_BLOCK_BYTES), { arrayId: io.vol.arrayId, checkpointSeq: seq });
   const live = io.roles(WRITABLE);
-  await io.settle(live.map((r) => [r, io.write(r, JOURNAL_OFFSET_BYTES, JOURNAL_BLOCK_BYTES, slot, 0, true)] as const));
+  await io.settle(live.map((r) => [r, io.write(r, area.headerOffsetBytes, JOURNAL_BLOCK_BYTES, slot, 0, true)] as const));
   io.checkSurvives('checkpoint');
 }
 
@@ -105,7 +109,7 @@ async function readJournal(io: StripeIo, role: number, slot: number, offsetBytes
 async function readCheckpoint(io: StripeIo, roles: readonly number[], slot: number): Promise<number> {
   let seq = 0;
   for (const role of roles) {
-    const block = await readJournal(io, role, slot, JOURNAL_OFFSET_BYTES, JOURNAL_BLOCK_BYTES);
+    const block = await readJournal(io, role, slot, io.vol.journal.headerOffsetBytes, JOURNAL_BLOCK_BYTES);
     const h = block === null ? null : decodeJournalHeader(block);
     if (h !== null && sameArray(h.arrayId, io.vol.arrayId)) seq = Math.max(seq, h.checkpointSeq);
   }
@@ -134,7 +138,7 @@ export async function replayJournal(io: StripeIo, slot: number, beforeCheckpoint
   const byRole = new Map<number, Found[]>();
   let maxSeq = fromSeq - 1;
   for (const role of scanned) {
-    const ring = await readJournal(io, role, slot, RING_OFFSET_BYTES, RING_BYTES);
+    const ring = await readJournal(io, role, slot, io.vol.journal.ringOffsetBytes, io.vol.journal.ringBytes);
     if (ring === null) continue;
     const found = scanRing(io, role, ring, fromSeq);
     byRole.set(role, found);

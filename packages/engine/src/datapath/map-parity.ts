@@ -28,15 +28,23 @@ export function parityGeometry(g: VolumeGeometry): ParityGeometry {
   if (!isParityLayout(g.layout)) throw new RangeError(`layout ${g.layout} keeps no parity`);
   const np = g.layout === 'raid5' ? 1 : 2;
   const n = g.elements.length;
-  if (n < np + 2) throw new RangeError(`${g.layout} needs at least ${np + 2} elements (got ${n})`);
+  if (n < parityMinElements(np)) throw new RangeError(`${g.layout} needs at least ${parityMinElements(np)} elements (got ${n})`);
   if (!(Number.isSafeInteger(g.chunkBytes) && g.chunkBytes > 0)) throw new RangeError(`${g.layout} chunk ${g.chunkBytes} must be a positive integer`);
   return { n, np, k: n - np, chunkBytes: g.chunkBytes, sizeBytes: g.sizeBytes, dataOffsets: g.elements.map((e) => e.dataOffsetBytes) };
+}
+
+/**
+ * Fewest elements the data path serves: a raid5 of 2 is a mirror (parity = the one data chunk;
+ * a raid1 being reshaped is read as one, docs/reshape.md). Config validation asks users for 3.
+ */
+export function parityMinElements(np: 1 | 2): number {
+  return np === 1 ? 2 : 4;
 }
 
 /** Usable bytes: (n - np) whole chunks per row, rows limited by the smallest element. */
 export function parityCapacityBytes(np: 1 | 2, elementDataSizes: readonly number[], chunkBytes: number): number {
   const n = elementDataSizes.length;
-  if (n < np + 2) throw new RangeError(`raid${np === 1 ? 5 : 6} needs at least ${np + 2} elements (got ${n})`);
+  if (n < parityMinElements(np)) throw new RangeError(`raid${np === 1 ? 5 : 6} needs at least ${parityMinElements(np)} elements (got ${n})`);
   return (n - np) * Math.floor(Math.min(...elementDataSizes) / chunkBytes) * chunkBytes;
 }
 

@@ -63,7 +63,9 @@ export function volumeCapacityBytes(layout: Layout, elementDataSizes: readonly n
       // n - 1 (raid5) or n - 2 (raid6) data chunks per row; map-parity.ts maps them.
       checkChunk(layout, chunkBytes);
       const np = layout === 'raid5' ? 1 : 2;
-      if (n < np + 2) throw new RangeError(`${layout} needs at least ${np + 2} elements (got ${n})`);
+      // A raid5 of 2 is a mirror (map-parity.ts parityMinElements; config asks users for 3).
+      const fewest = np === 1 ? 2 : 4;
+      if (n < fewest) throw new RangeError(`${layout} needs at least ${fewest} elements (got ${n})`);
       return (n - np) * Math.floor(min / chunkBytes) * chunkBytes;
     }
     default:

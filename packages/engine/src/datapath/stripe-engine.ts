@@ -6,6 +6,7 @@
 // middle stage maps them directly (middle-core.ts planParityRead).
 import { DataPathError } from './errno.js';
 import { replayJournal, writeCheckpoint, type ReplayedRange, type ReplayResult } from './journal-replay.js';
+import { journalArea, sameArea, type JournalAreaName } from './journal-area.js';
 import { RecordKind } from './journal-format.js';
 import { elementOffset, rowCount, segmentBytesFor, unitsOf } from './map-parity.js';
 import { bufferHeader, bufferSlot, WRITABLE, type ScratchPool, type StripeIo, type StripeVolume } from './stripe-io.js';
@@ -47,7 +48,7 @@ export class StripeEngine implements UnitContext {
     this.journal = new StripeJournal(io.vol.g.n, async (seq) => {
       await this.integrity?.writeBack();
       await this.scratch.withJournalSlot((slot) => writeCheckpoint(this.io, slot, seq));
-    }, waitersMax);
+    }, waitersMax, io.vol.journal.ringBytes);
     this.segment = StripeEngine.segmentFor(io.vol, scratch, alignBytes);
   }
 
@@ -82,10 +83,31 @@ export class StripeEngine implements UnitContext {
     await (this.opened ?? this.open());
   }
 
+  /** True when `vol` keeps this engine's width and journal area (else the volume needs a fresh engine: parity-volumes.ts). */
+  fits(vol: StripeVolume): boolean {
+    const old = this.io.vol;
+    return vol.g.n === old.g.n && vol.g.np === old.g.np && sameArea(vol.journal, old.journal);
+  }
+
+  /**
+   * Every transaction begun so far retired below a durable checkpoint (the caller stopped new
+   * writes first if it needs none after); resolves with the next sequence.
+   */
+  async checkpointAll(): Promise<number> {
+    await this.ready();
+    return this.journal.retireAll();
+  }
+
+  /** Writes checkpoint `seq` into the header of journal area `area` on every writable element (a reshape's hand-over between areas). */
+  writeJournalHeader(area: JournalAreaName, seq: number): Promise<void> {
+    if (!(Number.isSafeInteger(seq) && seq >= 0)) return Promise.reject(new DataPathError('EINVAL', `${this.io.vol.name}: journal sequence ${seq} is not a u64 we can hold`));
+    return this.scratch.withJournalSlot((slot) => writeCheckpoint(this.io, slot, seq, journalArea(area)));
+  }
+
   /** The control plane changed the volume (an element replaced): a role with a new element has no records of ours. */
   rebind(vol: StripeVolume, alignBytes: number): void {
     const old = this.io.vol;
-    if (vol.g.n !== old.g.n) throw new Error(`${vol.name}: width changed from ${old.g.n} to ${vol.g.n}`);
+    if (!this.fits(vol)) throw new Error(`${vol.name}: width or journal area changed (${old.g.n} to ${vol.g.n} elements): needs a fresh stripe engine`);
     vol.elements.forEach((e, role) => {
       if (old.elements[role] !== e) this.journal.forgetRole(role);
     });

@@ -8,6 +8,7 @@ import { DataPathError, isDeviceError } from './errno.js';
 import type { ParityGeometry } from './map-parity.js';
 import type { SharedViews } from './shared-layout.js';
 import type { Top } from './top.js';
+import type { JournalArea } from './journal-area.js';
 import { failElementState, FLAG_ELEMENT, STATE_ACTIVE, STATE_REBUILDING } from './topology.js';
 import { BoundedFifo } from './waiters.js';
 
@@ -23,8 +24,9 @@ export interface StripeVolume {
   /** Element index by role. */
   readonly elements: readonly number[];
   readonly arrayId: Uint8Array;
+  /** Where this volume's journal lives on its elements (journal-area.ts; 'full' unless reshaping). */
+  readonly journal: JournalArea;
 }
-
 
 export class StripeIo {
   constructor(

@@ -85,6 +85,8 @@ export class StripeJournal {
   private waiters: SpaceWaiter[] = [];
   private running: Promise<void> | null = null;
   private queued: Promise<void> | null = null;
+  /** retireAll callers waiting for every transaction below their sequence to end (bounded by waitersMax). */
+  private retireWaiters: { readonly below: number; readonly resolve: () => void }[] = [];
 
   constructor(
     width: number,
@@ -150,8 +152,30 @@ export class StripeJournal {
   /** The transaction's bytes are in place (or it failed): its records may go at the next checkpoint. */
   end(txn: Txn): void {
     if (!this.inFlight.delete(txn.seq)) throw new Error(`journal transaction ${txn.seq} ended twice`);
+    if (this.retireWaiters.length > 0) {
+      const done = this.completeBelow();
+      const ready = this.retireWaiters.filter((w) => w.below <= done);
+      this.retireWaiters = this.retireWaiters.filter((w) => w.below > done);
+      for (const w of ready) w.resolve();
+    }
     const half = this.rings.some((r) => r.usedBytes * 2 > r.sizeBytes);
     if (this.waiters.length > 0 || half) void this.checkpoint().catch(() => undefined);
+  }
+
+  /**
+   * Waits until every transaction begun before this call has ended, then persists a checkpoint
+   * covering them all (a reshape step, or its finish, hands the rows over). Resolves with the
+   * next sequence a transaction would take.
+   */
+  async retireAll(): Promise<number> {
+    const below = this.nextSeq;
+    if (this.completeBelow() < below) {
+      if (this.retireWaiters.length >= this.waitersMax) throw new DataPathError('ENOMEM', `more than ${this.waitersMax} callers wait for the journal to retire`);
+      await new Promise<void>((resolve) => this.retireWaiters.push({ below, resolve }));
+    }
+    // A checkpoint that starts now sees completeBelow() >= below (later ones may be higher).
+    while (this.persisted < below) await this.checkpoint();
+    return this.nextSeq;
   }
 
   /** Smallest sequence not known to be in place. */

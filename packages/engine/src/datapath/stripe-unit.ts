@@ -7,7 +7,7 @@
 import { crc32c } from '@onestack/native';
 import { ComputeMode } from './compute-layout.js';
 import { DataPathError } from './errno.js';
-import { encodeRecordHeader, JOURNAL_BLOCK_BYTES, RecordKind, recordSpanBytes, RING_OFFSET_BYTES, type RecordKindCode } from './journal-format.js';
+import { encodeRecordHeader, JOURNAL_BLOCK_BYTES, RecordKind, recordSpanBytes, type RecordKindCode } from './journal-format.js';
 import { elementOffset, indexRole, volumeOffset, type StripeUnit } from './map-parity.js';
 import { bufferData, bufferHeader, bufferSlot, type Scratch, type ScratchPool, type StripeIo } from './stripe-io.js';
 import type { GroupFlush, StripeJournal } from './stripe-journal.js';
@@ -160,7 +160,7 @@ export async function journaled(ctx: UnitContext, row: number, records: readonly
       });
     }
     const written = (r: PendingRecord): number => JOURNAL_BLOCK_BYTES + (r.kind === RecordKind.DATA ? r.lengthBytes : 0);
-    const lost1 = await io.settle(records.map((r) => [r.role, io.write(r.role, RING_OFFSET_BYTES + txn.at.get(r.role)!, written(r), r.slot, r.header)] as const));
+    const lost1 = await io.settle(records.map((r) => [r.role, io.write(r.role, io.vol.journal.ringOffsetBytes + txn.at.get(r.role)!, written(r), r.slot, r.header)] as const));
     const journaledRecords = records.filter((r) => !lost1.includes(r.role));
     const lost2 = await io.settle(journaledRecords.map((r) => [r.role, ctx.flusher.flush(r.role)] as const));
     io.checkSurvives('journal write');

@@ -24,6 +24,16 @@ export interface TopologyVolume {
   readonly integrity?: boolean;
   /** raid1/raid10: the leg written after the acknowledgement (datapath/write-behind.ts), by element index. */
   readonly writeBehind?: { readonly element: number; readonly maxLagBytes: number; readonly drainOnFlush: boolean };
+  /** raid5/6: where the stripe journal lives (journal-area.ts); absent = full. A reshape splits it between its two views. */
+  readonly journal?: 'full' | 'low' | 'high';
+  /**
+   * This (NEW-geometry) volume is being reshaped from `fromIndex`, an internal volume with the old
+   * geometry (docs/reshape.md): clients see `exposedBytes` through a ReshapeRouter. positionBytes
+   * is where a new router starts; a router kept across topologies never moves back.
+   */
+  readonly reshape?: { readonly fromIndex: number; readonly positionBytes: number; readonly exposedBytes: number };
+  /** Never exported or listed (the old view of a reshape). */
+  readonly internal?: boolean;
 }
 
 export interface TopologyElement {

@@ -25,10 +25,10 @@ import type { RecoveryTarget } from './recovery.js';
 /** What to use instead, for layouts whose membership cannot change yet (restriping comes later). */
 const INSTEAD: Readonly<Record<Exclude<Layout, 'raid1'>, string>> = {
   raid10: 'raid10 pairs its legs: swap one with `onestack element replace OLD NEW`; adding or removing pairs needs restriping (not supported yet)',
-  raid5: 'a raid5 element count changes only by a reshape (not supported yet): swap an element with `onestack element replace OLD NEW`, or use room the elements have with `onestack volume grow`',
-  raid6: 'a raid6 element count changes only by a reshape (not supported yet): swap an element with `onestack element replace OLD NEW`, or use room the elements have with `onestack volume grow`',
-  raid0: 'raid0 has no copies to add; more elements need restriping (not supported yet): use `onestack volume grow` into room the elements have',
-  linear: 'linear has no copies to add; appending an element is not supported yet: use `onestack volume grow` into room the elements have',
+  raid5: 'a raid5 gains elements by a reshape: `onestack volume reshape NAME --add ELEMENT` (or --layout raid6); swap one with `onestack element replace OLD NEW`',
+  raid6: 'a raid6 gains elements by a reshape: `onestack volume reshape NAME --add ELEMENT`; swap one with `onestack element replace OLD NEW`',
+  raid0: 'raid0 has no copies to add; it gains elements by a reshape: `onestack volume reshape NAME --add ELEMENT`',
+  linear: 'linear has no copies to add; append an element with `onestack volume reshape NAME --add ELEMENT`',
 };
 
 function volumeOf(host: KeeperHost, volume: string, what: 'add' | 'remove'): VolumeEntry {
@@ -46,7 +46,7 @@ function refuse(message: string, where: string, hint?: string): never {
 }
 
 /** Reads an element's superblock and size (local file or remote, fresh connection). */
-async function inspect(config: ElementConfig): Promise<{ sb: ReadSuperblock; sizeBytes: number; blockSizeBytes: number }> {
+export async function inspect(config: ElementConfig): Promise<{ sb: ReadSuperblock; sizeBytes: number; blockSizeBytes: number }> {
   try {
     if (config.location.kind !== 'local') {
       const { info, sb } = await probeRemote(config);

@@ -13,6 +13,7 @@ import { probeRemote } from './remote-io.js';
 import { integrityAreaFor, integrityDataBytes, isRedundant, layoutCapacityBytes, layoutSurvives } from './layout.js';
 import { encodeSuperblock, SuperblockError, type Superblock } from './superblock.js';
 import { agreedSizeBytes } from './grow.js';
+import { reconcileReshape } from './reshape-assemble.js';
 import { BITMAP_MAX_BYTES, BITMAP_OFFSET_BYTES, DATA_OFFSET_BYTES, type AssembledElement, type AssembledVolume, type ElementState } from './types.js';
 
 export const MIN_ELEMENT_DATA_BYTES = 1024 * 1024;
@@ -115,7 +116,7 @@ function chunkRound(bytes: number, chunkBytes: number): number {
  * says up to which event the leg holds everything (0 = nothing), which decides between a partial
  * resync from the write-intent bitmap and a full rebuild (docs/durability.md).
  */
-interface SuperblockFlags { readonly clean: boolean; readonly needsRebuild: boolean; readonly eventCount?: number; readonly faulty?: boolean }
+export interface SuperblockFlags { readonly clean: boolean; readonly needsRebuild: boolean; readonly eventCount?: number; readonly faulty?: boolean }
 
 /** Mirrors keep a write-intent bitmap in this area of the header (its own header has the geometry: durable/bitmap-codec.ts). */
 function bitmapFields(vol: Omit<AssembledVolume, 'elements'>): { bitmapOffsetBytes: number; bitmapSizeBytes: number } {
@@ -132,14 +133,15 @@ export function elementIntegrityArea(vol: Pick<AssembledVolume, 'config'>, eleme
   return element.integrity ?? integrityAreaFor(element.dataSizeBytes);
 }
 
-function superblockFor(vol: Omit<AssembledVolume, 'elements'>, element: AssembledElement, flags: SuperblockFlags): Uint8Array {
+/** An element's superblock as `vol` says (a reshape in progress included: meta/reshape-meta.ts). */
+export function superblockFor(vol: Omit<AssembledVolume, 'elements'>, element: AssembledElement, flags: SuperblockFlags): Uint8Array {
   return encodeSuperblock({
     arrayUuid: vol.arrayUuid, elementUuid: element.elementUuid ?? randomUUID(), volumeName: vol.config.name, layout: vol.config.layout,
     chunkBytes: vol.config.chunkKiB * 1024, role: element.role, count: vol.config.elements.length,
     dataOffsetBytes: vol.dataOffsetBytes, dataSizeBytes: element.dataSizeBytes, volumeSizeBytes: vol.sizeBytes,
     createdMs: vol.createdMs ?? Date.now(), ...bitmapFields(vol), ...integrityField(elementIntegrityArea(vol, element)), clean: flags.clean, needsRebuild: flags.needsRebuild,
     ...(flags.faulty === true || (flags.needsRebuild && element.faulty === true) ? { faulty: true } : {}),
-    eventCount: flags.needsRebuild ? flags.eventCount ?? vol.eventCount : vol.eventCount,
+    eventCount: flags.needsRebuild ? flags.eventCount ?? vol.eventCount : vol.eventCount, ...(vol.reshape !== undefined ? { reshape: vol.reshape } : {}),
   });
 }
 
@@ -260,9 +262,12 @@ function memberState(layout: VolumeConfig['layout'], p: Probe, ref: Superblock):
   return { state: 'active' };
 }
 
-async function reassemble(volume: VolumeConfig, probes: readonly Probe[]): Promise<AssembledVolume> {
+async function reassemble(volume: VolumeConfig, found: readonly Probe[]): Promise<AssembledVolume> {
+  const ref = reference(volume, found.filter((p) => isSuperblock(p.sb)));
+  // A reshape in progress (or the crash windows of its start): meta/reshape-assemble.ts.
+  const reshape = reconcileReshape(volume, found.map((p) => (isSuperblock(p.sb) ? p.sb : undefined)), ref);
+  const probes = found.map((p, i) => ({ ...p, sb: reshape.effective[i] ?? p.sb }));
   const members = probes.filter((p) => isSuperblock(p.sb));
-  const ref = reference(volume, members);
   checkIntegrityConfig(volume, ref);
   for (const p of members) checkMember(volume, p, ref);
   // A grow cut short leaves some superblocks at the old size: it wins (meta/grow.ts).
@@ -289,9 +294,13 @@ async function reassemble(volume: VolumeConfig, probes: readonly Probe[]): Promi
   if (!layoutSurvives(volume.layout, elements.map((e) => e.state))) {
     throw new EngineError('invalid', `volume ${volume.name}: too many stale elements to assemble ${volume.layout}`, `volume ${volume.name}`);
   }
-  const vol: AssembledVolume = { config: volume, arrayUuid: ref.arrayUuid, sizeBytes, dataOffsetBytes: DATA_OFFSET_BYTES, eventCount: ref.eventCount, createdMs: ref.createdMs, wasClean: ref.clean, elements };
+  if (reshape.record !== undefined && reshape.record.fromSizeBytes !== sizeBytes) {
+    throw new EngineError('conflict', `volume ${volume.name}: its reshape record says ${reshape.record.fromSizeBytes} bytes, its superblocks ${sizeBytes}`, `volume ${volume.name}`, 'restore the elements as they were');
+  }
+  const vol: AssembledVolume = { config: volume, arrayUuid: ref.arrayUuid, sizeBytes, dataOffsetBytes: DATA_OFFSET_BYTES, eventCount: ref.eventCount, createdMs: ref.createdMs, wasClean: ref.clean, elements,
+    ...(reshape.record !== undefined ? { reshape: reshape.record } : {}) };
   // A stale leg is marked so it can never pass for up to date later (e.g. if the good leg vanishes).
-  const unmarked = elements.filter((e, i) => e.state === 'stale' && !(isSuperblock(probes[i]!.sb) && (probes[i]!.sb as Superblock).needsRebuild));
+  const unmarked = elements.filter((e, i) => e.state === 'stale' && !(isSuperblock(found[i]!.sb) && (found[i]!.sb as Superblock).needsRebuild));
   await writeAll(vol, unmarked, { clean: false, needsRebuild: true });
   return vol;
 }

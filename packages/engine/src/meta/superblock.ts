@@ -7,13 +7,18 @@
 // 152 created ms u64 | 160 bitmap offset u64 | 168 bitmap size u64 | 176 element UUID [16]
 // 192 integrity offset u64 | 200 integrity size u64 | 208 integrity block bytes u32 | 212 integrity
 //     algorithm u32 (all zero = no integrity: what older superblocks hold; docs/integrity.md)
-// 216..4092 reserved (zero) | 4092 CRC32C of bytes 0..4092 u32
+// 216..284 reshape record (all zero = none: what older superblocks hold; docs/reshape.md):
+//     216 magic u32 "RSHP" | 220 from layout u32 | 224 from count u32 | 228 from chunk bytes u32 |
+//     232 from volume size u64 (C0) | 240 to volume size u64 (C1) | 248 position u64 |
+//     256 backup start u64 | 264 backup length u32 (0 = none) | 268 backup crc32c u32 |
+//     272 started ms u64 | 280 reserved u32 (0)
+// 284..4092 reserved (zero) | 4092 CRC32C of bytes 0..4092 u32
 // decodeSuperblock never throws anything but SuperblockError, whatever the input (it is fuzzed).
 import { crc32c } from '@onestack/native';
 
 import type { Layout } from '../config/types.js';
 import { INTEGRITY_ALGO_CRC32C, INTEGRITY_BLOCK_BYTES, type IntegrityArea } from '../integrity/types.js';
-import { SUPERBLOCK_BYTES } from './types.js';
+import { SUPERBLOCK_BYTES, type ReshapeRecord } from './types.js';
 import { FormatError, type FormatErrorKind } from './format-error.js';
 
 export const SUPERBLOCK_MAGIC = 'ONESTACK';
@@ -28,6 +33,9 @@ const FLAG_NEEDS_REBUILD = 2;
 // resynced back into the array by itself at the next start.
 const FLAG_FAULTY = 4;
 const MAX_COUNT = 255;
+export const RESHAPE_MAGIC = 0x50485352;
+const RESHAPE_OFFSET = 216;
+const RESHAPE_END = 284;
 
 // CRC32C lives in @onestack/native (also the fallback of the per-block checksums); re-exported
 // here because the bitmap, checkpoint and superblock codecs and their tests import it from here.
@@ -56,6 +64,8 @@ export interface Superblock {
   readonly bitmapSizeBytes: number;
   /** The element's checksum area; absent = no integrity (stored as zeros). */
   readonly integrity?: IntegrityArea;
+  /** A reshape in progress: layout/count/role/chunk above are the NEW geometry, volumeSizeBytes is C0. */
+  readonly reshape?: ReshapeRecord;
 }
 
 export type SuperblockErrorKind = FormatErrorKind;
@@ -99,6 +109,60 @@ function checkFields(sb: Omit<Superblock, 'version'>): void {
   }
   if (sb.volumeName.length === 0) throw invalid('empty volume name');
   if (sb.integrity !== undefined) checkIntegrity(sb.integrity, sb.dataOffsetBytes + sb.dataSizeBytes);
+  if (sb.reshape !== undefined) checkReshape(sb.reshape, sb);
+}
+
+/** A reshape record is consistent in itself and with the (new-geometry) superblock that holds it. */
+function checkReshape(r: ReshapeRecord, sb: Omit<Superblock, 'version'>): void {
+  const u64 = (n: number): boolean => Number.isSafeInteger(n) && n >= 0;
+  if (!LAYOUT_CODES.includes(r.fromLayout)) throw invalid(`reshape: unknown from layout ${JSON.stringify(String(r.fromLayout))}`);
+  if (!Number.isInteger(r.fromCount) || r.fromCount < 1 || r.fromCount > sb.count) throw invalid(`reshape: bad from count ${r.fromCount} (now ${sb.count})`);
+  if (!isPowerOfTwo(r.fromChunkBytes) || r.fromChunkBytes < 4096 || r.fromChunkBytes > 2 ** 30) throw invalid(`reshape: bad from chunk size ${r.fromChunkBytes}`);
+  for (const [name, value] of [['from size', r.fromSizeBytes], ['to size', r.toSizeBytes], ['position', r.positionBytes], ['started time', r.startedMs]] as const) {
+    if (!u64(value)) throw invalid(`reshape: bad ${name} ${value}`);
+  }
+  if (r.fromSizeBytes !== sb.volumeSizeBytes) throw invalid(`reshape: from size ${r.fromSizeBytes} != volume size ${sb.volumeSizeBytes}`);
+  if (r.positionBytes > r.fromSizeBytes) throw invalid(`reshape: position ${r.positionBytes} past the old size ${r.fromSizeBytes}`);
+  if (r.toSizeBytes < r.fromSizeBytes) throw invalid(`reshape: new size ${r.toSizeBytes} below the old size ${r.fromSizeBytes}`);
+  const b = r.backup;
+  if (b === undefined) return;
+  if (!u64(b.startBytes) || !Number.isInteger(b.lengthBytes) || b.lengthBytes < 1 || b.lengthBytes > 0xffffffff || !Number.isInteger(b.crc) || b.crc < 0 || b.crc > 0xffffffff) {
+    throw invalid(`reshape: bad backup ${b.startBytes}+${b.lengthBytes}`);
+  }
+  if (b.startBytes < r.positionBytes || b.startBytes + b.lengthBytes > r.fromSizeBytes) {
+    throw invalid(`reshape: backup [${b.startBytes}, +${b.lengthBytes}) outside [${r.positionBytes}, ${r.fromSizeBytes})`);
+  }
+}
+
+function encodeReshape(view: DataView, r: ReshapeRecord): void {
+  view.setUint32(RESHAPE_OFFSET, RESHAPE_MAGIC, true);
+  view.setUint32(220, LAYOUT_CODES.indexOf(r.fromLayout), true);
+  view.setUint32(224, r.fromCount, true);
+  view.setUint32(228, r.fromChunkBytes, true);
+  [r.fromSizeBytes, r.toSizeBytes, r.positionBytes, r.backup?.startBytes ?? 0].forEach((value, i) => view.setBigUint64(232 + i * 8, BigInt(value), true));
+  view.setUint32(264, r.backup?.lengthBytes ?? 0, true);
+  view.setUint32(268, r.backup?.crc ?? 0, true);
+  view.setBigUint64(272, BigInt(r.startedMs), true);
+}
+
+/** Bytes 216..284: all zero = no reshape (older superblocks); else the record, checked by checkFields. */
+function decodeReshape(block: Uint8Array, view: DataView): { reshape?: ReshapeRecord } {
+  if (block.subarray(RESHAPE_OFFSET, RESHAPE_END).every((b) => b === 0)) return {};
+  const magic = view.getUint32(RESHAPE_OFFSET, true);
+  if (magic !== RESHAPE_MAGIC) throw invalid(`reshape record magic ${magic.toString(16)}`);
+  const fromLayout = LAYOUT_CODES[view.getUint32(220, true)];
+  if (fromLayout === undefined) throw invalid(`reshape: unknown from layout code ${view.getUint32(220, true)}`);
+  if (view.getUint32(280, true) !== 0) throw invalid('reshape: reserved field not zero');
+  const backupStart = readU64(view, 256, 'reshape backup start');
+  const backupLength = view.getUint32(264, true);
+  const crc = view.getUint32(268, true);
+  if (backupLength === 0 && (backupStart !== 0 || crc !== 0)) throw invalid('reshape: backup start or crc without a backup length');
+  return { reshape: {
+    fromLayout, fromCount: view.getUint32(224, true), fromChunkBytes: view.getUint32(228, true),
+    fromSizeBytes: readU64(view, 232, 'reshape from size'), toSizeBytes: readU64(view, 240, 'reshape to size'),
+    positionBytes: readU64(view, 248, 'reshape position'), startedMs: readU64(view, 272, 'reshape started time'),
+    ...(backupLength !== 0 ? { backup: { startBytes: backupStart, lengthBytes: backupLength, crc } } : {}),
+  } };
 }
 
 /** An integrity area sits after the data, 4 KiB aligned, with a 4096-byte block and a known algorithm. */
@@ -136,6 +200,7 @@ export function encodeSuperblock(sb: Omit<Superblock, 'version'> & { readonly ve
     view.setUint32(208, sb.integrity.blockBytes, true);
     view.setUint32(212, sb.integrity.algo, true);
   }
+  if (sb.reshape !== undefined) encodeReshape(view, sb.reshape);
   view.setUint32(CRC_OFFSET, crc32c(bytes.subarray(0, CRC_OFFSET)), true);
   return bytes;
 }
@@ -190,6 +255,7 @@ function decodeChecked(bytes: Uint8Array): Superblock | { kind: 'blank' } {
     bitmapSizeBytes: readU64(view, 168, 'bitmap size'),
     ...((flags & FLAG_FAULTY) !== 0 ? { faulty: true } : {}),
     ...decodeIntegrity(view),
+    ...decodeReshape(block, view),
   };
   checkFields(sb);
   return sb;

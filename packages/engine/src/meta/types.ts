@@ -1,6 +1,6 @@
 // What assembly (meta/assemble.ts) hands to the data path: a volume whose elements have been
 // identified by their superblocks. The data path never reads superblocks itself.
-import type { ElementConfig, VolumeConfig } from '../config/types.js';
+import type { ElementConfig, Layout, VolumeConfig } from '../config/types.js';
 import type { IntegrityArea } from '../integrity/types.js';
 
 /** Bytes reserved at the start of every element for superblock + (later) bitmap/journal. */
@@ -9,12 +9,32 @@ export const SUPERBLOCK_BYTES = 4096;
 
 // The reserved header of every element, [0, DATA_OFFSET_BYTES):
 //   [0, 4 KiB)        superblock
-//   [64 KiB, 1 MiB)   write-intent bitmap (durable/bitmap: at most 960 KiB = 7.8 Mi regions)
+//   [64 KiB, 1 MiB)   write-intent bitmap (durable/bitmap: at most 960 KiB = 7.8 Mi regions);
+//                     while raid0/5/6 are reshaped, the step backup (meta/reshape-plan.ts)
 //   [1 MiB, 4 MiB)    stripe journal (raid5/6: closes the write hole)
 export const BITMAP_OFFSET_BYTES = 64 * 1024;
 export const BITMAP_MAX_BYTES = 1024 * 1024 - BITMAP_OFFSET_BYTES;
 export const JOURNAL_OFFSET_BYTES = 1024 * 1024;
 export const JOURNAL_MAX_BYTES = DATA_OFFSET_BYTES - JOURNAL_OFFSET_BYTES;
+
+/**
+ * A reshape in progress (superblock bytes 216..284; docs/reshape.md): the volume moves from the
+ * OLD geometry (these `from*` fields) to the NEW one (the superblock's own layout, count, chunk).
+ * [0, positionBytes) is held by the new geometry, [positionBytes, fromSizeBytes) by the old.
+ */
+export interface ReshapeRecord {
+  readonly fromLayout: Layout;
+  readonly fromCount: number;
+  readonly fromChunkBytes: number;
+  /** C0: the old capacity, what clients see while the reshape runs. */
+  readonly fromSizeBytes: number;
+  /** C1: the size once it finishes. */
+  readonly toSizeBytes: number;
+  readonly positionBytes: number;
+  /** The step at positionBytes saved [startBytes, +lengthBytes) in the backup area (crc32c of those bytes). */
+  readonly backup?: { readonly startBytes: number; readonly lengthBytes: number; readonly crc: number };
+  readonly startedMs: number;
+}
 
 export type ElementState = 'active' | 'failed' | 'spare' | 'rebuilding' | 'stale';
 
@@ -52,4 +72,6 @@ export interface AssembledVolume {
   readonly createdMs?: number;
   /** False when the superblocks say the volume was not closed cleanly (writes may have been in flight). */
   readonly wasClean?: boolean;
+  /** A reshape in progress (sizeBytes stays C0 = reshape.fromSizeBytes while it runs). */
+  readonly reshape?: ReshapeRecord;
 }

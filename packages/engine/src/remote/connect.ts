@@ -4,6 +4,7 @@ import { MetaContext, NbdClient, type BlockDeviceInfo, type NbdClientOptions } f
 import { IscsiClient, type IscsiClientOptions } from '@onestack/iscsi';
 import { DataPathError, type DataPathErrno } from '../datapath/errno.js';
 import type { IscsiRemoteSpec, NbdRemoteSpec, RemoteSpec } from './spec.js';
+import { explainGateway } from './rbd-gateway.js';
 
 /** Both clients report the same shape (each protocol package declares it; nbd's is the reference here). */
 export type RemoteDeviceInfo = BlockDeviceInfo;
@@ -40,7 +41,7 @@ function iscsiOptions(spec: IscsiRemoteSpec, log?: LogLine): IscsiClientOptions 
 }
 
 export async function connectRemote(spec: RemoteSpec, log?: LogLine): Promise<RemoteDevice> {
-  if (spec.kind === 'nbd') return NbdClient.connect(nbdOptions(spec, log));
+  if (spec.kind === 'nbd') return NbdClient.connect(nbdOptions(spec, log)).catch((err: unknown) => { throw explainGateway(spec.socketPath, err); });
   return IscsiClient.connect(iscsiOptions(spec, log));
 }
 

@@ -4,6 +4,7 @@
 import * as fs from 'node:fs/promises';
 import { EngineError } from '../api-types.js';
 import type { ElementConfig } from '../config/types.js';
+import { ensureRbdGateway } from './rbd-gateway.js';
 
 export interface NbdRemoteSpec {
   readonly kind: 'nbd';
@@ -72,6 +73,8 @@ export async function remoteSpecFor(config: ElementConfig): Promise<RemoteSpec> 
   const loc = config.location;
   if (loc.kind === 'local') throw new Error(`element ${config.name} is local`);
   if (loc.kind === 'nbd') {
+    // rbd://: its qemu-nbd gateway must serve the socket before anyone connects to it.
+    if (loc.rbd !== undefined) await ensureRbdGateway(config);
     let tls: NbdRemoteSpec['tls'];
     if (loc.tls) {
       const t = config.tls ?? {};

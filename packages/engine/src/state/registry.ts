@@ -7,7 +7,8 @@ import type { ElementConfig } from '../config/types.js';
 import { writeBehindTopology } from '../config/write-behind.js';
 import type { TopologyElement, TopologyVolume } from '../datapath/topology.js';
 import { volumeHealth } from '../meta/layout.js';
-import { DATA_OFFSET_BYTES, type AssembledVolume, type ElementState } from '../meta/types.js';
+import { DATA_OFFSET_BYTES, type AssembledVolume, type ElementState, type ReshapeRecord } from '../meta/types.js';
+import { copyGeometry } from '../meta/reshape-plan.js';
 import type { RemoteSpec } from '../remote/spec.js';
 import type { Volume } from '../volume.js';
 import { tierCounters, tierStatus } from '../workers/cache-tier.js';
@@ -39,6 +40,8 @@ export interface VolumeEntry {
   assembled: AssembledVolume;
   readonly handle: Volume;
   readonly runtime: boolean;
+  /** While it is reshaped (assembled.reshape): the data-path slot of its internal old view. */
+  reshapeFromIndex?: number;
 }
 
 /** Lowest free slot below `max`. */
@@ -69,7 +72,14 @@ export class Registry {
   }
 
   volumeIndex(): number {
-    return freeSlot([...this.volumes.values()].map((v) => v.index), MAX_VOLUME_SLOTS, 'volume');
+    const used = [...this.volumes.values()].flatMap((v) => (v.reshapeFromIndex === undefined ? [v.index] : [v.index, v.reshapeFromIndex]));
+    return freeSlot(used, MAX_VOLUME_SLOTS, 'volume');
+  }
+
+  /** The slot of a reshaping volume's old view: allocated on first use (start, or assembly after a restart), freed when the reshape ends. */
+  reshapeIndexOf(entry: VolumeEntry): number {
+    entry.reshapeFromIndex ??= this.volumeIndex();
+    return entry.reshapeFromIndex;
   }
 
   /** The volume using element `name`, if any. */
@@ -96,15 +106,35 @@ export class Registry {
           path: e.config.cacheTier.path, sizeBytes: e.config.cacheTier.sizeMiB * MIB, blockBytes: e.config.cacheTier.blockKiB * 1024, counters: e.tierCounters } } : {}),
       });
     }
-    const volumes = [...this.volumes.values()].map((v): TopologyVolume => ({
-      index: v.index, name: v.assembled.config.name, layout: v.assembled.config.layout, chunkBytes: v.assembled.config.chunkKiB * 1024,
-      sizeBytes: v.assembled.sizeBytes, order: v.assembled.config.order, arrayId: v.assembled.arrayUuid,
-      ...(v.assembled.config.integrity === true ? { integrity: true } : {}),
-      ...writeBehindTopology(v.assembled.config.writeBehind, v.assembled.config.elements, (name) => this.element(name).index),
-      elements: v.assembled.config.elements.map((name) => this.element(name).index),
-    }));
+    const volumes = [...this.volumes.values()].flatMap((v): TopologyVolume[] => {
+      const plain: TopologyVolume = {
+        index: v.index, name: v.assembled.config.name, layout: v.assembled.config.layout, chunkBytes: v.assembled.config.chunkKiB * 1024,
+        sizeBytes: v.assembled.sizeBytes, order: v.assembled.config.order, arrayId: v.assembled.arrayUuid,
+        ...(v.assembled.config.integrity === true ? { integrity: true } : {}),
+        ...writeBehindTopology(v.assembled.config.writeBehind, v.assembled.config.elements, (name) => this.element(name).index),
+        elements: v.assembled.config.elements.map((name) => this.element(name).index),
+      };
+      return v.assembled.reshape === undefined ? [plain] : reshapeViews(plain, v.assembled.reshape, this.reshapeIndexOf(v));
+    });
     return { volumes, elements };
   }
+}
+
+/**
+ * A reshaping volume is two data-path volumes over the same elements (docs/reshape.md): the public
+ * one in the NEW geometry (capacity C1, clients see C0 through its router; journal in the high
+ * area) and an internal one in the geometry the copy reads (copyGeometry of the old; the first
+ * roles; journal in the low area).
+ */
+function reshapeViews(plain: TopologyVolume, r: ReshapeRecord, fromIndex: number): TopologyVolume[] {
+  const oldView = copyGeometry({ layout: r.fromLayout, count: r.fromCount, chunkBytes: r.fromChunkBytes, dataSizeBytes: 0 });
+  const parity = (layout: string): boolean => layout === 'raid5' || layout === 'raid6';
+  const pub: TopologyVolume = { ...plain, sizeBytes: r.toSizeBytes, ...(parity(plain.layout) ? { journal: 'high' as const } : {}),
+    reshape: { fromIndex, positionBytes: r.positionBytes, exposedBytes: r.fromSizeBytes } };
+  const { writeBehind: _none, ...base } = plain;
+  const internal: TopologyVolume = { ...base, index: fromIndex, name: `${plain.name}~reshape-old`, layout: oldView.layout, chunkBytes: r.fromChunkBytes,
+    sizeBytes: r.fromSizeBytes, elements: plain.elements.slice(0, oldView.count), ...(parity(oldView.layout) ? { journal: 'low' as const } : {}), internal: true };
+  return [pub, internal];
 }
 
 export interface LiveView {

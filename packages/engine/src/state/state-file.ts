@@ -44,6 +44,20 @@ export interface ReplacedVolume {
   readonly elements: readonly string[];
 }
 
+/**
+ * A config-file volume reshaped at run time (docs/reshape.md): its layout and elements now. Applied
+ * at start while the config still says `configLayout` over `configElements`; a config that says
+ * the new ones has caught up; any other config wins, with a warning (assembly then refuses the
+ * volume clearly if its superblocks disagree).
+ */
+export interface ReshapedVolume {
+  readonly volume: string;
+  readonly configLayout: string;
+  readonly configElements: readonly string[];
+  readonly layout: string;
+  readonly elements: readonly string[];
+}
+
 export interface PersistedState {
   readonly elements: readonly ElementConfig[];
   readonly volumes: readonly VolumeConfig[];
@@ -55,6 +69,8 @@ export interface PersistedState {
   readonly members?: readonly ReplacedVolume[];
   /** The boot volume picked at run time (state/boot.ts). */
   readonly bootPick?: BootPick;
+  /** Config-file volumes whose layout or element count a reshape changed (withReshaped). */
+  readonly reshaped?: readonly ReshapedVolume[];
 }
 
 export const EMPTY_STATE: PersistedState = { elements: [], volumes: [] };
@@ -70,6 +86,23 @@ function readReplaced(raw: unknown, key = 'replaced'): ReplacedVolume[] {
     const r = (item ?? {}) as { volume?: unknown; configElements?: unknown; elements?: unknown };
     if (typeof r.volume !== 'string' || r.volume.length === 0) throw new Error(`${key}: volume must be a name`);
     return { volume: r.volume, configElements: names(r.configElements, 'configElements'), elements: names(r.elements, 'elements') };
+  });
+}
+
+const LAYOUT_NAMES = ['linear', 'raid0', 'raid1', 'raid10', 'raid5', 'raid6'];
+
+function readReshaped(raw: unknown): ReshapedVolume[] {
+  if (raw === undefined) return [];
+  if (!Array.isArray(raw)) throw new Error('reshaped: expected a list');
+  return raw.slice(0, 64).map((item: unknown) => {
+    const r = (item ?? {}) as { volume?: unknown; configLayout?: unknown; layout?: unknown };
+    const layout = (v: unknown, what: string): string => {
+      if (typeof v !== 'string' || !LAYOUT_NAMES.includes(v)) throw new Error(`reshaped: ${what} must be one of ${LAYOUT_NAMES.join(', ')}`);
+      return v;
+    };
+    const [lists] = readReplaced([item], 'reshaped');
+    if (typeof r.volume !== 'string' || lists === undefined) throw new Error('reshaped: volume must be a name');
+    return { volume: lists.volume, configLayout: layout(r.configLayout, 'configLayout'), configElements: lists.configElements, layout: layout(r.layout, 'layout'), elements: lists.elements };
   });
 }
 
@@ -110,7 +143,7 @@ export function readStateFile(dataDir: string): PersistedState {
     throw new EngineError('config', `cannot read the runtime state: ${(err as Error).message}`, file, 'fix or move the file away (its volumes will then not be served)');
   }
   try {
-    const map = (raw ?? {}) as { version?: unknown; elements?: unknown; volumes?: unknown; replaced?: unknown; members?: unknown; bootPick?: unknown };
+    const map = (raw ?? {}) as { version?: unknown; elements?: unknown; volumes?: unknown; replaced?: unknown; members?: unknown; bootPick?: unknown; reshaped?: unknown };
     if (map.version !== STATE_VERSION) throw new Error(`unsupported version ${JSON.stringify(map.version)}`);
     const rawElements = Array.isArray(map.elements) ? map.elements.slice(0, 256) : [];
     const elements = rawElements.map((item, i) => normalizeElement(item, `elements[${i}]`, dataDir));
@@ -119,7 +152,8 @@ export function readStateFile(dataDir: string): PersistedState {
     // merged config (mergeState), not against this file's own elements.
     const names = new Set([...elements.map((e) => e.name), ...referencedElements(rawVolumes)]);
     const bootPick = readBootPick(map.bootPick);
-    return { elements, volumes: rawVolumes.map((item, i) => normalizeVolume(item, `volumes[${i}]`, names)), replaced: readReplaced(map.replaced), members: readReplaced(map.members, 'members'), ...(bootPick !== undefined ? { bootPick } : {}) };
+    return { elements, volumes: rawVolumes.map((item, i) => normalizeVolume(item, `volumes[${i}]`, names)), replaced: readReplaced(map.replaced), members: readReplaced(map.members, 'members'), reshaped: readReshaped(map.reshaped),
+      ...(bootPick !== undefined ? { bootPick } : {}) };
   } catch (err) {
     throw new EngineError('config', `invalid runtime state: ${(err as Error).message}`, file, 'fix or move the file away (its volumes will then not be served)');
   }
@@ -132,7 +166,8 @@ export function writeStateFile(dataDir: string, state: PersistedState): void {
   const replaced = state.replaced !== undefined && state.replaced.length > 0 ? { replaced: state.replaced } : {};
   const members = state.members !== undefined && state.members.length > 0 ? { members: state.members } : {};
   const bootPick = state.bootPick !== undefined ? { bootPick: state.bootPick } : {};
-  const body = JSON.stringify({ version: STATE_VERSION, elements: state.elements.map(persistElement), volumes: state.volumes.map(persistVolume), ...replaced, ...members, ...bootPick }, null, 2);
+  const reshaped = state.reshaped !== undefined && state.reshaped.length > 0 ? { reshaped: state.reshaped } : {};
+  const body = JSON.stringify({ version: STATE_VERSION, elements: state.elements.map(persistElement), volumes: state.volumes.map(persistVolume), ...replaced, ...members, ...reshaped, ...bootPick }, null, 2);
   const fd = fs.openSync(tmp, 'w', 0o600);
   try {
     fs.writeSync(fd, `${body}\n`);
@@ -168,7 +203,7 @@ export function mergeState(config: EngineConfig, state: PersistedState, warn: (m
     return false;
   });
   const known = new Set([...config.elements.map((e) => e.name), ...elements.map((e) => e.name)]);
-  const configVolumes = config.volumes.map((v) => withMembers(withReplacement(v, state.replaced ?? [], known, warn), state.members ?? [], known, warn));
+  const configVolumes = config.volumes.map((v) => withReshaped(withMembers(withReplacement(v, state.replaced ?? [], known, warn), state.members ?? [], known, warn), state.reshaped ?? [], known, warn));
   const used = new Set(configVolumes.flatMap((v) => v.elements));
   const volumeNames = new Set(config.volumes.map((v) => v.name));
   let hasBoot = config.volumes.some((v) => v.boot);
@@ -193,7 +228,8 @@ export function mergeState(config: EngineConfig, state: PersistedState, warn: (m
   return {
     config: { ...config, elements: [...config.elements, ...elements], volumes: picked },
     runtime: { elements, volumes: runtimeVolumes, replaced: (state.replaced ?? []).filter((r) => configVolumes.some((v) => v.name === r.volume && sameSet(v.elements, r.elements))),
-      members: (state.members ?? []).filter((r) => configVolumes.some((v) => v.name === r.volume && sameSet(v.elements, r.elements))) },
+      members: (state.members ?? []).filter((r) => configVolumes.some((v) => v.name === r.volume && sameSet(v.elements, r.elements))),
+      reshaped: (state.reshaped ?? []).filter((r) => configVolumes.some((v) => v.name === r.volume && v.layout === r.layout && sameSet(v.elements, r.elements))) },
   };
 }
 
@@ -225,4 +261,18 @@ function withMembers(v: VolumeConfig, records: readonly ReplacedVolume[], known:
     return v;
   }
   return { ...v, elements: r.elements, ...(v.spares !== undefined ? { spares: v.spares.filter((s) => !r.elements.includes(s)) } : {}) };
+}
+
+/**
+ * A config volume with a run-time reshape applied (layout and elements, in role order), while the
+ * config still says what it said then; a config that says the new ones has caught up.
+ */
+function withReshaped(v: VolumeConfig, records: readonly ReshapedVolume[], known: ReadonlySet<string>, warn: (msg: string) => void): VolumeConfig {
+  const r = records.find((x) => x.volume === v.name);
+  if (r === undefined || (r.layout === v.layout && sameSet(r.elements, v.elements))) return v;
+  if (r.configLayout !== v.layout || !sameSet(r.configElements, v.elements) || !r.elements.every((e) => known.has(e))) {
+    warn(`volume ${v.name}: run-time reshape to ${r.layout} over ${r.elements.join(', ')} ignored: the config says ${v.layout} over ${v.elements.join(', ')} now`);
+    return v;
+  }
+  return { ...v, layout: r.layout as VolumeConfig['layout'], elements: r.elements, ...(v.spares !== undefined ? { spares: v.spares.filter((s) => !r.elements.includes(s)) } : {}) };
 }

@@ -1,9 +1,12 @@
-// Every element with its state and owner, and the driver pools with their queue depth chart.
+// Every element with its state, owner and measured transport figures (latency, write-behind lag,
+// retries while stale), and the driver pools with their queue depth chart.
+import { Fragment } from 'preact';
 import { call, seg } from '../api.js';
 import { formatBytes } from '../format.js';
 import { POOL_NAMES, type PoolSeries } from '../history.js';
 import type { EngineStatus } from '../types.js';
 import { Chart } from './Chart.js';
+import { LatencyCell, TransportDetailRow } from './Transport.js';
 import { Badge, Message, useAction } from './ui.js';
 
 export function Elements({ status, refresh }: { status: EngineStatus; refresh: () => void }) {
@@ -20,23 +23,27 @@ export function Elements({ status, refresh }: { status: EngineStatus; refresh: (
   return (
     <>
       <table class="elements" data-testid="elements-table">
-        <thead><tr><th>Element</th><th>Kind</th><th>State</th><th>Size</th><th>Volume</th><th>Errors</th><th>URI</th><th /></tr></thead>
+        <thead><tr><th>Element</th><th>Kind</th><th>State</th><th>Size</th><th>Volume</th><th>Errors</th><th>Latency (EWMA)</th><th>URI</th><th /></tr></thead>
         <tbody>
           {status.elements.map((e) => (
-            <tr key={e.name} data-testid={`element-${e.name}`}>
-              <td>{e.name}</td>
-              <td>{e.kind}</td>
-              <td><Badge state={e.state} />{e.reason !== undefined ? <span class="reason"> {e.reason}</span> : null}</td>
-              <td>{formatBytes(e.sizeBytes)}</td>
-              <td>{e.volume === null ? '–' : `${e.volume} [${e.role ?? '-'}]`}</td>
-              <td>{e.errors}</td>
-              <td><code>{e.uri}</code></td>
-              <td class="actions">
-                {e.volume === null
-                  ? <button type="button" class="small" disabled={action.busy} onClick={() => remove(e.name)} data-testid={`remove-${e.name}`}>Remove</button>
-                  : null}
-              </td>
-            </tr>
+            <Fragment key={e.name}>
+              <tr data-testid={`element-${e.name}`}>
+                <td>{e.name}</td>
+                <td>{e.kind}</td>
+                <td><Badge state={e.state} />{e.reason !== undefined ? <span class="reason"> {e.reason}</span> : null}</td>
+                <td>{formatBytes(e.sizeBytes)}</td>
+                <td>{e.volume === null ? '–' : `${e.volume} [${e.role ?? '-'}]`}</td>
+                <td>{e.errors}</td>
+                <LatencyCell element={e} prefix="" />
+                <td><code>{e.uri}</code></td>
+                <td class="actions">
+                  {e.volume === null
+                    ? <button type="button" class="small" disabled={action.busy} onClick={() => remove(e.name)} data-testid={`remove-${e.name}`}>Remove</button>
+                    : null}
+                </td>
+              </tr>
+              <TransportDetailRow element={e} columns={9} prefix="" />
+            </Fragment>
           ))}
         </tbody>
       </table>

@@ -1,11 +1,13 @@
 // One card per volume: state, boot flag, rebuild progress, its elements with fail / replace,
 // and live IOPS, MiB/s and latency charts.
+import { Fragment } from 'preact';
 import { useState } from 'preact/hooks';
 import { call, seg } from '../api.js';
 import { formatBytes, formatEta, formatRate } from '../format.js';
 import type { VolumeSeries } from '../history.js';
 import { REPLACEABLE, type ElementStatus, type EngineStatus, type VolumeStatus } from '../types.js';
 import { Chart } from './Chart.js';
+import { LatencyCell, ReshapeLine, TransportDetailRow } from './Transport.js';
 import { Badge, Message, Progress, useAction } from './ui.js';
 
 interface Props {
@@ -45,6 +47,7 @@ function VolumeCard({ volume, spares, series, refresh }: { volume: VolumeStatus;
       </header>
       <Message action={boot} />
       <RebuildLine volume={volume} />
+      <ReshapeLine volume={volume} />
       <CheckpointLine volume={volume} refresh={refresh} />
       <ElementTable volume={volume} spares={spares} refresh={refresh} />
       <VolumeCharts name={volume.name} series={series} />
@@ -119,32 +122,36 @@ function ElementTable({ volume, spares, refresh }: { volume: VolumeStatus; spare
   return (
     <>
       <table class="elements">
-        <thead><tr><th>Role</th><th>Element</th><th>Kind</th><th>State</th><th>Size</th><th>Errors</th><th>URI</th><th /></tr></thead>
+        <thead><tr><th>Role</th><th>Element</th><th>Kind</th><th>State</th><th>Size</th><th>Errors</th><th>Latency (EWMA)</th><th>URI</th><th /></tr></thead>
         <tbody>
           {volume.elements.map((e) => (
-            <tr key={e.name} data-testid={`member-${e.name}`}>
-              <td>{e.role ?? '–'}</td>
-              <td>{e.name}</td>
-              <td>{e.kind}</td>
-              <td><Badge state={e.state} />{e.reason !== undefined ? <span class="reason"> {e.reason}</span> : null}</td>
-              <td>{formatBytes(e.sizeBytes)}</td>
-              <td>{e.errors}</td>
-              <td><code>{e.uri}</code></td>
-              <td class="actions">
-                {e.state === 'active' || e.state === 'rebuilding'
-                  ? <button type="button" class="small danger" disabled={action.busy} onClick={() => fail(e.name)} data-testid={`fail-${e.name}`}>Fail</button>
-                  : null}
-                {replaceable && spares.length > 0 ? (
-                  <span class="replace">
-                    <select value={pick[e.name] ?? spares[0]?.name} onChange={(ev) => setPick({ ...pick, [e.name]: (ev.currentTarget as HTMLSelectElement).value })}
-                      data-testid={`replace-with-${e.name}`} aria-label={`spare to replace ${e.name} with`}>
-                      {spares.map((s) => <option key={s.name} value={s.name}>{s.name}</option>)}
-                    </select>
-                    <button type="button" class="small" disabled={action.busy} onClick={() => replace(e.name)} data-testid={`replace-${e.name}`}>Replace</button>
-                  </span>
-                ) : null}
-              </td>
-            </tr>
+            <Fragment key={e.name}>
+              <tr data-testid={`member-${e.name}`}>
+                <td>{e.role ?? '–'}</td>
+                <td>{e.name}</td>
+                <td>{e.kind}</td>
+                <td><Badge state={e.state} />{e.reason !== undefined ? <span class="reason"> {e.reason}</span> : null}</td>
+                <td>{formatBytes(e.sizeBytes)}</td>
+                <td>{e.errors}</td>
+                <LatencyCell element={e} prefix="member-" />
+                <td><code>{e.uri}</code></td>
+                <td class="actions">
+                  {e.state === 'active' || e.state === 'rebuilding'
+                    ? <button type="button" class="small danger" disabled={action.busy} onClick={() => fail(e.name)} data-testid={`fail-${e.name}`}>Fail</button>
+                    : null}
+                  {replaceable && spares.length > 0 ? (
+                    <span class="replace">
+                      <select value={pick[e.name] ?? spares[0]?.name} onChange={(ev) => setPick({ ...pick, [e.name]: (ev.currentTarget as HTMLSelectElement).value })}
+                        data-testid={`replace-with-${e.name}`} aria-label={`spare to replace ${e.name} with`}>
+                        {spares.map((s) => <option key={s.name} value={s.name}>{s.name}</option>)}
+                      </select>
+                      <button type="button" class="small" disabled={action.busy} onClick={() => replace(e.name)} data-testid={`replace-${e.name}`}>Replace</button>
+                    </span>
+                  ) : null}
+                </td>
+              </tr>
+              <TransportDetailRow element={e} columns={9} prefix="member-" />
+            </Fragment>
           ))}
         </tbody>
       </table>
