@@ -35,8 +35,9 @@ describe.skipIf(missing !== null)(`rbd:// elements via the qemu-nbd gateway${mis
 
   beforeAll(async () => {
     await ensureCeph();
-    // rbd/img is the cluster's test image: drop any superblock an earlier run left in its header.
-    await zeroRbd(DATA_OFFSET_BYTES + COPY_BYTES);
+    // rbd/img is the cluster's test image: drop any superblock and data an earlier run left there
+    // (a new raid1 is not synced first, so the legs must start equal for reads to agree).
+    await zeroRbd(DATA_OFFSET_BYTES + DATA_BYTES);
     dir = tempDir('rbd');
     const { configPath, images } = await writeConfig(dir, [
       { name: 'l0', sizeBytes: DATA_OFFSET_BYTES + DATA_BYTES },

@@ -4,20 +4,22 @@
 // same bytes (sha256), the new tail reads as zeroes, nbdinfo shows the new size. raid0 2→3 and
 // linear + 1 likewise; a kill -9 in the middle of a reshape (steps slowed by the test seam
 // ONESTACK_RESHAPE_STEP_DELAY_MS) resumes after the restart and ends with the same sha256.
-// Refusals (integrity, raid10, not optimal, grow/scrub while reshaping) give clear messages.
+// Refusals (integrity, raid10, not optimal, grow/scrub while reshaping) give clear messages. A
+// raid5 also grows onto an element behind nbdkit.
 import { openSync, writeSync, closeSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLI_MAIN, Daemon, REPO_ROOT } from './lib/daemon.js';
-import { DATA_OFFSET_BYTES, MiB, randomFile, removeDir, sha256Range, tempDir, writeConfig, type ElementSpec, type VolumeSpec } from './lib/files.js';
+import { DATA_OFFSET_BYTES, MiB, randomFile, removeDir, sha256Range, sparseFile, tempDir, writeConfig, type ElementSpec, type VolumeSpec } from './lib/files.js';
 import { exportSize, fio, nbdcopy, qemuIo, qemuIoFailed } from './lib/peers.js';
 import { explain, missingTools, run, sleep } from './lib/proc.js';
+import { startNbdkit, type NbdkitPeer } from './lib/remotes.js';
 
 const DATA_BYTES = 32 * MiB;
 const ELEMENT_BYTES = DATA_OFFSET_BYTES + DATA_BYTES;
 /** fio writes [0, FIO_BYTES) of a volume; the rest is compared with the reference file. */
 const FIO_BYTES = 16 * MiB;
-const missing = missingTools(['fio', 'nbdcopy', 'qemu-io', 'nbdinfo']);
+const missing = missingTools(['fio', 'nbdcopy', 'qemu-io', 'nbdinfo', 'nbdkit']);
 
 interface Reshape { positionBytes: number; totalBytes: number; sizeBytes: number; percent: number; state: string; backupSteps: number; error?: string; from: { layout: string; count: number }; to: { layout: string; count: number } }
 interface VolumeView { name: string; layout: string; state: string; sizeBytes: number; reshape?: Reshape | null; elements: { name: string; state: string }[] }
@@ -52,10 +54,10 @@ class Harness {
     return this.daemon;
   }
 
-  async start(names: readonly string[], volumes: readonly VolumeSpec[] = []): Promise<void> {
-    this.dir = tempDir(this.name);
+  async start(names: readonly string[], volumes: readonly VolumeSpec[] = [], remotes: readonly ElementSpec[] = [], dir?: string): Promise<void> {
+    this.dir = dir ?? tempDir(this.name);
     // Config-file volumes: linear over z0 and `volumes`; the tests create the rest at run time.
-    const { configPath } = await writeConfig(this.dir, elements([...names, 'z0']), [{ name: 'lin', layout: 'linear', elements: ['z0'] }, ...volumes], ['rebuild: { maxMiBPerSec: 0 }']);
+    const { configPath } = await writeConfig(this.dir, [...elements([...names, 'z0']), ...remotes], [{ name: 'lin', layout: 'linear', elements: ['z0'] }, ...volumes], ['rebuild: { maxMiBPerSec: 0 }']);
     this.daemon = await Daemon.start({ dataDir: path.join(this.dir, 'data'), configPath, env: this.env });
   }
 
@@ -246,17 +248,23 @@ describe.skipIf(missing !== null)(`online reshape under fio verify${missing !== 
 });
 
 describe.skipIf(missing !== null)(`kill -9 in the middle of a reshape${missing !== null ? ` (skipped: ${missing})` : ''}`, () => {
-  const h = new Harness('reshape-crash', { ONESTACK_RESHAPE_STEP_DELAY_MS: '150' });
+  const h = new Harness('reshape-crash', { ONESTACK_RESHAPE_STEP_DELAY_MS: '300' });
   beforeAll(() => h.start(['k0', 'k1', 'k2', 'k3', 'k4', 'c0', 'c1', 'c2'], [{ name: 'cm', layout: 'raid1', elements: ['c0', 'c1'], chunkKiB: 64 }]), 60_000);
   afterAll(() => h.stop());
 
-  it('raid5 4→5: kill -9 mid-way, the restart resumes and finishes; sha256 equals the reference; nbdinfo shows the new size', async () => {
+  it('raid5 4→5 under fio verify, kill -9 mid-way: the restart resumes and finishes; fio --verify_only passes during and after; sha256 equals the reference; nbdinfo shows the new size', async () => {
     await h.create('k', 'raid5', ['k0', 'k1', 'k2', 'k3']);
     const c0 = 3 * DATA_BYTES;
     const c1 = 4 * DATA_BYTES;
     const ref = await h.fill('k');
     const r = await h.cli(['volume', 'reshape', 'k', '--add', 'k4']);
     expect(r.code, explain(r)).toBe(0);
+    // fio writes and verifies its region while the copy runs (a kill -9 would cut its connection:
+    // it finishes first, and verifies its pattern again after the crash).
+    const args = fioArgs(h.d.uri('k')).filter((a) => !a.startsWith('--rate_iops'));
+    const laid = await fio(args, h.dir);
+    expect(laid.result.code, explain(laid.result)).toBe(0);
+    expect(laid.jobs[0]?.error, laid.result.stdout).toBe(0);
     const deadline = Date.now() + 60_000;
     let v = await h.volume('k');
     while ((v.reshape?.percent ?? 0) < 20 && Date.now() < deadline) {
@@ -270,16 +278,18 @@ describe.skipIf(missing !== null)(`kill -9 in the middle of a reshape${missing !
     expect(scrub.stderr).toMatch(/a reshape runs/);
     const before = v.reshape!.positionBytes;
     await h.d.crash();
-    await h.restart();
+    await h.restart(h.env);
     const resumed = await h.volume('k');
     expect(resumed.sizeBytes, 'clients see the old size until it finishes').toBe(c0);
     if (resumed.reshape !== null && resumed.reshape !== undefined) expect(resumed.reshape.positionBytes).toBeGreaterThanOrEqual(before);
     expect(h.d.stderr + h.d.stdout).toMatch(/resuming its reshape/);
+    await fioVerifyOnly(h, 'k'); // while the resumed copy runs
     const done = await h.untilReshaped('k');
     expect(done.sizeBytes).toBe(c1);
     expect(done.elements.map((e) => e.state)).toEqual(['active', 'active', 'active', 'active', 'active']);
     expect(await exportSize(h.d.uri('k'))).toBe(c1);
-    await h.expectMatches('k', ref, 0, c0, c1);
+    await fioVerifyOnly(h, 'k');
+    await h.expectMatches('k', ref, FIO_BYTES, c0, c1);
   }, 240_000);
 
   it('a config-file raid1 → raid5: kill -9 mid-way, the restart (config still says raid1) resumes from the state file and finishes', async () => {
@@ -338,3 +348,30 @@ describe.skipIf(missing !== null)(`kill -9 after a step saved its backup${missin
     await h.expectMatches('b', ref, 0, c0, c1);
   }, 240_000);
 });
+
+describe.skipIf(missing !== null)(`reshape onto an nbdkit element${missing !== null ? ` (skipped: ${missing})` : ''}`, () => {
+  const h = new Harness('reshape-remote');
+  let remote: NbdkitPeer | null = null;
+  beforeAll(async () => {
+    const dir = tempDir('reshape-remote');
+    await sparseFile(path.join(dir, 'remote.img'), ELEMENT_BYTES);
+    remote = await startNbdkit(['file', path.join(dir, 'remote.img')]);
+    await h.start(['n0', 'n1', 'n2'], [], [{ name: 'nr', uri: `nbd://127.0.0.1:${remote.port}/`, options: { timeoutMs: 5000 } }], dir);
+  }, 60_000);
+  afterAll(async () => {
+    await h.stop();
+    await remote?.stop();
+  });
+
+  it('raid5 3→4 with the new element behind nbdkit (its journal header and new rows go over NBD): every byte kept', async () => {
+    await h.create('nv', 'raid5', ['n0', 'n1', 'n2']);
+    const ref = await h.fill('nv');
+    const r = await h.cli(['volume', 'reshape', 'nv', '--add', 'nr', '--watch']);
+    expect(r.code, explain(r)).toBe(0);
+    const v = await h.untilReshaped('nv');
+    expect(v.elements.map((e) => [e.name, e.state])).toEqual([['n0', 'active'], ['n1', 'active'], ['n2', 'active'], ['nr', 'active']]);
+    expect(await exportSize(h.d.uri('nv'))).toBe(3 * DATA_BYTES);
+    await h.expectMatches('nv', ref, 0, 2 * DATA_BYTES, 3 * DATA_BYTES);
+  }, 120_000);
+});
+

@@ -398,6 +398,17 @@ describe('raid5 of 2 elements (a mirror: how a raid1 is copied)', () => {
       rig.dp.setElementState(gone, 'active');
       expect(equalBytes(readFileRange(rig.paths[gone]!, DATA_OFFSET_BYTES, SIZE), model)).toBe(true);
     }
+    // Scrub with k = 1: a clean row checks clean, a corrupted copy is found.
+    expect((await rig.dp.stripe(0).checkStripe(3)).ok).toBe(true);
+    await rig.dp.close();
+    const fd = fs.openSync(rig.paths[1]!, 'r+');
+    fs.writeSync(fd, new Uint8Array(512).fill(0xa5), 0, 512, DATA_OFFSET_BYTES + 3 * CHUNK + 4096);
+    fs.closeSync(fd);
+    rig = await start(dir, rig.paths, arrayId);
+    await rig.dp.setTopology([vol(rig, 0, 'raid5', [0, 1], SIZE)], rig.els);
+    const verdict = await rig.dp.stripe(0).checkStripe(3);
+    expect(verdict.ok).toBe(false);
+    expect(verdict.mismatchedBytes).toBeGreaterThan(0);
   });
 
   it('a raid1 written through the raid1 path has the same leg bytes as a raid5 of 2, and reads back through one', async () => {

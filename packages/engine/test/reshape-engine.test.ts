@@ -1,7 +1,7 @@
 // Online reshape through the embedding API (durable/reshape*.ts), in process: raid5 → raid6 and
 // raid6 4→5 keep every byte while writes go on, status and 'change' events follow the job, and an
 // engine closed in the middle (clean stop) resumes at the next open from the position its
-// superblocks kept. Imports the BUILT dist.
+// superblocks kept; an element failed mid-way leaves the copy going on degraded. Imports the BUILT dist.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -102,6 +102,25 @@ describe('online reshape (embedding API)', () => {
       expect(equalBytes(await again.volume('v').read(c0, DATA_BYTES), new Uint8Array(DATA_BYTES)), 'the new tail reads as zeroes').toBe(true);
     } finally {
       await again.close();
+    }
+  }, 120_000);
+
+  it('raid6 4→5 loses an element mid-way: the copy goes on degraded and every byte is kept', async () => {
+    const engine = await Engine.open({ config: config({ layout: 'raid6', elements: ['a', 'b', 'c', 'd'] }, 2), log: quiet });
+    try {
+      const c0 = 2 * DATA_BYTES;
+      const data = pattern(c0, 31);
+      await engine.volume('v').write(0, data);
+      await engine.reshapeVolume('v', { add: ['e'] });
+      await until('the copy to get going', () => (view(engine).reshape?.positionBytes ?? 0) > 0);
+      await engine.failElement('b');
+      expect(view(engine).reshape?.positionBytes, 'failed while the copy runs').toBeLessThan(c0);
+      await until('the reshape to finish', () => view(engine).reshape === null || view(engine).reshape?.error !== undefined);
+      expect(view(engine).reshape ?? null, `no error: ${view(engine).reshape?.error}`).toBeNull();
+      expect(view(engine)).toMatchObject({ layout: 'raid6', state: 'degraded', sizeBytes: 3 * DATA_BYTES });
+      expect(equalBytes(await engine.volume('v').read(0, c0), data), 'every byte kept').toBe(true);
+    } finally {
+      await engine.close();
     }
   }, 120_000);
 });
