@@ -3,7 +3,8 @@
 // region and qemu-io another; the rest of the volume must equal a reference file that got the
 // same bytes (sha256), the new tail reads as zeroes, nbdinfo shows the new size. raid0 2→3 and
 // linear + 1 likewise; a kill -9 in the middle of a reshape (steps slowed by the test seam
-// ONESTACK_RESHAPE_STEP_DELAY_MS) resumes after the restart and ends with the same sha256.
+// ONESTACK_RESHAPE_STEP_DELAY_MS) resumes after the restart, fio --verify_only passes during and
+// after, and it ends with the same sha256; a kill -9 after a backup resumes from the backup.
 // Refusals (integrity, raid10, not optimal, grow/scrub while reshaping) give clear messages. A
 // raid5 also grows onto an element behind nbdkit.
 import { openSync, writeSync, closeSync } from 'node:fs';

@@ -29,20 +29,21 @@ install_debs() {
 # qemu-utils: machines of this kind may carry qemu-utils 10 from bookworm-backports, and a plain
 # install of qemu-system-x86 (7.2) would remove it (seen here, shared/PEERS.md).
 install_qemu_system() {
-  dpkg -s qemu-system-x86 >/dev/null 2>&1 && return 0
-  local version
+  local missing=() pkg version
+  for pkg in qemu-system-x86 qemu-block-extra; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
+  [ "${#missing[@]}" -eq 0 ] && return 0
   version=$(dpkg-query -W -f='${Version}' qemu-utils 2>/dev/null || true)
   case "$version" in
     *bpo12*)
-      log "qemu-utils $version is from bookworm-backports: installing qemu-system-x86 from there too"
+      log "qemu-utils $version is from bookworm-backports: installing ${missing[*]} from there too"
       if [ ! -e /etc/apt/sources.list.d/bookworm-backports.sources ]; then
         printf 'Types: deb\nURIs: http://deb.debian.org/debian\nSuites: bookworm-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
           | as_root tee /etc/apt/sources.list.d/bookworm-backports.sources >/dev/null
         apt_updated=0
       fi
       if [ "$apt_updated" -eq 0 ]; then as_root apt-get update -q; apt_updated=1; fi
-      as_root apt-get install -y -q --no-install-recommends -t bookworm-backports qemu-utils qemu-system-x86 ;;
-    *) install_debs qemu-system-x86 ;;
+      as_root apt-get install -y -q --no-install-recommends -t bookworm-backports qemu-utils "${missing[@]}" ;;
+    *) install_debs "${missing[@]}" ;;
   esac
 }
 

@@ -2,14 +2,17 @@
 // image rbd/img): found running, restarted (`start`) or bootstrapped, and read behind onestack's
 // back with `rbd export` and qemu-io's own rbd driver.
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { REPO_ROOT } from './daemon.js';
 import { PEER_ENV, explain, missingTools, run } from './proc.js';
 
 export const CEPH_DIR = process.env.CEPH_DIR ?? '/tmp/onestack-ceph';
 export const CEPH_CONF = path.join(CEPH_DIR, 'ceph.conf');
-export const CEPH_SCRIPT = path.resolve(REPO_ROOT, '../shared/tools/ceph-single-node.sh');
+// Beside the project (../shared/tools), or where the machine keeps the shared tools when the
+// project is a clone elsewhere (CI clones into a fresh directory); CEPH_SCRIPT overrides both.
+const SCRIPT_PLACES = [path.resolve(REPO_ROOT, '../shared/tools/ceph-single-node.sh'), '/work/shared/tools/ceph-single-node.sh'];
+export const CEPH_SCRIPT = process.env.CEPH_SCRIPT ?? SCRIPT_PLACES.find((p) => existsSync(p)) ?? SCRIPT_PLACES[0]!;
 const RBD_MODULE = '/usr/lib/x86_64-linux-gnu/qemu/block-rbd.so';
 const CEPH_ENV: NodeJS.ProcessEnv = { ...PEER_ENV, CEPH_CONF };
 
@@ -34,6 +37,23 @@ export async function ensureCeph(): Promise<void> {
   const mode = existsSync(path.join(CEPH_DIR, 'mon')) ? 'start' : 'bootstrap';
   const r = await run('bash', [CEPH_SCRIPT, mode], { env: { ...PEER_ENV, CEPH_DIR }, timeoutMs: 280_000 });
   if (r.code !== 0 || !(await cephRunning())) throw new Error(`ceph cluster did not come up (${mode})\n${explain(r)}`);
+  stopScriptGateway();
+}
+
+/**
+ * The script also serves rbd/img with its own qemu-nbd (port 12809, librbd writeback cache): a
+ * second client of the image the tests give to onestack's gateway, so it is stopped here.
+ */
+function stopScriptGateway(): void {
+  const pidFile = path.join(CEPH_DIR, 'pids', 'qemu-nbd.pid');
+  if (!existsSync(pidFile)) return;
+  const pid = Number(readFileSync(pidFile, 'utf8').trim());
+  try {
+    if (Number.isInteger(pid) && pid > 0) process.kill(pid, 'SIGTERM');
+  } catch {
+    // already gone
+  }
+  rmSync(pidFile, { force: true });
 }
 
 /** qemu's legacy rbd: filename of rbd/IMAGE with the test cluster's conf. */
