@@ -33,7 +33,10 @@ export async function cephRunning(): Promise<boolean> {
 
 /** The cluster up: as found, else `start` (state kept from an earlier bootstrap), else a bootstrap (~1.5 min). */
 export async function ensureCeph(): Promise<void> {
-  if (await cephRunning()) return;
+  if (await cephRunning()) {
+    stopScriptGateway();
+    return;
+  }
   const mode = existsSync(path.join(CEPH_DIR, 'mon')) ? 'start' : 'bootstrap';
   const r = await run('bash', [CEPH_SCRIPT, mode], { env: { ...PEER_ENV, CEPH_DIR }, timeoutMs: 280_000 });
   if (r.code !== 0 || !(await cephRunning())) throw new Error(`ceph cluster did not come up (${mode})\n${explain(r)}`);

@@ -75,11 +75,13 @@ ${CLIENT_OPTIONS}
   volume: `usage: onestack volume list [--json]
        onestack volume create NAME --layout L --element E... [--chunk-kib N] [--size BYTES]
                                    [--order fifo|lifo|priority] [--integrity]
+                                   [--write-behind ELEMENT[:maxLagMiB]]
        onestack volume delete NAME
        onestack volume grow NAME --size SIZE [--json]
        onestack volume add-member NAME ELEMENT [--json]
        onestack volume remove-member NAME ELEMENT [--json]
-       onestack volume reshape NAME --add E1[,E2..] [--layout raid5|raid6] [--max-mib-per-sec N] [--watch] [--json]
+       onestack volume reshape NAME --add E1[,E2..] [--layout raid5|raid6|raid10] [--max-mib-per-sec N] [--watch] [--json]
+       onestack volume reshape NAME --resume [--max-mib-per-sec N]
        onestack volume scrub NAME [--repair] [--wait] [--max-mib-per-sec N] [--json]
        onestack volume scrub NAME --cancel
        onestack volume checkpoint NAME [--name CKPT] [--json]
@@ -95,6 +97,9 @@ ${CLIENT_OPTIONS}
   --order O           request order: fifo (default), lifo or priority
   --integrity         per-block checksums on every element (raid1, raid10): a read whose
                       checksum fails is served from another leg and the bad copy rewritten
+  --write-behind E[:N] (raid1, raid10) leg E (usually a remote one) gets writes after they are
+                      acknowledged, at most N MiB behind (1..1024, default 64); FLUSH waits for
+                      it (docs/durability.md "Write-behind legs")
   --json              (list) print JSON; (scrub) the started scrub, or with --wait its result
 
 grow makes a volume larger into room its elements already have (a file enlarged with truncate -s,

@@ -7,5 +7,6 @@ export function rbdLine(rbd: NonNullable<ElementStatus['rbd']>): string {
   const pid = rbd.pid !== null ? `, pid ${rbd.pid}` : '';
   const restarts = rbd.restarts > 0 ? `, ${rbd.restarts} restart${rbd.restarts === 1 ? '' : 's'}` : '';
   const error = rbd.state !== 'up' && rbd.error !== undefined ? `: ${rbd.error}` : '';
-  return `        rbd via ${via}: ${rbd.pool}/${rbd.image}, ${rbd.state}${pid}${restarts}${error}`;
+  const lock = rbd.lock === undefined ? '' : rbd.lock.lost !== undefined ? `; lock LOST: ${rbd.lock.lost}` : `; locked by this host (${rbd.lock.host}, lease ${rbd.lock.leaseMs / 1000} s)`;
+  return `        rbd via ${via}: ${rbd.pool}/${rbd.image}, ${rbd.state}${pid}${restarts}${error}${lock}`;
 }

@@ -40,6 +40,8 @@ export interface ElementRbdStatus {
   readonly restarts: number;
   readonly state: 'starting' | 'up' | 'down' | 'stopped';
   readonly error?: string;
+  /** The ownership lock between hosts (remote/rbd-lock.ts): this host's id, the lease, why it was lost. */
+  readonly lock?: { readonly host: string; readonly leaseMs: number; readonly lost?: string };
 }
 
 export interface ElementWriteBehindStatus {
@@ -156,8 +158,14 @@ export interface ReshapeStatus {
   /** Steps that first saved their window in the backup area (their new rows overlapped old rows still needed). */
   readonly backupSteps: number;
   readonly startedMs: number;
-  /** Why it stopped (it is retried at the next start), absent while it runs. */
+  /** Why it stopped, absent while it runs. */
   readonly error?: string;
+  /** The copy rate limit in MiB/s (0 = unthrottled), kept across restarts. */
+  readonly maxMiBPerSec?: number;
+  /** Paused by an error that may pass (an element away): when it retries by itself; absent = only `--resume`. */
+  readonly retryAtMs?: number;
+  /** Resyncs and rebuilds (hot spares, returning legs) held until the finish, one line each. */
+  readonly waiting?: readonly string[];
 }
 
 /** The last resync or rebuild of a volume (since the engine opened): what it copied and how it ended. */

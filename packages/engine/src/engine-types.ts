@@ -27,6 +27,8 @@ export interface CreateVolumeSpec {
   order?: QueueOrder;
   /** Per-block checksums on every element (raid1/raid10; docs/integrity.md). */
   integrity?: boolean;
+  /** A raid1/raid10 leg written after the acknowledgement (config volumes[].writeBehind; docs/durability.md). */
+  writeBehind?: { element: string; maxLagMiB?: number; drainOnFlush?: boolean };
 }
 
 export interface AddElementSpec {

@@ -23,7 +23,8 @@ import type { ScrubOptions } from './durable/scrub.js';
 import { MirrorKeeper, type KeeperHost } from './durable/keeper.js';
 import { replaceLeg } from './durable/replace.js';
 import { addMember, removeMember } from './durable/members.js';
-import { Reshapes, type ReshapeSpec } from './durable/reshape-start.js';
+import type { ReshapeSpec } from './durable/reshape-start.js';
+import { Reshapes } from './durable/reshape-jobs.js';
 import { DEFAULT_REBUILD } from './config/validate.js';
 import { nbdCopyStats, nbdListenAddresses } from './nbd-export.js';
 import { VolumeAllocation } from './allocation/allocator.js';
@@ -32,6 +33,7 @@ import { IntegrityStores } from './integrity/stores.js';
 import type { IntegrityStore } from './integrity/store.js';
 import { buildStatus, liveViewOf, withLiveStates, logOpenReport } from './engine-status.js';
 import { stopRbdGatewayOf, stopRbdGateways } from './remote/rbd-gateway.js';
+import { watchRbdLocks } from './remote/rbd-fence.js';
 import { defaultLog, type AddElementSpec, type CreateVolumeSpec, type EngineOpenOptions, type LogFn } from './engine-types.js';
 
 export type { AddElementSpec, CreateVolumeSpec, EngineOpenOptions, LogFn } from './engine-types.js';
@@ -124,6 +126,8 @@ export class Engine {
       engine.keeper.start();
       for (const entry of engine.registry.volumes.values()) engine.reshapes.resume(entry);
       engine.onClose(() => engine.reshapes.close());
+      const unwatch = watchRbdLocks(loaded.dataDir, { registry: engine.registry, dataPath, log, changed: () => engine.changed() });
+      engine.onClose(async () => unwatch());
     } catch (err) {
       await engine.close().catch(() => undefined);
       throw err;

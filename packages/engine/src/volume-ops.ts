@@ -36,7 +36,7 @@ async function newVolumeConfig(host: VolumeOpsHost, spec: CreateVolumeSpec, adde
   const { registry } = host;
   const names = await resolveElements(registry, host.base.dataDir, spec, added);
   const raw = { name: spec.name, layout: spec.layout, elements: names, ...(spec.chunkKiB !== undefined ? { chunkKiB: spec.chunkKiB } : {}), ...(spec.order !== undefined ? { order: spec.order } : {}),
-    ...(spec.integrity === true ? { integrity: true } : {}) };
+    ...(spec.integrity === true ? { integrity: true } : {}), ...(spec.writeBehind !== undefined ? { writeBehind: spec.writeBehind } : {}) };
   let config;
   try {
     config = normalizeVolume(raw, 'volume', new Set(registry.elements.keys()));

@@ -42,8 +42,10 @@ const superblockArb: fc.Arbitrary<SuperblockInput> = fc.record({
         .map(({ gapPages, sizePages }) => ({ offsetBytes: dataEnd + gapPages * 4096, sizeBytes: sizePages * 4096, blockBytes: 4096, algo: 1 })), { nil: undefined })
         .map((integrity) => (integrity === undefined ? base : { ...base, integrity }));
     // A reshape record (issue 11) consistent with the superblock: C0 = its volume size, from count ≤ count.
-    return fc.tuple(withArea, fc.option(reshapeArb(sb.count, sb.volumeSizeBytes), { nil: undefined }))
-      .map(([v, reshape]) => (reshape === undefined ? v : { ...v, reshape }));
+    // A history id (issue 11 split rule): 16 hex digits, not all zero, or none.
+    const historyArb = fc.option(fc.bigInt({ min: 1n, max: 2n ** 64n - 1n }).map((n) => n.toString(16).padStart(16, '0')), { nil: undefined });
+    return fc.tuple(withArea, fc.option(reshapeArb(sb.count, sb.volumeSizeBytes), { nil: undefined }), historyArb)
+      .map(([v, reshape, historyId]) => ({ ...v, ...(reshape === undefined ? {} : { reshape }), ...(historyId === undefined ? {} : { historyId }) }));
   });
 
 function reshapeArb(count: number, c0: number): fc.Arbitrary<ReshapeRecord> {
@@ -106,8 +108,8 @@ describe('fuzz: superblock', () => {
 
   it('field edits with a valid checksum: refused, or a superblock the encoder accepts and that decodes the same', () => {
     fuzz('superblock field edits', fc.property(superblockArb, mutations(4), (sb, muts) => {
-      // Edits confined to the fields (the first 284 bytes, integrity and reshape record included), then the CRC made valid again.
-      const edited = withCrc(applyMutations(encodeSuperblock(sb), muts, 284).slice(0, SUPERBLOCK_BYTES));
+      // Edits confined to the fields (the first 292 bytes, integrity, reshape record and history id included), then the CRC made valid again.
+      const edited = withCrc(applyMutations(encodeSuperblock(sb), muts, 292).slice(0, SUPERBLOCK_BYTES));
       const d = outcome(() => decodeSuperblock(edited), SuperblockError);
       if ('error' in d || 'kind' in d) return;
       const again = encodeSuperblock(d);

@@ -303,7 +303,7 @@ describe('reshape crash model: kill -9 at any write, assemble, resume', () => {
   const configOf = (k: Case): VolumeConfig => ({ name: 'm', layout: k.to.layout, elements: NAMES.concat(['e5', 'e6']).slice(0, k.to.count), chunkKiB: k.to.chunkBytes / 1024, order: 'fifo', boot: false });
 
   function job(k: Case, disk: Disk, start: ReshapeRecord, tick: () => void): void {
-    const from = { ...copyGeometry(k.asIs), sizeBytes: k.c0 };
+    const from = { ...copyGeometry(k.asIs, k.to), sizeBytes: k.c0 };
     let record = start;
     const saveAll = (r: ReshapeRecord): void => disk.records.forEach((_, role) => { tick(); disk.records[role] = r; });
     while (record.positionBytes < k.c0) {
@@ -354,12 +354,13 @@ describe('reshape crash model: kill -9 at any write, assemble, resume', () => {
 
   it('every crash point of every step, and pairs of crashes, end in the new layout of the original data', () => {
     const c = 4;
-    const pairs: Array<[Layout, number, Layout, number]> = [['raid5', 4, 'raid5', 5], ['raid5', 3, 'raid6', 4], ['raid1', 2, 'raid5', 3], ['raid0', 2, 'raid0', 3], ['raid6', 4, 'raid6', 6], ['raid5', 3, 'raid5', 6]];
+    const pairs: Array<[Layout, number, Layout, number]> = [['raid5', 4, 'raid5', 5], ['raid5', 3, 'raid6', 4], ['raid1', 2, 'raid5', 3], ['raid0', 2, 'raid0', 3], ['raid6', 4, 'raid6', 6], ['raid5', 3, 'raid5', 6],
+      ['raid10', 4, 'raid10', 6], ['raid1', 2, 'raid10', 4]];
     let runs = 0;
     for (const [a, n, b, m] of pairs) {
       const asIs = geo(a, n, c, 11 * c);
       const to = geo(b, m, c, 11 * c);
-      const cap = geometryCapacity(copyGeometry(asIs));
+      const cap = geometryCapacity(copyGeometry(asIs, to));
       for (const c0 of [cap, cap - 3]) {
         const k: Case = { asIs, to, c0, stepBytesMax: 2 * dataChunksPerRow(b, m) * c };
         for (let at = 0; run(k, [at]); at++) {

@@ -4,24 +4,33 @@
 import { expect } from 'vitest';
 import type { Layout } from '../src/config/types.js';
 import { indexRole, type ParityGeometry } from '../src/datapath/map-parity.js';
-import { stripeLocate } from '../src/datapath/map.js';
+import { stripeLocate, type VolumeGeometry } from '../src/datapath/map.js';
+import { raid10Locate } from '../src/datapath/map-raid10.js';
 import { dataChunksPerRow, geometryCapacity, stepWriteEndBytes, type ReshapeGeometry } from '../src/meta/reshape-plan.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
 export const geo = (layout: Layout, count: number, chunkBytes = 64 * KiB, dataSizeBytes = 64 * MiB): ReshapeGeometry => ({ layout, count, chunkBytes, dataSizeBytes });
 
-/** Where volume byte x lives in a row-based geometry: role and element data offset. */
+/** Where volume byte x lives in a row-based geometry: role and element data offset (raid10: the first leg). */
 export function locate(g: ReshapeGeometry, x: number): { role: number; offset: number } {
   const c = g.chunkBytes;
   if (g.layout === 'raid0') {
     const at = stripeLocate(c, g.count, x);
     return { role: at.column, offset: at.columnOffsetBytes };
   }
+  if (g.layout === 'raid10') return locateAll(g, x)[0]!;
   const pg = parityGeom(g);
   const chunk = Math.floor(x / c);
   const row = Math.floor(chunk / pg.k);
   return { role: indexRole(pg, row, chunk % pg.k), offset: row * c + (x % c) };
+}
+
+/** Every copy of volume byte x: raid10 both legs of its pair (from the data path's raid10Locate), others one. */
+export function locateAll(g: ReshapeGeometry, x: number): { role: number; offset: number }[] {
+  if (g.layout !== 'raid10') return [locate(g, x)];
+  const vg = { elements: new Array(g.count).fill(0).map(() => ({ dataOffsetBytes: 0 })), chunkBytes: g.chunkBytes, sizeBytes: geometryCapacity(g) } as unknown as VolumeGeometry;
+  return raid10Locate(vg, x).legs.map((l) => ({ role: l.role, offset: l.elementOffsetBytes }));
 }
 
 // Built by hand, not by parityGeometry(): the copy geometry of a raid1 is a raid5 over 2 (the data path allows it).
@@ -43,10 +52,9 @@ export function writeNew(to: ReshapeGeometry, cells: Int32Array[], s: number, e:
   const c = to.chunkBytes;
   const d1 = dataChunksPerRow(to.layout, to.count);
   for (let x = s; x < e; x++) {
-    const at = locate(to, x);
-    cells[at.role]![at.offset] = token(x);
+    for (const at of locateAll(to, x)) cells[at.role]![at.offset] = token(x);
   }
-  if (to.layout === 'raid0' || e <= s) return;
+  if (to.layout === 'raid0' || to.layout === 'raid10' || e <= s) return;
   const pg = parityGeom(to);
   for (let row = Math.floor(s / (d1 * c)); row < Math.ceil(e / (d1 * c)); row++) {
     for (let i = 0; i < c; i++) {
@@ -58,9 +66,9 @@ export function writeNew(to: ReshapeGeometry, cells: Int32Array[], s: number, e:
 
 /** Every volume byte of [s, e) still reads back through the old view. */
 export function checkOld(from: ReshapeGeometry, cells: Int32Array[], s: number, e: number, what: string): void {
+  // Every copy: a mirror read may go to either leg.
   for (let x = s; x < e; x++) {
-    const at = locate(from, x);
-    if (cells[at.role]![at.offset] !== x + 1) throw new Error(`${what}: old byte ${x} destroyed`);
+    for (const at of locateAll(from, x)) if (cells[at.role]![at.offset] !== x + 1) throw new Error(`${what}: old byte ${x} destroyed (role ${at.role})`);
   }
 }
 

@@ -21,7 +21,7 @@ interface ModelCase { readonly from: ReshapeGeometry; readonly to: ReshapeGeomet
 
 /** Runs a whole reshape in the model; returns how many steps needed a backup. */
 function runModel({ from: asIs, to, c0, stepBytesMax }: ModelCase, plan: typeof nextStep = nextStep, pad = true): { steps: number; backups: number } {
-  const from = { ...copyGeometry(asIs), sizeBytes: c0 };
+  const from = { ...copyGeometry(asIs, to), sizeBytes: c0 };
   const c = to.chunkBytes;
   const cells = initialImage(asIs, to, c0);
   const backupArea = new Map<number, number>();
@@ -76,11 +76,14 @@ function modelCases(): ModelCase[] {
   for (let n = 4; n <= 6; n++) for (let m = n + 1; m <= n + 2; m++) pairs.push(['raid6', n, 'raid6', m]);
   for (let n = 3; n <= 5; n++) for (let m = n + 1; m <= n + 3; m++) pairs.push(['raid5', n, 'raid6', m]);
   for (let n = 2; n <= 3; n++) for (let m = Math.max(3, n); m <= 5; m++) pairs.push(['raid1', n, 'raid5', m]);
+  // raid10 (near-2): n → m pairs grow like raid0 over the pairs, both legs written; raid1 is a raid10 of one pair.
+  for (let n = 4; n <= 8; n += 2) for (let m = n + 2; m <= n + 6; m += 2) pairs.push(['raid10', n, 'raid10', m]);
+  for (let n = 2; n <= 4; n++) for (let m = 4; m <= 8; m += 2) pairs.push(['raid1', n, 'raid10', m]);
   for (const [a, n, b, m] of pairs) {
     for (const rows of [5, 13, 31]) {
       const from = geo(a, n, c, rows * c);
       const to = geo(b, m, c, rows * c);
-      const cap = geometryCapacity(copyGeometry(from));
+      const cap = geometryCapacity(copyGeometry(from, to));
       for (const c0 of [cap, cap - 3, Math.floor(cap / 2)]) {
         for (const stepBytesMax of [1, 3 * dataChunksPerRow(b, m) * c, 1 << 20]) out.push({ from, to, c0, stepBytesMax });
       }
@@ -123,6 +126,23 @@ describe('reshape planner: model check of every step', () => {
     expect(stepWriteEndBytes(k.to, 3 * 80 - 4)).toBe(3 * 80);
     expect(() => stepWriteEndBytes(geo('linear', 3), 4096)).toThrow(/no rows/);
   });
+
+  it('raid10: the model notices a missing backup (on either leg) and a greedy window', () => {
+    const k: ModelCase = { from: geo('raid10', 4, 4, 80), to: geo('raid10', 6, 4, 80), c0: 2 * 80, stepBytesMax: 1 << 20 };
+    expect(runModel(k).backups).toBeGreaterThan(0);
+    const noBackup: typeof nextStep = (...a) => ({ ...nextStep(...a), backup: null });
+    expect(() => runModel(k, noBackup)).toThrow(/destroyed/);
+    const greedy: typeof nextStep = (from, to, p, max) => {
+      const s = nextStep(from, to, p, max);
+      return s.backup !== null ? s : { ...s, endBytes: Math.min(k.c0, s.endBytes + 12) };
+    };
+    expect(() => runModel(k, greedy)).toThrow(/destroyed/);
+    const r1: ModelCase = { from: geo('raid1', 2, 4, 80), to: geo('raid10', 4, 4, 80), c0: 80, stepBytesMax: 1 << 20 };
+    // raid1 → raid10 overwrites only rows already copied (new row r puts chunk 2r where old chunk r
+    // was) or, row 0, its own bytes in place: the planner's one-chunk backup there is spare caution.
+    expect(runModel(r1, noBackup).backups).toBe(0);
+    expect(runModel(r1)).toEqual({ steps: expect.any(Number), backups: 1 });
+  });
 });
 
 describe('reshape planner: steps and backups', () => {
@@ -161,6 +181,30 @@ describe('reshape planner: steps and backups', () => {
     expect(end).toEqual({ startBytes: 6 * c, endBytes: 6 * c + 4096, backup: { startBytes: 6 * c, endBytes: 6 * c + 4096 } });
   });
 
+  it('raid10 4 → 6: rows of 2 then 3 chunks (the pairs), backups for the first rows, windows after', () => {
+    const from = geo('raid10', 4);
+    const to = geo('raid10', 6);
+    const c = 64 * KiB;
+    expect(dataChunksPerRow('raid10', 4)).toBe(2);
+    expect(copyGeometry(from, to)).toBe(from);
+    expect(nextStep(from, to, 0, 4 * MiB)).toEqual({ startBytes: 0, endBytes: 3 * c, backup: { startBytes: 0, endBytes: 2 * c } });
+    expect(nextStep(from, to, 3 * c, 4 * MiB)).toEqual({ startBytes: 3 * c, endBytes: 6 * c, backup: { startBytes: 3 * c, endBytes: 4 * c } });
+    // P = new row 2 = old row 3: one free row, so no backup.
+    expect(nextStep(from, to, 6 * c, 4 * MiB)).toEqual({ startBytes: 6 * c, endBytes: 9 * c, backup: null });
+    expect(nextStep(from, to, 300 * 3 * c, 4 * MiB)).toEqual({ startBytes: 900 * c, endBytes: 900 * c + 21 * 3 * c, backup: null });
+  });
+
+  it('raid1 → raid10 reads as raid10 of one pair (legs 0 and 1), raid1 → raid5 still as raid5 over 2', () => {
+    const from = geo('raid1', 3);
+    expect(copyGeometry(from, geo('raid10', 4))).toEqual({ ...from, layout: 'raid10', count: 2 });
+    expect(copyGeometry(from, geo('raid5', 4))).toEqual({ ...from, layout: 'raid5', count: 2 });
+    expect(copyGeometry(from)).toEqual({ ...from, layout: 'raid5', count: 2 });
+    const c = 64 * KiB;
+    expect(nextStep(from, geo('raid10', 4), 0, 4 * MiB)).toEqual({ startBytes: 0, endBytes: 2 * c, backup: { startBytes: 0, endBytes: c } });
+    // P = new row 1 = old row 3: old rows 1 and 2 are free, so two new rows.
+    expect(nextStep(from, geo('raid10', 6), 3 * c, 4 * MiB)).toEqual({ startBytes: 3 * c, endBytes: 9 * c, backup: null });
+  });
+
   it('refuses a position that is not a whole new row below C0, and layouts without rows', () => {
     const from = geo('raid5', 4);
     const to = geo('raid5', 5);
@@ -196,6 +240,8 @@ describe('reshape planner: capacity and refusals', () => {
       [geo('raid5', 4), geo('raid5', 5)], [geo('raid0', 2), geo('raid0', 3)], [geo('raid6', 4), geo('raid6', 6)],
       [geo('raid5', 3), geo('raid6', 4)], [geo('raid5', 4), geo('raid6', 6)], [geo('raid1', 2), geo('raid5', 3)],
       [geo('raid1', 3), geo('raid5', 3)], [geo('linear', 1), geo('linear', 3, 64 * KiB, 1 * MiB)],
+      [geo('raid10', 4), geo('raid10', 6)], [geo('raid10', 4), geo('raid10', 8)], [geo('raid1', 2), geo('raid10', 4)],
+      [geo('raid1', 3), geo('raid10', 4)], [geo('raid1', 4), geo('raid10', 4)],
     ];
     for (const [from, to] of ok) expect(reshapeRefusal(from, to), `${from.layout}×${from.count} → ${to.layout}×${to.count}`).toBeNull();
   });
@@ -204,8 +250,15 @@ describe('reshape planner: capacity and refusals', () => {
     const no: Array<[ReshapeGeometry, ReshapeGeometry, RegExp]> = [
       [geo('raid5', 4), geo('raid5', 5, 128 * KiB), /chunk size .* not supported yet.*new volume/],
       [geo('raid5', 5), geo('raid5', 4), /removing elements .* not supported yet/],
-      [geo('raid10', 4), geo('raid10', 6), /raid10 is not supported yet/],
-      [geo('raid1', 2), geo('raid10', 4), /raid10 is not supported yet/],
+      [geo('raid10', 4), geo('raid5', 5), /raid10 → raid5 is not supported yet/],
+      [geo('raid0', 2), geo('raid10', 4), /raid0 → raid10 is not supported yet/],
+      [geo('raid5', 3), geo('raid10', 4), /raid5 → raid10 is not supported yet/],
+      [geo('raid10', 4), geo('raid10', 5), /even number of elements.*add 1 more/],
+      [geo('raid1', 2), geo('raid10', 2), /even number of elements, at least 4.*add 2 more/],
+      [geo('raid1', 2), geo('raid10', 3), /even number of elements, at least 4/],
+      [geo('raid10', 6), geo('raid10', 4), /removing elements .* not supported yet/],
+      [geo('raid10', 4), geo('raid10', 4), /nothing to change/],
+      [geo('raid10', 4), geo('raid10', 6, 128 * KiB), /chunk size/],
       [geo('linear', 2), geo('raid5', 3), /linear to raid5 is not supported yet/],
       [geo('raid5', 4), geo('raid5', 4), /nothing to change/],
       [geo('raid1', 2), geo('raid1', 3), /add-member/],

@@ -43,6 +43,17 @@ describe('superblock codec', () => {
     expect(decodeSuperblock(encodeSuperblock(dirty))).toEqual({ ...dirty, version: 1 });
   });
 
+  it('keeps a history id at bytes 284..292 (zero = none, as older superblocks hold) and refuses a malformed one', () => {
+    const withId = { ...SAMPLE, historyId: '8000000000000001' };
+    const bytes = encodeSuperblock(withId);
+    expect(new DataView(bytes.buffer).getBigUint64(284, true)).toBe(0x8000000000000001n);
+    expect(decodeSuperblock(bytes)).toEqual({ ...withId, version: 1 });
+    const old = encodeSuperblock(SAMPLE);
+    expect(old.subarray(284, 292).every((b) => b === 0)).toBe(true);
+    expect(decodeSuperblock(old)).not.toHaveProperty('historyId');
+    for (const bad of ['0000000000000000', '8000000000000001a', 'ABCDEF0123456789', 'xyz']) expect(() => encodeSuperblock({ ...SAMPLE, historyId: bad })).toThrow(/history id/);
+  });
+
   it('decodes all-zero as blank and a longer buffer by its first 4096 bytes', () => {
     expect(decodeSuperblock(new Uint8Array(SUPERBLOCK_BYTES))).toEqual({ kind: 'blank' });
     const longer = new Uint8Array(SUPERBLOCK_BYTES * 2);

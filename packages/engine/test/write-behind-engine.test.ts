@@ -23,6 +23,9 @@ describe('writeBehind config', () => {
     expect(normalizeVolume(vol({ writeBehind: { element: 'c', maxLagMiB: 8, drainOnFlush: false } }, 'raid10', ['a', 'b', 'c', 'd']), 'volumes[0]', new Set([...names, 'd'])).writeBehind)
       .toEqual({ element: 'c', maxLagMiB: 8, drainOnFlush: false });
   });
+  it('accepts a write-behind leg on an integrity volume (its checksums follow its data)', () => {
+    expect(normalizeVolume(vol({ writeBehind: { element: 'b', maxLagMiB: 4 }, integrity: true }), 'volumes[0]', names)).toMatchObject({ integrity: true, writeBehind: { element: 'b', maxLagMiB: 4 } });
+  });
   it.each([
     [vol({ writeBehind: { element: 'c' } }), /not a leg of this volume/],
     [vol({ writeBehind: { element: 'b', maxLagMiB: 0 } }), /maxLagMiB/],
@@ -30,7 +33,6 @@ describe('writeBehind config', () => {
     [vol({ writeBehind: { element: 'b', lag: 1 } }), /lag/],
     [vol({ writeBehind: { maxLagMiB: 4 } }), /missing/],
     [vol({ writeBehind: { element: 'b' } }, 'raid0'), /raid1/],
-    [vol({ writeBehind: { element: 'b' }, integrity: true }), /integrity: not yet/],
   ])('refuses %j', (raw, why) => {
     expect(() => normalizeVolume(raw, 'volumes[0]', new Set([...names, 'd']))).toThrow(why);
   });

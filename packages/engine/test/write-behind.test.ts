@@ -218,4 +218,75 @@ describe('write-behind writer', () => {
     await wb.drain();
     expect(leg.windowSlots).toBe(0);
   });
+
+  it('an after-step (integrity: the leg\'s checksums) runs once the data is on the leg; drain, settle and the bitmap wait for it', async () => {
+    const leg = new FakeLeg();
+    const wb = new WriteBehind(leg, 64 * 1024, { bucketBytes: 4096 });
+    await tick();
+    const gate = new WriteGate();
+    gate.setLagging({ ranges: () => wb.pendingRanges(), settle: (a, b) => wb.settle(a, b) });
+    const order: string[] = [];
+    let endAfter: () => void = () => undefined;
+    const t = await wb.stageChunks([chunk(4096, 7)]);
+    wb.commit(t!, [8192], [() => {
+      order.push(`after (data on leg: ${leg.disk.get(8192) === 7})`);
+      return new Promise<void>((resolve) => { endAfter = resolve; });
+    }]);
+    let drained = false;
+    const drain = wb.drain().then(() => { drained = true; });
+    let settled = false;
+    const settle = gate.settleLagging(8192, 12288).then(() => { settled = true; });
+    await tick();
+    expect(order).toEqual([]); // the data write is still out: no checksums ahead of it
+    leg.sent[0]!.finish();
+    await tick();
+    expect(order).toEqual(['after (data on leg: true)']);
+    expect(drained || settled).toBe(false);
+    expect(gate.inFlightRanges()).toEqual([{ start: 8192, end: 12288 }]); // the bit stays set
+    endAfter();
+    await Promise.all([drain, settle]);
+    expect(gate.inFlightRanges()).toEqual([]);
+    expect(wb.status()).toMatchObject({ writesDone: 1, droppedWrites: 0 });
+  });
+
+  it('a failed after-step fails the leg (its checksums would no longer describe its data)', async () => {
+    const leg = new FakeLeg();
+    const wb = new WriteBehind(leg, 64 * 1024);
+    await tick();
+    const t = await wb.stageChunks([chunk(4096, 1)]);
+    wb.commit(t!, [0], [() => Promise.reject(new Error('checksum page unreadable'))]);
+    await put(wb, 0, 4096, 2); // queued behind it
+    leg.sent[0]!.finish();
+    await wb.drain();
+    expect(leg.failed).toBe(1);
+    expect(leg.sent.length).toBe(1);
+    expect(wb.status()).toMatchObject({ droppedWrites: 2, writesDone: 0, lagBytes: 0 });
+  });
+
+  it('settleLagging with no write-behind leg resolves at once', async () => {
+    await new WriteGate().settleLagging(0, 4096);
+  });
+
+  it('a write larger than the staging ring less one piece is refused for staging (it would wait forever); smaller ones fit even after a wrap', async () => {
+    const leg = new FakeLeg();
+    const wb = new WriteBehind(leg, 4 * SLOT);
+    await tick();
+    expect(wb.canStage([SLOT, SLOT, SLOT])).toBe(true);
+    expect(wb.canStage([SLOT, SLOT, SLOT, 4096])).toBe(false);
+    expect(new WriteBehind(new FakeLeg(), SLOT).canStage([4096])).toBe(true); // a one-slot ring still takes 4 KiB pieces
+    await expect(wb.stageChunks([chunk(SLOT, 1), chunk(SLOT, 1), chunk(SLOT, 1), chunk(SLOT, 1)])).rejects.toThrow(/does not fit/);
+    // Head at an odd place in the ring: three whole slots still fit once earlier writes are on the leg.
+    await put(wb, 0, 4096, 1);
+    leg.sent[0]!.finish();
+    await wb.drain();
+    const t = await wb.stageChunks([chunk(SLOT, 2), chunk(SLOT, 3), chunk(SLOT, 4)]);
+    expect(t).not.toBeNull();
+    wb.commit(t!, [SLOT, 2 * SLOT, 3 * SLOT]);
+    for (let i = 1; i < 4; i++) {
+      await tick(); // one 64 KiB bucket: each waits for the one before
+      leg.sent[i]!.finish();
+    }
+    await wb.drain();
+    expect([1, 2, 3].map((i) => leg.disk.get(i * SLOT))).toEqual([2, 3, 4]);
+  });
 });

@@ -16,6 +16,7 @@ export interface ClientOptions {
 
 export interface CreateVolumeBody {
   name: string; layout: string; elements: string[]; chunkKiB?: number; sizeBytes?: number; order?: string; integrity?: boolean;
+  writeBehind?: { element: string; maxLagMiB?: number; drainOnFlush?: boolean };
 }
 export interface AddElementBody { uri: string; name?: string; cache?: string; secretFile?: string }
 export interface DiscoverBody {
@@ -48,7 +49,7 @@ export class ApiClient {
   growVolume(name: string, sizeBytes: number): Promise<VolumeStatus> {
     return this.#request('POST', `/volumes/${encodeURIComponent(name)}/grow`, { sizeBytes }) as Promise<VolumeStatus>;
   }
-  reshapeVolume(name: string, body: { add: string[]; layout?: string; maxMiBPerSec?: number }): Promise<VolumeStatus> {
+  reshapeVolume(name: string, body: { add: string[]; layout?: string; maxMiBPerSec?: number; resume?: boolean }): Promise<VolumeStatus> {
     return this.#request('POST', `/volumes/${encodeURIComponent(name)}/reshape`, body) as Promise<VolumeStatus>;
   }
   volume(name: string): Promise<VolumeStatus> {

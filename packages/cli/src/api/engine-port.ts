@@ -28,7 +28,7 @@ export interface ApiEngine {
   /** Grows a volume into room its elements have; optional like replaceElement (501 without it). */
   growVolume?(name: string, spec: { sizeBytes: number }): Promise<unknown>;
   /** Starts an online reshape (more elements, raid1→raid5, raid5→raid6); optional like replaceElement (501 without it). */
-  reshapeVolume?(name: string, spec: { add: string[]; layout?: LayoutName; maxMiBPerSec?: number }): Promise<unknown>;
+  reshapeVolume?(name: string, spec: { add: string[]; layout?: LayoutName; maxMiBPerSec?: number; resume?: boolean }): Promise<unknown>;
   /** Makes the volume the boot volume (the empty NBD export name); optional like replaceElement (501 without it). */
   setBootVolume?(name: string): Promise<void>;
   /** Checkpoints (dirty bitmaps for incremental backup); optional like replaceElement (501 without them). */

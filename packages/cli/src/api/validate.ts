@@ -21,6 +21,8 @@ const DISCOVER_SCHEMES_RE = /^(nbds?(\+unix)?|iscsi):\/\//i;
 
 export interface CreateVolumeSpec {
   name: string; layout: LayoutName; elements: string[]; chunkKiB?: number; sizeBytes?: number; order?: OrderName; integrity?: boolean;
+  /** A raid1/raid10 leg written after the acknowledgement (the engine checks the rest, as for the config). */
+  writeBehind?: { element: string; maxLagMiB?: number; drainOnFlush?: boolean };
 }
 export interface AddElementSpec { uri: string; name?: string; cache?: CacheName; secretFile?: string }
 export interface DiscoverTlsFiles { ca?: string; cert?: string; key?: string }
@@ -58,7 +60,7 @@ function checkPositiveInt(value: unknown, field: string, max: number): number {
 }
 
 export function checkCreateVolume(body: unknown): CreateVolumeSpec {
-  const b = objectBody(body, ['name', 'layout', 'elements', 'chunkKiB', 'sizeBytes', 'order', 'integrity']);
+  const b = objectBody(body, ['name', 'layout', 'elements', 'chunkKiB', 'sizeBytes', 'order', 'integrity', 'writeBehind']);
   const name = checkName(b['name'], 'name');
   const layout = checkChoice(b['layout'], 'layout', LAYOUTS);
   const elements = b['elements'];
@@ -79,6 +81,20 @@ export function checkCreateVolume(body: unknown): CreateVolumeSpec {
       throw badRequest(`integrity needs a layout that can repair a bad block (raid1, raid10, raid5 or raid6); this volume is ${layout}`, 'integrity', 'create it without integrity, or as raid1, raid10, raid5 or raid6');
     }
     if (b['integrity']) spec.integrity = true;
+  }
+  if (b['writeBehind'] !== undefined) spec.writeBehind = checkWriteBehind(b['writeBehind'], names);
+  return spec;
+}
+
+function checkWriteBehind(value: unknown, elements: readonly string[]): NonNullable<CreateVolumeSpec['writeBehind']> {
+  const w = objectBody(value, ['element', 'maxLagMiB', 'drainOnFlush']);
+  const element = checkName(w['element'], 'writeBehind.element');
+  if (!elements.includes(element)) throw badRequest(`writeBehind.element ${element} is not one of the volume's elements`, 'writeBehind.element', `one of ${elements.join(', ')}`);
+  const spec: NonNullable<CreateVolumeSpec['writeBehind']> = { element };
+  if (w['maxLagMiB'] !== undefined) spec.maxLagMiB = checkPositiveInt(w['maxLagMiB'], 'writeBehind.maxLagMiB', 1024);
+  if (w['drainOnFlush'] !== undefined) {
+    if (typeof w['drainOnFlush'] !== 'boolean') throw badRequest('writeBehind.drainOnFlush must be true or false', 'writeBehind.drainOnFlush', `got ${JSON.stringify(w['drainOnFlush'])}`);
+    spec.drainOnFlush = w['drainOnFlush'];
   }
   return spec;
 }
@@ -202,12 +218,15 @@ export function checkAddMember(body: unknown): { element: string } {
   return { element: checkName(b['element'], 'element') };
 }
 
-/** POST /volumes/NAME/reshape: `{ add: [ELEMENT..], layout?, maxMiBPerSec? }` (the engine checks the rest: sizes, supported reshapes). */
-export interface ReshapeSpec { add: string[]; layout?: LayoutName; maxMiBPerSec?: number }
+/** POST /volumes/NAME/reshape: `{ add: [ELEMENT..], layout?, maxMiBPerSec? }` or `{ resume: true, maxMiBPerSec? }` (the engine checks the rest: sizes, supported reshapes). */
+export interface ReshapeSpec { add: string[]; layout?: LayoutName; maxMiBPerSec?: number; resume?: boolean }
 
 export function checkReshape(body: unknown): ReshapeSpec {
-  const b = objectBody(body, ['add', 'layout', 'maxMiBPerSec']);
-  const add = b['add'];
+  const b = objectBody(body, ['add', 'layout', 'maxMiBPerSec', 'resume']);
+  if (b['resume'] !== undefined && typeof b['resume'] !== 'boolean') throw badRequest('resume must be true or false', 'resume');
+  const resume = b['resume'] === true;
+  const add = b['add'] ?? (resume ? [] : undefined);
+  if (resume && (!Array.isArray(add) || add.length > 0 || b['layout'] !== undefined)) throw badRequest('resume takes no add nor layout', 'resume', 'POST { "resume": true } resumes a paused reshape');
   if (!Array.isArray(add) || add.length > 64) throw badRequest('add must be a list of at most 64 element names', 'add', 'the unused elements that join the volume');
   const spec: ReshapeSpec = { add: add.map((e, i) => checkName(e, `add[${i}]`)) };
   if (new Set(spec.add).size !== spec.add.length) throw badRequest('add names an element twice', 'add');
@@ -217,6 +236,7 @@ export function checkReshape(body: unknown): ReshapeSpec {
     if (typeof rate !== 'number' || !Number.isFinite(rate) || rate < 0 || rate > 1_000_000) throw badRequest('maxMiBPerSec must be a number from 0 (unthrottled) to 1000000', 'maxMiBPerSec');
     spec.maxMiBPerSec = rate;
   }
+  if (resume) spec.resume = true;
   return spec;
 }
 

@@ -1,4 +1,5 @@
-// `onestack volume reshape NAME --add E1[,E2..] [--layout raid5|raid6] [--max-mib-per-sec N] [--watch]`:
+// `onestack volume reshape NAME --add E1[,E2..] [--layout raid5|raid6|raid10] [--max-mib-per-sec N] [--watch]`, or
+// `onestack volume reshape NAME --resume [--max-mib-per-sec N]` (a paused one again at once):
 // starts an online reshape in the daemon (engine durable/reshape*.ts, docs/reshape.md); --watch
 // follows it through GET /volumes/NAME until the volume's reshape is gone.
 import type { ApiClient } from '../api/client.js';
@@ -14,9 +15,9 @@ import { expectPositionals } from './volume.js';
 const OPTIONS: OptionSpecs = {
   ...CLIENT_OPTIONS,
   add: { type: 'string', multiple: true, greedy: true }, layout: { type: 'string' }, 'max-mib-per-sec': { type: 'string' },
-  watch: { type: 'boolean' }, json: { type: 'boolean' },
+  watch: { type: 'boolean' }, json: { type: 'boolean' }, resume: { type: 'boolean' },
 };
-const TARGET_LAYOUTS = ['linear', 'raid0', 'raid5', 'raid6'] as const;
+const TARGET_LAYOUTS = ['linear', 'raid0', 'raid5', 'raid6', 'raid10'] as const;
 const POLL_MS = 500;
 /** Without a terminal, a progress line at most this often. */
 const PLAIN_PROGRESS_EVERY_MS = 5000;
@@ -30,8 +31,11 @@ export async function reshapeCommand(argv: readonly string[], io: CliIo): Promis
   if (v['help'] === true) { io.stdout(HELP['volume'] ?? ''); return 0; }
   const name = expectPositionals('volume reshape', args, 1)[0] ?? '';
   const add = (Array.isArray(v['add']) ? v['add'] : []).flatMap((e) => e.split(',')).map((e) => e.trim()).filter((e) => e !== '');
-  if (add.length === 0 && typeof v['layout'] !== 'string') throw usageError('volume reshape needs --add (or --layout)', 'volume reshape', 'onestack volume reshape NAME --add E1[,E2..]');
-  const body: { add: string[]; layout?: string; maxMiBPerSec?: number } = { add };
+  const resume = v['resume'] === true;
+  if (resume && (add.length > 0 || typeof v['layout'] === 'string')) throw usageError('--resume takes no --add nor --layout', 'volume reshape', 'onestack volume reshape NAME --resume');
+  if (!resume && add.length === 0 && typeof v['layout'] !== 'string') throw usageError('volume reshape needs --add (or --layout, or --resume)', 'volume reshape', 'onestack volume reshape NAME --add E1[,E2..]');
+  const body: { add: string[]; layout?: string; maxMiBPerSec?: number; resume?: boolean } = { add };
+  if (resume) body.resume = true;
   if (typeof v['layout'] === 'string') body.layout = parseChoice(v['layout'], '--layout', TARGET_LAYOUTS);
   if (typeof v['max-mib-per-sec'] === 'string') {
     const text = v['max-mib-per-sec'];
@@ -69,7 +73,7 @@ async function watch(client: ApiClient, name: string, io: CliIo): Promise<ExitCo
         io.stdout(`volume ${name}: reshaped: ${volume.layout}, ${volume.elements.length} elements, ${formatBytes(volume.sizeBytes)} (${volume.sizeBytes} bytes)\n`);
         return 0;
       }
-      if (r.error !== undefined) throw new CliError(1, `the reshape of volume ${name} stopped: ${r.error}`, 'volume reshape', 'it resumes at the next start of the daemon; see its log');
+      if (r.error !== undefined) throw new CliError(1, `the reshape of volume ${name} stopped: ${r.error}`, 'volume reshape', r.retryAtMs !== undefined ? 'it retries by itself; or now: onestack volume reshape NAME --resume' : 'resume it with onestack volume reshape NAME --resume; see the daemon log');
       if (io.stdoutIsTty) io.stdout(`\r${reshapeLine(r)}\x1b[K`);
       else if (Date.now() - lastPlainMs >= PLAIN_PROGRESS_EVERY_MS) {
         lastPlainMs = Date.now();

@@ -14,6 +14,8 @@ import { reshapeCommand } from './reshape.js';
 import { checkpointCommand } from './checkpoint.js';
 
 const CHUNK_KIB_MAX = 1024 * 1024;
+/** config/write-behind.ts WRITE_BEHIND_MAX_LAG_MIB (the daemon checks it too). */
+const WRITE_BEHIND_MAX_LAG_MIB = 1024;
 const ELEMENTS_MAX = 256;
 const SUBCOMMANDS = ['list', 'create', 'delete', 'grow', 'add-member', 'remove-member', 'reshape', 'scrub', 'checkpoint', 'checkpoints', 'checkpoint-delete'];
 
@@ -21,6 +23,7 @@ const CREATE_OPTIONS: OptionSpecs = {
   ...CLIENT_OPTIONS,
   layout: { type: 'string' }, element: { type: 'string', multiple: true, greedy: true },
   'chunk-kib': { type: 'string' }, size: { type: 'string' }, order: { type: 'string' }, integrity: { type: 'boolean' },
+  'write-behind': { type: 'string' },
 };
 
 export async function volumeCommand(argv: readonly string[], io: CliIo): Promise<ExitCode> {
@@ -116,7 +119,21 @@ export function createBody(args: ParsedArgs): CreateVolumeBody {
     }
     body.integrity = true;
   }
+  if (typeof v['write-behind'] === 'string') body.writeBehind = parseWriteBehind(v['write-behind'], body.layout, elements);
   return body;
+}
+
+/** `--write-behind ELEMENT[:maxLagMiB]`: a leg of this raid1/raid10 written after the acknowledgement (docs/durability.md). */
+export function parseWriteBehind(text: string, layout: string, elements: readonly string[]): { element: string; maxLagMiB?: number } {
+  const flag = '--write-behind';
+  if (layout !== 'raid1' && layout !== 'raid10') throw usageError(`${flag} is for raid1 and raid10 volumes (this one is ${layout})`, flag, 'drop it, or use --layout raid1 or raid10');
+  const m = /^([^:]+)(?::(.*))?$/.exec(text.trim());
+  const element = m?.[1]?.trim() ?? '';
+  if (element === '') throw usageError(`${flag} needs an element name`, flag, `${flag} ELEMENT[:maxLagMiB], e.g. ${flag} ${elements.at(-1) ?? 'r0'}:64`);
+  if (!elements.includes(element)) throw usageError(`${flag}: ${element} is not one of this volume's elements`, flag, `one of ${elements.join(', ')}`);
+  if (elements.length < 2) throw usageError(`${flag}: the write-behind leg cannot be the only leg`, flag);
+  const lag = m?.[2];
+  return lag === undefined ? { element } : { element, maxLagMiB: parsePositiveInt(lag, `${flag} maxLagMiB`, WRITE_BEHIND_MAX_LAG_MIB) };
 }
 
 export function expectPositionals(command: string, args: ParsedArgs, count: number): readonly string[] {

@@ -16,12 +16,11 @@ export interface WriteBehindConfig {
 export const WRITE_BEHIND_MAX_LAG_MIB = 1024;
 export const WRITE_BEHIND_DEFAULT_LAG_MIB = 64;
 
-export function normalizeWriteBehind(raw: unknown, field: string, layout: Layout, elements: readonly string[], integrity: boolean): WriteBehindConfig {
+export function normalizeWriteBehind(raw: unknown, field: string, layout: Layout, elements: readonly string[], _integrity = false): WriteBehindConfig {
   const map = readMap(raw, field, ['element', 'maxLagMiB', 'drainOnFlush']);
   if (layout !== 'raid1' && layout !== 'raid10') {
     throw configError(field, `write-behind legs are for raid1 and raid10 volumes (this one is ${layout})`, 'remove writeBehind, or use layout raid1');
   }
-  if (integrity) throw configError(field, 'write-behind legs on volumes with integrity: not yet', 'remove writeBehind or integrity');
   if (map.element === undefined) throw configError(join(field, 'element'), 'missing (the name of the leg written behind)');
   const element = readString(map.element, join(field, 'element'), 64);
   if (!elements.includes(element)) throw configError(join(field, 'element'), `element ${show(element)} is not a leg of this volume`, `one of ${elements.join(', ')}`);

@@ -1,22 +1,20 @@
 // DataPath: owns the shared memory, the worker pools, the TOP driver and the per-volume I/O
 // objects. The control plane (engine) hands it a topology; it never reads superblocks itself.
-import * as fs from 'node:fs';
-import { addressMod4096, preadNowait, probeAddressMod4096 } from '@onestack/native';
+// Start-up options and checks: datapath-options.ts; topology checks: topology-check.ts; the
+// worker loops and topology broadcasts: stage-loops.ts; reshape handles: datapath-reshape.ts.
+import { preadNowait } from '@onestack/native';
 import { createQueue, type SubmissionQueue } from '@onestack/queue';
 import { EngineError, type ElementIoStats, type ElementLatencyStatus, type PoolStatus } from '../api-types.js';
 import { readElementIo, resetElementIo } from './complete.js';
 import { readLatency, resetLatency } from './transport.js';
-import type { PoolsConfig, QueueConfig } from '../config/types.js';
 import type { ElementState } from '../meta/types.js';
-import { SUPPORTED_LAYOUTS, volumeCapacityBytes } from './map.js';
 import { isParityLayout } from './map-parity.js';
 import { ParityVolumes, stripeSlotsFor } from './parity-volumes.js';
 import type { StripeEngine } from './stripe-engine.js';
-import { MiddleCore } from './middle-core.js';
-import { StagePool, type StageKind } from './pools.js';
-import { attach, createShared, H, type SharedViews } from './shared-layout.js';
+import type { StageKind } from './pools.js';
+import { attach, createShared, type SharedViews } from './shared-layout.js';
 import { Top } from './top.js';
-import { decodeState, DIRECT_ALIGN_BYTES, encodeState, type TopologyElement, type TopologyMessage, type TopologyVolume } from './topology.js';
+import { decodeState, encodeState, type TopologyElement, type TopologyVolume } from './topology.js';
 import { RawIoImpl, type RawIo } from './raw-io.js';
 import { ReadCache } from './read-cache.js';
 import { FastLane, type FastLaneStats } from './fast-lane.js';
@@ -24,37 +22,22 @@ import { VolumeIoImpl, type VolumeBinding, type VolumeIo } from './volume-io.js'
 import { behindLinkFor, type WriteBehindStatus } from './write-behind-io.js';
 import { SlotPool } from './waiters.js';
 import { integrityFor, parityIntegrityFor, type IntegrityOptions } from '../integrity/wire.js';
-import { Reshapes, validateReshapes, VolumeHandle } from './datapath-reshape.js';
+import { Reshapes, VolumeHandle } from './datapath-reshape.js';
 import type { ReshapeRouter } from './reshape-router.js';
 import type { JournalAreaName } from './journal-area.js';
+import { checkStartOptions, DEFAULT_TIMEOUT_MS, DEFAULT_WAITERS_MAX, probeMisalignment, type DataPathOptions } from './datapath-options.js';
+import { StageLoops } from './stage-loops.js';
+import { checkElementIndex, validateTopology, volumeAlignment } from './topology-check.js';
+import { waitUntil } from './settle.js';
 
 export type { TopologyElement, TopologyVolume } from './topology.js';
-
-export interface DataPathOptions {
-  readonly pools: PoolsConfig;
-  readonly queue: QueueConfig;
-  /** A directory on the data disk, for the slab alignment probe when the addon cannot tell directly. */
-  readonly probeDir: string;
-  readonly maxVolumes?: number;
-  readonly maxElements?: number;
-  /** Bound of each back-pressure FIFO (descriptors, slots). */
-  readonly waitersMax?: number;
-  readonly ackTimeoutMs?: number;
-  readonly closeTimeoutMs?: number;
-  /** RAM read cache budget shared by the volumes (config `cache.readMiB`); 0 or absent = off. */
-  readonly readCacheMiB?: number;
-  /** Serve page-cache reads inline on the main thread (fast-lane.ts). Default: on when the addon has preadNowait. */
-  readonly fastLane?: boolean;
-}
-
-const DRAIN_POLL_MS = 5;
+export type { DataPathOptions } from './datapath-options.js';
 
 export class DataPath {
   private readonly volumeIos = new Map<number, VolumeIoImpl>();
   private readonly queues: (SubmissionQueue | undefined)[] = [];
   private volumes: readonly TopologyVolume[] = [];
   private elements: readonly TopologyElement[] = [];
-  private generation = 0;
   private serial: Promise<void> = Promise.resolve();
   private closing: Promise<void> | null = null;
   private openErrors = new Map<number, string>();
@@ -75,53 +58,35 @@ export class DataPath {
     private readonly v: SharedViews,
     private readonly top: Top,
     private readonly slots: SlotPool,
-    /** null when pools.middle = 0: the middle stage then runs inline in `top`. */
-    private readonly middle: StagePool | null,
-    private readonly bottom: StagePool,
-    /** Async loops for nbd/iscsi elements (pools.remote threads). */
-    private readonly remote: StagePool,
+    private readonly loops: StageLoops,
     private readonly opts: DataPathOptions,
-    /** The main thread's middle core: all of the middle stage when pools.middle = 0, else element-addressed I/O only (top.ts). */
-    private readonly inlineCore: MiddleCore,
   ) {
     this.readCache = new ReadCache((opts.readCacheMiB ?? 0) * 1024 * 1024);
     const pread = opts.fastLane === false ? null : preadNowait();
     this.lane = pread === null ? null : new FastLane(pread, v.slab, v.elemState, v.elemQueued, v.elemIo);
     top.setFastLane(this.lane);
-    this.parity = new ParityVolumes(v, top, slots, opts.waitersMax ?? 65536, this.readCache);
-    this.reshapes = new Reshapes(opts.waitersMax ?? 65536);
+    this.parity = new ParityVolumes(v, top, slots, opts.waitersMax ?? DEFAULT_WAITERS_MAX, this.readCache);
+    this.reshapes = new Reshapes(opts.waitersMax ?? DEFAULT_WAITERS_MAX);
   }
 
   static async start(opts: DataPathOptions): Promise<DataPath> {
+    checkStartOptions(opts);
     const { depth, slots, slotKiB } = opts.queue;
-    if (!(Number.isInteger(depth) && depth >= 1 && (depth & (depth - 1)) === 0)) throw new EngineError('config', `queue.depth ${depth} must be a power of two`, 'queue.depth');
-    if (!(Number.isInteger(slotKiB) && slotKiB >= 4 && slotKiB % 4 === 0)) throw new EngineError('config', `queue.slotKiB ${slotKiB} must be a positive multiple of 4`, 'queue.slotKiB');
-    if (!(Number.isInteger(slots) && slots >= 1)) throw new EngineError('config', `queue.slots ${slots} must be a positive integer`, 'queue.slots');
-    const { middle: middleThreads, bottom: bottomThreads, remote: remoteThreads } = opts.pools;
-    if (!(Number.isInteger(remoteThreads) && remoteThreads >= 1 && remoteThreads <= 8)) throw new EngineError('config', `pools.remote ${remoteThreads} must be in [1, 8]`, 'pools.remote');
-    if (!(Number.isInteger(middleThreads) && middleThreads >= 0 && middleThreads <= 64)) throw new EngineError('config', `pools.middle ${middleThreads} must be in [0, 64]`, 'pools.middle');
-    if (!(Number.isInteger(bottomThreads) && bottomThreads >= 1 && bottomThreads <= 64)) throw new EngineError('config', `pools.bottom ${bottomThreads} must be in [1, 64]`, 'pools.bottom');
     const handles = createShared(
       // One more volume slot than users get: the raw maintenance channel (raw-io.ts).
-      { parents: depth, subs: 4 * depth, maxVolumes: (opts.maxVolumes ?? 64) + 1, maxElements: opts.maxElements ?? 256, slots, slotBytes: slotKiB * 1024, remoteRings: remoteThreads, stripeSlots: stripeSlotsFor(slots) },
+      { parents: depth, subs: 4 * depth, maxVolumes: (opts.maxVolumes ?? 64) + 1, maxElements: opts.maxElements ?? 256, slots, slotBytes: slotKiB * 1024, remoteRings: opts.pools.remote, stripeSlots: stripeSlotsFor(slots) },
       (data) => probeMisalignment(data, opts.probeDir),
     );
     const v = attach(handles);
-    const waitersMax = opts.waitersMax ?? 65536;
+    const waitersMax = opts.waitersMax ?? DEFAULT_WAITERS_MAX;
     const top = new Top(v, waitersMax);
     let dp: DataPath | undefined;
     const onExit = (kind: StageKind, err: unknown): void => {
       if (dp?.closing !== null && dp?.closing !== undefined) return;
       top.fail('EIO', `${kind} worker stopped unexpectedly: ${err === null ? 'returned' : String(err)}`);
     };
-    // pools.middle = 0: no middle threads, one hop less (CALIBRATION.md); the top thread maps.
-    const inlineCore = new MiddleCore(v);
-    if (opts.pools.middle === 0) top.setInlineMiddle(inlineCore);
-    else top.setElementRouter(inlineCore);
-    const middle = opts.pools.middle > 0 ? StagePool.start('middle', opts.pools.middle, handles, onExit) : null;
-    const bottom = StagePool.start('bottom', opts.pools.bottom, handles, onExit);
-    const remote = StagePool.start('remote', remoteThreads, handles, onExit);
-    dp = new DataPath(v, top, new SlotPool(slots, waitersMax), middle, bottom, remote, opts, inlineCore);
+    const loops = StageLoops.start(handles, v, top, opts.pools, onExit);
+    dp = new DataPath(v, top, new SlotPool(slots, waitersMax), loops, opts);
     try {
       await dp.broadcast([], []); // proves every loop runs before anyone submits
     } catch (err) {
@@ -201,7 +166,7 @@ export class DataPath {
     if (io === undefined) throw new EngineError('not-found', `no volume is bound at index ${index}`);
     let h = this.handles.get(index);
     if (h === undefined) {
-      h = new VolumeHandle(() => this.reshapes.router(index) ?? this.volumeIos.get(index), io, this.opts.waitersMax ?? 65536);
+      h = new VolumeHandle(() => this.reshapes.router(index) ?? this.volumeIos.get(index), io, this.opts.waitersMax ?? DEFAULT_WAITERS_MAX);
       this.handles.set(index, h);
     }
     return h;
@@ -241,13 +206,13 @@ export class DataPath {
     return readElementIo(this.v.elemIo, this.elementIndex(index));
   }
 
-  /** Latency and throughput EWMAs of the element (transport.ts). */
   /** The write-behind state of a leg written behind (datapath/write-behind.ts), else undefined. */
   writeBehindStatus(index: number): WriteBehindStatus | undefined {
     for (const io of this.volumeIos.values()) if (io.behindLink?.element === index) return io.behindLink.writer.status();
     return undefined;
   }
 
+  /** Latency and throughput EWMAs of the element (transport.ts). */
   elementLatency(index: number): ElementLatencyStatus {
     return readLatency(this.v.elemLat, this.v.elemMark, this.v.elemIo, this.elementIndex(index));
   }
@@ -266,9 +231,9 @@ export class DataPath {
     for (const q of this.queues) if (q !== undefined) middleDepth += q.size();
     return {
       top: { threads: 1, queueDepth: this.top.waiting + this.slots.waiting },
-      middle: { threads: this.middle?.threads ?? 0, queueDepth: middleDepth + this.top.stalledCount },
-      bottom: { threads: this.bottom.threads, queueDepth: this.v.bottom.size() },
-      remote: { threads: this.remote.threads, queueDepth: this.v.remote.reduce((sum, r) => sum + r.size(), 0) },
+      middle: { threads: this.loops.middle?.threads ?? 0, queueDepth: middleDepth + this.top.stalledCount },
+      bottom: { threads: this.loops.bottom.threads, queueDepth: this.v.bottom.size() },
+      remote: { threads: this.loops.remote.threads, queueDepth: this.v.remote.reduce((sum, r) => sum + r.size(), 0) },
     };
   }
 
@@ -297,58 +262,24 @@ export class DataPath {
   }
 
   private async shutdown(): Promise<void> {
-    const timeoutMs = this.opts.closeTimeoutMs ?? 10_000;
+    const timeoutMs = this.opts.closeTimeoutMs ?? DEFAULT_TIMEOUT_MS;
     for (const io of this.volumeIos.values()) io.setWriteBehind(null);
     this.top.close('data path is closing');
     this.slots.close('data path is closing');
     this.lane?.close();
     await waitUntil(() => this.top.outstanding === 0, timeoutMs);
-    Atomics.store(this.v.header, H.STOP, 1);
-    for (const bell of [this.v.middleBell, this.v.bottomBell, this.v.subFreedBell, this.v.completionBell, ...this.v.remoteBells]) bell.ring(Infinity);
-    await Promise.all([this.middle?.stop(timeoutMs), this.bottom.stop(timeoutMs), this.remote.stop(timeoutMs)]);
+    await this.loops.stop(timeoutMs);
     // Whatever the loops left behind can no longer complete: settle it rather than hang.
     this.top.fail('ESHUTDOWN', 'data path closed before the request completed');
   }
 
   private elementIndex(index: number): number {
-    if (!(Number.isInteger(index) && index >= 0 && index < this.v.params.maxElements)) {
-      throw new EngineError('invalid', `element index ${index} outside [0, ${this.v.params.maxElements})`);
-    }
-    return index;
+    return checkElementIndex(index, this.v.params.maxElements);
   }
 
   private validate(volumes: readonly TopologyVolume[], elements: readonly TopologyElement[]): void {
     const p = this.v.params;
-    const byIndex = new Map<number, TopologyElement>();
-    for (const e of elements) {
-      this.elementIndex(e.index);
-      if (byIndex.has(e.index)) throw new EngineError('invalid', `element index ${e.index} appears twice`, e.name);
-      byIndex.set(e.index, e);
-      if (e.direct && p.misalignmentBytes === null) {
-        throw new EngineError('invalid', `element ${e.name} asks for O_DIRECT, but the data slab's memory alignment is unknown (native addon unavailable)`, e.name, 'build the native addon or set cache: writeback');
-      }
-    }
-    const seen = new Set<number>();
-    validateReshapes(volumes);
-    for (const vol of volumes) {
-      if (!(Number.isInteger(vol.index) && vol.index >= 0 && vol.index < this.rawIndex) || seen.has(vol.index)) {
-        throw new EngineError('invalid', `volume index ${vol.index} is out of range or used twice`, vol.name);
-      }
-      seen.add(vol.index);
-      if (!SUPPORTED_LAYOUTS.includes(vol.layout)) throw new EngineError('invalid', `layout ${vol.layout} is not supported by the data path yet`, vol.name);
-      const els = vol.elements.map((i) => byIndex.get(i));
-      if (els.length === 0 || els.some((e) => e === undefined)) throw new EngineError('invalid', `volume ${vol.name} names an element missing from the topology`, vol.name);
-      const direct = els.some((e) => e!.direct);
-      if (vol.layout === 'raid10' && (els.length < 4 || els.length % 2 !== 0)) throw new EngineError('invalid', `volume ${vol.name}: raid10 needs an even number of elements, at least 4 (got ${els.length})`, vol.name);
-      if ((vol.layout === 'raid0' || vol.layout === 'raid10') && !(Number.isSafeInteger(vol.chunkBytes) && vol.chunkBytes > 0 && vol.chunkBytes % (direct ? 4096 : 512) === 0)) {
-        throw new EngineError('invalid', `volume ${vol.name}: chunk ${vol.chunkBytes} bytes must be a positive multiple of ${direct ? 4096 : 512}`, vol.name);
-      }
-      if (isParityLayout(vol.layout)) this.parity.validate(vol, els as TopologyElement[], volumeAlignment(els as TopologyElement[]).alignBytes);
-      const cap = volumeCapacityBytes(vol.layout, els.map((e) => e!.dataSizeBytes), vol.chunkBytes);
-      if (!(Number.isSafeInteger(vol.sizeBytes) && vol.sizeBytes >= 0 && vol.sizeBytes <= cap)) {
-        throw new EngineError('invalid', `volume ${vol.name}: size ${vol.sizeBytes} exceeds the layout's capacity ${cap}`, vol.name);
-      }
-    }
+    validateTopology(volumes, elements, { maxElements: p.maxElements, rawIndex: this.rawIndex, misalignmentBytes: p.misalignmentBytes }, this.parity);
   }
 
   private async applyTopology(volumes: readonly TopologyVolume[], elements: readonly TopologyElement[]): Promise<void> {
@@ -357,23 +288,7 @@ export class DataPath {
       const now = next.get(old.index);
       return now === undefined || now.name !== old.name || now.order !== old.order;
     });
-    if (changed.length > 0) {
-      for (const old of changed) {
-        this.handles.get(old.index)?.detach();
-        this.handles.delete(old.index);
-        this.top.unbindVolume(old.index);
-        this.volumeIos.get(old.index)?.setWriteBehind(null);
-        this.volumeIos.delete(old.index);
-        this.parity.unbind(old.index);
-      }
-      const timeoutMs = this.opts.closeTimeoutMs ?? 10_000;
-      const drained = await waitUntil(() => changed.every((old) => this.top.volumeOutstanding(old.index) === 0), timeoutMs);
-      if (!drained) throw new EngineError('conflict', `volumes ${changed.map((c) => c.name).join(', ')} still have requests in flight after ${timeoutMs} ms`);
-      const keep = this.volumes.filter((old) => !changed.includes(old));
-      await this.broadcast(keep, this.elements);
-      for (const old of changed) this.queues[old.index] = undefined;
-      this.volumes = keep;
-    }
+    if (changed.length > 0) await this.unbindChanged(changed);
     const prevElements = new Map(this.elements.map((e) => [e.index, e]));
     for (const e of elements) {
       const prev = prevElements.get(e.index);
@@ -413,56 +328,35 @@ export class DataPath {
     this.reshapes.apply(volumes, this.volumeIos);
   }
 
-  /** Posts a topology to every loop, then bumps the generation word and wakes sleepers; waits for all acks. */
-  private async broadcast(volumes: readonly TopologyVolume[], elements: readonly TopologyElement[]) {
-    const generation = ++this.generation;
+  /** Takes volumes that left (or changed name or order) out of service: no new requests, in-flight ones drained (bounded), loops told. */
+  private async unbindChanged(changed: readonly TopologyVolume[]): Promise<void> {
+    for (const old of changed) {
+      this.handles.get(old.index)?.detach();
+      this.handles.delete(old.index);
+      this.top.unbindVolume(old.index);
+      this.volumeIos.get(old.index)?.setWriteBehind(null);
+      this.volumeIos.delete(old.index);
+      this.parity.unbind(old.index);
+    }
+    const timeoutMs = this.opts.closeTimeoutMs ?? DEFAULT_TIMEOUT_MS;
+    const drained = await waitUntil(() => changed.every((old) => this.top.volumeOutstanding(old.index) === 0), timeoutMs);
+    if (!drained) throw new EngineError('conflict', `volumes ${changed.map((c) => c.name).join(', ')} still have requests in flight after ${timeoutMs} ms`);
+    const keep = this.volumes.filter((old) => !changed.includes(old));
+    await this.broadcast(keep, this.elements);
+    for (const old of changed) this.queues[old.index] = undefined;
+    this.volumes = keep;
+  }
+
+  /** Sends a topology (and the raw channel) to every loop and the fast lane; waits for all acks (stage-loops.ts). */
+  private broadcast(volumes: readonly TopologyVolume[], elements: readonly TopologyElement[]) {
     // Once elements exist, the raw channel reaches each of them (it is never a user volume).
     const raw: TopologyVolume[] = this.queues[this.rawIndex] === undefined ? [] : [{
       index: this.rawIndex, name: '@raw', layout: 'linear', chunkBytes: 0, sizeBytes: 0, order: 'fifo', raw: true,
       elements: elements.map((e) => e.index).sort((a, b) => a - b),
     }];
-    const msg: TopologyMessage = { type: 'topology', generation, volumes: [...volumes, ...raw], elements };
-    this.middle?.post(msg);
-    this.inlineCore.apply(msg);
-    this.lane?.apply(msg);
-    this.bottom.post(msg);
-    this.remote.post(msg);
-    Atomics.store(this.v.header, H.GENERATION, generation);
-    this.v.middleBell.ring(Infinity);
-    this.v.bottomBell.ring(Infinity);
-    for (const bell of this.v.remoteBells) bell.ring(Infinity);
-    const timeoutMs = this.opts.ackTimeoutMs ?? 10_000;
-    const [m, b, r] = await Promise.all([this.middle?.acks(generation, timeoutMs) ?? [], this.bottom.acks(generation, timeoutMs), this.remote.acks(generation, timeoutMs)]);
-    return [...m, ...b, ...r];
+    return this.loops.broadcast([...volumes, ...raw], elements, this.lane, this.opts.ackTimeoutMs ?? DEFAULT_TIMEOUT_MS);
   }
 }
 
 /** Layouts whose reads the fast lane serves (fast-lane.ts). */
 const LANE_LAYOUTS: readonly string[] = ['linear', 'raid0', 'raid1'];
-
-/** What a volume's elements require of request alignment (see VolumeBinding). */
-function volumeAlignment(elements: readonly TopologyElement[]): { alignBytes: number; trimAlignBytes: number } {
-  const remote = Math.max(1, ...elements.map((e) => (e.kind === 'local' ? 1 : e.blockSizeBytes)));
-  const direct = elements.some((e) => e.direct) ? DIRECT_ALIGN_BYTES : 1;
-  return { alignBytes: Math.max(remote, direct), trimAlignBytes: remote };
-}
-
-function probeMisalignment(data: SharedArrayBuffer, probeDir: string): number | null {
-  try {
-    const direct = addressMod4096(new Uint8Array(data));
-    if (direct !== null) return direct;
-    fs.mkdirSync(probeDir, { recursive: true });
-    return probeAddressMod4096(data, probeDir);
-  } catch {
-    return null;
-  }
-}
-
-async function waitUntil(cond: () => boolean, timeoutMs: number): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() >= deadline) return false;
-    await new Promise((r) => setTimeout(r, DRAIN_POLL_MS));
-  }
-  return true;
-}

@@ -56,7 +56,8 @@ export function volumeCapacityBytes(layout: Layout, elementDataSizes: readonly n
     case 'raid10':
       // Near-2: n/2 mirror pairs striped like raid0, so every leg is cut to the same whole chunks.
       checkChunk(layout, chunkBytes);
-      if (n < 4 || n % 2 !== 0) throw new RangeError(`raid10 needs an even number of elements, at least 4 (got ${n})`);
+      // 2 = one pair (a raid1's view while it becomes a raid10); topology-check.ts asks 4 of public volumes.
+      if (n < 2 || n % 2 !== 0) throw new RangeError(`raid10 needs an even number of elements, at least 2 (got ${n})`);
       return (n / 2) * Math.floor(min / chunkBytes) * chunkBytes;
     case 'raid5':
     case 'raid6': {

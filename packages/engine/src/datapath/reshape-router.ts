@@ -11,6 +11,7 @@ import type { NbdReadResult, NbdWriteBuffer } from '@onestack/nbd';
 import type { LatencyStats } from '../api-types.js';
 import { DataPathError, type DataPathErrno } from './errno.js';
 import type { VolumeCacheStats, VolumeIo, VolumeStats } from './volume-io-types.js';
+import { settleAll, settleValues } from './settle.js';
 import { BoundedFifo } from './waiters.js';
 import type { WriteGate } from './write-gate.js';
 
@@ -216,7 +217,7 @@ export class ReshapeRouter implements VolumeIo {
     return this.run(offsetBytes, lengthBytes, false, async () => {
       const parts = this.parts(offsetBytes, lengthBytes);
       if (parts.length === 1) return parts[0]!.io.read(parts[0]!.off, parts[0]!.len, cls);
-      const got = await settleAll(parts.map((x) => x.io.read(x.off, x.len, cls)));
+      const got = await settleValues(parts.map((x) => x.io.read(x.off, x.len, cls)));
       const out = new Uint8Array(lengthBytes);
       got.forEach((g, i) => out.set(g, parts[i]!.at));
       return out;
@@ -365,12 +366,4 @@ function concat(chunks: readonly Uint8Array[], lengthBytes: number): Uint8Array 
     at += c.length;
   }
   return out;
-}
-
-/** Like Promise.all, but waits for every promise (no part is left running when it rejects). */
-async function settleAll<T>(all: readonly Promise<T>[]): Promise<T[]> {
-  const results = await Promise.allSettled(all);
-  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-  if (failed !== undefined) throw failed.reason;
-  return results.map((r) => (r as PromiseFulfilledResult<T>).value);
 }

@@ -1,96 +1,31 @@
-// The per-volume I/O API: range checks, splitting into slot-sized pieces, slot back-pressure,
-// copying (embedding API) or zero-copy slot views (NBD), and per-volume counters. Reads of fully
-// cached ranges are served from the engine's RAM read cache (read-cache.ts); every op that
-// changes data invalidates its range before it is submitted and again when it settles.
+// The per-volume I/O API, upper half: range checks, splitting into slot-sized pieces, slot
+// back-pressure, copying (embedding API) or zero-copy slot views (NBD), the write gate and the
+// counters (volume-counters.ts); how a piece reaches the elements is the lower half,
+// volume-piece-io.ts. Reads of fully cached ranges are served from the engine's RAM read cache
+// (read-cache.ts); every op that changes data invalidates its range before it is submitted and
+// again when it settles.
 // Requests that are not multiples of the elements' block size are served through whole blocks:
 // reads read the enclosing span, writes read-modify-write their edge blocks (unaligned.ts).
 // Copies of payload bytes in user space are counted (stats().copies): NBD reads served from slab
 // slots make none; the embedding API copies once each way.
-import { DescFlags, Op, type OpCode, type RequestClass, type Slab } from '@onestack/queue';
+import { DescFlags, Op, type OpCode, type RequestClass } from '@onestack/queue';
 import type { NbdReadResult, NbdWriteBuffer } from '@onestack/nbd';
-import type { LatencyStats } from '../api-types.js';
 import { DataPathError, type DataPathErrno } from './errno.js';
-import { LatencyRecorder, nowUs } from './latency.js';
-import { ReadCache, type FillTicket } from './read-cache.js';
-import type { Top } from './top.js';
+import { nowUs } from './latency.js';
+import type { FillTicket } from './read-cache.js';
+import { once, settleAll } from './settle.js';
 import { arraySource, chunksSource, isAligned, requestViews, rmwRange, spanFor, splitEdges, zeroSource, type ByteSource, type Span } from './unaligned.js';
-import type { SlotPool } from './waiters.js';
-import { WriteGate, type GateMode } from './write-gate.js';
-import { FLAG_SKIP_BEHIND } from './topology.js';
-import { writeWithBehind, type BehindLink } from './write-behind-io.js';
-import { integrityBinding, type ReadVerifier, type VolumeIntegrity } from '../integrity/checksum-io.js';
+import { inPieces, VolumePieceIo } from './volume-piece-io.js';
+import type { GateMode } from './write-gate.js';
 
 export type { VolumeBinding, VolumeCacheStats, VolumeIo, VolumeStats } from './volume-io-types.js';
-import type { VolumeBinding, VolumeCacheStats, VolumeIo, VolumeStats } from './volume-io-types.js';
-
-/** The cache of volumes built without one (data-path tests): a zero budget, always off. */
-const NO_CACHE = new ReadCache(0);
+import type { VolumeCacheStats, VolumeIo, VolumeStats } from './volume-io-types.js';
 
 /** Ops without data are cut into pieces of at most this (LENGTH is an int32; keeps one sub bounded). */
 const NODATA_PIECE_BYTES = 256 * 1024 * 1024;
 
-export class VolumeIoImpl implements VolumeIo {
-  private readonly counters: Omit<VolumeStats, 'readLatencyUs' | 'writeLatencyUs'> = { readOps: 0, writeOps: 0, readBytes: 0, writeBytes: 0, errors: 0, rmwOps: 0, copies: 0, bytesCopied: 0 };
-  private readonly readLatency = new LatencyRecorder();
-  private readonly writeLatency = new LatencyRecorder();
-  private readonly cacheCounters = { hits: 0, misses: 0 };
+export class VolumeIoImpl extends VolumePieceIo implements VolumeIo {
   private readonly writeBuffers = new WeakMap<NbdWriteBuffer, number[]>();
-  /** Orders client writes against resync/rebuild copies, and runs the bitmap hook (write-gate.ts). */
-  readonly gate = new WriteGate();
-  /** Checksums of a raid1/raid10 volume with integrity (integrity/checksum-io.ts); null = no work at all. */
-  protected integrity: VolumeIntegrity | null = null;
-  /** What checks a read's blocks: the mirror integrity, or a raid5/6 volume's (integrity/parity-io.ts). */
-  private verifier: ReadVerifier | null = null;
-  /** The binding as the data path gave it (integrity may widen its alignment). */
-  private bound: VolumeBinding;
-  /** raid1 with a write-behind leg (write-behind.ts); null = every leg is written before the ack. */
-  behindLink: BehindLink | null = null;
-
-  constructor(
-    protected b: VolumeBinding,
-    protected readonly top: Top,
-    protected readonly slots: SlotPool,
-    protected readonly slab: Slab,
-    protected readonly readCache: ReadCache = NO_CACHE,
-  ) {
-    this.bound = b;
-    // A volume index may be reused after a delete: the old volume's blocks must not answer.
-    readCache.invalidateVolume(b.index);
-  }
-
-  /** The control plane changed the volume's size or elements; counters carry on, cached blocks do not. */
-  rebind(b: VolumeBinding): void {
-    if (b.index !== this.b.index) throw new Error(`rebind: volume index ${b.index} is not ${this.b.index}`);
-    this.bound = b;
-    this.b = this.verifier === null ? b : integrityBinding(b);
-    this.readCache.invalidateVolume(b.index);
-  }
-
-  /**
-   * Turns checksums on (or off). Element I/O then moves whole 4 KiB blocks only (smaller or
-   * unaligned requests take the read-modify-write path), so every block a leg sees is checksummed.
-   */
-  setIntegrity(integrity: VolumeIntegrity | null, verifier: ReadVerifier | null = integrity): void {
-    this.integrity = integrity;
-    this.verifier = verifier;
-    this.b = verifier === null ? this.bound : integrityBinding(this.bound);
-    this.readCache.invalidateVolume(this.b.index);
-  }
-
-  /** Attaches (or with null detaches) the write-behind writer; a replaced one stops (its queue is dropped, the bitmap keeps it). */
-  setWriteBehind(link: BehindLink | null): void {
-    if (this.behindLink !== null && this.behindLink.writer !== link?.writer) this.behindLink.writer.close();
-    this.behindLink = link;
-    this.gate.setLagging(link === null ? null : { ranges: () => link.writer.pendingRanges(), settle: (start, end) => link.writer.settle(start, end) });
-  }
-
-  /** Waits until the write-behind leg holds every write acknowledged so far (clean stop); at once without one. */
-  async drainBehind(): Promise<void> {
-    const wb = this.behindLink;
-    if (wb === null) return;
-    await wb.writer.drain();
-    if (wb.legUp()) await wb.flushLeg();
-  }
 
   get sizeBytes(): number {
     return this.b.sizeBytes;
@@ -101,12 +36,11 @@ export class VolumeIoImpl implements VolumeIo {
   }
 
   stats(): VolumeStats {
-    return { ...this.counters, readLatencyUs: this.readLatency.snapshot(), writeLatencyUs: this.writeLatency.snapshot() };
+    return this.counters.stats();
   }
 
   cacheStats(): VolumeCacheStats {
-    const { hits, misses } = this.cacheCounters;
-    return { hits, misses, hitRatio: hits + misses === 0 ? 0 : hits / (hits + misses) };
+    return this.counters.cacheStats();
   }
 
   invalidateCache(off: number, len: number): void {
@@ -122,7 +56,7 @@ export class VolumeIoImpl implements VolumeIo {
     const fill = this.b.cacheReads === false ? null : this.readCache.beginFill(this.b.index, offsetBytes, lengthBytes);
     try {
       // Piece by piece through one slot each; an unaligned read's span is only its edge blocks wider.
-      await this.count('read', lengthBytes, this.pieces(span.start, span.end - span.start, this.slab.slotBytes, async (off, len) => {
+      await this.counters.count('read', lengthBytes, inPieces(span.start, span.end - span.start, this.slab.slotBytes, async (off, len) => {
         const [slot] = await this.slots.acquire(1);
         try {
           await this.readVerified(off, len, slot!, cls, 0, false);
@@ -151,79 +85,8 @@ export class VolumeIoImpl implements VolumeIo {
       this.noteCopy(data.length); // the new bytes, into the slots that carry the span
       return;
     }
-    await this.gated(offsetBytes, data.length, 'shared', () => this.count('write', data.length, this.writeArray(offsetBytes, data, flags, cls), startedUs));
+    await this.gated(offsetBytes, data.length, 'shared', () => this.counters.count('write', data.length, this.writeArray(offsetBytes, data, flags, cls), startedUs));
     this.noteCopy(data.length);
-  }
-
-  // Hooks for layouts with a path of their own (raid5/6: parity-volume-io.ts). The public
-  // methods keep the checks, the write gate, slot handling and counters.
-
-  protected async readPiece(off: number, len: number, slot: number, cls: RequestClass, slotOffset = 0): Promise<void> {
-    // Only the write-behind leg is left: it must catch up before it answers.
-    const wb = this.behindLink;
-    if (wb !== null && wb.writer.lagBytes > 0 && !wb.otherActive()) await wb.writer.drain();
-    return this.top.submit(this.b.index, Op.READ, off, len, 0, slot, cls, -1, slotOffset);
-  }
-
-  protected writeSlots(offsetBytes: number, chunks: readonly Uint8Array[], slots: readonly number[], flags: number, cls: RequestClass): Promise<void> {
-    const wb = this.behindLink;
-    const all = (): Promise<void> => this.writeAllSlots(offsetBytes, chunks, slots, flags, cls);
-    if (wb === null || this.integrity !== null) return all();
-    const sb = this.slab.slotBytes;
-    const skipping = (): Promise<void> => settleAll(chunks.map((c, i) => this.top.submit(this.b.index, Op.WRITE, offsetBytes + i * sb, c.length, flags | FLAG_SKIP_BEHIND, slots[i]!, cls)));
-    const mine = wb.piecesOf(offsetBytes, chunks, sb);
-    return writeWithBehind(wb, mine.chunks, mine.offsets, skipping, all);
-  }
-
-  private writeAllSlots(offsetBytes: number, chunks: readonly Uint8Array[], slots: readonly number[], flags: number, cls: RequestClass): Promise<void> {
-    const sb = this.slab.slotBytes;
-    // Checksums from the slots before the subs are queued; recorded alongside the data writes.
-    const sums = this.integrity?.sumsOf(chunks);
-    const data = chunks.map((c, i) => this.top.submit(this.b.index, Op.WRITE, offsetBytes + i * sb, c.length, flags, slots[i]!, cls));
-    return settleAll(sums === undefined ? data : [...data, this.integrity!.record(offsetBytes, sums, (flags & DescFlags.FUA) !== 0)]);
-  }
-
-  protected async flushAll(): Promise<void> {
-    // Checksum pages first: the elements' flush then makes them durable with the data.
-    if (this.integrity !== null) await this.integrity.flush();
-    const wb = this.behindLink;
-    if (wb === null) return this.top.submit(this.b.index, Op.FLUSH, 0, 0, 0, -1, 'local');
-    // drainOnFlush: the leg catches up first and is flushed with the others; else the others only.
-    if (wb.drainOnFlush || !wb.otherActive()) await wb.writer.drain();
-    return this.top.submit(this.b.index, Op.FLUSH, 0, 0, wb.drainOnFlush || !wb.otherActive() ? 0 : FLAG_SKIP_BEHIND, -1, 'local');
-  }
-
-  /** A read piece, checked against its checksums (and repaired) when the volume has them. */
-  private async readVerified(off: number, len: number, slot: number, cls: RequestClass, slotOffset: number, gateHeld: boolean): Promise<void> {
-    await this.readPiece(off, len, slot, cls, slotOffset);
-    const checked = this.verifier?.verify(off, this.slab.view(slot, slotOffset, len), gateHeld);
-    if (checked !== undefined) await checked;
-  }
-
-  protected async noDataPiece(op: OpCode, off: number, len: number, flags: number): Promise<void> {
-    // Trims and zeroes reach every leg at once (rare): after the write-behind queue, for order.
-    const wb = this.behindLink;
-    if (wb !== null && op !== Op.CACHE && wb.writer.lagBytes > 0) await wb.writer.drain();
-    return this.top.submit(this.b.index, op, off, len, flags, -1, 'local');
-  }
-
-  protected async writeArray(offsetBytes: number, data: Uint8Array, flags: number, cls: RequestClass): Promise<void> {
-    await this.pieces(offsetBytes, data.length, this.slab.slotBytes, async (off, len, at) => {
-      const [slot] = await this.slots.acquire(1);
-      try {
-        this.slab.view(slot!, 0, len).set(data.subarray(at, at + len));
-        await this.writeSlots(off, [this.slab.view(slot!, 0, len)], [slot!], flags, cls);
-      } finally {
-        this.slots.release([slot!]);
-      }
-    });
-  }
-
-  /** Counts a pass over `bytes` payload bytes in user space (subclasses: the stripe engine's copy). */
-  protected noteCopy(bytes: number): void {
-    if (bytes <= 0) return;
-    this.counters.copies++;
-    this.counters.bytesCopied += bytes;
   }
 
   async readSlots(offsetBytes: number, lengthBytes: number, cls: RequestClass = 'remote'): Promise<NbdReadResult> {
@@ -240,7 +103,7 @@ export class VolumeIoImpl implements VolumeIo {
     const views = slots.map((s, i) => this.slab.view(s, 0, Math.min(sb, spanBytes - i * sb)));
     let chunks: Uint8Array[];
     try {
-      await this.count('read', lengthBytes, settleAll(views.map((v, i) => this.readVerified(span.start + i * sb, v.length, slots[i]!, cls, 0, false))), startedUs);
+      await this.counters.count('read', lengthBytes, settleAll(views.map((v, i) => this.readVerified(span.start + i * sb, v.length, slots[i]!, cls, 0, false))), startedUs);
       // Unaligned: views of the asked bytes inside the span's slots, still no copy.
       chunks = span.start === offsetBytes && spanBytes === lengthBytes ? views : requestViews(views, span.start, offsetBytes, lengthBytes);
     } catch (err) {
@@ -282,14 +145,14 @@ export class VolumeIoImpl implements VolumeIo {
         this.noteCopy(lengthBytes);
         return;
       }
-      await this.gated(offsetBytes, lengthBytes, 'shared', () => this.count('write', lengthBytes, this.writeSlots(offsetBytes, buf.chunks, slots, flags, cls), startedUs));
+      await this.gated(offsetBytes, lengthBytes, 'shared', () => this.counters.count('write', lengthBytes, this.writeSlots(offsetBytes, buf.chunks, slots, flags, cls), startedUs));
     } finally {
       buf.release();
     }
   }
 
   flush(): Promise<void> {
-    return this.count('other', 0, this.flushAll());
+    return this.counters.count('other', 0, this.flushAll());
   }
 
   trim(off: number, len: number, opts: { fua?: boolean } = {}): Promise<void> {
@@ -307,16 +170,16 @@ export class VolumeIoImpl implements VolumeIo {
 
   private async noData(op: OpCode, off: number, len: number, flags: number): Promise<void> {
     this.check(off, len, op === Op.CACHE ? 'EINVAL' : 'ENOSPC');
-    const pieces = (o: number, l: number): Promise<void> => this.pieces(o, l, NODATA_PIECE_BYTES, (po, pl) => this.noDataPiece(op, po, pl, flags));
+    const pieces = (o: number, l: number): Promise<void> => inPieces(o, l, NODATA_PIECE_BYTES, (po, pl) => this.noDataPiece(op, po, pl, flags));
     // Zeroed or trimmed whole blocks carry no checksum any more (partial ones are written by RMW).
     const integrity = op === Op.CACHE ? null : this.integrity;
     const run = integrity === null ? pieces : (o: number, l: number): Promise<void> => settleAll([pieces(o, l), integrity.clear(o, l, (flags & DescFlags.FUA) !== 0)]);
-    if (op === Op.CACHE) return this.count('other', 0, run(off, len));
+    if (op === Op.CACHE) return this.counters.count('other', 0, run(off, len));
     // Whole blocks only: a remote leg zeroes blocks of its size, an O_DIRECT leg may have to write
     // zeroes, the stripe engine reads old bytes; a trim's partial blocks are zeroed like write-zeroes'.
     if (!isAligned(off, len, this.b.alignBytes)) return this.zeroEdges(op, off, len, flags, run);
     // TRIM and WRITE_ZEROES change data: they pass the gate like writes.
-    await this.gated(off, len, 'shared', () => this.count('other', 0, run(off, len)));
+    await this.gated(off, len, 'shared', () => this.counters.count('other', 0, run(off, len)));
   }
 
   /** WRITE_ZEROES/TRIM not on block boundaries: the partial edge blocks are zeroed by read-modify-write, the middle as usual. */
@@ -327,18 +190,18 @@ export class VolumeIoImpl implements VolumeIo {
     const { head, middle, tail } = splitEdges(off, len, a);
     const fua = flags & DescFlags.FUA;
     if (op !== Op.TRIM && op !== Op.WRITE_ZEROES) throw new Error(`zeroEdges: op ${op} changes no data`);
-    await this.gated(span.start, span.end - span.start, 'exclusive', () => this.count('other', 0, settleAll([
+    await this.gated(span.start, span.end - span.start, 'exclusive', () => this.counters.count('other', 0, settleAll([
       ...[head, tail].filter((e): e is Span => e !== null).map((e) => this.rmwSpan(e, zeroSource, fua, 'local')),
       ...(middle === null ? [] : [run(middle.start, middle.end - middle.start)]),
     ])));
-    this.counters.rmwOps++;
+    this.counters.noteRmw();
   }
 
   /** A write not on block boundaries: the span's blocks, exclusive at the gate, partial edges read first. */
   private async rmwWrite(off: number, len: number, src: ByteSource, flags: number, cls: RequestClass, startedUs: number): Promise<void> {
     const span = this.spanOf(off, len);
-    await this.gated(span.start, span.end - span.start, 'exclusive', () => this.count('write', len, this.rmwSpan({ start: off, end: off + len }, src, flags, cls), startedUs));
-    this.counters.rmwOps++;
+    await this.gated(span.start, span.end - span.start, 'exclusive', () => this.counters.count('write', len, this.rmwSpan({ start: off, end: off + len }, src, flags, cls), startedUs));
+    this.counters.noteRmw();
   }
 
   /** Writes `src` over the bytes `req` through the whole blocks around it (unaligned.ts). */
@@ -366,14 +229,10 @@ export class VolumeIoImpl implements VolumeIo {
     const startedUs = nowUs();
     const got = this.readCache.readInto(this.b.index, off, len, out);
     if (got === null) {
-      this.cacheCounters.misses++;
+      this.counters.noteCacheMiss();
       return null;
     }
-    this.cacheCounters.hits++;
-    this.counters.readOps++;
-    this.counters.readBytes += len;
-    this.readLatency.record(nowUs() - startedUs);
-    this.noteCopy(len);
+    this.counters.noteCacheHit(len, startedUs);
     return got;
   }
 
@@ -400,49 +259,4 @@ export class VolumeIoImpl implements VolumeIo {
     }
     if (off + len > this.b.sizeBytes) throw new DataPathError(pastEnd, `${this.b.name}: range [${off}, +${len}) ends past the volume size ${this.b.sizeBytes}`);
   }
-
-  /** Runs `fn` on each piece concurrently; settles after all of them (no piece is left running). */
-  private async pieces(off: number, len: number, pieceBytes: number, fn: (off: number, len: number, at: number) => Promise<void>): Promise<void> {
-    const all: Promise<void>[] = [];
-    for (let at = 0; at < len; at += pieceBytes) all.push(fn(off + at, Math.min(pieceBytes, len - at), at));
-    await settleAll(all);
-  }
-
-  /**
-   * Counts a request when `work` settles: errors, or ops, bytes and latency (from `startedUs`, the
-   * public call's entry, so slot and write-gate waits are part of it) of successful reads and writes.
-   */
-  private async count(kind: 'read' | 'write' | 'other', bytes: number, work: Promise<unknown>, startedUs: number = nowUs()): Promise<void> {
-    try {
-      await work;
-    } catch (err) {
-      this.counters.errors++;
-      throw err;
-    }
-    if (kind === 'read') {
-      this.counters.readOps++;
-      this.counters.readBytes += bytes;
-      this.readLatency.record(nowUs() - startedUs);
-    } else if (kind === 'write') {
-      this.counters.writeOps++;
-      this.counters.writeBytes += bytes;
-      this.writeLatency.record(nowUs() - startedUs);
-    }
-  }
-}
-
-/** Like Promise.all, but waits for every promise: a slot is reused only when nothing touches it. */
-async function settleAll(all: readonly Promise<unknown>[]): Promise<void> {
-  const results = await Promise.allSettled(all);
-  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-  if (failed !== undefined) throw failed.reason;
-}
-
-function once(fn: () => void): () => void {
-  let done = false;
-  return () => {
-    if (done) return;
-    done = true;
-    fn();
-  };
 }

@@ -8,6 +8,8 @@ import type { Top } from './top.js';
 import { failElementState, FLAG_ELEMENT, STATE_ACTIVE, STATE_REBUILDING, type TopologyElement, type TopologyVolume } from './topology.js';
 import type { SlotPool } from './waiters.js';
 import { WriteBehind, type BehindSink } from './write-behind.js';
+import type { VolumeIntegrity } from '../integrity/checksum-io.js';
+import { INTEGRITY_BLOCK_BYTES } from '../integrity/types.js';
 
 export type { WriteBehindStatus } from './write-behind.js';
 
@@ -100,11 +102,14 @@ function othersOf(vol: TopologyVolume, element: number, v: SharedViews): () => b
 /**
  * A write on a volume with a write-behind leg: staged (back-pressure when the lag is at its
  * bound), acknowledged once the other legs have it (`skipping`), then queued for the leg in that
- * order. With no other active leg it goes to every leg (`all`), after the queue has drained.
+ * order. With no other active leg, or when it is too large for the staging ring, it goes to every
+ * leg (`all`), after the queue has drained.
  */
-export async function writeWithBehind(wb: BehindLink, chunks: readonly Uint8Array[], offsets: readonly number[], skipping: () => Promise<void>, all: () => Promise<void>): Promise<void> {
+export async function writeWithBehind(wb: BehindLink, chunks: readonly Uint8Array[], offsets: readonly number[], skipping: () => Promise<void>, all: () => Promise<void>,
+  afters?: readonly (() => Promise<void>)[]): Promise<void> {
   if (chunks.length === 0) return all(); // raid10: nothing on the leg's pair
-  if (wb.legUp() && wb.otherActive()) {
+  // A write larger than the staging ring (less a piece) could never be staged: every leg takes it, after the queue (below).
+  if (wb.legUp() && wb.otherActive() && wb.writer.canStage(chunks.map((c) => c.length))) {
     const tickets = await wb.writer.stageChunks(chunks);
     if (tickets === null) return all(); // the writer was stopped (topology change): every leg now
     try {
@@ -121,9 +126,29 @@ export async function writeWithBehind(wb: BehindLink, chunks: readonly Uint8Arra
       wb.writer.cancel(tickets);
       return all();
     }
-    wb.writer.commit(tickets, offsets);
+    wb.writer.commit(tickets, offsets, afters);
     return;
   }
   if (wb.writer.lagBytes > 0) await wb.writer.drain();
   return all();
+}
+
+/**
+ * An integrity volume's checksums for a write-behind write (docs/integrity.md, "Write-behind
+ * legs"): computed once from the client's bytes; `record` stores them for every leg but the
+ * write-behind one (with the acknowledged write), `afters[i]` for the write-behind leg once
+ * piece i (`mine`, from piecesOf) is on it. Null without integrity.
+ */
+export function behindSums(integrity: VolumeIntegrity | null, element: number, offsetBytes: number, chunks: readonly Uint8Array[], mine: { readonly chunks: readonly Uint8Array[]; readonly offsets: readonly number[] }):
+  { record(fua: boolean): Promise<void>; afters: (() => Promise<void>)[] } | null {
+  if (integrity === null) return null;
+  const sums = integrity.sumsOf(chunks); // consecutive chunks from offsetBytes, whole blocks
+  return {
+    record: (fua) => integrity.record(offsetBytes, sums, fua, { skip: element }),
+    afters: mine.offsets.map((off, i) => {
+      const at = (off - offsetBytes) / INTEGRITY_BLOCK_BYTES;
+      const piece = sums.subarray(at, at + mine.chunks[i]!.length / INTEGRITY_BLOCK_BYTES);
+      return () => integrity.recordLeg(element, off, piece);
+    }),
+  };
 }

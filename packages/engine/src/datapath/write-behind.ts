@@ -7,6 +7,8 @@
 // (coarse, so a false dependency only serialises two writes); an entry is sent when all of its
 // dependencies are on the leg. Sends go through a window of slab slots the writer holds for
 // its life (so client writes waiting for staging can never starve it of slots).
+// A piece may carry an `after` step (integrity: the leg's checksums of those bytes), run once its
+// data is on the leg; the piece counts as on the leg (drain, settle, the bitmap) only after it.
 import { DataPathError } from './errno.js';
 
 export interface BehindSink {
@@ -57,6 +59,8 @@ export interface Ticket {
   state: 'staged' | 'queued' | 'sending' | 'done';
   deps: number;
   dependents: Ticket[] | null;
+  /** Runs once the bytes are on the leg, before the piece counts as done (a failure fails the leg). */
+  after: (() => Promise<void>) | null;
 }
 
 interface SpaceWaiter {
@@ -139,11 +143,27 @@ export class WriteBehind {
     return this.closed;
   }
 
+  /**
+   * Whether a write of these pieces can ever be staged: their bytes plus the end of the ring a
+   * wrapping piece skips (less than the largest piece) must fit the ring, else a writer would wait
+   * for room that never comes. A larger write goes to every leg instead (write-behind-io.ts).
+   */
+  canStage(lens: readonly number[]): boolean {
+    let total = 0;
+    let largest = 0;
+    for (const len of lens) {
+      total += len;
+      largest = Math.max(largest, len);
+    }
+    return total + largest - 1 <= this.maxLagBytes;
+  }
+
   /** Reserves staging for each chunk and copies it in; waits (in order) while the ring is full. Null: the writer closed. */
   async stageChunks(chunks: readonly Uint8Array[]): Promise<Ticket[] | null> {
     if (this.closed) return null;
     const lens = chunks.map((c) => c.length);
     for (const len of lens) if (len > this.sink.slotBytes) throw new DataPathError('EINVAL', `write-behind piece of ${len} bytes is larger than a slot`);
+    if (!this.canStage(lens)) throw new DataPathError('EINVAL', `write-behind write of ${lens.length} pieces does not fit the ${this.maxLagBytes}-byte staging ring`);
     let tickets = this.spaceWaiters.length === 0 ? this.tryReserve(lens) : null;
     if (tickets === null) {
       if (this.closed) throw new DataPathError('ESHUTDOWN', 'write-behind writer is closed');
@@ -155,11 +175,12 @@ export class WriteBehind {
     return tickets;
   }
 
-  /** The local legs took the write: queue it for the leg, in this order. */
-  commit(tickets: readonly Ticket[], offsets: readonly number[]): void {
+  /** The local legs took the write: queue it for the leg, in this order (`afters[i]`: ticket i's after-step). */
+  commit(tickets: readonly Ticket[], offsets: readonly number[], afters?: readonly ((() => Promise<void>) | null)[]): void {
     if (this.closed) return this.cancel(tickets);
     tickets.forEach((t, i) => {
       t.off = offsets[i]!;
+      t.after = afters?.[i] ?? null;
       t.seq = this.nextSeq++;
       t.state = 'queued';
       this.lag += t.len;
@@ -211,7 +232,7 @@ export class WriteBehind {
   }
 
   private deadTicket(): Ticket {
-    return { len: 0, start: this.head, reserved: 0, off: 0, seq: 0, state: 'done', deps: 0, dependents: null };
+    return { len: 0, start: this.head, reserved: 0, off: 0, seq: 0, state: 'done', deps: 0, dependents: null, after: null };
   }
 
   private drained(seq: number): boolean {
@@ -232,7 +253,7 @@ export class WriteBehind {
     if (head - this.tail > cap) return null;
     this.head = head;
     return planned.map((p) => {
-      const t: Ticket = { ...p, off: 0, seq: 0, state: 'staged', deps: 0, dependents: null };
+      const t: Ticket = { ...p, off: 0, seq: 0, state: 'staged', deps: 0, dependents: null, after: null };
       this.ring.push(t);
       return t;
     });
@@ -261,7 +282,9 @@ export class WriteBehind {
       this.sink.view(window[arena]!, at, t.len).set(this.stage.subarray(t.start % this.maxLagBytes, t.start % this.maxLagBytes + t.len));
       t.state = 'sending';
       this.inFlight++;
-      this.sink.write(t.off, t.len, window[arena]!, at).then(
+      const sent = this.sink.write(t.off, t.len, window[arena]!, at);
+      const after = t.after;
+      (after === null ? sent : sent.then(after)).then(
         () => this.finish(t, arena, true),
         (err: Error) => {
           this.sink.fail(err);
@@ -311,6 +334,7 @@ export class WriteBehind {
     }
     for (const d of t.dependents ?? []) if (--d.deps === 0 && d.state === 'queued') this.ready.push(d);
     t.dependents = null;
+    t.after = null;
     for (let i = 0; i < this.drainWaiters.length; ) {
       const w = this.drainWaiters[i]!;
       if (this.drained(w.seq)) {

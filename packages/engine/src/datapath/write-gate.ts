@@ -127,6 +127,11 @@ export class WriteGate {
     return lift;
   }
 
+  /** Resolves once writes acknowledged over [start, end) are on the write-behind leg too (no fence: for a caller that holds the range). */
+  settleLagging(start: number, end: number): Promise<void> {
+    return this.lagging === null ? Promise.resolve() : this.lagging.settle(start, end);
+  }
+
   setLagging(lagging: Lagging | null): void {
     this.lagging = lagging;
   }

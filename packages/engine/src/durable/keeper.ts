@@ -8,72 +8,23 @@
 // (units-parity.ts runParityRecovery) through the same runs, progress and finish step.
 // Control plane only; every byte moves through DataPath.raw, so remote legs work the same.
 // Runs start and finish inside host.exclusive (superblocks, states); the copy runs outside it.
+// The copy and the settle step are keeper-runs.ts; per-volume state and geometry helpers keeper-shared.ts.
 import type { LastRebuild, RebuildStatus } from '../api-types.js';
-import type { VolumeGeometry } from '../datapath/map.js';
-import { markClean } from '../meta/assemble.js';
-import type { AssembledVolume, ElementState } from '../meta/types.js';
+import type { ElementState, AssembledVolume } from '../meta/types.js';
 import type { VolumeEntry } from '../state/registry.js';
 import { WriteIntentBitmap } from './bitmap.js';
 import { REGION_DEFAULT_BYTES, regionBytesFor } from './bitmap-codec.js';
 import { CopyAborted } from './copy-job.js';
-import { recoveryBytes, recoveryKind, runRecovery, type RecoveryPlan, type RecoveryTarget } from './recovery.js';
-import { parityRebuildBytes, runParityRecovery } from './units-parity.js';
 import type { KeeperHost } from './host.js';
+import { copyRun, settleRun } from './keeper-runs.js';
+import { geometryOf, groupOf, isMirror, isParity, type Keep, type Run } from './keeper-shared.js';
 import { LegWatch } from './leg-watch.js';
-import { sparseAwareRaw, type SparseCopyStats } from './sparse-copy.js';
-import { recomputingRaw } from '../integrity/recompute.js';
-
-const MiBText = (bytes: number): string => `${(bytes / (1024 * 1024)).toFixed(1)} MiB`;
+import { recoveryBytes, recoveryKind, type RecoveryPlan, type RecoveryTarget } from './recovery.js';
+import { parityRebuildBytes } from './units-parity.js';
 
 export type { KeeperHost } from './host.js';
 
-interface Run {
-  readonly targets: readonly RecoveryTarget[];
-  readonly controller: AbortController;
-  readonly startedMs: number;
-  progress: RebuildStatus;
-  /** Settles when the copy stops (done, failed or aborted); the finish step runs after it. */
-  copying: Promise<void>;
-}
-
-export interface Keep {
-  readonly name: string;
-  /** null for raid5/6 volumes: they keep no bitmap, every target is rebuilt in full. */
-  readonly bitmap: WriteIntentBitmap | null;
-  /** Whether the bitmap read at attach was usable (else dirty regions before it are unknown). */
-  readonly bitmapLoaded: boolean;
-  run: Run | null;
-  readonly pending: Map<number, RecoveryTarget>;
-  last: LastRebuild | null;
-}
-
-export const isMirror = (layout: string): boolean => layout === 'raid1' || layout === 'raid10';
-export const isParity = (layout: string): boolean => layout === 'raid5' || layout === 'raid6';
-
-/**
- * Whether `role` can be rebuilt from the other legs in their live states: a mirror needs an
- * active leg of its group; raid5/6 need every data index of a row, i.e. n - parity active others.
- */
-export function canRebuild(vol: AssembledVolume, role: number, live: (name: string) => ElementState): boolean {
-  const active = (r: number): boolean => live(vol.config.elements[r]!) === 'active';
-  if (!isParity(vol.config.layout)) return groupOf(vol, role).some(active);
-  const n = vol.config.elements.length;
-  const others = vol.config.elements.map((_, r) => r).filter((r) => r !== role && active(r)).length;
-  return others >= n - (vol.config.layout === 'raid5' ? 1 : 2);
-}
-
-/** Roles that mirror `role`: raid1 every other leg, raid10 the partner. */
-export function groupOf(vol: AssembledVolume, role: number): number[] {
-  if (vol.config.layout === 'raid10') return [role ^ 1];
-  return vol.config.elements.map((_, r) => r).filter((r) => r !== role);
-}
-
-export function geometryOf(vol: AssembledVolume): VolumeGeometry {
-  return {
-    layout: vol.config.layout, chunkBytes: vol.config.chunkKiB * 1024, sizeBytes: vol.sizeBytes,
-    elements: [...vol.elements].sort((a, b) => a.role - b.role).map((e) => ({ dataOffsetBytes: vol.dataOffsetBytes, dataSizeBytes: e.dataSizeBytes })),
-  };
-}
+export { canRebuild, geometryOf, groupOf, isMirror, isParity, type Keep } from './keeper-shared.js';
 
 export class MirrorKeeper {
   private readonly keeps = new Map<string, Keep>();
@@ -108,7 +59,8 @@ export class MirrorKeeper {
   async attach(entry: VolumeEntry): Promise<void> {
     const vol = entry.assembled;
     if (this.closed) return;
-    if (isParity(vol.config.layout)) return this.attachParity(entry);
+    // A reshaping mirror keeps no bitmap: its area holds the reshape backup (durable/reshape-start.ts).
+    if (isParity(vol.config.layout) || vol.reshape !== undefined) return this.attachParity(entry);
     if (!isMirror(vol.config.layout)) return;
     const dp = this.host.dataPath;
     // Checksums on before anything else: a write without them would fail its check later.
@@ -204,6 +156,9 @@ export class MirrorKeeper {
     if (keep.run !== null || keep.pending.size === 0 || this.closed || this.keeps.get(keep.name) !== keep) return;
     const entry = this.host.registry.volumes.get(keep.name);
     if (entry === undefined) return;
+    // A reshape has two geometries live: a copy by either would be wrong for the other half. The
+    // targets stay pending (writes reach them); the reshape's finish kicks again (reshape-finish.ts).
+    if (entry.assembled.reshape !== undefined) return this.holdForReshape(keep);
     const targets = [...keep.pending.values()].filter((t) => entry.assembled.config.elements[t.role] === t.name && this.host.dataPath.elementState(t.element) === 'rebuilding');
     keep.pending.clear();
     if (targets.length === 0) return;
@@ -224,12 +179,24 @@ export class MirrorKeeper {
     const zero: RebuildStatus = { kind: recoveryKind(targets), element: targets.length === 1 ? targets[0]!.name : null, percent: 0, mibPerSec: 0, etaSeconds: null, doneBytes: 0, totalBytes };
     const run: Run = { targets, controller, startedMs: Date.now(), progress: zero, copying: Promise.resolve() };
     keep.run = run;
-    const copied = this.copy(keep, entry, run, plan).then((final) => ({ final }), (err: unknown) => ({ err }));
+    const copied = copyRun(this.host, keep, entry, run, plan).then((final) => ({ final }), (err: unknown) => ({ err }));
     // `copying` settles when the copy stops, before the finish step (which waits for exclusive):
     // a control operation may abort the run and wait for the copy without waiting for itself.
     run.copying = copied.then(() => undefined);
     void copied.then((how) => this.finish(keep, run, how));
     this.host.changed();
+  }
+
+  private holdForReshape(keep: Keep): void {
+    const names = [...keep.pending.values()].map((t) => t.name).join(', ');
+    this.host.log('info', `volume ${keep.name}: the ${recoveryKind([...keep.pending.values()])} of ${names} waits for the reshape to finish`);
+    this.host.changed();
+  }
+
+  /** Element names whose resync or rebuild waits (for a reshape to finish). */
+  waiting(name: string): string[] {
+    const keep = this.keeps.get(name);
+    return keep === undefined || keep.run !== null ? [] : [...keep.pending.values()].map((t) => t.name);
   }
 
   /**
@@ -257,40 +224,6 @@ export class MirrorKeeper {
     });
   }
 
-  private async copy(keep: Keep, entry: VolumeEntry, run: Run, plan: RecoveryPlan): Promise<RebuildStatus> {
-    await this.host.stopScrub(keep.name); // a resync or rebuild preempts a scrub, as in md
-    const what = run.targets.map((t) => `${t.name} (${t.full ? 'everything' : 'dirty regions'})`).join(', ');
-    this.host.log('info', `volume ${keep.name}: ${recoveryKind(run.targets)} of ${what} started`);
-    let lastEmitMs = 0;
-    const onProgress = (p: RebuildStatus): void => {
-      run.progress = p;
-      if (Date.now() - lastEmitMs >= 250) {
-        lastEmitMs = Date.now();
-        this.host.changed();
-      }
-    };
-    // Integrity: each unit's checksums recomputed from the source, on every leg, before it counts.
-    const it = this.host.integrityOf?.(keep.name);
-    const recompute = it === undefined ? null : recomputingRaw(this.host.dataPath.raw, it.store, () => entry.assembled.dataOffsetBytes);
-    const deps = {
-      raw: recompute?.raw ?? this.host.dataPath.raw, gate: this.host.dataPath.volumeIo(entry.index).gate, state: (el: number) => this.host.dataPath.elementState(el),
-      maxMiBPerSec: this.host.rebuildMiBPerSec(), signal: run.controller.signal,
-    };
-    if (keep.bitmap !== null) {
-      const runsOf = this.host.elementRuns;
-      if (runsOf === undefined) return runRecovery(plan, { ...deps, onProgress });
-      const stats: SparseCopyStats = { holeBytes: 0, copiedBytes: 0 };
-      const final = await runRecovery(plan, { ...deps, raw: sparseAwareRaw(deps.raw, runsOf, stats, recompute?.holeOf), onProgress });
-      this.host.log('info', `volume ${keep.name}: ${MiBText(stats.copiedBytes)} copied, ${MiBText(stats.holeBytes)} of source holes zeroed on the target instead`);
-      return final;
-    }
-    // raid5/6: the volume's stripe engine computes each target row from the others (row lock held).
-    const element = run.targets.length === 1 ? run.targets[0]!.name : null;
-    const final = await runParityRecovery({ volume: plan.volume, geometry: plan.geometry, elements: plan.elements, targetRoles: run.targets.map((t) => t.role) },
-      { ...deps, stripe: this.host.dataPath.stripe(entry.index), onProgress: (p) => onProgress({ kind: 'rebuild', element, ...p }) });
-    return { kind: 'rebuild', element, ...final };
-  }
-
   /** After the copy: targets become active (or failed), superblocks say so; then the next run. */
   private finish(keep: Keep, run: Run, how: { final?: RebuildStatus; err?: unknown }): Promise<void> {
     const aborted = how.err instanceof CopyAborted || run.controller.signal.aborted;
@@ -300,23 +233,7 @@ export class MirrorKeeper {
     const message = how.err === undefined ? undefined : (how.err as Error).message;
     keep.last = { kind: p.kind === 'resync' ? 'resync' : 'rebuild', element: p.element, outcome, doneBytes: p.doneBytes, totalBytes: p.totalBytes,
       seconds, mibPerSec: seconds > 0 ? p.doneBytes / 1048576 / seconds : 0, finishedMs: Date.now(), ...(message !== undefined ? { message } : {}) };
-    const settle = async (): Promise<void> => {
-      const entry = this.host.registry.volumes.get(keep.name);
-      if (entry === undefined || this.keeps.get(keep.name) !== keep) return;
-      const mine = run.targets.filter((t) => entry.assembled.config.elements[t.role] === t.name && this.host.dataPath.elementState(t.element) === 'rebuilding');
-      if (outcome === 'aborted') {
-        for (const t of mine) keep.pending.set(t.role, t);
-        return;
-      }
-      for (const t of mine) this.host.dataPath.setElementState(t.element, outcome === 'done' ? 'active' : 'failed');
-      const names = new Set(mine.map((t) => t.name));
-      entry.assembled = { ...entry.assembled, elements: entry.assembled.elements.map((e) => {
-        if (!names.has(e.config.name)) return e;
-        const { reason: _r, syncedEvents: _s, ...rest } = e;
-        return outcome === 'done' ? { ...rest, state: 'active' as const } : { ...rest, state: 'failed' as const, reason: `${keep.last!.kind} failed: ${message ?? ''}`, syncedEvents: e.syncedEvents ?? 0 };
-      }) };
-      entry.assembled = await markClean(this.withLive(entry.assembled), false);
-    };
+    const settle = (): Promise<void> => settleRun(this.host, keep, run, outcome, message, () => this.keeps.get(keep.name) === keep, (v) => this.withLive(v));
     const level = outcome === 'done' ? 'info' : 'warn';
     this.host.log(level, `volume ${keep.name}: ${keep.last.kind} ${outcome}: ${p.doneBytes} of ${p.totalBytes} bytes in ${seconds.toFixed(1)} s${message !== undefined ? ` (${message})` : ''}`);
     return this.host.exclusive(settle)

@@ -100,6 +100,12 @@ export class LegWatch {
       const members = this.keeper.members(keep.name);
       const failed = members.filter((m) => m.state === 'failed');
       if (failed.length === 0) continue;
+      // No spare taken nor leg returned while a volume reshapes (its rebuild would copy by one geometry while two are live).
+      const r = entry.assembled.reshape;
+      if (r !== undefined) {
+        this.sayOnce(`reshape/${keep.name}/${r.startedMs}/${failed.map((m) => m.name).join()}`, `volume ${keep.name}: ${failed.map((m) => m.name).join(', ')} failed; a hot spare or its return waits for the reshape to finish`);
+        continue;
+      }
       // A spare helps only a leg that can be rebuilt (mirror: an active leg of its group; raid5/6: enough active others).
       const rebuildable = failed.find((m) => canRebuild(entry.assembled, m.role, (n) => members.find((x) => x.name === n)?.state ?? 'failed'));
       const spare = rebuildable === undefined ? undefined : this.freeSpare(entry);

@@ -24,7 +24,7 @@ import type { RecoveryTarget } from './recovery.js';
 
 /** What to use instead, for layouts whose membership cannot change yet (restriping comes later). */
 const INSTEAD: Readonly<Record<Exclude<Layout, 'raid1'>, string>> = {
-  raid10: 'raid10 pairs its legs: swap one with `onestack element replace OLD NEW`; adding or removing pairs needs restriping (not supported yet)',
+  raid10: 'a raid10 gains mirror pairs by a reshape: `onestack volume reshape NAME --add E1,E2` (two elements per pair); swap one with `onestack element replace OLD NEW`',
   raid5: 'a raid5 gains elements by a reshape: `onestack volume reshape NAME --add ELEMENT` (or --layout raid6); swap one with `onestack element replace OLD NEW`',
   raid6: 'a raid6 gains elements by a reshape: `onestack volume reshape NAME --add ELEMENT`; swap one with `onestack element replace OLD NEW`',
   raid0: 'raid0 has no copies to add; it gains elements by a reshape: `onestack volume reshape NAME --add ELEMENT`',

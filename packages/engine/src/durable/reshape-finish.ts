@@ -8,12 +8,13 @@
 import type { Layout } from '../config/types.js';
 import { EngineError } from '../api-types.js';
 import { markClean } from '../meta/assemble.js';
-import { withReshapeRecord, writeReshapeRecord } from '../meta/reshape-meta.js';
+import { startReshapeSuperblocks, withReshapeRecord, writeReshapeRecord } from '../meta/reshape-meta.js';
 import { dataChunksPerRow, geometryCapacity } from '../meta/reshape-plan.js';
 import { layoutCapacityBytes } from '../meta/layout.js';
-import { DATA_OFFSET_BYTES, type AssembledElement, type AssembledVolume } from '../meta/types.js';
+import { DATA_OFFSET_BYTES, type AssembledElement, type AssembledVolume, type ReshapeRecord } from '../meta/types.js';
 import type { VolumeEntry } from '../state/registry.js';
-import { geometriesOf, type ReshapeHost, type ReshapeJob } from './reshape.js';
+import { isMirror } from './keeper.js';
+import { geometriesOf, holdAt, type ReshapeHost, type ReshapeJob } from './reshape.js';
 
 /** Zeroing goes to the elements in pieces of this size (bounded requests, remote elements included). */
 const ZERO_PIECE_BYTES = 64 * 1024 * 1024;
@@ -72,12 +73,17 @@ async function switchFinal(host: ReshapeHost, entry: VolumeEntry): Promise<void>
     // in the middle leaves some at position C0 (assembly resumes there: the tail is zeroed and the
     // finish runs again, meta/reshape-assemble.ts) and the others final, with C0 the smaller size.
     const final = { ...withReshapeRecord(vol, null, { finalSizeBytes: record.toSizeBytes }), wasClean: true };
-    const failed = await writeReshapeRecord(vol, null, { finalSizeBytes: record.toSizeBytes });
+    const failed = await writeReshapeRecord(vol, null, { finalSizeBytes: record.toSizeBytes, afterEach: (n) => (n === 1 ? holdAt('finish-superblocks', (l) => host.log('warn', l)) : Promise.resolve()) });
     if (failed.length > 0) throw new EngineError('io', `cannot write the final superblock of ${failed.map((f) => `${f.element} (${f.message})`).join(', ')}`, `volume ${name}`);
     // Then the event counter + 1, as every open does: the finished geometry is the current one.
     entry.assembled = await markClean(final, false);
     delete entry.reshapeFromIndex;
     await host.applyTopology();
+    // A mirror (raid10) gets its write-intent bitmap back, sized anew: the area held the backups.
+    // Not while legs wait for a rebuild (they are copied in full anyway, keeper.ts holdForReshape).
+    // After a crash mid-reshape (no bitmap meanwhile) the pairs are resynced in full, as md does.
+    const rearm = vol.wasClean === false ? { ...entry, assembled: { ...entry.assembled, wasClean: false } } : entry;
+    if (isMirror(vol.config.layout) && (host.keeper.keep(name)?.pending.size ?? 0) === 0) await host.keeper.detach(name).then(() => host.keeper.attach(rearm));
     // Checkpoint bitmaps are sized for the volume (a reshape needs none, reshape-start.ts): start afresh.
     await host.ckpts.remove(name);
     await host.attachCheckpoints(entry);
@@ -87,14 +93,38 @@ async function switchFinal(host: ReshapeHost, entry: VolumeEntry): Promise<void>
   host.persist();
   const took = ((Date.now() - record.startedMs) / 1000).toFixed(1);
   host.log('info', `volume ${name}: reshape ${record.fromLayout}×${record.fromCount} → ${vol.config.layout}×${vol.config.elements.length} done in ${took} s: ${record.toSizeBytes} bytes (switch ${Date.now() - t0} ms)`);
+  await kickHeld(host, entry);
+}
+
+/**
+ * Resyncs and rebuilds held while the volume reshaped (keeper.ts kick) start now; failed legs are
+ * seen by the next leg-watch tick. A mirror (raid10) was kept without a bitmap meanwhile (its area
+ * held the backups): the keeper attaches anew with one, and the held legs are copied in full.
+ */
+async function kickHeld(host: ReshapeHost, entry: VolumeEntry): Promise<void> {
+  const name = entry.assembled.config.name;
+  const keep = host.keeper.keep(name);
+  if (keep === undefined || keep.pending.size === 0) return;
+  const held = [...keep.pending.values()];
+  host.log('info', `volume ${name}: the reshape finished; the held ${held.map((t) => t.name).join(', ')} start now`);
+  if (!isMirror(entry.assembled.config.layout) || keep.bitmap !== null) return host.keeper.kick(keep);
+  await host.keeper.detach(name);
+  await host.keeper.attach(entry);
+  const fresh = host.keeper.keep(name);
+  if (fresh === undefined) return;
+  for (const t of held) await host.keeper.addTarget(fresh, { ...t, full: true });
+  host.keeper.kick(fresh);
 }
 
 /**
  * Linear + elements: the new ones go after the last (linear maps bytes in role order), so no data
- * moves. Their data areas are zeroed first; then, with writes fenced and flushed, every superblock
- * (new ones included) gets the new membership and size with the event counter + 1, and the data
- * path the new size. A crash before the last superblock is written leaves members with the old
- * count and the same data: the state file names the membership assembly takes.
+ * moves. Their data areas are zeroed first. Then, with client I/O paused and flushed, it goes
+ * through a reshape record like the others, so no crash leaves a membership assembly refuses:
+ *   1. startReshapeSuperblocks: new elements, then the old ones, the new membership with a
+ *      linear→linear record at position 0 (size C0); a crash here rolls back (reshape-assemble.ts 4b);
+ *   2. the state file saves the membership; a crash after it assembles with the record, and the
+ *      resumed job only runs step 3 (finishLinear);
+ *   3. finalLinear: every superblock without the record at size C1, event counter + 1.
  */
 export async function appendLinear(host: ReshapeHost, entry: VolumeEntry, joined: readonly AssembledElement[]): Promise<void> {
   const vol = entry.assembled;
@@ -103,20 +133,68 @@ export async function appendLinear(host: ReshapeHost, entry: VolumeEntry, joined
   const elements = [...vol.elements, ...joined];
   const sizeBytes = layoutCapacityBytes('linear', elements.map((e) => e.dataSizeBytes), vol.config.chunkKiB * 1024);
   const { sizeBytes: _created, ...config } = vol.config;
-  const next: AssembledVolume = { ...vol, config: { ...config, elements: elements.map((e) => e.config.name) }, elements, sizeBytes };
-  const io = entry.handle.io;
-  const lift = await io.gate.fence(0, Number.MAX_SAFE_INTEGER);
+  const record: ReshapeRecord = { fromLayout: 'linear', fromCount: vol.elements.length, fromChunkBytes: vol.config.chunkKiB * 1024, fromSizeBytes: vol.sizeBytes, toSizeBytes: sizeBytes, positionBytes: 0, startedMs: Date.now() };
+  const next: AssembledVolume = { ...vol, config: { ...config, elements: elements.map((e) => e.config.name) }, elements, reshape: record };
+  const say = (l: string): void => host.log('warn', l);
+  await entry.handle.io.flush();
+  const resume = await host.dataPath.pauseVolume(entry.index);
   try {
-    await io.flush();
-    entry.assembled = await markClean(next, false);
-    await host.applyTopology();
-    // The data path keeps a known element's live state (spare): the new members take I/O from now on.
-    for (const e of joined) host.dataPath.setElementState(host.registry.element(e.config.name).index, 'active');
-    await host.ckpts.remove(name);
-    await host.attachCheckpoints(entry);
+    for (const member of vol.config.elements) await host.dataPath.raw.flush(host.registry.element(member).index);
+    const failed = await startReshapeSuperblocks(next, record, joined.map((e) => e.config.name));
+    if (failed.length > 0) {
+      await writeReshapeRecord(vol, null).catch(() => undefined); // nothing moved: the old superblocks again, as far as they go
+      throw new EngineError('io', `volume ${name}: cannot write the superblock of ${failed.map((f) => `${f.element} (${f.message})`).join(', ')}; nothing was appended`, `volume ${name}`);
+    }
+    await holdAt('linear-superblocks', say);
+    entry.assembled = next;
+    try {
+      host.persist();
+    } catch (err) {
+      entry.assembled = vol;
+      await writeReshapeRecord(vol, null).catch(() => undefined);
+      throw err;
+    }
+    await holdAt('linear-state', say);
+    await finalLinear(host, entry);
   } finally {
-    lift();
+    resume();
   }
   host.persist();
   host.log('info', `volume ${name}: linear, appended ${joined.map((e) => e.config.name).join(', ')}: ${vol.sizeBytes} → ${sizeBytes} bytes`);
+}
+
+/** A linear append resumed after a crash between its state file and its final superblocks. */
+export async function finishLinear(host: ReshapeHost, entry: VolumeEntry): Promise<void> {
+  await host.exclusive(async () => {
+    if (entry.assembled.reshape === undefined) return;
+    await entry.handle.io.flush();
+    const resume = await host.dataPath.pauseVolume(entry.index);
+    try {
+      for (const member of entry.assembled.config.elements) await host.dataPath.raw.flush(host.registry.element(member).index);
+      await finalLinear(host, entry);
+    } finally {
+      resume();
+    }
+    host.persist();
+    host.log('info', `volume ${entry.assembled.config.name}: linear append finished after a restart: ${entry.assembled.sizeBytes} bytes`);
+  });
+}
+
+/** Step 3 of appendLinear (client I/O paused): final superblocks, then the data path and checkpoints at size C1. */
+async function finalLinear(host: ReshapeHost, entry: VolumeEntry): Promise<void> {
+  const vol = entry.assembled;
+  const record = vol.reshape;
+  if (record === undefined) return;
+  const failed = await writeReshapeRecord(vol, null, { finalSizeBytes: record.toSizeBytes });
+  if (failed.length > 0) throw new EngineError('io', `volume ${vol.config.name}: cannot write the final superblock of ${failed.map((f) => `${f.element} (${f.message})`).join(', ')}`, `volume ${vol.config.name}`);
+  entry.assembled = await markClean({ ...withReshapeRecord(vol, null, { finalSizeBytes: record.toSizeBytes }), wasClean: true }, false);
+  delete entry.reshapeFromIndex;
+  await host.applyTopology();
+  // The data path keeps a known element's live state (spare): the new members take I/O from now on.
+  for (const member of entry.assembled.config.elements) {
+    const index = host.registry.element(member).index;
+    if (host.dataPath.elementState(index) === 'spare') host.dataPath.setElementState(index, 'active');
+  }
+  await host.ckpts.remove(vol.config.name);
+  await host.attachCheckpoints(entry);
 }

@@ -1,6 +1,6 @@
 // Online reshape, the start (Engine.reshapeVolume, `onestack volume reshape`; docs/reshape.md):
 // what must hold first, the new elements' checks, and the switch into the reshaping state:
-//   1. a raid1 drops its write-intent bitmap (its area becomes the backup area) under a fence
+//   1. a raid1/raid10 drops its write-intent bitmap (its area becomes the backup area) under a fence
 //      with nothing in flight, so nothing is dirty;
 //   2. the volume is paused; a raid5/6 journal is checkpointed, and the journal headers of the
 //      two halves (old view: low, new view: high) get that checkpoint on every element, so no
@@ -9,9 +9,9 @@
 //      position 0 (volume size still C0);
 //   4. the topology gets the two views (registry.ts), the volume resumes, the job starts.
 // Linear appends its new elements at once (no data moves): reshape-finish.ts appendLinear.
-// Also here: Reshapes, the jobs of the engine (status, refusals while one runs, resume, close).
+// The jobs of the engine (status, refusals while one runs, resume, retries): reshape-jobs.ts.
 import { randomUUID } from 'node:crypto';
-import { EngineError, type ReshapeStatus } from '../api-types.js';
+import { EngineError } from '../api-types.js';
 import type { ElementConfig, Layout } from '../config/types.js';
 import { MAX_ELEMENTS_PER_VOLUME } from '../config/validate.js';
 import { encodeJournalHeader, arrayIdBytes, JOURNAL_BLOCK_BYTES } from '../datapath/journal-format.js';
@@ -22,16 +22,18 @@ import { SuperblockError } from '../meta/superblock.js';
 import { DATA_OFFSET_BYTES, type AssembledElement, type AssembledVolume } from '../meta/types.js';
 import type { VolumeEntry } from '../state/registry.js';
 import { inspect } from './members.js';
-import { ReshapeJob, type ReshapeHost } from './reshape.js';
-import { appendLinear, finishReshape } from './reshape-finish.js';
+import type { ReshapeHost } from './reshape.js';
+import { appendLinear } from './reshape-finish.js';
 
 export interface ReshapeSpec {
   /** Unused elements that join, in role order after the present ones. */
   readonly add: readonly string[];
   /** The new layout (default: the same; a raid1 becomes raid5). */
   readonly layout?: Layout;
-  /** Copy rate limit (default: config rebuild.maxMiBPerSec). */
+  /** Copy rate limit (default: config rebuild.maxMiBPerSec), kept across restarts. */
   readonly maxMiBPerSec?: number;
+  /** Starts a paused job again at once (no add, no layout; reshape-jobs.ts). */
+  readonly resume?: boolean;
 }
 
 const isParity = (layout: Layout): boolean => layout === 'raid5' || layout === 'raid6';
@@ -74,7 +76,6 @@ function checkVolume(host: ReshapeHost, entry: VolumeEntry, running: boolean): v
   if (running || vol.reshape !== undefined) throw refuse(name, 'a reshape runs already', 'follow it with onestack status');
   const feature = reshapeFeatureRefusal({ integrity: vol.config.integrity === true, checkpoints: host.ckpts.list(name, true).length > 0, writeBehind: vol.config.writeBehind !== undefined });
   if (feature !== null) throw unsupported(name, feature);
-  if (vol.config.layout === 'raid10') throw unsupported(name, 'reshaping raid10 is not supported yet; copy the data to a new volume instead');
   if (!entry.runtime && vol.config.sizeBytes !== undefined) throw refuse(name, `the config file fixes its size (sizeBytes: ${vol.config.sizeBytes})`, 'remove sizeBytes from the config file and restart, then reshape');
   for (const e of vol.elements) {
     const live = host.dataPath.elementState(host.registry.element(e.config.name).index);
@@ -132,7 +133,8 @@ async function switchToReshape(host: ReshapeHost, entry: VolumeEntry, next: Asse
   const vol = entry.assembled;
   const name = vol.config.name;
   const io = entry.handle.io;
-  if (vol.config.layout === 'raid1') {
+  // raid1/raid10: the bitmap's area becomes the backup area; with writes fenced and flushed nothing is dirty.
+  if (vol.config.layout === 'raid1' || vol.config.layout === 'raid10') {
     const lift = await io.gate.fence(0, Number.MAX_SAFE_INTEGER);
     try {
       await io.flush();
@@ -188,59 +190,5 @@ async function writeJournalHeaders(host: ReshapeHost, next: AssembledVolume, seq
     // A raid1 never had a journal: its old view (raid5 over roles 0 and 1) starts one at `seq`.
     if (oldRaid1 && role < 2) await raw.write(element, JOURNAL_AREAS.low.headerOffsetBytes, block, { fua: true });
     await raw.flush(element);
-  }
-}
-
-/** The reshape jobs of an engine: one per reshaping volume. */
-export class Reshapes {
-  private readonly jobs = new Map<string, ReshapeJob>();
-
-  constructor(private readonly host: ReshapeHost, private readonly defaultMiBPerSec: () => number) {}
-
-  /** Engine.reshapeVolume, inside exclusive(): starts the job (or appends linear members at once). */
-  async start(name: string, spec: ReshapeSpec): Promise<ReshapeStatus | null> {
-    const entry = this.host.registry.volumes.get(name);
-    if (entry === undefined) throw new EngineError('not-found', `no volume named ${name}`, `volume ${name}`, 'list volumes with `onestack volume list`');
-    if (spec.maxMiBPerSec !== undefined && !(Number.isFinite(spec.maxMiBPerSec) && spec.maxMiBPerSec >= 0)) throw unsupported(name, 'maxMiBPerSec must be a number ≥ 0 (0 = unthrottled)');
-    const how = await startReshape(this.host, entry, spec, this.jobs.has(name));
-    this.host.changed();
-    if (how === 'done') return null;
-    return this.run(entry, spec.maxMiBPerSec ?? this.defaultMiBPerSec()).status();
-  }
-
-  /** At start-up: a volume assembled in the middle of a reshape goes on from its position. */
-  resume(entry: VolumeEntry): void {
-    const r = entry.assembled.reshape;
-    if (r === undefined || this.jobs.has(entry.assembled.config.name)) return;
-    this.host.log('warn', `volume ${entry.assembled.config.name}: resuming its reshape at ${r.positionBytes} of ${r.fromSizeBytes} bytes`);
-    this.run(entry, this.defaultMiBPerSec());
-  }
-
-  private run(entry: VolumeEntry, maxMiBPerSec: number): ReshapeJob {
-    const name = entry.assembled.config.name;
-    const job = new ReshapeJob(this.host, entry, { maxMiBPerSec }, (j) => finishReshape(this.host, j));
-    this.jobs.set(name, job);
-    job.start();
-    void job.done.then(() => {
-      if (this.jobs.get(name) === job && job.error === undefined && entry.assembled.reshape === undefined) this.jobs.delete(name);
-    });
-    return job;
-  }
-
-  status(name: string): ReshapeStatus | null {
-    return this.jobs.get(name)?.status() ?? null;
-  }
-
-  /** Refuses `what` (grow, scrub, member changes, delete) while the volume is reshaped. */
-  refuseBusy(name: string, what: string): void {
-    const entry = this.host.registry.volumes.get(name);
-    if (this.jobs.has(name) || entry?.assembled.reshape !== undefined) {
-      throw refuse(name, `a reshape runs: ${what} is refused until it finishes`, 'follow it with onestack status');
-    }
-  }
-
-  /** Stops every job between steps (the superblocks keep their positions). */
-  async close(): Promise<void> {
-    await Promise.all([...this.jobs.values()].map((j) => j.stop()));
   }
 }

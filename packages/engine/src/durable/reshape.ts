@@ -27,6 +27,19 @@ function envMs(name: string): number {
   return Math.max(0, Math.min(60_000, Number(process.env[name] ?? 0) || 0));
 }
 
+/** Test seam for kill -9 tests of crash windows: ONESTACK_RESHAPE_HOLD_AT names a point, ONESTACK_RESHAPE_HOLD_MS how long to sleep there. */
+export type HoldPoint = 'linear-superblocks' | 'linear-state' | 'finish-superblocks';
+
+export async function holdAt(point: HoldPoint, log?: (line: string) => void): Promise<void> {
+  if (process.env['ONESTACK_RESHAPE_HOLD_AT'] !== point) return;
+  const ms = envMs('ONESTACK_RESHAPE_HOLD_MS');
+  log?.(`test seam: holding ${ms} ms at ${point}`);
+  if (ms > 0) await sleep(ms);
+}
+
+/** An error a retry cannot cure (a backup failing its checksum): the job stays paused until `--resume`. */
+export class ReshapeHalt extends Error {}
+
 export interface ReshapeOptions {
   /** Copy rate limit in MiB/s (0 = unthrottled). */
   readonly maxMiBPerSec: number;
@@ -47,7 +60,7 @@ export function geometriesOf(entry: VolumeEntry): { shown: { layout: Layout; cou
   const record = vol.reshape;
   if (record === undefined) throw new Error(`volume ${vol.config.name} is not reshaping`);
   const dataSizeBytes = Math.min(...vol.elements.map((e) => e.dataSizeBytes));
-  const from = copyGeometry({ layout: record.fromLayout, count: record.fromCount, chunkBytes: record.fromChunkBytes, dataSizeBytes, sizeBytes: record.fromSizeBytes });
+  const from = copyGeometry({ layout: record.fromLayout, count: record.fromCount, chunkBytes: record.fromChunkBytes, dataSizeBytes, sizeBytes: record.fromSizeBytes }, vol.config);
   const to: ReshapeGeometry = { layout: vol.config.layout, count: vol.config.elements.length, chunkBytes: vol.config.chunkKiB * 1024, dataSizeBytes, sizeBytes: record.toSizeBytes };
   return { shown: { layout: record.fromLayout, count: record.fromCount }, from, to, record };
 }
@@ -56,6 +69,8 @@ export class ReshapeJob {
   state: ReshapeStatus['state'] = 'running';
   error: string | undefined;
   backupSteps = 0;
+  /** The error cannot pass by itself (no automatic retry). */
+  halted = false;
   private stopped = false;
   private loop: Promise<void> = Promise.resolve();
   private copiedBytes = 0;
@@ -67,6 +82,10 @@ export class ReshapeJob {
 
   constructor(private readonly host: ReshapeHost, readonly entry: VolumeEntry, private readonly opts: ReshapeOptions,
     private readonly finish: (job: ReshapeJob) => Promise<void>) {}
+
+  get maxMiBPerSec(): number {
+    return this.opts.maxMiBPerSec;
+  }
 
   get name(): string {
     return this.entry.assembled.config.name;
@@ -99,7 +118,7 @@ export class ReshapeJob {
       from: { layout: record.fromLayout, count: record.fromCount }, to: { layout: vol.config.layout, count: vol.config.elements.length },
       positionBytes: record.positionBytes, totalBytes: total, sizeBytes: record.toSizeBytes,
       percent: total === 0 ? 100 : (100 * record.positionBytes) / total, state: this.state,
-      rateMiBps: seconds > 0 ? this.copiedBytes / 1048576 / seconds : 0, backupSteps: this.backupSteps, startedMs: record.startedMs,
+      rateMiBps: seconds > 0 ? this.copiedBytes / 1048576 / seconds : 0, backupSteps: this.backupSteps, startedMs: record.startedMs, maxMiBPerSec: this.opts.maxMiBPerSec,
       ...(this.error !== undefined ? { error: this.error } : {}),
     };
   }
@@ -125,7 +144,8 @@ export class ReshapeJob {
       if (this.host.closing() && err instanceof EngineError && err.code === 'closed') return;
       this.error = (err as Error).message;
       this.state = 'paused';
-      this.host.log('error', `volume ${this.name}: reshape stopped at ${this.entry.assembled.reshape?.positionBytes ?? '?'} bytes: ${this.error} (it resumes at the next start)`);
+      this.halted = err instanceof ReshapeHalt;
+      this.host.log('error', `volume ${this.name}: reshape stopped at ${this.entry.assembled.reshape?.positionBytes ?? '?'} bytes: ${this.error}`);
       this.host.changed();
     }
   }
@@ -160,7 +180,7 @@ export class ReshapeJob {
 
   /** One step (STEP in docs/reshape.md); the bytes it moved, 0 once the copy reached C0. */
   private async step(): Promise<number> {
-    if (this.host.closing()) return 0;
+    if (this.host.closing() || this.entry.assembled.reshape?.fromLayout === 'linear') return 0;
     const { from, to, record } = geometriesOf(this.entry);
     const p = record.positionBytes;
     if (p >= record.fromSizeBytes) return 0;
@@ -204,7 +224,7 @@ export class ReshapeJob {
     const { to } = geometriesOf(this.entry);
     const out = new Uint8Array(len);
     for (const x of backupExtents(to, b.lengthBytes)) out.set(await this.host.dataPath.raw.read(this.elementOf(x.role), x.elementOffsetBytes, x.lengthBytes), x.bufferOffsetBytes);
-    if ((crc32c(out.subarray(0, b.lengthBytes)) >>> 0) !== b.crc) throw new Error(`the backup of [${p}, +${b.lengthBytes}) fails its checksum: refusing to continue (the volume's data there cannot be trusted)`);
+    if ((crc32c(out.subarray(0, b.lengthBytes)) >>> 0) !== b.crc) throw new ReshapeHalt(`the backup of [${p}, +${b.lengthBytes}) fails its checksum: refusing to continue (the volume's data there cannot be trusted)`);
     this.host.log('info', `volume ${this.name}: reshape resumes at ${p} from its backup (${b.lengthBytes} bytes)`);
     if (b.lengthBytes < len) out.set(await router.oldIo.read(p + b.lengthBytes, len - b.lengthBytes), b.lengthBytes);
     return out;

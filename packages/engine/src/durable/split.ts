@@ -4,7 +4,10 @@
 // it): the two sides diverged. The side that is serving wins (clients have read its data since),
 // and the returning leg is rebuilt in full, never resynced from the bitmap (which knows nothing of
 // its own writes), so the legs never serve a mix of the two histories. Runs inside exclusive().
+// Rule 6: a leg whose counter is not higher but whose history id differs from the one this volume
+// wrote at that counter (meta/history.ts) diverged too — the two sides reached the same counter.
 import { markNeedsRebuild } from '../meta/assemble.js';
+import { historyAt, historyVerdict } from '../meta/history.js';
 import { decodeSuperblock, type Superblock } from '../meta/superblock.js';
 import type { AssembledElement } from '../meta/types.js';
 import type { KeeperHost } from './host.js';
@@ -23,15 +26,17 @@ function usable(bytes: Uint8Array, arrayUuid: string): Superblock | undefined {
 
 /**
  * Whether a returning leg's superblock says it diverged: same array, not marked for rebuild, a
- * counter above `leftEvents` (the volume's counter when the leg went away), and a leg of its
- * mirror group still active (else the keeper's rule 3 decides: the newer leg comes back as it is).
+ * counter above `leftEvents` (the volume's counter when the leg went away) or another history id
+ * than the volume wrote at the leg's counter, and a leg of its mirror group still active (else
+ * the keeper's rule 3 decides: the newer leg comes back as it is).
  */
 export function diverged(host: KeeperHost, keeper: MirrorKeeper, keep: Keep, name: string, bytes: Uint8Array, leftEvents: number): Superblock | undefined {
   const entry = host.registry.volumes.get(keep.name);
   if (entry === undefined) return undefined;
   const sb = usable(bytes, entry.assembled.arrayUuid);
   const role = entry.assembled.config.elements.indexOf(name);
-  if (sb === undefined || role < 0 || sb.eventCount <= leftEvents) return undefined;
+  if (sb === undefined || role < 0) return undefined;
+  if (sb.eventCount <= leftEvents && historyVerdict(entry.assembled.history, sb.eventCount, sb.historyId) !== 'other') return undefined;
   return canRebuild(entry.assembled, role, (n) => keeper.liveState(n)) ? sb : undefined;
 }
 
@@ -45,7 +50,8 @@ export async function rejoinDiverged(host: KeeperHost, keeper: MirrorKeeper, kee
   // Written first: should we crash before the copy ends, the leg must never pass for current.
   if (!(await markNeedsRebuild(vol, role, 0))) throw new Error('cannot mark its superblock for rebuild');
   if (!(await keeper.addTarget(keep, { role, element: index, name, full: true }))) throw new Error('it refused its bitmap');
-  const why = `diverged (event counter ${sb.eventCount} > ${leftEvents} when it left): rebuilt from the serving legs`;
+  const why = sb.eventCount > leftEvents ? `diverged (event counter ${sb.eventCount} > ${leftEvents} when it left): rebuilt from the serving legs`
+    : `diverged (history ${sb.historyId ?? 'none'} at event counter ${sb.eventCount}, where this volume wrote ${historyAt(vol.history, sb.eventCount) ?? 'another'}): rebuilt from the serving legs`;
   const setMember = (e: AssembledElement): AssembledElement => (e.role === role ? { ...e, state: 'stale', reason: why, syncedEvents: 0 } : e);
   entry.assembled = { ...vol, elements: vol.elements.map(setMember) };
   host.log('warn', `volume ${keep.name}: element ${name} answers again but ${why}; the writes it took alone are discarded`);

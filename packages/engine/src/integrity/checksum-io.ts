@@ -53,6 +53,13 @@ export interface IntegrityDeps {
    * no longer describe its data. True when the leg is failed now; absent = never (tests).
    */
   readonly failLeg?: (element: number, err: unknown) => boolean;
+  /**
+   * The volume's write-behind leg (datapath/write-behind.ts), -1 or absent = none. Its checksums
+   * are recorded only once its data is on it (recordLeg), so while it lags they describe its old
+   * bytes: the fast check never uses them while another leg is active, and a repair first waits
+   * until the leg holds what was acknowledged in the range (gate.settleLagging).
+   */
+  readonly behindElement?: number;
 }
 
 /** A mirror group's share of a block-aligned volume range: the same blocks on each of `roles`. */
@@ -138,13 +145,15 @@ export class VolumeIntegrity {
    * `offsetBytes` on every leg the write goes to (active and rebuilding). A leg that failed
    * meanwhile is skipped: its data write failed too and the layout no longer promises it.
    */
-  async record(offsetBytes: number, sums: Uint32Array, fua: boolean): Promise<void> {
+  async record(offsetBytes: number, sums: Uint32Array, fua: boolean, only?: { readonly skip?: number; readonly element?: number }): Promise<void> {
     this.checkAligned(offsetBytes, sums.length * BLOCK);
     const writes: Promise<void>[] = [];
     const elements: number[] = [];
     for (const p of this.pieces(offsetBytes, sums.length * BLOCK)) {
       for (const role of p.roles) {
         const el = this.d.layout.elements[role]!.index;
+        // `skip`: the write-behind leg gets these later, with its data; `element`: only that leg.
+        if (only !== undefined && (el === only.skip || (only.element !== undefined && el !== only.element))) continue;
         const s = this.d.state(el);
         if (s !== STATE_ACTIVE && s !== STATE_REBUILDING) continue;
         writes.push(this.d.store.write(el, p.firstBlock, sums.subarray(p.at, p.at + p.blocks), fua ? { fua: true } : undefined));
@@ -158,6 +167,15 @@ export class VolumeIntegrity {
         if (s === STATE_ACTIVE || s === STATE_REBUILDING) throw r.reason;
       }
     });
+  }
+
+  /**
+   * The write-behind leg's checksums of a piece now on it (sums of the volume blocks from
+   * `offsetBytes`, as computed when the write was acknowledged): recorded after its data, so the
+   * leg's checksum pages never run ahead of its bytes.
+   */
+  recordLeg(element: number, offsetBytes: number, sums: Uint32Array): Promise<void> {
+    return this.record(offsetBytes, sums, false, { element });
   }
 
   /** Trim and write-zeroes: the whole blocks of [off, +len) carry no checksum any more. */
@@ -243,6 +261,8 @@ export class VolumeIntegrity {
     // reverse) has finished, so a mismatch seen now is real.
     const lift = gateHeld ? null : await this.d.gate.fence(offsetBytes, into.length);
     try {
+      // The fence waits for the write-behind leg; a caller holding the range must wait here.
+      if (gateHeld) await this.d.gate.settleLagging(offsetBytes, offsetBytes + into.length);
       for (const p of this.pieces(offsetBytes, into.length)) await this.repairPiece(p, offsetBytes, into);
     } finally {
       lift?.();
@@ -317,13 +337,20 @@ export class VolumeIntegrity {
     this.log.line(line);
   }
 
-  /** The first active leg of a piece, whose checksums the fast check uses (legs hold the same ones). */
+  /**
+   * The first active leg of a piece, whose checksums the fast check uses (legs hold the same
+   * ones); the write-behind leg only when no other is active (its checksums may lag; reads then
+   * wait until it has caught up, volume-piece-io.ts readPiece).
+   */
   private referenceLeg(p: Piece): number {
+    let behind = -1;
     for (const role of p.roles) {
       const el = this.d.layout.elements[role]!.index;
-      if (this.d.state(el) === STATE_ACTIVE) return el;
+      if (this.d.state(el) !== STATE_ACTIVE) continue;
+      if (el !== this.d.behindElement) return el;
+      behind = el;
     }
-    return -1;
+    return behind;
   }
 
   /** raid1: one piece over every leg; raid10: one per chunk, over the pair's legs. */

@@ -34,6 +34,7 @@ export function integrityFor(vol: TopologyVolume, els: readonly TopologyElement[
     raw: dp.raw,
     gate: dp.gate,
     volume: vol.name,
+    behindElement: vol.writeBehind?.element ?? -1,
   });
 }
 

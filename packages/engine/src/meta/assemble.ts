@@ -15,6 +15,7 @@ import { encodeSuperblock, SuperblockError, type Superblock } from './superblock
 import { agreedSizeBytes } from './grow.js';
 import { reconcileReshape } from './reshape-assemble.js';
 import { BITMAP_MAX_BYTES, BITMAP_OFFSET_BYTES, DATA_OFFSET_BYTES, type AssembledElement, type AssembledVolume, type ElementState } from './types.js';
+import { historyAtAssembly, historyFor, historyVerdict } from './history.js';
 
 export const MIN_ELEMENT_DATA_BYTES = 1024 * 1024;
 
@@ -142,6 +143,7 @@ export function superblockFor(vol: Omit<AssembledVolume, 'elements'>, element: A
     createdMs: vol.createdMs ?? Date.now(), ...bitmapFields(vol), ...integrityField(elementIntegrityArea(vol, element)), clean: flags.clean, needsRebuild: flags.needsRebuild,
     ...(flags.faulty === true || (flags.needsRebuild && element.faulty === true) ? { faulty: true } : {}),
     eventCount: flags.needsRebuild ? flags.eventCount ?? vol.eventCount : vol.eventCount, ...(vol.reshape !== undefined ? { reshape: vol.reshape } : {}),
+    ...(vol.history !== undefined ? { historyId: vol.history.id } : {}),
   });
 }
 
@@ -183,6 +185,7 @@ async function createArray(volume: VolumeConfig, probes: readonly Probe[], opts:
   }
   const vol: AssembledVolume = {
     config: volume, arrayUuid: randomUUID(), sizeBytes: volume.sizeBytes ?? capacity, dataOffsetBytes: DATA_OFFSET_BYTES, eventCount: 1, createdMs: Date.now(), wasClean: true,
+    history: historyFor(undefined, volume.elements, 1),
     elements: probes.map((p, i) => ({ config: p.config, role: p.role, state: 'active' as const, dataSizeBytes: legBytes[i] ?? 0, path: p.path, elementUuid: randomUUID(), blockSizeBytes: p.blockSizeBytes,
       ...integrityField(volume.integrity === true ? integrityAreaFor(legBytes[i] ?? 0) : undefined) })),
   };
@@ -259,6 +262,10 @@ function memberState(layout: VolumeConfig['layout'], p: Probe, ref: Superblock):
   if (p.sb.faulty === true) return { state: 'stale', reason: 'failed by request: stays out until replaced', syncedEvents: p.sb.eventCount, faulty: true };
   if (p.sb.needsRebuild) return { state: 'stale', reason: 'marked for rebuild', syncedEvents: p.sb.eventCount };
   if (p.sb.eventCount < ref.eventCount && isRedundant(layout)) return { state: 'stale', reason: `event counter ${p.sb.eventCount} < ${ref.eventCount}`, syncedEvents: p.sb.eventCount };
+  // Same counter, another history (rule 6): it took writes the reference never saw; rebuilt in full from it.
+  if (p.sb.eventCount === ref.eventCount && historyVerdict(historyAtAssembly(ref, []), p.sb.eventCount, p.sb.historyId) === 'other' && isRedundant(layout)) {
+    return { state: 'stale', reason: `history ${p.sb.historyId} differs from ${ref.historyId} at event counter ${ref.eventCount}; needs a full rebuild`, syncedEvents: 0 };
+  }
   return { state: 'active' };
 }
 
@@ -297,8 +304,9 @@ async function reassemble(volume: VolumeConfig, found: readonly Probe[]): Promis
   if (reshape.record !== undefined && reshape.record.fromSizeBytes !== sizeBytes) {
     throw new EngineError('conflict', `volume ${volume.name}: its reshape record says ${reshape.record.fromSizeBytes} bytes, its superblocks ${sizeBytes}`, `volume ${volume.name}`, 'restore the elements as they were');
   }
+  const history = historyAtAssembly(ref, volume.elements);
   const vol: AssembledVolume = { config: volume, arrayUuid: ref.arrayUuid, sizeBytes, dataOffsetBytes: DATA_OFFSET_BYTES, eventCount: ref.eventCount, createdMs: ref.createdMs, wasClean: ref.clean, elements,
-    ...(reshape.record !== undefined ? { reshape: reshape.record } : {}) };
+    ...(reshape.record !== undefined ? { reshape: reshape.record } : {}), ...(history !== undefined ? { history } : {}) };
   // A stale leg is marked so it can never pass for up to date later (e.g. if the good leg vanishes).
   const unmarked = elements.filter((e, i) => e.state === 'stale' && !(isSuperblock(found[i]!.sb) && (found[i]!.sb as Superblock).needsRebuild));
   await writeAll(vol, unmarked, { clean: false, needsRebuild: true });
@@ -343,7 +351,8 @@ function orderByRole(volume: VolumeConfig, probes: readonly Probe[]): { volume: 
  */
 export async function markClean(vol: AssembledVolume, clean: boolean): Promise<AssembledVolume> {
   if (!vol.elements.some((e) => e.state === 'active')) return vol;
-  const next: AssembledVolume = { ...vol, eventCount: vol.eventCount + 1 };
+  // A new history id when the set of active legs changed since the last one (meta/history.ts).
+  const next: AssembledVolume = { ...vol, eventCount: vol.eventCount + 1, history: historyFor(vol.history, vol.elements.filter((e) => e.state === 'active').map((e) => e.config.name), vol.eventCount + 1) };
   await writeAll(next, next.elements.filter((e) => e.state === 'active'), { clean, needsRebuild: false });
   return next;
 }

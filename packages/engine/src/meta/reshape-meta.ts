@@ -17,6 +17,8 @@ export interface ReshapeRecordOptions {
   readonly finalSizeBytes?: number;
   /** Event counter + 1 (the FINISH); default unchanged, as a step's position write. */
   readonly bumpEvents?: boolean;
+  /** Called after each element's write with the count written so far (the test seam between the finish's writes). */
+  readonly afterEach?: (written: number) => Promise<void>;
 }
 
 /** `vol` as the superblocks say after writeReshapeRecord(vol, record, opts): keep it in the registry. */
@@ -33,8 +35,9 @@ function present(vol: AssembledVolume): AssembledElement[] {
   return vol.elements.filter((e) => e.state !== 'failed');
 }
 
-async function writeEach(vol: AssembledVolume, targets: readonly AssembledElement[]): Promise<SuperblockWriteFailure[]> {
+async function writeEach(vol: AssembledVolume, targets: readonly AssembledElement[], afterEach?: (written: number) => Promise<void>): Promise<SuperblockWriteFailure[]> {
   const failed: SuperblockWriteFailure[] = [];
+  let written = 0;
   for (const e of targets) {
     const active = e.state === 'active';
     // A leg that is not up to date stays marked for rebuild, with what it holds (its own counter).
@@ -44,6 +47,7 @@ async function writeEach(vol: AssembledVolume, targets: readonly AssembledElemen
     } catch (err) {
       failed.push({ element: e.config.name, role: e.role, message: (err as Error).message });
     }
+    await afterEach?.(++written);
   }
   return failed;
 }
@@ -57,7 +61,7 @@ async function writeEach(vol: AssembledVolume, targets: readonly AssembledElemen
  */
 export async function writeReshapeRecord(vol: AssembledVolume, record: ReshapeRecord | null, opts: ReshapeRecordOptions = {}): Promise<SuperblockWriteFailure[]> {
   const next = withReshapeRecord(vol, record, opts);
-  return writeEach(next, present(next));
+  return writeEach(next, present(next), opts.afterEach);
 }
 
 /**

@@ -2,7 +2,8 @@
 // through, the capacity of a geometry, the next copy step with its backup, and where a backup
 // lives on the elements. The model (docs/reshape.md): a forward copy with a persisted position P;
 // [0, P) is held by the NEW geometry, [P, C0) by the OLD. Row-based layouts keep row r of every
-// element at data offset r·c, with d data chunks per row (raid0 n, raid5 n-1, raid6 n-2).
+// element at data offset r·c, with d data chunks per row (raid0 n, raid5 n-1, raid6 n-2, raid10
+// n/2: near-2 is raid0 over the n/2 mirror pairs, each chunk on both legs of its pair).
 import type { Layout } from '../config/types.js';
 import { layoutCountProblem } from '../config/validate.js';
 import { layoutCapacityBytes } from './layout.js';
@@ -39,21 +40,28 @@ export interface BackupExtent {
 export const BACKUP_AREA_OFFSET_BYTES = 64 * 1024;
 export const BACKUP_AREA_BYTES = 960 * 1024;
 
-const WHAT_INSTEAD = 'supported: linear/raid0/raid5/raid6 with more elements, raid1 → raid5, raid5 → raid6';
+const WHAT_INSTEAD = 'supported: linear/raid0/raid5/raid6 with more elements, raid10 with more pairs, raid1 → raid5, raid1 → raid10, raid5 → raid6';
 
-/** Data chunks per row of a row-based layout; 0 for linear/raid1/raid10. */
+/** Data chunks per row of a row-based layout; 0 for linear/raid1. */
 export function dataChunksPerRow(layout: Layout, count: number): number {
   switch (layout) {
     case 'raid0': return count;
     case 'raid5': return count - 1;
     case 'raid6': return count - 2;
+    // Near-2: the pairs are the columns (roles 2k, 2k+1 both hold column k at the same offset).
+    case 'raid10': return Math.floor(count / 2);
     default: return 0;
   }
 }
 
-/** The geometry the copy reads through: a raid1 is a raid5 over its first 2 legs (a row = one chunk + its copy). */
-export function copyGeometry(from: ReshapeGeometry): ReshapeGeometry {
-  return from.layout === 'raid1' ? { ...from, layout: 'raid5', count: 2 } : from;
+/**
+ * The geometry the copy reads through: a raid1 is a raid5 over its first 2 legs (a row = one chunk
+ * + its copy) or, going to raid10 (`to`), a raid10 of one pair (legs 0 and 1, the same bytes at the
+ * same offsets, no journal); others as they are.
+ */
+export function copyGeometry(from: ReshapeGeometry, to?: { readonly layout: Layout }): ReshapeGeometry {
+  if (from.layout !== 'raid1') return from;
+  return { ...from, layout: to?.layout === 'raid10' ? 'raid10' : 'raid5', count: 2 };
 }
 
 /** Usable bytes of a geometry whose elements all hold dataSizeBytes (layout.ts layoutCapacityBytes). */
@@ -69,15 +77,19 @@ function sizeOf(g: ReshapeGeometry): number {
 function transitionRefusal(from: ReshapeGeometry, to: ReshapeGeometry): string | null {
   const a = from.layout;
   const b = to.layout;
-  if (a === 'raid10' || b === 'raid10') return `reshaping raid10 is not supported yet (${WHAT_INSTEAD}); copy the data to a new volume instead`;
+  if (a === 'raid10' && b !== 'raid10') return `raid10 → ${b} is not supported yet (${WHAT_INSTEAD}); copy the data to a new ${b} volume instead`;
+  if (b === 'raid10' && a !== 'raid10' && a !== 'raid1') return `${a} → raid10 is not supported yet (${WHAT_INSTEAD}); copy the data to a new raid10 volume instead`;
   if (to.count < from.count) return `removing elements (${from.count} → ${to.count}) is not supported yet: a volume cannot shrink; copy the data to a smaller new volume instead`;
   if (a === 'linear' && b !== 'linear') return `changing linear to ${b} is not supported yet; copy the data to a new ${b} volume instead`;
   if (a === b && from.count === to.count) return `volume is already ${a} over ${from.count} elements: nothing to change (add elements, or name another layout)`;
   if (a === 'raid1' && b === 'raid1') return 'a raid1 gains legs with `onestack volume add-member`, not by a reshape';
-  if (a === 'raid1' && b !== 'raid5') return `raid1 → ${b} is not supported yet: migrate raid1 → raid5 first${b === 'raid6' ? ', then raid5 → raid6' : ''}`;
-  if (a === 'raid1' && to.count < 3) return 'raid1 → raid5 needs at least 3 elements: add one with --add';
-  const same = a === b && (a === 'linear' || a === 'raid0' || a === 'raid5' || a === 'raid6');
-  if (!same && !(a === 'raid1' && b === 'raid5') && !(a === 'raid5' && b === 'raid6')) {
+  if (a === 'raid1' && b !== 'raid5' && b !== 'raid10') return `raid1 → ${b} is not supported yet: migrate raid1 → raid5 first${b === 'raid6' ? ', then raid5 → raid6' : ''}`;
+  if (a === 'raid1' && b === 'raid5' && to.count < 3) return 'raid1 → raid5 needs at least 3 elements: add one with --add';
+  if (b === 'raid10' && (to.count < 4 || to.count % 2 !== 0)) {
+    return `${a} → raid10 needs an even number of elements, at least 4 (mirror pairs); it would have ${to.count}: add ${to.count < 4 ? 4 - to.count : 1} more`;
+  }
+  const same = a === b && (a === 'linear' || a === 'raid0' || a === 'raid5' || a === 'raid6' || a === 'raid10');
+  if (!same && !(a === 'raid1' && (b === 'raid5' || b === 'raid10')) && !(a === 'raid5' && b === 'raid6')) {
     return `${a} → ${b} is not supported yet (${WHAT_INSTEAD}); copy the data to a new ${b} volume instead`;
   }
   if (a === 'raid5' && b === 'raid6' && to.count - 2 < from.count - 1) {
@@ -102,7 +114,7 @@ export function reshapeRefusal(from: ReshapeGeometry, to: ReshapeGeometry): stri
   if (to.dataSizeBytes < from.dataSizeBytes) {
     return `every element must hold at least ${from.dataSizeBytes} data bytes (as the current ones do); a new element holds only ${to.dataSizeBytes}: use a larger element`;
   }
-  const c = copyGeometry(from);
+  const c = copyGeometry(from, to);
   if (sizeOf(to) < sizeOf(c)) return `the new geometry holds ${sizeOf(to)} bytes, less than the volume's ${sizeOf(c)}: use larger elements`;
   // The largest backup is one old row (nextStep: a step that needs one is a single new row).
   const backupMax = dataChunksPerRow(c.layout, c.count) * c.chunkBytes;
@@ -137,7 +149,7 @@ export function reshapeFeatureRefusal(v: { readonly integrity?: boolean; readonl
  * The last step may end at C0 inside a new row: see stepWriteEndBytes for how that row is written.
  */
 export function nextStep(fromIn: ReshapeGeometry, to: ReshapeGeometry, positionBytes: number, stepBytesMax: number): ReshapeStep {
-  const from = copyGeometry(fromIn);
+  const from = copyGeometry(fromIn, to);
   const d0 = dataChunksPerRow(from.layout, from.count);
   const d1 = dataChunksPerRow(to.layout, to.count);
   if (d0 === 0 || d1 === 0) throw new RangeError(`no copy step for ${from.layout} → ${to.layout} (not row-based)`);

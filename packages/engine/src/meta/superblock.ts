@@ -12,7 +12,9 @@
 //     232 from volume size u64 (C0) | 240 to volume size u64 (C1) | 248 position u64 |
 //     256 backup start u64 | 264 backup length u32 (0 = none) | 268 backup crc32c u32 |
 //     272 started ms u64 | 280 reserved u32 (0)
-// 284..4092 reserved (zero) | 4092 CRC32C of bytes 0..4092 u32
+// 284 history id u64 (0 = none: what older superblocks hold; a random value renewed whenever the
+//     set of active legs shrinks or a leg returns; docs/durability.md "Which side is newer")
+// 292..4092 reserved (zero) | 4092 CRC32C of bytes 0..4092 u32
 // decodeSuperblock never throws anything but SuperblockError, whatever the input (it is fuzzed).
 import { crc32c } from '@onestack/native';
 
@@ -36,6 +38,7 @@ const MAX_COUNT = 255;
 export const RESHAPE_MAGIC = 0x50485352;
 const RESHAPE_OFFSET = 216;
 const RESHAPE_END = 284;
+const HISTORY_OFFSET = 284;
 
 // CRC32C lives in @onestack/native (also the fallback of the per-block checksums); re-exported
 // here because the bitmap, checkpoint and superblock codecs and their tests import it from here.
@@ -66,6 +69,8 @@ export interface Superblock {
   readonly integrity?: IntegrityArea;
   /** A reshape in progress: layout/count/role/chunk above are the NEW geometry, volumeSizeBytes is C0. */
   readonly reshape?: ReshapeRecord;
+  /** The history this leg was last written in: 16 lower-case hex digits, never all zero; absent = none (older superblocks). */
+  readonly historyId?: string;
 }
 
 export type SuperblockErrorKind = FormatErrorKind;
@@ -110,6 +115,12 @@ function checkFields(sb: Omit<Superblock, 'version'>): void {
   if (sb.volumeName.length === 0) throw invalid('empty volume name');
   if (sb.integrity !== undefined) checkIntegrity(sb.integrity, sb.dataOffsetBytes + sb.dataSizeBytes);
   if (sb.reshape !== undefined) checkReshape(sb.reshape, sb);
+  if (sb.historyId !== undefined && !isHistoryId(sb.historyId)) throw invalid(`bad history id ${JSON.stringify(String(sb.historyId).slice(0, 40))}`);
+}
+
+/** 16 lower-case hex digits, not all zero (zero on disk means "none"). */
+export function isHistoryId(id: unknown): id is string {
+  return typeof id === 'string' && /^[0-9a-f]{16}$/.test(id) && id !== '0000000000000000';
 }
 
 /** A reshape record is consistent in itself and with the (new-geometry) superblock that holds it. */
@@ -201,6 +212,7 @@ export function encodeSuperblock(sb: Omit<Superblock, 'version'> & { readonly ve
     view.setUint32(212, sb.integrity.algo, true);
   }
   if (sb.reshape !== undefined) encodeReshape(view, sb.reshape);
+  if (sb.historyId !== undefined) view.setBigUint64(HISTORY_OFFSET, BigInt(`0x${sb.historyId}`), true);
   view.setUint32(CRC_OFFSET, crc32c(bytes.subarray(0, CRC_OFFSET)), true);
   return bytes;
 }
@@ -256,6 +268,7 @@ function decodeChecked(bytes: Uint8Array): Superblock | { kind: 'blank' } {
     ...((flags & FLAG_FAULTY) !== 0 ? { faulty: true } : {}),
     ...decodeIntegrity(view),
     ...decodeReshape(block, view),
+    ...decodeHistory(view),
   };
   checkFields(sb);
   return sb;
@@ -269,6 +282,12 @@ function decodeIntegrity(view: DataView): { integrity?: IntegrityArea } {
   const algo = view.getUint32(212, true);
   if (offsetBytes === 0 && sizeBytes === 0 && blockBytes === 0 && algo === 0) return {};
   return { integrity: { offsetBytes, sizeBytes, blockBytes, algo } };
+}
+
+/** Bytes 284..292: zero = no history id (older superblocks). */
+function decodeHistory(view: DataView): { historyId?: string } {
+  const id = view.getBigUint64(HISTORY_OFFSET, true);
+  return id === 0n ? {} : { historyId: id.toString(16).padStart(16, '0') };
 }
 
 /** Decodes the first 4096 bytes; all-zero = blank. Throws only SuperblockError. */

@@ -2,6 +2,7 @@
 // identified by their superblocks. The data path never reads superblocks itself.
 import type { ElementConfig, Layout, VolumeConfig } from '../config/types.js';
 import type { IntegrityArea } from '../integrity/types.js';
+import type { VolumeHistory } from './history.js';
 
 /** Bytes reserved at the start of every element for superblock + (later) bitmap/journal. */
 export const DATA_OFFSET_BYTES = 4 * 1024 * 1024;
@@ -74,4 +75,6 @@ export interface AssembledVolume {
   readonly wasClean?: boolean;
   /** A reshape in progress (sizeBytes stays C0 = reshape.fromSizeBytes while it runs). */
   readonly reshape?: ReshapeRecord;
+  /** The history id written with the superblocks, and the ids this run wrote by counter (meta/history.ts); absent = none yet. */
+  readonly history?: VolumeHistory;
 }

@@ -9,6 +9,7 @@ import { connect } from 'node:net';
 import type { ElementConfig, RbdTarget } from '../config/types.js';
 import { rbdFiles } from '../config/rbd.js';
 import { EngineError, type ElementRbdStatus } from '../api-types.js';
+import { rbdLockOf, releaseRbdLocks } from './rbd-lock.js';
 
 export type GatewayLog = (level: 'info' | 'warn' | 'error', msg: string) => void;
 type GatewayState = 'starting' | 'up' | 'down' | 'stopped';
@@ -238,6 +239,15 @@ class RbdGateway {
     this.log('info', `${this.label}: stopped`);
   }
 
+  /** The image's ownership lock is lost (rbd-lock.ts): killed at once and never restarted, so nothing more of ours reaches the image. */
+  fence(why: string): void {
+    this.state = 'stopped';
+    this.lastError = why;
+    if (this.timer !== null) clearTimeout(this.timer);
+    try { this.child?.kill('SIGKILL'); } catch { /* gone */ }
+    this.log('error', `${this.label}: ${why}; stopped for good`);
+  }
+
   /** At process exit: no waiting possible, so a SIGTERM (qemu-nbd flushes on it) and the pid file removed. */
   killNow(): void {
     if (this.child === null) return;
@@ -311,14 +321,23 @@ export async function stopRbdGateways(runDir: string): Promise<void> {
   const mine = [...gateways.entries()].filter(([, gw]) => gw.target.runDir === runDir);
   for (const [key] of mine) gateways.delete(key);
   await Promise.all(mine.map(([, gw]) => gw.stop()));
+  await releaseRbdLocks(runDir, owners.get(runDir) ?? defaultLog); // only once nothing of ours writes the images
   owners.delete(runDir);
+}
+
+/** Kills the element's gateway for good (its ownership lock was lost). */
+export function fenceRbdGateway(config: ElementConfig, why: string): void {
+  const rbd = rbdOf(config);
+  if (rbd !== undefined) gateways.get(rbd.socketPath)?.fence(why);
 }
 
 /** `status().elements[].rbd`, or undefined for elements that are not rbd://. */
 export function rbdStatusOf(config: ElementConfig): ElementRbdStatus | undefined {
   const rbd = rbdOf(config);
   if (rbd === undefined) return undefined;
-  return gateways.get(rbd.socketPath)?.status() ?? { path: 'gateway', pool: rbd.target.pool, image: rbd.target.image, pid: null, restarts: 0, state: 'stopped' };
+  const lock = rbdLockOf(rbd.target.runDir, config.name);
+  const gw = gateways.get(rbd.socketPath)?.status() ?? { path: 'gateway', pool: rbd.target.pool, image: rbd.target.image, pid: null, restarts: 0, state: 'stopped' };
+  return lock === null ? gw : { ...gw, lock };
 }
 
 /** `{ rbd }` for a status spread. */

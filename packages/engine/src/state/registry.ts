@@ -127,7 +127,7 @@ export class Registry {
  * roles; journal in the low area).
  */
 function reshapeViews(plain: TopologyVolume, r: ReshapeRecord, fromIndex: number): TopologyVolume[] {
-  const oldView = copyGeometry({ layout: r.fromLayout, count: r.fromCount, chunkBytes: r.fromChunkBytes, dataSizeBytes: 0 });
+  const oldView = copyGeometry({ layout: r.fromLayout, count: r.fromCount, chunkBytes: r.fromChunkBytes, dataSizeBytes: 0 }, plain);
   const parity = (layout: string): boolean => layout === 'raid5' || layout === 'raid6';
   const pub: TopologyVolume = { ...plain, sizeBytes: r.toSizeBytes, ...(parity(plain.layout) ? { journal: 'high' as const } : {}),
     reshape: { fromIndex, positionBytes: r.positionBytes, exposedBytes: r.fromSizeBytes } };

@@ -32,6 +32,7 @@ export interface PersistedVolume {
   readonly spares?: readonly string[];
   readonly bitmapRegionKiB?: number;
   readonly integrity?: boolean;
+  readonly writeBehind?: { readonly element: string; readonly maxLagMiB: number; readonly drainOnFlush: boolean };
 }
 
 /**
@@ -116,7 +117,7 @@ function persistElement(e: ElementConfig): PersistedElement {
 function persistVolume(v: VolumeConfig): PersistedVolume {
   return { name: v.name, layout: v.layout, elements: v.elements, chunkKiB: v.chunkKiB, order: v.order, boot: v.boot, ...(v.sizeBytes !== undefined ? { sizeBytes: v.sizeBytes } : {}),
     ...(v.spares !== undefined && v.spares.length > 0 ? { spares: v.spares } : {}), ...(v.bitmapRegionKiB !== undefined ? { bitmapRegionKiB: v.bitmapRegionKiB } : {}),
-    ...(v.integrity === true ? { integrity: true } : {}) };
+    ...(v.integrity === true ? { integrity: true } : {}), ...(v.writeBehind !== undefined ? { writeBehind: v.writeBehind } : {}) };
 }
 
 /** Element names the volumes of the state file mention (members and spares), unchecked. */

@@ -1,0 +1,131 @@
+// Online reshape, hardening (docs/reshape.md "Robustness"), in process through the embedding API:
+// a hot spare waits while a volume reshapes and takes the failed leg after the finish (status
+// says why it waits); the rate limit given at the start is kept across a restart (reshape-jobs.json);
+// `resume` is refused unless the job is paused. Imports the BUILT dist.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { Engine, type EngineStatus } from '../dist/index.js';
+import { DATA_OFFSET_BYTES } from '../dist/meta/types.js';
+import { loadReshapeSettings, saveReshapeSettings } from '../dist/durable/reshape-settings.js';
+import { equalBytes, MiB, pattern } from './datapath-harness.js';
+
+const DATA_BYTES = 4 * MiB;
+const FILES = ['a', 'b', 'c', 'd', 'e', 'f'];
+
+let dir: string;
+let lines: string[];
+const log = (_level: string, line: string): void => { lines.push(line); };
+beforeEach(() => {
+  lines = [];
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'onestack-reshape-harden-'));
+  for (const f of FILES) {
+    const file = path.join(dir, `${f}.img`);
+    fs.writeFileSync(file, '');
+    fs.truncateSync(file, DATA_OFFSET_BYTES + DATA_BYTES);
+  }
+});
+afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+function config(volume: { layout: string; elements: string[]; spares?: string[] }, rateMiBPerSec = 0): unknown {
+  return {
+    dataDir: path.join(dir, 'data'), nbd: { listen: '127.0.0.1:0' }, rebuild: { maxMiBPerSec: rateMiBPerSec },
+    elements: FILES.map((f) => ({ name: f, uri: `file:${path.join(dir, `${f}.img`)}` })),
+    volumes: [{ name: 'v', chunkKiB: 64, ...volume }],
+  };
+}
+
+async function until(what: string, cond: () => boolean, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}\n${lines.join('\n')}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+const view = (engine: Engine): EngineStatus['volumes'][number] => engine.status().volumes.find((v) => v.name === 'v')!;
+
+describe('online reshape, hardening (embedding API)', () => {
+  it('a hot spare waits while the volume reshapes (status says why) and takes the failed leg after the finish', async () => {
+    // 2 MiB/s: the 12 MiB copy takes about 6 s, long enough to fail a leg and look at it waiting.
+    const engine = await Engine.open({ config: config({ layout: 'raid5', elements: ['a', 'b', 'c', 'd'], spares: ['f'] }, 2), log });
+    try {
+      const c0 = 3 * DATA_BYTES;
+      const data = pattern(c0, 41);
+      await engine.volume('v').write(0, data);
+      await engine.reshapeVolume('v', { add: ['e'] });
+      await until('the copy to get going', () => (view(engine).reshape?.positionBytes ?? 0) > 0);
+      await engine.failElement('b');
+      // The leg watch ticks every second: give it three looks at the failed leg.
+      await new Promise((r) => setTimeout(r, 3000));
+      const mid = view(engine);
+      expect(mid.reshape, 'still reshaping').not.toBeNull();
+      expect(mid.elements.map((e) => e.name), 'the spare was not taken').toEqual(['a', 'b', 'c', 'd', 'e']);
+      expect(mid.reshape?.waiting, 'status says why it waits').toEqual(['b failed: a hot spare or its return waits for the reshape to finish']);
+      expect(lines.join('\n')).toMatch(/volume v: b failed; a hot spare or its return waits for the reshape to finish/);
+      await until('the reshape to finish', () => view(engine).reshape === null || view(engine).reshape?.error !== undefined);
+      expect(view(engine).reshape ?? null, `no error: ${view(engine).reshape?.error}`).toBeNull();
+      await until('the spare to be rebuilt after the finish', () => view(engine).state === 'optimal');
+      const v = view(engine);
+      expect(v).toMatchObject({ layout: 'raid5', sizeBytes: 4 * DATA_BYTES });
+      expect(v.elements.map((e) => [e.name, e.state])).toEqual([['a', 'active'], ['f', 'active'], ['c', 'active'], ['d', 'active'], ['e', 'active']]);
+      expect(equalBytes(await engine.volume('v').read(0, c0), data), 'every byte kept').toBe(true);
+      expect(equalBytes(await engine.volume('v').read(c0, DATA_BYTES), new Uint8Array(DATA_BYTES)), 'the new tail reads as zeroes').toBe(true);
+    } finally {
+      await engine.close();
+    }
+  }, 120_000);
+
+  it('the rate limit given at the start is kept across a restart; resume is refused unless paused', async () => {
+    const cfg = config({ layout: 'raid6', elements: ['a', 'b', 'c', 'd'] }, 0);
+    const c0 = 2 * DATA_BYTES;
+    const data = pattern(c0, 51);
+    const engine = await Engine.open({ config: cfg, log });
+    try {
+      await engine.volume('v').write(0, data);
+      const started = await engine.reshapeVolume('v', { add: ['e'], maxMiBPerSec: 2 });
+      expect(started?.maxMiBPerSec).toBe(2);
+      await until('the copy to get going', () => (view(engine).reshape?.positionBytes ?? 0) > 0);
+      await expect(engine.reshapeVolume('v', { add: [], resume: true })).rejects.toMatchObject({ code: 'conflict', message: expect.stringMatching(/its reshape is running, not paused/) });
+      await expect(engine.reshapeVolume('v', { add: ['f'], resume: true })).rejects.toMatchObject({ code: 'invalid', message: expect.stringMatching(/--resume takes no elements/) });
+    } finally {
+      await engine.close();
+    }
+    expect(fs.existsSync(path.join(dir, 'data', 'reshape-jobs.json')), 'the settings are saved').toBe(true);
+    // The config says unthrottled: the resumed job keeps the 2 MiB/s it was started with.
+    const again = await Engine.open({ config: cfg, log });
+    try {
+      expect(view(again).reshape).toMatchObject({ maxMiBPerSec: 2, state: 'running' });
+      const t0 = Date.now();
+      const left = c0 - view(again).reshape!.positionBytes;
+      await until('the resumed reshape to finish', () => view(again).reshape === null);
+      // 2 MiB/s for what was left (≥ 1 MiB here): generous margin, unthrottled would take well under it.
+      expect(Date.now() - t0, 'throttled as started').toBeGreaterThanOrEqual((left / MiB / 2) * 1000 * 0.5);
+      expect(equalBytes(await again.volume('v').read(0, c0), data), 'every byte kept').toBe(true);
+      await expect(again.reshapeVolume('v', { add: [], resume: true })).rejects.toMatchObject({ code: 'conflict', message: expect.stringMatching(/no reshape to resume/) });
+    } finally {
+      await again.close();
+    }
+    expect(fs.existsSync(path.join(dir, 'data', 'reshape-jobs.json')), 'forgotten once finished').toBe(false);
+  }, 120_000);
+
+  it('reshape settings: saved per volume, tied to the reshape start time, unreadable files warn', () => {
+    const data = path.join(dir, 'data');
+    saveReshapeSettings(data, 'v', { startedMs: 1000, maxMiBPerSec: 7 });
+    saveReshapeSettings(data, 'w', { startedMs: 2000, maxMiBPerSec: 0 });
+    const warned: string[] = [];
+    expect(loadReshapeSettings(data, 'v', 1000, (l) => warned.push(l))).toEqual({ startedMs: 1000, maxMiBPerSec: 7 });
+    expect(loadReshapeSettings(data, 'v', 1001, (l) => warned.push(l)), 'another reshape of v').toBeUndefined();
+    expect(loadReshapeSettings(data, 'w', 2000, (l) => warned.push(l))).toEqual({ startedMs: 2000, maxMiBPerSec: 0 });
+    saveReshapeSettings(data, 'v', null);
+    expect(loadReshapeSettings(data, 'v', 1000, (l) => warned.push(l))).toBeUndefined();
+    saveReshapeSettings(data, 'w', null);
+    expect(fs.existsSync(path.join(data, 'reshape-jobs.json')), 'empty: removed').toBe(false);
+    fs.writeFileSync(path.join(data, 'reshape-jobs.json'), '{not json');
+    expect(loadReshapeSettings(data, 'v', 1000, (l) => warned.push(l))).toBeUndefined();
+    expect(warned.join('\n')).toMatch(/the saved reshape settings cannot be read/);
+    saveReshapeSettings(data, 'v', { startedMs: 3, maxMiBPerSec: 1 });
+    expect(loadReshapeSettings(data, 'v', 3, (l) => warned.push(l)), 'an unreadable file is replaced').toEqual({ startedMs: 3, maxMiBPerSec: 1 });
+  });
+});
