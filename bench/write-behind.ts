@@ -5,7 +5,7 @@
 // a shared machine hits both alike. Prints IOPS, mean latency and the peak lag seen in status;
 // after each write-behind run a flush drains the lag and the time it took is shown.
 // Build: pnpm exec tsc -p bench
-// Run: node bench/dist/write-behind.js [--seconds 5] [--rounds 1] [--image-mib 256] [--wdelay 10ms] [--max-lag-mib 64]
+// Run: node bench/dist/write-behind.js [--seconds 5] [--rounds 1] [--image-mib 256] [--wdelay 10ms] [--max-lag-mib 64] [--integrity]
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -33,8 +33,8 @@ async function lagOf(d: BenchDaemon): Promise<Wb | null> {
   return s.elements.find((e) => e.name === 'r0')?.writeBehind ?? null;
 }
 
-function daemon(dir: string, mode: Mode, local: string, remoteUri: string, maxLagMiB: number): Promise<BenchDaemon> {
-  const wb = mode === 'behind' ? `, writeBehind: { element: r0, maxLagMiB: ${maxLagMiB}, drainOnFlush: true }` : '';
+function daemon(dir: string, mode: Mode, local: string, remoteUri: string, maxLagMiB: number, integrity: boolean): Promise<BenchDaemon> {
+  const wb = (mode === 'behind' ? `, writeBehind: { element: r0, maxLagMiB: ${maxLagMiB}, drainOnFlush: true }` : '') + (integrity ? ', integrity: true' : '');
   return startBenchDaemon(dir, mode, [
     'elements:',
     `  - { name: l0, uri: "file:${local}" }`,
@@ -45,7 +45,7 @@ function daemon(dir: string, mode: Mode, local: string, remoteUri: string, maxLa
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { seconds: { type: 'string' }, rounds: { type: 'string' }, 'image-mib': { type: 'string' }, wdelay: { type: 'string' }, 'max-lag-mib': { type: 'string' } } });
+  const { values } = parseArgs({ options: { seconds: { type: 'string' }, rounds: { type: 'string' }, 'image-mib': { type: 'string' }, wdelay: { type: 'string' }, 'max-lag-mib': { type: 'string' }, integrity: { type: 'boolean' } } });
   const seconds = Number(values.seconds ?? 5);
   const rounds = Number(values.rounds ?? 1);
   const imageBytes = Number(values['image-mib'] ?? 256) * MiB;
@@ -61,7 +61,7 @@ async function main(): Promise<void> {
     // 128 threads: the remote takes many writes at once (a WAN link with latency, not a slow disk).
     const pairs = await delayedPairs(dir, MODES, imageBytes + HEADER_BYTES, [`wdelay=${wdelay}`], 128);
     servers.push(pairs.server);
-    for (const m of MODES) daemons.push(await daemon(dir, m, pairs.local(m), pairs.remoteUri(m), maxLagMiB));
+    for (const m of MODES) daemons.push(await daemon(dir, m, pairs.local(m), pairs.remoteUri(m), maxLagMiB, values.integrity === true));
     const w = WORKLOADS.find((x) => x.id === 'randwrite4k')!;
     const rows: Row[] = [];
     for (let round = 0; round < rounds; round++) {
@@ -77,7 +77,7 @@ async function main(): Promise<void> {
       }
     }
     const lines = [`raid1 of a local image + nbdkit -t 128 --filter=delay wdelay=${wdelay} (sparse ${imageBytes / MiB} MiB), fio 4k randwrite QD32, ${seconds} s per run;`,
-      `write-behind: maxLagMiB ${maxLagMiB}, drainOnFlush`, '',
+      `write-behind: maxLagMiB ${maxLagMiB}, drainOnFlush${values.integrity === true ? '; both volumes with integrity (CRC32C per 4 KiB)' : ''}`, '',
       'mode                       IOPS   mean lat µs   peak lag MiB   flush after ms'];
     for (const r of rows) lines.push(`${(r.mode === 'plain' ? 'every leg before the ack' : 'remote written behind').padEnd(24)} ${r.iops.toFixed(0).padStart(8)}   ${r.latMeanUs.toFixed(0).padStart(11)}   ${r.peakLagMiB.toFixed(1).padStart(12)}   ${r.drainMs.toFixed(0).padStart(14)}`);
     const med = (m: Mode): number => {

@@ -1,6 +1,7 @@
 // Online reshape, hardening (docs/reshape.md "Robustness"), in process through the embedding API:
 // a hot spare waits while a volume reshapes and takes the failed leg after the finish (status
-// says why it waits); the rate limit given at the start is kept across a restart (reshape-jobs.json);
+// says why it waits); a leg found stale at a restart mid-reshape (raid5, raid10) is rebuilt only
+// after the finish; the rate limit given at the start is kept across a restart (reshape-jobs.json);
 // `resume` is refused unless the job is paused. Imports the BUILT dist.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -8,6 +9,8 @@ import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Engine, type EngineStatus } from '../dist/index.js';
 import { DATA_OFFSET_BYTES } from '../dist/meta/types.js';
+import { readSuperblockFile, writeSuperblockFile } from '../dist/meta/element-io.js';
+import { encodeSuperblock } from '../dist/meta/superblock.js';
 import { loadReshapeSettings, saveReshapeSettings } from '../dist/durable/reshape-settings.js';
 import { equalBytes, MiB, pattern } from './datapath-harness.js';
 
@@ -76,6 +79,43 @@ describe('online reshape, hardening (embedding API)', () => {
       await engine.close();
     }
   }, 120_000);
+
+  for (const layout of ['raid5', 'raid10'] as const) {
+    it(`${layout}: a leg found stale at a restart mid-reshape waits (status says so) and is rebuilt in full after the finish`, async () => {
+      const cfg = config({ layout, elements: ['a', 'b', 'c', 'd'] }, 2);
+      const add = layout === 'raid10' ? ['e', 'f'] : ['e'];
+      const c0 = (layout === 'raid10' ? 2 : 3) * DATA_BYTES;
+      const data = pattern(c0, 61);
+      const engine = await Engine.open({ config: cfg, log });
+      try {
+        await engine.volume('v').write(0, data);
+        await engine.reshapeVolume('v', { add });
+        await until('the copy to get going', () => (view(engine).reshape?.positionBytes ?? 0) > 0);
+      } finally {
+        await engine.close();
+      }
+      // Leg b as if it had missed writes: marked for rebuild, an older event counter.
+      const file = path.join(dir, 'b.img');
+      const sb = await readSuperblockFile(file);
+      if (!('eventCount' in sb)) throw new Error('no superblock on b');
+      await writeSuperblockFile(file, encodeSuperblock({ ...sb, needsRebuild: true, eventCount: sb.eventCount - 1 }));
+      const again = await Engine.open({ config: { ...(cfg as object), rebuild: { maxMiBPerSec: 0 } }, log });
+      try {
+        const mid = view(again);
+        expect(mid.reshape, 'resumed mid-way').not.toBeNull();
+        expect(mid.reshape?.waiting, 'status says why it waits').toEqual(['b: its rebuild waits for the reshape to finish']);
+        expect(lines.join('\n')).toMatch(/volume v: the rebuild of b waits for the reshape to finish/);
+        await until('the reshape to finish', () => view(again).reshape === null || view(again).reshape?.error !== undefined);
+        expect(view(again).reshape ?? null, `no error: ${view(again).reshape?.error}`).toBeNull();
+        await until('b to be rebuilt after the finish', () => view(again).state === 'optimal');
+        expect(lines.join('\n')).toMatch(/the reshape finished; the held b start now/);
+        expect(view(again).elements.map((e) => e.state)).toEqual(['a', 'b', 'c', 'd', ...add].map(() => 'active'));
+        expect(equalBytes(await again.volume('v').read(0, c0), data), 'every byte kept').toBe(true);
+      } finally {
+        await again.close();
+      }
+    }, 120_000);
+  }
 
   it('the rate limit given at the start is kept across a restart; resume is refused unless paused', async () => {
     const cfg = config({ layout: 'raid6', elements: ['a', 'b', 'c', 'd'] }, 0);

@@ -16,6 +16,7 @@ import type { ElementConfig, Layout } from '../config/types.js';
 import { MAX_ELEMENTS_PER_VOLUME } from '../config/validate.js';
 import { encodeJournalHeader, arrayIdBytes, JOURNAL_BLOCK_BYTES } from '../datapath/journal-format.js';
 import { JOURNAL_AREAS } from '../datapath/journal-area.js';
+import { markClean } from '../meta/assemble.js';
 import { startReshapeSuperblocks } from '../meta/reshape-meta.js';
 import { geometryCapacity, reshapeFeatureRefusal, reshapeRefusal, type ReshapeGeometry } from '../meta/reshape-plan.js';
 import { SuperblockError } from '../meta/superblock.js';
@@ -164,13 +165,33 @@ async function switchToReshape(host: ReshapeHost, entry: VolumeEntry, next: Asse
     for (const name of joined) host.dataPath.setElementState(host.registry.element(name).index, 'active');
   } catch (err) {
     // Before the superblocks name the reshape nothing changed on disk that the old volume reads.
-    if (!switched) await host.keeper.attach(entry).catch(() => undefined);
+    if (switched) await rollBack(host, entry, vol, err);
+    else await host.keeper.attach(entry).catch(() => undefined);
     throw err;
   } finally {
     resume();
   }
   await host.keeper.attach(entry);
   host.persist();
+}
+
+/**
+ * The superblocks name the reshape but the data path refused its views: nothing has moved yet
+ * (position 0), so the old members go back to the old geometry (event counter + 1, so their
+ * superblocks outrank the reshape's) and the engine serves the volume as before. The new members
+ * keep a record of a start that never ran; assembly treats such leftovers as free
+ * (meta/reshape-assemble.ts isLeftoverOfStart), so they can be used again.
+ */
+async function rollBack(host: ReshapeHost, entry: VolumeEntry, vol: AssembledVolume, cause: unknown): Promise<void> {
+  entry.assembled = vol;
+  try {
+    entry.assembled = await markClean(host.keeper.withLive(vol), false);
+    await host.applyTopology();
+    await host.keeper.attach(entry);
+    host.log('error', `volume ${vol.config.name}: the reshape could not start (${(cause as Error).message}); back to ${vol.config.layout} of ${vol.elements.length}`);
+  } catch (err) {
+    host.log('error', `volume ${vol.config.name}: the reshape could not start, and going back failed too: ${(err as Error).message}; a restart assembles it from its superblocks`);
+  }
 }
 
 /**

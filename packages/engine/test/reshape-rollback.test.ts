@@ -1,0 +1,84 @@
+// A reshape whose two-view topology the data path refuses after the superblocks already name it
+// (durable/reshape-start.ts rollBack): nothing has moved, so the volume goes back to its old
+// geometry, keeps serving every byte, restarts as it was, and the added element can be used again.
+// Imports the BUILT dist.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { Engine } from '../dist/index.js';
+import { DATA_OFFSET_BYTES } from '../dist/meta/types.js';
+import { equalBytes, MiB, pattern } from './datapath-harness.js';
+
+const DATA_BYTES = 4 * MiB;
+const FILES = ['a', 'b', 'c', 'd'];
+const quiet = (): void => undefined;
+
+let dir: string;
+beforeEach(() => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'onestack-reshape-rollback-'));
+  for (const f of FILES) {
+    const file = path.join(dir, `${f}.img`);
+    fs.writeFileSync(file, '');
+    fs.truncateSync(file, DATA_OFFSET_BYTES + DATA_BYTES);
+  }
+});
+afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+const config = (): unknown => ({
+  dataDir: path.join(dir, 'data'), nbd: { listen: '127.0.0.1:0' },
+  elements: FILES.map((f) => ({ name: f, uri: `file:${path.join(dir, `${f}.img`)}` })),
+  volumes: [{ name: 'v', layout: 'raid5', chunkKiB: 64, elements: ['a', 'b', 'c'] }],
+});
+
+interface TopologyVolumeLike { readonly reshape?: unknown }
+type SetTopology = (volumes: readonly TopologyVolumeLike[], elements: readonly unknown[]) => Promise<void>;
+
+describe('reshape start rolled back', () => {
+  it('a refused two-view topology leaves raid5 of 3 serving, restartable, and the element reusable', async () => {
+    const c0 = 2 * DATA_BYTES;
+    const data = pattern(c0, 31);
+    let engine = await Engine.open({ config: config(), log: quiet });
+    try {
+      await engine.volume('v').write(0, data);
+      const dp = (engine as unknown as { dataPath: { setTopology: SetTopology } }).dataPath;
+      const real = dp.setTopology.bind(dp);
+      let refused = 0;
+      dp.setTopology = (volumes, elements) => {
+        if (volumes.some((v) => v.reshape !== undefined)) {
+          refused++;
+          return Promise.reject(new Error('injected: the data path refuses the reshape views'));
+        }
+        return real(volumes, elements);
+      };
+      await expect(engine.reshapeVolume('v', { add: ['d'] })).rejects.toThrow(/injected/);
+      expect(refused).toBe(1);
+      const v = engine.status().volumes.find((x) => x.name === 'v')!;
+      expect(v).toMatchObject({ layout: 'raid5', state: 'optimal', sizeBytes: c0, reshape: null });
+      expect(v.elements.map((e) => e.name)).toEqual(['a', 'b', 'c']);
+      expect(equalBytes(await engine.volume('v').read(0, c0), data), 'every byte still served').toBe(true);
+      dp.setTopology = real;
+    } finally {
+      await engine.close();
+    }
+    // The old members' superblocks outrank the reshape's: it assembles as it was.
+    engine = await Engine.open({ config: config(), log: quiet });
+    try {
+      const v = engine.status().volumes.find((x) => x.name === 'v')!;
+      expect(v).toMatchObject({ layout: 'raid5', state: 'optimal', sizeBytes: c0, reshape: null });
+      expect(equalBytes(await engine.volume('v').read(0, c0), data), 'every byte after a restart').toBe(true);
+      // The element that was half added holds only a leftover of a start that never ran: usable again.
+      await engine.reshapeVolume('v', { add: ['d'] });
+      const deadline = Date.now() + 60_000;
+      while (engine.status().volumes.find((x) => x.name === 'v')!.reshape !== null) {
+        if (Date.now() > deadline) throw new Error('the second reshape did not finish');
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      const after = engine.status().volumes.find((x) => x.name === 'v')!;
+      expect(after).toMatchObject({ layout: 'raid5', state: 'optimal', sizeBytes: 3 * DATA_BYTES });
+      expect(equalBytes(await engine.volume('v').read(0, c0), data), 'every byte after the real reshape').toBe(true);
+    } finally {
+      await engine.close();
+    }
+  }, 120_000);
+});
