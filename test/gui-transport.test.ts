@@ -12,7 +12,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { chromiumMissing, launchBrowser, screenshot, watchProblems } from './lib/browser.js';
+import { chromiumMissing, launchBrowser, pageUntil, screenshot, watchProblems } from './lib/browser.js';
 import { Daemon, REPO_ROOT } from './lib/daemon.js';
 import { DATA_OFFSET_BYTES, MiB, removeDir, sparseFile, tempDir } from './lib/files.js';
 import { fio } from './lib/peers.js';
@@ -41,16 +41,8 @@ describe.skipIf(skipReason !== null)(`web GUI: transport, write-behind and retry
     startNbdkit(['-t', '16', '--filter=delay', 'file', img('far'), `rdelay=${DELAY_MS}ms`, `wdelay=${DELAY_MS}ms`], port);
   const legs = async (): Promise<Leg[]> => ((await daemon!.status()).elements as unknown as Leg[]);
 
-  async function until<T>(what: string, probe: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = 20_000): Promise<T> {
-    const deadline = Date.now() + timeoutMs;
-    let last: T = await probe();
-    while (!ok(last)) {
-      if (Date.now() > deadline) throw new Error(`${what}: still ${JSON.stringify(last)} after ${timeoutMs} ms\n${daemon?.logs() ?? ''}`);
-      await page.waitForTimeout(100);
-      last = await probe();
-    }
-    return last;
-  }
+  const until = <T>(what: string, probe: () => Promise<T>, ok: (v: T) => boolean, timeoutMs?: number): Promise<T> =>
+    pageUntil(page, what, probe, ok, timeoutMs, () => daemon?.logs() ?? '');
 
   /** A short 4k random write job over NBD (fio, a peer we did not write). */
   const writeLoad = (seconds: number) => fio(['--name=guitx', '--ioengine=nbd', `--uri=${daemon!.uri('wbvol')}`, '--rw=randwrite', '--bs=4k',

@@ -9,7 +9,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { chromiumMissing, launchBrowser, screenshot, watchProblems } from './lib/browser.js';
+import { chromiumMissing, launchBrowser, pageUntil, screenshot, watchProblems } from './lib/browser.js';
 import { Daemon, REPO_ROOT } from './lib/daemon.js';
 import { MiB, removeDir, sparseFile, tempDir } from './lib/files.js';
 import { fio } from './lib/peers.js';
@@ -62,16 +62,8 @@ describe.skipIf(skipReason !== null)(`web GUI in chromium${skipReason !== null ?
   const stateOf = (volume: string) => byId(`volume-state-${volume}`).locator('[data-state]').getAttribute('data-state');
   const memberState = (element: string) => byId(`member-${element}`).locator('[data-state]').getAttribute('data-state');
 
-  async function until<T>(what: string, probe: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = 20_000): Promise<T> {
-    const deadline = Date.now() + timeoutMs;
-    let last: T = await probe();
-    while (!ok(last)) {
-      if (Date.now() > deadline) throw new Error(`${what}: still ${JSON.stringify(last)} after ${timeoutMs} ms\n${daemon?.logs() ?? ''}`);
-      await page.waitForTimeout(100);
-      last = await probe();
-    }
-    return last;
-  }
+  const until = <T>(what: string, probe: () => Promise<T>, ok: (v: T) => boolean, timeoutMs?: number): Promise<T> =>
+    pageUntil(page, what, probe, ok, timeoutMs, () => daemon?.logs() ?? '');
 
   async function addElement(uri: string, name: string): Promise<void> {
     await byId('element-uri').fill(uri);

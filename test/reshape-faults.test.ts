@@ -9,24 +9,15 @@
 //   afterwards the leg comes back, is rebuilt, and the sha256 equals the reference.
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { closeSync, openSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import { MiB, sparseFile, tempDir } from './lib/files.js';
 import { exportSize, qemuIo, qemuIoFailed } from './lib/peers.js';
 import { explain, missingTools } from './lib/proc.js';
 import { startNbdkit, type NbdkitPeer } from './lib/remotes.js';
-import { DATA_BYTES, ELEMENT_BYTES, ReshapeHarness } from './lib/reshape-harness.js';
+import { DATA_BYTES, ELEMENT_BYTES, ReshapeHarness, patternInto } from './lib/reshape-harness.js';
 
 const missing = missingTools(['nbdcopy', 'nbdinfo', 'nbdkit', 'qemu-io']);
 
-/** Writes `len` bytes of `byte` at `off` into a plain file (the reference copy). */
-function patternInto(file: string, off: number, len: number, byte: number): void {
-  const fd = openSync(file, 'r+');
-  try {
-    writeSync(fd, Buffer.alloc(len, byte), 0, len, off);
-  } finally {
-    closeSync(fd);
-  }
-}
 const hold = (at: string): NodeJS.ProcessEnv => ({ ONESTACK_RESHAPE_HOLD_AT: at, ONESTACK_RESHAPE_HOLD_MS: '30000' });
 
 describe.skipIf(missing !== null)(`reshape crash windows${missing !== null ? ` (skipped: ${missing})` : ''}`, () => {

@@ -39,3 +39,15 @@ export function watchProblems(page: Page): string[] {
   page.on('pageerror', (err) => { problems.push(`page error: ${err.message}`); });
   return problems;
 }
+
+/** Polls `probe` every 100 ms (page time) until `ok` holds (the last value); a timeout shows the last value and `context()` (e.g. the daemon log). */
+export async function pageUntil<T>(page: Page, what: string, probe: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = 20_000, context = (): string => ''): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: T = await probe();
+  while (!ok(last)) {
+    if (Date.now() > deadline) throw new Error(`${what}: still ${JSON.stringify(last)} after ${timeoutMs} ms\n${context()}`);
+    await page.waitForTimeout(100);
+    last = await probe();
+  }
+  return last;
+}

@@ -1,42 +1,16 @@
 // The reshape route of the API server in front of a real Engine (embedded default: raid1
 // `default` over two sparse 1 GiB images): bad bodies and methods answer 400/405, an unknown
 // volume 404, unsupported reshapes 400 with the planner's reason; and the status text line.
-import { mkdtemp, rm, truncate, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Engine, ensureApiToken } from '@onestack/engine';
-import { startApiServer, type ApiServer } from '../src/api/server.js';
 import { reshapeLine, shortBytes } from '../src/render-reshape.js';
+import { EngineApi } from './engine-api.js';
 
-let dir: string;
-let engine: Engine;
-let server: ApiServer;
-let token: string;
-
-async function api(method: string, path: string, body?: unknown): Promise<Response> {
-  const headers: Record<string, string> = { authorization: `Bearer ${token}` };
-  if (body !== undefined) headers['content-type'] = 'application/json';
-  return fetch(`http://127.0.0.1:${server.port}/api/v1${path}`, { method, headers, body: body === undefined ? null : JSON.stringify(body), signal: AbortSignal.timeout(20_000) });
-}
-
-beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'onestack-cli-reshape-'));
-  engine = await Engine.open({ dataDir: dir, nbdListen: '127.0.0.1:0', apiListen: '127.0.0.1:0', log: () => undefined });
-  token = ensureApiToken(dir);
-  server = await startApiServer({ engine, token, version: 'test', webDir: null }, { host: '127.0.0.1', port: 0 });
-  for (const name of ['tiny', 'big']) {
-    await writeFile(join(dir, `${name}.img`), '');
-    await truncate(join(dir, `${name}.img`), name === 'tiny' ? 8 * 1024 * 1024 : 1024 * 1024 * 1024 + 4 * 1024 * 1024);
-    await engine.addElement({ uri: `file:${join(dir, `${name}.img`)}`, name });
-  }
-});
-
-afterAll(async () => {
-  await server?.close();
-  await engine?.close();
-  if (dir !== undefined) await rm(dir, { recursive: true, force: true });
-});
+const MiB = 1024 * 1024;
+const GiB = 1024 * MiB;
+const h = new EngineApi();
+const api = (method: string, path: string, body?: unknown): Promise<Response> => h.api(method, path, body);
+beforeAll(() => h.start('onestack-cli-reshape-', { tiny: 8 * MiB, big: GiB + 4 * MiB }));
+afterAll(() => h.stop());
 
 describe('API: volume reshape', () => {
   it('refuses bad bodies, methods and names with clear errors', async () => {
@@ -56,11 +30,11 @@ describe('API: volume reshape', () => {
     const small = await api('POST', '/volumes/default/reshape', { add: ['tiny'] });
     expect(small.status).toBe(400);
     expect(await small.json()).toMatchObject({ error: expect.stringMatching(/every element must hold at least \d+ data bytes/) });
-    const v = engine.status().volumes.find((x) => x.name === 'default')!;
+    const v = h.engine.status().volumes.find((x) => x.name === 'default')!;
     expect(v.layout).toBe('raid1');
     expect(v.elements).toHaveLength(2);
     expect(v.reshape).toBeNull();
-    expect(engine.status().elements.find((e) => e.name === 'big')).toMatchObject({ state: 'spare', volume: null });
+    expect(h.engine.status().elements.find((e) => e.name === 'big')).toMatchObject({ state: 'spare', volume: null });
   });
 });
 

@@ -9,7 +9,7 @@ import type { AssembledVolume } from './meta/types.js';
 import { ensureDataDir } from './state/data-dir.js';
 import { mergeState, readStateFile } from './state/state-file.js';
 import { attachRbdGateways, stopRbdGateways } from './remote/rbd-gateway.js';
-import { takeRbdLocks } from './remote/rbd-lock.js';
+import { forcedTakeover, takeRbdLocks } from './remote/rbd-lock.js';
 import { checkLayout, type EngineOpenOptions, type LogFn } from './engine-types.js';
 
 export interface LoadedEngine {
@@ -37,7 +37,7 @@ export async function loadEngine(opts: EngineOpenOptions, log: LogFn): Promise<L
   const assembled: AssembledVolume[] = [];
   attachRbdGateways(loaded.dataDir, log);
   try {
-    await takeRbdLocks(loaded.dataDir, merged.config.elements, log); // before anything is written to an image
+    await takeRbdLocks(loaded.dataDir, merged.config.elements, log, forcedTakeover()); // before anything is written to an image
     for (const v of merged.config.volumes) assembled.push(await assembleVolume(v, byName, { create: true }));
   } catch (err) {
     await stopRbdGateways(loaded.dataDir); // rbd:// gateways started by the probes

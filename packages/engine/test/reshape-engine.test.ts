@@ -2,47 +2,15 @@
 // raid6 4→5 keep every byte while writes go on, status and 'change' events follow the job, and an
 // engine closed in the middle (clean stop) resumes at the next open from the position its
 // superblocks kept; an element failed mid-way leaves the copy going on degraded. Imports the BUILT dist.
-import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { Engine, type EngineStatus } from '../dist/index.js';
 import { readSuperblockFile } from '../dist/meta/element-io.js';
-import { DATA_OFFSET_BYTES } from '../dist/meta/types.js';
 import { equalBytes, MiB, pattern } from './datapath-harness.js';
+import { DATA_BYTES, quiet, ReshapeFiles, until, view } from './reshape-engine-harness.js';
 
-const DATA_BYTES = 4 * MiB;
-const FILES = ['a', 'b', 'c', 'd', 'e', 'f'];
-const quiet = (): void => undefined;
-
-let dir: string;
-beforeEach(() => {
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'onestack-reshape-'));
-  for (const f of FILES) {
-    const file = path.join(dir, `${f}.img`);
-    fs.writeFileSync(file, '');
-    fs.truncateSync(file, DATA_OFFSET_BYTES + DATA_BYTES);
-  }
-});
-afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
-
-function config(volume: { layout: string; elements: string[] }, rateMiBPerSec = 0): unknown {
-  return {
-    dataDir: path.join(dir, 'data'), nbd: { listen: '127.0.0.1:0' }, rebuild: { maxMiBPerSec: rateMiBPerSec },
-    elements: FILES.map((f) => ({ name: f, uri: `file:${path.join(dir, `${f}.img`)}` })),
-    volumes: [{ name: 'v', chunkKiB: 64, ...volume }],
-  };
-}
-
-async function until(what: string, cond: () => boolean, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
-const view = (engine: Engine): EngineStatus['volumes'][number] => engine.status().volumes.find((v) => v.name === 'v')!;
+const files = new ReshapeFiles('onestack-reshape-', ['a', 'b', 'c', 'd', 'e', 'f']);
+const config = (volume: { layout: string; elements: string[] }, rateMiBPerSec = 0): unknown => files.config(volume, rateMiBPerSec);
 
 describe('online reshape (embedding API)', () => {
   it('raid5 over 4 → raid6 over 5 (a backup every row) keeps every byte while writes go on', async () => {
@@ -65,7 +33,7 @@ describe('online reshape (embedding API)', () => {
       expect(v.elements.map((e) => e.name)).toEqual(['a', 'b', 'c', 'd', 'e']);
       expect(seen, 'change events followed the job').toContain('running');
       expect(equalBytes(await engine.volume('v').read(0, c0), data), 'every byte kept').toBe(true);
-      const sb = await readSuperblockFile(path.join(dir, 'e.img'));
+      const sb = await readSuperblockFile(path.join(files.dir, 'e.img'));
       expect(sb).toMatchObject({ layout: 'raid6', count: 5, role: 4, volumeSizeBytes: c0 });
       expect((sb as { reshape?: unknown }).reshape).toBeUndefined();
     } finally {
@@ -91,7 +59,7 @@ describe('online reshape (embedding API)', () => {
     } finally {
       await engine.close();
     }
-    const sb = await readSuperblockFile(path.join(dir, 'e.img'));
+    const sb = await readSuperblockFile(path.join(files.dir, 'e.img'));
     expect((sb as { reshape?: { positionBytes: number } }).reshape?.positionBytes, 'the superblocks keep the position').toBeGreaterThanOrEqual(position);
     const again = await Engine.open({ config: { ...(cfg as object), rebuild: { maxMiBPerSec: 0 } }, log: quiet });
     try {

@@ -4,50 +4,22 @@
 // after the finish; the rate limit given at the start is kept across a restart (reshape-jobs.json);
 // `resume` is refused unless the job is paused. Imports the BUILT dist.
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { Engine, type EngineStatus } from '../dist/index.js';
-import { DATA_OFFSET_BYTES } from '../dist/meta/types.js';
+import { beforeEach, describe, expect, it } from 'vitest';
+import { Engine } from '../dist/index.js';
 import { readSuperblockFile, writeSuperblockFile } from '../dist/meta/element-io.js';
 import { encodeSuperblock } from '../dist/meta/superblock.js';
 import { loadReshapeSettings, saveReshapeSettings } from '../dist/durable/reshape-settings.js';
 import { equalBytes, MiB, pattern } from './datapath-harness.js';
+import { DATA_BYTES, ReshapeFiles, until as untilShared, view } from './reshape-engine-harness.js';
 
-const DATA_BYTES = 4 * MiB;
-const FILES = ['a', 'b', 'c', 'd', 'e', 'f'];
-
-let dir: string;
+const files = new ReshapeFiles('onestack-reshape-harden-', ['a', 'b', 'c', 'd', 'e', 'f']);
 let lines: string[];
 const log = (_level: string, line: string): void => { lines.push(line); };
-beforeEach(() => {
-  lines = [];
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'onestack-reshape-harden-'));
-  for (const f of FILES) {
-    const file = path.join(dir, `${f}.img`);
-    fs.writeFileSync(file, '');
-    fs.truncateSync(file, DATA_OFFSET_BYTES + DATA_BYTES);
-  }
-});
-afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
-
-function config(volume: { layout: string; elements: string[]; spares?: string[] }, rateMiBPerSec = 0): unknown {
-  return {
-    dataDir: path.join(dir, 'data'), nbd: { listen: '127.0.0.1:0' }, rebuild: { maxMiBPerSec: rateMiBPerSec },
-    elements: FILES.map((f) => ({ name: f, uri: `file:${path.join(dir, `${f}.img`)}` })),
-    volumes: [{ name: 'v', chunkKiB: 64, ...volume }],
-  };
-}
-
-async function until(what: string, cond: () => boolean, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}\n${lines.join('\n')}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
-const view = (engine: Engine): EngineStatus['volumes'][number] => engine.status().volumes.find((v) => v.name === 'v')!;
+beforeEach(() => { lines = []; });
+const config = (volume: { layout: string; elements: string[]; spares?: string[] }, rateMiBPerSec = 0): unknown => files.config(volume, rateMiBPerSec);
+/** A timeout shows the engine's log lines. */
+const until = (what: string, cond: () => boolean, timeoutMs?: number): Promise<void> => untilShared(what, cond, timeoutMs, () => lines.join('\n'));
 
 describe('online reshape, hardening (embedding API)', () => {
   it('a hot spare waits while the volume reshapes (status says why) and takes the failed leg after the finish', async () => {
@@ -95,7 +67,7 @@ describe('online reshape, hardening (embedding API)', () => {
         await engine.close();
       }
       // Leg b as if it had missed writes: marked for rebuild, an older event counter.
-      const file = path.join(dir, 'b.img');
+      const file = path.join(files.dir, 'b.img');
       const sb = await readSuperblockFile(file);
       if (!('eventCount' in sb)) throw new Error('no superblock on b');
       await writeSuperblockFile(file, encodeSuperblock({ ...sb, needsRebuild: true, eventCount: sb.eventCount - 1 }));
@@ -132,7 +104,7 @@ describe('online reshape, hardening (embedding API)', () => {
     } finally {
       await engine.close();
     }
-    expect(fs.existsSync(path.join(dir, 'data', 'reshape-jobs.json')), 'the settings are saved').toBe(true);
+    expect(fs.existsSync(path.join(files.dir, 'data', 'reshape-jobs.json')), 'the settings are saved').toBe(true);
     // The config says unthrottled: the resumed job keeps the 2 MiB/s it was started with.
     const again = await Engine.open({ config: cfg, log });
     try {
@@ -147,11 +119,11 @@ describe('online reshape, hardening (embedding API)', () => {
     } finally {
       await again.close();
     }
-    expect(fs.existsSync(path.join(dir, 'data', 'reshape-jobs.json')), 'forgotten once finished').toBe(false);
+    expect(fs.existsSync(path.join(files.dir, 'data', 'reshape-jobs.json')), 'forgotten once finished').toBe(false);
   }, 120_000);
 
   it('reshape settings: saved per volume, tied to the reshape start time, unreadable files warn', () => {
-    const data = path.join(dir, 'data');
+    const data = path.join(files.dir, 'data');
     saveReshapeSettings(data, 'v', { startedMs: 1000, maxMiBPerSec: 7 });
     saveReshapeSettings(data, 'w', { startedMs: 2000, maxMiBPerSec: 0 });
     const warned: string[] = [];

@@ -1,46 +1,13 @@
 // raid10 reshape through the embedding API, in process (docs/reshape.md "raid10"): a leg failed in
 // the middle of raid10 4→6 leaves the copy going on degraded (its partner serves both views) and
 // every byte kept; a replace afterwards makes it optimal again. Imports the BUILT dist.
-import * as fs from 'node:fs';
-import * as os from 'node:os';
-import * as path from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { Engine, type EngineStatus } from '../dist/index.js';
-import { DATA_OFFSET_BYTES } from '../dist/meta/types.js';
+import { describe, expect, it } from 'vitest';
+import { Engine } from '../dist/index.js';
 import { equalBytes, MiB, pattern } from './datapath-harness.js';
+import { DATA_BYTES, quiet, ReshapeFiles, until, view } from './reshape-engine-harness.js';
 
-const DATA_BYTES = 4 * MiB;
-const FILES = ['a', 'b', 'c', 'd', 'e', 'f', 'g'];
-const quiet = (): void => undefined;
-
-let dir: string;
-beforeEach(() => {
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'onestack-reshape10-'));
-  for (const f of FILES) {
-    const file = path.join(dir, `${f}.img`);
-    fs.writeFileSync(file, '');
-    fs.truncateSync(file, DATA_OFFSET_BYTES + DATA_BYTES);
-  }
-});
-afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
-
-function config(rateMiBPerSec: number): unknown {
-  return {
-    dataDir: path.join(dir, 'data'), nbd: { listen: '127.0.0.1:0' }, rebuild: { maxMiBPerSec: rateMiBPerSec },
-    elements: FILES.map((f) => ({ name: f, uri: `file:${path.join(dir, `${f}.img`)}` })),
-    volumes: [{ name: 'v', chunkKiB: 64, layout: 'raid10', elements: ['a', 'b', 'c', 'd'] }],
-  };
-}
-
-async function until(what: string, cond: () => boolean, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
-const view = (engine: Engine): EngineStatus['volumes'][number] => engine.status().volumes.find((v) => v.name === 'v')!;
+const files = new ReshapeFiles('onestack-reshape10-', ['a', 'b', 'c', 'd', 'e', 'f', 'g']);
+const config = (rateMiBPerSec: number): unknown => files.config({ layout: 'raid10', elements: ['a', 'b', 'c', 'd'] }, rateMiBPerSec);
 
 describe('raid10 reshape (embedding API)', () => {
   it('raid10 4→6 loses a leg mid-way: the copy goes on degraded, every byte kept, a replace makes it optimal', async () => {

@@ -2,34 +2,14 @@
 // (durable/reshape-start.ts rollBack): nothing has moved, so the volume goes back to its old
 // geometry, keeps serving every byte, restarts as it was, and the added element can be used again.
 // Imports the BUILT dist.
-import * as fs from 'node:fs';
-import * as os from 'node:os';
-import * as path from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { Engine } from '../dist/index.js';
-import { DATA_OFFSET_BYTES } from '../dist/meta/types.js';
-import { equalBytes, MiB, pattern } from './datapath-harness.js';
+import { equalBytes, pattern } from './datapath-harness.js';
+import { DATA_BYTES, quiet, ReshapeFiles } from './reshape-engine-harness.js';
 
-const DATA_BYTES = 4 * MiB;
-const FILES = ['a', 'b', 'c', 'd'];
-const quiet = (): void => undefined;
-
-let dir: string;
-beforeEach(() => {
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'onestack-reshape-rollback-'));
-  for (const f of FILES) {
-    const file = path.join(dir, `${f}.img`);
-    fs.writeFileSync(file, '');
-    fs.truncateSync(file, DATA_OFFSET_BYTES + DATA_BYTES);
-  }
-});
-afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
-
-const config = (): unknown => ({
-  dataDir: path.join(dir, 'data'), nbd: { listen: '127.0.0.1:0' },
-  elements: FILES.map((f) => ({ name: f, uri: `file:${path.join(dir, `${f}.img`)}` })),
-  volumes: [{ name: 'v', layout: 'raid5', chunkKiB: 64, elements: ['a', 'b', 'c'] }],
-});
+const files = new ReshapeFiles('onestack-reshape-rollback-', ['a', 'b', 'c', 'd']);
+/** No rebuild section: the default rate. */
+const config = (): unknown => files.config({ layout: 'raid5', elements: ['a', 'b', 'c'] });
 
 interface TopologyVolumeLike { readonly reshape?: unknown }
 type SetTopology = (volumes: readonly TopologyVolumeLike[], elements: readonly unknown[]) => Promise<void>;

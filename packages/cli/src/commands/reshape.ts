@@ -10,6 +10,7 @@ import type { CliIo } from '../io.js';
 import { formatBytes } from '../render.js';
 import { reshapeLine } from '../render-reshape.js';
 import { CLIENT_OPTIONS, clientFor } from './common.js';
+import { pollWatch } from './poll-watch.js';
 import { expectPositionals } from './volume.js';
 
 const OPTIONS: OptionSpecs = {
@@ -19,10 +20,6 @@ const OPTIONS: OptionSpecs = {
 };
 const TARGET_LAYOUTS = ['linear', 'raid0', 'raid5', 'raid6', 'raid10'] as const;
 const POLL_MS = 500;
-/** Without a terminal, a progress line at most this often. */
-const PLAIN_PROGRESS_EVERY_MS = 5000;
-/** Every loop is bounded (about 580 days at 500 ms). */
-const POLLS_MAX = 100_000_000;
 const MIB_PER_SEC_MAX = 1_000_000;
 
 export async function reshapeCommand(argv: readonly string[], io: CliIo): Promise<ExitCode> {
@@ -58,36 +55,18 @@ export async function reshapeCommand(argv: readonly string[], io: CliIo): Promis
 
 /** Polls until the reshape is gone (finished) or stopped with an error. */
 async function watch(client: ApiClient, name: string, io: CliIo): Promise<ExitCode> {
-  let interrupted = false;
-  let wake: (() => void) | undefined;
-  const onSignal = (): void => { interrupted = true; wake?.(); };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
-  let lastPlainMs = Date.now();
-  try {
-    for (let poll = 0; poll < POLLS_MAX && !interrupted; poll++) {
-      const volume = await client.volume(name);
-      const r = volume.reshape ?? null;
-      if (r === null) {
-        if (io.stdoutIsTty) io.stdout('\r\x1b[K');
-        io.stdout(`volume ${name}: reshaped: ${volume.layout}, ${volume.elements.length} elements, ${formatBytes(volume.sizeBytes)} (${volume.sizeBytes} bytes)\n`);
-        return 0;
-      }
-      if (r.error !== undefined) throw new CliError(1, `the reshape of volume ${name} stopped: ${r.error}`, 'volume reshape', r.retryAtMs !== undefined ? 'it retries by itself; or now: onestack volume reshape NAME --resume' : 'resume it with onestack volume reshape NAME --resume; see the daemon log');
-      if (io.stdoutIsTty) io.stdout(`\r${reshapeLine(r)}\x1b[K`);
-      else if (Date.now() - lastPlainMs >= PLAIN_PROGRESS_EVERY_MS) {
-        lastPlainMs = Date.now();
-        io.stdout(reshapeLine(r) + '\n');
-      }
-      await new Promise<void>((done) => {
-        const timer = setTimeout(done, POLL_MS);
-        wake = () => { clearTimeout(timer); done(); };
-      });
+  const result = await pollWatch(io, POLL_MS, false, async (out): Promise<ExitCode | undefined> => {
+    const volume = await client.volume(name);
+    const r = volume.reshape ?? null;
+    if (r === null) {
+      out.clear();
+      io.stdout(`volume ${name}: reshaped: ${volume.layout}, ${volume.elements.length} elements, ${formatBytes(volume.sizeBytes)} (${volume.sizeBytes} bytes)\n`);
+      return 0;
     }
-    if (io.stdoutIsTty) io.stdout('\n');
-    throw new CliError(1, `stopped watching; the reshape of volume ${name} goes on in the daemon`, 'volume reshape', 'follow it with onestack status --watch');
-  } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
-  }
+    if (r.error !== undefined) throw new CliError(1, `the reshape of volume ${name} stopped: ${r.error}`, 'volume reshape', r.retryAtMs !== undefined ? 'it retries by itself; or now: onestack volume reshape NAME --resume' : 'resume it with onestack volume reshape NAME --resume; see the daemon log');
+    out.progress(reshapeLine(r));
+    return undefined;
+  });
+  if (result !== undefined) return result;
+  throw new CliError(1, `stopped watching; the reshape of volume ${name} goes on in the daemon`, 'volume reshape', 'follow it with onestack status --watch');
 }

@@ -10,6 +10,7 @@ import { HELP } from '../help.js';
 import type { CliIo } from '../io.js';
 import { formatBytes, progressLine, scrubSummary } from '../render.js';
 import { CLIENT_OPTIONS, clientFor } from './common.js';
+import { pollWatch } from './poll-watch.js';
 import { expectPositionals } from './volume.js';
 
 const OPTIONS: OptionSpecs = {
@@ -18,10 +19,6 @@ const OPTIONS: OptionSpecs = {
   'max-mib-per-sec': { type: 'string' },
 };
 const POLL_MS = 250;
-/** Without a terminal, a progress line at most this often (a log should not fill with them). */
-const PLAIN_PROGRESS_EVERY_MS = 5000;
-/** Polls at most this many times (about 290 days at 250 ms): every loop is bounded. */
-const POLLS_MAX = 100_000_000;
 const MIB_PER_SEC_MAX = 1_000_000;
 
 export async function scrubCommand(argv: readonly string[], io: CliIo): Promise<ExitCode> {
@@ -83,41 +80,23 @@ function verdict(result: ScrubStatus, name: string): ExitCode {
 /** Polls until the volume's last scrub is this run; shows progress (in place on a terminal). */
 async function waitForScrub(client: ApiClient, started: ScrubStartedBody, io: CliIo, showProgress: boolean): Promise<ScrubStatus> {
   const name = started.volume;
-  let interrupted = false;
-  let wake: (() => void) | undefined;
-  const onSignal = (): void => { interrupted = true; wake?.(); };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
-  let lastPlainMs = Date.now();
-  try {
-    for (let poll = 0; poll < POLLS_MAX && !interrupted; poll++) {
-      const volume = await client.volume(name);
-      const last = volume.scrub ?? null;
-      if (last !== null && last.startedMs === started.startedMs) {
-        if (showProgress && io.stdoutIsTty) io.stdout('\r\x1b[K');
-        return last;
-      }
-      const r = volume.rebuild;
-      const ours = r !== null && (r.kind === 'check' || r.kind === 'repair');
-      if (!ours && (last === null || last.startedMs < started.startedMs)) {
-        throw new CliError(1, `the scrub of volume ${name} is no longer running and left no result`, 'volume scrub', 'did the daemon restart? see its log');
-      }
-      if (!ours) throw new CliError(1, `a newer scrub of volume ${name} replaced this one's result`, 'volume scrub');
-      if (showProgress && io.stdoutIsTty) io.stdout(`\r${progressLine(r, name)}\x1b[K`);
-      else if (showProgress && Date.now() - lastPlainMs >= PLAIN_PROGRESS_EVERY_MS) {
-        lastPlainMs = Date.now();
-        io.stdout(progressLine(r, name) + '\n');
-      }
-      await new Promise<void>((done) => {
-        const timer = setTimeout(done, POLL_MS);
-        wake = () => { clearTimeout(timer); done(); };
-      });
+  const result = await pollWatch(io, POLL_MS, !showProgress, async (out): Promise<ScrubStatus | undefined> => {
+    const volume = await client.volume(name);
+    const last = volume.scrub ?? null;
+    if (last !== null && last.startedMs === started.startedMs) {
+      out.clear();
+      return last;
     }
-    if (showProgress && io.stdoutIsTty) io.stdout('\n');
-    throw new CliError(1, `stopped waiting; the scrub of volume ${name} goes on in the daemon`, 'volume scrub',
-      `follow it with onestack status --watch, or cancel it with: onestack volume scrub ${name} --cancel`);
-  } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
-  }
+    const r = volume.rebuild;
+    const ours = r !== null && (r.kind === 'check' || r.kind === 'repair');
+    if (!ours && (last === null || last.startedMs < started.startedMs)) {
+      throw new CliError(1, `the scrub of volume ${name} is no longer running and left no result`, 'volume scrub', 'did the daemon restart? see its log');
+    }
+    if (!ours) throw new CliError(1, `a newer scrub of volume ${name} replaced this one's result`, 'volume scrub');
+    out.progress(progressLine(r, name));
+    return undefined;
+  });
+  if (result !== undefined) return result;
+  throw new CliError(1, `stopped waiting; the scrub of volume ${name} goes on in the daemon`, 'volume scrub',
+    `follow it with onestack status --watch, or cancel it with: onestack volume scrub ${name} --cancel`);
 }

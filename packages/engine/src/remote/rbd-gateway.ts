@@ -9,7 +9,7 @@ import { connect } from 'node:net';
 import type { ElementConfig, RbdTarget } from '../config/types.js';
 import { rbdFiles } from '../config/rbd.js';
 import { EngineError, type ElementRbdStatus } from '../api-types.js';
-import { rbdLockOf, releaseRbdLocks } from './rbd-lock.js';
+import { rbdLockOf, releaseRbdLockOf, releaseRbdLocks, takeRbdLocks } from './rbd-lock.js';
 
 export type GatewayLog = (level: 'info' | 'warn' | 'error', msg: string) => void;
 type GatewayState = 'starting' | 'up' | 'down' | 'stopped';
@@ -295,6 +295,9 @@ export async function ensureRbdGateway(config: ElementConfig): Promise<void> {
     if (running.element !== config.name) throw new EngineError('conflict', `rbd image ${rbd.target.pool}/${rbd.target.image} is already element ${running.element}`);
     return running.started; // a caller arriving during the first start waits for it too
   }
+  // The image's ownership lock first (a no-op once held): an rbd element added at run time is locked too.
+  await takeRbdLocks(rbd.target.runDir, [config], owners.get(rbd.target.runDir) ?? defaultLog);
+  if (gateways.has(rbd.socketPath)) return gateways.get(rbd.socketPath)!.started; // started meanwhile
   const gw = new RbdGateway(rbd.target, rbd.socketPath, config.name, owners.get(rbd.target.runDir) ?? defaultLog);
   gateways.set(rbd.socketPath, gw);
   gw.started = gw.start();
@@ -314,6 +317,7 @@ export async function stopRbdGatewayOf(config: ElementConfig): Promise<void> {
   if (gw === undefined || rbd === undefined) return;
   gateways.delete(rbd.socketPath);
   await gw.stop();
+  await releaseRbdLockOf(rbd.target.runDir, config.name, owners.get(rbd.target.runDir) ?? defaultLog);
 }
 
 /** Stops every gateway of the engine whose data dir is runDir (engine closed or failed to open). */

@@ -1,9 +1,10 @@
 // Ownership of rbd:// elements between hosts (issue 12 item 2; docs/rbd.md "Failover between
 // hosts"). Before assembly the daemon takes an advisory cls lock named `onestack` on the image's
-// header object (cookie = this host's id from DATA/host-id) and keeps a lease in the image's
-// metadata (`onestack.lease`, a counter renewed every leaseMs/3). `rbd lock add` is not used: it
-// takes the lock librbd's exclusive-lock feature uses (`rbd_lock`), and every write of the gateway
-// would then hang. A holder whose lease does not move for a whole lease is dead: its clients are
+// header object (cookie = this host's id from DATA/host-id) and keeps a lease in an xattr of that
+// object (`onestack.lease`, a counter renewed every leaseMs/3). Neither `rbd lock add` (it takes
+// `rbd_lock`, the lock of librbd's exclusive-lock feature: the gateway's writes would hang) nor
+// `rbd image-meta` (it needs that exclusive lock: each renewal would pull it from the gateway, and
+// hang while a dead gateway still holds it) are used. A holder whose lease does not move for a whole lease is dead: its clients are
 // blocklisted (`ceph osd blocklist add`), its locks removed and ours taken. A holder that loses
 // the lock or cannot renew for a lease fences itself (rbd-fence.ts).
 import { execFile } from 'node:child_process';
@@ -46,6 +47,12 @@ interface Held {
 
 const held = new Map<string, Held[]>();
 const lossHandlers = new Map<string, LockLostFn>();
+const taking = new Map<string, Promise<void>>();
+
+/** Whether the environment asks to take volumes over without waiting for their holder's lease. */
+export function forcedTakeover(): boolean {
+  return process.env[TAKEOVER_ENV] === 'force';
+}
 
 /** The lease length: ONESTACK_RBD_LEASE_MS (bounded), else 15 s. */
 export function leaseMs(): number {
@@ -101,28 +108,28 @@ async function lockers(t: RbdTarget, header: string): Promise<Locker[]> {
   return ((JSON.parse(r.stdout) as { lockers?: Locker[] }).lockers ?? []).slice(0, 16);
 }
 
-async function readLease(t: RbdTarget): Promise<string | null> {
-  const r = await cli('rbd', t, ['image-meta', 'get', spec(t), LEASE_KEY]);
+async function readLease(t: RbdTarget, header: string): Promise<string | null> {
+  const r = await cli('rados', t, ['-p', t.pool, 'getxattr', header, LEASE_KEY]);
   if (r.code === 0) return r.stdout.trim();
-  if (/No such file/.test(r.stderr)) return null;
-  throw failed(`rbd image-meta get ${spec(t)}`, r);
+  if (/No data available/.test(r.stderr)) return null;
+  throw failed(`rados getxattr ${header} ${LEASE_KEY}`, r);
 }
 
 async function writeLease(h: Held): Promise<void> {
   const value = JSON.stringify({ host: h.host, seq: h.seq, leaseMs: h.leaseMs, renewedMs: Date.now(), pid: process.pid });
-  const r = await cli('rbd', h.target, ['image-meta', 'set', spec(h.target), LEASE_KEY, value]);
-  if (r.code !== 0) throw failed(`rbd image-meta set ${spec(h.target)}`, r);
+  const r = await cli('rados', h.target, ['-p', h.target.pool, 'setxattr', h.header, LEASE_KEY, value]);
+  if (r.code !== 0) throw failed(`rados setxattr ${h.header} ${LEASE_KEY}`, r);
 }
 
 /** Watches a foreign holder's lease for a whole lease (its own length, if longer): true when it moved. */
-async function leaseMoves(t: RbdTarget, ownLeaseMs: number): Promise<{ moved: boolean; lease: string | null }> {
-  const first = await readLease(t);
+async function leaseMoves(t: RbdTarget, header: string, ownLeaseMs: number): Promise<{ moved: boolean; lease: string | null }> {
+  const first = await readLease(t, header);
   let theirs = ownLeaseMs;
   try { theirs = Math.max(ownLeaseMs, Number((JSON.parse(first ?? '{}') as { leaseMs?: number }).leaseMs) || 0); } catch { /* not ours: ours */ }
   const deadline = Date.now() + Math.min(LEASE_MS_MAX, theirs) + 1000;
   while (Date.now() < deadline) {
     await sleep(500);
-    if ((await readLease(t)) !== first) return { moved: true, lease: first };
+    if ((await readLease(t, header)) !== first) return { moved: true, lease: first };
   }
   return { moved: false, lease: first };
 }
@@ -166,7 +173,7 @@ function refusal(element: string, t: RbdTarget, holder: string, lease: string | 
 }
 
 /** Takes the image's lock for this host, fencing a dead holder; refuses (EngineError conflict) while another host's lease moves. */
-async function acquire(dataDir: string, element: string, t: RbdTarget, log: LockLog): Promise<Held> {
+async function acquire(dataDir: string, element: string, t: RbdTarget, log: LockLog, force: boolean): Promise<Held> {
   const host = hostId(dataDir);
   const ms = leaseMs();
   const header = await headerObject(t);
@@ -179,13 +186,12 @@ async function acquire(dataDir: string, element: string, t: RbdTarget, log: Lock
     } else if (other === undefined) {
       if (!(await lockGet(t, header, host))) continue; // another host was quicker: look again
     } else {
-      const force = process.env[TAKEOVER_ENV] === 'force';
-      const seen = force ? { moved: false, lease: await readLease(t) } : await leaseMoves(t, ms);
+      const seen = force ? { moved: false, lease: await readLease(t, header) } : await leaseMoves(t, header, ms);
       if (seen.moved) throw refusal(element, t, other.cookie, seen.lease, ms);
       const waitedS = ((Date.now() - startedMs) / 1000).toFixed(1);
       const fenced = await fence(t, header, other, log);
       log('warn', `rbd ${spec(t)} (element ${element}): ${force ? `forced takeover (${TAKEOVER_ENV}=force)` : `host ${other.cookie}'s lease did not move for ${waitedS} s`}: `
-        + `fenced ${fenced.length === 0 ? 'no open client' : fenced.join(', ')} (blocklisted ${BLOCKLIST_S} s), removed its locks; taking the volume over`);
+        + `fenced ${fenced.length === 0 ? 'no open client' : `${fenced.join(', ')} (blocklisted ${BLOCKLIST_S} s)`}, removed its locks; taking the volume over`);
       if (!(await lockGet(t, header, host))) continue;
     }
     const h: Held = { target: t, element, header, host, leaseMs: ms, seq: 0, lastOkMs: Date.now(), lost: null, timer: null, busy: false };
@@ -235,15 +241,31 @@ function rbdTargetOf(e: ElementConfig): RbdTarget | undefined {
 /**
  * Takes the lock of every rbd:// element of the config (before assembly: nothing is written
  * before) and starts renewing the leases. Throws the refusal of a foreign live holder; locks
- * taken before that stay registered for releaseRbdLocks.
+ * taken before that stay registered for releaseRbdLocks. `force` (ONESTACK_RBD_TAKEOVER=force,
+ * read at start-up only: never for elements added later) skips waiting for a holder's lease.
  */
-export async function takeRbdLocks(dataDir: string, elements: readonly ElementConfig[], log: LockLog): Promise<void> {
+export function takeRbdLocks(dataDir: string, elements: readonly ElementConfig[], log: LockLog, force = false): Promise<void> {
+  // One at a time per data dir: a start-up probe and an `element add` must not both take one image.
+  const next = (taking.get(dataDir) ?? Promise.resolve()).then(() => takeNow(dataDir, elements, log, force));
+  taking.set(dataDir, next.catch(() => undefined));
+  return next;
+}
+
+async function takeNow(dataDir: string, elements: readonly ElementConfig[], log: LockLog, force: boolean): Promise<void> {
   const mine: Held[] = held.get(dataDir) ?? [];
   held.set(dataDir, mine);
   for (const e of elements) {
     const t = rbdTargetOf(e);
     if (t === undefined || mine.some((h) => h.element === e.name)) continue;
-    const h = await acquire(dataDir, e.name, t, log);
+    const h = await acquire(dataDir, e.name, t, log, force).catch((err: unknown) => {
+      if (err instanceof EngineError) throw err;
+      // No such image: nobody can hold it; the gateway fails with its own reason (the leg stays failed).
+      if (/^rbd info .*No such file or directory/s.test((err as Error).message)) return null;
+      // Unknown owner: another host may serve the volume from the image, so our local leg must not either.
+      throw new EngineError('conflict', `element ${e.name}: cannot take the ownership lock of rbd image ${spec(t)} (${(err as Error).message}); refusing to serve its volume, another host may hold it`,
+        `rbd://${spec(t)}`, 'start again once the cluster answers');
+    });
+    if (h === null) continue;
     mine.push(h);
     h.timer = setInterval(() => void renew(dataDir, h), Math.max(500, Math.floor(h.leaseMs / 3)));
     h.timer.unref();
@@ -263,26 +285,40 @@ export function rbdLockOf(dataDir: string, element: string): { host: string; lea
   return h === undefined ? null : { host: h.host, leaseMs: h.leaseMs, ...(h.lost !== null ? { lost: h.lost } : {}) };
 }
 
-/** Clean stop (after the gateways stopped): drops the lease and the lock, so another host takes over at once. */
+async function releaseOne(h: Held, log: LockLog): Promise<void> {
+  if (h.timer !== null) clearInterval(h.timer);
+  while (h.busy) await sleep(50); // a renewal in flight must not write the lease back after we removed it
+  if (h.lost !== null) return;
+  h.lost = 'released';
+  try {
+    const rm = await cli('rados', h.target, ['-p', h.target.pool, 'rmxattr', h.header, LEASE_KEY]);
+    if (rm.code !== 0) throw failed(`rados rmxattr ${h.header} ${LEASE_KEY}`, rm);
+    const mineNow = (await lockers(h.target, h.header)).find((l) => l.cookie === h.host);
+    if (mineNow !== undefined) {
+      const br = await cli('rados', h.target, ['-p', h.target.pool, 'lock', 'break', h.header, LOCK_NAME, mineNow.name, '--lock-cookie', h.host]);
+      if (br.code !== 0) throw failed('rados lock break', br);
+    }
+    log('info', `rbd ${spec(h.target)} (element ${h.element}): lock released`);
+  } catch (err) {
+    log('warn', `rbd ${spec(h.target)} (element ${h.element}): could not release the lock (${(err as Error).message}); another host takes over once the lease expired`);
+  }
+}
+
+/** Clean stop (after the gateways stopped): drops the leases and the locks, so another host takes over at once. */
 export async function releaseRbdLocks(dataDir: string, log: LockLog): Promise<void> {
+  await taking.get(dataDir);
   const mine = held.get(dataDir) ?? [];
   held.delete(dataDir);
   lossHandlers.delete(dataDir);
-  for (const h of mine) {
-    if (h.timer !== null) clearInterval(h.timer);
-    while (h.busy) await sleep(50); // a renewal in flight must not write the lease back after we removed it
-    if (h.lost !== null) continue;
-    try {
-      const rm = await cli('rbd', h.target, ['image-meta', 'remove', spec(h.target), LEASE_KEY]);
-      if (rm.code !== 0 && !/No such file/.test(rm.stderr)) throw failed('rbd image-meta remove', rm);
-      const mineNow = (await lockers(h.target, h.header)).find((l) => l.cookie === h.host);
-      if (mineNow !== undefined) {
-        const br = await cli('rados', h.target, ['-p', h.target.pool, 'lock', 'break', h.header, LOCK_NAME, mineNow.name, '--lock-cookie', h.host]);
-        if (br.code !== 0) throw failed('rados lock break', br);
-      }
-      log('info', `rbd ${spec(h.target)} (element ${h.element}): lock released`);
-    } catch (err) {
-      log('warn', `rbd ${spec(h.target)} (element ${h.element}): could not release the lock (${(err as Error).message}); another host takes over once the lease expired`);
-    }
-  }
+  taking.delete(dataDir);
+  for (const h of mine) await releaseOne(h, log);
+}
+
+/** One element's lock (element removed, after its gateway stopped). */
+export async function releaseRbdLockOf(dataDir: string, element: string, log: LockLog): Promise<void> {
+  const mine = held.get(dataDir) ?? [];
+  const i = mine.findIndex((h) => h.element === element);
+  if (i < 0) return;
+  const [h] = mine.splice(i, 1);
+  await releaseOne(h!, log);
 }
