@@ -19,6 +19,7 @@
 import { endianness } from 'node:os';
 import { DataPathError } from '../datapath/errno.js';
 import type { RawIo } from '../datapath/raw-io.js';
+import { settleAll } from '../datapath/settle.js';
 import { PageWriteQueue } from '../durable/page-queue.js';
 import { CHECKSUM_PAGE_BYTES, ChecksumPageCache, DEFAULT_CHECKSUM_CACHE_BYTES, isDirty, type Page } from './page-cache.js';
 import { INTEGRITY_BLOCK_BYTES, INTEGRITY_SUM_BYTES, type ChecksumStore, type IntegrityArea } from './types.js';
@@ -41,12 +42,6 @@ export interface IntegrityStoreOptions {
 }
 
 /** Waits for every promise (so no work outlives the call unseen), then throws the first rejection. */
-async function settleAll(promises: readonly Promise<unknown>[]): Promise<void> {
-  const results = await Promise.allSettled(promises);
-  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-  if (failed !== undefined) throw failed.reason;
-}
-
 /** Page map key: element slot (< 2^20) and page index (< 2^32) in one safe integer. */
 function keyOf(element: number, index: number): number {
   return element * 2 ** 32 + index;
