@@ -33,6 +33,7 @@ import { IntegrityStores } from './integrity/stores.js';
 import type { IntegrityStore } from './integrity/store.js';
 import { buildStatus, liveViewOf, withLiveStates, logOpenReport } from './engine-status.js';
 import { stopRbdGatewayOf, stopRbdGateways } from './remote/rbd-gateway.js';
+import { closeVolumes, recordFailures } from './engine-close.js';
 import { watchRbdLocks } from './remote/rbd-fence.js';
 import { defaultLog, type AddElementSpec, type CreateVolumeSpec, type EngineOpenOptions, type LogFn } from './engine-types.js';
 
@@ -361,46 +362,16 @@ export class Engine {
       this.schedule?.stop();
       await this.control.catch(() => undefined);
       for (const closer of [...this.closers]) await closer().catch((err: Error) => this.log('warn', `closing an export: ${err.message}`));
-      // Write-behind legs catch up first, so the clean stop below leaves nothing to resync.
-      for (const entry of this.registry.volumes.values()) await Promise.resolve().then(() => entry.handle.io.drainBehind?.()).catch(() => undefined);
-      await this.keeper.close(async (name) => this.registry.volumes.get(name)?.handle.flush());
-      for (const entry of this.registry.volumes.values()) {
-        const name = entry.assembled.config.name;
-        try {
-          await entry.handle.flush();
-          entry.handle.detach();
-          entry.assembled = await markClean(this.withLiveStates(entry.assembled), true);
-        } catch (err) {
-          this.log('error', `volume ${name}: not marked clean: ${(err as Error).message}`);
-        }
-        entry.handle.detach();
-      }
-      await this.ckpts.close();
-      await this.integrity.close();
-      await this.dataPath.close();
-      await stopRbdGateways(this.base.dataDir); // after the last flush went through them
+      await closeVolumes({ registry: this.registry, keeper: this.keeper, ckpts: this.ckpts, integrity: this.integrity, dataPath: this.dataPath,
+        dataDir: this.base.dataDir, log: this.log, withLiveStates: (vol) => this.withLiveStates(vol) });
       this.log('info', 'engine closed');
     })();
     return this.closing;
   }
 
-  /**
-   * A mirror leg that the data path failed (I/O error) must not be trusted after a crash: bump
-   * the event counter on the surviving legs at once, so reassembly sees the failed leg as stale.
-   */
   private recordFailures(): void {
-    if (this.closing !== null) return;
-    const live = this.liveView();
-    for (const entry of this.registry.volumes.values()) {
-      const newlyFailed = entry.assembled.elements.filter((e) => e.state === 'active' && live.state(this.registry.element(e.config.name)) === 'failed');
-      if (newlyFailed.length === 0) continue;
-      void this.exclusive(async () => {
-        if (this.closing !== null) return;
-        entry.assembled = await markClean(this.withLiveStates(entry.assembled), false);
-        for (const e of newlyFailed) this.log('warn', `volume ${entry.assembled.config.name}: element ${e.config.name} failed (I/O error); volume continues without it`);
-        this.changed();
-      }).catch((err: Error) => this.log('error', `volume ${entry.assembled.config.name}: could not record a failed element: ${err.message}`));
-    }
+    recordFailures({ registry: this.registry, live: this.liveView(), log: this.log, closing: () => this.closing !== null,
+      exclusive: (work) => this.exclusive(work), withLiveStates: (vol) => this.withLiveStates(vol), changed: () => this.changed() });
   }
 
   private checkOpen(): void {
