@@ -7,6 +7,7 @@ import type { EngineConfig } from './config/types.js';
 import { assembleVolume } from './meta/assemble.js';
 import type { AssembledVolume } from './meta/types.js';
 import { ensureDataDir } from './state/data-dir.js';
+import { lockDataDir } from './state/data-dir-lock.js';
 import { mergeState, readStateFile } from './state/state-file.js';
 import { attachRbdGateways, stopRbdGateways } from './remote/rbd-gateway.js';
 import { forcedTakeover, takeRbdLocks } from './remote/rbd-lock.js';
@@ -19,6 +20,8 @@ export interface LoadedEngine {
   readonly runtimeElements: ReadonlySet<string>;
   readonly runtimeVolumes: ReadonlySet<string>;
   readonly assembled: readonly AssembledVolume[];
+  /** Gives the data dir back (state/data-dir-lock.ts); Engine.close calls it last. */
+  readonly unlock: () => void;
 }
 
 export async function loadEngine(opts: EngineOpenOptions, log: LogFn): Promise<LoadedEngine> {
@@ -31,6 +34,16 @@ export async function loadEngine(opts: EngineOpenOptions, log: LogFn): Promise<L
     : opts.config !== undefined ? { object: opts.config } : { embeddedDefault: true };
   const loaded = loadConfig(source, overrides);
   ensureDataDir(loaded.dataDir);
+  const unlock = lockDataDir(loaded.dataDir); // before anything reads or writes an element
+  try {
+    return { ...(await assembleAll(loaded, log)), unlock };
+  } catch (err) {
+    unlock();
+    throw err;
+  }
+}
+
+async function assembleAll(loaded: EngineConfig, log: LogFn): Promise<Omit<LoadedEngine, 'unlock'>> {
   const merged = mergeState(loaded, readStateFile(loaded.dataDir), (msg) => log('warn', msg));
   for (const v of merged.config.volumes) checkLayout(v.layout, v.name);
   const byName = new Map(merged.config.elements.map((e) => [e.name, e]));

@@ -49,6 +49,8 @@ export class Engine {
   private closing: Promise<void> | null = null;
   private readonly closers = new Set<() => Promise<void>>();
   private failureWatch: NodeJS.Timeout | null = null;
+  /** Gives the data dir back at the end of close() (state/data-dir-lock.ts). */
+  private unlock: () => void = () => undefined;
   private readonly scrubs = new ScrubJobs({
     raw: () => this.dataPath.raw, log: (level, msg) => this.log(level, msg),
     // A scrub cancelled by close() ends after the engine stopped answering status().
@@ -105,10 +107,11 @@ export class Engine {
 
   static async open(opts: EngineOpenOptions = {}): Promise<Engine> {
     const log = opts.log ?? defaultLog;
-    const { loaded, merged, runtimeElements, runtimeVolumes, assembled } = await loadEngine(opts, log);
+    const { loaded, merged, runtimeElements, runtimeVolumes, assembled, unlock } = await loadEngine(opts, log);
     const dataPath = await DataPath.start({ pools: loaded.pools, queue: loaded.queue, probeDir: loaded.dataDir, readCacheMiB: loaded.cache.readMiB, maxVolumes: MAX_VOLUME_SLOTS, maxElements: MAX_ELEMENT_SLOTS })
-      .catch(async (err: unknown) => { await stopRbdGateways(loaded.dataDir); throw err; });
+      .catch(async (err: unknown) => { await stopRbdGateways(loaded.dataDir); unlock(); throw err; });
     const engine = new Engine(loaded, dataPath, log);
+    engine.unlock = unlock;
     try {
       // Remote members were just probed by assembly: no second connection (and no second timeout).
       const legBytes = new Map(assembled.flatMap((v) => v.elements.map((e) => [e.config.name, e.dataSizeBytes] as const)));
@@ -362,8 +365,12 @@ export class Engine {
       this.schedule?.stop();
       await this.control.catch(() => undefined);
       for (const closer of [...this.closers]) await closer().catch((err: Error) => this.log('warn', `closing an export: ${err.message}`));
-      await closeVolumes({ registry: this.registry, keeper: this.keeper, ckpts: this.ckpts, integrity: this.integrity, dataPath: this.dataPath,
-        dataDir: this.base.dataDir, log: this.log, withLiveStates: (vol) => this.withLiveStates(vol) });
+      try {
+        await closeVolumes({ registry: this.registry, keeper: this.keeper, ckpts: this.ckpts, integrity: this.integrity, dataPath: this.dataPath,
+          dataDir: this.base.dataDir, log: this.log, withLiveStates: (vol) => this.withLiveStates(vol) });
+      } finally {
+        this.unlock();
+      }
       this.log('info', 'engine closed');
     })();
     return this.closing;
