@@ -35,6 +35,12 @@ export async function cephRunning(): Promise<boolean> {
 export async function ensureCeph(): Promise<void> {
   if (await cephRunning()) {
     stopScriptGateway();
+    // The monitor answers but the OSD may be gone (a run cut short while its OSD-stop test held
+    // it down): every image op would then hang, so start it again and wait for clean PGs.
+    if (osdPid() === null) {
+      await startOsd();
+      await pgsClean();
+    }
     return;
   }
   const mode = existsSync(path.join(CEPH_DIR, 'mon')) ? 'start' : 'bootstrap';
@@ -110,6 +116,18 @@ export function osdPid(): number | null {
   } catch {
     return null;
   }
+}
+
+/** Waits (bounded) until every placement group is active+clean, as the script's wait_clean does. */
+async function pgsClean(): Promise<void> {
+  const deadline = Date.now() + 120_000;
+  while (Date.now() < deadline) {
+    const r = await run('ceph', ['pg', 'stat', '--connect-timeout', '5'], { env: CEPH_ENV, timeoutMs: 15_000 });
+    const m = /^(\d+) pgs: (\d+) active\+clean;/.exec(r.stdout.trim());
+    if (m !== null && m[1] === m[2]) return;
+    await new Promise((r2) => setTimeout(r2, 1000));
+  }
+  throw new Error('ceph placement groups not active+clean within 120 s');
 }
 
 /** Starts osd.0 again the way the script does (pid file included) and waits until the cluster has it up (bounded). */

@@ -43,6 +43,11 @@ interface Held {
   lost: string | null;
   timer: NodeJS.Timeout | null;
   busy: boolean;
+  /** A stranded-check (headerStranded) runs: at most one at a time. */
+  checking?: boolean;
+  /** The last overdue renewal found no OSD up for the lock object (logged once per episode). */
+  stranded?: boolean;
+  log?: LockLog;
 }
 
 const held = new Map<string, Held[]>();
@@ -194,7 +199,7 @@ async function acquire(dataDir: string, element: string, t: RbdTarget, log: Lock
         + `fenced ${fenced.length === 0 ? 'no open client' : `${fenced.join(', ')} (blocklisted ${BLOCKLIST_S} s)`}, removed its locks; taking the volume over`);
       if (!(await lockGet(t, header, host))) continue;
     }
-    const h: Held = { target: t, element, header, host, leaseMs: ms, seq: 0, lastOkMs: Date.now(), lost: null, timer: null, busy: false };
+    const h: Held = { target: t, element, header, host, leaseMs: ms, seq: 0, lastOkMs: Date.now(), lost: null, timer: null, busy: false, log };
     await writeLease(h);
     log('info', `rbd ${spec(t)} (element ${element}): locked by this host (${host}), lease ${ms / 1000} s, taken in ${Date.now() - startedMs} ms`);
     h.lastOkMs = Date.now();
@@ -210,10 +215,62 @@ function lose(runDir: string, h: Held, reason: string): void {
   lossHandlers.get(runDir)?.(h.element, reason);
 }
 
+/**
+ * Whether the cluster cannot serve the lock's header object to anyone, by the monitors' and
+ * manager's maps (no OSD needed): no OSD up for it, or its placement group not active (down,
+ * stale, peering after the OSD came back). Then no host can take the lock either, so a lease that
+ * cannot be renewed is no sign of a takeover and the volume keeps serving on its other legs (an
+ * OSD outage). A monitor that does not answer gives false: this host may be cut off from a
+ * cluster another host still reaches.
+ */
+async function headerStranded(h: Held): Promise<boolean> {
+  const r = await cli('ceph', h.target, ['osd', 'map', h.target.pool, h.header, '--format', 'json', '--connect-timeout', '5']);
+  if (r.code !== 0) return false;
+  let pgid: string | undefined;
+  try {
+    const map = JSON.parse(r.stdout) as { up?: unknown[]; up_primary?: number; pgid?: string };
+    if ((map.up?.length ?? 0) === 0 || map.up_primary === -1) return true;
+    pgid = map.pgid;
+  } catch {
+    return false;
+  }
+  const pgs = await cli('ceph', h.target, ['pg', 'dump', 'pgs_brief', '--format', 'json', '--connect-timeout', '5']);
+  if (pgs.code !== 0 || pgid === undefined) return false;
+  try {
+    const dump = JSON.parse(pgs.stdout) as { pg_stats?: { pgid: string; state: string }[] } | { pgid: string; state: string }[];
+    const stats = Array.isArray(dump) ? dump : dump.pg_stats ?? [];
+    const state = stats.find((x) => x.pgid === pgid)?.state;
+    return state !== undefined && !state.split('+').includes('active');
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The lease is overdue without a sign that another host took the lock (that sign, a lock held by
+ * another host or removed, loses the volume at once in renew()). The cluster cannot serve the lock
+ * object (an OSD outage: no host can take it) or does not answer at all: this host serves on and
+ * keeps retrying. Availability over fencing here is deliberate for now and a known gap: a host
+ * cut off from a cluster that another host still reaches would serve on its local leg while that
+ * host takes over (docs/rbd.md "Not yet").
+ */
+async function overdue(h: Held, why: string): Promise<void> {
+  if (h.checking || h.stranded) return;
+  h.checking = true;
+  try {
+    const stranded = await headerStranded(h);
+    h.stranded = true;
+    h.log?.('warn', `rbd ${spec(h.target)} (element ${h.element}): the lease is not renewed for ${h.leaseMs / 1000} s (${why}); `
+      + `${stranded ? 'the cluster cannot serve its lock object to anyone (no OSD up, or its placement group not active)' : 'the cluster does not answer'}; serving on, retrying`);
+  } finally {
+    h.checking = false;
+  }
+}
+
 async function renew(runDir: string, h: Held): Promise<void> {
   if (h.lost !== null) return;
   if (h.busy) { // a CLI call hanging (cluster unreachable) must not outlast the lease either
-    if (Date.now() - h.lastOkMs >= h.leaseMs) lose(runDir, h, `the lease could not be renewed for ${h.leaseMs / 1000} s (the cluster does not answer)`);
+    if (Date.now() - h.lastOkMs >= h.leaseMs) await overdue(h, 'the cluster does not answer');
     return;
   }
   h.busy = true;
@@ -227,8 +284,10 @@ async function renew(runDir: string, h: Held): Promise<void> {
     h.seq++;
     await writeLease(h);
     h.lastOkMs = startedMs;
+    if (h.stranded) h.log?.('info', `rbd ${spec(h.target)} (element ${h.element}): lease renewed again`);
+    h.stranded = false;
   } catch (err) {
-    if (Date.now() - h.lastOkMs >= h.leaseMs) lose(runDir, h, `the lease could not be renewed for ${h.leaseMs / 1000} s (${(err as Error).message})`);
+    if (Date.now() - h.lastOkMs >= h.leaseMs) await overdue(h, (err as Error).message);
   } finally {
     h.busy = false;
   }
