@@ -2,7 +2,6 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { EngineError } from '../src/api-types.js';
 import type { ElementConfig, Layout, VolumeConfig } from '../src/config/types.js';
 import { normalizeElement } from '../src/config/validate.js';
 import { assembleVolume, markClean } from '../src/meta/assemble.js';
@@ -10,6 +9,7 @@ import { readSuperblockFile, wipeSuperblocks } from '../src/meta/element-io.js';
 import { layoutCapacityBytes, layoutSurvives } from '../src/meta/layout.js';
 import type { Superblock } from '../src/meta/superblock.js';
 import { DATA_OFFSET_BYTES, type AssembledVolume } from '../src/meta/types.js';
+import { refusal, superblockIn } from './meta-helpers.js';
 
 const MiB = 1024 * 1024;
 let dir: string;
@@ -31,20 +31,8 @@ function volume(name: string, layout: Layout, names: readonly string[], extra: P
   return { name, layout, elements: names, chunkKiB: 64, order: 'fifo', boot: false, ...extra };
 }
 
-async function superblock(name: string): Promise<Superblock> {
-  const sb = await readSuperblockFile(path.join(dir, `${name}.img`));
-  if (!('arrayUuid' in sb)) throw new Error(`no superblock on ${name}`);
-  return sb;
-}
-
-async function refusal(promise: Promise<unknown>): Promise<EngineError> {
-  try {
-    await promise;
-  } catch (err) {
-    expect(err).toBeInstanceOf(EngineError);
-    return err as EngineError;
-  }
-  throw new Error('expected a refusal');
+function superblock(name: string): Promise<Superblock> {
+  return superblockIn(dir, name);
 }
 
 describe('assembleVolume', () => {

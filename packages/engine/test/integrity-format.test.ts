@@ -4,7 +4,6 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { EngineError } from '../src/api-types.js';
 import type { ElementConfig, Layout, VolumeConfig } from '../src/config/types.js';
 import { normalizeElement, normalizeVolume } from '../src/config/validate.js';
 import { assembleVolume } from '../src/meta/assemble.js';
@@ -12,6 +11,7 @@ import { readSuperblockFile, writeSuperblockFile } from '../src/meta/element-io.
 import { integrityAreaBytes, integrityAreaFor, integrityDataBytes } from '../src/meta/layout.js';
 import { crc32c, decodeSuperblock, encodeSuperblock, SuperblockError, type Superblock } from '../src/meta/superblock.js';
 import { DATA_OFFSET_BYTES } from '../src/meta/types.js';
+import { refusal } from './meta-helpers.js';
 
 const MiB = 1024 * 1024;
 const KiB = 1024;
@@ -117,12 +117,6 @@ describe('integrity assembly', () => {
     if (!('arrayUuid' in s)) throw new Error(`no superblock on ${name}`);
     return s;
   }
-  async function refusal(p: Promise<unknown>): Promise<EngineError> {
-    const err = await p.then(() => undefined, (e: unknown) => e);
-    expect(err).toBeInstanceOf(EngineError);
-    return err as EngineError;
-  }
-
   // 8 MiB after the header: D = 8 MiB - 8 KiB (area 8 KiB), rounded down to the 64 KiB chunk.
   const LEG = 8 * MiB - 64 * KiB;
 

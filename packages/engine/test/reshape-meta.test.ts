@@ -7,12 +7,11 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { EngineError } from '../src/api-types.js';
 import type { ElementConfig, EngineConfig, Layout, VolumeConfig } from '../src/config/types.js';
 import { embeddedDefaultConfig } from '../src/config/load.js';
 import { normalizeElement, normalizeVolume } from '../src/config/validate.js';
 import { assembleVolume, markClean } from '../src/meta/assemble.js';
-import { createSparseFile, readSuperblockFile } from '../src/meta/element-io.js';
+import { createSparseFile } from '../src/meta/element-io.js';
 import { isLeftoverOfStart, reconcileReshape } from '../src/meta/reshape-assemble.js';
 import { BACKUP_AREA_BYTES, backupExtents, copyGeometry, dataChunksPerRow, geometryCapacity, nextStep, stepWriteEndBytes, type ReshapeGeometry } from '../src/meta/reshape-plan.js';
 import { startReshapeSuperblocks, withReshapeRecord, writeReshapeRecord } from '../src/meta/reshape-meta.js';
@@ -22,6 +21,7 @@ import type { Registry } from '../src/state/registry.js';
 import { runtimeState } from '../src/state/runtime-state.js';
 import { finishAndCheck, geo, initialImage, locate, writeNew } from './reshape-model.js';
 import { mergeState, readStateFile, writeStateFile } from '../src/state/state-file.js';
+import { refusal, superblockIn } from './meta-helpers.js';
 
 const MiB = 1024 * 1024;
 const C = 64 * 1024;
@@ -38,19 +38,8 @@ function elements(): Map<string, ElementConfig> {
 function volume(layout: Layout, names: readonly string[]): VolumeConfig {
   return { name: 'r', layout, elements: names, chunkKiB: 64, order: 'fifo', boot: false };
 }
-async function sb(name: string): Promise<Superblock> {
-  const read = await readSuperblockFile(path.join(dir, `${name}.img`));
-  if (!('arrayUuid' in read)) throw new Error(`no superblock on ${name}`);
-  return read;
-}
-async function refusal(promise: Promise<unknown>): Promise<EngineError> {
-  try {
-    await promise;
-  } catch (err) {
-    expect(err).toBeInstanceOf(EngineError);
-    return err as EngineError;
-  }
-  throw new Error('expected a refusal');
+function sb(name: string): Promise<Superblock> {
+  return superblockIn(dir, name);
 }
 /** The same volume with some elements out (their superblocks are not written: a crash before them). */
 function without(vol: AssembledVolume, names: readonly string[]): AssembledVolume {
