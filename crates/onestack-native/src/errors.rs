@@ -36,6 +36,13 @@ pub fn errno_name(errno: i32) -> String {
         libc::EOVERFLOW => "EOVERFLOW",
         libc::EOPNOTSUPP => "EOPNOTSUPP", // == ENOTSUP on Linux
         libc::EDQUOT => "EDQUOT",
+        libc::ERANGE => "ERANGE",
+        libc::ENOTCONN => "ENOTCONN",
+        libc::ESHUTDOWN => "ESHUTDOWN", // librados: this client is blocklisted
+        libc::ETIMEDOUT => "ETIMEDOUT",
+        libc::ECONNREFUSED => "ECONNREFUSED",
+        libc::ECONNRESET => "ECONNRESET",
+        libc::ECANCELED => "ECANCELED",
         _ => return format!("E{errno}"),
     };
     name.to_string()

@@ -7,6 +7,8 @@
 //! - `file.rs`:   O_DIRECT open, fallocate (punch hole, zero range), block-device ioctls.
 //! - `nowait.rs`: preadv2(RWF_NOWAIT): page-cache reads that never wait for the device.
 //! - `seek.rs`:  lseek(SEEK_DATA / SEEK_HOLE): where sparse files hold data.
+//! - `rbd.rs`:    rbd:// elements through librbd's rbd_aio_* (librados/librbd dlopen'ed in
+//!   `rbd_api.rs`, one image handle per process); results are drained in batches.
 //! - `rdma.rs`:   RDMA device/port probe through libibverbs loaded at run time.
 //! - `uring.rs`:  io_uring rings for the bottom driver: batches of READ/WRITE/FUA WRITE/FDATASYNC
 //!   records over the shared data slab, submitted and waited for in one call;
@@ -24,6 +26,8 @@ mod errors;
 mod file;
 mod memory;
 mod nowait;
+mod rbd;
+mod rbd_api;
 mod rdma;
 mod seek;
 mod uring;

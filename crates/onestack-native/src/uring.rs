@@ -76,7 +76,7 @@ fn entry_of(r: &Record, base: *mut u8, user_data: u64) -> squeue::Entry {
 ///
 /// # Safety
 /// The slice aliases JS memory: use it only during the current call, and `T` must match `kind`.
-unsafe fn typed_slice<'a, T>(
+pub(crate) unsafe fn typed_slice<'a, T>(
     value: &Unknown,
     kind: sys::napi_typedarray_type,
     what: &str,
@@ -100,7 +100,7 @@ unsafe fn typed_slice<'a, T>(
         sys::napi_get_typedarray_info(raw.env, raw.value, out.0, out.1, out.2, out.3, out.4);
     }
     if got != kind {
-        return Err(invalid_arg(&format!("submitAndWait: {what}")));
+        return Err(invalid_arg(what));
     }
     if length == 0 || data.is_null() {
         return Ok(&mut []);
@@ -182,14 +182,14 @@ impl Uring {
             typed_slice(
                 &ops,
                 sys::TypedarrayType::float64_array,
-                "ops must be a Float64Array",
+                "submitAndWait: ops must be a Float64Array",
             )
         }?;
         let results: &mut [i32] = unsafe {
             typed_slice(
                 &results,
                 sys::TypedarrayType::int32_array,
-                "results must be an Int32Array",
+                "submitAndWait: results must be an Int32Array",
             )
         }?;
         let slab_bytes = self.slab.as_ref().map(|s| s.bytes);

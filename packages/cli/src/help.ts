@@ -23,6 +23,8 @@ Run "onestack COMMAND --help" for a command's options.
 
 const CLIENT_OPTIONS = `  --api HOST:PORT     the daemon's API address (default 127.0.0.1:9090)
   --data-dir DIR      the daemon's data dir, to read its api-token (default $ONESTACK_DATA_DIR or ./data)
+  --timeout SEC       wait at most SEC seconds (1..300) for the daemon's answer (default 10; 120 for
+                      changes that may wait for an rbd image's lock: element add, volume create, ...)
   -h, --help          this help
 environment: ONESTACK_TOKEN (API token; wins over the data dir's api-token), ONESTACK_DATA_DIR`;
 

@@ -31,15 +31,27 @@ export interface ElementStatus {
   readonly rbd?: ElementRbdStatus;
 }
 
-/** `path`: 'gateway' = a supervised qemu-nbd (pid while it serves), 'librbd' = the native crate (later). */
+/**
+ * `path`: 'librbd' = librbd loaded by the native crate, in this process (remote/rbd-native.ts);
+ * 'gateway' = a supervised qemu-nbd (pid while it serves), used where librbd cannot be loaded or
+ * when the URI asks for it (`?path=gateway`).
+ */
 export interface ElementRbdStatus {
   readonly path: 'gateway' | 'librbd';
   readonly pool: string;
   readonly image: string;
+  /** The gateway's pid while it serves; null on the librbd path. */
   readonly pid: number | null;
   readonly restarts: number;
-  readonly state: 'starting' | 'up' | 'down' | 'stopped';
+  /** 'fenced': the ownership lock was lost, nothing more is written to the image. */
+  readonly state: 'starting' | 'up' | 'down' | 'stopped' | 'fenced';
   readonly error?: string;
+  /** On the gateway path without `?path=gateway`: why librbd was not used (addon not built, librbd.so.1 missing). */
+  readonly fallback?: string;
+  /** librbd path: this process's Ceph client address(es), which another host's takeover blocklists. */
+  readonly clientAddrs?: readonly string[];
+  /** librbd path: requests sent to librbd and not yet answered (abandoned ones, past their deadline, included). */
+  readonly inFlight?: number;
   /** The ownership lock between hosts (remote/rbd-lock.ts): this host's id, the lease, why it was lost. */
   readonly lock?: { readonly host: string; readonly leaseMs: number; readonly lost?: string };
 }

@@ -8,7 +8,7 @@ import type { LogFn } from './engine-types.js';
 import type { IntegrityStores } from './integrity/stores.js';
 import { markClean } from './meta/assemble.js';
 import type { AssembledVolume } from './meta/types.js';
-import { stopRbdGateways } from './remote/rbd-gateway.js';
+import { stopRbdElements } from './remote/rbd-access.js';
 import type { LiveView, Registry } from './state/registry.js';
 
 export interface CloseParts {
@@ -45,7 +45,7 @@ export async function closeVolumes(p: CloseParts): Promise<void> {
   await p.ckpts.close();
   await p.integrity.close();
   await p.dataPath.close();
-  await stopRbdGateways(p.dataDir);
+  await stopRbdElements(p.dataDir);
 }
 
 export interface FailureParts {

@@ -9,7 +9,7 @@ import type { AssembledVolume } from './meta/types.js';
 import { ensureDataDir } from './state/data-dir.js';
 import { lockDataDir } from './state/data-dir-lock.js';
 import { mergeState, readStateFile } from './state/state-file.js';
-import { attachRbdGateways, stopRbdGateways } from './remote/rbd-gateway.js';
+import { attachRbd, stopRbdElements } from './remote/rbd-access.js';
 import { forcedTakeover, takeRbdLocks } from './remote/rbd-lock.js';
 import { checkLayout, type EngineOpenOptions, type LogFn } from './engine-types.js';
 
@@ -48,12 +48,12 @@ async function assembleAll(loaded: EngineConfig, log: LogFn): Promise<Omit<Loade
   for (const v of merged.config.volumes) checkLayout(v.layout, v.name);
   const byName = new Map(merged.config.elements.map((e) => [e.name, e]));
   const assembled: AssembledVolume[] = [];
-  attachRbdGateways(loaded.dataDir, log);
+  attachRbd(loaded.dataDir, log);
   try {
     await takeRbdLocks(loaded.dataDir, merged.config.elements, log, forcedTakeover()); // before anything is written to an image
     for (const v of merged.config.volumes) assembled.push(await assembleVolume(v, byName, { create: true }));
   } catch (err) {
-    await stopRbdGateways(loaded.dataDir); // rbd:// gateways started by the probes
+    await stopRbdElements(loaded.dataDir); // rbd:// paths opened by the probes
     throw err;
   }
   return {

@@ -10,7 +10,7 @@ import { retryView } from './durable/leg-watch.js';
 import type { ScrubJobs } from './durable/scrub-jobs.js';
 import type { AssembledVolume, ElementState } from './meta/types.js';
 import { nbdTlsMode } from './nbd-tls.js';
-import { rbdField } from './remote/rbd-gateway.js';
+import { rbdField } from './remote/rbd-access.js';
 import { elementStatus, volumeState, type ElementEntry, type LiveView, type Registry, type VolumeEntry } from './state/registry.js';
 import type { LogFn } from './engine-types.js';
 import { BOTTOM_BATCH_MAX, uringScope } from './workers/uring-batch.js';

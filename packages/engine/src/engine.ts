@@ -32,7 +32,7 @@ import { CheckpointKeeper } from './checkpoints/keeper.js';
 import { IntegrityStores } from './integrity/stores.js';
 import type { IntegrityStore } from './integrity/store.js';
 import { buildStatus, liveViewOf, withLiveStates, logOpenReport } from './engine-status.js';
-import { stopRbdGatewayOf, stopRbdGateways } from './remote/rbd-gateway.js';
+import { stopRbdElementOf, stopRbdElements } from './remote/rbd-access.js';
 import { closeVolumes, recordFailures } from './engine-close.js';
 import { watchRbdLocks } from './remote/rbd-fence.js';
 import { defaultLog, type AddElementSpec, type CreateVolumeSpec, type EngineOpenOptions, type LogFn } from './engine-types.js';
@@ -109,7 +109,7 @@ export class Engine {
     const log = opts.log ?? defaultLog;
     const { loaded, merged, runtimeElements, runtimeVolumes, assembled, unlock } = await loadEngine(opts, log);
     const dataPath = await DataPath.start({ pools: loaded.pools, queue: loaded.queue, probeDir: loaded.dataDir, readCacheMiB: loaded.cache.readMiB, maxVolumes: MAX_VOLUME_SLOTS, maxElements: MAX_ELEMENT_SLOTS })
-      .catch(async (err: unknown) => { await stopRbdGateways(loaded.dataDir); unlock(); throw err; });
+      .catch(async (err: unknown) => { await stopRbdElements(loaded.dataDir); unlock(); throw err; });
     const engine = new Engine(loaded, dataPath, log);
     engine.unlock = unlock;
     try {
@@ -231,7 +231,7 @@ export class Engine {
       if (owner !== undefined) throw new EngineError('conflict', `element ${name} is used by volume ${owner.assembled.config.name}`, `element ${name}`, 'delete the volume first (or replace the element)');
       this.registry.elements.delete(name);
       await this.applyTopology();
-      await stopRbdGatewayOf(entry.config);
+      await stopRbdElementOf(entry.config);
       if (!entry.runtime) this.log('warn', `element ${name} is defined in the config file: it comes back at the next start unless removed there`);
       this.persist();
       this.changed();

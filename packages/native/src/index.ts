@@ -15,3 +15,5 @@ export { preadNowait } from './nowait.js';
 export { sparseSeek, sparseSeekUnavailable, type SparseSeek } from './seek.js';
 export { blockChecksums, crc32cBlocksJs, CHECKSUM_BLOCK_BYTES_MAX, CHECKSUM_BLOCK_BYTES_MIN, type BlockChecksums, type ChecksumAlgo, type Crc32cBlocks, type Xxh64Blocks } from './checksum.js';
 export { crc32c, crc32cUpdate } from './crc32c.js';
+export type { NativeRbdImage, RbdDone, RbdTargetOptions } from './rbd.js';
+export { openRbdImage, rbdFence, rbdUnavailable } from './rbd.js';

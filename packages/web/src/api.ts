@@ -4,6 +4,11 @@
 
 const TOKEN_KEY = 'onestack.apiToken';
 const CALL_TIMEOUT_MS = 30_000;
+/**
+ * Adding an element or creating a volume can legitimately wait: taking an rbd image's lock from a
+ * dead holder waits out its lease (15 s by default) plus fencing (docs/rbd.md).
+ */
+export const SLOW_CALL_TIMEOUT_MS = 120_000;
 export const API = '/api/v1';
 
 export function takeTokenFromUrl(): void {
@@ -76,15 +81,20 @@ export async function errorOf(res: Response): Promise<ApiError> {
   }
 }
 
-export async function call<T>(method: string, path: string, body?: unknown): Promise<T> {
+export async function call<T>(method: string, path: string, body?: unknown, timeoutMs = CALL_TIMEOUT_MS): Promise<T> {
   const headers: Record<string, string> = { ...authHeaders(), accept: 'application/json' };
   if (body !== undefined) headers['content-type'] = 'application/json';
   let res: Response;
   try {
     res = await fetch(API + path, {
-      method, headers, body: body === undefined ? null : JSON.stringify(body), signal: AbortSignal.timeout(CALL_TIMEOUT_MS), cache: 'no-store',
+      method, headers, body: body === undefined ? null : JSON.stringify(body), signal: AbortSignal.timeout(timeoutMs), cache: 'no-store',
     });
   } catch (err) {
+    if (err instanceof Error && err.name === 'TimeoutError' && method !== 'GET') {
+      // The daemon is not told to stop: the change goes on, and the tables show when it is done.
+      throw new ApiError(0, `no answer from the daemon within ${Math.round(timeoutMs / 1000)} s; it keeps working on the request`, 'timeout', undefined,
+        'watch the tables below (they update live) before trying again');
+    }
     throw new ApiError(0, `cannot reach the daemon: ${err instanceof Error ? err.message : String(err)}`, 'network', undefined, 'is `onestack serve` running?');
   }
   if (!res.ok) throw await errorOf(res);

@@ -20,6 +20,29 @@ export interface ElementStatus {
   writeBehind?: ElementWriteBehind;
   /** A remote leg that went away and is being probed (state `stale`, docs/durability.md). */
   retry?: ElementRetry;
+  /** rbd:// elements: how the image is reached and the ownership lock between hosts (docs/rbd.md); absent on other elements. */
+  rbd?: ElementRbd;
+}
+
+/**
+ * `path`: 'librbd' = librbd in the daemon; 'gateway' = a qemu-nbd the daemon supervises (`pid` while
+ * it serves), with `fallback` saying why librbd was not used. 'fenced': the ownership lock was lost,
+ * nothing more is written to the image.
+ */
+export interface ElementRbd {
+  path: 'gateway' | 'librbd';
+  pool: string;
+  image: string;
+  pid: number | null;
+  restarts: number;
+  state: 'starting' | 'up' | 'down' | 'stopped' | 'fenced';
+  error?: string;
+  fallback?: string;
+  /** librbd path: this process's Ceph client address(es), which another host's takeover blocklists. */
+  clientAddrs?: string[];
+  /** librbd path: requests sent to librbd and not yet answered. */
+  inFlight?: number;
+  lock?: { host: string; leaseMs: number; lost?: string };
 }
 
 /** EWMAs: µs per successful READ / WRITE (null = no sample yet), MiB/s with a ~1 s time constant. */

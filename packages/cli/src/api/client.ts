@@ -9,6 +9,10 @@ export const API_PREFIX = '/api/v1';
 export interface ClientOptions {
   readonly api: HostPort;
   readonly token?: string;
+  /**
+   * Bound on every request (`--timeout SEC`). Without it: TIMEOUT_MS_DEFAULT for status and other
+   * quick calls, SLOW_TIMEOUT_MS_DEFAULT for the control operations that open elements or assemble volumes.
+   */
   readonly timeoutMs?: number;
   /** Where the token was looked for, for the hint when the daemon answers 401. */
   readonly tokenSource?: string;
@@ -28,7 +32,18 @@ export interface ScrubStartedBody { volume: string; kind: 'check' | 'repair'; st
 
 interface ErrorBody { error?: unknown; where?: unknown; hint?: unknown }
 
-const TIMEOUT_MS_DEFAULT = 10_000;
+/** Status, lists and other calls the daemon answers at once. */
+export const TIMEOUT_MS_DEFAULT = 10_000;
+/**
+ * Control operations that open elements or (re)assemble volumes. They can legitimately wait: taking
+ * an rbd image's ownership lock from a dead holder waits out its lease (15 s by default) plus fencing,
+ * and a gateway's start or a remote's connect has its own deadlines on top.
+ */
+export const SLOW_TIMEOUT_MS_DEFAULT = 120_000;
+/** fetch (undici) gives up waiting for response headers after 300 s whatever the signal says. */
+export const TIMEOUT_MS_MAX = 300_000;
+
+type Speed = 'quick' | 'slow';
 
 export class ApiClient {
   readonly #options: ClientOptions;
@@ -43,14 +58,14 @@ export class ApiClient {
   volumes(): Promise<VolumeStatus[]> { return this.#request('GET', '/volumes') as Promise<VolumeStatus[]>; }
   elements(): Promise<ElementStatus[]> { return this.#request('GET', '/elements') as Promise<ElementStatus[]>; }
   createVolume(body: CreateVolumeBody): Promise<VolumeStatus> {
-    return this.#request('POST', '/volumes', body) as Promise<VolumeStatus>;
+    return this.#request('POST', '/volumes', body, 'slow') as Promise<VolumeStatus>;
   }
-  async deleteVolume(name: string): Promise<void> { await this.#request('DELETE', `/volumes/${encodeURIComponent(name)}`); }
+  async deleteVolume(name: string): Promise<void> { await this.#request('DELETE', `/volumes/${encodeURIComponent(name)}`, undefined, 'slow'); }
   growVolume(name: string, sizeBytes: number): Promise<VolumeStatus> {
-    return this.#request('POST', `/volumes/${encodeURIComponent(name)}/grow`, { sizeBytes }) as Promise<VolumeStatus>;
+    return this.#request('POST', `/volumes/${encodeURIComponent(name)}/grow`, { sizeBytes }, 'slow') as Promise<VolumeStatus>;
   }
   reshapeVolume(name: string, body: { add: string[]; layout?: string; maxMiBPerSec?: number; resume?: boolean }): Promise<VolumeStatus> {
-    return this.#request('POST', `/volumes/${encodeURIComponent(name)}/reshape`, body) as Promise<VolumeStatus>;
+    return this.#request('POST', `/volumes/${encodeURIComponent(name)}/reshape`, body, 'slow') as Promise<VolumeStatus>;
   }
   volume(name: string): Promise<VolumeStatus> {
     return this.#request('GET', `/volumes/${encodeURIComponent(name)}`) as Promise<VolumeStatus>;
@@ -62,13 +77,13 @@ export class ApiClient {
     return this.#request('DELETE', `/volumes/${encodeURIComponent(name)}/scrub`) as Promise<{ volume: string; cancelled: boolean }>;
   }
   replaceElement(volume: string, oldElement: string, newElement: string): Promise<VolumeStatus> {
-    return this.#request('POST', `/volumes/${encodeURIComponent(volume)}/replace`, { old: oldElement, new: newElement }) as Promise<VolumeStatus>;
+    return this.#request('POST', `/volumes/${encodeURIComponent(volume)}/replace`, { old: oldElement, new: newElement }, 'slow') as Promise<VolumeStatus>;
   }
   addMember(volume: string, element: string): Promise<VolumeStatus> {
-    return this.#request('POST', `/volumes/${encodeURIComponent(volume)}/members`, { element }) as Promise<VolumeStatus>;
+    return this.#request('POST', `/volumes/${encodeURIComponent(volume)}/members`, { element }, 'slow') as Promise<VolumeStatus>;
   }
   removeMember(volume: string, element: string): Promise<VolumeStatus> {
-    return this.#request('DELETE', `/volumes/${encodeURIComponent(volume)}/members/${encodeURIComponent(element)}`) as Promise<VolumeStatus>;
+    return this.#request('DELETE', `/volumes/${encodeURIComponent(volume)}/members/${encodeURIComponent(element)}`, undefined, 'slow') as Promise<VolumeStatus>;
   }
   createCheckpoint(volume: string, name?: string): Promise<CheckpointStatus> {
     return this.#request('POST', `/volumes/${encodeURIComponent(volume)}/checkpoints`, name === undefined ? {} : { name }) as Promise<CheckpointStatus>;
@@ -80,9 +95,9 @@ export class ApiClient {
     await this.#request('DELETE', `/volumes/${encodeURIComponent(volume)}/checkpoints/${encodeURIComponent(name)}`);
   }
   addElement(body: AddElementBody): Promise<ElementStatus> {
-    return this.#request('POST', '/elements', body) as Promise<ElementStatus>;
+    return this.#request('POST', '/elements', body, 'slow') as Promise<ElementStatus>;
   }
-  async removeElement(name: string): Promise<void> { await this.#request('DELETE', `/elements/${encodeURIComponent(name)}`); }
+  async removeElement(name: string): Promise<void> { await this.#request('DELETE', `/elements/${encodeURIComponent(name)}`, undefined, 'slow'); }
   failElement(name: string): Promise<ElementStatus> {
     return this.#request('POST', `/elements/${encodeURIComponent(name)}/fail`) as Promise<ElementStatus>;
   }
@@ -91,31 +106,35 @@ export class ApiClient {
     return this.#request('POST', '/discover', body) as Promise<DiscoverResult>;
   }
 
-  async #request(method: string, path: string, body?: unknown): Promise<unknown> {
+  /** The bound a request of this speed gets (the --timeout option wins). */
+  timeoutMsFor(speed: Speed): number {
+    const ms = this.#options.timeoutMs ?? (speed === 'slow' ? SLOW_TIMEOUT_MS_DEFAULT : TIMEOUT_MS_DEFAULT);
+    return Math.min(Math.max(1, ms), TIMEOUT_MS_MAX);
+  }
+
+  async #request(method: string, path: string, body?: unknown, speed: Speed = 'quick'): Promise<unknown> {
     const headers: Record<string, string> = { accept: 'application/json' };
     if (this.#options.token !== undefined) headers['authorization'] = `Bearer ${this.#options.token}`;
     if (body !== undefined) headers['content-type'] = 'application/json';
-    const timeoutMs = this.#options.timeoutMs ?? TIMEOUT_MS_DEFAULT;
+    const timeoutMs = this.timeoutMsFor(speed);
+    // One signal for the whole exchange: a daemon that sends headers and then stalls the body is bounded too.
+    const signal = AbortSignal.timeout(timeoutMs);
     let response: Response;
+    let text: string;
     try {
-      response = await fetch(this.#base + path, {
-        method, headers, body: body === undefined ? null : JSON.stringify(body), signal: AbortSignal.timeout(timeoutMs),
-      });
+      response = await fetch(this.#base + path, { method, headers, body: body === undefined ? null : JSON.stringify(body), signal });
+      text = await response.text();
     } catch (err) {
-      throw this.#unreachable(err, timeoutMs);
+      throw this.#unreachable(err, timeoutMs, method, speed);
     }
-    const text = await response.text();
     if (response.ok) return text === '' ? undefined : parseJson(text, path);
     throw this.#httpError(method, path, response.status, text);
   }
 
-  #unreachable(err: unknown, timeoutMs: number): CliError {
+  #unreachable(err: unknown, timeoutMs: number, method: string, speed: Speed): CliError {
     const where = formatHostPort(this.#options.api);
     const name = err instanceof Error ? err.name : '';
-    if (name === 'TimeoutError' || name === 'AbortError') {
-      return new CliError(1, `the daemon at ${where} did not answer within ${timeoutMs} ms`, 'timeout',
-        'is it overloaded or stuck? check its log (stderr of onestack serve)');
-    }
+    if (name === 'TimeoutError' || name === 'AbortError') return timeoutError(where, timeoutMs, method, speed);
     const cause = causeCode(err);
     if (cause === 'bad port') {
       // fetch refuses the Fetch standard's "bad ports" (1, 6000, 6665-6669, ...) before connecting.
@@ -139,6 +158,21 @@ export class ApiClient {
     // 400 means the request itself was wrong: a usage error, like a bad flag.
     return new CliError(status === 400 ? 2 : 1, message, where, hint);
   }
+}
+
+/**
+ * A request that outlived its bound. A change (element add, volume create, ...) is not undone by the
+ * client giving up: the daemon goes on with it, so the hint says to look before trying again.
+ */
+function timeoutError(where: string, timeoutMs: number, method: string, speed: Speed): CliError {
+  // Bound on the client side only: a request is never withdrawn once sent.
+  const seconds = timeoutMs >= 1000 ? `${Math.round(timeoutMs / 100) / 10} s` : `${timeoutMs} ms`;
+  const message = `the daemon at ${where} did not answer within ${seconds}`;
+  if (speed === 'quick') {
+    return new CliError(1, message, `${method} timeout`, 'is it overloaded or stuck? check its log (stderr of onestack serve); wait longer with --timeout SEC');
+  }
+  return new CliError(1, `${message}; the daemon keeps working on the request (taking an rbd image's lock from a dead holder waits out its lease first)`,
+    `${method} timeout`, 'check the outcome with onestack status before trying again; give it longer with --timeout SEC (at most 300)');
 }
 
 function parseJson(text: string, path: string): unknown {

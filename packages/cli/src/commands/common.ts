@@ -1,8 +1,8 @@
 // Options and set-up shared by the commands that talk to the daemon over the API.
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { ApiClient } from '../api/client.js';
-import { parseHostPort, type OptionSpecs, type ParsedArgs } from '../args.js';
+import { ApiClient, TIMEOUT_MS_MAX } from '../api/client.js';
+import { parseHostPort, parsePositiveInt, type OptionSpecs, type ParsedArgs } from '../args.js';
 import { CliError } from '../errors.js';
 import type { ExitCode } from '../errors.js';
 import { HELP } from '../help.js';
@@ -15,6 +15,7 @@ const TOKEN_BYTES_MAX = 4096;
 export const CLIENT_OPTIONS: OptionSpecs = {
   api: { type: 'string' },
   'data-dir': { type: 'string' },
+  timeout: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 };
 
@@ -29,14 +30,17 @@ export function dataDirOf(values: ParsedArgs['values'], io: CliIo): string {
 export function clientFor(values: ParsedArgs['values'], io: CliIo): ApiClient {
   const apiText = typeof values['api'] === 'string' ? values['api'] : API_DEFAULT;
   const api = parseHostPort(apiText, '--api', false);
+  // --timeout SEC bounds every request; without it the client picks per request (10 s, or 120 s
+  // for element add, volume create and the other operations that open elements).
+  const timeout = typeof values['timeout'] === 'string' ? { timeoutMs: parsePositiveInt(values['timeout'], '--timeout', TIMEOUT_MS_MAX / 1000) * 1000 } : {};
   const envToken = io.env['ONESTACK_TOKEN'];
   if (envToken !== undefined && envToken.trim() !== '') {
-    return new ApiClient({ api, token: envToken.trim(), tokenSource: 'ONESTACK_TOKEN' });
+    return new ApiClient({ api, token: envToken.trim(), tokenSource: 'ONESTACK_TOKEN', ...timeout });
   }
   const path = resolve(join(dataDirOf(values, io), 'api-token'));
   const token = readToken(path);
   // No token: still ask, so "daemon not running" is reported before "no token".
-  return token === undefined ? new ApiClient({ api, tokenSource: path }) : new ApiClient({ api, token, tokenSource: path });
+  return token === undefined ? new ApiClient({ api, tokenSource: path, ...timeout }) : new ApiClient({ api, token, tokenSource: path, ...timeout });
 }
 
 function readToken(path: string): string | undefined {

@@ -1,6 +1,7 @@
-// rbd://POOL/IMAGE?conf=PATH&id=USER[&keyring=PATH]: a Ceph RBD image as an element. The rest of
-// the engine sees an NBD element over a Unix socket in the data dir, served by a qemu-nbd gateway
-// that remote/rbd-gateway.ts starts and supervises; only `location.rbd` says where it comes from.
+// rbd://POOL/IMAGE?conf=PATH&id=USER[&keyring=PATH][&path=librbd|gateway]: a Ceph RBD image as an
+// element. `location.rbd` says where it comes from; remote/rbd-access.ts reaches it through
+// librbd in this process or, where librbd cannot be loaded (or path=gateway), as an NBD element
+// over a Unix socket in the data dir served by a supervised qemu-nbd (remote/rbd-gateway.ts).
 import { createHash } from 'node:crypto';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -9,7 +10,8 @@ import { configError, show } from './errors.js';
 
 export const RBD_DEFAULT_CONF = '/etc/ceph/ceph.conf';
 export const RBD_DEFAULT_ID = 'admin';
-const RBD_PARAMS = ['conf', 'id', 'keyring'] as const;
+const RBD_PARAMS = ['conf', 'id', 'keyring', 'path'] as const;
+const RBD_PATHS = ['librbd', 'gateway'] as const;
 /** Pool and image names we accept: what qemu's rbd: filename needs no escaping for. */
 const NAME_RE = /^[A-Za-z0-9_.+-]{1,128}$/;
 const ID_RE = /^[A-Za-z0-9_.-]{1,64}$/;
@@ -78,7 +80,10 @@ export function parseRbdUri(uri: string, field: string, baseDir: string): Elemen
   const conf = path.resolve(baseDir, params.get('conf') ?? RBD_DEFAULT_CONF);
   const keyringText = params.get('keyring');
   const keyring = keyringText === undefined ? undefined : path.resolve(baseDir, keyringText);
-  const target: RbdTarget = { pool, image, conf, id, ...(keyring !== undefined ? { keyring } : {}), runDir: baseDir };
+  const pathText = params.get('path');
+  if (pathText !== undefined && !(RBD_PATHS as readonly string[]).includes(pathText)) throw configError(field, `rbd path ${show(pathText)} is not one of ${RBD_PATHS.join(', ')}`, 'leave it out to use librbd where it loads and the qemu-nbd gateway elsewhere');
+  const via = pathText === undefined ? {} : { path: pathText as RbdTarget['path'] & string };
+  const target: RbdTarget = { pool, image, conf, id, ...(keyring !== undefined ? { keyring } : {}), ...via, runDir: baseDir };
   return { kind: 'nbd', uri, tls: false, socketPath: rbdFiles(target).socketPath, exportName: '', rbd: target };
 }
 

@@ -22,8 +22,12 @@ export type ElementLocation =
   | { readonly kind: 'nbd'; readonly uri: string; readonly tls: boolean; readonly host?: string; readonly port?: number; readonly socketPath?: string; readonly exportName: string; readonly rbd?: RbdTarget }
   | { readonly kind: 'iscsi'; readonly uri: string; readonly host: string; readonly port: number; readonly targetIqn: string; readonly lun: number; readonly user?: string };
 
-/** rbd://POOL/IMAGE: an NBD element over a Unix socket served by a supervised gateway (remote/rbd-gateway.ts, config/rbd.ts). */
-export interface RbdTarget { readonly pool: string; readonly image: string; readonly conf: string; readonly id: string; readonly keyring?: string; readonly runDir: string }
+/** rbd://POOL/IMAGE: librbd in this process or an NBD element over a gateway socket (remote/rbd-access.ts, config/rbd.ts). */
+export interface RbdTarget {
+  readonly pool: string; readonly image: string; readonly conf: string; readonly id: string; readonly keyring?: string; readonly runDir: string;
+  /** `?path=`: absent = librbd where it loads, else the gateway (remote/rbd-native.ts rbdPathChoice). */
+  readonly path?: 'librbd' | 'gateway';
+}
 
 export interface ElementConfig {
   readonly name: string;

@@ -5,6 +5,7 @@ import { IscsiClient, type IscsiClientOptions } from '@onestack/iscsi';
 import { DataPathError, type DataPathErrno } from '../datapath/errno.js';
 import type { IscsiRemoteSpec, NbdRemoteSpec, RemoteSpec } from './spec.js';
 import { explainGateway } from './rbd-gateway.js';
+import { RbdDevice } from './rbd-device.js';
 
 /** Both clients report the same shape (each protocol package declares it; nbd's is the reference here). */
 export type RemoteDeviceInfo = BlockDeviceInfo;
@@ -42,6 +43,7 @@ function iscsiOptions(spec: IscsiRemoteSpec, log?: LogLine): IscsiClientOptions 
 
 export async function connectRemote(spec: RemoteSpec, log?: LogLine): Promise<RemoteDevice> {
   if (spec.kind === 'nbd') return NbdClient.connect(nbdOptions(spec, log)).catch((err: unknown) => { throw explainGateway(spec.socketPath, err); });
+  if (spec.kind === 'rbd') return RbdDevice.connect(spec);
   return IscsiClient.connect(iscsiOptions(spec, log));
 }
 
@@ -65,6 +67,10 @@ export async function connectStatusProbe(spec: RemoteSpec, log?: LogLine): Promi
     const base = MetaContext.BASE_ALLOCATION;
     const c = await NbdClient.connect({ ...nbdOptions(spec, log), connections: 1, metaContexts: [base] });
     return { info: c.info, unsupported: c.metaContexts.includes(base) ? null : 'the server offers no base:allocation', blockStatus: (o, l) => c.blockStatus(o, l, base), close: () => c.close() };
+  }
+  if (spec.kind === 'rbd') {
+    const d = await RbdDevice.connect(spec);
+    return { info: d.info, unsupported: 'the librbd path does not report allocation yet', blockStatus: (_offset, l) => Promise.resolve([{ lengthBytes: l, flags: 0 }]), close: () => d.close() };
   }
   const c = await IscsiClient.connect(iscsiOptions(spec, log));
   return { info: c.info, unsupported: c.canBlockStatus ? null : 'the LUN is not thin-provisioned (or lacks GET LBA STATUS)', blockStatus: (o, l) => c.blockStatus(o, l), close: () => c.close() };

@@ -6,7 +6,7 @@
 import type { DataPath } from '../datapath/datapath.js';
 import type { Registry } from '../state/registry.js';
 import type { LogFn } from '../engine-types.js';
-import { fenceRbdGateway } from './rbd-gateway.js';
+import { fenceRbdElement } from './rbd-access.js';
 import { onRbdLockLost } from './rbd-lock.js';
 
 export interface FenceHost {
@@ -20,7 +20,7 @@ export interface FenceHost {
 export function watchRbdLocks(dataDir: string, host: FenceHost): () => void {
   return onRbdLockLost(dataDir, (element, reason) => {
     const entry = host.registry.elements.get(element);
-    if (entry !== undefined) fenceRbdGateway(entry.config, `ownership lock lost: ${reason}`);
+    if (entry !== undefined) fenceRbdElement(entry.config, `ownership lock lost: ${reason}`);
     const owner = host.registry.ownerOf(element);
     if (owner === undefined) {
       host.log('error', `element ${element}: ownership lock lost (${reason}); its gateway is stopped`);

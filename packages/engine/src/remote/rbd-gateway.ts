@@ -1,15 +1,14 @@
 // The qemu-nbd gateway of rbd:// elements (config/rbd.ts): started before the element is first
 // opened (remoteSpecFor), restarted with back-off when it dies, stopped when its engine closes.
 // The engine then reaches the image as an NBD element over the gateway's Unix socket, so our NBD
-// client's reconnects, deadlines and the stale/retry logic apply unchanged. librbd through the
-// native crate will be the other path (`status rbd.path`).
+// client's reconnects, deadlines and the stale/retry logic apply unchanged. It is the path where
+// librbd cannot be loaded or the URI asks for it; rbd-access.ts chooses (status `rbd.path`).
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import { connect } from 'node:net';
-import type { ElementConfig, RbdTarget } from '../config/types.js';
+import type { RbdTarget } from '../config/types.js';
 import { rbdFiles } from '../config/rbd.js';
 import { EngineError, type ElementRbdStatus } from '../api-types.js';
-import { rbdLockOf, releaseRbdLockOf, releaseRbdLocks, takeRbdLocks } from './rbd-lock.js';
 
 export type GatewayLog = (level: 'info' | 'warn' | 'error', msg: string) => void;
 type GatewayState = 'starting' | 'up' | 'down' | 'stopped';
@@ -27,10 +26,8 @@ const LOG_ROTATE_BYTES = 1 << 20;
 const SHARED_CLIENTS = 64;
 
 const gateways = new Map<string, RbdGateway>();
-const owners = new Map<string, GatewayLog>();
 let exitHookSet = false;
 
-const defaultLog: GatewayLog = (level, msg) => process.stderr.write(`onestack: ${level}: ${msg}\n`);
 
 /** Escapes a value for qemu's rbd: filename, whose separators are ':' (options) and '@' (snapshot). */
 function escapeOpt(value: string): string {
@@ -272,52 +269,40 @@ function setExitHook(): void {
   });
 }
 
-function rbdOf(config: ElementConfig): { target: RbdTarget; socketPath: string } | undefined {
-  const loc = config.location;
-  return loc.kind === 'nbd' && loc.rbd !== undefined && loc.socketPath !== undefined ? { target: loc.rbd, socketPath: loc.socketPath } : undefined;
-}
-
-/** An engine with this data dir owns the gateways placed there; their messages go to its log. */
-export function attachRbdGateways(runDir: string, log: GatewayLog): void {
-  owners.set(runDir, log);
-}
-
 /**
- * Starts the element's gateway unless it runs already (no-op for other elements). Never throws
- * for a gateway that does not come up: the supervisor keeps retrying, the connect that follows
- * fails with the gateway's own error (explainGateway), and a mirror leg comes up failed.
+ * Starts the gateway of the image behind socketPath unless it runs already. Never throws for a
+ * gateway that does not come up: the supervisor keeps retrying, the connect that follows fails
+ * with the gateway's own error (explainGateway), and a mirror leg comes up failed.
  */
-export async function ensureRbdGateway(config: ElementConfig): Promise<void> {
-  const rbd = rbdOf(config);
-  if (rbd === undefined) return;
-  const running = gateways.get(rbd.socketPath);
+export async function ensureRbdGateway(target: RbdTarget, socketPath: string, element: string, log: GatewayLog): Promise<void> {
+  const running = gateways.get(socketPath);
   if (running !== undefined) {
-    if (running.element !== config.name) throw new EngineError('conflict', `rbd image ${rbd.target.pool}/${rbd.target.image} is already element ${running.element}`);
+    if (running.element !== element) throw new EngineError('conflict', `rbd image ${target.pool}/${target.image} is already element ${running.element}`);
     return running.started; // a caller arriving during the first start waits for it too
   }
-  // The image's ownership lock first (a no-op once held): an rbd element added at run time is locked too.
-  await takeRbdLocks(rbd.target.runDir, [config], owners.get(rbd.target.runDir) ?? defaultLog);
-  if (gateways.has(rbd.socketPath)) return gateways.get(rbd.socketPath)!.started; // started meanwhile
-  const gw = new RbdGateway(rbd.target, rbd.socketPath, config.name, owners.get(rbd.target.runDir) ?? defaultLog);
-  gateways.set(rbd.socketPath, gw);
+  const gw = new RbdGateway(target, socketPath, element, log);
+  gateways.set(socketPath, gw);
   gw.started = gw.start();
   try {
     await gw.started;
   } catch (err) { // the data dir not writable, say: nothing left running, the next open tries again
-    gateways.delete(rbd.socketPath);
+    gateways.delete(socketPath);
     await gw.stop();
     throw err;
   }
 }
 
-/** Stops one element's gateway (element removed). */
-export async function stopRbdGatewayOf(config: ElementConfig): Promise<void> {
-  const rbd = rbdOf(config);
-  const gw = rbd === undefined ? undefined : gateways.get(rbd.socketPath);
-  if (gw === undefined || rbd === undefined) return;
-  gateways.delete(rbd.socketPath);
+/** Whether a gateway serves socketPath, and for which element. */
+export function rbdGatewayElement(socketPath: string): string | undefined {
+  return gateways.get(socketPath)?.element;
+}
+
+/** Stops one gateway (element removed). */
+export async function stopRbdGatewayOf(socketPath: string): Promise<void> {
+  const gw = gateways.get(socketPath);
+  if (gw === undefined) return;
+  gateways.delete(socketPath);
   await gw.stop();
-  await releaseRbdLockOf(rbd.target.runDir, config.name, owners.get(rbd.target.runDir) ?? defaultLog);
 }
 
 /** Stops every gateway of the engine whose data dir is runDir (engine closed or failed to open). */
@@ -325,29 +310,16 @@ export async function stopRbdGateways(runDir: string): Promise<void> {
   const mine = [...gateways.entries()].filter(([, gw]) => gw.target.runDir === runDir);
   for (const [key] of mine) gateways.delete(key);
   await Promise.all(mine.map(([, gw]) => gw.stop()));
-  await releaseRbdLocks(runDir, owners.get(runDir) ?? defaultLog); // only once nothing of ours writes the images
-  owners.delete(runDir);
 }
 
-/** Kills the element's gateway for good (its ownership lock was lost). */
-export function fenceRbdGateway(config: ElementConfig, why: string): void {
-  const rbd = rbdOf(config);
-  if (rbd !== undefined) gateways.get(rbd.socketPath)?.fence(why);
+/** Kills the gateway for good (its image's ownership lock was lost). */
+export function fenceRbdGateway(socketPath: string, why: string): void {
+  gateways.get(socketPath)?.fence(why);
 }
 
-/** `status().elements[].rbd`, or undefined for elements that are not rbd://. */
-export function rbdStatusOf(config: ElementConfig): ElementRbdStatus | undefined {
-  const rbd = rbdOf(config);
-  if (rbd === undefined) return undefined;
-  const lock = rbdLockOf(rbd.target.runDir, config.name);
-  const gw = gateways.get(rbd.socketPath)?.status() ?? { path: 'gateway', pool: rbd.target.pool, image: rbd.target.image, pid: null, restarts: 0, state: 'stopped' };
-  return lock === null ? gw : { ...gw, lock };
-}
-
-/** `{ rbd }` for a status spread. */
-export function rbdField(config: ElementConfig): { rbd?: ElementRbdStatus } {
-  const rbd = rbdStatusOf(config);
-  return rbd === undefined ? {} : { rbd };
+/** The gateway's status, or a stopped one. */
+export function rbdGatewayStatus(target: RbdTarget, socketPath: string): ElementRbdStatus {
+  return gateways.get(socketPath)?.status() ?? { path: 'gateway', pool: target.pool, image: target.image, pid: null, restarts: 0, state: 'stopped' };
 }
 
 /** A failed connect to a gateway's socket, said as what the gateway is doing (on the thread that runs it). */

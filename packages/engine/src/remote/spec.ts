@@ -4,7 +4,7 @@
 import * as fs from 'node:fs/promises';
 import { EngineError } from '../api-types.js';
 import type { ElementConfig } from '../config/types.js';
-import { ensureRbdGateway } from './rbd-gateway.js';
+import { ensureRbdElement } from './rbd-access.js';
 
 export interface NbdRemoteSpec {
   readonly kind: 'nbd';
@@ -31,7 +31,19 @@ export interface IscsiRemoteSpec {
   readonly timeoutMs: number;
 }
 
-export type RemoteSpec = NbdRemoteSpec | IscsiRemoteSpec;
+/** rbd:// on the librbd path (remote/rbd-device.ts): librbd reads the keyring file itself. */
+export interface RbdRemoteSpec {
+  readonly kind: 'rbd';
+  readonly where: string;
+  readonly pool: string;
+  readonly image: string;
+  readonly conf: string;
+  readonly id: string;
+  readonly keyring?: string;
+  readonly timeoutMs: number;
+}
+
+export type RemoteSpec = NbdRemoteSpec | IscsiRemoteSpec | RbdRemoteSpec;
 
 export function isRemote(config: ElementConfig): boolean {
   return config.location.kind !== 'local';
@@ -73,8 +85,14 @@ export async function remoteSpecFor(config: ElementConfig): Promise<RemoteSpec> 
   const loc = config.location;
   if (loc.kind === 'local') throw new Error(`element ${config.name} is local`);
   if (loc.kind === 'nbd') {
-    // rbd://: its qemu-nbd gateway must serve the socket before anyone connects to it.
-    if (loc.rbd !== undefined) await ensureRbdGateway(config);
+    // rbd://: librbd in this process, or a qemu-nbd gateway serving the socket before anyone connects to it.
+    if (loc.rbd !== undefined) {
+      const path = await ensureRbdElement(config);
+      if (path === 'librbd') {
+        const t = loc.rbd;
+        return { kind: 'rbd', where: config.uri, pool: t.pool, image: t.image, conf: t.conf, id: t.id, timeoutMs: config.timeoutMs, ...(t.keyring !== undefined ? { keyring: t.keyring } : {}) };
+      }
+    }
     let tls: NbdRemoteSpec['tls'];
     if (loc.tls) {
       const t = config.tls ?? {};

@@ -8,7 +8,7 @@ import { normalizeElement } from '../config/validate.js';
 import { localSizeBytes } from '../meta/device.js';
 import { withRemote } from '../meta/remote-io.js';
 import { remoteSpecFor, type RemoteSpec } from '../remote/spec.js';
-import { stopRbdGatewayOf } from '../remote/rbd-gateway.js';
+import { stopRbdElementOf } from '../remote/rbd-access.js';
 import { DATA_OFFSET_BYTES } from '../meta/types.js';
 import { MAX_ELEMENT_SLOTS, type ElementEntry, type Registry } from './registry.js';
 
@@ -104,7 +104,7 @@ export async function newElement(registry: Registry, dataDir: string, spec: Runt
   try {
     totalBytes = await withRemote(config, async (dev) => dev.info.sizeBytes);
   } catch (err) {
-    await stopRbdGatewayOf(config); // an rbd:// element's gateway, started for this check
+    await stopRbdElementOf(config); // an rbd:// element's path and lock, opened for this check
     const why = maskUri(err instanceof Error ? err.message : String(err));
     throw new EngineError('unreachable', `element ${config.name}: cannot reach ${maskUri(config.uri)}: ${why}`, maskUri(config.uri), 'check the URI, that the remote is up and the credentials');
   }

@@ -3,7 +3,7 @@
 // CHAP secrets go to the API in the request body and nowhere else: the fields are cleared once
 // sent, and nothing is kept in storage.
 import { useEffect, useState } from 'preact/hooks';
-import { call } from '../api.js';
+import { call, SLOW_CALL_TIMEOUT_MS } from '../api.js';
 import { formatBytes } from '../format.js';
 import type { Candidates, DeviceCandidate, DiscoverResult } from '../types.js';
 import { Field, Message, useAction } from './ui.js';
@@ -130,7 +130,7 @@ function AddElementForm({ uri, setUri, refresh }: { uri: string; setUri: (uri: s
     if (kind === 'iscsi' && secret !== '') body['secret'] = secret;
     setSecret('');
     void action.run(async () => {
-      const added = await call<{ name: string; sizeBytes: number }>('POST', '/elements', body);
+      const added = await call<{ name: string; sizeBytes: number }>('POST', '/elements', body, SLOW_CALL_TIMEOUT_MS);
       setUri('');
       setName('');
       refresh();

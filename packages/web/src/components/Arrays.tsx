@@ -1,7 +1,7 @@
 // Creating an array from unused elements, and mirroring a volume onto a remote disk (the engine
 // replaces a leg: add the remote element, then rebuild the chosen leg's role onto it).
 import { useState } from 'preact/hooks';
-import { call, seg } from '../api.js';
+import { call, seg, SLOW_CALL_TIMEOUT_MS } from '../api.js';
 import { LAYOUTS, REPLACEABLE, type EngineStatus } from '../types.js';
 import { Field, Message, useAction } from './ui.js';
 
@@ -23,7 +23,7 @@ export function CreateArray({ status, refresh }: { status: EngineStatus; refresh
     const body: Record<string, unknown> = { name: name.trim(), layout, elements };
     if (CHUNKED.has(layout)) body['chunkKiB'] = Number(chunkKiB);
     void action.run(async () => {
-      await call('POST', '/volumes', body);
+      await call('POST', '/volumes', body, SLOW_CALL_TIMEOUT_MS);
       setName('');
       setChosen([]);
       refresh();
@@ -79,9 +79,9 @@ export function MirrorToRemote({ status, refresh }: { status: EngineStatus; refr
     if (secret !== '') body['secret'] = secret;
     setSecret('');
     void action.run(async () => {
-      const added = await call<{ name: string }>('POST', '/elements', body);
+      const added = await call<{ name: string }>('POST', '/elements', body, SLOW_CALL_TIMEOUT_MS);
       try {
-        await call('POST', `/volumes/${seg(target.name)}/replace`, { old: chosenLeg, new: added.name });
+        await call('POST', `/volumes/${seg(target.name)}/replace`, { old: chosenLeg, new: added.name }, SLOW_CALL_TIMEOUT_MS);
       } finally {
         refresh();
       }

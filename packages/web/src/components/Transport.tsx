@@ -3,6 +3,7 @@
 // member table of each volume card. Every figure also sits in a data-* attribute for tests.
 import { lagPercent, latencyText, reshapeLabel, retryText, writeBehindText } from '../format-transport.js';
 import type { ElementStatus, VolumeStatus } from '../types.js';
+import { RbdDetail } from './Rbd.js';
 import { Progress } from './ui.js';
 
 /** The Latency column: read / write EWMA and MiB/s, or a dash before any I/O. */
@@ -21,12 +22,12 @@ export function LatencyCell({ element, prefix }: { element: ElementStatus; prefi
 
 /** True when the element has a line for the detail row. */
 export function hasTransportDetail(e: ElementStatus): boolean {
-  return e.writeBehind !== undefined || e.retry !== undefined;
+  return e.writeBehind !== undefined || e.retry !== undefined || e.rbd !== undefined;
 }
 
 /**
- * A full-width row under an element: its write-behind lag (with a meter of the allowed lag) and,
- * while it is stale, its probing. `columns` is the table's column count.
+ * A full-width row under an element: an rbd:// element's path and lock, its write-behind lag (with
+ * a meter of the allowed lag) and, while it is stale, its probing. `columns` is the table's column count.
  */
 export function TransportDetailRow({ element, columns, prefix }: { element: ElementStatus; columns: number; prefix: string }) {
   if (!hasTransportDetail(element)) return null;
@@ -35,6 +36,7 @@ export function TransportDetailRow({ element, columns, prefix }: { element: Elem
   return (
     <tr class="detail-row" data-testid={`${prefix}detail-${element.name}`}>
       <td colSpan={columns}>
+        <RbdDetail element={element} prefix={prefix} />
         {wb !== undefined ? (
           <div class="detail" data-testid={`${prefix}wb-${element.name}`} data-lag-bytes={wb.lagBytes} data-max-lag-bytes={wb.maxLagBytes}
             data-writes-done={wb.writesDone} data-dropped={wb.droppedWrites}>

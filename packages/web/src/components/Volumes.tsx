@@ -2,7 +2,7 @@
 // and live IOPS, MiB/s and latency charts.
 import { Fragment } from 'preact';
 import { useState } from 'preact/hooks';
-import { call, seg } from '../api.js';
+import { call, seg, SLOW_CALL_TIMEOUT_MS } from '../api.js';
 import { formatBytes, formatEta, formatRate } from '../format.js';
 import type { VolumeSeries } from '../history.js';
 import { REPLACEABLE, type ElementStatus, type EngineStatus, type VolumeStatus } from '../types.js';
@@ -114,7 +114,7 @@ function ElementTable({ volume, spares, refresh }: { volume: VolumeStatus; spare
     const fresh = pick[old] ?? spares[0]?.name;
     if (fresh === undefined) return;
     void action.run(async () => {
-      await call('POST', `/volumes/${seg(volume.name)}/replace`, { old, new: fresh });
+      await call('POST', `/volumes/${seg(volume.name)}/replace`, { old, new: fresh }, SLOW_CALL_TIMEOUT_MS);
       refresh();
       return `rebuilding ${old}'s role onto ${fresh}`;
     });
