@@ -2,7 +2,8 @@
 // (issue 12, docs/rbd.md "Figures"). One image of our own (created by `rbd import` of a filled
 // file, removed afterwards), four systems one after the other, fio's nbd engine against each:
 //   qemu-nbd-rbd      qemu-nbd --cache=none rbd:POOL/IMAGE:conf=…   (the reference, "(a)")
-//   onestack-linear   a linear volume over rbd://POOL/IMAGE         (onestack's gateway path)
+//   onestack-linear   a linear volume over rbd://POOL/IMAGE         (librbd in the daemon)
+//   onestack-linear-gw the same with ?path=gateway                  (onestack's qemu-nbd gateway)
 //   onestack-raid1    raid1 of a local file + rbd://POOL/IMAGE
 //   onestack-behind   the same raid1 with the rbd leg writeBehind
 // Prints a table, ratios vs qemu-nbd, mean latency, CPU per op, which rbd path each onestack
@@ -191,14 +192,16 @@ async function startQemuNbd(env: Env): Promise<Running> {
 
 async function startOnestack(env: Env, id: Exclude<SystemId, 'qemu-nbd-rbd'>): Promise<Running> {
   await zeroRbdHeader(env.img);
-  const lines = ['elements:', `  - { name: r0, uri: "${rbdUri(env.img)}" }`];
-  if (id !== 'onestack-linear') {
+  const via = id === 'onestack-linear-gw' ? '&path=gateway' : '';
+  const lines = ['elements:', `  - { name: r0, uri: "${rbdUri(env.img)}${via}" }`];
+  const linear = id === 'onestack-linear' || id === 'onestack-linear-gw';
+  if (!linear) {
     await clearHeader(env.local);
     await syncAndWarm(env.local);
     lines.push(`  - { name: l0, uri: "file:${env.local}" }`);
   }
   const wb = id === 'onestack-behind' ? `, writeBehind: { element: r0, maxLagMiB: ${env.o.maxLagMiB}, drainOnFlush: true }` : '';
-  const layout = id === 'onestack-linear' ? 'linear, elements: [r0]' : 'raid1, elements: [l0, r0]';
+  const layout = linear ? 'linear, elements: [r0]' : 'raid1, elements: [l0, r0]';
   lines.push('volumes:', `  - { name: v, layout: ${layout}, boot: true${wb} }`);
   const daemon = await startBenchDaemon(env.dir, id, lines);
   return { server: daemon.server, uri: `nbd://127.0.0.1:${daemon.nbdPort}/v`, daemon };
@@ -263,7 +266,7 @@ async function benchOne(env: Env, sys: SystemId, stop: () => boolean): Promise<{
       const reads = (n: string): number => st.elements.find((e) => e.name === n)?.stats?.readOps ?? 0;
       const share = reads('r0') + reads('l0') > 0 ? `, ${((100 * reads('r0')) / (reads('r0') + reads('l0'))).toFixed(0)} % of element reads from r0` : '';
       const r0 = st.elements.find((e) => e.name === 'r0');
-      rec.endState = `volume ${st.volumes[0]?.state ?? '?'}, r0 ${r0?.state ?? '?'} (gateway restarts ${String(r0?.rbd?.restarts ?? '?')})${share}`;
+      rec.endState = `volume ${st.volumes[0]?.state ?? '?'}, r0 ${r0?.state ?? '?'} (rbd path ${r0?.rbd?.path ?? "?"}, restarts ${String(r0?.rbd?.restarts ?? "?")})${share}`;
     }
   } catch (e) {
     rec.error = String(e);

@@ -1,10 +1,12 @@
-// Acceptance (issue 12, first part): rbd://POOL/IMAGE elements through a qemu-nbd gateway that
-// onestack starts and supervises, against the real one-node Ceph of ../shared/tools. A raid1 of a
+// Acceptance (issue 12, first part), gateway path: rbd://POOL/IMAGE?path=gateway elements through
+// a qemu-nbd gateway that onestack starts and supervises (the path taken where librbd cannot be
+// loaded; rbd-librbd.test.ts tests the default librbd path), against the real one-node Ceph of
+// ../shared/tools. A raid1 of a
 // local file and rbd://rbd/img carries an nbdcopy round trip with equal sha256; `rbd export`
 // (librbd, not onestack) finds the same bytes after the 4 MiB header; a SIGKILLed gateway is
 // restarted and the leg comes back active.
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLI_MAIN, Daemon, REPO_ROOT } from './lib/daemon.js';
@@ -41,7 +43,7 @@ describe.skipIf(missing !== null)(`rbd:// elements via the qemu-nbd gateway${mis
     dir = tempDir('rbd');
     const { configPath, images } = await writeConfig(dir, [
       { name: 'l0', sizeBytes: DATA_OFFSET_BYTES + DATA_BYTES },
-      { name: 'r0', uri: `rbd://rbd/img?conf=${CEPH_CONF}&id=admin` },
+      { name: 'r0', uri: `rbd://rbd/img?conf=${CEPH_CONF}&id=admin&path=gateway` },
     ], [{ name: 'v', layout: 'raid1', elements: ['l0', 'r0'] }]);
     localImage = images.get('l0')!;
     daemon = await Daemon.start({ dataDir: path.join(dir, 'data'), configPath, readyTimeoutMs: 60_000 });
@@ -54,7 +56,7 @@ describe.skipIf(missing !== null)(`rbd:// elements via the qemu-nbd gateway${mis
 
   it('status names the gateway path, its qemu-nbd pid and image; the text says "rbd via qemu-nbd gateway"; no key anywhere', async () => {
     const e = await r0();
-    expect(e).toMatchObject({ kind: 'nbd', state: 'active', uri: `rbd://rbd/img?conf=${CEPH_CONF}&id=admin` });
+    expect(e).toMatchObject({ kind: 'nbd', state: 'active', uri: `rbd://rbd/img?conf=${CEPH_CONF}&id=admin&path=gateway` });
     expect(e.rbd).toMatchObject({ path: 'gateway', pool: 'rbd', image: 'img', restarts: 0, state: 'up' });
     const pid = e.rbd!.pid!;
     const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'latin1').split('\0');
@@ -151,7 +153,7 @@ describe.skipIf(missing !== null)(`rbd:// elements via the qemu-nbd gateway${mis
   it('element add of a missing image fails with qemu-nbd\'s reason, and leaves no gateway running', async () => {
     const cli = (args: readonly string[]) => run(process.execPath, [CLI_MAIN, ...args, '--api', `127.0.0.1:${daemon!.apiPort}`],
       { cwd: REPO_ROOT, env: { ...process.env, ONESTACK_DATA_DIR: daemon!.dataDir }, timeoutMs: 60_000 });
-    const added = await cli(['element', 'add', `rbd://rbd/no-such-image?conf=${CEPH_CONF}`]);
+    const added = await cli(['element', 'add', `rbd://rbd/no-such-image?conf=${CEPH_CONF}&path=gateway`]);
     expect(added.code, explain(added)).toBe(1);
     expect(added.stderr).toMatch(/cannot reach rbd:\/\/rbd\/no-such-image.*rbd gateway rbd\/no-such-image .* is down \(qemu-nbd exit status 1: .*No such file or directory/);
     const bad = await cli(['element', 'add', 'rbd://rbd/img?id=client.admin']);
@@ -194,4 +196,20 @@ describe.skipIf(missing !== null)(`rbd:// elements via the qemu-nbd gateway${mis
     const rbdDir = path.join(dir, 'data', 'rbd');
     expect(readdirSync(rbdDir).filter((f) => f.endsWith('.pid'))).toEqual([]);
   });
+  it('without the native addon (ONESTACK_NATIVE=off) an rbd:// element with no ?path= falls back to the gateway and status says why', async () => {
+    await daemon?.stop(); // it holds rbd/img's lock when this test runs alone
+    daemon = null;
+    await zeroRbd(DATA_OFFSET_BYTES); // the image still carries volume v's superblock
+    const sub = path.join(dir, 'fallback');
+    mkdirSync(sub);
+    const { configPath } = await writeConfig(sub, [{ name: 'f0', uri: `rbd://rbd/img?conf=${CEPH_CONF}&id=admin` }], [{ name: 'fv', layout: 'linear', elements: ['f0'] }]);
+    const d = await Daemon.start({ dataDir: path.join(sub, 'data'), configPath, readyTimeoutMs: 60_000, env: { ONESTACK_NATIVE: 'off' } });
+    try {
+      const f0 = ((await d.status()).elements as readonly ElementView[]).find((e) => e.name === 'f0')!;
+      expect(f0.rbd).toMatchObject({ path: 'gateway', state: 'up', fallback: expect.stringMatching(/native addon not loaded \(ONESTACK_NATIVE=off\)/) as unknown });
+      expect(d.stderr).toMatch(/rbd rbd\/img \(element f0\): qemu-nbd gateway, because native addon not loaded/);
+    } finally {
+      await d.stop();
+    }
+  }, 120_000);
 });

@@ -4,8 +4,9 @@ import { headline, type Workload } from './fio.js';
 
 export const SYSTEMS = [
   { id: 'qemu-nbd-rbd', label: '(a) qemu-nbd rbd: export, cache=none' },
-  { id: 'onestack-linear', label: '(b) onestack linear over rbd://' },
-  { id: 'onestack-raid1', label: '(c) onestack raid1 local file + rbd://' },
+  { id: 'onestack-linear', label: '(b) onestack linear over rbd:// (librbd)' },
+  { id: 'onestack-linear-gw', label: '(b\') (b) through the qemu-nbd gateway (?path=gateway)' },
+  { id: 'onestack-raid1', label: '(c) onestack raid1 local file + rbd:// (librbd)' },
   { id: 'onestack-behind', label: '(d) (c) with the rbd leg writeBehind' },
 ] as const;
 export type SystemId = (typeof SYSTEMS)[number]['id'];

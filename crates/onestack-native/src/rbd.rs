@@ -151,6 +151,35 @@ impl Task for CloseTask {
     }
 }
 
+/// rbd_diff_iterate2 off the JS thread (it may read the object map from the OSDs).
+pub struct AllocatedTask {
+    conn: Option<Arc<Conn>>,
+    offset: u64,
+    len: u64,
+    max: usize,
+}
+
+#[napi(object)]
+pub struct RbdAllocated {
+    /// [offset, length, offset, length, …] of allocated ranges, in order.
+    pub extents: Vec<f64>,
+    /// Where the answer ends: offset + length unless the extent bound stopped it first.
+    pub end_bytes: f64,
+}
+
+impl Task for AllocatedTask {
+    type Output = (Vec<(u64, u64)>, u64);
+    type JsValue = RbdAllocated;
+    fn compute(&mut self) -> napi::Result<Self::Output> {
+        let conn = self.conn.take().ok_or_else(|| napi::Error::new(Status::GenericFailure, "ENOTCONN: rbd image not connected".to_string()))?;
+        conn.allocated(self.offset, self.len, self.max)
+            .map_err(|e| napi::Error::new(Status::GenericFailure, format!("{}: rbd_diff_iterate2 failed", errno_name(e))))
+    }
+    fn resolve(&mut self, _env: Env, (extents, end): Self::Output) -> napi::Result<RbdAllocated> {
+        Ok(RbdAllocated { extents: extents.into_iter().flat_map(|(o, l)| [o as f64, l as f64]).collect(), end_bytes: end as f64 })
+    }
+}
+
 #[napi(object)]
 pub struct RbdTargetOptions {
     pub conf: String,
@@ -256,6 +285,17 @@ impl RbdImage {
     #[napi]
     pub fn flush(&self, tag: u32) -> napi::Result<(), String> {
         self.submit(Kind::Flush, tag, 0.0, Vec::new())
+    }
+
+    /// Allocated ranges of [offset, offset+length), at most maxExtents of them.
+    #[napi(ts_return_type = "Promise<RbdAllocated>")]
+    pub fn allocated(&self, offset_bytes: f64, length_bytes: f64, max_extents: u32) -> napi::Result<AsyncTask<AllocatedTask>, String> {
+        let ok = |v: f64| v >= 0.0 && v <= (1u64 << 53) as f64 && v.fract() == 0.0;
+        if !ok(offset_bytes) || !ok(length_bytes) || length_bytes == 0.0 || max_extents == 0 {
+            return Err(invalid_arg(&format!("rbd allocated({offset_bytes}, {length_bytes}, {max_extents})")));
+        }
+        let conn = self.conn()?;
+        Ok(AsyncTask::new(AllocatedTask { conn: Some(conn), offset: offset_bytes as u64, len: length_bytes as u64, max: max_extents as usize }))
     }
 
     /// Every result queued since the last drain.

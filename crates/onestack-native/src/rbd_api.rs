@@ -47,7 +47,11 @@ pub struct Api {
     pub aio_write_zeroes: Option<unsafe extern "C" fn(Handle, u64, usize, Completion, c_int, c_int) -> c_int>,
     pub aio_get_return_value: unsafe extern "C" fn(Completion) -> isize,
     pub aio_release: unsafe extern "C" fn(Completion),
+    pub diff_iterate2: unsafe extern "C" fn(Handle, *const c_char, u64, u64, u8, u8, DiffCallback, *mut c_void) -> c_int,
 }
+
+/// rbd_diff_iterate2's callback: (offset, length, exists, arg) -> 0 to go on, < 0 to stop.
+pub type DiffCallback = unsafe extern "C" fn(u64, usize, c_int, *mut c_void) -> c_int;
 
 fn open_first(names: &[&str]) -> Result<Library, String> {
     let mut errors = Vec::with_capacity(names.len());
@@ -93,6 +97,7 @@ fn load() -> Result<Api, String> {
         aio_write_zeroes: write_zeroes,
         aio_get_return_value: sym!(rbd, b"rbd_aio_get_return_value\0"),
         aio_release: sym!(rbd, b"rbd_aio_release\0"),
+        diff_iterate2: sym!(rbd, b"rbd_diff_iterate2\0"),
         _rados_lib: rados,
         _rbd_lib: rbd,
     })
@@ -156,6 +161,42 @@ impl Conn {
         // SAFETY: the image is open; size is a valid out pointer.
         let r = unsafe { (self.api.rbd_get_size)(self.image, &mut size) };
         if r < 0 { Err(-r) } else { Ok(size) }
+    }
+
+    /// The allocated extents of [offset, offset+len) in order (whole objects: with the object map
+    /// this reads no data), at most `max` of them; the second value is where the answer ends
+    /// (short of offset+len when `max` stopped it).
+    pub fn allocated(&self, offset: u64, len: u64, max: usize) -> Result<(Vec<(u64, u64)>, u64), i32> {
+        struct Acc { out: Vec<(u64, u64)>, max: usize, end: u64 }
+        unsafe extern "C" fn cb(off: u64, len: usize, exists: c_int, arg: *mut c_void) -> c_int {
+            // SAFETY: arg is the Acc below, alive for the whole call.
+            let acc = unsafe { &mut *arg.cast::<Acc>() };
+            if exists == 0 {
+                return 0;
+            }
+            if acc.out.len() >= acc.max {
+                acc.end = off; // everything before this extent is answered
+                return -libc::ECANCELED;
+            }
+            match acc.out.last_mut() {
+                Some(last) if last.0 + last.1 == off => last.1 += len as u64,
+                _ => acc.out.push((off, len as u64)),
+            }
+            0
+        }
+        let mut acc = Acc { out: Vec::new(), max, end: offset + len };
+        // SAFETY: open image; whole_object=1, include_parent=1; cb/acc valid during the call.
+        let r = unsafe { (self.api.diff_iterate2)(self.image, std::ptr::null(), offset, len, 1, 1, cb, (&mut acc as *mut Acc).cast()) };
+        if r < 0 && r != -libc::ECANCELED {
+            return Err(-r);
+        }
+        // Whole objects may start before offset or end past the range: clip.
+        let end = acc.end;
+        let clipped = acc.out.into_iter().filter_map(|(o, l)| {
+            let (a, b) = (o.max(offset), (o + l).min(end));
+            (b > a).then_some((a, b - a))
+        }).collect();
+        Ok((clipped, end))
     }
 
     /// This client's addresses as librados prints them ("v2:127.0.0.1:0/123,v1:…" or one).

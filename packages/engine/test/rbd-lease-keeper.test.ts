@@ -24,6 +24,14 @@ class FakeCeph {
   watchers = [{ address: '127.0.0.1:0/111', client: 4100 }, { address: '127.0.0.1:0/222', client: 4200 }];
   blocklisted: string[] = [];
   clients = 7000;
+  /** rados ops waiting for the OSD: like the Objecter, they go on once it is back. */
+  private waiting: (() => void)[] = [];
+
+  osdBack(upFrom: number): void {
+    this.osdUp = true;
+    this.upFrom = upFrom;
+    for (const go of this.waiting.splice(0)) go();
+  }
 
   run = (tool: string, full: readonly string[], opts: CliOptions): Promise<CliResult> => {
     const args = full.slice(full.indexOf('--client_mount_timeout') + 2);
@@ -32,6 +40,7 @@ class FakeCeph {
       return new Promise((resolve) => {
         const t = setTimeout(() => resolve({ code: 1, stdout: '', stderr: 'timed out (killed)' }), opts.timeoutMs ?? 30_000);
         opts.signal?.addEventListener('abort', () => { clearTimeout(t); resolve({ code: 1, stdout: '', stderr: 'aborted' }); });
+        if (!this.cutOff) this.waiting.push(() => { clearTimeout(t); setTimeout(() => resolve(this.answer(tool, args)), 50); });
       });
     }
     return new Promise((resolve) => setTimeout(() => resolve(this.answer(tool, args)), 50));
@@ -80,14 +89,18 @@ describe('rbd lease keeper and takeover (simulated Ceph CLI, fake timers)', () =
 
   beforeEach(() => {
     vi.useFakeTimers();
-    setRbdLockClock();
+    setRbdLockClock(() => performance.now()); // the fake one (the real clock also reads /proc/uptime)
     ceph = new FakeCeph();
     setRbdCliRunner(ceph.run);
     process.env[LEASE_ENV] = String(LEASE_MS);
     logs.length = 0;
   });
+  /** Releases with the fake clock running (the release's CLI calls, a renewal in flight). */
+  const release = async (d: string): Promise<void> => {
+    await Promise.all([releaseRbdLocks(d, () => undefined).catch(() => undefined), vi.advanceTimersByTimeAsync(40_000)]);
+  };
   afterEach(async () => {
-    for (const d of dirs) await releaseRbdLocks(d, () => undefined).catch(() => undefined);
+    for (const d of dirs) await release(d);
     for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
     dirs = [];
     setRbdCliRunner();
@@ -135,8 +148,7 @@ describe('rbd lease keeper and takeover (simulated Ceph CLI, fake timers)', () =
     expect(lost).toEqual([]);
     expect(ceph.leaseWrites.length).toBe(writes);
     expect(logs.join('\n')).toMatch(/the monitors say its lock object cannot be served to anyone \(no OSD up for the lock object\).*serving on/);
-    ceph.osdUp = true;
-    ceph.upFrom = 12;
+    ceph.osdBack(12);
     await vi.advanceTimersByTimeAsync(3000);
     expect(ceph.leaseWrites.length).toBeGreaterThan(writes);
     expect(logs.join('\n')).toMatch(/lease renewed again/);
@@ -155,7 +167,7 @@ describe('rbd lease keeper and takeover (simulated Ceph CLI, fake timers)', () =
     expect(ceph.holder?.cookie).toBe(hostId(dir));
     expect(logs.join('\n')).toMatch(/host hosta-dead's lease did not move for 1[67]\.\d s: fenced client\.4200 at 127\.0\.0\.1:0\/222 \(blocklisted 3600 s\)/);
 
-    await releaseRbdLocks(dir, () => undefined);
+    await release(dir);
     ceph.blocklisted = [];
     ceph.holder = { cookie: 'hostb-old', name: 'client.4100' };
     ceph.lease = '{"host":"hostb-old","seq":3,"leaseMs":15000,"renewedMs":1,"pid":1}';

@@ -1,6 +1,7 @@
 // The parts of the rbd ownership lock (remote/rbd-lock.ts) that need no cluster: the host id kept
 // in the data dir (the lock cookie) and the lease length from the environment, bounded. The lock
-// itself is tested against real Ceph in test/rbd-failover.test.ts.
+// itself is tested against real Ceph in test/rbd-failover.test.ts; the lease rule without a cluster
+// in rbd-lease.test.ts (pure) and rbd-lease-keeper.test.ts (simulated CLI, fake timers).
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';

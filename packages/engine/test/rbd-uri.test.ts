@@ -47,13 +47,20 @@ describe('rbd:// element URIs', () => {
     expect(t).toEqual({ pool: 'pool.a', image: 'vm-1_disk', conf: '/cfg/ceph/c x.conf', id: 'onestack', keyring: '/etc/ceph/k.keyring', runDir: BASE });
   });
 
+  it('takes path=librbd|gateway (absent: librbd where it loads)', () => {
+    expect(rbdOf(parseElementUri('rbd://rbd/img?path=gateway', 'e', BASE).location)?.path).toBe('gateway');
+    expect(rbdOf(parseElementUri('rbd://rbd/img?path=librbd', 'e', BASE).location)?.path).toBe('librbd');
+    expect(rbdOf(parseElementUri('rbd://rbd/img', 'e', BASE).location)?.path).toBeUndefined();
+  });
+
   it('refuses what it cannot serve, with the reason', () => {
     expect(parseError('rbd:///img')).toMatch(/has no pool/);
     expect(parseError('rbd://rbd')).toMatch(/has no image/);
     expect(parseError('rbd://rbd/')).toMatch(/has no image/);
     expect(parseError('rbd://rbd/ns/img')).toMatch(/invalid rbd image name "ns\/img".*namespaces/);
     expect(parseError('rbd://rbd/img@snap')).toMatch(/invalid rbd image name/);
-    expect(parseError('rbd://rbd/img?user=x')).toMatch(/unsupported rbd URI parameter "user" \(supported: conf, id, keyring\)/);
+    expect(parseError('rbd://rbd/img?user=x')).toMatch(/unsupported rbd URI parameter "user" \(supported: conf, id, keyring, path\)/);
+    expect(parseError('rbd://rbd/img?path=krbd')).toMatch(/rbd path "krbd" is not one of librbd, gateway/);
     expect(parseError('rbd://rbd/img?key=AQBsecret')).toMatch(/no key or secret.*keyring=PATH/);
     expect(parseError('rbd://rbd/img?id=')).toMatch(/"id" is empty/);
     expect(parseError('rbd://rbd/img?id=a&id=b')).toMatch(/given twice/);

@@ -40,6 +40,8 @@ export interface NativeRbdImage {
   writeZeroes(tag: number, offsetBytes: number, lengthBytes: number): void;
   flush(tag: number): void;
   drain(): RbdDone[];
+  /** Allocated ranges of [offset, offset+length) (whole objects): flat [offset, length, …]; endBytes is where the answer ends. */
+  allocated(offsetBytes: number, lengthBytes: number, maxExtents: number): Promise<{ extents: number[]; endBytes: number }>;
   close(): Promise<void>;
 }
 

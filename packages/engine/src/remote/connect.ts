@@ -70,7 +70,7 @@ export async function connectStatusProbe(spec: RemoteSpec, log?: LogLine): Promi
   }
   if (spec.kind === 'rbd') {
     const d = await RbdDevice.connect(spec);
-    return { info: d.info, unsupported: 'the librbd path does not report allocation yet', blockStatus: (_offset, l) => Promise.resolve([{ lengthBytes: l, flags: 0 }]), close: () => d.close() };
+    return { info: d.info, unsupported: null, blockStatus: (o, l) => d.blockStatus(o, l), close: () => d.close() };
   }
   const c = await IscsiClient.connect(iscsiOptions(spec, log));
   return { info: c.info, unsupported: c.canBlockStatus ? null : 'the LUN is not thin-provisioned (or lacks GET LBA STATUS)', blockStatus: (o, l) => c.blockStatus(o, l), close: () => c.close() };

@@ -14,6 +14,10 @@ const MOUNT_TIMEOUT_S = 15;
 const OP_TIMEOUT_S_MIN = 30;
 /** Largest request the engine sends in one piece (librbd takes more; this bounds our copies). */
 const REQUEST_BYTES_MAX = 32 << 20;
+/** Extents per block-status answer: the caller asks again from where it ends. */
+const EXTENTS_MAX = 4096;
+/** NBD block status flags: a hole that reads as zeroes. */
+const HOLE_ZERO = 3;
 /** Tags wrap well before 2^32; a tag is live for one request only. */
 const TAG_MAX = 0x7fff_ffff;
 
@@ -115,6 +119,27 @@ export class RbdDevice implements RemoteDevice {
       pieces.push(this.submit(null, (tag) => this.image.writeZeroes(tag, offsetBytes + done, len)));
     }
     return Promise.all(pieces).then(() => undefined);
+  }
+
+  /**
+   * Block status as the allocation probe wants it (flags 1 hole, 2 reads as zeroes): librbd's
+   * allocated objects are data, the rest holes. Whole objects, so data may be over-reported,
+   * never a hole.
+   */
+  async blockStatus(offsetBytes: number, lengthBytes: number): Promise<{ lengthBytes: number; flags: number }[]> {
+    const { extents, endBytes } = await this.image.allocated(offsetBytes, lengthBytes, EXTENTS_MAX);
+    const out: { lengthBytes: number; flags: number }[] = [];
+    let pos = offsetBytes;
+    for (let i = 0; i + 1 < extents.length; i += 2) {
+      const at = extents[i]!;
+      const len = extents[i + 1]!;
+      if (at > pos) out.push({ lengthBytes: at - pos, flags: HOLE_ZERO });
+      out.push({ lengthBytes: len, flags: 0 });
+      pos = at + len;
+    }
+    if (endBytes > pos) out.push({ lengthBytes: endBytes - pos, flags: HOLE_ZERO });
+    if (out.length === 0) throw new DataPathError('EIO', `${this.spec.where}: librbd reported nothing for ${lengthBytes} bytes at ${offsetBytes}`);
+    return out;
   }
 
   async close(): Promise<void> {

@@ -1,5 +1,7 @@
 // What a daemon does when it loses the ownership lock of an rbd:// element (remote/rbd-lock.ts):
-// another host may own the volume now, so this one must write nothing more to it. The gateway is
+// the lock was taken or removed, or its lease could not be renewed in time without proof of an
+// outage of the lock object (rbd-lease.ts: by then another host may conclude it expired). Another
+// host may own the volume now, so this one must write nothing more to it. The gateway is
 // killed for good (no write of ours reaches the image) and every leg of the volume is failed in
 // the data path, so clients get I/O errors rather than acknowledgements for writes that the new
 // owner would never see (the local leg would diverge: split brain).
@@ -30,7 +32,8 @@ export function watchRbdLocks(dataDir: string, host: FenceHost): () => void {
         if (leg !== undefined) host.dataPath.setElementState(leg.index, 'failed');
       }
       host.log('error', `volume ${owner.assembled.config.name}: stopped serving: element ${element} lost its ownership lock (${reason}); `
-        + 'every leg is failed so this host writes nothing more to it (another host may own it now); restart onestack to take it back once that host released it');
+        + 'every leg is failed so this host writes nothing more to it (another host may own it now); restart onestack to serve it again: '
+        + 'it takes the lock back only if no other host holds it');
     }
     host.changed();
   });

@@ -152,7 +152,7 @@ function overdueReason(s: LeaseState, now: number): string {
   const base = `its lease was not renewed for ${s1(now - s.okMs)} s (${s.lastError ?? 'no answer'})`;
   return s.strandedMs === null
     ? `${base} and the monitors did not show its lock object unservable: another host may take the volume over`
-    : `${base}; the lock object became servable again ${s1(now - s.strandedMs)} s ago and the lease still is not renewed: another host may take the volume over`;
+    : `${base}; the monitors last showed its lock object unservable ${s1(now - s.strandedMs)} s ago and the lease still is not renewed: another host may take the volume over`;
 }
 
 /** Applies what a CLI call found. Past the deadline nothing revives the lease: it is fenced. */
@@ -213,22 +213,20 @@ export function wakeAt(s: LeaseState): number {
 }
 
 /**
- * The holder's clock: advances by the larger of the monotonic and the wall clock's steps, never
- * back. The monotonic clock alone stands still while the machine is suspended (a takeover may
- * happen meanwhile); the wall clock alone can be stepped back by NTP. A forward wall step makes a
- * holder stop early: the safe direction. A taker measures its wait with the monotonic clock only
- * (never longer than real time).
+ * The holder's clock: the larger of the time passed on the monotonic clock and on a clock that
+ * also counts suspended time (CLOCK_BOOTTIME, read from /proc/uptime by rbd-lock.ts). The
+ * monotonic clock alone stands still while the machine is suspended, and a takeover may happen
+ * meanwhile; neither reads the wall clock, so NTP steps do not matter. Both never go back, so
+ * their elapsed times are compared from the start (no accumulated rounding of /proc/uptime's
+ * 10 ms). A taker measures its wait with the monotonic clock only (never longer than real time).
  */
-export function holderClock(mono: () => number, wall: () => number): () => number {
-  let lastMono = mono();
-  let lastWall = wall();
-  let t = lastMono;
+export function holderClock(mono: () => number, boot: () => number): () => number {
+  const mono0 = mono();
+  const boot0 = boot();
+  let last = mono0;
   return () => {
-    const m = mono();
-    const w = wall();
-    t += Math.max(0, m - lastMono, w - lastWall);
-    lastMono = m;
-    lastWall = w;
-    return t;
+    const booted = boot() - boot0; // NaN where that clock cannot be read: the monotonic one alone
+    last = Math.max(last, mono0 + Math.max(mono() - mono0, Number.isFinite(booted) ? booted : 0));
+    return last;
   };
 }

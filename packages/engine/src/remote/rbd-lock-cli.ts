@@ -5,7 +5,7 @@
 // the lease keeper can be tested without a cluster.
 import { execFile } from 'node:child_process';
 import type { RbdTarget } from '../config/types.js';
-import { LEASE_KEY, PG_STATS_LAG_MS, fenceTargets, type Watcher } from './rbd-lease.js';
+import { LEASE_KEY, PG_STATS_LAG_MS, fenceTargets, normalizeAddrs, type Watcher } from './rbd-lease.js';
 
 export interface CliResult { code: number; stdout: string; stderr: string }
 export interface CliOptions { readonly timeoutMs?: number; readonly signal?: AbortSignal; readonly maxBytes?: number }
@@ -151,5 +151,36 @@ export async function fence(t: RbdTarget, header: string, holder: Locker, leaseA
   }
   const br = await cli('rados', t, ['-p', t.pool, 'lock', 'break', header, LOCK_NAME, holder.name, '--lock-cookie', holder.cookie]);
   if (br.code !== 0) throw failed(`rados lock break ${header}`, br);
+  return fenced;
+}
+
+/**
+ * This host's own earlier run, killed while its librbd client had the image open: that client's
+ * watch lingers until Ceph times it out (~30 s) and librbd's exclusive lock stays with it, so the
+ * new run's first write would wait. The data dir's engine.pid proves that run is gone, so its
+ * client addresses (named by the lease it wrote) are blocklisted and its librbd locks removed at
+ * once. Only addresses that still watch the image, never every watcher: a reader elsewhere is not
+ * ours to fence. Returns what was fenced.
+ */
+export async function fenceEarlierRun(t: RbdTarget, leaseAddrs: readonly string[]): Promise<string[]> {
+  if (leaseAddrs.length === 0) return [];
+  const st = await cli('rbd', t, ['status', '--format', 'json', spec(t)]);
+  if (st.code !== 0) throw failed(`rbd status ${spec(t)}`, st);
+  const watchers = ((JSON.parse(st.stdout) as { watchers?: Watcher[] }).watchers ?? []).slice(0, 64);
+  const stale = watchers.filter((w) => leaseAddrs.includes(normalizeAddrs(w.address)[0] ?? w.address));
+  const fenced: string[] = [];
+  for (const w of stale) {
+    const addr = normalizeAddrs(w.address)[0] ?? w.address;
+    const r = await cli('ceph', t, ['osd', 'blocklist', 'add', addr, String(BLOCKLIST_S)]);
+    if (r.code !== 0) throw failed(`ceph osd blocklist add ${addr}`, r);
+    fenced.push(`client.${w.client} at ${w.address}`);
+  }
+  if (fenced.length === 0) return fenced;
+  const ls = await cli('rbd', t, ['lock', 'ls', '--format', 'json', spec(t)]);
+  if (ls.code !== 0) throw failed(`rbd lock ls ${spec(t)}`, ls);
+  for (const l of (JSON.parse(ls.stdout || '[]') as { id: string; locker: string; address?: string }[]).slice(0, 16)) {
+    if (l.address !== undefined && !leaseAddrs.includes(normalizeAddrs(l.address)[0] ?? l.address)) continue;
+    await cli('rbd', t, ['lock', 'rm', spec(t), l.id, l.locker]);
+  }
   return fenced;
 }

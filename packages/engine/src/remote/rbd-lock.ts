@@ -18,7 +18,7 @@ import {
   LEASE_KEY, type LeaseObservation, type LeaseState, decide, deadlineOf, formatLease, holderClock, newLeaseState, normalizeAddrs, observe, parseLease, wakeAt,
 } from './rbd-lease.js';
 import {
-  BLOCKLIST_S, cli, failed, fence, headerInterval, headerObject, headerUnservableAt, LOCK_NAME, lockers, lockGet, readLease, spec, writeLease,
+  BLOCKLIST_S, cli, failed, fence, fenceEarlierRun, headerInterval, headerObject, headerUnservableAt, LOCK_NAME, lockers, lockGet, readLease, spec, writeLease,
 } from './rbd-lock-cli.js';
 
 export type LockLog = (level: 'info' | 'warn' | 'error', msg: string) => void;
@@ -67,11 +67,21 @@ const addrKey = (dataDir: string, element: string): string => `${dataDir}\0${ele
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const s1 = (ms: number): string => (ms / 1000).toFixed(1);
 
-let clock = holderClock(() => performance.now(), () => Date.now());
+/** CLOCK_BOOTTIME in ms (counts suspended time), NaN where /proc/uptime cannot be read. */
+function bootMs(): number {
+  try {
+    return Number(fs.readFileSync('/proc/uptime', 'latin1').split(' ')[0]) * 1000;
+  } catch {
+    return NaN;
+  }
+}
+
+const realClock = (): (() => number) => holderClock(() => performance.now(), bootMs);
+let clock = realClock();
 
 /** Tests only: the holder's clock (undefined: the real one again). */
 export function setRbdLockClock(fn?: () => number): void {
-  clock = fn ?? holderClock(() => performance.now(), () => Date.now());
+  clock = fn ?? realClock();
 }
 
 /** Whether the environment asks to take volumes over without waiting for their holder's lease. */
@@ -103,7 +113,9 @@ export function hostId(dataDir: string): string {
  * over blocklists exactly them instead of every client of the image. Call again after each reopen.
  */
 export function setRbdClientAddrs(dataDir: string, element: string, addrs: readonly string[]): void {
-  clientAddrs.set(addrKey(dataDir, element), normalizeAddrs(addrs.join(',')));
+  const list = normalizeAddrs(addrs.join(','));
+  if (String(clientAddrs.get(addrKey(dataDir, element)) ?? []) === String(list)) return;
+  clientAddrs.set(addrKey(dataDir, element), list);
   const h = held.get(dataDir)?.find((x) => x.element === element);
   if (h !== undefined) settle(h, { kind: 'kick' });
 }
@@ -156,7 +168,9 @@ async function acquire(dataDir: string, element: string, t: RbdTarget, log: Lock
     const current = await lockers(t, header);
     const other = current.find((l) => l.cookie !== host);
     if (current.some((l) => l.cookie === host)) {
-      log('info', `rbd ${spec(t)} (element ${element}): this host (${host}) holds the lock from an earlier run; keeping it`);
+      const earlier = await fenceEarlierRun(t, parseLease(await readLease(t, header))?.addrs ?? []);
+      log('info', `rbd ${spec(t)} (element ${element}): this host (${host}) holds the lock from an earlier run; keeping it`
+        + (earlier.length === 0 ? '' : `; fenced that run's librbd client ${earlier.join(', ')} (blocklisted ${BLOCKLIST_S} s)`));
     } else if (other === undefined) {
       if (!(await lockGet(t, header, host))) continue; // another host was quicker: look again
     } else {
