@@ -12,7 +12,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { chromiumMissing, launchBrowser, pageUntil, screenshot, watchProblems } from './lib/browser.js';
+import { chromiumMissing, openDashboard, pageUntil, screenshot } from './lib/browser.js';
 import { Daemon, REPO_ROOT } from './lib/daemon.js';
 import { DATA_OFFSET_BYTES, MiB, removeDir, tempDir, writeConfig } from './lib/files.js';
 import { PEER_ENV, explain, run, sleep } from './lib/proc.js';
@@ -88,14 +88,7 @@ describe.skipIf(skipReason !== null)(`web GUI: rbd path and ownership lock${skip
       { name: 'r0', uri: `rbd://rbd/${IMAGE}?conf=${CEPH_CONF}&id=admin` },
     ], [{ name: 'v', layout: 'raid1', elements: ['l0', 'r0'] }]);
     daemon = await Daemon.start({ dataDir: path.join(dir, 'data'), configPath, readyTimeoutMs: 90_000, env: { ONESTACK_RBD_LEASE_MS: String(LEASE_MS) } });
-    const token = readFileSync(path.join(dir, 'data', 'api-token'), 'utf8').trim();
-    browser = await launchBrowser();
-    page = await browser.newPage({ viewport: { width: 1360, height: 900 } });
-    page.setDefaultTimeout(15_000);
-    problems = watchProblems(page);
-    await page.goto(`http://127.0.0.1:${daemon.apiPort}/?token=${encodeURIComponent(token)}`);
-    await byId('dashboard').waitFor();
-    await until('live mode', () => byId('live-mode').getAttribute('data-mode'), (m) => m === 'events');
+    ({ browser, page, problems } = await openDashboard(daemon.apiPort, daemon.dataDir, () => daemon?.logs() ?? ''));
   }, 300_000);
 
   afterAll(async () => {

@@ -12,7 +12,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { chromiumMissing, launchBrowser, pageUntil, screenshot, watchProblems } from './lib/browser.js';
+import { chromiumMissing, launchBrowser, openDashboard, pageUntil, screenshot, watchProblems } from './lib/browser.js';
 import { Daemon, REPO_ROOT } from './lib/daemon.js';
 import { DATA_OFFSET_BYTES, MiB, removeDir, sparseFile, tempDir } from './lib/files.js';
 import { fio } from './lib/peers.js';
@@ -67,14 +67,7 @@ describe.skipIf(skipReason !== null)(`web GUI: transport, write-behind and retry
       '',
     ].join('\n'));
     daemon = await Daemon.start({ dataDir, configPath });
-    const token = readFileSync(path.join(dataDir, 'api-token'), 'utf8').trim();
-    browser = await launchBrowser();
-    page = await browser.newPage({ viewport: { width: 1360, height: 900 } });
-    page.setDefaultTimeout(15_000);
-    problems = watchProblems(page);
-    await page.goto(`http://127.0.0.1:${daemon.apiPort}/?token=${encodeURIComponent(token)}`);
-    await byId('dashboard').waitFor();
-    await until('live mode', () => byId('live-mode').getAttribute('data-mode'), (m) => m === 'events');
+    ({ browser, page, problems } = await openDashboard(daemon.apiPort, daemon.dataDir, () => daemon?.logs() ?? ''));
   }, 90_000);
 
   afterAll(async () => {

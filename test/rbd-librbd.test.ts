@@ -5,15 +5,15 @@
 // `rbd export` finds too; the OSD stopped under fio verify costs no fio error and only dirty
 // regions are resynced; a missing image is refused with librbd's reason; a SIGKILLed daemon's
 // successor serves the same bytes.
-import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLI_MAIN, Daemon, REPO_ROOT } from './lib/daemon.js';
-import { DATA_OFFSET_BYTES, MiB, randomFile, removeDir, sha256Range, tempDir, writeConfig } from './lib/files.js';
-import { fio, nbdcopy } from './lib/peers.js';
-import { PEER_ENV, explain, run, sleep } from './lib/proc.js';
-import { CEPH_CONF, adminKey, cephMissing, ensureCeph, osdPid, rbdExportHead, startOsd } from './lib/ceph.js';
+import { DATA_OFFSET_BYTES, MiB, removeDir, sha256Range, tempDir, writeConfig } from './lib/files.js';
+import { nbdcopy } from './lib/peers.js';
+import { PEER_ENV, explain, run } from './lib/proc.js';
+import { elementView, osdStopUnderFio, roundTripWithExport, type ElementView } from './lib/rbd-cases.js';
+import { CEPH_CONF, adminKey, cephMissing, ensureCeph } from './lib/ceph.js';
 
 const DATA_BYTES = 48 * MiB;
 const COPY_BYTES = 8 * MiB;
@@ -21,8 +21,6 @@ const IMAGE = `librbd-${process.pid}`;
 const CEPH_ENV = { ...PEER_ENV, CEPH_CONF };
 const missing = cephMissing();
 
-interface RbdStatus { path: string; pool: string; image: string; pid: number | null; restarts: number; state: string; clientAddrs?: string[]; inFlight?: number; fallback?: string }
-interface ElementView { name: string; kind: string; state: string; uri: string; rbd?: RbdStatus }
 
 const ceph = (tool: string, args: readonly string[]) => run(tool, args, { env: CEPH_ENV, timeoutMs: 60_000 });
 
@@ -32,13 +30,7 @@ describe.skipIf(missing !== null)(`rbd:// elements through librbd in the daemon$
   let localImage = '';
   let configPath = '';
 
-  const r0 = async (): Promise<ElementView> => {
-    const status = await daemon!.status();
-    const e = (status.elements as readonly ElementView[]).find((x) => x.name === 'r0');
-    if (e === undefined) throw new Error(`no element r0 in ${JSON.stringify(status.elements)}`);
-    return e;
-  };
-  const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+  const r0 = (): Promise<ElementView> => elementView(daemon!, 'r0');
   const cli = (args: readonly string[]) => run(process.execPath, [CLI_MAIN, ...args, '--api', `127.0.0.1:${daemon!.apiPort}`],
     { cwd: REPO_ROOT, env: { ...process.env, ONESTACK_DATA_DIR: daemon!.dataDir }, timeoutMs: 60_000 });
 
@@ -89,45 +81,12 @@ describe.skipIf(missing !== null)(`rbd:// elements through librbd in the daemon$
   });
 
   it('raid1 of a local file + the image: nbdcopy round trip with equal sha256; rbd export finds the bytes after the 4 MiB header', async () => {
-    const src = path.join(dir, 'src.bin');
-    const back = path.join(dir, 'back.bin');
-    const want = await randomFile(src, COPY_BYTES);
-    const up = await nbdcopy(src, daemon!.uri('v'), ['--flush']);
-    expect(up.code, explain(up)).toBe(0);
-    const down = await nbdcopy(daemon!.uri('v'), back);
-    expect(down.code, explain(down)).toBe(0);
-    expect(await sha256Range(back, 0, COPY_BYTES)).toBe(want);
-    const exported = await rbdExportHead(DATA_OFFSET_BYTES + COPY_BYTES, IMAGE);
-    expect(sha(exported.subarray(DATA_OFFSET_BYTES))).toBe(want);
+    const want = await roundTripWithExport(daemon!, dir, IMAGE, COPY_BYTES);
     expect(await sha256Range(localImage, DATA_OFFSET_BYTES, COPY_BYTES)).toBe(want);
   });
 
   it('the OSD stopped during fio verify: fio finishes without error, the leg goes away; OSD back: only dirty regions resync', async () => {
-    const osd = osdPid();
-    expect(osd, 'osd.0 pid file').not.toBeNull();
-    // 40 MiB at 3 MiB/s: about 13 s of writes, the OSD away for ~8 s of them (a request gives up after 5 s).
-    const run1 = fio(['--name=osd', '--ioengine=nbd', `--uri=${daemon!.uri('v')}`, '--rw=write', '--bs=64k', '--iodepth=4', '--size=40M',
-      '--rate=3m', '--verify=crc32c', '--do_verify=1', '--verify_fatal=1'], dir);
-    await sleep(2000);
-    process.kill(osd!, 'SIGTERM');
-    let sawAway = false;
-    for (let i = 0; i < 16; i++) {
-      await sleep(500);
-      if ((await r0()).state !== 'active') sawAway = true;
-    }
-    await startOsd();
-    const { result, jobs } = await run1;
-    expect(result.code, explain(result)).toBe(0);
-    expect(jobs[0]?.error ?? 0).toBe(0);
-    expect(sawAway, daemon!.logs()).toBe(true);
-    const deadline = Date.now() + 120_000;
-    while (Date.now() < deadline && (await r0()).state !== 'active') await sleep(1000);
-    expect((await r0()).state, daemon!.logs()).toBe('active');
-    expect(daemon!.stderr).toMatch(/element r0 answers again; resync of \d+ dirty region/);
-    expect(daemon!.stderr).not.toMatch(/element r0 answers again; full rebuild/);
-    const written = 40 * MiB;
-    const exported = await rbdExportHead(DATA_OFFSET_BYTES + written, IMAGE);
-    expect(sha(exported.subarray(DATA_OFFSET_BYTES))).toBe(await sha256Range(localImage, DATA_OFFSET_BYTES, written));
+    await osdStopUnderFio(daemon!, dir, localImage, IMAGE);
     expect((await r0()).rbd).toMatchObject({ path: 'librbd', state: 'up' });
   }, 200_000);
 

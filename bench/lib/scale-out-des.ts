@@ -1,8 +1,10 @@
-// The discrete-event part of the scale-out model: K of N hosts crash at t = 0; their volume
-// leases expire; a survivor blocklists the dead client, takes each volume's lock, assembles it
-// degraded from the RBD leg and serves it; then it rebuilds the local leg from RBD while every
-// rebuild shares the cluster (scale-out-model.ts shareRebuilds). Simulated time in ms, one
-// binary heap of events, no timers; every loop is bounded.
+// The discrete-event part of the scale-out model: K of N hosts crash at t = 0; the fleet starts
+// each of their volumes on a survivor, which watches the dead holder's lease, fences its client
+// and takes the lock (scale-out-lease.ts takeover; one image at a time per survivor), assembles
+// the volume degraded from the RBD leg and serves it; then it rebuilds the local leg from RBD
+// while every rebuild shares the cluster (scale-out-model.ts shareRebuilds). Simulated time in
+// ms, one binary heap of events, no timers; every loop is bounded.
+import { headerFate, liveHolderStops, peeredAt, takeover, UNTOUCHED, type StopCounts } from './scale-out-lease.js';
 import {
   addLoad, backfillLoad, degradedVolumeReadLoad, healthyHostLoad, latencyModel, NO_LOAD, rebuildLoad, usedMiBPerOsd,
   Rng, sampleRbdReadMs, sampleRbdWriteMs, shareRebuilds, streamCapMiBPerSec, unitReadMeanMs, utilisation,
@@ -15,8 +17,7 @@ const EVENTS_MAX = 2_000_000;
 const DONE_MIB = 1e-6;
 
 type Event =
-  | { readonly kind: 'detect'; readonly at: number; readonly host: number }
-  | { readonly kind: 'blocklisted'; readonly at: number; readonly host: number }
+  | { readonly kind: 'locked'; readonly at: number; readonly volume: number }
   | { readonly kind: 'served'; readonly at: number; readonly volume: number }
   | { readonly kind: 'out'; readonly at: number }
   | { readonly kind: 'rebuilt'; readonly at: number; readonly version: number };
@@ -68,6 +69,8 @@ interface Volume {
   readonly id: number;
   readonly fromHost: number;
   readonly toHost: number;
+  detectedAt: number;
+  lockedAt: number;
   servedAt: number;
   remainingMiB: number;
   rateMiBPerSec: number;
@@ -75,9 +78,18 @@ interface Volume {
 }
 
 export interface TrialResult {
+  /** The fleet started the takeover → the survivor began it (behind its earlier takeovers). */
+  readonly queuedMs: number[];
+  /** Crash → the watch concluded the holder is dead. */
   readonly detectMs: number[];
-  readonly blocklistMs: number[];
-  readonly failoverMs: number[];
+  /** Detected → fenced, locked, lease written. */
+  readonly lockMs: number[];
+  /** Locked → serving degraded (image open, superblock, Engine.open). */
+  readonly assemblyMs: number[];
+  /** Watch rounds beyond the first (the lock object's PG changed interval under the watch). */
+  readonly extraRounds: number;
+  /** Live holders that stop themselves (lease rule) in this trial's draws. */
+  readonly stops: StopCounts;
   readonly outageMs: number[];
   readonly rebuildMs: number[];
   readonly allOptimalMs: number;
@@ -100,21 +112,10 @@ function pickHosts(rng: Rng, n: number, k: number): number[] {
   return ids.slice(0, k).sort((a, b) => a - b);
 }
 
-/** Lease expiry seen by a claimant polling every pollMs: the dead host's last renewal was a
- * uniform phase of renewMs before the crash, and the claimant's poll clock has its own phase. */
-function detectAt(p: ModelParams, rng: Rng): number {
-  const expiry = p.leaseMs - rng.uniform() * p.renewMs;
-  const phase = rng.uniform() * p.pollMs;
-  return expiry <= phase ? phase : phase + Math.ceil((expiry - phase) / p.pollMs) * p.pollMs;
-}
-
 class Trial {
   private readonly heap = new EventHeap();
   private readonly m: LatencyModel;
   private readonly volumes: Volume[] = [];
-  private readonly waiting = new Map<number, Volume[]>();
-  private readonly busy = new Map<number, number>();
-  private readonly detectedAt = new Map<number, number>();
   private readonly rebuilding = new Set<Volume>();
   private readonly res: TrialResult;
   private served = 0;
@@ -134,21 +135,45 @@ class Trial {
   constructor(private readonly p: ModelParams, private readonly rng: Rng) {
     this.m = latencyModel(p);
     this.osdsUp = p.osds - p.osdsPerHost * p.failHosts;
-    this.res = { detectMs: [], blocklistMs: [], failoverMs: [], outageMs: [], rebuildMs: [], allOptimalMs: 0, peakRho: 0, meanRhoDuringRebuild: 0, peakRebuildMiBPerSec: 0, peakExtraLoad: NO_LOAD, backfillStartMs: Number.NaN, backfillDoneMs: Number.NaN };
+    this.res = { queuedMs: [], detectMs: [], lockMs: [], assemblyMs: [], extraRounds: 0, stops: { monOutage: 0, storageNode: 0, survivors: 0 }, outageMs: [], rebuildMs: [], allOptimalMs: 0, peakRho: 0, meanRhoDuringRebuild: 0, peakRebuildMiBPerSec: 0, peakExtraLoad: NO_LOAD, backfillStartMs: Number.NaN, backfillDoneMs: Number.NaN };
   }
 
   run(): TrialResult {
     const { p, rng } = this;
     const failed = pickHosts(rng, p.hosts, p.failHosts);
     const survivors = Array.from({ length: p.hosts }, (_, i) => i).filter((h) => !failed.includes(h));
+    // Hyperconverged: the dead hosts' OSDs held replicas of some lock objects; those PGs change
+    // interval and block writes until the OSDs are marked down and the PGs re-peer.
+    const peered = p.osdsPerHost > 0 ? peeredAt(p, this.m, rng) : null;
+    (this.res as { stops: StopCounts }).stops = liveHolderStops(p, this.m, rng, peered);
+    const starts: number[] = [];
     for (const h of failed) {
+      const fleetStart = rng.uniform() * p.takerStartMs; // the fleet's decision, once per dead host
       for (let v = 0; v < p.volumesPerHost; v++) {
-        // The orchestrator's choice: the survivor with the fewest volumes taken over so far
-        // (ties to the lowest index), which is round robin over the survivors.
+        // The fleet's choice: round robin over the survivors.
         const to = survivors[this.volumes.length % survivors.length]!;
-        this.volumes.push({ id: this.volumes.length, fromHost: h, toHost: to, servedAt: NaN, remainingMiB: p.volumeGiB * 1024 * p.fillRatio, rateMiBPerSec: 0, rebuiltAt: NaN });
+        starts.push(fleetStart);
+        this.volumes.push({ id: this.volumes.length, fromHost: h, toHost: to, detectedAt: NaN, lockedAt: NaN, servedAt: NaN, remainingMiB: p.volumeGiB * 1024 * p.fillRatio, rateMiBPerSec: 0, rebuiltAt: NaN });
       }
-      this.heap.push({ kind: 'detect', at: detectAt(p, rng), host: h });
+    }
+    // Takeovers do not depend on the OSD load (CLI and monitor calls, the watch): computed up front,
+    // per survivor in the fleet's order, at most takeoversParallel at once.
+    for (const to of survivors) {
+      const slots: number[] = new Array<number>(p.takeoversParallel).fill(0);
+      for (const v of this.volumes.filter((x) => x.toHost === to).sort((a, b) => (starts[a.id]! - starts[b.id]!) || a.id - b.id)) {
+        const slot = slots.indexOf(Math.min(...slots));
+        const begin = Math.max(starts[v.id]!, slots[slot]!);
+        const fate = peered === null ? UNTOUCHED : headerFate(p, rng, peered);
+        const t = takeover(p, this.m, rng, begin, fate);
+        slots[slot] = t.lockedAtMs;
+        v.detectedAt = t.detectedAtMs;
+        v.lockedAt = t.lockedAtMs;
+        this.res.queuedMs.push(begin - starts[v.id]!);
+        this.res.detectMs.push(t.detectedAtMs);
+        this.res.lockMs.push(t.lockedAtMs - t.detectedAtMs);
+        (this.res as { extraRounds: number }).extraRounds += t.rounds - 1;
+        this.heap.push({ kind: 'locked', at: t.lockedAtMs, volume: v.id });
+      }
     }
     // Hyperconverged: the dead hosts' OSDs are down from the crash; Ceph marks them out and
     // starts backfilling their data onto the others after mon_osd_down_out_interval.
@@ -166,8 +191,7 @@ class Trial {
     for (let e = this.heap.pop(); e !== undefined; e = this.heap.pop()) {
       if (++this.events > EVENTS_MAX) throw new Error(`scale-out model: more than ${EVENTS_MAX} events; check the inputs`);
       this.advance(e.at);
-      if (e.kind === 'detect') this.onDetect(e.at, e.host);
-      else if (e.kind === 'blocklisted') this.onBlocklisted(e.at, e.host);
+      if (e.kind === 'locked') this.heap.push({ kind: 'served', at: e.at + this.assemblyMs(), volume: e.volume });
       else if (e.kind === 'served') this.onServed(e.at, e.volume);
       else if (e.kind === 'out') this.onOut(e.at);
       else if (e.version === this.rebuildVersion) this.onRebuilt(e.at);
@@ -195,51 +219,22 @@ class Trial {
     this.lastT = now;
   }
 
-  private onDetect(at: number, host: number): void {
-    this.res.detectMs.push(at);
-    this.detectedAt.set(host, at);
-    const took = this.m.monCmd.sample(this.rng); // the monitors, not the OSDs: no OSD queueing
-    this.res.blocklistMs.push(took);
-    this.heap.push({ kind: 'blocklisted', at: at + took, host });
-  }
-
-  private onBlocklisted(at: number, host: number): void {
-    for (const v of this.volumes.filter((x) => x.fromHost === host)) {
-      const q = this.waiting.get(v.toHost) ?? [];
-      q.push(v);
-      this.waiting.set(v.toHost, q);
-    }
-    for (const h of new Set(this.volumes.filter((x) => x.fromHost === host).map((x) => x.toHost))) this.startFailovers(at, h);
-  }
-
-  /** Lock takeover (one write on the image header), image open, superblock read and write with
-   * the new event counter and lease, then the engine brings the volume up. */
-  private failoverMs(): number {
+  /** Image open (a few reads), superblock read and write with the new event counter, then the
+   * engine brings the volume up degraded; the RBD ops at the cluster's utilisation now. */
+  private assemblyMs(): number {
     const { p, m, rng, rho } = this;
-    let ms = sampleRbdWriteMs(p, m, rng, rho, 4096);
+    let ms = 0;
     for (let i = 0; i < p.openReads; i++) ms += sampleRbdReadMs(p, m, rng, rho, 4096);
     ms += sampleRbdReadMs(p, m, rng, rho, 4096) + sampleRbdWriteMs(p, m, rng, rho, 4096);
     return ms + p.engineOpenMs;
   }
 
-  private startFailovers(at: number, host: number): void {
-    const q = this.waiting.get(host) ?? [];
-    while (q.length > 0 && (this.busy.get(host) ?? 0) < this.p.failoverParallel) {
-      const v = q.shift()!;
-      this.busy.set(host, (this.busy.get(host) ?? 0) + 1);
-      this.heap.push({ kind: 'served', at: at + this.failoverMs(), volume: v.id });
-    }
-  }
-
   private onServed(at: number, id: number): void {
     const v = this.volumes[id]!;
-    const detected = this.detectedAt.get(v.fromHost) ?? 0;
     v.servedAt = at;
-    this.res.failoverMs.push(at - detected);
+    this.res.assemblyMs.push(at - v.lockedAt);
     this.res.outageMs.push(at);
     this.served++;
-    this.busy.set(v.toHost, (this.busy.get(v.toHost) ?? 1) - 1);
-    this.startFailovers(at, v.toHost);
     if (v.remainingMiB <= 0) { v.rebuiltAt = at; this.res.rebuildMs.push(0); }
     else this.rebuilding.add(v);
     this.reallocate(at);

@@ -36,14 +36,39 @@ export interface ModelParams {
   readonly copyUnits: number;
   readonly copyUnitMiB: number;
   readonly nicGbps: number;
+  /** The ownership lease (ONESTACK_RBD_LEASE_MS); renewed every lease/3, the holder stops at okMs + lease − margin. */
   readonly leaseMs: number;
-  readonly renewMs: number;
-  readonly pollMs: number;
+  /** A taker's watch lasts lease + this, read by read every watchPollMs (remote/rbd-lock.ts leaseMoves). */
+  readonly watchExtraMs: number;
+  readonly watchPollMs: number;
+  /** Crash → the fleet starts the volume on a survivor (uniform in [0, this]); onestack has no standby of its own. */
+  readonly takerStartMs: number;
+  /** One `rados` CLI call (getxattr, lock info/get/break, setxattr), one `rbd` call (info, status, lock ls/rm). */
+  readonly radosCliMedianMs: number;
+  readonly radosCliP99Ms: number;
+  readonly rbdCliMedianMs: number;
+  readonly rbdCliP99Ms: number;
+  /** `ceph osd blocklist add`: a monitor proposal. */
   readonly monCmdMedianMs: number;
   readonly monCmdP99Ms: number;
+  /** The placement-group interval check at each end of a watch (`ceph osd map` + `ceph osd dump`, in parallel). */
+  readonly pgCheckMedianMs: number;
+  readonly pgCheckP99Ms: number;
   readonly openReads: number;
   readonly engineOpenMs: number;
-  readonly failoverParallel: number;
+  /** Lock takeovers one survivor runs at once (takeRbdLocks: one image at a time per data dir). */
+  readonly takeoversParallel: number;
+  /** An OSD that dies without telling the monitors is marked down after this grace, then its PGs re-peer. */
+  readonly osdDownGraceMs: number;
+  readonly peeringMedianMs: number;
+  readonly peeringP99Ms: number;
+  /** Ceph on its own nodes: OSDs per storage node (a node's power loss takes them all). */
+  readonly osdsPerStorageNode: number;
+  /** A monitor quorum loss of this length: how many holders stop (the renewal CLI needs the monitors). */
+  readonly monOutageMs: number;
+  /** Daemon CPU per 4 KiB write and per 1 MiB write on the librbd path. */
+  readonly rbdWriteCpuUs: number;
+  readonly rbdWriteCpuUsPerMiB: number;
   readonly writeBehindInFlight: number;
   readonly latencySamples: number;
   /** 0: Ceph on its own storage nodes. K: hyperconverged, K OSDs on every host (they fail with it). */
@@ -54,6 +79,10 @@ export interface ModelParams {
   readonly objectMiB: number;
   readonly minSize: number;
 }
+
+/** The lease's renewal period and the holder's safety margin, as packages/engine/src/remote/rbd-lease.ts computes them. */
+export const renewPeriodMs = (leaseMs: number): number => Math.max(500, Math.floor(leaseMs / 3));
+export const marginMs = (leaseMs: number): number => Math.min(Math.max(1_000, Math.floor(leaseMs / 6)), Math.floor(leaseMs / 3));
 
 /** Utilisation is capped here: past it a queue model says "unbounded", which no run shows. */
 export const RHO_MAX = 0.95;
@@ -127,7 +156,7 @@ export const NO_LOAD: ClusterLoad = { miBPerSec: 0, iops: 0 };
 /** What one healthy host sends: its client writes, times the replicas. Reads stay local
  * (latency-aware reads put 0.0 % of them on the remote leg, docs/transport.md). */
 export function healthyHostLoad(p: ModelParams): ClusterLoad {
-  const leaseIops = (p.volumesPerHost * p.replicas * 1000) / p.renewMs;
+  const leaseIops = (p.volumesPerHost * p.replicas * 1000) / renewPeriodMs(p.leaseMs);
   return { miBPerSec: p.hostWriteMiBPerSec * p.replicas, iops: p.hostWriteIops * p.replicas + leaseIops };
 }
 
@@ -154,7 +183,7 @@ export function backfillLoad(p: ModelParams, miBPerSec: number): ClusterLoad {
   return { miBPerSec: 2 * miBPerSec, iops: (2 * miBPerSec) / p.objectMiB };
 }
 
-function choose(n: number, k: number): number {
+export function choose(n: number, k: number): number {
   if (k < 0 || k > n) return 0;
   let r = 1;
   for (let i = 1; i <= k; i++) r = (r * (n - k + i)) / i;
@@ -182,6 +211,10 @@ export interface LatencyModel {
   readonly osdRead: Lognormal;
   readonly localWrite: Lognormal;
   readonly monCmd: Lognormal;
+  readonly radosCli: Lognormal;
+  readonly rbdCli: Lognormal;
+  readonly pgCheck: Lognormal;
+  readonly peering: Lognormal;
 }
 
 export function latencyModel(p: ModelParams): LatencyModel {
@@ -190,6 +223,10 @@ export function latencyModel(p: ModelParams): LatencyModel {
     osdRead: new Lognormal(p.osdReadMedianMs, p.osdReadP99Ms),
     localWrite: new Lognormal(p.localWriteMedianUs / 1000, p.localWriteP99Us / 1000),
     monCmd: new Lognormal(p.monCmdMedianMs, p.monCmdP99Ms),
+    radosCli: new Lognormal(p.radosCliMedianMs, p.radosCliP99Ms),
+    rbdCli: new Lognormal(p.rbdCliMedianMs, p.rbdCliP99Ms),
+    pgCheck: new Lognormal(p.pgCheckMedianMs, p.pgCheckP99Ms),
+    peering: new Lognormal(p.peeringMedianMs, p.peeringP99Ms),
   };
 }
 

@@ -1,6 +1,6 @@
 // Headless Debian chromium driven by playwright-core (no browser download): launch, screenshots
 // into test/artifacts/, and a log of what the page complained about (console errors, CSP).
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { REPO_ROOT } from './daemon.js';
@@ -50,4 +50,19 @@ export async function pageUntil<T>(page: Page, what: string, probe: () => Promis
     last = await probe();
   }
   return last;
+}
+
+export interface Dashboard { readonly browser: Browser; readonly page: Page; readonly problems: string[] }
+
+/** Chromium on the daemon's GUI (its API token from DATA/api-token), once the dashboard shows and runs on live events. */
+export async function openDashboard(apiPort: number, dataDir: string, context = (): string => ''): Promise<Dashboard> {
+  const token = readFileSync(path.join(dataDir, 'api-token'), 'utf8').trim();
+  const browser = await launchBrowser();
+  const page = await browser.newPage({ viewport: { width: 1360, height: 900 } });
+  page.setDefaultTimeout(15_000);
+  const problems = watchProblems(page);
+  await page.goto(`http://127.0.0.1:${apiPort}/?token=${encodeURIComponent(token)}`);
+  await page.getByTestId('dashboard').waitFor();
+  await pageUntil(page, 'live mode', () => page.getByTestId('live-mode').getAttribute('data-mode'), (m) => m === 'events', 20_000, context);
+  return { browser, page, problems };
 }

@@ -180,17 +180,6 @@ impl Task for AllocatedTask {
     }
 }
 
-#[napi(object)]
-pub struct RbdTargetOptions {
-    pub conf: String,
-    pub id: String,
-    pub keyring: Option<String>,
-    pub pool: String,
-    pub image: String,
-    pub mount_timeout_s: u32,
-    pub op_timeout_s: u32,
-}
-
 fn errno_error(errno: i32, what: &str) -> napi::Error<String> {
     let name = errno_name(errno);
     napi::Error::new(name.clone(), format!("{name}: {what} ({})", std::io::Error::from_raw_os_error(errno)))
@@ -200,15 +189,11 @@ fn errno_error(errno: i32, what: &str) -> napi::Error<String> {
 impl RbdImage {
     /// `notify` is called (on this thread) when results are waiting: call drain().
     #[napi(constructor)]
-    pub fn new(options: RbdTargetOptions, notify: Function<(), ()>) -> napi::Result<Self> {
-        if options.mount_timeout_s == 0 || options.op_timeout_s == 0 {
+    pub fn new(target: Target, notify: Function<(), ()>) -> napi::Result<Self> {
+        if target.mount_timeout_s == 0 || target.op_timeout_s == 0 {
             return Err(napi::Error::from_reason("mountTimeoutS and opTimeoutS must be > 0"));
         }
         let tsfn: Notify = notify.build_threadsafe_function().callee_handled::<false>().build()?;
-        let target = Target {
-            conf: options.conf, id: options.id, keyring: options.keyring, pool: options.pool, image: options.image,
-            mount_timeout_s: options.mount_timeout_s, op_timeout_s: options.op_timeout_s,
-        };
         let shared = Arc::new(Shared { done: Mutex::new(Vec::new()), notify: Mutex::new(Some(tsfn)), in_flight: AtomicU32::new(0) });
         Ok(RbdImage { target, conn: Arc::new(Mutex::new(None)), shared })
     }

@@ -109,7 +109,8 @@ pub fn api() -> Result<&'static Api, String> {
     API.get_or_init(load).as_ref().map_err(Clone::clone)
 }
 
-/// What identifies one image handle; also the registry key.
+/// What identifies one image handle; also the registry key (and the JS constructor's options).
+#[napi_derive::napi(object, js_name = "RbdTargetOptions")]
 #[derive(Clone, PartialEq, Eq, Hash, Debug)]
 pub struct Target {
     pub conf: String,
