@@ -49,12 +49,12 @@ const FLAGS: Readonly<Record<string, Flag>> = {
   'local-write-median-us': { key: 'localWriteMedianUs', def: 20, min: 0.1, max: 1_000_000, source: `${M}: a page-cache leg's write EWMA was 16 µs (docs/transport.md)` },
   'local-write-p99-us': { key: 'localWriteP99Us', def: 200, min: 0.1, max: 10_000_000, source: A },
   'stack-write-us': { key: 'stackWriteUs', def: 142, min: 0, max: 1_000_000, source: `${M}: in-process QD1 4k write through the engine (issue 6 note)` },
-  'host-write-iops': { key: 'hostWriteIops', def: 2000, min: 0, max: 10_000_000, source: `${A}: ~40 % of the measured 4k randwrite ceiling` },
+  'host-write-iops': { key: 'hostWriteIops', def: 2000, min: 0, max: 10_000_000, source: `${A}: ~60 % of the measured 4k randwrite ceiling (--measured-write-iops)` },
   'host-write-mibps': { key: 'hostWriteMiBPerSec', def: 40, min: 0, max: 1_000_000, source: A },
   'host-read-iops': { key: 'hostReadIops', def: 4000, min: 0, max: 10_000_000, source: A },
   'host-read-mibps': { key: 'hostReadMiBPerSec', def: 80, min: 0, max: 1_000_000, source: A },
   qd: { key: 'queueDepth', def: 32, min: 1, max: 4096, int: true, source: 'client queue depth for the throughput bound' },
-  'measured-write-iops': { key: 'measuredWriteIopsCeiling', def: 3400, min: 1, max: 10_000_000, source: `${M}: raid1 local + rbd:// (librbd) 4k randwrite QD32, 3.4k IOPS (pnpm bench:rbd, one loaded 2-core run, one-OSD Ceph)` },
+  'measured-write-iops': { key: 'measuredWriteIopsCeiling', def: 3360, min: 1, max: 10_000_000, source: `${M}: raid1 local + rbd:// (librbd) 4k randwrite QD32 (pnpm bench:rbd, one loaded 2-core run, one-OSD Ceph: bench/results/rbd-2026-11-30T06-51-19-931Z.json)` },
   'rebuild-mibps': { key: 'rebuildMiBPerSec', def: 162, min: 0, max: 1_000_000, source: `${M}: rebuild under the default 200 MiB/s throttle, 161.8 and 165.2 MiB/s (bench/results/rebuild-*.json); 0 = unthrottled` },
   'local-copy-mibps': { key: 'localCopyMiBPerSec', def: 690, min: 1, max: 1_000_000, source: `${M}: unthrottled add-member rebuild, 680-700 MiB/s local to local (issue 11 note)` },
   'copy-units': { key: 'copyUnits', def: 8, min: 1, max: 64, int: true, source: 'code: durable/recovery.ts copies 8 units at once' },
@@ -80,8 +80,8 @@ const FLAGS: Readonly<Record<string, Flag>> = {
   'peering-p99-ms': { key: 'peeringP99Ms', def: 5_000, min: 0.001, max: 600_000, source: A },
   'osds-per-storage-node': { key: 'osdsPerStorageNode', def: 6, min: 1, max: 1000, int: true, source: 'Ceph Reef lab layout: 60 OSDs on 10 nodes' },
   'mon-outage-ms': { key: 'monOutageMs', def: 10_000, min: 0, max: 86_400_000, source: `${A}: a monitor quorum loss of this length (how many holders stop)` },
-  'rbd-write-cpu-us': { key: 'rbdWriteCpuUs', def: 377, min: 0, max: 1_000_000, source: `${M}: daemon CPU per 4k write, linear over rbd:// on librbd (pnpm bench:rbd, one loaded 2-core run)` },
-  'rbd-write-cpu-us-per-mib': { key: 'rbdWriteCpuUsPerMiB', def: 2926, min: 0, max: 10_000_000, source: `${M}: daemon CPU per 1 MiB write, same run` },
+  'rbd-write-cpu-us': { key: 'rbdWriteCpuUs', def: 379, min: 0, max: 1_000_000, source: `${M}: daemon CPU per 4k write, raid1 local + rbd:// on librbd (pnpm bench:rbd, one loaded 2-core run: bench/results/rbd-2026-11-30T06-51-19-931Z.json)` },
+  'rbd-write-cpu-us-per-mib': { key: 'rbdWriteCpuUsPerMiB', def: 2587, min: 0, max: 10_000_000, source: `${M}: daemon CPU per 1 MiB write, same system and run` },
   'write-behind-in-flight': { key: 'writeBehindInFlight', def: 128, min: 1, max: 65_536, int: true, source: 'code: write-behind keeps at most 128 writes in flight to its leg' },
   'osds-per-host': { key: 'osdsPerHost', def: 0, min: 0, max: 64, int: true, source: '0 = Ceph on its own nodes; K = hyperconverged, K OSDs per host that fail with it (then --osds must be 0)' },
   'down-out-ms': { key: 'downOutMs', def: 600_000, min: 0, max: 86_400_000, source: 'Ceph default mon_osd_down_out_interval = 600 s' },
@@ -219,8 +219,8 @@ const pad = (s: string, n: number): string => s.padEnd(n);
 function render(p: ModelParams, s: Summary): string {
   const lines: string[] = [];
   lines.push(`scale-out model: ${p.hosts} hosts, ${p.osds} OSDs (replicas ${p.replicas}), ${p.volumesPerHost} volumes/host of ${p.volumeGiB} GiB (${(p.fillRatio * 100).toFixed(0)} % allocated), ${p.failHosts} host(s) fail at once, ${p.trials} trials, seed ${p.seed}`);
-  lines.push(`${pad('', 44)}${pad('p50', 12)}${pad('p99', 12)}max`);
-  const row = (name: string, q: Quantiles): void => { lines.push(`${pad(name, 44)}${pad(secs(q.p50), 12)}${pad(secs(q.p99), 12)}${secs(q.max)}`); };
+  lines.push(`${pad('', 46)}${pad('p50', 12)}${pad('p99', 12)}max`);
+  const row = (name: string, q: Quantiles): void => { lines.push(`${pad(name, 46)}${pad(secs(q.p50), 12)}${pad(secs(q.p99), 12)}${secs(q.max)}`); };
   row('queued behind the survivor\'s takeovers', s.queuedMs);
   row('detect (crash -> watch sees the lease stop)', s.detectMs);
   row('fence + lock (blocklist, lock rm, break/get)', s.lockMs);
@@ -256,7 +256,7 @@ function render(p: ModelParams, s: Summary): string {
 }
 
 function help(): string {
-  const rows = Object.entries(FLAGS).map(([name, f]) => `  --${pad(name, 24)}${pad(String(f.def), 8)}${f.source}`);
+  const rows = Object.entries(FLAGS).map(([name, f]) => `  --${pad(name, 26)}${pad(String(f.def), 8)}${f.source}`);
   return ['usage: node bench/dist/scale-out-sim.js [--FLAG N ...] [--json]', 'flags (default, source):', ...rows].join('\n');
 }
 

@@ -26,10 +26,11 @@ step="installing Debian packages"
 # Test-only peers (PEERS.md): NBD clients/servers, qemu, fio, FUSE, ext4 and loop tools, iSCSI,
 # systemd-socket-activate (package systemd; test/socket-activation.test.ts), and a one-node Ceph
 # for the rbd:// tests (test/lib/ceph.ts bootstraps it, ~1.5 min; qemu's rbd driver is in
-# qemu-block-extra, which install_qemu_system keeps on the same suite as qemu-utils).
+# qemu-block-extra, which install_qemu_system keeps on the same suite as qemu-utils), and nftables
+# to cut one daemon off from that cluster (test/rbd-partition.test.ts).
 install_debs ca-certificates nbdkit libnbd-bin python3-libnbd qemu-utils fio fuse3 e2fsprogs \
   util-linux mount tgt libiscsi-bin chromium systemd uuid-runtime \
-  ceph-mon ceph-mgr ceph-osd ceph-common
+  ceph-mon ceph-mgr ceph-osd ceph-common nftables
 install_qemu_system
 step="installing node/pnpm"
 ensure_node

@@ -35,6 +35,7 @@ import { buildStatus, liveViewOf, withLiveStates, logOpenReport } from './engine
 import { stopRbdElementOf, stopRbdElements } from './remote/rbd-access.js';
 import { closeVolumes, recordFailures } from './engine-close.js';
 import { watchRbdLocks } from './remote/rbd-fence.js';
+import { rbdAckGate } from './remote/rbd-ack-gate.js';
 import { defaultLog, type AddElementSpec, type CreateVolumeSpec, type EngineOpenOptions, type LogFn } from './engine-types.js';
 
 export type { AddElementSpec, CreateVolumeSpec, EngineOpenOptions, LogFn } from './engine-types.js';
@@ -131,7 +132,8 @@ export class Engine {
       for (const entry of engine.registry.volumes.values()) engine.reshapes.resume(entry);
       engine.onClose(() => engine.reshapes.close());
       const unwatch = watchRbdLocks(loaded.dataDir, { registry: engine.registry, dataPath, log, changed: () => engine.changed() });
-      engine.onClose(async () => unwatch());
+      dataPath.setAckGate(rbdAckGate({ dataDir: loaded.dataDir, registry: engine.registry, dataPath }));
+      engine.onClose(async () => { unwatch(); dataPath.setAckGate(null); });
     } catch (err) {
       await engine.close().catch(() => undefined);
       throw err;

@@ -13,7 +13,7 @@ import { ParityVolumes, stripeSlotsFor } from './parity-volumes.js';
 import type { StripeEngine } from './stripe-engine.js';
 import type { StageKind } from './pools.js';
 import { attach, createShared, type SharedViews } from './shared-layout.js';
-import { Top } from './top.js';
+import { Top, type AckGate } from './top.js';
 import { decodeState, encodeState, type TopologyElement, type TopologyVolume } from './topology.js';
 import { RawIoImpl, type RawIo } from './raw-io.js';
 import { ReadCache } from './read-cache.js';
@@ -175,6 +175,11 @@ export class DataPath {
   /** The router of a reshaping volume (its position, fences, the two views), else undefined. */
   reshapeRouter(index: number): ReshapeRouter | undefined {
     return this.reshapes.router(index);
+  }
+
+  /** The gate every successful request passes before it is acknowledged (datapath/top.ts AckGate). */
+  setAckGate(gate: AckGate | null): void {
+    this.top.setAckGate(gate);
   }
 
   /** Holds new client requests of volume `index` (router or plain) and waits until none is in flight; resolves with the resume. */

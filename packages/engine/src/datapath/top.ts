@@ -42,6 +42,13 @@ interface TopVolume {
 
 type ParentWaiter = { resolve: (parent: number) => void; reject: (err: Error) => void };
 
+/**
+ * Decides, for a request that succeeded, whether its acknowledgement must wait (a promise that
+ * resolves to acknowledge or rejects to fail it) or may go now (null). Runs on every successful
+ * completion: it must answer null cheaply for what it does not hold (remote/rbd-ack-gate.ts).
+ */
+export type AckGate = (volumeIndex: number, op: number) => Promise<void> | null;
+
 export class Top {
   private readonly pending: (Pending | undefined)[];
   private readonly volumes: (TopVolume | undefined)[] = [];
@@ -65,6 +72,7 @@ export class Top {
   private subWaitArmed = false;
   private subsToWake = 0;
   private closedReason: string | null = null;
+  private ackGate: AckGate | null = null;
 
   constructor(
     private readonly v: SharedViews,
@@ -72,6 +80,11 @@ export class Top {
   ) {
     this.pending = new Array<Pending | undefined>(v.params.parents);
     this.parentWaiters = new BoundedFifo(waitersMax);
+  }
+
+  /** Installs (or removes, null) the acknowledgement gate. */
+  setAckGate(gate: AckGate | null): void {
+    this.ackGate = gate;
   }
 
   bindVolume(index: number, layout: Layout, legs: number, queue: SubmissionQueue): void {
@@ -273,7 +286,12 @@ export class Top {
     this.outstandingCount--;
     this.perVolume[p.volumeIndex]!--;
     this.freeParent(parent);
-    if (result === 0) return p.resolve();
+    if (result === 0) {
+      const held = this.ackGate === null ? null : this.ackGate(p.volumeIndex, p.op);
+      if (held === null) return p.resolve();
+      held.then(p.resolve, p.reject);
+      return;
+    }
     if (result === EIO && failedLegs > 0 && p.retries > 0 && this.closedReason === null) {
       // The leg is marked failed now, so the middle stage picks another one.
       return this.start({ ...p, retries: p.retries - 1 });

@@ -15,7 +15,7 @@ import * as path from 'node:path';
 import { EngineError } from '../api-types.js';
 import type { ElementConfig, RbdTarget } from '../config/types.js';
 import {
-  LEASE_KEY, type LeaseObservation, type LeaseState, decide, deadlineOf, formatLease, holderClock, newLeaseState, normalizeAddrs, observe, parseLease, wakeAt,
+  LEASE_KEY, type LeaseObservation, type LeaseState, decide, deadlineOf, formatLease, holderClock, newLeaseState, normalizeAddrs, observe, parseLease, renewPeriodMs, wakeAt,
 } from './rbd-lease.js';
 import {
   BLOCKLIST_S, cli, failed, fence, fenceEarlierRun, headerInterval, headerObject, headerUnservableAt, LOCK_NAME, lockers, lockGet, readLease, spec, writeLease,
@@ -309,6 +309,29 @@ export function onRbdLockLost(dataDir: string, fn: LockLostFn): () => void {
 }
 
 /** The lock state of an element, for status: null when it is not an rbd element of this data dir. */
+/**
+ * When this host last proved it still owns the element's image, on the holder's clock: the start
+ * of its last successful lease write, or the latest instant the monitors showed the lock object
+ * unservable (no host can take it then). `nowMs` is that clock's now, `periodMs` the renewal
+ * period. null: the element's lock is not held here.
+ */
+export function rbdOwnershipProof(dataDir: string, element: string): { provenMs: number; nowMs: number; periodMs: number; lost: string | null } | null {
+  const h = held.get(dataDir)?.find((x) => x.element === element);
+  if (h === undefined) return null;
+  return { provenMs: Math.max(h.lease.okMs, h.lease.strandedMs ?? -Infinity), nowMs: clock(), periodMs: renewPeriodMs(h.leaseMs), lost: h.lost ?? h.lease.fenced };
+}
+
+/** Renews the element's lease now rather than at its period (rbd-ack-gate.ts waits for a fresh proof). */
+export function renewRbdLeaseNow(dataDir: string, element: string): void {
+  const h = held.get(dataDir)?.find((x) => x.element === element);
+  if (h !== undefined && h.lost === null && !h.lease.renewing) settle(h, { kind: 'kick' });
+}
+
+/** Whether this engine holds any ownership lock (the acknowledgement gate's fast path). */
+export function rbdLocksHeld(dataDir: string): boolean {
+  return (held.get(dataDir)?.length ?? 0) > 0;
+}
+
 export function rbdLockOf(dataDir: string, element: string): { host: string; leaseMs: number; lost?: string } | null {
   const h = held.get(dataDir)?.find((x) => x.element === element);
   return h === undefined ? null : { host: h.host, leaseMs: h.leaseMs, ...(h.lost !== null ? { lost: h.lost } : {}) };
