@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Daemon, REPO_ROOT } from './lib/daemon.js';
 import { DATA_OFFSET_BYTES, MiB, removeDir, tempDir, writeConfig } from './lib/files.js';
 import { qemuIo, qemuIoFailed } from './lib/peers.js';
-import { PEER_ENV, explain, run } from './lib/proc.js';
+import { PEER_ENV, explain, run, sleep } from './lib/proc.js';
 import { CEPH_CONF, cephMissing, ensureCeph } from './lib/ceph.js';
 
 const CGROUP_ROOT = '/sys/fs/cgroup/unified';
@@ -90,10 +90,12 @@ describe.skipIf(missing !== null)(`rbd: a holder cut off from the cluster${missi
     }
     const cutMs = Date.now();
     let failed = 0;
-    for (let gen = 4; gen < 64 && failed < 2 && Date.now() - cutMs < 60_000; gen++) {
+    // Writes every ~0.1 s until two fail (A stopped serving); blocks 4..199 stay inside the 16 MiB volume.
+    for (let gen = 4; gen < 200 && failed < 2 && Date.now() - cutMs < 60_000; gen++) {
       const w = await write(a, gen);
       if (qemuIoFailed(w)) failed++;
       else acked.push(gen);
+      await sleep(100);
     }
     expect(failed, a.logs()).toBe(2);
     expect(a.stderr).toMatch(/volume v: stopped serving: element r0 lost its ownership lock/);
