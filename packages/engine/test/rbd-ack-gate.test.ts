@@ -102,6 +102,16 @@ describe('rbd acknowledgement gate (real lease keeper, simulated Ceph CLI, fake 
     await expect(gate(VOLUME, Op.FLUSH)).rejects.toThrow(/lost its ownership lock/);
   });
 
+  it('a lock released while an acknowledgement waits (onestack stopping) fails it rather than acknowledge it', async () => {
+    const gate = rbdAckGate(host(dir, states));
+    ceph.cutOff = true;
+    states[RBD] = 'stale';
+    const waiting = gate(VOLUME, Op.WRITE);
+    expect((await outcome(waiting, 1_000)).what).toBe('pending');
+    void releaseRbdLocks(dir, () => undefined);
+    expect((await outcome(waiting, 1_000)).what).toMatch(/not acknowledged: element r0 released its ownership lock/);
+  });
+
   it('the lock object\'s OSD out (no host can take the lock): acknowledged once the monitors say so, not before', async () => {
     const gate = rbdAckGate(host(dir, states));
     ceph.osdUp = false;

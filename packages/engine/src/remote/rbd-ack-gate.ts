@@ -48,15 +48,21 @@ function lockedRbdLegs(host: AckGateHost, volumeIndex: number): [number, string]
   return [];
 }
 
-/** Null when the acknowledgement may go now, else why it waits; throws when the lock is lost. */
-function blocker(host: AckGateHost, legs: readonly [number, string][], away: AwaySince): string | null {
+/**
+ * Null when the acknowledgement may go now, else the element it waits for; throws when the lock
+ * is lost, or (`waiting`) released meanwhile — an engine closing must not acknowledge it either.
+ */
+function blocker(host: AckGateHost, legs: readonly [number, string][], away: AwaySince, waiting: boolean): string | null {
   for (const [index, name] of legs) {
     if (host.dataPath.elementState(index) === 'active') { // first: the common case reads no clock
       away.delete(index);
       continue;
     }
     const proof = rbdOwnershipProof(host.dataDir, name);
-    if (proof === null) continue; // not locked here (not yet taken, or released)
+    if (proof === null) { // not locked here: not yet taken, or released
+      if (waiting && away.has(index)) throw new DataPathError('EIO', `not acknowledged: element ${name} released its ownership lock (onestack is stopping) before the write reached it`);
+      continue;
+    }
     if (proof.lost !== null) throw new DataPathError('EIO', `not acknowledged: element ${name} lost its ownership lock (${proof.lost}), so another host may serve the volume without this write`);
     let since = away.get(index);
     if (since === undefined) {
@@ -76,7 +82,7 @@ async function waitFor(host: AckGateHost, legs: readonly [number, string][], awa
   while (waiting !== null) {
     if (Date.now() - startedMs > WAIT_MS_MAX) throw new DataPathError('EIO', `not acknowledged: element ${waiting} did not prove its ownership lock within ${WAIT_MS_MAX / 1000} s`);
     await new Promise((r) => setTimeout(r, POLL_MS));
-    waiting = blocker(host, legs, away);
+    waiting = blocker(host, legs, away, true);
   }
 }
 
@@ -89,7 +95,7 @@ export function rbdAckGate(host: AckGateHost): AckGate {
     if (legs.length === 0) return null;
     let first: string | null;
     try {
-      first = blocker(host, legs, away);
+      first = blocker(host, legs, away, false);
     } catch (err) {
       return Promise.reject(err);
     }
