@@ -7,6 +7,7 @@
 import { openRbdImage, type NativeRbdImage, type RbdDone } from '@onestack/native';
 import { DataPathError, type DataPathErrno } from '../datapath/errno.js';
 import type { RemoteDevice, RemoteDeviceInfo } from './connect.js';
+import type { RbdTarget } from '../config/types.js';
 import type { RbdRemoteSpec } from './spec.js';
 
 /** librados' own bounds, from the element's deadline: connects and requests end in errors, never hang. */
@@ -39,6 +40,11 @@ function errnoOf(code: string | null | undefined): DataPathErrno {
     case 'EOPNOTSUPP': return 'ENOTSUP';
     default: return 'EIO';
   }
+}
+
+/** What a thread needs to open the image on the librbd path (the keyring is a path; librbd reads it). */
+export function rbdRemoteSpec(t: RbdTarget, where: string, timeoutMs: number): RbdRemoteSpec {
+  return { kind: 'rbd', where, pool: t.pool, image: t.image, conf: t.conf, id: t.id, timeoutMs, ...(t.keyring !== undefined ? { keyring: t.keyring } : {}) };
 }
 
 export function rbdOpTimeoutS(timeoutMs: number): number {

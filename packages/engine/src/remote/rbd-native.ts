@@ -6,7 +6,7 @@
 import { rbdFence, rbdUnavailable } from '@onestack/native';
 import type { ElementRbdStatus } from '../api-types.js';
 import type { ElementConfig, RbdTarget } from '../config/types.js';
-import { RbdDevice } from './rbd-device.js';
+import { RbdDevice, rbdRemoteSpec } from './rbd-device.js';
 import type { GatewayLog } from './rbd-gateway.js';
 
 /** `ONESTACK_RBD_PATH=gateway` sends every rbd:// element through the gateway (a URI's ?path= wins). */
@@ -36,30 +36,26 @@ interface Keeper {
   error: string | null;
   retryAtMs: number;
   reconnects: number;
-  addrs: string | null;
+  /** This process's Ceph client address(es), once connected. */
+  addrs: string[] | null;
 }
 
 const keepers = new Map<string, Keeper>();
 
 const keyOf = (t: RbdTarget): string => `${t.runDir}\0${t.conf}\0${t.pool}/${t.image}`;
 
-function specOf(k: Keeper): Parameters<typeof RbdDevice.connect>[0] {
-  const t = k.target;
-  return { kind: 'rbd', where: `rbd://${t.pool}/${t.image}`, pool: t.pool, image: t.image, conf: t.conf, id: t.id, timeoutMs: k.timeoutMs, ...(t.keyring !== undefined ? { keyring: t.keyring } : {}) };
-}
-
 async function open(k: Keeper, log: GatewayLog, onAddrs: (addrs: readonly string[]) => void): Promise<void> {
   const label = `rbd ${k.target.pool}/${k.target.image} (element ${k.element})`;
   const startedMs = Date.now();
   try {
-    const device = await RbdDevice.connect(specOf(k));
+    const device = await RbdDevice.connect(rbdRemoteSpec(k.target, `rbd://${k.target.pool}/${k.target.image}`, k.timeoutMs));
     if (k.state === 'fenced') { await device.close(); return; }
     k.device = device;
     k.state = 'up';
     k.error = null;
-    k.addrs = device.clientAddrs();
-    onAddrs(k.addrs.split(',').map((a) => a.trim()).filter((a) => a !== ''));
-    log('info', `${label}: librbd connected in ${Date.now() - startedMs} ms (client ${k.addrs})`);
+    k.addrs = device.clientAddrs().split(',').map((a) => a.trim()).filter((a) => a !== '');
+    onAddrs(k.addrs);
+    log('info', `${label}: librbd connected in ${Date.now() - startedMs} ms (client ${k.addrs.join(', ')})`);
   } catch (err) {
     const error = (err as Error).message;
     if (error !== k.error) log('warn', `${label}: ${error}; the data path retries by itself`);
@@ -133,6 +129,6 @@ export function rbdNativeStatus(target: RbdTarget): ElementRbdStatus {
   const inFlight = k.device?.imageInFlight ?? 0;
   return {
     ...base, restarts: k.reconnects, state: k.state, ...(k.error !== null ? { error: k.error } : {}),
-    ...(k.addrs !== null ? { clientAddrs: k.addrs.split(',').map((a) => a.trim()) } : {}), inFlight,
+    ...(k.addrs !== null ? { clientAddrs: k.addrs } : {}), inFlight,
   };
 }

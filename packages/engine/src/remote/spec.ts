@@ -5,6 +5,7 @@ import * as fs from 'node:fs/promises';
 import { EngineError } from '../api-types.js';
 import type { ElementConfig } from '../config/types.js';
 import { ensureRbdElement } from './rbd-access.js';
+import { rbdRemoteSpec } from './rbd-device.js';
 
 export interface NbdRemoteSpec {
   readonly kind: 'nbd';
@@ -88,10 +89,7 @@ export async function remoteSpecFor(config: ElementConfig): Promise<RemoteSpec> 
     // rbd://: librbd in this process, or a qemu-nbd gateway serving the socket before anyone connects to it.
     if (loc.rbd !== undefined) {
       const path = await ensureRbdElement(config);
-      if (path === 'librbd') {
-        const t = loc.rbd;
-        return { kind: 'rbd', where: config.uri, pool: t.pool, image: t.image, conf: t.conf, id: t.id, timeoutMs: config.timeoutMs, ...(t.keyring !== undefined ? { keyring: t.keyring } : {}) };
-      }
+      if (path === 'librbd') return rbdRemoteSpec(loc.rbd, config.uri, config.timeoutMs);
     }
     let tls: NbdRemoteSpec['tls'];
     if (loc.tls) {
